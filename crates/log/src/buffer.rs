@@ -1,0 +1,262 @@
+//! Byte storage of one live log: a bounded in-memory head, an unnamed spill file for the rest, and
+//! a small tail for truncation notices. Knows nothing of branches, pending reasons or managers.
+//!
+//! Layout of the logical text, by offset:
+//!
+//! ```text
+//! [0, memory.len())                 memory  (at most `memory_limit` bytes, filled first)
+//! [memory.len(), file_end)          spill file (only once the memory part is full)
+//! [file_end, len)                   tail: truncation notices (only after a spill failure)
+//! ```
+//!
+//! One `std::sync::Mutex` guards the memory part, the tail and the writer's bookkeeping; it is held
+//! for one copy (or one positional file write) per append and never across `.await`. The total
+//! length and the end of the file part are published through atomics, so readers of the spilled part
+//! read the file with `read_at` without taking the lock at all.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use tokio::sync::Notify;
+
+/// Largest chunk handed to one reader at a time.
+pub(crate) const MAX_CHUNK: usize = 64 * 1024;
+
+/// The bytes of one live log, shared by its writer and all its readers.
+pub(crate) struct Buffer {
+    state: Mutex<State>,
+    /// The spill file, created on the first byte past the memory limit.
+    file: OnceLock<File>,
+    /// Total length of the text; stored (Release) after the bytes are in place.
+    len: AtomicU64,
+    /// End offset of the spilled part; stored before `len`.
+    file_end: AtomicU64,
+    finished: AtomicBool,
+    /// Woken on every append and on finish.
+    notify: Notify,
+    memory_limit: usize,
+    spill_dir: Option<PathBuf>,
+}
+
+struct State {
+    memory: Vec<u8>,
+    file_len: u64,
+    tail: Vec<u8>,
+    /// Set once the spill file could not be created or written: later output is dropped.
+    truncated: bool,
+    dropped: u64,
+    finished: bool,
+}
+
+impl State {
+    fn len(&self) -> u64 {
+        self.memory.len() as u64 + self.file_len + self.tail.len() as u64
+    }
+}
+
+impl Buffer {
+    pub(crate) fn new(memory_limit: usize, spill_dir: Option<PathBuf>) -> Self {
+        Self {
+            state: Mutex::new(State {
+                memory: Vec::new(),
+                file_len: 0,
+                tail: Vec::new(),
+                truncated: false,
+                dropped: 0,
+                finished: false,
+            }),
+            file: OnceLock::new(),
+            len: AtomicU64::new(0),
+            file_end: AtomicU64::new(0),
+            finished: AtomicBool::new(false),
+            notify: Notify::new(),
+            memory_limit,
+            spill_dir,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the state inconsistent in a way that matters
+        // more than losing the log, so recover from poisoning.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends `data`. Returns `false` (and stores nothing) if the buffer is finished.
+    pub(crate) fn append(&self, data: &[u8]) -> bool {
+        if data.is_empty() {
+            return !self.finished.load(Ordering::Acquire);
+        }
+        let mut state = self.lock();
+        if state.finished {
+            return false;
+        }
+        let room = self.memory_limit - state.memory.len();
+        let in_memory = room.min(data.len());
+        if in_memory > 0 {
+            reserve_bounded(&mut state.memory, in_memory, self.memory_limit);
+            state.memory.extend_from_slice(&data[..in_memory]);
+        }
+        let rest = &data[in_memory..];
+        if !rest.is_empty() {
+            self.spill(&mut state, rest);
+        }
+        self.publish(&state);
+        drop(state);
+        self.notify.notify_waiters();
+        true
+    }
+
+    /// Marks the buffer finished. Returns `true` the first time only.
+    pub(crate) fn finish(&self) -> bool {
+        let mut state = self.lock();
+        if state.finished {
+            return false;
+        }
+        if state.dropped > 0 {
+            let notice = format!(
+                "=== {} bytes of output were dropped after the log was truncated\n",
+                state.dropped
+            );
+            state.tail.extend_from_slice(notice.as_bytes());
+        }
+        state.finished = true;
+        self.publish(&state);
+        self.finished.store(true, Ordering::Release);
+        drop(state);
+        self.notify.notify_waiters();
+        true
+    }
+
+    fn publish(&self, state: &State) {
+        self.file_end.store(
+            state.memory.len() as u64 + state.file_len,
+            Ordering::Release,
+        );
+        self.len.store(state.len(), Ordering::Release);
+    }
+
+    fn spill(&self, state: &mut State, data: &[u8]) {
+        if state.truncated {
+            state.dropped += data.len() as u64;
+            return;
+        }
+        let file = match self.spill_file() {
+            Ok(file) => file,
+            Err(error) => {
+                tracing::error!(%error, "cannot create the spill file of a live log");
+                truncate(state, &format!("cannot create the spill file: {error}"));
+                state.dropped += data.len() as u64;
+                return;
+            }
+        };
+        let mut written = 0;
+        while written < data.len() {
+            match file.write_at(&data[written..], state.file_len + written as u64) {
+                Ok(0) => {
+                    let error = io::Error::from(io::ErrorKind::WriteZero);
+                    self.write_failed(state, &error, data.len() - written);
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    state.file_len += written as u64;
+                    self.write_failed(state, &error, data.len() - written);
+                    return;
+                }
+            }
+        }
+        state.file_len += written as u64;
+    }
+
+    fn write_failed(&self, state: &mut State, error: &io::Error, lost: usize) {
+        tracing::error!(%error, "cannot write to the spill file of a live log");
+        truncate(state, &format!("cannot write to the spill file: {error}"));
+        state.dropped += lost as u64;
+    }
+
+    fn spill_file(&self) -> io::Result<&File> {
+        if let Some(file) = self.file.get() {
+            return Ok(file);
+        }
+        let file = match &self.spill_dir {
+            Some(dir) => tempfile::tempfile_in(dir)?,
+            None => tempfile::tempfile()?,
+        };
+        // Only the writer (holding the state lock) initialises the cell, so this cannot race.
+        Ok(self.file.get_or_init(|| file))
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.len.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn notify(&self) -> &Notify {
+        &self.notify
+    }
+
+    /// Bytes of heap memory held for the text (the spilled part is not counted).
+    pub(crate) fn memory_bytes(&self) -> usize {
+        let state = self.lock();
+        state.memory.capacity() + state.tail.capacity()
+    }
+
+    /// Reads up to `max` bytes at `offset`, not past `end`. `end` must be at most `len()`.
+    /// Returns an empty vector only if `offset >= end`.
+    pub(crate) fn read_at(&self, offset: u64, end: u64, max: usize) -> io::Result<Vec<u8>> {
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let want = usize::try_from(end - offset).unwrap_or(usize::MAX).min(max);
+        if offset < self.memory_limit as u64 {
+            // The memory part is filled before anything else, so it holds `offset`.
+            let state = self.lock();
+            let start = offset as usize;
+            let stop = start.saturating_add(want).min(state.memory.len());
+            return Ok(state.memory.get(start..stop).unwrap_or_default().to_vec());
+        }
+        let file_end = self.file_end.load(Ordering::Acquire);
+        if offset < file_end {
+            let file = self
+                .file
+                .get()
+                .expect("a spilled part exists only once the spill file was created");
+            let want = want.min(usize::try_from(file_end - offset).unwrap_or(usize::MAX));
+            let mut chunk = vec![0; want];
+            file.read_exact_at(&mut chunk, offset - self.memory_limit as u64)?;
+            return Ok(chunk);
+        }
+        let state = self.lock();
+        let tail_start = state.memory.len() as u64 + state.file_len;
+        let start = usize::try_from(offset - tail_start).unwrap_or(usize::MAX);
+        let stop = start.saturating_add(want).min(state.tail.len());
+        Ok(state.tail.get(start..stop).unwrap_or_default().to_vec())
+    }
+}
+
+/// Appends a visible truncation notice and stops spilling.
+fn truncate(state: &mut State, reason: &str) {
+    state.truncated = true;
+    let notice = format!("\n=== log truncated: {reason}; further output is dropped\n");
+    state.tail.extend_from_slice(notice.as_bytes());
+}
+
+/// Reserves room for `additional` bytes without growing the capacity past `limit`.
+fn reserve_bounded(memory: &mut Vec<u8>, additional: usize, limit: usize) {
+    let needed = memory.len() + additional;
+    if needed <= memory.capacity() {
+        return;
+    }
+    let target = (memory.capacity() * 2).max(needed).max(4096).min(limit);
+    memory.reserve_exact(target - memory.len());
+}

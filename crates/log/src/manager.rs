@@ -1,0 +1,156 @@
+//! The registry of active live logs, one per branch ([`LogManager`]) and its settings
+//! ([`LogConfig`]). Knows how logs are registered and unregistered, not how they store bytes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::Error;
+use crate::live_log::{LiveLog, LiveLogSpec};
+
+/// Default number of bytes of each log kept in memory before the rest spills to a temporary file.
+pub const DEFAULT_MEMORY_LIMIT: usize = 1024 * 1024;
+
+/// Settings shared by every live log of a [`LogManager`].
+///
+/// ```
+/// use datakit_ci_log::{LogConfig, LogManager};
+///
+/// let manager = LogManager::with_config(LogConfig::default().memory_limit(64 * 1024));
+/// assert!(manager.active().is_empty());
+/// ```
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    memory_limit: usize,
+    spill_dir: Option<PathBuf>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            spill_dir: None,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Bytes of each log kept in memory (default [`DEFAULT_MEMORY_LIMIT`]); the rest of the log is
+    /// written to an unnamed temporary file. `0` spills everything.
+    #[must_use]
+    pub fn memory_limit(mut self, bytes: usize) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// Directory for the unnamed spill files (default: the system temporary directory).
+    #[must_use]
+    pub fn spill_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spill_dir = Some(dir.into());
+        self
+    }
+
+    /// The configured in-memory bound, in bytes.
+    pub fn memory_limit_bytes(&self) -> usize {
+        self.memory_limit
+    }
+
+    /// The configured spill directory, if any.
+    pub fn spill_dir_path(&self) -> Option<&Path> {
+        self.spill_dir.as_deref()
+    }
+}
+
+/// Registry of active live logs, one per branch.
+///
+/// Cheap to clone (an `Arc` inside); clones share the registry. There is no global instance: the
+/// engine creates one and passes it to whoever creates or looks up logs.
+#[derive(Clone, Default)]
+pub struct LogManager {
+    registry: Arc<Registry>,
+}
+
+#[derive(Default)]
+pub(crate) struct Registry {
+    logs: Mutex<BTreeMap<String, LiveLog>>,
+    config: LogConfig,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, LiveLog>> {
+        self.logs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Unregisters `log` if it is the one registered on its branch.
+    pub(crate) fn remove(&self, log: &LiveLog) {
+        let mut logs = self.lock();
+        if logs
+            .get(log.branch())
+            .is_some_and(|active| active.same_as(log))
+        {
+            logs.remove(log.branch());
+        }
+    }
+}
+
+impl LogManager {
+    /// A manager with the default [`LogConfig`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A manager whose logs use `config`.
+    pub fn with_config(config: LogConfig) -> Self {
+        Self {
+            registry: Arc::new(Registry {
+                logs: Mutex::new(BTreeMap::new()),
+                config,
+            }),
+        }
+    }
+
+    /// The settings of this manager's logs.
+    pub fn config(&self) -> &LogConfig {
+        &self.registry.config
+    }
+
+    /// Creates and registers a live log on `spec.branch`.
+    ///
+    /// Fails with [`Error::AlreadyActive`] if a live log is already active on that branch; once that
+    /// log is [finished](LiveLog::finish) the branch is free again.
+    pub fn create(&self, spec: LiveLogSpec) -> Result<LiveLog, Error> {
+        let mut logs = self.registry.lock();
+        if logs.contains_key(&spec.branch) {
+            return Err(Error::AlreadyActive {
+                branch: spec.branch,
+            });
+        }
+        let log = LiveLog::new(spec, &self.registry.config, Arc::downgrade(&self.registry));
+        logs.insert(log.branch().to_owned(), log.clone());
+        tracing::debug!(branch = log.branch(), "live log created");
+        Ok(log)
+    }
+
+    /// The active live log on `branch`, if any.
+    pub fn get(&self, branch: &str) -> Option<LiveLog> {
+        self.registry.lock().get(branch).cloned()
+    }
+
+    /// All active live logs, sorted by branch.
+    pub fn active(&self) -> Vec<LiveLog> {
+        self.registry.lock().values().cloned().collect()
+    }
+}
+
+impl fmt::Debug for LogManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let logs = self.registry.lock();
+        f.debug_struct("LogManager")
+            .field("active", &logs.keys().collect::<Vec<_>>())
+            .field("config", &self.registry.config)
+            .finish()
+    }
+}

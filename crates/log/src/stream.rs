@@ -1,0 +1,113 @@
+//! Readers of a live log: the asynchronous [`LogStream`] that follows the log until it finishes,
+//! and the synchronous [`LogReader`] over the text written so far. Readers keep only an offset;
+//! they never buffer the log.
+
+use std::fmt;
+use std::io;
+use std::pin::pin;
+use std::sync::Arc;
+
+use crate::buffer::{Buffer, MAX_CHUNK};
+
+/// Asynchronous stream of a live log's bytes from offset 0: every stream gets every byte, in order,
+/// in chunks of at most 64 KiB.
+///
+/// Made by [`LiveLog::stream`](crate::LiveLog::stream). Each stream is independent; a slow stream
+/// never slows the writer down.
+pub struct LogStream {
+    buffer: Arc<Buffer>,
+    offset: u64,
+}
+
+impl LogStream {
+    pub(crate) fn new(buffer: Arc<Buffer>) -> Self {
+        Self { buffer, offset: 0 }
+    }
+
+    /// The next chunk of bytes, waiting for new data if the stream has caught up with the writer.
+    /// `None` once the log is finished and everything was read.
+    ///
+    /// Cancel-safe: dropping the future loses no bytes.
+    pub async fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        loop {
+            // Register for a wake-up before looking, so that an append between the look and the
+            // wait is not missed.
+            let mut notified = pin!(self.buffer.notify().notified());
+            notified.as_mut().enable();
+            let finished = self.buffer.is_finished();
+            let len = self.buffer.len();
+            if self.offset < len {
+                let chunk = self.buffer.read_at(self.offset, len, MAX_CHUNK)?;
+                self.offset += chunk.len() as u64;
+                return Ok(Some(chunk));
+            }
+            if finished {
+                return Ok(None);
+            }
+            notified.await;
+        }
+    }
+
+    /// Number of bytes returned so far.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+}
+
+impl fmt::Debug for LogStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogStream")
+            .field("offset", &self.offset)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Synchronous [`io::Read`] over the text a live log held when the reader was made.
+///
+/// Made by [`LiveLog::reader`](crate::LiveLog::reader); meant for saving a log to the store without
+/// loading it whole. Reads of the spilled part are file reads: call it from blocking code (e.g.
+/// `spawn_blocking`) for large logs.
+pub struct LogReader {
+    buffer: Arc<Buffer>,
+    offset: u64,
+    end: u64,
+}
+
+impl LogReader {
+    pub(crate) fn new(buffer: Arc<Buffer>) -> Self {
+        let end = buffer.len();
+        Self {
+            buffer,
+            offset: 0,
+            end,
+        }
+    }
+
+    /// Number of bytes this reader will return in total.
+    pub fn total_len(&self) -> u64 {
+        self.end
+    }
+}
+
+impl io::Read for LogReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() || self.offset >= self.end {
+            return Ok(0);
+        }
+        let chunk = self
+            .buffer
+            .read_at(self.offset, self.end, buf.len().min(MAX_CHUNK))?;
+        buf[..chunk.len()].copy_from_slice(&chunk);
+        self.offset += chunk.len() as u64;
+        Ok(chunk.len())
+    }
+}
+
+impl fmt::Debug for LogReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogReader")
+            .field("offset", &self.offset)
+            .field("end", &self.end)
+            .finish_non_exhaustive()
+    }
+}
