@@ -1,0 +1,335 @@
+//! Reading the forge's view from a `github-metadata` snapshot (spec §4): pull requests, refs and
+//! commit statuses of any repository.
+//!
+//! Values are trimmed; a PR needs `head`, `state` and `owner`; a ref is any directory under
+//! `ref/` holding a `head` file. Entries whose names do not fit the layout are skipped with a
+//! warning rather than failing the whole read (the original raised, spec §9 item 14).
+
+use std::fmt;
+
+use datakit_ci_store::{Snapshot, StorePath};
+
+use crate::ids::{CommitHash, RefName, RepoId, TargetId};
+
+/// A metadata snapshot could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetadataError {
+    /// The store failed to read the snapshot.
+    #[error("cannot read metadata at {path:?}")]
+    Store {
+        /// The path being read.
+        path: String,
+        /// The store's error.
+        #[source]
+        source: datakit_ci_store::Error,
+    },
+    /// A value in the snapshot is malformed.
+    #[error("invalid metadata at {path:?}: {problem}")]
+    Invalid {
+        /// The file holding the value.
+        path: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// Whether a pull request is open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrState {
+    /// Open.
+    Open,
+    /// Closed or merged.
+    Closed,
+}
+
+/// A pull request as mirrored in the metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrInfo {
+    /// The repository.
+    pub repo: RepoId,
+    /// The PR number.
+    pub number: u64,
+    /// The head commit.
+    pub head: CommitHash,
+    /// Open or closed.
+    pub state: PrState,
+    /// The title (empty when absent).
+    pub title: String,
+    /// Who opened it.
+    pub owner: String,
+    /// The branch it targets (`master` when absent).
+    pub base: String,
+}
+
+/// A ref (branch, tag, …) as mirrored in the metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefInfo {
+    /// The repository.
+    pub repo: RepoId,
+    /// The ref's name, e.g. `heads/main`.
+    pub name: RefName,
+    /// The commit it points to.
+    pub head: CommitHash,
+}
+
+/// A resolved target: its id plus current metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A pull request.
+    Pr(PrInfo),
+    /// A ref.
+    Ref(RefInfo),
+}
+
+impl Target {
+    /// The target's id.
+    pub fn id(&self) -> TargetId {
+        match self {
+            Target::Pr(pr) => TargetId::Pr(pr.repo.clone(), pr.number),
+            Target::Ref(r) => TargetId::Ref(r.repo.clone(), r.name.clone()),
+        }
+    }
+
+    /// The commit being tested.
+    pub fn head(&self) -> &CommitHash {
+        match self {
+            Target::Pr(pr) => &pr.head,
+            Target::Ref(r) => &r.head,
+        }
+    }
+}
+
+/// The state of a commit status (another CI's or our own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CiState {
+    /// The check errored.
+    Error,
+    /// The check failed.
+    Failure,
+    /// The check is running.
+    Pending,
+    /// The check passed.
+    Success,
+}
+
+impl fmt::Display for CiState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CiState::Error => "error",
+            CiState::Failure => "failure",
+            CiState::Pending => "pending",
+            CiState::Success => "success",
+        })
+    }
+}
+
+/// A commit status as mirrored in the metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CiStatus {
+    /// Its state (unknown words read as `failure`).
+    pub state: CiState,
+    /// The description, if any.
+    pub description: Option<String>,
+    /// The link, if any.
+    pub target_url: Option<String>,
+}
+
+/// The metadata path that holds everything about `target`.
+pub fn target_path(target: &TargetId) -> Result<StorePath, MetadataError> {
+    match target {
+        TargetId::Pr(repo, n) => store_path(&format!("{repo}/pr/{n}")),
+        TargetId::Ref(repo, name) => store_path(&format!("{repo}/ref/{name}")),
+    }
+}
+
+/// The metadata path of the status `context` (e.g. `ci/datakit/test`) of `commit`.
+pub fn status_path(
+    repo: &RepoId,
+    commit: &CommitHash,
+    context: &str,
+) -> Result<StorePath, MetadataError> {
+    store_path(&format!("{repo}/commit/{commit}/status/{context}"))
+}
+
+fn store_path(path: &str) -> Result<StorePath, MetadataError> {
+    StorePath::new(path).map_err(|source| MetadataError::Store {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Reads the forge's view from a metadata snapshot.
+#[derive(Clone, Copy)]
+pub struct MetadataReader<'a> {
+    snapshot: &'a Snapshot,
+}
+
+impl<'a> MetadataReader<'a> {
+    /// A reader over `snapshot`.
+    pub fn new(snapshot: &'a Snapshot) -> Self {
+        MetadataReader { snapshot }
+    }
+
+    fn read(&self, path: &str) -> Result<Option<String>, MetadataError> {
+        let store_path = store_path(path)?;
+        let bytes =
+            self.snapshot
+                .read_file(&store_path)
+                .map_err(|source| MetadataError::Store {
+                    path: path.to_owned(),
+                    source,
+                })?;
+        Ok(bytes.map(|b| String::from_utf8_lossy(&b).trim().to_owned()))
+    }
+
+    fn list(&self, path: &str) -> Result<Vec<String>, MetadataError> {
+        let store_path = store_path(path)?;
+        let entries =
+            self.snapshot
+                .read_dir(&store_path)
+                .map_err(|source| MetadataError::Store {
+                    path: path.to_owned(),
+                    source,
+                })?;
+        Ok(entries.unwrap_or_default())
+    }
+
+    fn hash(&self, path: &str) -> Result<Option<CommitHash>, MetadataError> {
+        self.read(path)?
+            .map(|text| {
+                text.parse()
+                    .map_err(|e: crate::ids::Error| MetadataError::Invalid {
+                        path: path.to_owned(),
+                        problem: e.to_string(),
+                    })
+            })
+            .transpose()
+    }
+
+    /// The current state of `target`, or `None` if it is not in the metadata.
+    pub fn target(&self, target: &TargetId) -> Result<Option<Target>, MetadataError> {
+        match target {
+            TargetId::Pr(repo, n) => Ok(self.pr(repo, *n)?.map(Target::Pr)),
+            TargetId::Ref(repo, name) => Ok(self.git_ref(repo, name)?.map(Target::Ref)),
+        }
+    }
+
+    /// Pull request `number` of `repo`, if present with its required files.
+    pub fn pr(&self, repo: &RepoId, number: u64) -> Result<Option<PrInfo>, MetadataError> {
+        let dir = format!("{repo}/pr/{number}");
+        let (Some(head), Some(state), Some(owner)) = (
+            self.hash(&format!("{dir}/head"))?,
+            self.read(&format!("{dir}/state"))?,
+            self.read(&format!("{dir}/owner"))?,
+        ) else {
+            return Ok(None);
+        };
+        let state = match state.as_str() {
+            "open" => PrState::Open,
+            "closed" => PrState::Closed,
+            other => {
+                tracing::warn!(pr = %dir, state = other, "invalid PR state; treating as closed");
+                PrState::Closed
+            }
+        };
+        Ok(Some(PrInfo {
+            repo: repo.clone(),
+            number,
+            head,
+            state,
+            title: self.read(&format!("{dir}/title"))?.unwrap_or_default(),
+            owner,
+            base: self
+                .read(&format!("{dir}/base"))?
+                .unwrap_or_else(|| "master".to_owned()),
+        }))
+    }
+
+    /// Ref `name` of `repo`, if present.
+    pub fn git_ref(&self, repo: &RepoId, name: &RefName) -> Result<Option<RefInfo>, MetadataError> {
+        Ok(self
+            .hash(&format!("{repo}/ref/{name}/head"))?
+            .map(|head| RefInfo {
+                repo: repo.clone(),
+                name: name.clone(),
+                head,
+            }))
+    }
+
+    /// Every pull request of `repo`, by number.
+    pub fn prs(&self, repo: &RepoId) -> Result<Vec<PrInfo>, MetadataError> {
+        let mut numbers: Vec<u64> = Vec::new();
+        for entry in self.list(&format!("{repo}/pr"))? {
+            match entry.parse() {
+                Ok(n) => numbers.push(n),
+                Err(_) => {
+                    tracing::warn!(repo = %repo, entry, "skipping PR directory that is not a number")
+                }
+            }
+        }
+        numbers.sort_unstable();
+        let mut prs = Vec::new();
+        for n in numbers {
+            prs.extend(self.pr(repo, n)?);
+        }
+        Ok(prs)
+    }
+
+    /// Every ref of `repo` (any directory under `ref/` with a `head` file), by name.
+    pub fn refs(&self, repo: &RepoId) -> Result<Vec<RefInfo>, MetadataError> {
+        let mut refs = Vec::new();
+        let mut stack: Vec<Vec<String>> = vec![Vec::new()];
+        while let Some(prefix) = stack.pop() {
+            let dir = if prefix.is_empty() {
+                format!("{repo}/ref")
+            } else {
+                format!("{repo}/ref/{}", prefix.join("/"))
+            };
+            for entry in self.list(&dir)? {
+                if entry == "head" && !prefix.is_empty() {
+                    match RefName::new(&prefix) {
+                        Ok(name) => refs.extend(self.git_ref(repo, &name)?),
+                        Err(e) => tracing::warn!(repo = %repo, error = %e, "skipping ref"),
+                    }
+                } else if RefName::new([entry.as_str()]).is_ok() {
+                    let mut child = prefix.clone();
+                    child.push(entry);
+                    stack.push(child);
+                } else {
+                    tracing::warn!(repo = %repo, entry, "skipping ref component with invalid characters");
+                }
+            }
+        }
+        refs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(refs)
+    }
+
+    /// The status `context` (e.g. `ci/circleci`) of `commit` in `repo`, if one was reported.
+    pub fn status(
+        &self,
+        repo: &RepoId,
+        commit: &CommitHash,
+        context: &str,
+    ) -> Result<Option<CiStatus>, MetadataError> {
+        let dir = format!("{repo}/commit/{commit}/status/{context}");
+        let Some(state) = self.read(&format!("{dir}/state"))? else {
+            return Ok(None);
+        };
+        let state = match state.as_str() {
+            "error" => CiState::Error,
+            "failure" => CiState::Failure,
+            "pending" => CiState::Pending,
+            "success" => CiState::Success,
+            other => {
+                tracing::warn!(status = %dir, state = other, "unknown status state; treating as failure");
+                CiState::Failure
+            }
+        };
+        Ok(Some(CiStatus {
+            state,
+            description: self.read(&format!("{dir}/description"))?,
+            target_url: self.read(&format!("{dir}/target_url"))?,
+        }))
+    }
+}
