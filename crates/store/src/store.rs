@@ -1,0 +1,288 @@
+//! The store itself ([`Store`]), its branches ([`Branch`]) and commits ([`Commit`]): opening and
+//! locking the repository, reading refs and commits, and per-branch commit serialisation and watches.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use crate::lock::StoreLock;
+use crate::repo::Repo;
+use crate::transaction::Transaction;
+use crate::{BranchName, CommitId, Error, Snapshot};
+
+/// A Git-backed state store owned exclusively by this engine. Cheap to clone; the lock is released
+/// when the last clone (and the last [`Branch`] or [`Transaction`] made from it) is dropped.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    path: PathBuf,
+    repo: Arc<Repo>,
+    branches: Mutex<HashMap<BranchName, Arc<BranchState>>>,
+    _lock: StoreLock,
+}
+
+/// In-process state of one branch: commits to it are serialised, and its head is broadcast.
+pub(crate) struct BranchState {
+    pub(crate) commit_lock: tokio::sync::Mutex<()>,
+    pub(crate) head: watch::Sender<Option<CommitId>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.shared.path)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens the bare repository at `path`, creating it (like `git init --bare`) if the directory is
+    /// missing or empty, and takes the exclusive lock `<path>/datakit-ci.lock` (holding our PID).
+    ///
+    /// A second opener, in another process or this one, gets [`Error::Locked`] naming the holder's PID.
+    /// This does a little blocking file-system work; call it at start-up.
+    pub fn open(path: &Path) -> Result<Store, Error> {
+        std::fs::create_dir_all(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        // The repository is created before the lock file because `git init --bare` wants an empty directory.
+        let repo = Repo::open_or_init(path)?;
+        let lock = StoreLock::acquire(path)?;
+        Ok(Store {
+            shared: Arc::new(Shared {
+                path: path.to_owned(),
+                repo: Arc::new(repo),
+                branches: Mutex::new(HashMap::new()),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// The store's directory (the bare repository).
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// A handle on the branch `name`, which may not exist yet.
+    pub fn branch(&self, name: &BranchName) -> Branch {
+        Branch {
+            store: self.clone(),
+            name: name.clone(),
+        }
+    }
+
+    /// All branches, sorted by name.
+    pub async fn branches(&self) -> Result<Vec<BranchName>, Error> {
+        let repo = Arc::clone(&self.shared.repo);
+        run_blocking(move || {
+            let repo = repo.get();
+            let platform = repo.references().map_err(Error::git("list references"))?;
+            let mut names = Vec::new();
+            for reference in platform
+                .local_branches()
+                .map_err(Error::git("list branches"))?
+            {
+                let reference = reference.map_err(Error::git("read reference"))?;
+                let short = reference.name().shorten().to_string();
+                match BranchName::new(short) {
+                    Ok(name) => names.push(name),
+                    Err(error) => {
+                        tracing::warn!(%error, "skipping branch with an unsupported name")
+                    }
+                }
+            }
+            names.sort();
+            Ok(names)
+        })
+        .await
+    }
+
+    /// Loads the commit `id`.
+    pub async fn commit(&self, id: CommitId) -> Result<Commit, Error> {
+        let repo = Arc::clone(&self.shared.repo);
+        run_blocking(move || load_commit(&repo, id)).await
+    }
+
+    pub(crate) fn repo(&self) -> &Arc<Repo> {
+        &self.shared.repo
+    }
+
+    /// The in-process state of `name`, made on first use from the branch's current head.
+    pub(crate) fn branch_state(&self, name: &BranchName) -> Arc<BranchState> {
+        let mut branches = self
+            .shared
+            .branches
+            .lock()
+            .expect("branch table lock poisoned");
+        if let Some(state) = branches.get(name) {
+            return Arc::clone(state);
+        }
+        let head = match read_head(&self.shared.repo.get(), name) {
+            Ok(head) => head,
+            Err(error) => {
+                tracing::warn!(branch = %name, %error, "cannot read branch head; watching from none");
+                None
+            }
+        };
+        let state = Arc::new(BranchState {
+            commit_lock: tokio::sync::Mutex::new(()),
+            head: watch::Sender::new(head),
+        });
+        branches.insert(name.clone(), Arc::clone(&state));
+        state
+    }
+}
+
+/// Runs blocking Git work on tokio's blocking pool.
+pub(crate) async fn run_blocking<T, F>(work: F) -> Result<T, Error>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, Error> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(Error::Task)?
+}
+
+/// Reads the commit the branch points at (`None` if the branch does not exist).
+pub(crate) fn read_head(
+    repo: &gix::Repository,
+    name: &BranchName,
+) -> Result<Option<CommitId>, Error> {
+    let reference = repo
+        .try_find_reference(name.full_ref().as_str())
+        .map_err(Error::git("read branch reference"))?;
+    match reference {
+        None => Ok(None),
+        Some(mut reference) => {
+            let id = reference
+                .peel_to_id()
+                .map_err(Error::git("resolve branch reference"))?;
+            Ok(Some(CommitId::from_object_id(id.detach())))
+        }
+    }
+}
+
+pub(crate) fn load_commit(repo: &Arc<Repo>, id: CommitId) -> Result<Commit, Error> {
+    let handle = repo.get();
+    let object = handle
+        .try_find_object(id.object_id())
+        .map_err(Error::git("read commit"))?
+        .ok_or(Error::MissingCommit { id })?;
+    if object.kind != gix::objs::Kind::Commit {
+        return Err(Error::MissingCommit { id });
+    }
+    let commit = object.into_commit();
+    let decoded = commit.decode().map_err(Error::git("decode commit"))?;
+    let data = CommitData {
+        id,
+        parents: decoded.parents().map(CommitId::from_object_id).collect(),
+        message: String::from_utf8_lossy(decoded.message).into_owned(),
+        tree: decoded.tree(),
+    };
+    Ok(Commit {
+        data: Arc::new(data),
+        repo: Arc::clone(repo),
+    })
+}
+
+/// A branch of the store (which may not exist yet). Cheap to clone.
+#[derive(Clone)]
+pub struct Branch {
+    store: Store,
+    name: BranchName,
+}
+
+impl std::fmt::Debug for Branch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Branch").field("name", &self.name).finish()
+    }
+}
+
+impl Branch {
+    /// The branch's name.
+    pub fn name(&self) -> &BranchName {
+        &self.name
+    }
+
+    /// The commit the branch points at, or `None` if it does not exist.
+    pub async fn head(&self) -> Result<Option<Commit>, Error> {
+        let repo = Arc::clone(self.store.repo());
+        let name = self.name.clone();
+        run_blocking(move || match read_head(&repo.get(), &name)? {
+            None => Ok(None),
+            Some(id) => load_commit(&repo, id).map(Some),
+        })
+        .await
+    }
+
+    /// Opens a transaction on the branch's current head (or on an empty tree if it does not exist).
+    pub async fn transaction(&self) -> Result<Transaction, Error> {
+        let store = self.store.clone();
+        let name = self.name.clone();
+        run_blocking(move || Transaction::open(store, name)).await
+    }
+
+    /// Watches the branch head: the receiver's current value is the head now, and it changes after
+    /// every commit made to this branch through this store. Nothing else writes to the store while we
+    /// hold its lock, so in-process notification is enough.
+    pub fn watch(&self) -> watch::Receiver<Option<CommitId>> {
+        self.store.branch_state(&self.name).head.subscribe()
+    }
+}
+
+struct CommitData {
+    id: CommitId,
+    parents: Vec<CommitId>,
+    message: String,
+    tree: gix::ObjectId,
+}
+
+/// A commit of the store. Cheap to clone.
+#[derive(Clone)]
+pub struct Commit {
+    data: Arc<CommitData>,
+    repo: Arc<Repo>,
+}
+
+impl std::fmt::Debug for Commit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Commit")
+            .field("id", &self.data.id)
+            .field("parents", &self.data.parents)
+            .field("message", &self.data.message)
+            .finish()
+    }
+}
+
+impl Commit {
+    /// The commit's id.
+    pub fn id(&self) -> CommitId {
+        self.data.id
+    }
+
+    /// The parent commits (none for the first commit of a branch).
+    pub fn parents(&self) -> &[CommitId] {
+        &self.data.parents
+    }
+
+    /// The commit message, exactly as given to [`Transaction::commit`].
+    pub fn message(&self) -> &str {
+        &self.data.message
+    }
+
+    pub(crate) fn tree_object_id(&self) -> gix::ObjectId {
+        self.data.tree
+    }
+
+    /// The tree of the commit.
+    pub fn tree(&self) -> Snapshot {
+        Snapshot::new(Arc::clone(&self.repo), self.data.tree)
+    }
+}

@@ -1,0 +1,398 @@
+//! Transactions: a set of path-level edits on top of a branch head, committed atomically (objects
+//! first, then a compare-and-swap of the branch reference), replayed on the new head if it moved.
+
+use std::io::{Read, Seek, Write};
+use std::sync::Mutex;
+
+use gix::ObjectId;
+use gix::objs::tree::{EntryKind as GitEntryKind, EntryMode};
+use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
+
+use crate::repo::PooledRepo;
+use crate::store::{load_commit, read_head, run_blocking};
+use crate::tree::{DirNode, Found, empty_tree};
+use crate::{BranchName, CommitId, EntryKind, Error, Store, StorePath};
+
+/// Name and e-mail of the author and committer of every commit.
+const IDENTITY: (&str, &str) = ("datakit-ci", "datakit-ci@localhost");
+
+/// How many times a commit retries when the branch keeps moving under it (only possible when
+/// something outside this store writes to the repository).
+const MAX_ATTEMPTS: usize = 10;
+
+/// One recorded edit, kept so the transaction can be replayed on a newer head.
+enum Edit {
+    Write {
+        path: StorePath,
+        mode: EntryMode,
+        id: ObjectId,
+    },
+    MakeDirs {
+        path: StorePath,
+    },
+    Remove {
+        path: StorePath,
+    },
+}
+
+/// Changes to one branch, made on top of the head seen when it was opened.
+///
+/// Reads see the transaction's own writes. Nothing is visible to others until
+/// [`commit`](Self::commit); dropping the transaction (or [`abort`](Self::abort)) discards it.
+///
+/// # Commits when the branch moved
+///
+/// A commit whose branch moved since the transaction opened does not do a Git 3-way merge (as the
+/// original DataKit did): it *replays* the transaction's recorded edits on the new head, and the
+/// resulting commit has the new head as its only parent. Edits are path-level (write this file,
+/// remove that path), so replaying them is a merge in which this transaction's writes win, which is
+/// what every caller wants and is much cheaper than a tree merge. An edit that cannot apply (a file
+/// now where a directory is needed, or the reverse) fails with [`Error::Conflict`] and leaves the
+/// branch unchanged; removing a path that has meanwhile disappeared is not a conflict.
+pub struct Transaction {
+    store: Store,
+    branch: BranchName,
+    parent: Option<CommitId>,
+    base_tree: ObjectId,
+    root: DirNode,
+    edits: Vec<Edit>,
+    repo: Mutex<PooledRepo>,
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("branch", &self.branch)
+            .field("parent", &self.parent)
+            .field("edits", &self.edits.len())
+            .finish()
+    }
+}
+
+impl Transaction {
+    /// Opens a transaction on the current head of `branch` (blocking).
+    pub(crate) fn open(store: Store, branch: BranchName) -> Result<Transaction, Error> {
+        let repo = store.repo().get();
+        let parent = read_head(&repo, &branch)?;
+        let base_tree = match parent {
+            Some(id) => load_commit(store.repo(), id)?.tree_object_id(),
+            None => empty_tree(),
+        };
+        Ok(Transaction {
+            store,
+            branch,
+            parent,
+            base_tree,
+            root: DirNode::from_stored(base_tree),
+            edits: Vec::new(),
+            repo: Mutex::new(repo),
+        })
+    }
+
+    fn repo(&self) -> std::sync::MutexGuard<'_, PooledRepo> {
+        self.repo.lock().expect("transaction repo lock poisoned")
+    }
+
+    /// The branch this transaction commits to.
+    pub fn branch(&self) -> &BranchName {
+        &self.branch
+    }
+
+    /// The head seen when the transaction was opened (`None` if the branch did not exist).
+    pub fn parent(&self) -> Option<CommitId> {
+        self.parent
+    }
+
+    /// The contents of the file at `path`, including this transaction's writes; `None` if absent or
+    /// not a regular file.
+    pub fn read_file(&self, path: &StorePath) -> Result<Option<Vec<u8>>, Error> {
+        let repo = self.repo();
+        match self.root.lookup(&repo, path)? {
+            Some(Found::Leaf(mode, id)) if EntryKind::from_mode(mode) == EntryKind::File => {
+                crate::tree::read_blob(&repo, id).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The sorted entry names of the directory at `path` (including empty directories made in this
+    /// transaction); `None` if absent or not a directory.
+    pub fn read_dir(&self, path: &StorePath) -> Result<Option<Vec<String>>, Error> {
+        let repo = self.repo();
+        match self.root.lookup(&repo, path)? {
+            Some(Found::Dir(dir)) => dir.entry_names(&repo, path).map(Some),
+            Some(Found::StoredDir(id)) => {
+                DirNode::from_stored(id).entry_names(&repo, path).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// What `path` names in this transaction, if anything.
+    pub fn kind(&self, path: &StorePath) -> Result<Option<EntryKind>, Error> {
+        let repo = self.repo();
+        Ok(self.root.lookup(&repo, path)?.map(|found| found.kind()))
+    }
+
+    /// Whether anything is at `path` in this transaction.
+    pub fn exists(&self, path: &StorePath) -> Result<bool, Error> {
+        Ok(self.kind(path)?.is_some())
+    }
+
+    /// Writes a file at `path`, replacing an existing file (or empty directory) and creating parent
+    /// directories. Fails with [`Error::IsDir`] on a non-empty directory and [`Error::NotDir`] if a
+    /// parent is a file.
+    pub fn create_file(
+        &mut self,
+        path: &StorePath,
+        contents: impl AsRef<[u8]>,
+    ) -> Result<(), Error> {
+        let id = {
+            let repo = self.repo();
+            repo.write_blob(contents.as_ref())
+                .map_err(Error::git("write blob"))?
+                .detach()
+        };
+        self.put_blob(path, id)
+    }
+
+    /// Like [`create_file`](Self::create_file), but streams the contents from `reader` so big files
+    /// (a 200 MB build log) are never held in memory whole: they are spooled to a temporary file in
+    /// the repository (Git's object header needs the size first), then compressed into the object
+    /// database.
+    pub fn create_file_from_reader(
+        &mut self,
+        path: &StorePath,
+        mut reader: impl Read,
+    ) -> Result<(), Error> {
+        let id = {
+            let repo = self.repo();
+            let git_dir = repo.git_dir().to_owned();
+            let io_error = |source| Error::Io {
+                path: git_dir.clone(),
+                source,
+            };
+            let mut spool = tempfile::tempfile_in(&git_dir).map_err(io_error)?;
+            let size = std::io::copy(&mut reader, &mut spool).map_err(io_error)?;
+            spool.flush().map_err(io_error)?;
+            spool.rewind().map_err(io_error)?;
+            gix::objs::Write::write_stream(&repo.objects, gix::objs::Kind::Blob, size, &mut spool)
+                .map_err(Error::git("write blob"))?
+        };
+        self.put_blob(path, id)
+    }
+
+    fn put_blob(&mut self, path: &StorePath, id: ObjectId) -> Result<(), Error> {
+        let mode = EntryMode::from(GitEntryKind::Blob);
+        {
+            let repo = self.repo.get_mut().expect("transaction repo lock poisoned");
+            self.root.upsert_leaf(repo, path, mode, id)?;
+        }
+        self.edits.push(Edit::Write {
+            path: path.clone(),
+            mode,
+            id,
+        });
+        Ok(())
+    }
+
+    /// Makes the directory `path` and its parents. Empty directories are not persisted (Git trees
+    /// cannot hold them); this only makes the path usable within the transaction.
+    pub fn make_dirs(&mut self, path: &StorePath) -> Result<(), Error> {
+        {
+            let repo = self.repo.get_mut().expect("transaction repo lock poisoned");
+            self.root.make_dirs(repo, path)?;
+        }
+        self.edits.push(Edit::MakeDirs { path: path.clone() });
+        Ok(())
+    }
+
+    /// Removes the file or directory (recursively) at `path`; [`Error::NotFound`] if there is none.
+    pub fn remove(&mut self, path: &StorePath) -> Result<(), Error> {
+        {
+            let repo = self.repo.get_mut().expect("transaction repo lock poisoned");
+            self.root.remove(repo, path)?;
+        }
+        self.edits.push(Edit::Remove { path: path.clone() });
+        Ok(())
+    }
+
+    /// Whether the transaction's tree is the same as its parent's (so committing would change nothing
+    /// but history).
+    pub fn is_empty(&self) -> bool {
+        if self.edits.is_empty() {
+            return true;
+        }
+        match self.root.hash() {
+            Ok((id, _)) => id == self.base_tree,
+            Err(error) => {
+                tracing::warn!(%error, "cannot hash transaction tree; assuming it changed");
+                false
+            }
+        }
+    }
+
+    /// Commits the transaction with `message` and moves the branch to the new commit, replaying the
+    /// edits on the new head if the branch moved since the transaction opened (see the type's docs).
+    /// Commits to one branch are serialised within the store.
+    pub async fn commit(self, message: &str) -> Result<CommitId, Error> {
+        let state = self.store.branch_state(&self.branch);
+        let _serialised = state.commit_lock.lock().await;
+        let message = message.to_owned();
+        let id = run_blocking(move || self.commit_blocking(&message)).await?;
+        state.head.send_replace(Some(id));
+        Ok(id)
+    }
+
+    /// Discards the transaction (the same as dropping it).
+    pub fn abort(self) {}
+
+    fn commit_blocking(self, message: &str) -> Result<CommitId, Error> {
+        let Transaction {
+            branch,
+            parent,
+            mut root,
+            edits,
+            repo,
+            ..
+        } = self;
+        let repo = repo.into_inner().expect("transaction repo lock poisoned");
+        let mut expected = parent;
+        for _ in 0..MAX_ATTEMPTS {
+            let current = read_head(&repo, &branch)?;
+            if current != expected {
+                tracing::debug!(%branch, "branch moved since the transaction opened; replaying its edits");
+                root = replay(&repo, &branch, current, &edits)?;
+                expected = current;
+            }
+            let (tree, _) = root.write(&repo)?;
+            let commit = write_commit(&repo, tree, expected, message)?;
+            match update_ref(&repo, &branch, commit, expected) {
+                Ok(()) => return Ok(CommitId::from_object_id(commit)),
+                Err(error) => {
+                    if read_head(&repo, &branch)? == expected {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        Err(Error::Contended {
+            branch,
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+}
+
+/// Applies `edits` to the tree of `head`.
+fn replay(
+    repo: &gix::Repository,
+    branch: &BranchName,
+    head: Option<CommitId>,
+    edits: &[Edit],
+) -> Result<DirNode, Error> {
+    let base = match head {
+        Some(id) => {
+            let commit = repo
+                .find_commit(id.object_id())
+                .map_err(Error::git("read commit"))?;
+            commit
+                .tree_id()
+                .map_err(Error::git("decode commit"))?
+                .detach()
+        }
+        None => empty_tree(),
+    };
+    let mut root = DirNode::from_stored(base);
+    let conflict = |path: &StorePath| Error::Conflict {
+        branch: branch.clone(),
+        path: path.clone(),
+    };
+    for edit in edits {
+        let result = match edit {
+            Edit::Write { path, mode, id } => root.upsert_leaf(repo, path, *mode, *id),
+            Edit::MakeDirs { path } => root.make_dirs(repo, path),
+            Edit::Remove { path } => match root.remove(repo, path) {
+                Err(Error::NotFound { .. }) => Ok(()),
+                other => other,
+            },
+        };
+        match result {
+            Ok(()) => {}
+            Err(Error::IsDir { .. } | Error::NotDir { .. }) => {
+                let path = match edit {
+                    Edit::Write { path, .. } | Edit::MakeDirs { path } | Edit::Remove { path } => {
+                        path
+                    }
+                };
+                return Err(conflict(path));
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(root)
+}
+
+fn signature() -> gix::actor::Signature {
+    gix::actor::Signature {
+        name: IDENTITY.0.into(),
+        email: IDENTITY.1.into(),
+        time: gix::date::Time::now_utc(),
+    }
+}
+
+fn write_commit(
+    repo: &gix::Repository,
+    tree: ObjectId,
+    parent: Option<CommitId>,
+    message: &str,
+) -> Result<ObjectId, Error> {
+    let signature = signature();
+    let commit = gix::objs::Commit {
+        tree,
+        parents: parent.map(CommitId::object_id).into_iter().collect(),
+        author: signature.clone(),
+        committer: signature,
+        encoding: None,
+        message: message.into(),
+        extra_headers: Vec::new(),
+    };
+    Ok(repo
+        .write_object(&commit)
+        .map_err(Error::git("write commit"))?
+        .detach())
+}
+
+/// Moves `refs/heads/<branch>` to `new` if it still is `expected` (compare-and-swap).
+fn update_ref(
+    repo: &gix::Repository,
+    branch: &BranchName,
+    new: ObjectId,
+    expected: Option<CommitId>,
+) -> Result<(), Error> {
+    let name = branch
+        .full_ref()
+        .try_into()
+        .map_err(Error::git_other("make reference name"))?;
+    let expected = match expected {
+        Some(id) => PreviousValue::MustExistAndMatch(gix::refs::Target::Object(id.object_id())),
+        None => PreviousValue::MustNotExist,
+    };
+    let edit = RefEdit {
+        change: Change::Update {
+            log: LogChange {
+                mode: RefLog::AndReference,
+                force_create_reflog: false,
+                message: "datakit-ci commit".into(),
+            },
+            expected,
+            new: gix::refs::Target::Object(new),
+        },
+        name,
+        deref: false,
+    };
+    let signature = signature();
+    let mut time = gix::date::parse::TimeBuf::default();
+    repo.edit_references_as(Some(edit), Some(signature.to_ref(&mut time)))
+        .map_err(Error::git("update branch reference"))?;
+    Ok(())
+}

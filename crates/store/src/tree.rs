@@ -1,0 +1,412 @@
+//! Trees: reading stored Git trees (shared by snapshots and transactions) and the in-memory,
+//! lazily loaded, editable tree a transaction works on. Only the trees along edited paths are
+//! loaded and, at commit, only changed trees are written; unchanged subtrees keep their ids.
+
+use std::collections::BTreeMap;
+
+use gix::ObjectId;
+use gix::bstr::{BStr, BString, ByteSlice};
+use gix::objs::tree::{EntryKind as GitEntryKind, EntryMode};
+
+use crate::{EntryKind, Error, StorePath};
+
+/// One entry of a stored tree, owned.
+pub(crate) struct StoredEntry {
+    pub(crate) name: BString,
+    pub(crate) mode: EntryMode,
+    pub(crate) id: ObjectId,
+}
+
+/// The id of the empty tree.
+pub(crate) fn empty_tree() -> ObjectId {
+    ObjectId::empty_tree(gix::hash::Kind::Sha1)
+}
+
+/// Reads the entries of the stored tree `id`, in Git order.
+pub(crate) fn read_tree(repo: &gix::Repository, id: ObjectId) -> Result<Vec<StoredEntry>, Error> {
+    if id == empty_tree() {
+        return Ok(Vec::new());
+    }
+    let tree = repo.find_tree(id).map_err(Error::git("read tree"))?;
+    let decoded = tree.decode().map_err(Error::git("decode tree"))?;
+    Ok(decoded
+        .entries
+        .iter()
+        .map(|entry| StoredEntry {
+            name: entry.filename.to_owned(),
+            mode: entry.mode,
+            id: entry.oid.to_owned(),
+        })
+        .collect())
+}
+
+/// Finds `name` in the stored tree `id`.
+fn find_in_tree(
+    repo: &gix::Repository,
+    id: ObjectId,
+    name: &str,
+) -> Result<Option<(EntryMode, ObjectId)>, Error> {
+    if id == empty_tree() {
+        return Ok(None);
+    }
+    let tree = repo.find_tree(id).map_err(Error::git("read tree"))?;
+    let decoded = tree.decode().map_err(Error::git("decode tree"))?;
+    let name: &BStr = name.as_bytes().as_bstr();
+    let found = decoded
+        .bisect_entry(name, true)
+        .or_else(|| decoded.bisect_entry(name, false));
+    Ok(found.map(|entry| (entry.mode, entry.oid.to_owned())))
+}
+
+/// Follows `components` from the stored tree `root`; `None` if some component is missing or a file.
+pub(crate) fn lookup_stored<'a>(
+    repo: &gix::Repository,
+    root: ObjectId,
+    components: impl IntoIterator<Item = &'a str>,
+) -> Result<Option<(EntryMode, ObjectId)>, Error> {
+    let mut current = (EntryMode::from(GitEntryKind::Tree), root);
+    for name in components {
+        if !current.0.is_tree() {
+            return Ok(None);
+        }
+        match find_in_tree(repo, current.1, name)? {
+            Some(found) => current = found,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(current))
+}
+
+/// Reads a blob's contents.
+pub(crate) fn read_blob(repo: &gix::Repository, id: ObjectId) -> Result<Vec<u8>, Error> {
+    let mut blob = repo.find_blob(id).map_err(Error::git("read blob"))?;
+    Ok(blob.take_data())
+}
+
+/// Converts stored entry names to sorted strings.
+pub(crate) fn names<'a>(
+    dir: &StorePath,
+    names: impl Iterator<Item = &'a BStr>,
+) -> Result<Vec<String>, Error> {
+    let mut out = names
+        .map(|name| {
+            name.to_str()
+                .map(str::to_owned)
+                .map_err(|_| Error::NonUtf8Name {
+                    dir: dir.clone(),
+                    name: name.to_str_lossy().into_owned(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort();
+    Ok(out)
+}
+
+/// What a path names, in a transaction's tree.
+pub(crate) enum Found<'a> {
+    /// A file, symlink or submodule.
+    Leaf(EntryMode, ObjectId),
+    /// A directory already loaded into memory.
+    Dir(&'a DirNode),
+    /// A directory still only in the object database.
+    StoredDir(ObjectId),
+}
+
+impl Found<'_> {
+    pub(crate) fn kind(&self) -> EntryKind {
+        match self {
+            Found::Leaf(mode, _) => EntryKind::from_mode(*mode),
+            Found::Dir(_) | Found::StoredDir(_) => EntryKind::Dir,
+        }
+    }
+}
+
+/// A node of the editable tree.
+pub(crate) enum Node {
+    Leaf(EntryMode, ObjectId),
+    Dir(DirNode),
+}
+
+/// A directory of the editable tree.
+pub(crate) struct DirNode {
+    /// The stored tree this directory still equals, if it has not been edited since loading or writing.
+    stored: Option<ObjectId>,
+    /// The entries, once loaded (always `Some` when `stored` is `None`).
+    entries: Option<BTreeMap<BString, Node>>,
+}
+
+impl DirNode {
+    /// A directory equal to the stored tree `id`, loaded on first edit.
+    pub(crate) fn from_stored(id: ObjectId) -> DirNode {
+        DirNode {
+            stored: Some(id),
+            entries: None,
+        }
+    }
+
+    fn new_empty() -> DirNode {
+        DirNode {
+            stored: None,
+            entries: Some(BTreeMap::new()),
+        }
+    }
+
+    fn load(&mut self, repo: &gix::Repository) -> Result<(), Error> {
+        if self.entries.is_none() {
+            let id = self.stored.expect("an unloaded directory has a stored id");
+            let entries = read_tree(repo, id)?
+                .into_iter()
+                .map(|entry| {
+                    let node = if entry.mode.is_tree() {
+                        Node::Dir(DirNode::from_stored(entry.id))
+                    } else {
+                        Node::Leaf(entry.mode, entry.id)
+                    };
+                    (entry.name, node)
+                })
+                .collect();
+            self.entries = Some(entries);
+        }
+        Ok(())
+    }
+
+    /// Loads this directory and marks it as edited, returning its entries.
+    fn edit(&mut self, repo: &gix::Repository) -> Result<&mut BTreeMap<BString, Node>, Error> {
+        self.load(repo)?;
+        self.stored = None;
+        Ok(self.entries.as_mut().expect("loaded just above"))
+    }
+
+    /// Walks to the directory at the first `depth` components of `path`, marking every directory on
+    /// the way as edited. With `create`, missing directories are made.
+    fn descend(
+        &mut self,
+        repo: &gix::Repository,
+        path: &StorePath,
+        depth: usize,
+        create: bool,
+    ) -> Result<&mut DirNode, Error> {
+        let mut dir = self;
+        for (index, name) in path.components().take(depth).enumerate() {
+            let entries = dir.edit(repo)?;
+            let key = BString::from(name);
+            if !entries.contains_key(&key) {
+                if !create {
+                    return Err(Error::NotFound {
+                        path: prefix(path, index + 1),
+                    });
+                }
+                entries.insert(key.clone(), Node::Dir(DirNode::new_empty()));
+            }
+            match entries.get_mut(&key).expect("present or inserted above") {
+                Node::Dir(child) => dir = child,
+                Node::Leaf(..) => {
+                    return Err(Error::NotDir {
+                        path: prefix(path, index + 1),
+                    });
+                }
+            }
+        }
+        Ok(dir)
+    }
+
+    /// Whether the directory holds no file at any depth (so it would not be persisted).
+    fn holds_no_file(&self) -> bool {
+        match &self.entries {
+            None => self.stored == Some(empty_tree()),
+            Some(entries) => entries.values().all(|node| match node {
+                Node::Leaf(..) => false,
+                Node::Dir(child) => child.holds_no_file(),
+            }),
+        }
+    }
+
+    /// Puts a file (or other non-tree entry) at `path`, replacing a file or an empty directory there
+    /// and creating missing parents.
+    pub(crate) fn upsert_leaf(
+        &mut self,
+        repo: &gix::Repository,
+        path: &StorePath,
+        mode: EntryMode,
+        id: ObjectId,
+    ) -> Result<(), Error> {
+        let Some(name) = path.file_name() else {
+            return Err(Error::IsDir { path: path.clone() });
+        };
+        let depth = path.components().count() - 1;
+        let parent = self.descend(repo, path, depth, true)?;
+        let entries = parent.edit(repo)?;
+        let key = BString::from(name);
+        if let Some(Node::Dir(existing)) = entries.get(&key)
+            && !existing.holds_no_file()
+        {
+            return Err(Error::IsDir { path: path.clone() });
+        }
+        entries.insert(key, Node::Leaf(mode, id));
+        Ok(())
+    }
+
+    /// Makes the directory at `path` and its parents.
+    pub(crate) fn make_dirs(
+        &mut self,
+        repo: &gix::Repository,
+        path: &StorePath,
+    ) -> Result<(), Error> {
+        let depth = path.components().count();
+        self.descend(repo, path, depth, true).map(|_| ())
+    }
+
+    /// Removes whatever is at `path` (recursively); the root empties the whole tree.
+    pub(crate) fn remove(&mut self, repo: &gix::Repository, path: &StorePath) -> Result<(), Error> {
+        let Some(name) = path.file_name() else {
+            *self = DirNode::new_empty();
+            return Ok(());
+        };
+        let not_found = || Error::NotFound { path: path.clone() };
+        let depth = path.components().count() - 1;
+        let parent = match self.descend(repo, path, depth, false) {
+            Ok(parent) => parent,
+            Err(Error::NotFound { .. } | Error::NotDir { .. }) => return Err(not_found()),
+            Err(other) => return Err(other),
+        };
+        match parent.edit(repo)?.remove(&BString::from(name)) {
+            Some(_) => Ok(()),
+            None => Err(not_found()),
+        }
+    }
+
+    /// Finds what `path` names without loading anything into the tree.
+    pub(crate) fn lookup(
+        &self,
+        repo: &gix::Repository,
+        path: &StorePath,
+    ) -> Result<Option<Found<'_>>, Error> {
+        let mut dir = self;
+        let mut components = path.components();
+        while let Some(name) = components.next() {
+            let Some(entries) = &dir.entries else {
+                let stored = dir.stored.expect("an unloaded directory has a stored id");
+                let rest = std::iter::once(name).chain(components);
+                return Ok(lookup_stored(repo, stored, rest)?.map(|(mode, id)| {
+                    if mode.is_tree() {
+                        Found::StoredDir(id)
+                    } else {
+                        Found::Leaf(mode, id)
+                    }
+                }));
+            };
+            match entries.get(name.as_bytes().as_bstr()) {
+                None => return Ok(None),
+                Some(Node::Dir(child)) => dir = child,
+                Some(Node::Leaf(mode, id)) => {
+                    return Ok(if components.next().is_none() {
+                        Some(Found::Leaf(*mode, *id))
+                    } else {
+                        None
+                    });
+                }
+            }
+        }
+        Ok(Some(Found::Dir(dir)))
+    }
+
+    /// The sorted entry names of this directory (including empty directories made in memory).
+    pub(crate) fn entry_names(
+        &self,
+        repo: &gix::Repository,
+        path: &StorePath,
+    ) -> Result<Vec<String>, Error> {
+        match &self.entries {
+            Some(entries) => names(path, entries.keys().map(|k| k.as_bstr())),
+            None => {
+                let stored = read_tree(
+                    repo,
+                    self.stored.expect("an unloaded directory has a stored id"),
+                )?;
+                names(path, stored.iter().map(|e| e.name.as_bstr()))
+            }
+        }
+    }
+
+    /// Writes this directory's changed trees to the object database (dropping empty directories) and
+    /// remembers them as unchanged. Returns the tree id and whether the tree is empty.
+    pub(crate) fn write(&mut self, repo: &gix::Repository) -> Result<(ObjectId, bool), Error> {
+        if let Some(id) = self.stored {
+            return Ok((id, id == empty_tree()));
+        }
+        let entries = self
+            .entries
+            .as_mut()
+            .expect("an edited directory is loaded");
+        let mut tree = gix::objs::Tree::empty();
+        for (name, node) in entries.iter_mut() {
+            let (mode, id, empty) = match node {
+                Node::Leaf(mode, id) => (*mode, *id, false),
+                Node::Dir(child) => {
+                    let (id, empty) = child.write(repo)?;
+                    (EntryMode::from(GitEntryKind::Tree), id, empty)
+                }
+            };
+            push_entry(&mut tree, name, mode, id, empty);
+        }
+        tree.entries.sort();
+        let id = repo
+            .write_object(&tree)
+            .map_err(Error::git("write tree"))?
+            .detach();
+        self.stored = Some(id);
+        Ok((id, tree.entries.is_empty()))
+    }
+
+    /// Computes the id [`write`](Self::write) would return, without writing anything.
+    pub(crate) fn hash(&self) -> Result<(ObjectId, bool), Error> {
+        if let Some(id) = self.stored {
+            return Ok((id, id == empty_tree()));
+        }
+        let entries = self
+            .entries
+            .as_ref()
+            .expect("an edited directory is loaded");
+        let mut tree = gix::objs::Tree::empty();
+        for (name, node) in entries {
+            let (mode, id, empty) = match node {
+                Node::Leaf(mode, id) => (*mode, *id, false),
+                Node::Dir(child) => {
+                    let (id, empty) = child.hash()?;
+                    (EntryMode::from(GitEntryKind::Tree), id, empty)
+                }
+            };
+            push_entry(&mut tree, name, mode, id, empty);
+        }
+        tree.entries.sort();
+        let mut buf = Vec::new();
+        gix::objs::WriteTo::write_to(&tree, &mut buf).map_err(Error::git_other("encode tree"))?;
+        let id = gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Tree, &buf)
+            .map_err(Error::git("hash tree"))?;
+        Ok((id, tree.entries.is_empty()))
+    }
+}
+
+/// Adds an entry to a tree being built, skipping empty directories (Git trees cannot hold them).
+fn push_entry(
+    tree: &mut gix::objs::Tree,
+    name: &BString,
+    mode: EntryMode,
+    id: ObjectId,
+    empty: bool,
+) {
+    if mode.is_tree() && empty {
+        return;
+    }
+    tree.entries.push(gix::objs::tree::Entry {
+        mode,
+        filename: name.clone(),
+        oid: id,
+    });
+}
+
+/// The path made of the first `depth` components of `path`.
+fn prefix(path: &StorePath, depth: usize) -> StorePath {
+    let joined = path.components().take(depth).collect::<Vec<_>>().join("/");
+    StorePath::new(joined).expect("a prefix of a valid path is valid")
+}
