@@ -84,6 +84,27 @@ impl<T: Clone + Send + Sync + 'static> Term<T> {
         }
     }
 
+    /// Evaluates the term again and again, each time one of its pending parts may have
+    /// progressed, until it succeeds, fails, or is pending on nothing that can resolve by itself
+    /// (e.g. an explicit [`Term::pending`]). The metadata snapshot stays the same throughout.
+    ///
+    /// This is what the engine does for one job, minus watching the metadata; tests, benchmarks
+    /// and one-off tools use it directly.
+    pub async fn evaluate_until_settled(
+        &self,
+        job: JobId,
+        metadata: Option<datakit_ci_store::Snapshot>,
+    ) -> Evaluation<T> {
+        loop {
+            let evaluation = self.evaluate(&EvalContext::new(job.clone(), metadata.clone())).await;
+            let pending = matches!(evaluation.status.result, Err(Problem::Pending { .. }));
+            if !pending || evaluation.dependencies.ready_count() == 0 {
+                return evaluation;
+            }
+            evaluation.dependencies.ready().await;
+        }
+    }
+
     fn eval(&self, ctx: EvalContext) -> BoxFuture<'static, Status<T>> {
         (self.eval)(ctx)
     }
