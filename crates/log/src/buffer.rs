@@ -260,3 +260,61 @@ fn reserve_bounded(memory: &mut Vec<u8>, additional: usize, limit: usize) {
     let target = (memory.capacity() * 2).max(needed).max(4096).min(limit);
     memory.reserve_exact(target - memory.len());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contents(buffer: &Buffer) -> Vec<u8> {
+        let mut all = Vec::new();
+        let end = buffer.len();
+        while (all.len() as u64) < end {
+            let chunk = buffer
+                .read_at(all.len() as u64, end, MAX_CHUNK)
+                .expect("reading the test buffer");
+            assert!(!chunk.is_empty());
+            all.extend_from_slice(&chunk);
+        }
+        all
+    }
+
+    #[test]
+    fn a_failing_spill_write_truncates_the_log() {
+        // Writes to /dev/full fail with "no space left on device", like a full disk.
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full exists on Linux");
+        let buffer = Buffer::new(4, None);
+        buffer
+            .file
+            .set(full)
+            .expect("the spill file is not created before the first spill");
+        assert!(buffer.append(b"abcdef"));
+        assert!(buffer.append(b"gh"));
+        let text = String::from_utf8(contents(&buffer)).expect("ASCII test data");
+        assert!(
+            text.starts_with("abcd\n=== log truncated: cannot write to the spill file: "),
+            "{text:?}"
+        );
+        assert!(buffer.finish());
+        assert!(!buffer.finish());
+        assert!(!buffer.append(b"late"));
+        let text = String::from_utf8(contents(&buffer)).expect("ASCII test data");
+        assert!(
+            text.ends_with("=== 4 bytes of output were dropped after the log was truncated\n"),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn memory_never_grows_past_the_limit() {
+        let buffer = Buffer::new(10_000, None);
+        for _ in 0..1000 {
+            assert!(buffer.append(b"0123456789abcdefghijklmnopq"));
+            assert!(buffer.memory_bytes() <= 10_000, "{}", buffer.memory_bytes());
+        }
+        assert_eq!(buffer.len(), 27_000);
+        assert_eq!(contents(&buffer).len(), 27_000);
+    }
+}

@@ -31,7 +31,8 @@
 //!
 //! Writers never wait for readers: an append takes one short lock (a copy into memory or one
 //! positional file write), publishes the new length and wakes waiting readers through a
-//! [`tokio::sync::Notify`].
+//! [`tokio::sync::Notify`]. `examples/throughput.rs` measures append throughput with many readers
+//! (`cargo run --release -p datakit-ci-log --example throughput`).
 //!
 //! # Example
 //!

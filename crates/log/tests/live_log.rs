@@ -595,3 +595,14 @@ async fn dropping_next_chunk_loses_nothing() -> anyhow::Result<()> {
     assert_eq!(read_all(stream).await?, b"data");
     Ok(())
 }
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    fn assert_send<T: Send>() {}
+    assert_send_sync::<LogManager>();
+    assert_send_sync::<LiveLog>();
+    assert_send::<LogStream>();
+    assert_send::<datakit_ci_log::LogReader>();
+    assert_send::<datakit_ci_log::PendingReasonGuard>();
+}
