@@ -96,7 +96,9 @@ impl<T: Clone + Send + Sync + 'static> Term<T> {
         metadata: Option<datakit_ci_store::Snapshot>,
     ) -> Evaluation<T> {
         loop {
-            let evaluation = self.evaluate(&EvalContext::new(job.clone(), metadata.clone())).await;
+            let evaluation = self
+                .evaluate(&EvalContext::new(job.clone(), metadata.clone()))
+                .await;
             let pending = matches!(evaluation.status.result, Err(Problem::Pending { .. }));
             if !pending || evaluation.dependencies.ready_count() == 0 {
                 return evaluation;
