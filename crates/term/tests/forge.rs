@@ -148,7 +148,8 @@ async fn ci_success_target_url_follows_the_other_ci() -> anyhow::Result<()> {
     let state = format!("{status_dir}/state");
     let description = format!("{status_dir}/description");
     let target_url = format!("{status_dir}/target_url");
-    let cases: [(&[(&str, &str)], Result<String, Problem>); 5] = [
+    type Case<'a> = (&'a [(&'a str, &'a str)], Result<String, Problem>);
+    let cases: [Case<'_>; 5] = [
         (
             &[(&state, "pending"), (&description, "building")],
             Err(Problem::pending(
