@@ -291,20 +291,17 @@ async fn pending_reasons_follow_the_build_and_concurrent_lookups_share_it() -> a
 
     let mut seen = vec!["Build pause-c".to_owned()];
     let mut status = first;
-    loop {
-        let Err(Problem::Pending { ready, .. }) = &status.result else {
-            break;
-        };
+    while let Err(Problem::Pending { ready, .. }) = &status.result {
         // Let the build move on once it is paused, and once it has resumed.
         if seen.last().map(String::as_str) == Some("Paused") || seen.len() == 3 {
             fixture.builder.step.notify_one();
         }
         tokio::time::timeout(Duration::from_secs(30), ready.clone().wait()).await?;
         status = cache.lookup((), key.clone()).await;
-        if let Some(r) = reason(&status) {
-            if seen.last().map(String::as_str) != Some(r) {
-                seen.push(r.to_owned());
-            }
+        if let Some(r) = reason(&status)
+            && seen.last().map(String::as_str) != Some(r)
+        {
+            seen.push(r.to_owned());
         }
     }
     assert_eq!(seen, ["Build pause-c", "Paused", "Build pause-c"]);
