@@ -1,1 +1,62 @@
-//! placeholder
+//! datakit-ci: continuous-integration pipelines written as code, evaluated live against every
+//! branch, tag and pull request of a project, with cached build steps, live logs and history kept
+//! in Git.
+//!
+//! This crate is the facade over the layer crates; each module below re-exports one of them:
+//!
+//! | module | crate | owns |
+//! |---|---|---|
+//! | [`store`] | `datakit-ci-store` | the Git-backed state store (branches, snapshots, transactions, watches) |
+//! | [`log`] | `datakit-ci-log` | live logs of running builds and their manager |
+//! | [`term`] | `datakit-ci-term` | `Term<T>` and its combinators, statuses, log trees, forge metadata |
+//! | [`cache`] | `datakit-ci-cache` | the `Builder` trait and `Cache<B>` |
+//! | [`process`] | `datakit-ci-process` | child processes killed as a group on cancel or timeout |
+//! | [`pool`] | `datakit-ci-pool` | monitored resource pools |
+//! | [`git`] | `datakit-ci-git` | the Git plugin: fetch, checkout, clone, cached commands |
+//!
+//! A pipeline is a [`Term`](term::Term) per test:
+//!
+//! ```
+//! use datakit_ci::term::{EvalContext, JobId, RefName, TargetId, Term};
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let build = Term::ok("built").map(|s| format!("{s} and tested"));
+//! let target = TargetId::Ref("me/project".parse().unwrap(), RefName::branch("main").unwrap());
+//! let ctx = EvalContext::new(JobId::new(target, "test"), None);
+//! assert_eq!(build.evaluate(&ctx).await.status.result, Ok("built and tested".to_owned()));
+//! # }
+//! ```
+
+/// The Git-backed state store.
+pub mod store {
+    pub use datakit_ci_store::*;
+}
+
+/// Live logs.
+pub mod log {
+    pub use datakit_ci_log::*;
+}
+
+/// Terms, statuses, logs and the forge's metadata.
+pub mod term {
+    pub use datakit_ci_term::*;
+}
+
+/// Cached builds.
+pub mod cache {
+    pub use datakit_ci_cache::*;
+}
+
+/// Child processes.
+pub mod process {
+    pub use datakit_ci_process::*;
+}
+
+/// Monitored resource pools.
+pub mod pool {
+    pub use datakit_ci_pool::*;
+}
+
+/// The Git plugin.
+pub mod git {
+    pub use datakit_ci_git::*;
+}
