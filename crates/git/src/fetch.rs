@@ -1,0 +1,126 @@
+//! The fetch cache: a [`Builder`] that makes the head commit of a resolved target available in the
+//! local repository as the branch `git-pull-of-<hash>`, fetching it from `origin` if needed.
+
+use std::sync::Arc;
+
+use datakit_ci_cache::{Build, Builder};
+use datakit_ci_log::LiveLog;
+use datakit_ci_store::{BranchName, Snapshot};
+use datakit_ci_term::{CommitHash, Target};
+use tokio_util::sync::CancellationToken;
+
+use crate::git::git;
+use crate::repo::{Core, run_git};
+use crate::{Error, error_chain};
+
+/// Fetches the heads of targets into one repository.
+///
+/// The value is the commit's hash; [`Repo::fetch_head`](crate::Repo::fetch_head) pairs it with the
+/// repository. (Storing the `Commit` itself in the cache would make the repository's cache hold
+/// its own repository.)
+pub(crate) struct Fetcher {
+    core: Arc<Core>,
+}
+
+impl Fetcher {
+    pub(crate) fn new(core: Arc<Core>) -> Fetcher {
+        Fetcher { core }
+    }
+
+    async fn fetch(
+        &self,
+        log: &LiveLog,
+        cancel: &CancellationToken,
+        target: &Target,
+    ) -> Result<(), Error> {
+        let dir = self.core.dir();
+        let hash = target.head();
+        let local = local_branch(hash);
+        {
+            let _git = self.core.git_lock().lock().await;
+            if make_local_branch(&self.core, hash).await {
+                log.log(&format!(
+                    "Commit {hash} is available locally, so not fetching"
+                ));
+                return Ok(());
+            }
+            // A tag left by an interrupted fetch would make the fetch refuse to update it.
+            let stale = git(dir, ["update-ref", "-d", &format!("refs/tags/{local}.new")]);
+            // Its exit status does not matter: usually there is no such tag.
+            if let Err(e) = datakit_ci_process::run_with_exit_status(stale).await {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot run git update-ref");
+            }
+        }
+        log.log("Fetching PR branch");
+        let source = match target {
+            Target::Pr(pr) => format!("pull/{}/head", pr.number),
+            Target::Ref(r) => format!("refs/{}", r.name),
+        };
+        let refspec = format!("{source}:refs/tags/{local}.new");
+        let fetch = git(dir, ["fetch", "origin", &refspec])
+            .log(log.clone())
+            .cancel(cancel.clone());
+        run_git(dir, fetch).await?;
+        let _git = self.core.git_lock().lock().await;
+        let branch = git(dir, ["branch", "-f", &local, hash.as_str()]).log(log.clone());
+        let made = run_git(dir, branch).await;
+        let untag = git(dir, ["tag", "-d", &format!("{local}.new")]).log(log.clone());
+        let untagged = run_git(dir, untag).await;
+        made.and(untagged)
+    }
+}
+
+impl Builder for Fetcher {
+    type Key = Target;
+    type Context = ();
+    type Value = CommitHash;
+
+    fn name(&self) -> String {
+        format!("git:{}", self.core.dir().display())
+    }
+
+    fn title(&self, target: &Target) -> String {
+        format!("Git fetch {} ({})", target.id(), target.head().short(8))
+    }
+
+    fn branch(&self, target: &Target) -> BranchName {
+        BranchName::new(local_branch(target.head()))
+            .expect("a hexadecimal hash makes a valid branch name")
+    }
+
+    async fn generate(
+        &self,
+        build: Build<'_>,
+        _context: &(),
+        target: &Target,
+    ) -> Result<CommitHash, String> {
+        self.fetch(build.log, build.cancel, target)
+            .await
+            .map_err(|e| error_chain(&e))?;
+        Ok(target.head().clone())
+    }
+
+    fn load(&self, _tree: &Snapshot, target: &Target) -> Result<CommitHash, String> {
+        Ok(target.head().clone())
+    }
+}
+
+/// `git-pull-of-<hash>`: the local branch and the cache branch of a fetched commit.
+fn local_branch(hash: &CommitHash) -> String {
+    format!("git-pull-of-{hash}")
+}
+
+/// Tries `git branch -f git-pull-of-<hash> <hash>`; whether it worked (the commit is local).
+async fn make_local_branch(core: &Core, hash: &CommitHash) -> bool {
+    let cmd = git(
+        core.dir(),
+        ["branch", "-f", &local_branch(hash), hash.as_str()],
+    );
+    match datakit_ci_process::run_with_exit_status(cmd).await {
+        Ok(status) => status.success(),
+        Err(e) => {
+            tracing::warn!(dir = %core.dir().display(), error = %e, "cannot run git branch");
+            false
+        }
+    }
+}

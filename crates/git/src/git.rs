@@ -1,0 +1,66 @@
+//! Building and running `git` commands in a directory, isolated from any repository the server
+//! itself was started in. Knows nothing of caches, terms or locks.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use datakit_ci_process::{Cmd, ExitStatus, run_with_exit_status};
+
+/// Environment variables that would make git operate on another repository than the one in its
+/// working directory (e.g. when the server runs from a git hook).
+const REPOSITORY_VARIABLES: [&str; 7] = [
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+];
+
+/// `git <args>` run in `dir`, never prompting for credentials.
+pub(crate) fn git<I, S>(dir: &Path, args: I) -> Cmd
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let argv = std::iter::once("git".to_owned()).chain(args.into_iter().map(Into::into));
+    let mut cmd = Cmd::new(argv)
+        .expect("the argument vector starts with \"git\"")
+        .cwd(dir)
+        .env("GIT_TERMINAL_PROMPT", "0");
+    for variable in REPOSITORY_VARIABLES {
+        cmd = cmd.env_remove(variable);
+    }
+    cmd
+}
+
+/// What a command printed and how it ended.
+pub(crate) struct Captured {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+/// Runs `cmd`, collecting its stdout and stderr separately.
+pub(crate) async fn capture(cmd: Cmd) -> Result<Captured, datakit_ci_process::Error> {
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let (out_sink, err_sink) = (Arc::clone(&stdout), Arc::clone(&stderr));
+    let cmd = cmd
+        .stdout(move |chunk| lock(&out_sink).extend_from_slice(chunk))
+        .stderr(move |chunk| lock(&err_sink).extend_from_slice(chunk));
+    let status = run_with_exit_status(cmd).await?;
+    let text = |buffer: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&lock(buffer)).into_owned();
+    Ok(Captured {
+        status,
+        stdout: text(&stdout),
+        stderr: text(&stderr),
+    })
+}
+
+fn lock(buffer: &Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
+    buffer
+        .lock()
+        .expect("no code panics while holding an output buffer")
+}
