@@ -1,0 +1,142 @@
+//! `Repo::fetch_head`: resolving targets in the metadata, fetching only what is missing, and
+//! sharing one cache entry per head commit.
+
+use datakit_ci_term::{Problem, TargetId};
+
+use crate::fixture::{Fixture, branch_target, git, git_succeeds, hash, repo_id, tag_target, value};
+
+/// Fetches `target` and checks the commit, the local branch and the absence of the temporary tag;
+/// returns the saved log.
+async fn fetch_and_check(
+    fx: &Fixture,
+    target: TargetId,
+    expected: &datakit_ci_term::CommitHash,
+) -> anyhow::Result<String> {
+    let repo = fx.repo().await?;
+    let status = fx.eval(&repo.fetch_head(target)).await;
+    let commit = value(status.result.clone())?;
+    assert_eq!(commit.hash(), expected);
+    assert_eq!(commit.repo().dir(), fx.local);
+    let branch = format!("git-pull-of-{expected}");
+    assert_eq!(&hash(&fx.local, &branch), expected);
+    assert!(
+        !git_succeeds(
+            &fx.local,
+            &["rev-parse", "--verify", &format!("refs/tags/{branch}.new")]
+        ),
+        "the temporary tag is deleted"
+    );
+    fx.saved_log(&status.output).await
+}
+
+#[tokio::test]
+async fn a_commit_available_locally_is_not_fetched() -> anyhow::Result<()> {
+    let fx = Fixture::new().await?;
+    let log = fetch_and_check(&fx, branch_target("main"), &fx.main).await?;
+    assert!(
+        log.contains(&format!(
+            "Commit {} is available locally, so not fetching",
+            fx.main
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("Fetching"), "{log}");
+    assert!(
+        log.starts_with(&format!(
+            "=== Git fetch me/proj/heads/main ({})\n",
+            fx.main.short(8)
+        )),
+        "{log}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_pr_only_in_origin_is_fetched() -> anyhow::Result<()> {
+    let fx = Fixture::new().await?;
+    assert!(!git_succeeds(
+        &fx.local,
+        &["cat-file", "-e", fx.pr.as_str()]
+    ));
+    let log = fetch_and_check(&fx, TargetId::Pr(repo_id(), 1), &fx.pr).await?;
+    assert!(log.contains("Fetching PR branch"), "{log}");
+    assert!(
+        log.contains(&format!(
+            r#"Running "git" "fetch" "origin" "pull/1/head:refs/tags/git-pull-of-{}.new""#,
+            fx.pr
+        )),
+        "{log}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_annotated_tag_is_fetched_as_its_commit() -> anyhow::Result<()> {
+    let fx = Fixture::new().await?;
+    assert!(!git_succeeds(
+        &fx.local,
+        &["cat-file", "-e", fx.tag.as_str()]
+    ));
+    let log = fetch_and_check(&fx, tag_target("v0.1"), &fx.tag).await?;
+    assert!(
+        log.contains(&format!(
+            r#""git" "fetch" "origin" "refs/tags/v0.1:refs/tags/git-pull-of-{}.new""#,
+            fx.tag
+        )),
+        "{log}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_target_missing_from_the_metadata_fails() -> anyhow::Result<()> {
+    let fx = Fixture::new().await?;
+    let repo = fx.repo().await?;
+    let status = fx.eval(&repo.fetch_head(branch_target("nope"))).await;
+    assert_eq!(
+        status.result.map(|commit| commit.hash().clone()),
+        Err(Problem::Failure(
+            "Target me/proj/heads/nope does not exist".to_owned()
+        ))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_fetch_is_a_failure() -> anyhow::Result<()> {
+    let fx = Fixture::new().await?;
+    git(&fx.origin, &["update-ref", "-d", "refs/pull/1/head"]);
+    let repo = fx.repo().await?;
+    let status = fx.eval(&repo.fetch_head(TargetId::Pr(repo_id(), 1))).await;
+    let Err(Problem::Failure(message)) = &status.result else {
+        panic!("expected a failure, got {:?}", status.result);
+    };
+    assert!(message.starts_with("git failed in "), "{message}");
+    assert!(
+        message.contains(r#"command "git" "fetch" "origin" "pull/1/head:"#)
+            && message.contains("exited with status"),
+        "{message}"
+    );
+    let log = fx.saved_log(&status.output).await?;
+    assert!(log.contains(&format!("Failed: {message}")), "{log}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn targets_with_the_same_head_share_one_fetch() -> anyhow::Result<()> {
+    let fx = Fixture::new().await?;
+    let repo = fx.repo().await?;
+    let by_pr = fx.eval(&repo.fetch_head(TargetId::Pr(repo_id(), 1))).await;
+    let by_branch = fx.eval(&repo.fetch_head(branch_target("same-as-pr"))).await;
+    assert_eq!(value(by_pr.result)?, value(by_branch.result)?);
+    assert_eq!(fx.store_commits(&format!("git-pull-of-{}", fx.pr)), 1);
+    // A second repository handle (as after a restart) reuses the recorded result.
+    drop(repo);
+    let mut services = fx.services.clone();
+    services.pools = datakit_ci_pool::Pools::new();
+    let again = datakit_ci_git::Repo::open(&fx.local, None, &services).await?;
+    let status = fx.eval(&again.fetch_head(TargetId::Pr(repo_id(), 1))).await;
+    assert_eq!(value(status.result)?.hash(), &fx.pr);
+    assert_eq!(fx.store_commits(&format!("git-pull-of-{}", fx.pr)), 1);
+    Ok(())
+}
