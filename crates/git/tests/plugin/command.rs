@@ -210,7 +210,7 @@ async fn a_timeout_kills_the_command() -> anyhow::Result<()> {
     let command = Command::new(
         &repo,
         "slow",
-        vec![vec!["sleep".to_owned(), "600".to_owned()]],
+        vec![vec!["sleep".to_owned(), "30".to_owned()]],
         config,
     )?;
     let status = fx
@@ -229,7 +229,7 @@ async fn cancelling_the_build_makes_it_fail() -> anyhow::Result<()> {
     let command = Command::new(
         &repo,
         "cancel-me",
-        vec![sh("echo started; exec sleep 600")],
+        vec![sh("echo started; exec sleep 30")],
         CommandConfig::default(),
     )?;
     let commit = main_commit(&fx, &repo).await?;

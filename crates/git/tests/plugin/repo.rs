@@ -198,17 +198,15 @@ async fn with_checkout_waits_for_the_directory_lock() -> anyhow::Result<()> {
     });
     let observer = async {
         entered_rx.await.expect("first holds the lock");
-        let mut watch = second_log.pending_watch();
-        watch
-            .wait_for(|state| state.reason.as_deref() == Some(waiting.as_str()))
-            .await
-            .expect("the log is alive");
+        // `join!` polled `second` (which queued for the lock) before `first` could send this.
+        let reason = second_log.pending_reason();
         let holders = repo_holders(&fx);
         release_tx.send(()).expect("first is waiting");
-        holders
+        (reason, holders)
     };
-    let (first, second, holders) = tokio::join!(first, second, observer);
+    let (first, second, (reason, holders)) = tokio::join!(first, second, observer);
     first?;
+    assert_eq!(reason, Some(waiting));
     // Once it holds the lock, the second user no longer shows the waiting reason.
     assert_eq!(second?.as_deref(), Some("Testing"));
     assert_eq!(holders, vec![(fx.job().to_string(), "checkout".to_owned())]);
