@@ -1,1 +1,102 @@
-fn main(){}
+//! `datakit-ci-bench`: measures datakit-ci against baselines run in the same process and prints a
+//! report, one line per figure.
+//!
+//! ```text
+//! cargo run --release -p datakit-ci-bench -- core            # the full run (under ~2 minutes)
+//! cargo run --release -p datakit-ci-bench -- core --quick    # smaller sizes, a few seconds
+//! ```
+//!
+//! Each line reads `name: value unit (target: …)`: `(target: none)` figures are reported only,
+//! the others say `met` or `MISSED`; the last line is `N of M targets met`. The exit status is 0
+//! even when targets are missed (this is a report) and non-zero when something fails, e.g. a
+//! reader of a live log did not receive every byte. Ratios are always taken against a baseline
+//! measured in the same run, never against numbers written down here.
+//!
+//! # Group `core`
+//!
+//! - **store** — 10,000 small status updates (`u/r/commit/<hash>/status/ci/datakit/test<i>/state`)
+//!   committed as 100 transactions of 100 files through `datakit_ci_store`, versus the same commits
+//!   made by `git` plumbing processes in a separate bare repository: `hash-object -w --stdin-paths`
+//!   for the blobs, `mktree --batch` for the 100 leaf trees and one `mktree` per upper tree level,
+//!   `commit-tree`, `update-ref`. The plumbing baseline runs the first 10 commits (5 with
+//!   `--quick`) and is extrapolated linearly to 100; its last tree is checked to be identical to
+//!   the store's. Target: the store is at least 20× faster. Also the latency of one-file commits
+//!   on the same branch (median and p99; target: median ≤ 1 ms).
+//! - **terms** — time per node to evaluate a 1,000-node term (`pair`/`map` and `zip`/`and_then`
+//!   over `Term::ok` leaves and `Cache::find` of already-built keys), median over repeats; the
+//!   value is checked. Reported only.
+//! - **live log** — one writer appends 200 MB (32 MB with `--quick`) in 64 KiB chunks while 100
+//!   readers follow the log with `LiveLog::stream`; every reader's bytes are compared with what
+//!   was written. Reports append throughput, the time until every reader had everything, the
+//!   log's largest `memory_bytes()` and the growth of the process's resident memory (`VmRSS`).
+//!   Target: RSS growth ≤ 8 MiB.
+//! - **cache** — `Cache::lookup` calls per second for a key that is already built. Target:
+//!   ≥ 100,000 lookups/s.
+
+mod core_group;
+mod report;
+mod stats;
+
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+
+use crate::report::Report;
+
+/// Measures datakit-ci and prints a report with targets.
+#[derive(Debug, Parser)]
+#[command(name = "datakit-ci-bench", about)]
+struct Args {
+    /// The group of figures to measure.
+    #[arg(value_enum)]
+    group: Group,
+    /// Use smaller sizes: a quick check that everything runs, not figures to quote.
+    #[arg(long)]
+    quick: bool,
+}
+
+/// A group of figures.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Group {
+    /// Store, terms, live logs and the cache.
+    Core,
+}
+
+/// How big the measured workloads are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scale {
+    /// The sizes the targets are stated for.
+    Full,
+    /// Smaller sizes, for a quick check.
+    Quick,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let scale = if args.quick {
+        Scale::Quick
+    } else {
+        Scale::Full
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut report = Report::default();
+    runtime.block_on(async {
+        match args.group {
+            Group::Core => core_group::run(scale, &mut report).await,
+        }
+    })?;
+    println!("{}", report.summary());
+    Ok(())
+}
