@@ -11,6 +11,7 @@ use datakit_ci_process::{Cmd, format_duration, run};
 use datakit_ci_store::{BranchName, Snapshot};
 use datakit_ci_term::{JobId, Term};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::repo::{Commit, Repo};
 use crate::{Error, error_chain};
@@ -221,9 +222,15 @@ impl Builder for Shell {
             }
         };
         // Cancelling also stops the wait for the lock and the clone or checkout.
+        let span = tracing::info_span!(
+            "shell_command",
+            label = %self.label,
+            job = %job,
+            commit = %commit.hash()
+        );
         let outcome = tokio::select! {
             biased;
-            outcome = work => outcome,
+            outcome = work.instrument(span) => outcome,
             () = cancel.cancelled() => return Err(datakit_ci_process::Error::Cancelled.to_string()),
         };
         match outcome {

@@ -8,6 +8,7 @@ use datakit_ci_log::LiveLog;
 use datakit_ci_store::{BranchName, Snapshot};
 use datakit_ci_term::{CommitHash, Target};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::git::git;
 use crate::repo::{Core, run_git};
@@ -94,7 +95,14 @@ impl Builder for Fetcher {
         _context: &(),
         target: &Target,
     ) -> Result<CommitHash, String> {
+        let span = tracing::info_span!(
+            "git_fetch",
+            dir = %self.core.dir().display(),
+            target = %target.id(),
+            head = %target.head()
+        );
         self.fetch(build.log, build.cancel, target)
+            .instrument(span)
             .await
             .map_err(|e| error_chain(&e))?;
         Ok(target.head().clone())

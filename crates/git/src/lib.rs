@@ -20,25 +20,61 @@
 //!
 //! # Example
 //!
-//! ```no_run
-//! use datakit_ci_git::{Command, CommandConfig, Repo, Services};
-//! use datakit_ci_term::{RefName, TargetId, Term};
+//! Test every new head of `main`: fetch it, then run `make test` on it in a temporary clone.
 //!
-//! # async fn example(services: Services) -> Result<Term<()>, datakit_ci_git::Error> {
-//! let repo = Repo::open(
-//!     "/var/lib/ci/project".as_ref(),
-//!     Some("https://github.com/me/project.git"),
-//!     &services,
-//! )
-//! .await?;
+//! ```
+//! use datakit_ci_git::{Command, CommandConfig, Repo, Services};
+//! use datakit_ci_term::{JobId, RefName, TargetId};
+//! # use datakit_ci_store::{BranchName, Store, StorePath};
+//! # fn git(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<String> {
+//! #     let out = std::process::Command::new("git").args(args).current_dir(dir)
+//! #         .env("GIT_AUTHOR_NAME", "A").env("GIT_AUTHOR_EMAIL", "a@example.com")
+//! #         .env("GIT_COMMITTER_NAME", "A").env("GIT_COMMITTER_EMAIL", "a@example.com")
+//! #         .output()?;
+//! #     anyhow::ensure!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+//! #     Ok(String::from_utf8(out.stdout)?)
+//! # }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> anyhow::Result<()> {
+//! # let tmp = tempfile::tempdir()?;
+//! # let origin = tmp.path().join("origin");
+//! # std::fs::create_dir(&origin)?;
+//! # git(&origin, &["init", "--quiet", "--initial-branch=main"])?;
+//! # std::fs::write(origin.join("Makefile"), "test:\n\techo all good\n")?;
+//! # git(&origin, &["add", "Makefile"])?;
+//! # git(&origin, &["commit", "--quiet", "-m", "first"])?;
+//! # let head = git(&origin, &["rev-parse", "HEAD"])?;
+//! # let mut registry = prometheus_client::registry::Registry::default();
+//! # let services = Services {
+//! #     store: Store::open(&tmp.path().join("state.git"))?,
+//! #     logs: Default::default(),
+//! #     cache_metrics: datakit_ci_cache::CacheMetrics::new(&mut registry),
+//! #     pool_metrics: datakit_ci_pool::PoolMetrics::new(&mut registry),
+//! #     pools: Default::default(),
+//! # };
+//! # let metadata = services.store.branch(&BranchName::new("github-metadata")?);
+//! # let mut transaction = metadata.transaction().await?;
+//! # transaction.create_file(&StorePath::new("me/project/ref/heads/main/head")?, &head)?;
+//! # transaction.commit("main moved").await?;
+//! # let snapshot = metadata.head().await?.expect("just committed").tree();
+//! # let remote = origin.to_str().expect("UTF-8 path");
+//! // `services` comes from the application; `snapshot` is the `github-metadata` state, in
+//! // which `me/project/ref/heads/main/head` names the commit to test.
+//! let repo = Repo::open(&tmp.path().join("project"), Some(remote), &services).await?;
 //! let make = Command::new(
 //!     &repo,
-//!     "make",
+//!     "make-test",
 //!     vec![vec!["make".to_owned(), "test".to_owned()]],
 //!     CommandConfig::default(),
 //! )?;
-//! let target = TargetId::Ref("me/project".parse().unwrap(), RefName::branch("main").unwrap());
-//! Ok(make.run(repo.fetch_head(target)))
+//! let main = TargetId::Ref("me/project".parse()?, RefName::branch("main")?);
+//! let test = make.run(repo.fetch_head(main.clone()));
+//!
+//! let evaluation = test
+//!     .evaluate_until_settled(JobId::new(main, "test"), Some(snapshot))
+//!     .await;
+//! assert_eq!(evaluation.status.result, Ok(()));
+//! # Ok(())
 //! # }
 //! ```
 
