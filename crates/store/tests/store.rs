@@ -1,0 +1,652 @@
+//! Integration tests of the store through its public API, cross-checked with the real `git` binary.
+
+mod common;
+
+use std::io::Read;
+
+use common::{Fixture, branch, path};
+use datakit_ci_store::{
+    BranchName, CommitId, EntryKind, Error, Store, StorePath, escape, unescape,
+};
+
+#[tokio::test]
+async fn missing_branch_has_no_head() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    assert!(main.head().await?.is_none());
+    assert!(fixture.store.branches().await?.is_empty());
+    let transaction = main.transaction().await?;
+    assert_eq!(transaction.parent(), None);
+    assert!(transaction.is_empty());
+    transaction.abort();
+    assert!(main.head().await?.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn create_read_replace_and_remove_files() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+
+    let mut transaction = main.transaction().await?;
+    transaction.create_file(&path("top"), "1")?;
+    transaction.create_file(&path("a/b/c"), "deep")?;
+    transaction.create_file(&path("a/b/d"), "other")?;
+    transaction.create_file(&path("a/e"), "shallow")?;
+    // Reads see the transaction's own writes.
+    assert_eq!(
+        transaction.read_file(&path("a/b/c"))?,
+        Some(b"deep".to_vec())
+    );
+    assert_eq!(
+        transaction.read_dir(&path("a"))?,
+        Some(vec!["b".to_owned(), "e".to_owned()])
+    );
+    assert!(transaction.exists(&path("a/b"))?);
+    assert_eq!(transaction.kind(&path("a/b"))?, Some(EntryKind::Dir));
+    assert_eq!(transaction.read_file(&path("a/b"))?, None);
+    assert!(!transaction.is_empty());
+    let first = transaction.commit("first").await?;
+
+    // Git agrees on the contents.
+    assert_eq!(fixture.git(&["cat-file", "-p", "main:a/b/c"]), "deep");
+    assert_eq!(
+        fixture.git(&["ls-tree", "-r", "--name-only", "main"]),
+        "a/b/c\na/b/d\na/e\ntop\n"
+    );
+
+    let mut transaction = main.transaction().await?;
+    assert_eq!(transaction.parent(), Some(first));
+    // Reads see the parent's tree.
+    assert_eq!(
+        transaction.read_file(&path("a/e"))?,
+        Some(b"shallow".to_vec())
+    );
+    transaction.create_file(&path("top"), "2")?;
+    transaction.remove(&path("a/b"))?;
+    assert!(!transaction.exists(&path("a/b/c"))?);
+    assert_eq!(
+        transaction.read_dir(&path("a"))?,
+        Some(vec!["e".to_owned()])
+    );
+    transaction.commit("second").await?;
+
+    let head = main.head().await?.expect("committed");
+    let tree = head.tree();
+    assert_eq!(tree.read_file(&path("top"))?, Some(b"2".to_vec()));
+    assert_eq!(tree.read_file(&path("a/b/c"))?, None);
+    assert!(!tree.exists(&path("a/b"))?);
+    assert_eq!(tree.kind(&path("a/e"))?, Some(EntryKind::File));
+    assert_eq!(
+        tree.read_dir(&StorePath::root())?,
+        Some(vec!["a".to_owned(), "top".to_owned()])
+    );
+    assert_eq!(tree.read_dir(&path("top"))?, None);
+    assert_eq!(tree.read_dir(&path("nowhere"))?, None);
+    assert_eq!(
+        fixture.git(&["ls-tree", "-r", "--name-only", "main"]),
+        "a/e\ntop\n"
+    );
+    assert_eq!(fixture.git(&["cat-file", "-p", "main:top"]), "2");
+    Ok(())
+}
+
+#[tokio::test]
+async fn commits_record_parents_and_messages() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("status-me-repo-pr-1"));
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let mut transaction = main.transaction().await?;
+        transaction.create_file(&path("counter"), n.to_string())?;
+        ids.push(transaction.commit(&format!("Step {n}")).await?);
+    }
+    let head = main.head().await?.expect("committed");
+    assert_eq!(head.id(), ids[2]);
+    assert_eq!(head.parents(), &[ids[1]]);
+    assert_eq!(head.message(), "Step 2");
+    let first = fixture.store.commit(ids[0]).await?;
+    assert!(first.parents().is_empty());
+    assert_eq!(
+        first.tree().read_file(&path("counter"))?,
+        Some(b"0".to_vec())
+    );
+
+    let log = fixture.git(&["log", "--format=%H %P|%s|%an <%ae>", "status-me-repo-pr-1"]);
+    let expected = format!(
+        "{} {}|Step 2|datakit-ci <datakit-ci@localhost>\n{} {}|Step 1|datakit-ci <datakit-ci@localhost>\n{} |Step 0|datakit-ci <datakit-ci@localhost>\n",
+        ids[2], ids[1], ids[1], ids[0], ids[0]
+    );
+    assert_eq!(log, expected);
+    assert_eq!(
+        fixture
+            .git(&["rev-parse", "refs/heads/status-me-repo-pr-1"])
+            .trim(),
+        ids[2].to_string()
+    );
+    assert_eq!(
+        fixture.store.branches().await?,
+        vec![branch("status-me-repo-pr-1")]
+    );
+
+    // Commit ids round-trip through text, and unknown ids are reported.
+    let parsed: CommitId = ids[1].to_string().parse()?;
+    assert_eq!(parsed, ids[1]);
+    let unknown: CommitId = "0123456789abcdef0123456789abcdef01234567".parse()?;
+    assert!(matches!(
+        fixture.store.commit(unknown).await,
+        Err(Error::MissingCommit { id }) if id == unknown
+    ));
+    Ok(())
+}
+
+#[tokio::test]
+async fn files_and_directories_do_not_replace_each_other() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    let mut transaction = main.transaction().await?;
+    transaction.create_file(&path("dir/file"), "x")?;
+    transaction.commit("setup").await?;
+
+    let mut transaction = main.transaction().await?;
+    assert!(matches!(
+        transaction.create_file(&path("dir"), "y"),
+        Err(Error::IsDir { path: p }) if p == path("dir")
+    ));
+    assert!(matches!(
+        transaction.create_file(&path("dir/file/below"), "y"),
+        Err(Error::NotDir { path: p }) if p == path("dir/file")
+    ));
+    assert!(matches!(
+        transaction.make_dirs(&path("dir/file/sub")),
+        Err(Error::NotDir { path: p }) if p == path("dir/file")
+    ));
+    // Failed edits leave the transaction unchanged.
+    assert!(transaction.is_empty());
+    assert_eq!(
+        transaction.read_file(&path("dir/file"))?,
+        Some(b"x".to_vec())
+    );
+
+    // An empty directory may be replaced by a file (the Docker builder does this with `value`).
+    transaction.make_dirs(&path("value/sub"))?;
+    assert_eq!(transaction.kind(&path("value/sub"))?, Some(EntryKind::Dir));
+    assert_eq!(
+        transaction.read_dir(&path("value"))?,
+        Some(vec!["sub".to_owned()])
+    );
+    assert!(
+        transaction.is_empty(),
+        "empty directories are not persisted"
+    );
+    transaction.create_file(&path("value"), "now a file")?;
+    transaction.make_dirs(&path("empty"))?;
+    transaction.commit("value").await?;
+
+    let tree = main.head().await?.expect("committed").tree();
+    assert_eq!(
+        tree.read_file(&path("value"))?,
+        Some(b"now a file".to_vec())
+    );
+    assert!(
+        !tree.exists(&path("empty"))?,
+        "empty directories are not persisted"
+    );
+    assert_eq!(
+        fixture.git(&["ls-tree", "-r", "--name-only", "main"]),
+        "dir/file\nvalue\n"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn removing_a_missing_path_is_not_found() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    let mut transaction = main.transaction().await?;
+    transaction.create_file(&path("file"), "x")?;
+    assert!(matches!(
+        transaction.remove(&path("missing")),
+        Err(Error::NotFound { path: p }) if p == path("missing")
+    ));
+    assert!(matches!(
+        transaction.remove(&path("file/below")),
+        Err(Error::NotFound { path: p }) if p == path("file/below")
+    ));
+    assert!(matches!(
+        transaction.remove(&path("missing/deeper")),
+        Err(Error::NotFound { path: p }) if p == path("missing/deeper")
+    ));
+    transaction.remove(&path("file"))?;
+    assert!(matches!(
+        transaction.remove(&path("file")),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(transaction.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_transactions_are_replayed() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    let mut setup = main.transaction().await?;
+    setup.create_file(&path("shared/base"), "base")?;
+    setup.create_file(&path("shared/to-remove"), "gone soon")?;
+    let base = setup.commit("base").await?;
+
+    let mut first = main.transaction().await?;
+    let mut second = main.transaction().await?;
+    first.create_file(&path("shared/first"), "1")?;
+    first.remove(&path("shared/to-remove"))?;
+    second.create_file(&path("shared/second"), "2")?;
+    // Removing what the first transaction also removes is not a conflict on replay.
+    second.remove(&path("shared/to-remove"))?;
+    assert_eq!(second.parent(), Some(base));
+
+    let first_id = first.commit("first").await?;
+    let second_id = second.commit("second").await?;
+
+    let head = main.head().await?.expect("committed");
+    assert_eq!(head.id(), second_id);
+    assert_eq!(
+        head.parents(),
+        &[first_id],
+        "the replayed commit sits on the new head"
+    );
+    let tree = head.tree();
+    assert_eq!(
+        tree.read_dir(&path("shared"))?,
+        Some(vec!["base".into(), "first".into(), "second".into()])
+    );
+    assert_eq!(
+        fixture.git(&["log", "--format=%s", "main"]),
+        "second\nfirst\nbase\n"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_commits_from_many_tasks_all_land() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..8 {
+        let main = main.clone();
+        tasks.spawn(async move {
+            let mut transaction = main.transaction().await?;
+            transaction.create_file(&path(&format!("jobs/{n}")), n.to_string())?;
+            transaction.commit(&format!("job {n}")).await
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result??;
+    }
+    let tree = main.head().await?.expect("committed").tree();
+    let names: Vec<String> = (0..8).map(|n| n.to_string()).collect();
+    assert_eq!(tree.read_dir(&path("jobs"))?, Some(names));
+    assert_eq!(fixture.git(&["rev-list", "--count", "main"]).trim(), "8");
+    Ok(())
+}
+
+#[tokio::test]
+async fn conflicting_replay_leaves_the_branch_unchanged() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    let mut setup = main.transaction().await?;
+    setup.create_file(&path("keep"), "k")?;
+    setup.commit("base").await?;
+
+    let mut first = main.transaction().await?;
+    let mut second = main.transaction().await?;
+    first.create_file(&path("value"), "a file")?;
+    second.create_file(&path("value/inner"), "needs a directory")?;
+    let first_id = first.commit("first").await?;
+    let result = second.commit("second").await;
+    assert!(
+        matches!(&result, Err(Error::Conflict { branch: b, path: p }) if *b == branch("main") && *p == path("value/inner")),
+        "{result:?}"
+    );
+    assert_eq!(main.head().await?.expect("committed").id(), first_id);
+    assert_eq!(
+        fixture.git(&["rev-parse", "main"]).trim(),
+        first_id.to_string()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn watch_sees_new_heads() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    let mut watch = main.watch();
+    assert_eq!(*watch.borrow_and_update(), None);
+
+    let mut transaction = main.transaction().await?;
+    transaction.create_file(&path("a"), "1")?;
+    let first = transaction.commit("first").await?;
+    watch.changed().await?;
+    assert_eq!(*watch.borrow_and_update(), Some(first));
+
+    // A watch made later starts from the current head, also through another handle.
+    let late = fixture.store.branch(&branch("main")).watch();
+    assert_eq!(*late.borrow(), Some(first));
+
+    let mut transaction = main.transaction().await?;
+    transaction.create_file(&path("a"), "2")?;
+    let second = transaction.commit("second").await?;
+    watch.changed().await?;
+    assert_eq!(*watch.borrow_and_update(), Some(second));
+
+    // Other branches are not affected.
+    let other = fixture.store.branch(&branch("other")).watch();
+    assert_eq!(*other.borrow(), None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn watch_starts_from_the_head_left_by_a_previous_owner() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store_path = dir.path().join("state.git");
+    let id = {
+        let store = Store::open(&store_path)?;
+        let mut transaction = store.branch(&branch("main")).transaction().await?;
+        transaction.create_file(&path("a"), "1")?;
+        transaction.commit("first").await?
+    };
+    let store = Store::open(&store_path)?;
+    let main = store.branch(&branch("main"));
+    assert_eq!(*main.watch().borrow(), Some(id));
+    assert_eq!(main.head().await?.expect("persisted").id(), id);
+    Ok(())
+}
+
+#[tokio::test]
+async fn second_open_in_the_same_process_is_locked() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store_path = dir.path().join("state.git");
+    let store = Store::open(&store_path)?;
+    match Store::open(&store_path) {
+        Err(Error::Locked { path, pid }) => {
+            assert_eq!(path, store_path);
+            assert_eq!(pid, Some(std::process::id()));
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    // The lock lasts as long as any clone of the store.
+    let clone = store.clone();
+    drop(store);
+    assert!(matches!(
+        Store::open(&store_path),
+        Err(Error::Locked { .. })
+    ));
+    drop(clone);
+    let reopened = Store::open(&store_path)?;
+    assert_eq!(reopened.path(), store_path);
+    drop(reopened);
+    common::assert_fsck_clean(&store_path);
+    Ok(())
+}
+
+/// Set in the child process of `lock_held_by_another_process_is_reported`: the store to hold.
+const LOCK_CHILD_ENV: &str = "DATAKIT_CI_STORE_TEST_LOCK_CHILD";
+/// Printed by the child once it holds the lock.
+const LOCKED_MARKER: &str = "datakit-ci-store-child-holds-the-lock";
+
+/// Kills the child process if the test fails before waiting for it.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+#[test]
+fn lock_held_by_another_process_is_reported() -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    use std::process::{Command, Stdio};
+
+    if let Some(store_path) = std::env::var_os(LOCK_CHILD_ENV) {
+        // Child: hold the store until the parent closes our stdin.
+        let _store = Store::open(std::path::Path::new(&store_path))?;
+        // libtest prints the test name on the same line, so the parent looks for a line ending.
+        println!("{LOCKED_MARKER}");
+        std::io::stdout().flush()?;
+        let mut rest = Vec::new();
+        std::io::stdin().read_to_end(&mut rest)?;
+        return Ok(());
+    }
+
+    let dir = tempfile::tempdir()?;
+    let store_path = dir.path().join("state.git");
+    let mut child = ChildGuard(
+        Command::new(std::env::current_exe()?)
+            .args([
+                "--exact",
+                "lock_held_by_another_process_is_reported",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(LOCK_CHILD_ENV, &store_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?,
+    );
+    let child_pid = child.0.id();
+    let mut stdout = std::io::BufReader::new(child.0.stdout.take().expect("piped"));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        anyhow::ensure!(
+            stdout.read_line(&mut line)? > 0,
+            "child exited before locking the store"
+        );
+        if line.trim_end().ends_with(LOCKED_MARKER) {
+            break;
+        }
+    }
+    match Store::open(&store_path) {
+        Err(Error::Locked { path, pid }) => {
+            assert_eq!(path, store_path);
+            assert_eq!(pid, Some(child_pid));
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    drop(child.0.stdin.take());
+    let status = child.0.wait()?;
+    assert!(status.success(), "child failed: {status}");
+    // The child's exit released the lock.
+    drop(Store::open(&store_path)?);
+    common::assert_fsck_clean(&store_path);
+    Ok(())
+}
+
+#[test]
+fn invalid_names_and_paths_are_rejected() {
+    for bad in [
+        "", "a..b", "-x", ".hidden", "a/", "a b", "x.lock", "a:b", "a//b",
+    ] {
+        assert!(
+            matches!(BranchName::new(bad), Err(Error::InvalidBranch { ref name, .. }) if name == bad),
+            "{bad:?}"
+        );
+    }
+    for bad in [
+        "a//b",
+        "../x",
+        "a/./b",
+        "/abs",
+        "trailing/",
+        "nul\0",
+        ".git/config",
+    ] {
+        assert!(
+            matches!(StorePath::new(bad), Err(Error::InvalidPath { ref path, .. }) if path == bad),
+            "{bad:?}"
+        );
+    }
+    assert!(path("a").join("../b").is_err());
+    assert_eq!(path("a").join("b/c").expect("valid").to_string(), "a/b/c");
+    let message = BranchName::new("a..b").expect_err("invalid").to_string();
+    assert_eq!(message, "invalid branch name \"a..b\": contains '..'");
+}
+
+#[test]
+fn escaping_matches_the_original() -> anyhow::Result<()> {
+    let name = format!(
+        "status-{}-{}-ref-{}-{}",
+        escape("me"),
+        escape("my-project"),
+        escape("heads"),
+        escape("feature/x_y")
+    );
+    assert_eq!(name, "status-me-my_2dproject-ref-heads-feature_2fx_5fy");
+    assert!(BranchName::new(&name).is_ok());
+    assert_eq!(escape("tags/v1.0"), "tags_2fv1.0");
+    assert_eq!(unescape("my_2dproject")?, "my-project");
+    assert_eq!(unescape("feature_2fx_5fy")?, "feature/x_y");
+    for text in ["", "plain", "with space & ünïcode/_-"] {
+        assert_eq!(unescape(&escape(text))?, text);
+    }
+    assert!(matches!(
+        unescape("bad_4"),
+        Err(Error::InvalidEscape { .. })
+    ));
+    assert!(matches!(
+        unescape("bad_xy"),
+        Err(Error::InvalidEscape { .. })
+    ));
+    Ok(())
+}
+
+#[tokio::test]
+async fn changed_files_lists_differences() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    let mut transaction = main.transaction().await?;
+    transaction.create_file(&path("same/one"), "1")?;
+    transaction.create_file(&path("same/two"), "2")?;
+    transaction.create_file(&path("edit/file"), "old")?;
+    transaction.create_file(&path("gone/deep/file"), "x")?;
+    transaction.create_file(&path("becomes-dir"), "file")?;
+    transaction.commit("old").await?;
+    let old = main.head().await?.expect("committed").tree();
+
+    let mut transaction = main.transaction().await?;
+    transaction.create_file(&path("edit/file"), "new")?;
+    transaction.remove(&path("gone"))?;
+    transaction.remove(&path("becomes-dir"))?;
+    transaction.create_file(&path("becomes-dir/inside"), "now")?;
+    transaction.create_file(&path("added"), "+")?;
+    transaction.commit("new").await?;
+    let new = main.head().await?.expect("committed").tree();
+
+    let changed: Vec<String> = old
+        .changed_files(&new)?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            "added",
+            "becomes-dir",
+            "becomes-dir/inside",
+            "edit/file",
+            "gone/deep/file"
+        ]
+    );
+    assert!(old.changed_files(&old)?.is_empty());
+    // Unchanged subtrees keep their id, changed ones do not.
+    assert_eq!(old.tree_id(&path("same"))?, new.tree_id(&path("same"))?);
+    assert!(old.tree_id(&path("same"))?.is_some());
+    assert_ne!(old.tree_id(&path("edit"))?, new.tree_id(&path("edit"))?);
+    assert_eq!(new.tree_id(&path("added"))?, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn big_files_stream_from_a_reader() -> anyhow::Result<()> {
+    const SIZE: u64 = 50 * 1024 * 1024;
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    let mut transaction = main.transaction().await?;
+    // Not all one byte, so a truncated or shifted write would show.
+    let pattern: Vec<u8> = (0..=255u8).collect();
+    let reader = Cycle::new(&pattern).take(SIZE);
+    transaction.create_file_from_reader(&path("log"), reader)?;
+    transaction.commit("big log").await?;
+
+    assert_eq!(
+        fixture.git(&["cat-file", "-s", "main:log"]).trim(),
+        SIZE.to_string()
+    );
+    let contents = main
+        .head()
+        .await?
+        .expect("committed")
+        .tree()
+        .read_file(&path("log"))?
+        .expect("present");
+    assert_eq!(contents.len() as u64, SIZE);
+    assert!(
+        contents
+            .chunks(256)
+            .all(|chunk| chunk == &pattern[..chunk.len()])
+    );
+    Ok(())
+}
+
+/// An endless reader repeating a pattern.
+struct Cycle<'a> {
+    pattern: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Cycle<'a> {
+    fn new(pattern: &'a [u8]) -> Self {
+        Cycle { pattern, offset: 0 }
+    }
+}
+
+impl Read for Cycle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        for byte in buf.iter_mut() {
+            *byte = self.pattern[self.offset];
+            self.offset = (self.offset + 1) % self.pattern.len();
+        }
+        Ok(buf.len())
+    }
+}
+
+#[tokio::test]
+async fn removing_everything_commits_an_empty_tree() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    let mut transaction = main.transaction().await?;
+    transaction.create_file(&path("a/b"), "x")?;
+    transaction.commit("add").await?;
+    let mut transaction = main.transaction().await?;
+    transaction.remove(&path("a"))?;
+    assert!(!transaction.is_empty());
+    transaction.commit("remove").await?;
+    let tree = main.head().await?.expect("committed").tree();
+    assert_eq!(tree.read_dir(&StorePath::root())?, Some(vec![]));
+    assert_eq!(fixture.git(&["ls-tree", "-r", "main"]), "");
+    Ok(())
+}
+
+#[test]
+fn store_types_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Store>();
+    check::<datakit_ci_store::Branch>();
+    check::<datakit_ci_store::Commit>();
+    check::<datakit_ci_store::Snapshot>();
+    check::<datakit_ci_store::Transaction>();
+    check::<Error>();
+}
