@@ -1,0 +1,1 @@
+//! Target history for datakit-ci: status branches and the commit index

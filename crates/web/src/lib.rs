@@ -1,0 +1,1 @@
+//! The datakit-ci web UI: pages, live logs, authentication, ACLs and metrics
