@@ -46,6 +46,7 @@
 mod error;
 mod lock;
 mod names;
+mod pack;
 mod repo;
 mod snapshot;
 mod store;

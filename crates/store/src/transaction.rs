@@ -8,6 +8,7 @@ use gix::ObjectId;
 use gix::objs::tree::{EntryKind as GitEntryKind, EntryMode};
 use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 
+use crate::pack::PendingObjects;
 use crate::repo::PooledRepo;
 use crate::store::{load_commit, read_head, run_blocking};
 use crate::tree::{DirNode, Found, empty_tree};
@@ -19,6 +20,9 @@ const IDENTITY: (&str, &str) = ("datakit-ci", "datakit-ci@localhost");
 /// How many times a commit retries when the branch keeps moving under it (only possible when
 /// something outside this store writes to the repository).
 const MAX_ATTEMPTS: usize = 10;
+
+/// Blobs up to this size are kept in memory until commit; bigger ones are written at once.
+const INLINE_BLOB_LIMIT: usize = 256 * 1024;
 
 /// One recorded edit, kept so the transaction can be replayed on a newer head.
 enum Edit {
@@ -56,6 +60,8 @@ pub struct Transaction {
     base_tree: ObjectId,
     root: DirNode,
     edits: Vec<Edit>,
+    /// Small blobs written so far, kept in memory until commit.
+    pending: PendingObjects,
     repo: Mutex<PooledRepo>,
 }
 
@@ -85,6 +91,7 @@ impl Transaction {
             base_tree,
             root: DirNode::from_stored(base_tree),
             edits: Vec::new(),
+            pending: PendingObjects::default(),
             repo: Mutex::new(repo),
         })
     }
@@ -109,7 +116,10 @@ impl Transaction {
         let repo = self.repo();
         match self.root.lookup(&repo, path)? {
             Some(Found::Leaf(mode, id)) if EntryKind::from_mode(mode) == EntryKind::File => {
-                crate::tree::read_blob(&repo, id).map(Some)
+                match self.pending.get(&id) {
+                    Some(data) => Ok(Some(data.to_vec())),
+                    None => crate::tree::read_blob(&repo, id).map(Some),
+                }
             }
             _ => Ok(None),
         }
@@ -142,14 +152,20 @@ impl Transaction {
     /// Writes a file at `path`, replacing an existing file (or empty directory) and creating parent
     /// directories. Fails with [`Error::IsDir`] on a non-empty directory and [`Error::NotDir`] if a
     /// parent is a file.
+    ///
+    /// Small contents are kept in memory until commit (and then written together, as a pack when
+    /// there are many); big ones go to the object database at once.
     pub fn create_file(
         &mut self,
         path: &StorePath,
         contents: impl AsRef<[u8]>,
     ) -> Result<(), Error> {
-        let id = {
+        let contents = contents.as_ref();
+        let id = if contents.len() <= INLINE_BLOB_LIMIT {
+            self.pending.add(gix::objs::Kind::Blob, contents.to_vec())?
+        } else {
             let repo = self.repo();
-            repo.write_blob(contents.as_ref())
+            repo.write_blob(contents)
                 .map_err(Error::git("write blob"))?
                 .detach()
         };
@@ -249,10 +265,12 @@ impl Transaction {
 
     fn commit_blocking(self, message: &str) -> Result<CommitId, Error> {
         let Transaction {
+            store,
             branch,
             parent,
             mut root,
             edits,
+            mut pending,
             repo,
             ..
         } = self;
@@ -265,10 +283,14 @@ impl Transaction {
                 root = replay(&repo, &branch, current, &edits)?;
                 expected = current;
             }
-            let (tree, _) = root.write(&repo)?;
-            let commit = write_commit(&repo, tree, expected, message)?;
+            let (tree, _) = root.write(&mut pending)?;
+            let commit = add_commit(&mut pending, tree, expected, message)?;
+            pending.flush(&repo)?;
             match update_ref(&repo, &branch, commit, expected) {
-                Ok(()) => return Ok(CommitId::from_object_id(commit)),
+                Ok(()) => {
+                    store.repo().maintain(&repo);
+                    return Ok(CommitId::from_object_id(commit));
+                }
                 Err(error) => {
                     if read_head(&repo, &branch)? == expected {
                         return Err(error);
@@ -340,8 +362,8 @@ fn signature() -> gix::actor::Signature {
     }
 }
 
-fn write_commit(
-    repo: &gix::Repository,
+fn add_commit(
+    pending: &mut PendingObjects,
     tree: ObjectId,
     parent: Option<CommitId>,
     message: &str,
@@ -356,10 +378,7 @@ fn write_commit(
         message: message.into(),
         extra_headers: Vec::new(),
     };
-    Ok(repo
-        .write_object(&commit)
-        .map_err(Error::git("write commit"))?
-        .detach())
+    pending.add(gix::objs::Kind::Commit, crate::tree::encode(&commit)?)
 }
 
 /// Moves `refs/heads/<branch>` to `new` if it still is `expected` (compare-and-swap).

@@ -8,6 +8,7 @@ use gix::ObjectId;
 use gix::bstr::{BStr, BString, ByteSlice};
 use gix::objs::tree::{EntryKind as GitEntryKind, EntryMode};
 
+use crate::pack::PendingObjects;
 use crate::{EntryKind, Error, StorePath};
 
 /// One entry of a stored tree, owned.
@@ -328,9 +329,12 @@ impl DirNode {
         }
     }
 
-    /// Writes this directory's changed trees to the object database (dropping empty directories) and
-    /// remembers them as unchanged. Returns the tree id and whether the tree is empty.
-    pub(crate) fn write(&mut self, repo: &gix::Repository) -> Result<(ObjectId, bool), Error> {
+    /// Adds this directory's changed trees to `pending` (dropping empty directories) and remembers
+    /// them as unchanged. Returns the tree id and whether the tree is empty.
+    pub(crate) fn write(
+        &mut self,
+        pending: &mut PendingObjects,
+    ) -> Result<(ObjectId, bool), Error> {
         if let Some(id) = self.stored {
             return Ok((id, id == empty_tree()));
         }
@@ -343,17 +347,14 @@ impl DirNode {
             let (mode, id, empty) = match node {
                 Node::Leaf(mode, id) => (*mode, *id, false),
                 Node::Dir(child) => {
-                    let (id, empty) = child.write(repo)?;
+                    let (id, empty) = child.write(pending)?;
                     (EntryMode::from(GitEntryKind::Tree), id, empty)
                 }
             };
             push_entry(&mut tree, name, mode, id, empty);
         }
         tree.entries.sort();
-        let id = repo
-            .write_object(&tree)
-            .map_err(Error::git("write tree"))?
-            .detach();
+        let id = pending.add(gix::objs::Kind::Tree, encode(&tree)?)?;
         self.stored = Some(id);
         Ok((id, tree.entries.is_empty()))
     }
@@ -379,12 +380,23 @@ impl DirNode {
             push_entry(&mut tree, name, mode, id, empty);
         }
         tree.entries.sort();
-        let mut buf = Vec::new();
-        gix::objs::WriteTo::write_to(&tree, &mut buf).map_err(Error::git_other("encode tree"))?;
-        let id = gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Tree, &buf)
-            .map_err(Error::git("hash tree"))?;
+        let id = gix::objs::compute_hash(
+            gix::hash::Kind::Sha1,
+            gix::objs::Kind::Tree,
+            &encode(&tree)?,
+        )
+        .map_err(Error::git("hash tree"))?;
         Ok((id, tree.entries.is_empty()))
     }
+}
+
+/// Encodes an object as stored in Git (without the header).
+pub(crate) fn encode(object: &impl gix::objs::WriteTo) -> Result<Vec<u8>, Error> {
+    let mut buf = Vec::new();
+    object
+        .write_to(&mut buf)
+        .map_err(Error::git_other("encode object"))?;
+    Ok(buf)
 }
 
 /// Adds an entry to a tree being built, skipping empty directories (Git trees cannot hold them).

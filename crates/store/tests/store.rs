@@ -650,3 +650,85 @@ fn store_types_are_send_and_sync() {
     check::<datakit_ci_store::Transaction>();
     check::<Error>();
 }
+
+#[tokio::test]
+async fn big_transactions_are_written_as_a_pack() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    let mut setup = main.transaction().await?;
+    setup.create_file(&path("setup"), "small commits are packed too")?;
+    setup.commit("setup").await?;
+    for round in 0..3 {
+        let mut transaction = main.transaction().await?;
+        for n in 0..100 {
+            let file = path(&format!("jobs/job{n}/output"));
+            // Each round reads what the previous one (packed) wrote.
+            if round > 0 {
+                let previous = transaction.read_file(&file)?.expect("written last round");
+                assert_eq!(
+                    previous,
+                    format!("round {} job {n}", round - 1).into_bytes()
+                );
+            }
+            transaction.create_file(&file, format!("round {round} job {n}"))?;
+        }
+        transaction.commit(&format!("round {round}")).await?;
+    }
+    let packs: Vec<_> = std::fs::read_dir(fixture.path.join("objects/pack"))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "idx"))
+        .collect();
+    assert_eq!(packs.len(), 4, "one pack per commit: {packs:?}");
+    for idx in &packs {
+        fixture.git(&["verify-pack", idx.to_str().expect("UTF-8 path")]);
+    }
+    assert_eq!(
+        fixture.git(&["cat-file", "-p", "main:jobs/job42/output"]),
+        "round 2 job 42"
+    );
+    assert_eq!(
+        fixture
+            .git(&["ls-tree", "-r", "--name-only", "main"])
+            .lines()
+            .count(),
+        101
+    );
+    let tree = main.head().await?.expect("committed").tree();
+    assert_eq!(
+        tree.read_file(&path("jobs/job7/output"))?,
+        Some(b"round 2 job 7".to_vec())
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn many_commits_keep_few_packs() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        let mut transaction = main.transaction().await?;
+        transaction.create_file(&path(&format!("n/{n}")), n.to_string())?;
+        ids.push(transaction.commit(&format!("commit {n}")).await?);
+    }
+    let packs = std::fs::read_dir(fixture.path.join("objects/pack"))?
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "idx"))
+        .count();
+    assert!(packs < 16, "small packs are merged, {packs} left");
+    // Every commit, old or new, is still readable by the store and by git.
+    for (n, id) in ids.iter().enumerate() {
+        let tree = fixture.store.commit(*id).await?.tree();
+        assert_eq!(
+            tree.read_file(&path(&format!("n/{n}")))?,
+            Some(n.to_string().into_bytes())
+        );
+        assert_eq!(
+            fixture.git(&["cat-file", "-p", &format!("{id}:n/{n}")]),
+            n.to_string()
+        );
+    }
+    assert_eq!(fixture.git(&["rev-list", "--count", "main"]).trim(), "40");
+    Ok(())
+}
