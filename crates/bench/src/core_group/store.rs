@@ -38,11 +38,11 @@ impl Sizes {
     fn new(scale: Scale) -> Self {
         match scale {
             Scale::Full => Sizes {
-                plumbing_sample: 10,
+                plumbing_sample: COMMITS,
                 latency_commits: 1000,
             },
             Scale::Quick => Sizes {
-                plumbing_sample: 5,
+                plumbing_sample: 10,
                 latency_commits: 200,
             },
         }
@@ -87,13 +87,15 @@ pub(super) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()>
         format!("store: {shape}, datakit-ci store"),
         store_time,
     ));
-    report.add(Figure::seconds(
+    let plumbing_name = if sample == COMMITS {
+        format!("store: {shape}, git plumbing processes")
+    } else {
         format!(
-            "store: {shape}, git plumbing (first {sample} commits timed, extrapolated ×{})",
+            "store: {shape}, git plumbing processes (first {sample} commits timed, extrapolated ×{})",
             COMMITS / sample
-        ),
-        plumbing_time,
-    ));
+        )
+    };
+    report.add(Figure::seconds(plumbing_name, plumbing_time));
     report.add(
         Figure::new(
             "store: speed-up over git plumbing",
