@@ -46,8 +46,8 @@ pub enum Error {
         /// The PID written in the lock file by the holder, if it could be read.
         pid: Option<u32>,
     },
-    /// The store's directory or lock file could not be created, read or locked.
-    #[error("cannot open state store at {}", .path.display())]
+    /// A file or directory of the store (its directory, lock file, packs) could not be used.
+    #[error("file system error at {}", .path.display())]
     Io {
         /// The file or directory involved.
         path: PathBuf,

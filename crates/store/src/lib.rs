@@ -17,6 +17,15 @@
 //! - Names are validated once: [`BranchName`], [`StorePath`], [`CommitId`]; [`escape`] and
 //!   [`unescape`] turn arbitrary strings into branch-name-safe ones and back.
 //!
+//! # Storage
+//!
+//! The repository is an ordinary bare Git repository (`git log`, `git push` and `git fsck` work on
+//! it). Each commit writes its new objects as one pack plus index rather than one loose file per
+//! object, because creating files is what a commit mostly costs; packs are merged in tiers as they
+//! accumulate, so their number stays small. Big files written with
+//! [`Transaction::create_file_from_reader`] are streamed to a loose object instead. No reflog is
+//! written (bare repositories have none by default).
+//!
 //! # Example
 //!
 //! ```

@@ -160,6 +160,15 @@ pub(crate) fn read_head(
         .map_err(Error::git("read branch reference"))?;
     match reference {
         None => Ok(None),
+        // Our branches point straight at commits; only peel (which reads objects) other kinds.
+        Some(reference) if reference.target().try_id().is_some() => {
+            let id = reference
+                .target()
+                .try_id()
+                .expect("checked just above")
+                .to_owned();
+            Ok(Some(CommitId::from_object_id(id)))
+        }
         Some(mut reference) => {
             let id = reference
                 .peel_to_id()
