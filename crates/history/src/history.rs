@@ -1,0 +1,474 @@
+//! [`History`]: the per-target cache of status-branch states, recording new states (spec §3.8.3),
+//! the commit index (§3.8.3 step 5, batched) and the builds of a source commit (§3.8.4).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use datakit_ci_store::{BranchName, CommitId, Store, StorePath, Transaction};
+use datakit_ci_term::{CommitHash, JobOutput, RepoId, TargetId};
+
+use crate::Error;
+use crate::names::{parse_target_sub, status_branch, target_sub};
+use crate::state::{self, HistoryState, METADATA_COMMIT, SOURCE_COMMIT};
+
+/// The branch holding the commit index.
+const COMMIT_INDEX: &str = "commit-index";
+
+/// The name of the branch holding the commit index: `commit-index`.
+pub fn commit_index_branch() -> BranchName {
+    BranchName::new(COMMIT_INDEX).expect("a valid constant branch name")
+}
+
+/// The histories of all targets, kept on their status branches (see the [crate] docs).
+///
+/// Cheap to clone; clones share one cache. The cache has an entry per target, made on first use,
+/// which loads the head of the target's status branch once and is never evicted: after that,
+/// [`latest`](Self::latest) and [`record`](Self::record) compare in memory and only write changes.
+/// Everything that writes status branches must go through one `History` per store.
+#[derive(Clone)]
+pub struct History {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    entries: Mutex<HashMap<TargetId, Arc<Entry>>>,
+}
+
+/// The cache entry of one target.
+struct Entry {
+    branch: BranchName,
+    /// Serialises the loading of the branch head and the recording of new states.
+    write_lock: tokio::sync::Mutex<()>,
+    /// The state; only changed while `write_lock` is held, read at any time.
+    slot: Mutex<Slot>,
+}
+
+enum Slot {
+    Unloaded,
+    /// The latest state (`None`: the branch does not exist and nothing was recorded).
+    Loaded(Option<Recorded>),
+}
+
+struct Recorded {
+    state: HistoryState,
+    /// The JSON of each job in `state`, to compare new outputs without re-encoding old ones.
+    json: BTreeMap<String, String>,
+}
+
+impl Recorded {
+    fn new(state: HistoryState) -> Recorded {
+        let json = state
+            .jobs
+            .iter()
+            .map(|(name, output)| (name.clone(), output.to_json()))
+            .collect();
+        Recorded { state, json }
+    }
+}
+
+impl Entry {
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        // The slot is replaced in single assignments; a panic elsewhere cannot leave it torn.
+        self.slot
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The cached state, if loaded.
+    fn loaded(&self) -> Option<Option<HistoryState>> {
+        match &*self.slot() {
+            Slot::Unloaded => None,
+            Slot::Loaded(recorded) => Some(recorded.as_ref().map(|r| r.state.clone())),
+        }
+    }
+}
+
+/// One change of a job between two states.
+enum Change {
+    Write { json: String, description: String },
+    Delete,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History")
+            .field("store", &self.inner.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl History {
+    /// A history kept in `store`, with an empty cache.
+    pub fn new(store: Store) -> Self {
+        History {
+            inner: Arc::new(Inner {
+                store,
+                entries: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The store the history is kept in.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The latest recorded state of `target`, or `None` if nothing was ever recorded.
+    ///
+    /// The first call for a target reads the head of its status branch (concurrent callers wait for
+    /// that read); later calls answer from memory.
+    pub async fn latest(&self, target: &TargetId) -> Result<Option<HistoryState>, Error> {
+        let entry = self.entry(target);
+        if let Some(state) = entry.loaded() {
+            return Ok(state);
+        }
+        let _serialised = entry.write_lock.lock().await;
+        self.ensure_loaded(&entry).await?;
+        Ok(entry.loaded().flatten())
+    }
+
+    /// Records `jobs` as the state of `target` for `source_commit`, computed from the metadata commit
+    /// `metadata_commit` (spec §3.8.3 steps 1–4). Calls for one target are serialised.
+    ///
+    /// Outputs are compared by their JSON ([`JobOutput::to_json`]) with the latest state. If no job
+    /// was added, changed or removed and the source commit is the same, nothing is written (the
+    /// in-memory outputs are still replaced, to pick up live logs and rebuild triggers) and the
+    /// result is `None`. Otherwise one commit on the target's status branch writes
+    /// `source-commit`, `metadata-commit` and each new or changed `job/<name>/output`, removes
+    /// `job/<name>` of each removed job, and the result is the new commit. Its message is
+    /// `<name> -> <description>` or `Remove old job <name>` for a single change,
+    /// `<N> updates (<last>, ...)` followed by a blank line and all messages (most recent first) for
+    /// several, and `Update` when only the source commit changed.
+    ///
+    /// The commit index is not written here: pass the result to [`index`](Self::index), which
+    /// batches many targets into one commit.
+    ///
+    /// Fails with [`Error::InvalidJobName`] for a new or changed job whose name cannot be a file
+    /// name (contains `/`, is empty, `.`, `..`, ...); nothing is written or cached then.
+    pub async fn record(
+        &self,
+        target: &TargetId,
+        source_commit: &CommitHash,
+        metadata_commit: CommitId,
+        jobs: &BTreeMap<String, JobOutput>,
+    ) -> Result<Option<CommitId>, Error> {
+        let entry = self.entry(target);
+        let _serialised = entry.write_lock.lock().await;
+        self.ensure_loaded(&entry).await?;
+
+        let json: BTreeMap<String, String> = jobs
+            .iter()
+            .map(|(name, output)| (name.clone(), output.to_json()))
+            .collect();
+        let (patch, same_source) = {
+            let slot = entry.slot();
+            let old = match &*slot {
+                Slot::Loaded(old) => old.as_ref(),
+                Slot::Unloaded => unreachable!("ensure_loaded just loaded the entry"),
+            };
+            let patch = diff(old.map(|old| &old.json), &json, jobs);
+            let same_source =
+                old.is_some_and(|old| old.state.source_commit.as_ref() == Some(source_commit));
+            (patch, same_source)
+        };
+
+        if patch.is_empty() && same_source {
+            if let Slot::Loaded(Some(old)) = &mut *entry.slot() {
+                old.state.jobs = jobs.clone();
+                old.json = json;
+            }
+            return Ok(None);
+        }
+
+        let branch = self.inner.store.branch(&entry.branch);
+        let write = Error::write(&entry.branch);
+        let mut transaction = branch.transaction().await.map_err(write)?;
+        let parent = transaction.parent();
+        let messages = apply(
+            &mut transaction,
+            &entry.branch,
+            source_commit,
+            metadata_commit,
+            &patch,
+        )?;
+        let message = commit_message(&messages);
+        let id = transaction
+            .commit(&message)
+            .await
+            .map_err(Error::write(&entry.branch))?;
+
+        let state = HistoryState {
+            commit: Some(id),
+            parents: parent.into_iter().collect(),
+            source_commit: Some(source_commit.clone()),
+            metadata_commit: Some(metadata_commit),
+            jobs: jobs.clone(),
+        };
+        *entry.slot() = Slot::Loaded(Some(Recorded { state, json }));
+        Ok(Some(id))
+    }
+
+    /// Writes commit-index entries (spec §3.8.3 step 5): for each `(target, source, status)`, file
+    /// `<user>/<repo>/commit/<source>/<sub(target)>` of branch `commit-index` gets the status-branch
+    /// commit id `status` (no newline), replacing any previous value.
+    ///
+    /// **Deviation** (spec §9 item 15): all entries go into *one* commit, not one commit per status
+    /// commit, so recording 10,000 targets makes one index commit. Its message is
+    /// `Update <sub>:<source> -> <status>` for one entry, and for several
+    /// `<N> index updates`, a blank line, then those lines in the order given. Nothing is committed
+    /// when `entries` is empty or every entry already has that value.
+    pub async fn index(&self, entries: &[(TargetId, CommitHash, CommitId)]) -> Result<(), Error> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let name = commit_index_branch();
+        let write = |source| Error::Write {
+            branch: name.clone(),
+            source,
+        };
+        let mut transaction = self
+            .inner
+            .store
+            .branch(&name)
+            .transaction()
+            .await
+            .map_err(write)?;
+        let mut lines = Vec::with_capacity(entries.len());
+        for (target, source, status) in entries {
+            let sub = target_sub(target);
+            let path = commit_dir(target.repo(), source)
+                .and_then(|dir| dir.join(&sub))
+                .map_err(write)?;
+            transaction
+                .create_file(&path, status.to_string())
+                .map_err(write)?;
+            lines.push(format!("Update {sub}:{source} -> {status}"));
+        }
+        if transaction.is_empty() {
+            tracing::debug!(entries = entries.len(), "commit index already up to date");
+            return Ok(());
+        }
+        let message = match lines.as_slice() {
+            [line] => line.clone(),
+            _ => format!("{} index updates\n\n{}", lines.len(), lines.join("\n")),
+        };
+        transaction.commit(&message).await.map_err(write)?;
+        Ok(())
+    }
+
+    /// Loads the state held by any status-branch commit, e.g. to browse a target's history.
+    ///
+    /// Fails with [`Error::InvalidOutput`] if a job's output is not valid JSON (the whole load fails
+    /// rather than hiding the job), and [`Error::InvalidFile`] for a malformed `source-commit` or
+    /// `metadata-commit`.
+    pub async fn load(&self, commit: CommitId) -> Result<HistoryState, Error> {
+        let commit = self
+            .inner
+            .store
+            .commit(commit)
+            .await
+            .map_err(Error::read(format!("status commit {commit}")))?;
+        HistoryState::from_commit(&commit)
+    }
+
+    /// Every target of `repo` recorded for the source commit `hash`, with the latest state recorded
+    /// for it while it had that source commit (spec §3.8.4). Empty if the index has none.
+    ///
+    /// Fails with [`Error::InvalidIndexEntry`] for an index entry that names no target.
+    pub async fn builds_of_commit(
+        &self,
+        repo: &RepoId,
+        hash: &CommitHash,
+    ) -> Result<BTreeMap<TargetId, HistoryState>, Error> {
+        let mut builds = BTreeMap::new();
+        let name = commit_index_branch();
+        let Some(head) = self
+            .inner
+            .store
+            .branch(&name)
+            .head()
+            .await
+            .map_err(Error::read(format!("branch {name:?}")))?
+        else {
+            return Ok(builds);
+        };
+        let tree = head.tree();
+        let dir = commit_dir(repo, hash).map_err(Error::read(format!("branch {name:?}")))?;
+        let Some(subs) = tree.read_dir(&dir).map_err(Error::read(format!(
+            "directory {dir:?} of commit {}",
+            head.id()
+        )))?
+        else {
+            return Ok(builds);
+        };
+        for sub in subs {
+            let target =
+                parse_target_sub(repo, &sub).map_err(|source| Error::InvalidIndexEntry {
+                    name: sub.clone(),
+                    source: Box::new(source),
+                })?;
+            let path = format!("{dir}/{sub}");
+            let invalid = |reason: String| Error::InvalidFile {
+                commit: head.id(),
+                path: path.clone(),
+                reason,
+            };
+            let text = state::read_text(&tree, head.id(), &path)?
+                .ok_or_else(|| invalid("not a file".to_owned()))?;
+            let status: CommitId = text
+                .trim()
+                .parse()
+                .map_err(|error: datakit_ci_store::Error| invalid(error.to_string()))?;
+            builds.insert(target, self.load(status).await?);
+        }
+        Ok(builds)
+    }
+
+    /// The cache entry of `target`, made on first use.
+    fn entry(&self, target: &TargetId) -> Arc<Entry> {
+        let mut entries = self
+            .inner
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(entry) = entries.get(target) {
+            return Arc::clone(entry);
+        }
+        let entry = Arc::new(Entry {
+            branch: status_branch(target),
+            write_lock: tokio::sync::Mutex::new(()),
+            slot: Mutex::new(Slot::Unloaded),
+        });
+        entries.insert(target.clone(), Arc::clone(&entry));
+        entry
+    }
+
+    /// Loads the head of the entry's branch unless already loaded; call with `write_lock` held.
+    async fn ensure_loaded(&self, entry: &Entry) -> Result<(), Error> {
+        if matches!(*entry.slot(), Slot::Loaded(_)) {
+            return Ok(());
+        }
+        let head = self
+            .inner
+            .store
+            .branch(&entry.branch)
+            .head()
+            .await
+            .map_err(Error::read(format!("branch {:?}", entry.branch.as_str())))?;
+        let recorded = match head {
+            None => None,
+            Some(commit) => Some(Recorded::new(HistoryState::from_commit(&commit)?)),
+        };
+        tracing::debug!(branch = %entry.branch, exists = recorded.is_some(), "loaded status branch");
+        *entry.slot() = Slot::Loaded(recorded);
+        Ok(())
+    }
+}
+
+/// `<user>/<repo>/commit/<hash>` in the commit index.
+fn commit_dir(repo: &RepoId, hash: &CommitHash) -> Result<StorePath, datakit_ci_store::Error> {
+    StorePath::new(format!("{}/{}/commit/{hash}", repo.user(), repo.repo()))
+}
+
+/// The changes from `old` to `new`, in job-name order.
+fn diff(
+    old: Option<&BTreeMap<String, String>>,
+    new: &BTreeMap<String, String>,
+    outputs: &BTreeMap<String, JobOutput>,
+) -> BTreeMap<String, Change> {
+    let mut patch = BTreeMap::new();
+    for (name, json) in new {
+        if old.and_then(|old| old.get(name)) != Some(json) {
+            let description = outputs
+                .get(name)
+                .map(|output| output.result.description().to_owned())
+                .unwrap_or_default();
+            patch.insert(
+                name.clone(),
+                Change::Write {
+                    json: json.clone(),
+                    description,
+                },
+            );
+        }
+    }
+    for name in old.into_iter().flat_map(BTreeMap::keys) {
+        if !new.contains_key(name) {
+            patch.insert(name.clone(), Change::Delete);
+        }
+    }
+    patch
+}
+
+/// Applies the state files and `patch` to `transaction`; returns the messages, in order.
+fn apply(
+    transaction: &mut Transaction,
+    branch: &BranchName,
+    source_commit: &CommitHash,
+    metadata_commit: CommitId,
+    patch: &BTreeMap<String, Change>,
+) -> Result<Vec<String>, Error> {
+    let write = |source| Error::Write {
+        branch: branch.clone(),
+        source,
+    };
+    let fixed = |name: &str| StorePath::new(name).expect("a valid constant path");
+    transaction
+        .create_file(&fixed(SOURCE_COMMIT), source_commit.as_str())
+        .map_err(write)?;
+    transaction
+        .create_file(&fixed(METADATA_COMMIT), metadata_commit.to_string())
+        .map_err(write)?;
+    let mut messages = Vec::with_capacity(patch.len());
+    for (name, change) in patch {
+        let message = match change {
+            Change::Delete => {
+                let path = state::job_path(name)?;
+                if transaction.exists(&path).map_err(write)? {
+                    transaction.remove(&path).map_err(write)?;
+                }
+                format!("Remove old job {name}")
+            }
+            Change::Write { json, description } => {
+                let path = state::output_path(name)?;
+                transaction.create_file(&path, json).map_err(write)?;
+                format!("{name} -> {description}")
+            }
+        };
+        tracing::info!("Record: {branch}: {message}");
+        messages.push(message);
+    }
+    Ok(messages)
+}
+
+/// The commit message of a recording with `messages` in job-name order (spec §3.8.3).
+fn commit_message(messages: &[String]) -> String {
+    match messages {
+        [] => "Update".to_owned(),
+        [one] => one.clone(),
+        [.., last] => {
+            let recent_first: Vec<&str> = messages.iter().rev().map(String::as_str).collect();
+            format!(
+                "{} updates ({last}, ...)\n\n{}",
+                messages.len(),
+                recent_first.join("\n")
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_messages_follow_the_original() {
+        assert_eq!(commit_message(&[]), "Update");
+        assert_eq!(commit_message(&["a -> ok".to_owned()]), "a -> ok");
+        assert_eq!(
+            commit_message(&["a -> ok".to_owned(), "Remove old job b".to_owned()]),
+            "2 updates (Remove old job b, ...)\n\nRemove old job b\na -> ok"
+        );
+    }
+}
