@@ -732,3 +732,48 @@ async fn many_commits_keep_few_packs() -> anyhow::Result<()> {
     assert_eq!(fixture.git(&["rev-list", "--count", "main"]).trim(), "40");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_keep_working_while_packs_are_merged() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    let mut transaction = main.transaction().await?;
+    transaction.create_file(&path("old/file"), "still here")?;
+    transaction.commit("old").await?;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Reads every new head (whose objects sit in the newest packs, which get merged and deleted)
+    // while commits go on.
+    let reader = {
+        let stop = std::sync::Arc::clone(&stop);
+        let main = main.clone();
+        tokio::spawn(async move {
+            let mut reads = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let tree = main.head().await?.expect("committed").tree();
+                anyhow::ensure!(tree.read_file(&path("old/file"))? == Some(b"still here".to_vec()));
+                for name in tree.read_dir(&path("new"))?.unwrap_or_default() {
+                    let contents = tree.read_file(&path(&format!("new/{name}")))?;
+                    anyhow::ensure!(contents == Some(name.clone().into_bytes()), "new/{name}");
+                }
+                reads += 1;
+                tokio::task::yield_now().await;
+            }
+            anyhow::Ok(reads)
+        })
+    };
+    for n in 0..40 {
+        let mut transaction = main.transaction().await?;
+        transaction.create_file(&path(&format!("new/{n}")), n.to_string())?;
+        transaction.commit(&format!("new {n}")).await?;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reader.await??;
+    assert!(reads > 0);
+    let tree = main.head().await?.expect("committed").tree();
+    assert_eq!(
+        tree.read_dir(&path("new"))?.map(|names| names.len()),
+        Some(40)
+    );
+    Ok(())
+}
