@@ -281,10 +281,14 @@ impl<B: Builder> Cache<B> {
 
         let cache = self.clone();
         let slot = Arc::clone(slot);
+        // Subscribe before the build can start, so that no change (not even the end of a very
+        // quick build) happens unseen.
+        let watch = log.pending_watch();
         inner.tasks.spawn(async move {
             let monitor = tokio::spawn(monitor_pending(
                 Arc::clone(&slot),
                 log.clone(),
+                watch,
                 title.clone(),
                 sender,
             ));
@@ -422,11 +426,15 @@ fn pending_status<V>(log: &LiveLog, title: &str, ready: Ready) -> Status<V> {
 async fn monitor_pending<V>(
     slot: Slot<V>,
     log: LiveLog,
+    mut watch: tokio::sync::watch::Receiver<datakit_ci_log::PendingState>,
     title: String,
     mut sender: ReadySender,
 ) -> ReadySender {
-    let mut watch = log.pending_watch();
     loop {
+        // `borrow` (not `borrow_and_update`): a change arriving now must still wake `changed`.
+        if watch.borrow().finished {
+            return sender;
+        }
         if watch.changed().await.is_err() || watch.borrow_and_update().finished {
             return sender;
         }

@@ -410,3 +410,17 @@ async fn metrics_count_builds_by_builder_name() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Regression: the pending monitor subscribed to the log only once its task ran, so a build that
+/// finished first stayed pending forever (found by the benchmark, 1 in ~16 quick builds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_builds_never_stay_pending() -> anyhow::Result<()> {
+    let fixture = Fixture::new()?;
+    let cache = fixture.cache();
+    let keys: Vec<String> = (0..64).map(|i| format!("ok-quick{i}")).collect();
+    let statuses = futures::future::join_all(keys.iter().map(|k| settle(&cache, k))).await;
+    for (key, status) in keys.iter().zip(statuses) {
+        assert_eq!(status.result, Ok(key.to_uppercase()));
+    }
+    Ok(())
+}
