@@ -1,1 +1,19 @@
-//! The datakit-ci engine: evaluates every test of every target incrementally and records statuses
+//! The datakit-ci engine: for each configured [`Project`] and each of its targets in the
+//! `github-metadata` branch, evaluates every test's term, writes the job's status back to the
+//! metadata (`<user>/<repo>/commit/<hash>/status/ci/datakit/<test>/`), and records history on
+//! `status-…` branches and the `commit-index` branch.
+//!
+//! - [`Project`] and [`EngineConfig`] say what to test; [`parse_canary`] restricts targets.
+//! - [`Engine::run`] follows the metadata branch; evaluation is incremental (see
+//!   [`engine`](Engine) docs): only jobs whose inputs changed are evaluated again.
+//! - [`Engine::subscribe`] announces every status written; [`Engine::targets`] and
+//!   [`Engine::rebuild`] serve the command line and the web UI.
+
+mod config;
+mod engine;
+mod metrics;
+mod status;
+
+pub use config::{ConfigError, EngineConfig, Project, TestsFn, parse_canary};
+pub use engine::{Engine, Error, JobView, METADATA_BRANCH, StatusChange, TargetView};
+pub use metrics::EngineMetrics;

@@ -1,0 +1,908 @@
+//! The engine: tracks the targets of every project in the metadata, runs one evaluation task per
+//! job, and flushes statuses and history to the store.
+//!
+//! Evaluation is incremental. Each metadata commit is compared with the previous one
+//! (`Snapshot::changed_files`, which skips identical subtrees); only targets whose files changed
+//! are re-read, and only jobs whose recorded dependencies cover a changed path are woken (an index
+//! from path prefix to jobs). A job's task re-evaluates its term when woken, when a `ready` future
+//! of its pending parts resolves, or after a rebuild; a superseded evaluation's watches are
+//! dropped with its `Dependencies`. Nothing here walks every job of every target per event.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::FutureExt;
+use prometheus_client::registry::Registry;
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use datakit_ci_history::History;
+use datakit_ci_store::{Branch, BranchName, Commit, CommitId, Snapshot, Store, StorePath};
+use datakit_ci_term::metadata::MetadataReader;
+use datakit_ci_term::{
+    CommitHash, EvalContext, JobId, JobOutput, JobResult, LogLeaf, RefName, RepoId, Target,
+    TargetId, Term,
+};
+
+use crate::config::{EngineConfig, Project};
+use crate::metrics::{EngineMetrics, TypeLabel};
+use crate::status::{self, ReportedStatus};
+
+/// The branch the forge bridges and the engine share.
+pub const METADATA_BRANCH: &str = "github-metadata";
+
+/// An engine operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store failed.
+    #[error("state store error")]
+    Store(#[from] datakit_ci_store::Error),
+    /// The metadata branch could not be read.
+    #[error("cannot read the metadata")]
+    Metadata(#[from] datakit_ci_term::metadata::MetadataError),
+    /// A background task of the engine failed.
+    #[error("engine task failed")]
+    Task(#[from] tokio::task::JoinError),
+    /// The history could not be read or written.
+    #[error("history error")]
+    History(#[from] datakit_ci_history::Error),
+    /// A rebuild was requested for a branch no job uses.
+    #[error("No job depends on {branch:?}, so can't rebuild anything")]
+    NothingToRebuild {
+        /// The cache branch.
+        branch: String,
+    },
+    /// Marking a cache branch for rebuild failed.
+    #[error("rebuild of {branch:?} failed: {message}")]
+    Rebuild {
+        /// The cache branch.
+        branch: String,
+        /// The cache's message.
+        message: String,
+    },
+}
+
+/// A status written to the metadata, as announced to subscribers (the CLI prints these).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusChange {
+    /// The target.
+    pub target: TargetId,
+    /// The test's name.
+    pub job: String,
+    /// The commit the status is about.
+    pub commit: CommitHash,
+    /// `pending`, `success` or `failure`.
+    pub state: &'static str,
+    /// The description.
+    pub description: String,
+}
+
+/// One job as seen from outside.
+#[derive(Clone, Debug)]
+pub struct JobView {
+    /// The test's name.
+    pub name: String,
+    /// Its latest output for the target's current head, if evaluated yet.
+    pub output: Option<JobOutput>,
+}
+
+/// One target as seen from outside.
+#[derive(Clone, Debug)]
+pub struct TargetView {
+    /// The target's current metadata.
+    pub target: Target,
+    /// Its jobs, by name.
+    pub jobs: Vec<JobView>,
+}
+
+type JobKey = (TargetId, String);
+
+/// The CI engine. Cheap to clone; [`Engine::run`] drives it.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    metadata: Branch,
+    history: History,
+    web_ui: String,
+    projects: BTreeMap<RepoId, Project>,
+    canaries: Option<BTreeSet<TargetId>>,
+    metrics: EngineMetrics,
+    state: Mutex<State>,
+    flush_wanted: Notify,
+    flush_lock: tokio::sync::Mutex<()>,
+    events: broadcast::Sender<StatusChange>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+#[derive(Default)]
+struct State {
+    snapshot: Option<Commit>,
+    targets: BTreeMap<TargetId, TargetState>,
+    /// Metadata path prefix → jobs whose last evaluation read below it.
+    index: HashMap<StorePath, HashSet<JobKey>>,
+    /// Targets with outputs not yet recorded in history, or statuses not yet written.
+    dirty: BTreeSet<TargetId>,
+}
+
+struct TargetState {
+    target: Target,
+    jobs: BTreeMap<String, JobState>,
+    history_dirty: bool,
+}
+
+struct JobState {
+    term: Term<String>,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+    output: Option<JobOutput>,
+    /// What the metadata says for (head, job), as far as the engine knows.
+    reported: Option<ReportedStatus>,
+    deps: Vec<StorePath>,
+}
+
+impl JobState {
+    fn wants_status_write(&self) -> bool {
+        match &self.output {
+            Some(output) => {
+                self.reported.as_ref() != Some(&ReportedStatus::of_result(&output.result))
+            }
+            None => false,
+        }
+    }
+}
+
+/// What a job's next evaluation needs.
+struct JobInputs {
+    term: Term<String>,
+    tree: Snapshot,
+    head: CommitHash,
+}
+
+/// A status to write, collected under the lock and written outside it.
+struct StatusWrite {
+    target: TargetId,
+    job: String,
+    head: CommitHash,
+    status: ReportedStatus,
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // Updates under this lock are small and complete; a panic cannot leave them half-done.
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Engine {
+    /// An engine for `config` on `store`, with its metrics registered on `registry`.
+    pub fn new(config: EngineConfig, store: Store, registry: &mut Registry) -> Self {
+        let projects = config
+            .projects
+            .into_iter()
+            .map(|p| (p.id().clone(), p))
+            .collect();
+        let canaries = (!config.canaries.is_empty()).then(|| config.canaries.into_iter().collect());
+        let metadata = store.branch(&BranchName::new(METADATA_BRANCH).expect("constant is valid"));
+        Engine {
+            inner: Arc::new(Inner {
+                history: History::new(store.clone()),
+                store,
+                metadata,
+                web_ui: config.web_ui,
+                projects,
+                canaries,
+                metrics: EngineMetrics::new(registry),
+                state: Mutex::new(State::default()),
+                flush_wanted: Notify::new(),
+                flush_lock: tokio::sync::Mutex::new(()),
+                events: broadcast::channel(4096).0,
+                tasks: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// The store the engine writes to.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The targets' history.
+    pub fn history(&self) -> &History {
+        &self.inner.history
+    }
+
+    /// The configured projects.
+    pub fn projects(&self) -> impl Iterator<Item = &Project> {
+        self.inner.projects.values()
+    }
+
+    /// Receives every status the engine writes from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<StatusChange> {
+        self.inner.events.subscribe()
+    }
+
+    /// The tracked targets, in order, with their jobs.
+    pub fn targets(&self) -> Vec<TargetView> {
+        let state = lock(&self.inner.state);
+        state.targets.values().map(view).collect()
+    }
+
+    /// One tracked target, if present.
+    pub fn target(&self, id: &TargetId) -> Option<TargetView> {
+        lock(&self.inner.state).targets.get(id).map(view)
+    }
+
+    /// The tracked targets whose head is `commit` (in `repo`).
+    pub fn targets_of_commit(&self, repo: &RepoId, commit: &CommitHash) -> Vec<TargetId> {
+        let state = lock(&self.inner.state);
+        state
+            .targets
+            .iter()
+            .filter(|(id, t)| id.repo() == repo && t.target.head() == commit)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Runs the engine until `cancel` fires: writes the `.monitor` files, follows the metadata
+    /// branch, and keeps every job evaluated and its status flushed. On cancellation, job
+    /// evaluations stop, pending writes are flushed, and all tasks are awaited.
+    pub async fn run(&self, cancel: CancellationToken) -> Result<(), Error> {
+        self.enable_monitoring().await?;
+        let flusher = tokio::spawn(self.clone().flush_loop());
+        let mut watch = self.inner.metadata.watch();
+        let mut current = *watch.borrow_and_update();
+        let result = async {
+            loop {
+                if let Some(head) = current {
+                    self.inner.metrics.update_notifications.inc();
+                    self.apply_head(head).await?;
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    changed = watch.changed() => {
+                        if changed.is_err() {
+                            return Ok(());
+                        }
+                        current = *watch.borrow_and_update();
+                    }
+                }
+            }
+        }
+        .await;
+        self.inner.shutdown.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+        self.inner.flush_wanted.notify_one();
+        if let Err(e) = flusher.await {
+            tracing::error!(error = %e, "the flush task failed");
+        }
+        result
+    }
+
+    /// Marks every cached result stored on `branch` for rebuild and re-evaluates the jobs that
+    /// use it.
+    pub async fn rebuild(&self, branch: &BranchName) -> Result<(), Error> {
+        let (triggers, wakes) = {
+            let state = lock(&self.inner.state);
+            let mut triggers = Vec::new();
+            let mut wakes = Vec::new();
+            for job in state.targets.values().flat_map(|t| t.jobs.values()) {
+                let Some(output) = &job.output else { continue };
+                for leaf in output.logs.leaves() {
+                    if let LogLeaf::Saved(saved) = leaf
+                        && saved.branch() == branch
+                    {
+                        triggers.extend(saved.request_rebuild());
+                        wakes.push(Arc::clone(&job.wake));
+                    }
+                }
+            }
+            (triggers, wakes)
+        };
+        if wakes.is_empty() {
+            return Err(Error::NothingToRebuild {
+                branch: branch.to_string(),
+            });
+        }
+        for trigger in triggers {
+            trigger.fire().await.map_err(|message| Error::Rebuild {
+                branch: branch.to_string(),
+                message,
+            })?;
+        }
+        for wake in wakes {
+            wake.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn enable_monitoring(&self) -> Result<(), Error> {
+        let mut transaction = self.inner.metadata.transaction().await?;
+        for repo in self.inner.projects.keys() {
+            let monitor = StorePath::new(format!("{repo}/.monitor"))?;
+            if !transaction.exists(&monitor)? {
+                transaction.create_file(&monitor, b"")?;
+            }
+        }
+        if transaction.is_empty() {
+            transaction.abort();
+        } else {
+            transaction.commit("Add .monitor files").await?;
+        }
+        Ok(())
+    }
+
+    /// Brings the tracked targets and jobs up to date with metadata commit `head`.
+    async fn apply_head(&self, head: CommitId) -> Result<(), Error> {
+        let commit = self.inner.store.commit(head).await?;
+        let previous = lock(&self.inner.state).snapshot.replace(commit.clone());
+        let new_tree = commit.tree();
+        let engine = self.clone();
+        let (changed, observed) = tokio::task::spawn_blocking(move || {
+            engine.observe_targets(previous.as_ref().map(Commit::tree), &new_tree)
+        })
+        .await??;
+
+        // Targets appeared, moved or vanished.
+        for (id, target) in observed {
+            match target {
+                Some(target) => self.upsert_target(target, &commit.tree()).await?,
+                None => self.remove_target(&id),
+            }
+        }
+        // Jobs that read a changed path.
+        if let Some(changed) = changed {
+            let state = lock(&self.inner.state);
+            let mut woken = HashSet::new();
+            for path in &changed {
+                let mut prefix = Some(path.clone());
+                while let Some(p) = prefix {
+                    for key in state.index.get(&p).into_iter().flatten() {
+                        if woken.insert(key.clone())
+                            && let Some(job) =
+                                state.targets.get(&key.0).and_then(|t| t.jobs.get(&key.1))
+                        {
+                            job.wake.notify_one();
+                        }
+                    }
+                    prefix = p.parent();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The targets to re-read: every target of every project the first time, then only those
+    /// whose files changed. Returns the changed paths and each observed target (None = gone).
+    #[allow(clippy::type_complexity)]
+    fn observe_targets(
+        &self,
+        previous: Option<Snapshot>,
+        tree: &Snapshot,
+    ) -> Result<(Option<Vec<StorePath>>, Vec<(TargetId, Option<Target>)>), Error> {
+        let reader = MetadataReader::new(tree);
+        let Some(previous) = previous else {
+            let mut observed = Vec::new();
+            let mut present = BTreeSet::new();
+            for repo in self.inner.projects.keys() {
+                let prs = reader.prs(repo)?;
+                let refs = reader.refs(repo)?;
+                for target in prs
+                    .into_iter()
+                    .map(Target::Pr)
+                    .chain(refs.into_iter().map(Target::Ref))
+                {
+                    if self.wanted(&target.id()) {
+                        present.insert(target.id());
+                        observed.push((target.id(), Some(target)));
+                    }
+                }
+            }
+            let gone = lock(&self.inner.state)
+                .targets
+                .keys()
+                .filter(|id| !present.contains(*id))
+                .cloned()
+                .collect::<Vec<_>>();
+            observed.extend(gone.into_iter().map(|id| (id, None)));
+            return Ok((None, observed));
+        };
+        let changed = previous.changed_files(tree)?;
+        let candidates: BTreeSet<TargetId> = changed
+            .iter()
+            .filter_map(|path| self.target_of_path(path))
+            .collect();
+        let mut observed = Vec::new();
+        for id in candidates {
+            let target = if self.wanted(&id) {
+                reader.target(&id)?
+            } else {
+                None
+            };
+            observed.push((id, target));
+        }
+        Ok((Some(changed), observed))
+    }
+
+    /// The target of a configured project that a metadata file belongs to, if any.
+    fn target_of_path(&self, path: &StorePath) -> Option<TargetId> {
+        let parts: Vec<&str> = path.components().collect();
+        let [user, repo, kind, rest @ ..] = parts.as_slice() else {
+            return None;
+        };
+        let repo = RepoId::new(user, repo).ok()?;
+        if !self.inner.projects.contains_key(&repo) {
+            return None;
+        }
+        match (*kind, rest) {
+            ("pr", [number, _, ..]) => number.parse().ok().map(|n| TargetId::Pr(repo, n)),
+            ("ref", [name @ .., "head"]) if !name.is_empty() => RefName::new(name.iter())
+                .ok()
+                .map(|name| TargetId::Ref(repo, name)),
+            _ => None,
+        }
+    }
+
+    fn wanted(&self, id: &TargetId) -> bool {
+        self.inner.projects.contains_key(id.repo())
+            && self
+                .inner
+                .canaries
+                .as_ref()
+                .is_none_or(|canaries| canaries.contains(id))
+    }
+
+    /// Starts tracking `target`, or updates it and wakes its jobs if it changed.
+    async fn upsert_target(&self, target: Target, tree: &Snapshot) -> Result<(), Error> {
+        let id = target.id();
+        let reader = MetadataReader::new(tree);
+        {
+            let mut state = lock(&self.inner.state);
+            let State { targets, dirty, .. } = &mut *state;
+            if let Some(tracked) = targets.get_mut(&id) {
+                if tracked.target == target {
+                    return Ok(());
+                }
+                if tracked.target.head() != target.head() {
+                    for (name, job) in &mut tracked.jobs {
+                        job.reported =
+                            status::read_reported(&reader, id.repo(), target.head(), name);
+                    }
+                    // The history records the new source commit even if no output changes.
+                    tracked.history_dirty = true;
+                    dirty.insert(id.clone());
+                }
+                tracked.target = target;
+                for job in tracked.jobs.values() {
+                    job.wake.notify_one();
+                }
+                return Ok(());
+            }
+        }
+        let project = self
+            .inner
+            .projects
+            .get(id.repo())
+            .expect("only configured projects are observed");
+        let tests = project.tests_for(&id);
+        let mut jobs = BTreeMap::new();
+        let mut spawn = Vec::new();
+        for (name, term) in tests {
+            let wake = Arc::new(Notify::new());
+            let cancel = self.inner.shutdown.child_token();
+            let reported = status::read_reported(&reader, id.repo(), target.head(), &name);
+            spawn.push((
+                (id.clone(), name.clone()),
+                Arc::clone(&wake),
+                cancel.clone(),
+            ));
+            jobs.insert(
+                name,
+                JobState {
+                    term,
+                    wake,
+                    cancel,
+                    output: None,
+                    reported,
+                    deps: Vec::new(),
+                },
+            );
+        }
+        tracing::info!(target = %id, jobs = jobs.len(), "tracking new target");
+        {
+            let mut state = lock(&self.inner.state);
+            state.targets.insert(
+                id,
+                TargetState {
+                    target,
+                    jobs,
+                    history_dirty: false,
+                },
+            );
+            self.update_gauges(&state);
+        }
+        for (key, wake, cancel) in spawn {
+            self.inner
+                .tasks
+                .spawn(self.clone().run_job(key, wake, cancel));
+        }
+        Ok(())
+    }
+
+    /// Stops tracking `id`: its evaluations stop, and builds only it was showing are cancelled.
+    fn remove_target(&self, id: &TargetId) {
+        let mut state = lock(&self.inner.state);
+        let Some(removed) = state.targets.remove(id) else {
+            return;
+        };
+        tracing::info!(target = %id, "Removing closed target");
+        state.dirty.remove(id);
+        let still_shown: HashSet<String> = state
+            .targets
+            .values()
+            .flat_map(|t| t.jobs.values())
+            .filter_map(|j| j.output.as_ref())
+            .flat_map(|o| live_branches(o).into_iter().map(|l| l.branch().to_owned()))
+            .collect();
+        for (name, job) in removed.jobs {
+            job.cancel.cancel();
+            let key = (id.clone(), name);
+            for path in &job.deps {
+                if let Some(keys) = state.index.get_mut(path) {
+                    keys.remove(&key);
+                }
+            }
+            for log in job.output.iter().flat_map(live_branches) {
+                if !still_shown.contains(log.branch())
+                    && log.can_cancel()
+                    && let Err(e) = log.cancel()
+                {
+                    tracing::warn!(branch = log.branch(), error = %e, "cannot cancel build");
+                }
+            }
+        }
+        self.update_gauges(&state);
+    }
+
+    fn update_gauges(&self, state: &State) {
+        let (mut prs, mut branches, mut tags) = (0, 0, 0);
+        for id in state.targets.keys() {
+            match id {
+                TargetId::Pr(..) => prs += 1,
+                TargetId::Ref(_, name) if name.is_tag() => tags += 1,
+                TargetId::Ref(..) => branches += 1,
+            }
+        }
+        let gauges = &self.inner.metrics.active_targets;
+        gauges.get_or_create(&TypeLabel { r#type: "pr" }).set(prs);
+        gauges
+            .get_or_create(&TypeLabel { r#type: "branch" })
+            .set(branches);
+        gauges.get_or_create(&TypeLabel { r#type: "tag" }).set(tags);
+    }
+
+    fn job_inputs(&self, key: &JobKey) -> Option<JobInputs> {
+        let state = lock(&self.inner.state);
+        let target = state.targets.get(&key.0)?;
+        let job = target.jobs.get(&key.1)?;
+        Some(JobInputs {
+            term: job.term.clone(),
+            tree: state.snapshot.as_ref()?.tree(),
+            head: target.target.head().clone(),
+        })
+    }
+
+    /// One job's evaluation loop.
+    async fn run_job(self, key: JobKey, wake: Arc<Notify>, cancel: CancellationToken) {
+        let job_id = JobId::new(key.0.clone(), key.1.clone());
+        loop {
+            let Some(inputs) = self.job_inputs(&key) else {
+                return;
+            };
+            let ctx = EvalContext::new(job_id.clone(), Some(inputs.tree));
+            self.inner.metrics.term_evals.inc();
+            let evaluation = tokio::select! {
+                evaluation = AssertUnwindSafe(inputs.term.evaluate(&ctx)).catch_unwind() => evaluation,
+                _ = cancel.cancelled() => return,
+            };
+            let (output, dependencies) = match evaluation {
+                Ok(evaluation) => (JobOutput::from(evaluation.status), evaluation.dependencies),
+                Err(_) => {
+                    tracing::error!(job = %job_id, "term evaluation panicked");
+                    let result = JobResult::Failure("the test's term panicked".to_owned());
+                    (
+                        JobOutput {
+                            result,
+                            logs: Default::default(),
+                        },
+                        Default::default(),
+                    )
+                }
+            };
+            let deps = dependencies.paths().iter().cloned().collect();
+            self.job_evaluated(&key, &inputs.head, output, deps);
+            tokio::select! {
+                _ = dependencies.ready() => {}
+                _ = wake.notified() => {}
+                _ = cancel.cancelled() => return,
+            }
+        }
+    }
+
+    fn job_evaluated(
+        &self,
+        key: &JobKey,
+        head: &CommitHash,
+        output: JobOutput,
+        deps: Vec<StorePath>,
+    ) {
+        let mut state = lock(&self.inner.state);
+        let State {
+            targets,
+            index,
+            dirty,
+            ..
+        } = &mut *state;
+        let Some(target) = targets.get_mut(&key.0) else {
+            return;
+        };
+        if target.target.head() != head {
+            // Evaluated for an old head; the head change already woke the job again.
+            return;
+        }
+        let Some(job) = target.jobs.get_mut(&key.1) else {
+            return;
+        };
+        for path in &job.deps {
+            if let Some(keys) = index.get_mut(path) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    index.remove(path);
+                }
+            }
+        }
+        for path in &deps {
+            index.entry(path.clone()).or_default().insert(key.clone());
+        }
+        job.deps = deps;
+        if job.output.as_ref() != Some(&output) {
+            tracing::debug!(job = %key.1, target = %key.0, result = ?output.result, "job changed");
+            job.output = Some(output);
+            target.history_dirty = true;
+        }
+        if target.history_dirty || job.wants_status_write() {
+            dirty.insert(key.0.clone());
+            self.inner.flush_wanted.notify_one();
+        }
+    }
+
+    async fn flush_loop(self) {
+        loop {
+            tokio::select! {
+                _ = self.inner.flush_wanted.notified() => {}
+                _ = self.inner.shutdown.cancelled() => {
+                    self.flush().await;
+                    return;
+                }
+            }
+            // Let the other evaluations of this round land, so that they share one commit.
+            tokio::task::yield_now().await;
+            if !self.flush().await {
+                // The store refused; try again shortly rather than on the next event only.
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => self.inner.flush_wanted.notify_one(),
+                    _ = self.inner.shutdown.cancelled() => {}
+                }
+            }
+        }
+    }
+
+    /// Records history and writes statuses for every dirty target. Returns false if something
+    /// could not be written (it stays dirty).
+    async fn flush(&self) -> bool {
+        let _one_at_a_time = self.inner.flush_lock.lock().await;
+        let (records, writes, metadata_commit) = {
+            let mut state = lock(&self.inner.state);
+            let Some(metadata_commit) = state.snapshot.as_ref().map(Commit::id) else {
+                return true;
+            };
+            let State { targets, dirty, .. } = &mut *state;
+            let mut records = Vec::new();
+            let mut writes = Vec::new();
+            for id in std::mem::take(dirty) {
+                let Some(target) = targets.get_mut(&id) else {
+                    continue;
+                };
+                let head = target.target.head().clone();
+                if std::mem::take(&mut target.history_dirty) {
+                    let jobs: BTreeMap<String, JobOutput> = target
+                        .jobs
+                        .iter()
+                        .filter_map(|(name, job)| Some((name.clone(), job.output.clone()?)))
+                        .collect();
+                    records.push((id.clone(), head.clone(), jobs));
+                }
+                for (name, job) in &target.jobs {
+                    if job.wants_status_write()
+                        && let Some(output) = &job.output
+                    {
+                        writes.push(StatusWrite {
+                            target: id.clone(),
+                            job: name.clone(),
+                            head: head.clone(),
+                            status: ReportedStatus::of_result(&output.result),
+                        });
+                    }
+                }
+            }
+            (records, writes, metadata_commit)
+        };
+        let mut ok = self.record_history(records, metadata_commit).await;
+        if !writes.is_empty() {
+            ok &= self.write_statuses(writes).await;
+        }
+        ok
+    }
+
+    async fn record_history(
+        &self,
+        records: Vec<(TargetId, CommitHash, BTreeMap<String, JobOutput>)>,
+        metadata_commit: CommitId,
+    ) -> bool {
+        let mut ok = true;
+        let mut index = Vec::new();
+        for (id, head, jobs) in records {
+            match self
+                .inner
+                .history
+                .record(&id, &head, metadata_commit, &jobs)
+                .await
+            {
+                Ok(Some(commit)) => index.push((id, head, commit)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(target = %id, error = %error_chain(&e), "failed to record history");
+                    self.mark_dirty(&id, true);
+                    ok = false;
+                }
+            }
+        }
+        if !index.is_empty()
+            && let Err(e) = self.inner.history.index(&index).await
+        {
+            tracing::warn!(error = %error_chain(&e), "failed to update the commit index");
+            ok = false;
+        }
+        ok
+    }
+
+    async fn write_statuses(&self, writes: Vec<StatusWrite>) -> bool {
+        let mut messages: Vec<String> = Vec::new();
+        let mut by_target: BTreeMap<&TargetId, Vec<&StatusWrite>> = BTreeMap::new();
+        for write in &writes {
+            by_target.entry(&write.target).or_default().push(write);
+        }
+        for (target, jobs) in &by_target {
+            let name = metadata_target_name(target);
+            let message = match jobs.as_slice() {
+                [one] => format!("Set {name}:{} to {}", one.job, one.status.description),
+                several => format!("Update {} jobs in {name}", several.len()),
+            };
+            tracing::info!("Flush: {message}");
+            messages.push(message);
+        }
+        let result = async {
+            let mut transaction = self.inner.metadata.transaction().await?;
+            for write in &writes {
+                let repo = write.target.repo();
+                let url = status::target_url(&self.inner.web_ui, repo, &write.head, &write.job);
+                status::write_status(
+                    &mut transaction,
+                    repo,
+                    &write.head,
+                    &write.job,
+                    &write.status,
+                    &url,
+                )?;
+            }
+            let message = match messages.as_slice() {
+                [one] => one.clone(),
+                several => {
+                    let lines: Vec<&str> = several.iter().rev().map(String::as_str).collect();
+                    format!("{} updates\n\n{}", several.len(), lines.join("\n"))
+                }
+            };
+            transaction.commit(&message).await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %error_chain(&e), "Failed to update statuses: {}", messages.join("; "));
+            for write in &writes {
+                self.mark_dirty(&write.target, false);
+            }
+            return false;
+        }
+        self.inner
+            .metrics
+            .status_updates
+            .inc_by(writes.len() as u64);
+        let mut state = lock(&self.inner.state);
+        for write in writes {
+            if let Some(target) = state.targets.get_mut(&write.target)
+                && target.target.head() == &write.head
+                && let Some(job) = target.jobs.get_mut(&write.job)
+            {
+                job.reported = Some(write.status.clone());
+            }
+            // Nobody listening is fine.
+            let _ = self.inner.events.send(StatusChange {
+                target: write.target,
+                job: write.job,
+                commit: write.head,
+                state: write.status.state,
+                description: write.status.description,
+            });
+        }
+        true
+    }
+
+    fn mark_dirty(&self, id: &TargetId, history: bool) {
+        let mut state = lock(&self.inner.state);
+        if let Some(target) = state.targets.get_mut(id) {
+            target.history_dirty |= history;
+            state.dirty.insert(id.clone());
+        }
+    }
+}
+
+fn view(target: &TargetState) -> TargetView {
+    TargetView {
+        target: target.target.clone(),
+        jobs: target
+            .jobs
+            .iter()
+            .map(|(name, job)| JobView {
+                name: name.clone(),
+                output: job.output.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn live_branches(output: &JobOutput) -> Vec<datakit_ci_log::LiveLog> {
+    output
+        .logs
+        .leaves()
+        .into_iter()
+        .filter_map(|leaf| match leaf {
+            LogLeaf::Live(log) => Some(log.clone()),
+            LogLeaf::Saved(_) => None,
+        })
+        .collect()
+}
+
+/// `<user>/<repo>/pr/<n>` or `<user>/<repo>/ref/<name>`, as in the original's flush messages.
+fn metadata_target_name(target: &TargetId) -> String {
+    match target {
+        TargetId::Pr(repo, n) => format!("{repo}/pr/{n}"),
+        TargetId::Ref(repo, name) => format!("{repo}/ref/{name}"),
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

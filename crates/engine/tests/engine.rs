@@ -1,0 +1,569 @@
+//! The engine against a real store: statuses, history, incremental evaluation, canaries,
+//! removal, restart and rebuild. The forge is simulated by committing metadata files, as a
+//! bridge would.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use datakit_ci_engine::{Engine, EngineConfig, Project, StatusChange};
+use datakit_ci_store::{BranchName, Snapshot, Store, StorePath};
+use datakit_ci_term::{Problem, Ready, RefName, RepoId, Status, TargetId, Term};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+const C: &str = "cccccccccccccccccccccccccccccccccccccccc";
+
+struct Harness {
+    dir: tempfile::TempDir,
+    store: Store,
+}
+
+struct Running {
+    engine: Engine,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), datakit_ci_engine::Error>>,
+}
+
+impl Running {
+    async fn stop(self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        self.task.await??;
+        Ok(())
+    }
+}
+
+impl Harness {
+    fn new() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(&dir.path().join("state.git"))?;
+        Ok(Harness { dir, store })
+    }
+
+    fn start(&self, projects: Vec<Project>, canaries: Vec<TargetId>) -> Running {
+        let config = EngineConfig {
+            projects,
+            web_ui: "https://ci.example/ui".into(),
+            canaries,
+        };
+        let engine = Engine::new(config, self.store.clone(), &mut Registry::default());
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn({
+            let engine = engine.clone();
+            let cancel = cancel.clone();
+            async move { engine.run(cancel).await }
+        });
+        Running {
+            engine,
+            cancel,
+            task,
+        }
+    }
+
+    fn metadata(&self) -> datakit_ci_store::Branch {
+        self.store
+            .branch(&BranchName::new("github-metadata").expect("valid"))
+    }
+
+    /// Commits metadata edits: `Some(contents)` writes `<contents>\n`, `None` removes.
+    async fn edit(&self, edits: &[(&str, Option<&str>)]) -> anyhow::Result<()> {
+        let mut transaction = self.metadata().transaction().await?;
+        for (path, contents) in edits {
+            let path = StorePath::new(*path)?;
+            match contents {
+                Some(c) => transaction.create_file(&path, format!("{c}\n"))?,
+                None => transaction.remove(&path)?,
+            }
+        }
+        transaction.commit("test edit").await?;
+        Ok(())
+    }
+
+    async fn tree(&self) -> anyhow::Result<Snapshot> {
+        Ok(self
+            .metadata()
+            .head()
+            .await?
+            .expect("metadata exists")
+            .tree())
+    }
+
+    /// The `state` and `description` of a status, if written.
+    async fn status(
+        &self,
+        repo: &str,
+        commit: &str,
+        test: &str,
+    ) -> anyhow::Result<Option<(String, String)>> {
+        let dir = format!("{repo}/commit/{commit}/status/ci/datakit/{test}");
+        let tree = self.tree().await?;
+        let read = |name: &str| -> anyhow::Result<Option<String>> {
+            let bytes = tree.read_file(&StorePath::new(format!("{dir}/{name}"))?)?;
+            Ok(bytes.map(|b| String::from_utf8_lossy(&b).trim().to_owned()))
+        };
+        Ok(match (read("state")?, read("description")?) {
+            (Some(state), description) => Some((state, description.unwrap_or_default())),
+            (None, _) => None,
+        })
+    }
+
+    /// Waits until the status is as expected, following metadata commits.
+    async fn wait_status(
+        &self,
+        repo: &str,
+        commit: &str,
+        test: &str,
+        state: &str,
+        description: &str,
+    ) -> anyhow::Result<()> {
+        let mut watch = self.metadata().watch();
+        let wanted = Some((state.to_owned(), description.to_owned()));
+        let wait = async {
+            loop {
+                if self.status(repo, commit, test).await? == wanted {
+                    return anyhow::Ok(());
+                }
+                watch.changed().await?;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .map_err(|_| anyhow::anyhow!("status {repo}@{commit}/{test} never became {wanted:?}"))?
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let output = std::process::Command::new("git")
+            .args(["fsck", "--strict"])
+            .current_dir(self.dir.path().join("state.git"))
+            .output()
+            .expect("git runs");
+        assert!(
+            output.status.success(),
+            "git fsck: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+fn branch(repo: &str, name: &str) -> TargetId {
+    TargetId::Ref(
+        repo.parse().expect("valid"),
+        RefName::branch(name).expect("valid"),
+    )
+}
+
+fn simple_project(id: &str) -> Project {
+    Project::new(id, |target| {
+        let head = Term::head(target.clone());
+        vec![
+            (
+                "build".to_owned(),
+                head.map(|h| format!("Built {}", h.short(7))),
+            ),
+            ("lint".to_owned(), Term::fail("lint errors")),
+        ]
+    })
+    .expect("valid project")
+}
+
+#[tokio::test]
+async fn branches_tags_and_prs_get_statuses_and_links() -> anyhow::Result<()> {
+    let h = Harness::new()?;
+    h.edit(&[
+        ("me/proj/ref/heads/main/head", Some(A)),
+        ("me/proj/ref/tags/v1.0/head", Some(B)),
+        ("me/proj/pr/3/head", Some(C)),
+        ("me/proj/pr/3/state", Some("open")),
+        ("me/proj/pr/3/owner", Some("alice")),
+    ])
+    .await?;
+    let running = h.start(vec![simple_project("me/proj")], vec![]);
+    for (commit, short) in [(A, "aaaaaaa"), (B, "bbbbbbb"), (C, "ccccccc")] {
+        h.wait_status(
+            "me/proj",
+            commit,
+            "build",
+            "success",
+            &format!("Built {short}"),
+        )
+        .await?;
+        h.wait_status("me/proj", commit, "lint", "failure", "lint errors")
+            .await?;
+    }
+    let tree = h.tree().await?;
+    let url = tree.read_file(&StorePath::new(format!(
+        "me/proj/commit/{A}/status/ci/datakit/build/target_url"
+    ))?)?;
+    assert_eq!(
+        url.as_deref(),
+        Some(format!("https://ci.example/me/proj/commit/{A}?test=build\n").as_bytes())
+    );
+    assert!(tree.exists(&StorePath::new("me/proj/.monitor")?)?);
+    assert_eq!(running.engine.targets().len(), 3);
+    running.stop().await
+}
+
+#[tokio::test]
+async fn a_moved_head_gets_new_statuses_and_history_follows() -> anyhow::Result<()> {
+    let h = Harness::new()?;
+    h.edit(&[("me/proj/ref/heads/main/head", Some(A))]).await?;
+    let running = h.start(vec![simple_project("me/proj")], vec![]);
+    h.wait_status("me/proj", A, "build", "success", "Built aaaaaaa")
+        .await?;
+    h.edit(&[("me/proj/ref/heads/main/head", Some(B))]).await?;
+    h.wait_status("me/proj", B, "build", "success", "Built bbbbbbb")
+        .await?;
+    h.wait_status("me/proj", B, "lint", "failure", "lint errors")
+        .await?;
+    assert_eq!(
+        h.status("me/proj", A, "build").await?,
+        Some(("success".into(), "Built aaaaaaa".into()))
+    );
+
+    // History: two states of the target, the second's parent being the first; both indexed.
+    let history = running.engine.history().clone();
+    let target = branch("me/proj", "main");
+    let wait = async {
+        loop {
+            let latest = history.latest(&target).await?;
+            if let Some(state) = latest
+                && state.source_commit.as_ref().map(|c| c.as_str()) == Some(B)
+                && state.jobs.len() == 2
+            {
+                return anyhow::Ok(state);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let latest = tokio::time::timeout(Duration::from_secs(20), wait).await??;
+    let previous = history.load(latest.parents[0]).await?;
+    assert_eq!(
+        previous.source_commit.map(|c| c.to_string()),
+        Some(A.to_owned())
+    );
+    let repo: RepoId = "me/proj".parse()?;
+    for commit in [A, B] {
+        let builds = history.builds_of_commit(&repo, &commit.parse()?).await?;
+        assert_eq!(
+            builds.keys().collect::<Vec<_>>(),
+            [&target],
+            "commit index of {commit}"
+        );
+    }
+    running.stop().await
+}
+
+#[tokio::test]
+async fn only_affected_jobs_are_evaluated_again() -> anyhow::Result<()> {
+    let h = Harness::new()?;
+    let evaluations: Arc<std::sync::Mutex<BTreeMap<String, usize>>> = Default::default();
+    let counts = evaluations.clone();
+    let project = Project::new("me/proj", move |target| {
+        let counts = counts.clone();
+        let name = target.to_string();
+        let counted = Term::from_future(move || {
+            *counts
+                .lock()
+                .expect("not poisoned")
+                .entry(name.clone())
+                .or_default() += 1;
+            async {}
+        });
+        vec![(
+            "count".to_owned(),
+            Term::head(target.clone())
+                .zip(counted)
+                .map(|_| "ok".to_owned()),
+        )]
+    })?;
+    let mut edits = Vec::new();
+    let paths: Vec<String> = (0..20)
+        .map(|i| format!("me/proj/ref/heads/b{i}/head"))
+        .collect();
+    for path in &paths {
+        edits.push((path.as_str(), Some(A)));
+    }
+    h.edit(&edits).await?;
+    let running = h.start(vec![project], vec![]);
+    h.wait_status("me/proj", A, "count", "success", "ok")
+        .await?;
+    let wait_all = async {
+        while evaluations.lock().expect("not poisoned").len() < 20 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait_all).await?;
+    let before = evaluations.lock().expect("not poisoned").clone();
+
+    h.edit(&[("me/proj/ref/heads/b7/head", Some(B))]).await?;
+    h.wait_status("me/proj", B, "count", "success", "ok")
+        .await?;
+    let after = evaluations.lock().expect("not poisoned").clone();
+    let changed: Vec<&String> = after
+        .keys()
+        .filter(|k| after.get(*k) != before.get(*k))
+        .collect();
+    assert_eq!(
+        changed,
+        ["me/proj/heads/b7"],
+        "only the moved branch's job ran again"
+    );
+    running.stop().await
+}
+
+#[tokio::test]
+async fn deleted_targets_are_dropped_and_their_builds_cancelled() -> anyhow::Result<()> {
+    let h = Harness::new()?;
+    let logs = datakit_ci_log::LogManager::new();
+    let cancelled = Arc::new(tokio::sync::Notify::new());
+    let (logs2, cancelled2) = (logs.clone(), cancelled.clone());
+    let project = Project::new("me/proj", move |target| {
+        // A "build" that never finishes by itself: a live log with a cancel token.
+        let token = CancellationToken::new();
+        let log = logs2
+            .create(datakit_ci_log::LiveLogSpec {
+                branch: format!("build-{}", target.to_string().replace('/', "-")),
+                title: "Build".into(),
+                pending: "Building".into(),
+                cancel: Some(token.clone()),
+            })
+            .expect("one log per target");
+        let notify = cancelled2.clone();
+        tokio::spawn(async move {
+            token.cancelled().await;
+            notify.notify_one();
+        });
+        let status = Status::<String> {
+            result: Err(Problem::pending("Building")),
+            output: datakit_ci_term::Logs::Live(log),
+        };
+        vec![(
+            "slow".to_owned(),
+            Term::from_status(move || std::future::ready(status.clone())),
+        )]
+    })?;
+    h.edit(&[
+        ("me/proj/ref/heads/gone/head", Some(A)),
+        ("me/proj/pr/9/head", Some(B)),
+        ("me/proj/pr/9/state", Some("open")),
+        ("me/proj/pr/9/owner", Some("bob")),
+    ])
+    .await?;
+    let running = h.start(vec![project], vec![]);
+    h.wait_status("me/proj", A, "slow", "pending", "Building")
+        .await?;
+    h.wait_status("me/proj", B, "slow", "pending", "Building")
+        .await?;
+
+    h.edit(&[("me/proj/ref/heads/gone/head", None)]).await?;
+    tokio::time::timeout(Duration::from_secs(20), cancelled.notified()).await?;
+    assert!(running.engine.target(&branch("me/proj", "gone")).is_none());
+    h.edit(&[
+        ("me/proj/pr/9/head", None),
+        ("me/proj/pr/9/state", None),
+        ("me/proj/pr/9/owner", None),
+    ])
+    .await?;
+    tokio::time::timeout(Duration::from_secs(20), cancelled.notified()).await?;
+    assert!(running.engine.targets().is_empty());
+    // Statuses already written are left as they were.
+    assert_eq!(
+        h.status("me/proj", A, "slow").await?,
+        Some(("pending".into(), "Building".into()))
+    );
+    running.stop().await
+}
+
+#[tokio::test]
+async fn terms_can_read_other_repositories_and_other_cis() -> anyhow::Result<()> {
+    let h = Harness::new()?;
+    let project = Project::new("me/app", |target| {
+        let lib = Term::branch_head("me/lib".parse().expect("valid"), "main")
+            .map(|h| format!("lib at {}", h.short(7)));
+        let other_ci = Term::ci_success_target_url("ci/other", target.clone())
+            .map(|url| format!("other CI at {url}"));
+        vec![
+            ("lib".to_owned(), lib),
+            ("after-other".to_owned(), other_ci),
+        ]
+    })?;
+    h.edit(&[
+        ("me/app/ref/heads/main/head", Some(A)),
+        ("me/lib/ref/heads/main/head", Some(B)),
+    ])
+    .await?;
+    let running = h.start(vec![project], vec![]);
+    h.wait_status("me/app", A, "lib", "success", "lib at bbbbbbb")
+        .await?;
+    h.wait_status(
+        "me/app",
+        A,
+        "after-other",
+        "pending",
+        "Waiting for ci/other status to appear",
+    )
+    .await?;
+
+    h.edit(&[("me/lib/ref/heads/main/head", Some(C))]).await?;
+    h.wait_status("me/app", A, "lib", "success", "lib at ccccccc")
+        .await?;
+    let other = format!("me/app/commit/{A}/status/ci/other");
+    h.edit(&[
+        (&format!("{other}/state"), Some("pending")),
+        (&format!("{other}/description"), Some("running")),
+    ])
+    .await?;
+    h.wait_status(
+        "me/app",
+        A,
+        "after-other",
+        "pending",
+        "Waiting for ci/other to complete (running)",
+    )
+    .await?;
+    h.edit(&[
+        (&format!("{other}/state"), Some("success")),
+        (&format!("{other}/target_url"), Some("https://other/1")),
+    ])
+    .await?;
+    h.wait_status(
+        "me/app",
+        A,
+        "after-other",
+        "success",
+        "other CI at https://other/1",
+    )
+    .await?;
+    running.stop().await
+}
+
+#[tokio::test]
+async fn canaries_restrict_the_targets() -> anyhow::Result<()> {
+    let h = Harness::new()?;
+    h.edit(&[
+        ("me/proj/ref/heads/main/head", Some(A)),
+        ("me/proj/ref/heads/other/head", Some(B)),
+    ])
+    .await?;
+    let running = h.start(
+        vec![simple_project("me/proj")],
+        vec![branch("me/proj", "main")],
+    );
+    h.wait_status("me/proj", A, "lint", "failure", "lint errors")
+        .await?;
+    let tracked: Vec<String> = running
+        .engine
+        .targets()
+        .iter()
+        .map(|t| t.target.id().to_string())
+        .collect();
+    assert_eq!(tracked, ["me/proj/heads/main"]);
+    assert_eq!(h.status("me/proj", B, "lint").await?, None);
+    running.stop().await
+}
+
+#[tokio::test]
+async fn statuses_go_from_absent_to_pending_to_final_and_survive_a_restart() -> anyhow::Result<()> {
+    let h = Harness::new()?;
+    let (sender, ready) = Ready::channel();
+    let done = Arc::new(AtomicUsize::new(0));
+    let flag = done.clone();
+    let project = move |done: Arc<AtomicUsize>, ready: Ready| {
+        Project::new("me/proj", move |_| {
+            let (done, ready) = (done.clone(), ready.clone());
+            let term = Term::from_status(move || {
+                let status = if done.load(Ordering::SeqCst) > 0 {
+                    Status::ok("Finished".to_owned())
+                } else {
+                    Status {
+                        result: Err(Problem::Pending {
+                            reason: "Working".into(),
+                            ready: ready.clone(),
+                        }),
+                        output: Default::default(),
+                    }
+                };
+                std::future::ready(status)
+            });
+            vec![("job".to_owned(), term)]
+        })
+        .expect("valid")
+    };
+    h.edit(&[("me/proj/ref/heads/main/head", Some(A))]).await?;
+    let running = h.start(vec![project(done.clone(), ready.clone())], vec![]);
+    let mut events = running.engine.subscribe();
+    h.wait_status("me/proj", A, "job", "pending", "Working")
+        .await?;
+    flag.store(1, Ordering::SeqCst);
+    sender.resolve();
+    h.wait_status("me/proj", A, "job", "success", "Finished")
+        .await?;
+    let mut seen: Vec<(String, String)> = Vec::new();
+    while let Ok(StatusChange {
+        state, description, ..
+    }) = events.try_recv()
+    {
+        seen.push((state.to_owned(), description));
+    }
+    assert_eq!(
+        seen.last(),
+        Some(&("success".to_owned(), "Finished".to_owned()))
+    );
+    assert!(
+        seen.iter().all(|(s, _)| s == "pending" || s == "success"),
+        "{seen:?}"
+    );
+    running.stop().await?;
+
+    // A new engine on the same store finds everything as it was: nothing is rewritten.
+    let head_before = h.metadata().head().await?.map(|c| c.id());
+    let restarted = h.start(vec![project(done, Ready::never())], vec![]);
+    let wait = async {
+        loop {
+            if restarted
+                .engine
+                .targets()
+                .first()
+                .is_some_and(|t| t.jobs[0].output.is_some())
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait).await?;
+    restarted.stop().await?;
+    assert_eq!(
+        h.metadata().head().await?.map(|c| c.id()),
+        head_before,
+        "no status written again"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_new_head_after_a_restart_gets_its_status_even_if_the_result_is_unchanged()
+-> anyhow::Result<()> {
+    let h = Harness::new()?;
+    let project = || {
+        Project::new("me/proj", |_| {
+            vec![("same".to_owned(), Term::ok("Same".to_owned()))]
+        })
+        .expect("valid")
+    };
+    h.edit(&[("me/proj/ref/heads/main/head", Some(A))]).await?;
+    let running = h.start(vec![project()], vec![]);
+    h.wait_status("me/proj", A, "same", "success", "Same")
+        .await?;
+    running.stop().await?;
+    h.edit(&[("me/proj/ref/heads/main/head", Some(B))]).await?;
+    let running = h.start(vec![project()], vec![]);
+    h.wait_status("me/proj", B, "same", "success", "Same")
+        .await?;
+    running.stop().await
+}
