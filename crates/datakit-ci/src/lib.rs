@@ -26,6 +26,24 @@
 //! # }
 //! ```
 
+pub mod cli;
+pub mod local;
+
+/// The engine: projects, evaluation, statuses.
+pub mod engine {
+    pub use datakit_ci_engine::*;
+}
+
+/// Target history: status branches and the commit index.
+pub mod history {
+    pub use datakit_ci_history::*;
+}
+
+/// Local Git repositories as a forge.
+pub mod forge_local {
+    pub use datakit_ci_forge_local::*;
+}
+
 /// The Git-backed state store.
 pub mod store {
     pub use datakit_ci_store::*;

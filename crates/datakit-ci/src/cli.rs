@@ -1,0 +1,241 @@
+//! The `datakit-ci` command line: parsing and validating arguments (no I/O here; the local CI
+//! does the checks that need the file system).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use datakit_ci_engine::parse_canary;
+use datakit_ci_term::RepoId;
+
+use crate::local::{LocalCiConfig, LocalRepoSpec, TestSpec};
+
+/// Continuous integration for local Git repositories: runs every test on every branch, tag and
+/// pull-request ref (`refs/pull/<n>/head`), and keeps statuses, logs and history in a Git
+/// repository under the state directory.
+#[derive(Debug, Parser)]
+#[command(name = "datakit-ci", version)]
+pub struct Cli {
+    /// A repository to test, as `PATH` (id `local/<directory name>`) or `USER/REPO=PATH`.
+    #[arg(long = "repo", value_name = "[USER/REPO=]PATH", required = true)]
+    pub repos: Vec<String>,
+    /// A test, `NAME=COMMAND`: COMMAND runs with `sh -c` in a fresh clone of each target's head.
+    #[arg(long = "test", value_name = "NAME=COMMAND", required = true)]
+    pub tests: Vec<String>,
+    /// Where to keep the state (`state.git`) and the CI's clones.
+    #[arg(long, value_name = "DIR", default_value = "./var")]
+    pub state_dir: PathBuf,
+    /// The public URL of the web UI, used in status links.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080/")]
+    pub web_ui: String,
+    /// Only test this target (`USER/REPO/heads/BRANCH`, `…/tags/TAG` or `…/prs/N`); repeatable.
+    #[arg(long = "canary", value_name = "TARGET")]
+    pub canaries: Vec<String>,
+    /// More logging (-v: debug, -vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// An argument that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UsageError {
+    /// A `--repo` value is malformed.
+    #[error("--repo {value:?}: {reason}")]
+    Repo {
+        /// The value given.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `--test` value is malformed.
+    #[error("--test {value:?}: {reason}")]
+    Test {
+        /// The value given.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Two tests have the same name.
+    #[error("--test: the name {0:?} is used twice")]
+    DuplicateTest(String),
+    /// A `--canary` value is malformed.
+    #[error("--canary {value:?}: {source}")]
+    Canary {
+        /// The value given.
+        value: String,
+        /// What is wrong.
+        #[source]
+        source: datakit_ci_engine::ConfigError,
+    },
+    /// `--web-ui` is not an http(s) URL.
+    #[error("--web-ui {0:?}: must start with http:// or https://")]
+    WebUi(String),
+}
+
+impl Cli {
+    /// Checks the arguments and turns them into a configuration.
+    pub fn into_config(self) -> Result<LocalCiConfig, UsageError> {
+        let repos = self
+            .repos
+            .iter()
+            .map(|value| parse_repo(value))
+            .collect::<Result<_, _>>()?;
+        let mut tests: Vec<TestSpec> = Vec::new();
+        for value in &self.tests {
+            let test = parse_test(value)?;
+            if tests.iter().any(|t| t.name == test.name) {
+                return Err(UsageError::DuplicateTest(test.name));
+            }
+            tests.push(test);
+        }
+        let canaries = self
+            .canaries
+            .iter()
+            .map(|value| {
+                parse_canary(value).map_err(|source| UsageError::Canary {
+                    value: value.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        if !(self.web_ui.starts_with("http://") || self.web_ui.starts_with("https://")) {
+            return Err(UsageError::WebUi(self.web_ui));
+        }
+        Ok(LocalCiConfig {
+            repos,
+            tests,
+            state_dir: self.state_dir,
+            web_ui: self.web_ui,
+            canaries,
+        })
+    }
+}
+
+fn parse_repo(value: &str) -> Result<LocalRepoSpec, UsageError> {
+    let error = |reason: String| UsageError::Repo {
+        value: value.to_owned(),
+        reason,
+    };
+    if let Some((id, path)) = value.split_once('=')
+        && id.contains('/')
+    {
+        let id: RepoId = id.parse().map_err(|e| error(format!("{e}")))?;
+        if path.is_empty() {
+            return Err(error("the path is empty".into()));
+        }
+        return Ok(LocalRepoSpec {
+            id,
+            path: PathBuf::from(path),
+        });
+    }
+    let path = PathBuf::from(value);
+    let absolute = std::path::absolute(&path).map_err(|e| error(e.to_string()))?;
+    let name = absolute
+        .components()
+        .next_back()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let id = RepoId::new("local", &name).map_err(|e| {
+        error(format!(
+            "cannot make an id from the directory name ({e}); give one as USER/REPO=PATH"
+        ))
+    })?;
+    Ok(LocalRepoSpec { id, path })
+}
+
+fn parse_test(value: &str) -> Result<TestSpec, UsageError> {
+    let error = |reason: &str| UsageError::Test {
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let (name, command) = value
+        .split_once('=')
+        .ok_or_else(|| error("expected NAME=COMMAND"))?;
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(error(
+            "the name must be made of letters, digits, '.', '_' and '-'",
+        ));
+    }
+    if name.starts_with(['.', '-']) || name.ends_with('.') || name.contains("..") {
+        return Err(error(
+            "the name must not start with '.' or '-', end with '.', or contain '..'",
+        ));
+    }
+    if command.trim().is_empty() {
+        return Err(error("the command is empty"));
+    }
+    Ok(TestSpec {
+        name: name.to_owned(),
+        command: command.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Result<LocalCiConfig, String> {
+        let argv = std::iter::once("datakit-ci").chain(args.iter().copied());
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        cli.into_config().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn repos_take_an_optional_id() {
+        let config = cli(&[
+            "--repo",
+            "me/app=/src/app",
+            "--repo",
+            "/src/my-lib",
+            "--test",
+            "t=true",
+        ])
+        .expect("valid");
+        let ids: Vec<String> = config.repos.iter().map(|r| r.id.to_string()).collect();
+        assert_eq!(ids, ["me/app", "local/my-lib"]);
+        assert_eq!(config.repos[0].path, PathBuf::from("/src/app"));
+        assert_eq!(config.state_dir, PathBuf::from("./var"));
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        for (args, message) in [
+            (
+                &["--repo", "/x", "--test", "build"][..],
+                r#"--test "build": expected NAME=COMMAND"#,
+            ),
+            (
+                &["--repo", "/x", "--test", "a b=true"],
+                r#"--test "a b=true": the name must be made of letters"#,
+            ),
+            (
+                &["--repo", "/x", "--test", "t=true", "--test", "t=false"],
+                r#"--test: the name "t" is used twice"#,
+            ),
+            (
+                &["--repo", "/x", "--test", "t= "],
+                r#"--test "t= ": the command is empty"#,
+            ),
+            (
+                &["--repo", "a/b/c=/x", "--test", "t=true"],
+                r#"--repo "a/b/c=/x": invalid repo ID"#,
+            ),
+            (
+                &["--repo", "/x", "--test", "t=true", "--canary", "me/x/prs/y"],
+                r#"--canary "me/x/prs/y": Invalid PR number"#,
+            ),
+            (
+                &["--repo", "/x", "--test", "t=true", "--web-ui", "ftp://x"],
+                r#"--web-ui "ftp://x": must start with"#,
+            ),
+        ] {
+            let error = cli(args).expect_err("invalid");
+            assert!(error.starts_with(message), "{args:?}: {error}");
+        }
+    }
+}

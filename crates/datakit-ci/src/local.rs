@@ -1,0 +1,210 @@
+//! A CI for local Git repositories: the local bridge mirrors their refs into the metadata, and
+//! every configured shell test runs, through the Git plugin's cached `Command`, in a fresh clone
+//! of each target's head. This is what the `datakit-ci` binary runs.
+
+use std::path::PathBuf;
+
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use datakit_ci_cache::CacheMetrics;
+use datakit_ci_engine::{Engine, EngineConfig, Project};
+use datakit_ci_forge_local::{LocalBridge, LocalRepo};
+use datakit_ci_git::{Command, CommandConfig, Repo, Services};
+use datakit_ci_log::LogManager;
+use datakit_ci_pool::{PoolMetrics, Pools};
+use datakit_ci_store::Store;
+use datakit_ci_term::{RepoId, TargetId};
+
+/// A local repository to test, under a forge id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalRepoSpec {
+    /// The id used in the metadata and the UI, e.g. `local/myproject`.
+    pub id: RepoId,
+    /// The repository's directory.
+    pub path: PathBuf,
+}
+
+/// A test: a shell command run with `sh -c` in a clone of each target's head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestSpec {
+    /// The test's name (the status context `ci/datakit/<name>`).
+    pub name: String,
+    /// The shell command.
+    pub command: String,
+}
+
+/// Everything a local CI needs.
+#[derive(Clone, Debug)]
+pub struct LocalCiConfig {
+    /// The repositories to test.
+    pub repos: Vec<LocalRepoSpec>,
+    /// The tests to run on every target of every repository.
+    pub tests: Vec<TestSpec>,
+    /// Where the state lives: `<state_dir>/state.git` and the CI's own clones.
+    pub state_dir: PathBuf,
+    /// The public URL of the web UI, for status links.
+    pub web_ui: String,
+    /// If non-empty, only these targets are tested.
+    pub canaries: Vec<TargetId>,
+}
+
+/// The local CI could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The state directory cannot be created or written.
+    #[error("cannot use state directory {}", .path.display())]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The state store cannot be opened (e.g. another instance holds it).
+    #[error(transparent)]
+    Store(#[from] datakit_ci_store::Error),
+    /// A repository argument is not a Git repository.
+    #[error(transparent)]
+    Repository(#[from] datakit_ci_forge_local::Error),
+    /// The CI's clone of a repository cannot be made, or a test is invalid.
+    #[error(transparent)]
+    Git(#[from] datakit_ci_git::Error),
+    /// The same id is given to two repositories.
+    #[error("repository id {0} is given twice")]
+    DuplicateRepo(RepoId),
+    /// A project could not be configured.
+    #[error(transparent)]
+    Config(#[from] datakit_ci_engine::ConfigError),
+}
+
+/// The local CI could not keep running.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The engine failed.
+    #[error("the engine stopped")]
+    Engine(#[from] datakit_ci_engine::Error),
+    /// The bridge failed.
+    #[error("the local repository bridge stopped")]
+    Bridge(#[from] datakit_ci_forge_local::Error),
+}
+
+/// A running local CI: the engine plus the bridge.
+pub struct LocalCi {
+    engine: Engine,
+    bridge: LocalBridge,
+    services: Services,
+    registry: Registry,
+}
+
+impl LocalCi {
+    /// Opens the state, makes the CI's clones (under `<state_dir>/repos/`) and configures one
+    /// project per repository.
+    pub async fn start(config: LocalCiConfig) -> Result<Self, StartError> {
+        let state_dir = &config.state_dir;
+        std::fs::create_dir_all(state_dir)
+            .and_then(|()| tempfile::tempfile_in(state_dir).map(drop))
+            .map_err(|source| StartError::StateDir {
+                path: state_dir.clone(),
+                source,
+            })?;
+        let store = Store::open(&state_dir.join("state.git"))?;
+        let mut registry = Registry::default();
+        let services = Services {
+            store: store.clone(),
+            logs: LogManager::new(),
+            cache_metrics: CacheMetrics::new(&mut registry),
+            pool_metrics: PoolMetrics::new(&mut registry),
+            pools: Pools::new(),
+        };
+        let mut local_repos: Vec<LocalRepo> = Vec::new();
+        let mut projects = Vec::new();
+        for spec in &config.repos {
+            if local_repos.iter().any(|r| r.id() == &spec.id) {
+                return Err(StartError::DuplicateRepo(spec.id.clone()));
+            }
+            let local = LocalRepo::new(spec.id.clone(), &spec.path)?;
+            let clone_dir = state_dir
+                .join("repos")
+                .join(spec.id.user())
+                .join(spec.id.repo());
+            let remote = local.path().to_string_lossy().into_owned();
+            let repo = Repo::open(&clone_dir, Some(&remote), &services).await?;
+            let commands = config
+                .tests
+                .iter()
+                .map(|test| {
+                    let argv = vec!["sh".to_owned(), "-c".to_owned(), test.command.clone()];
+                    Command::new(&repo, &test.name, vec![argv], CommandConfig::default())
+                        .map(|command| (test.name.clone(), command))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let project = Project::new(&spec.id.to_string(), move |target| {
+                let head = repo.fetch_head(target.clone());
+                commands
+                    .iter()
+                    .map(|(name, command)| {
+                        (
+                            name.clone(),
+                            command.run(head.clone()).map(|()| "Passed".to_owned()),
+                        )
+                    })
+                    .collect()
+            })?;
+            local_repos.push(local);
+            projects.push(project);
+        }
+        let engine_config = EngineConfig {
+            projects,
+            web_ui: config.web_ui.clone(),
+            canaries: config.canaries.clone(),
+        };
+        let engine = Engine::new(engine_config, store.clone(), &mut registry);
+        let bridge = LocalBridge::new(store, local_repos);
+        Ok(LocalCi {
+            engine,
+            bridge,
+            services,
+            registry,
+        })
+    }
+
+    /// The engine (to subscribe to status changes or query targets).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The store, log manager and pools the builds use.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// The metrics of the engine, caches and pools.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Runs the bridge and the engine until `cancel` fires or one of them fails.
+    pub async fn run(self, cancel: CancellationToken) -> Result<(), RunError> {
+        let stop_all = cancel.child_token();
+        let bridge = self.bridge.run(stop_all.clone());
+        let engine = self.engine.run(stop_all.clone());
+        let (bridge, engine) = tokio::join!(
+            async {
+                let result = bridge.await;
+                stop_all.cancel();
+                result
+            },
+            async {
+                let result = engine.await;
+                stop_all.cancel();
+                result
+            }
+        );
+        engine?;
+        bridge?;
+        Ok(())
+    }
+}
