@@ -567,3 +567,106 @@ async fn a_new_head_after_a_restart_gets_its_status_even_if_the_result_is_unchan
         .await?;
     running.stop().await
 }
+
+/// A cached step: counts its runs; its value is the key doubled.
+#[derive(Clone, Default)]
+struct Doubler {
+    runs: Arc<AtomicUsize>,
+}
+
+impl datakit_ci_cache::Builder for Doubler {
+    type Key = u32;
+    type Context = ();
+    type Value = u32;
+
+    fn name(&self) -> String {
+        "doubler".into()
+    }
+    fn title(&self, key: &u32) -> String {
+        format!("Double {key}")
+    }
+    fn branch(&self, key: &u32) -> BranchName {
+        BranchName::new(format!("double-{key}")).expect("valid")
+    }
+    async fn generate(
+        &self,
+        build: datakit_ci_cache::Build<'_>,
+        _: &(),
+        key: &u32,
+    ) -> Result<u32, String> {
+        let run = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+        build.log.write_str(&format!("run {run}\n"));
+        Ok(key * 2)
+    }
+    fn load(&self, _: &Snapshot, key: &u32) -> Result<u32, String> {
+        Ok(key * 2)
+    }
+}
+
+#[tokio::test]
+async fn rebuilding_a_cache_branch_reruns_the_step_and_its_dependants() -> anyhow::Result<()> {
+    let h = Harness::new()?;
+    let builder = Doubler::default();
+    let runs = builder.runs.clone();
+    let mut registry = Registry::default();
+    let cache = datakit_ci_cache::Cache::new(
+        builder,
+        h.store.clone(),
+        datakit_ci_log::LogManager::new(),
+        &datakit_ci_cache::CacheMetrics::new(&mut registry),
+    );
+    let project = Project::new("me/proj", move |_| {
+        vec![(
+            "double".to_owned(),
+            cache.find((), 21).map(|v| format!("got {v}")),
+        )]
+    })?;
+    h.edit(&[("me/proj/ref/heads/main/head", Some(A))]).await?;
+    let running = h.start(vec![project], vec![]);
+    h.wait_status("me/proj", A, "double", "success", "got 42")
+        .await?;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+
+    let missing = running
+        .engine
+        .rebuild(&BranchName::new("nobody-uses-this")?)
+        .await;
+    assert_eq!(
+        missing.map_err(|e| e.to_string()),
+        Err(r#"No job depends on "nobody-uses-this", so can't rebuild anything"#.to_owned())
+    );
+    running
+        .engine
+        .rebuild(&BranchName::new("double-21")?)
+        .await?;
+    let wait = async {
+        while runs.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait).await?;
+    // The job saw the rebuild: its output now points at the new build's commit.
+    let cache_head = h
+        .store
+        .branch(&BranchName::new("double-21")?)
+        .head()
+        .await?
+        .expect("built");
+    let wait = async {
+        loop {
+            let target = running
+                .engine
+                .target(&branch("me/proj", "main"))
+                .expect("tracked");
+            let output = target.jobs[0].output.clone();
+            if let Some(output) = output
+                && output.to_json().contains(&cache_head.id().to_string())
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait).await?;
+    running.stop().await
+}
