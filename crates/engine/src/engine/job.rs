@@ -1,0 +1,99 @@
+//! One job's evaluation loop, and how its results update the engine's state.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use datakit_ci_store::StorePath;
+use datakit_ci_term::{CommitHash, EvalContext, JobId, JobOutput, JobResult};
+
+use super::{Engine, JobKey, State, lock};
+
+impl Engine {
+    /// One job's evaluation loop.
+    pub(super) async fn run_job(self, key: JobKey, wake: Arc<Notify>, cancel: CancellationToken) {
+        let job_id = JobId::new(key.0.clone(), key.1.clone());
+        loop {
+            let Some(inputs) = self.job_inputs(&key) else {
+                return;
+            };
+            let ctx = EvalContext::new(job_id.clone(), Some(inputs.tree));
+            self.inner.metrics.term_evals.inc();
+            let evaluation = tokio::select! {
+                evaluation = AssertUnwindSafe(inputs.term.evaluate(&ctx)).catch_unwind() => evaluation,
+                _ = cancel.cancelled() => return,
+            };
+            let (output, dependencies) = match evaluation {
+                Ok(evaluation) => (JobOutput::from(evaluation.status), evaluation.dependencies),
+                Err(_) => {
+                    tracing::error!(job = %job_id, "term evaluation panicked");
+                    let result = JobResult::Failure("the test's term panicked".to_owned());
+                    (
+                        JobOutput {
+                            result,
+                            logs: Default::default(),
+                        },
+                        Default::default(),
+                    )
+                }
+            };
+            let deps = dependencies.paths().iter().cloned().collect();
+            self.job_evaluated(&key, &inputs.head, output, deps);
+            tokio::select! {
+                _ = dependencies.ready() => {}
+                _ = wake.notified() => {}
+                _ = cancel.cancelled() => return,
+            }
+        }
+    }
+
+    fn job_evaluated(
+        &self,
+        key: &JobKey,
+        head: &CommitHash,
+        output: JobOutput,
+        deps: Vec<StorePath>,
+    ) {
+        let mut state = lock(&self.inner.state);
+        let State {
+            targets,
+            index,
+            dirty,
+            ..
+        } = &mut *state;
+        let Some(target) = targets.get_mut(&key.0) else {
+            return;
+        };
+        if target.target.head() != head {
+            // Evaluated for an old head; the head change already woke the job again.
+            return;
+        }
+        let Some(job) = target.jobs.get_mut(&key.1) else {
+            return;
+        };
+        for path in &job.deps {
+            if let Some(keys) = index.get_mut(path) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    index.remove(path);
+                }
+            }
+        }
+        for path in &deps {
+            index.entry(path.clone()).or_default().insert(key.clone());
+        }
+        job.deps = deps;
+        if job.output.as_ref() != Some(&output) {
+            tracing::debug!(job = %key.1, target = %key.0, result = ?output.result, "job changed");
+            job.output = Some(output);
+            target.history_dirty = true;
+        }
+        if target.history_dirty || job.wants_status_write() {
+            dirty.insert(key.0.clone());
+            self.inner.flush_wanted.notify_one();
+        }
+    }
+}
