@@ -690,15 +690,8 @@ async fn run_survives_a_failing_sync() {
         .write(&[("me/live/ref/heads/main/head/x", "blocker\n")], "Blocker")
         .await;
     let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer({
-            let captured = captured.clone();
-            move || captured.clone()
-        })
-        .with_ansi(false)
-        .finish();
     // The test runtime is single-threaded, so the bridge's task logs to this subscriber.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = tracing::subscriber::set_default(captured.clone());
     let cancel = CancellationToken::new();
     let task = tokio::spawn(bridge.run(cancel.clone()));
 
@@ -730,26 +723,44 @@ async fn run_survives_a_failing_sync() {
         .expect("run ends cleanly");
 }
 
-/// Log output captured for assertions.
+/// A tracing subscriber keeping the text of every event (message and fields), for assertions.
 #[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+struct Captured(std::sync::Arc<std::sync::Mutex<String>>);
 
 impl Captured {
     fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("log buffer lock")).into_owned()
+        self.0.lock().expect("log buffer lock").clone()
     }
 }
 
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .expect("log buffer lock")
-            .extend_from_slice(buf);
-        Ok(buf.len())
+impl tracing::Subscriber for Captured {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
     }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Text<'a>(&'a mut String);
+        impl tracing::field::Visit for Text<'_> {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!(" {}={value:?}", field.name()));
+            }
+        }
+        let mut text = format!("{}", event.metadata().level());
+        event.record(&mut Text(&mut text));
+        let mut log = self.0.lock().expect("log buffer lock");
+        log.push_str(&text);
+        log.push('\n');
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
 }
