@@ -39,6 +39,7 @@
 //! system, since every Git object is a file.
 
 mod core_group;
+mod engine_group;
 mod report;
 mod stats;
 
@@ -65,6 +66,8 @@ struct Args {
 enum Group {
     /// Store, terms, live logs and the cache.
     Core,
+    /// The engine at scale and the whole local CI: latency, throughput, memory.
+    Engine,
 }
 
 /// How big the measured workloads are.
@@ -100,6 +103,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     runtime.block_on(async {
         match args.group {
             Group::Core => core_group::run(scale, &mut report).await,
+            Group::Engine => engine_group::run(scale, &mut report).await,
         }
     })?;
     println!("{}", report.summary());

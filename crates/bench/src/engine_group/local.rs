@@ -1,0 +1,391 @@
+//! Figures 2 and 3: the whole local CI in-process (`LocalCi`: bridge, engine, Git plugin running
+//! `sh -c true` in a `git clone --shared` of each head) watching a real repository: the latency
+//! from `git commit` to the `success` status, and the time to test many new branches against the
+//! floor of the checkouts the plugin makes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use datakit_ci::engine::StatusChange;
+use datakit_ci::local::{LocalCi, LocalCiConfig, LocalRepoSpec, TestSpec};
+
+use crate::Scale;
+use crate::engine_group::sys::{CpuTimes, git, output, run_with_input};
+use crate::report::{Figure, Report, Target};
+use crate::stats::quantile;
+
+/// The forge id of the watched repository.
+const REPO_ID: &str = "local/src";
+/// The test's name and command.
+const TEST: &str = "true";
+/// Median push-to-status latency target, in milliseconds.
+const LATENCY_TARGET_MS: f64 = 100.0;
+/// How many times the floor the throughput run may take.
+const FLOOR_TARGET: f64 = 2.0;
+/// The longest one wait may take before the run fails instead of hanging.
+const PATIENCE: Duration = Duration::from_secs(600);
+
+/// Sizes of the local-CI figures.
+struct Sizes {
+    /// Commits timed for the latency.
+    commits: usize,
+    /// New branches of the throughput run.
+    branches: usize,
+}
+
+impl Sizes {
+    fn new(scale: Scale) -> Self {
+        match scale {
+            Scale::Full => Sizes {
+                commits: 20,
+                branches: 500,
+            },
+            Scale::Quick => Sizes {
+                commits: 10,
+                branches: 50,
+            },
+        }
+    }
+}
+
+/// Measures figures 2 (push-to-status latency) and 3 (throughput against the floor).
+pub(super) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()> {
+    let sizes = Sizes::new(scale);
+    let mut ci = Harness::start().await.context("start the local CI")?;
+
+    let latencies = ci.latencies(sizes.commits).await.context("latency")?;
+    let count = latencies.len();
+    report.add(
+        Figure::millis(
+            format!("local CI: git commit → `{TEST}` success status, median of {count}"),
+            quantile(&latencies, 0.5),
+        )
+        .target(Target::AtMost(LATENCY_TARGET_MS)),
+    );
+    report.add(Figure::millis(
+        format!("local CI: git commit → `{TEST}` success status, p90 of {count}"),
+        quantile(&latencies, 0.9),
+    ));
+
+    let n = sizes.branches;
+    let commits = ci.prepare_commits(n).await?;
+    let throughput = ci.new_branches(&commits).await.context("throughput")?;
+    let clone_dir = ci.clone_dir.clone();
+    let dir = ci.stop().await?;
+    let floor = floor(&clone_dir, &commits).await.context("floor")?;
+    drop(dir);
+
+    report.add(Figure::seconds(
+        format!("local CI: {n} new branches on {n} commits → all `{TEST}` statuses final"),
+        throughput.time,
+    ));
+    report.add(Figure::seconds(
+        format!(
+            "local CI: floor, {n} × (git clone --shared --no-checkout [serial] + reset --hard + sh -c true [concurrent])"
+        ),
+        floor.time,
+    ));
+    report.add(
+        Figure::new(
+            format!("local CI: {n} branches, time over the floor"),
+            throughput.time.as_secs_f64() / floor.time.as_secs_f64(),
+            "×",
+        )
+        .target(Target::AtMost(FLOOR_TARGET)),
+    );
+    let per_build = |cpu: Duration| cpu.as_secs_f64() * 1e3 / n as f64;
+    report.add(Figure::new(
+        "local CI: CPU per build, the bench process's own threads (bridge + engine + plugin; git/sh children excluded)",
+        per_build(throughput.cpu.own),
+        "ms",
+    ));
+    report.add(Figure::new(
+        "local CI: CPU per build, child processes (git fetch/branch/clone/reset, sh)",
+        per_build(throughput.cpu.children),
+        "ms",
+    ));
+    report.add(Figure::new(
+        "local CI: CPU per build, floor's child processes (git clone/reset, sh)",
+        per_build(floor.cpu.children),
+        "ms",
+    ));
+    if throughput.failed > 0 {
+        report.add(Figure::new(
+            format!("local CI: builds that failed, of {n}"),
+            throughput.failed as f64,
+            "builds",
+        ));
+    }
+    Ok(())
+}
+
+/// What a run of many builds took.
+struct Run {
+    time: Duration,
+    cpu: CpuTimes,
+    failed: usize,
+}
+
+/// A repository and a `LocalCi` watching it, running in the background.
+struct Harness {
+    dir: tempfile::TempDir,
+    repo: PathBuf,
+    /// The CI's own clone, which the plugin's temporary clones are made from.
+    clone_dir: PathBuf,
+    events: broadcast::Receiver<StatusChange>,
+    cancel: CancellationToken,
+    running: JoinHandle<Result<(), datakit_ci::local::RunError>>,
+}
+
+impl Harness {
+    /// Makes a repository with one commit on `main`, starts the CI on it and waits for that
+    /// commit's status.
+    async fn start() -> anyhow::Result<Harness> {
+        let dir = tempfile::tempdir().context("make a temporary directory")?;
+        let repo = dir.path().join("src");
+        std::fs::create_dir(&repo)?;
+        let mut init = git(&repo);
+        init.args(["init", "--quiet", "--initial-branch=main"]);
+        output(init).await?;
+        let first = commit(&repo, "First").await?;
+
+        let state_dir = dir.path().join("state");
+        let id: datakit_ci::term::RepoId = REPO_ID.parse()?;
+        let clone_dir = state_dir.join("repos").join(id.user()).join(id.repo());
+        let ci = LocalCi::start(LocalCiConfig {
+            repos: vec![LocalRepoSpec {
+                id,
+                path: repo.clone(),
+            }],
+            tests: vec![TestSpec {
+                name: TEST.to_owned(),
+                command: TEST.to_owned(),
+            }],
+            state_dir,
+            web_ui: "https://ci.example/".to_owned(),
+            canaries: Vec::new(),
+        })
+        .await?;
+        let events = ci.engine().subscribe();
+        let cancel = CancellationToken::new();
+        let running = tokio::spawn(ci.run(cancel.clone()));
+        let mut harness = Harness {
+            dir,
+            repo,
+            clone_dir,
+            events,
+            cancel,
+            running,
+        };
+        let failed = harness.wait_final(&BTreeSet::from([first])).await?;
+        ensure!(failed == 0, "the first commit's test failed");
+        Ok(harness)
+    }
+
+    /// Commits on `main` `count` times, each time waiting for the new commit's `success`.
+    async fn latencies(&mut self, count: usize) -> anyhow::Result<Vec<Duration>> {
+        let mut times = Vec::with_capacity(count);
+        for round in 0..count {
+            // Let the previous round's trailing commits and file events pass.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            self.drain();
+            let started = Instant::now();
+            let hash = commit(&self.repo, &format!("Change {round}")).await?;
+            let failed = self.wait_final(&BTreeSet::from([hash])).await?;
+            times.push(started.elapsed());
+            ensure!(failed == 0, "the test failed on commit {round}");
+        }
+        Ok(times)
+    }
+
+    /// Makes `count` root commits with distinct contents, under `refs/prep/` (which the bridge
+    /// ignores), with one `git fast-import`; returns their hashes in order.
+    async fn prepare_commits(&self, count: usize) -> anyhow::Result<Vec<String>> {
+        let mut stream = String::new();
+        for i in 0..count {
+            let message = format!("Commit {i}\n");
+            let contents = format!("contents {i}\n");
+            write!(
+                stream,
+                "commit refs/prep/c{i:05}\ncommitter Bench <bench@example.com> {} +0000\ndata {}\n{message}M 644 inline file.txt\ndata {}\n{contents}\n",
+                1_700_000_000 + i,
+                message.len(),
+                contents.len()
+            )?;
+        }
+        stream.push_str("done\n");
+        let mut import = git(&self.repo);
+        import.args(["fast-import", "--quiet", "--done"]);
+        run_with_input(import, stream).await?;
+        let mut list = git(&self.repo);
+        list.args(["for-each-ref", "--format=%(objectname)", "refs/prep/"]);
+        let hashes: Vec<String> = output(list).await?.lines().map(str::to_owned).collect();
+        ensure!(
+            hashes.len() == count,
+            "made {} commits, not {count}",
+            hashes.len()
+        );
+        // Let the bridge's sync of those ref events (which changes nothing) pass.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok(hashes)
+    }
+
+    /// Creates one branch per commit with one `git update-ref --stdin` and waits until every
+    /// commit's status is final.
+    async fn new_branches(&mut self, commits: &[String]) -> anyhow::Result<Run> {
+        let mut input = String::new();
+        for (i, hash) in commits.iter().enumerate() {
+            writeln!(input, "create refs/heads/t{i:05} {hash}")?;
+        }
+        self.drain();
+        let cpu = CpuTimes::now()?;
+        let started = Instant::now();
+        let mut update = git(&self.repo);
+        update.args(["update-ref", "--stdin"]);
+        run_with_input(update, input).await?;
+        let failed = self.wait_final(&commits.iter().cloned().collect()).await?;
+        Ok(Run {
+            time: started.elapsed(),
+            cpu: CpuTimes::now()?.since(cpu),
+            failed,
+        })
+    }
+
+    /// Waits until the test's status on each of `commits` is `success` or `failure`; returns how
+    /// many failed (the first failures go to stderr).
+    async fn wait_final(&mut self, commits: &BTreeSet<String>) -> anyhow::Result<usize> {
+        let mut finals: BTreeMap<String, bool> = BTreeMap::new();
+        let wait = async {
+            while finals.len() < commits.len() {
+                match self.events.recv().await {
+                    Ok(change) => {
+                        let hash = change.commit.as_str();
+                        if change.state != "pending" && commits.contains(hash) {
+                            let ok = change.state == "success";
+                            if !ok && finals.values().filter(|ok| !**ok).count() < 3 {
+                                eprintln!(
+                                    "warning: `{}` on {} ({hash}) is {}: {}",
+                                    change.job, change.target, change.state, change.description
+                                );
+                            }
+                            finals.insert(hash.to_owned(), ok);
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => bail!("missed {n} status events"),
+                    Err(RecvError::Closed) => bail!("the engine stopped"),
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(PATIENCE, wait)
+            .await
+            .with_context(|| {
+                format!(
+                    "{} of {} statuses final after {PATIENCE:?}",
+                    finals.len(),
+                    commits.len()
+                )
+            })??;
+        Ok(finals.values().filter(|ok| !**ok).count())
+    }
+
+    /// Forgets the events received so far.
+    fn drain(&mut self) {
+        while !matches!(
+            self.events.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty)
+        ) {}
+    }
+
+    /// Stops the CI; returns the directory holding the repositories (deleted when dropped).
+    async fn stop(self) -> anyhow::Result<tempfile::TempDir> {
+        self.cancel.cancel();
+        self.running
+            .await
+            .context("the local CI task")?
+            .context("the local CI")?;
+        Ok(self.dir)
+    }
+}
+
+/// `git commit --allow-empty` on the current branch; returns the new head.
+async fn commit(repo: &Path, message: &str) -> anyhow::Result<String> {
+    let mut commit = git(repo);
+    commit.args([
+        "commit",
+        "--quiet",
+        "--allow-empty",
+        "--no-verify",
+        "-m",
+        message,
+    ]);
+    output(commit).await?;
+    let mut head = git(repo);
+    head.args(["rev-parse", "HEAD"]);
+    Ok(output(head).await?.trim().to_owned())
+}
+
+/// What the plugin's builds cannot avoid, with the plugin's parallelism (`Repo::with_clone`):
+/// for each commit, `git clone --quiet --shared --no-checkout <clone_dir> <tmp>` holding a lock
+/// (clones are serial), then concurrently `git reset --quiet --hard <hash>` in the clone,
+/// `sh -c true` there, and removing the clone.
+async fn floor(clone_dir: &Path, commits: &[String]) -> anyhow::Result<Run> {
+    let lock = Arc::new(tokio::sync::Mutex::new(()));
+    let cpu = CpuTimes::now()?;
+    let started = Instant::now();
+    let builds: Vec<_> = commits
+        .iter()
+        .map(|hash| {
+            let (lock, source, hash) = (Arc::clone(&lock), clone_dir.to_owned(), hash.clone());
+            tokio::spawn(async move { checkout_and_test(&lock, &source, &hash).await })
+        })
+        .collect();
+    for build in builds {
+        build.await.context("a floor build")??;
+    }
+    Ok(Run {
+        time: started.elapsed(),
+        cpu: CpuTimes::now()?.since(cpu),
+        failed: 0,
+    })
+}
+
+async fn checkout_and_test(
+    lock: &tokio::sync::Mutex<()>,
+    source: &Path,
+    hash: &str,
+) -> anyhow::Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix("with_clone")
+        .tempdir()
+        .context("make a temporary directory")?;
+    {
+        let _serial = lock.lock().await;
+        let mut clone = git(source);
+        clone
+            .args(["clone", "--quiet", "--shared", "--no-checkout"])
+            .arg(source)
+            .arg(tmp.path());
+        output(clone).await?;
+    }
+    let mut reset = git(tmp.path());
+    reset.args(["reset", "--quiet", "--hard", hash]);
+    output(reset).await?;
+    let mut test = tokio::process::Command::new("sh");
+    test.args(["-c", TEST])
+        .current_dir(tmp.path())
+        .kill_on_drop(true);
+    output(test).await?;
+    tokio::task::spawn_blocking(move || tmp.close())
+        .await
+        .context("remove the clone")??;
+    Ok(())
+}

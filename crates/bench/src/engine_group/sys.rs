@@ -1,0 +1,154 @@
+//! What the engine figures read from the operating system and run as processes: the process's
+//! resident size and CPU times (`/proc/self/…`), and `git` commands with a fixed identity.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// The resident set size of this process (`VmRSS` of `/proc/self/status`).
+pub(super) fn rss_bytes() -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").context("read /proc/self/status")?;
+    let line = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .context("no VmRSS line in /proc/self/status")?;
+    let kilobytes: u64 = line
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .with_context(|| format!("bad VmRSS value {line:?}"))?;
+    Ok(kilobytes * 1024)
+}
+
+/// CPU time used so far, from `/proc/self/stat`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct CpuTimes {
+    /// User + system time of this process's own threads (`utime` + `stime`).
+    pub(super) own: Duration,
+    /// User + system time of its waited-for children (`cutime` + `cstime`): `git`, `sh`.
+    pub(super) children: Duration,
+}
+
+impl CpuTimes {
+    /// The times now.
+    pub(super) fn now() -> anyhow::Result<CpuTimes> {
+        let stat = std::fs::read_to_string("/proc/self/stat").context("read /proc/self/stat")?;
+        // The command name (field 2) may contain spaces; the fields after it are plain numbers.
+        let after_name = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .context("no ')' in /proc/self/stat")?;
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // `fields[0]` is field 3 (state): utime, stime, cutime, cstime are fields 14 to 17.
+        let tick = |index: usize| -> anyhow::Result<u64> {
+            fields
+                .get(index)
+                .context("short /proc/self/stat")?
+                .parse()
+                .with_context(|| format!("bad field {} of /proc/self/stat", index + 3))
+        };
+        let per_second = clock_ticks_per_second();
+        let time = |ticks: u64| Duration::from_secs_f64(ticks as f64 / per_second);
+        Ok(CpuTimes {
+            own: time(tick(11)? + tick(12)?),
+            children: time(tick(13)? + tick(14)?),
+        })
+    }
+
+    /// The time used since `earlier`.
+    pub(super) fn since(self, earlier: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            own: self.own.saturating_sub(earlier.own),
+            children: self.children.saturating_sub(earlier.children),
+        }
+    }
+}
+
+/// `getconf CLK_TCK` (the unit of `/proc/<pid>/stat` times), 100 if it cannot be run.
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .and_then(|text| text.trim().parse().ok())
+            .filter(|ticks: &f64| *ticks > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
+/// A `git` command run in `dir`, with a fixed author and committer and no user configuration.
+pub(super) fn git(dir: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.arg("-C")
+        .arg(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Bench")
+        .env("GIT_AUTHOR_EMAIL", "bench@example.com")
+        .env("GIT_COMMITTER_NAME", "Bench")
+        .env("GIT_COMMITTER_EMAIL", "bench@example.com")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs `cmd`, failing unless it exits with status 0; returns its standard output.
+pub(super) async fn output(mut cmd: tokio::process::Command) -> anyhow::Result<String> {
+    let shown = format!("{:?}", cmd.as_std());
+    let output = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .with_context(|| format!("run {shown}"))?;
+    if !output.status.success() {
+        bail!(
+            "{shown} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    String::from_utf8(output.stdout).with_context(|| format!("output of {shown} is not UTF-8"))
+}
+
+/// Runs `cmd` with `input` on its standard input, failing unless it exits with status 0.
+pub(super) async fn run_with_input(
+    mut cmd: tokio::process::Command,
+    input: String,
+) -> anyhow::Result<String> {
+    use tokio::io::AsyncWriteExt;
+    let shown = format!("{:?}", cmd.as_std());
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("run {shown}"))?;
+    let mut stdin = child.stdin.take().context("no stdin pipe")?;
+    let writer = tokio::spawn(async move {
+        stdin.write_all(input.as_bytes()).await?;
+        stdin.shutdown().await
+    });
+    let output = child
+        .wait_with_output()
+        .await
+        .with_context(|| format!("wait for {shown}"))?;
+    writer
+        .await
+        .context("stdin writer")?
+        .with_context(|| format!("write to {shown}"))?;
+    if !output.status.success() {
+        bail!(
+            "{shown} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    String::from_utf8(output.stdout).with_context(|| format!("output of {shown} is not UTF-8"))
+}
