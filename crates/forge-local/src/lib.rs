@@ -79,7 +79,7 @@ mod watch;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use datakit_ci_store::{Branch, BranchName, CommitId, Store};
+use datakit_ci_store::{Branch, BranchName, Commit, CommitId, Store};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -207,21 +207,26 @@ impl LocalBridge {
             None => None,
         };
         let ids: Vec<_> = self.repos.iter().map(|repo| repo.id().clone()).collect();
-        let mut mirror = match guard.take() {
-            Some(mut mirror) => {
-                let moved = mirror.seen().map(|c| c.id()) != head.as_ref().map(|c| c.id());
-                if moved {
-                    let ids = ids.clone();
-                    tokio::task::spawn_blocking(move || mirror.refresh(head, &ids).map(|()| mirror))
-                        .await??
-                } else {
-                    mirror
-                }
-            }
-            None => {
-                let ids = ids.clone();
-                tokio::task::spawn_blocking(move || Mirror::load(head, &ids)).await??
-            }
+        let previous = guard.take();
+        let up_to_date = previous
+            .as_ref()
+            .is_some_and(|mirror| mirror.seen().map(Commit::id) == transaction.parent());
+        // On failure the mirror stays dropped, so the next sync reads the branch again.
+        let (mut mirror, transaction) = if up_to_date {
+            (previous.expect("checked above"), transaction)
+        } else {
+            let ids = ids.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut transaction = transaction;
+                let mirror = match previous {
+                    Some(mut mirror) => mirror
+                        .refresh(head, &mut transaction, &ids)
+                        .map(|()| mirror),
+                    None => Mirror::load(head, &mut transaction, &ids),
+                };
+                mirror.map(|mirror| (mirror, transaction))
+            })
+            .await??
         };
 
         let changes: Vec<RepoChanges> = ids
@@ -252,7 +257,6 @@ impl LocalBridge {
             mirror::apply(&mut transaction, &changes).map(|()| (transaction, changes))
         })
         .await??;
-        // On failure the mirror is dropped, so the next sync re-reads the branch.
         let id = transaction.commit(&message).await?;
         let commit = self.store.commit(id).await?;
         mirror.committed(&changes, commit);

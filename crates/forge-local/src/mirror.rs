@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use datakit_ci_store::{Commit, Snapshot, StorePath, Transaction};
+use datakit_ci_store::{Commit, EntryKind, StorePath, Transaction};
 use datakit_ci_term::{CommitHash, RepoId};
 
 use crate::Error;
@@ -36,14 +36,19 @@ struct StoredPr {
 const PR_FILES: [&str; 5] = ["head", "state", "title", "owner", "base"];
 
 impl Mirror {
-    /// Reads the bridge-owned files of `repos` at `head` (blocking: many small reads).
-    pub(crate) fn load(head: Option<Commit>, repos: &[RepoId]) -> Result<Mirror, Error> {
+    /// Reads the bridge-owned files of `repos` from `transaction`, whose parent is `head`
+    /// (blocking: many small reads).
+    pub(crate) fn load(
+        head: Option<Commit>,
+        transaction: &mut Transaction,
+        repos: &[RepoId],
+    ) -> Result<Mirror, Error> {
         let mut mirror = Mirror {
             seen: None,
             repos: HashMap::new(),
             skipped: HashMap::new(),
         };
-        mirror.reload(head, repos)?;
+        mirror.reload(head, transaction, repos)?;
         Ok(mirror)
     }
 
@@ -52,9 +57,15 @@ impl Mirror {
         self.seen.as_ref()
     }
 
-    /// Moves the mirror to `head`, re-reading the stored files only if something between the
-    /// commit it describes and `head` touched them (blocking).
-    pub(crate) fn refresh(&mut self, head: Option<Commit>, repos: &[RepoId]) -> Result<(), Error> {
+    /// Moves the mirror to `head` (the parent of `transaction`), re-reading the stored files from
+    /// the transaction only if something between the commit the mirror describes and `head`
+    /// touched them (blocking).
+    pub(crate) fn refresh(
+        &mut self,
+        head: Option<Commit>,
+        transaction: &mut Transaction,
+        repos: &[RepoId],
+    ) -> Result<(), Error> {
         let same = self.seen.as_ref().map(Commit::id) == head.as_ref().map(Commit::id);
         if same {
             return Ok(());
@@ -74,20 +85,23 @@ impl Mirror {
         };
         if touched {
             tracing::info!("metadata changed by someone else; re-reading the mirrored refs");
-            self.reload(head, repos)
+            self.reload(head, transaction, repos)
         } else {
             self.seen = head;
             Ok(())
         }
     }
 
-    fn reload(&mut self, head: Option<Commit>, repos: &[RepoId]) -> Result<(), Error> {
+    fn reload(
+        &mut self,
+        head: Option<Commit>,
+        transaction: &mut Transaction,
+        repos: &[RepoId],
+    ) -> Result<(), Error> {
         self.repos.clear();
-        if let Some(commit) = &head {
-            let tree = commit.tree();
-            for repo in repos {
-                self.repos.insert(repo.clone(), Stored::load(&tree, repo)?);
-            }
+        for repo in repos {
+            self.repos
+                .insert(repo.clone(), Stored::load(transaction, repo)?);
         }
         self.seen = head;
         Ok(())
@@ -199,12 +213,15 @@ fn pr_values(pr: &PrFiles) -> BTreeMap<&'static str, String> {
 }
 
 impl Stored {
-    fn load(tree: &Snapshot, repo: &RepoId) -> Result<Stored, Error> {
+    /// Reads the bridge-owned files of `repo` from the transaction (before any edit of ours).
+    fn load(tree: &mut Transaction, repo: &RepoId) -> Result<Stored, Error> {
         let mut stored = Stored::default();
         let root = path(&format!("{repo}/ref"))?;
         let mut stack: Vec<(StorePath, String)> = vec![(root, String::new())];
         while let Some((dir, name)) = stack.pop() {
-            for entry in tree.read_dir(&dir)?.unwrap_or_default() {
+            let entries = tree.read_dir(&dir)?.unwrap_or_default();
+            preload(tree, &dir, &entries)?;
+            for entry in entries {
                 let child = dir.join(&entry)?;
                 if entry == "head"
                     && !name.is_empty()
@@ -222,7 +239,9 @@ impl Stored {
             }
         }
         let prs = path(&format!("{repo}/pr"))?;
-        for entry in tree.read_dir(&prs)?.unwrap_or_default() {
+        let entries = tree.read_dir(&prs)?.unwrap_or_default();
+        preload(tree, &prs, &entries)?;
+        for entry in entries {
             let Ok(number) = entry.parse::<u64>() else {
                 continue;
             };
@@ -240,6 +259,28 @@ impl Stored {
         }
         Ok(stored)
     }
+}
+
+/// Directories with more entries than this are loaded into the transaction's memory before their
+/// children are read.
+const PRELOAD_ABOVE: usize = 16;
+
+/// Makes reading the children of the big directory `dir` cheap: a read of a stored path decodes
+/// every directory on the way, so reading the 10,000 children of `ref/heads` one by one would
+/// decode that directory 10,000 times. [`Transaction::make_dirs`] of an existing child loads every
+/// directory above it into the transaction's memory once (and changes nothing in the tree).
+fn preload(tree: &mut Transaction, dir: &StorePath, entries: &[String]) -> Result<(), Error> {
+    if entries.len() <= PRELOAD_ABOVE {
+        return Ok(());
+    }
+    for entry in entries {
+        let child = dir.join(entry)?;
+        if tree.kind(&child)? == Some(EntryKind::Dir) {
+            tree.make_dirs(&child)?;
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn trimmed(bytes: &[u8]) -> String {

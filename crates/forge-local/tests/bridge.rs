@@ -764,3 +764,54 @@ impl tracing::Subscriber for Captured {
 
     fn exit(&self, _: &tracing::span::Id) {}
 }
+
+#[tokio::test]
+async fn a_restarted_bridge_reads_many_stored_refs_back() {
+    let repo = WorkTree::new();
+    let head = repo.rev_parse("HEAD");
+    for i in 0..40 {
+        repo.git(&["update-ref", &format!("refs/heads/many/b{i}"), &head]);
+        repo.git(&["update-ref", &format!("refs/pull/{i}/head"), &head]);
+    }
+    let store = StoreFixture::new();
+    let local = || LocalRepo::new(repo_id("me/many"), &repo.path).expect("valid");
+    let bridge = LocalBridge::new(store.store.clone(), vec![local()]);
+    assert_eq!(
+        counts(bridge.sync_once().await.expect("sync")),
+        report(81, 0, 0, 0)
+    );
+    let before = store.tree().await;
+
+    // A new bridge reads the 81 stored targets back and finds nothing to do.
+    let restarted = LocalBridge::new(store.store.clone(), vec![local()]);
+    assert_eq!(
+        restarted.sync_once().await.expect("sync"),
+        report(0, 0, 0, 0)
+    );
+
+    // Another one, after a branch and a PR went away: only they are removed.
+    repo.git(&["update-ref", "-d", "refs/heads/many/b7"]);
+    repo.git(&["update-ref", "-d", "refs/pull/7/head"]);
+    let restarted = LocalBridge::new(store.store.clone(), vec![local()]);
+    assert_eq!(
+        counts(restarted.sync_once().await.expect("sync")),
+        report(0, 0, 2, 0)
+    );
+    let changed: Vec<String> = before
+        .changed_files(&store.tree().await)
+        .expect("diff")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            "me/many/pr/7/base",
+            "me/many/pr/7/head",
+            "me/many/pr/7/owner",
+            "me/many/pr/7/state",
+            "me/many/pr/7/title",
+            "me/many/ref/heads/many/b7/head",
+        ]
+    );
+}
