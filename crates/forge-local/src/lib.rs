@@ -202,10 +202,6 @@ impl LocalBridge {
         }
 
         let transaction = self.branch.transaction().await?;
-        let head = match transaction.parent() {
-            Some(id) => Some(self.store.commit(id).await?),
-            None => None,
-        };
         let ids: Vec<_> = self.repos.iter().map(|repo| repo.id().clone()).collect();
         let previous = guard.take();
         let up_to_date = previous
@@ -215,6 +211,10 @@ impl LocalBridge {
         let (mut mirror, transaction) = if up_to_date {
             (previous.expect("checked above"), transaction)
         } else {
+            let head = match transaction.parent() {
+                Some(id) => Some(self.store.commit(id).await?),
+                None => None,
+            };
             let ids = ids.clone();
             tokio::task::spawn_blocking(move || {
                 let mut transaction = transaction;
