@@ -1,1 +1,104 @@
-//! The datakit-ci web UI: pages, live logs, authentication, ACLs and metrics
+//! The datakit-ci web UI: pages, live logs, authentication, ACLs and metrics.
+//!
+//! # Overview
+//!
+//! - [`WebConfig`] (a builder) says how the UI is reached ([`PublicUrl`], [`ListenAddr`]), where
+//!   its secrets live, where sessions are kept ([`SessionsBackend`]), who may read and build
+//!   ([`Acl`]) and who may scrape `/metrics` ([`MetricsToken`]).
+//! - [`AppState`] is what every request handler shares: the configuration, the state
+//!   [`Store`](datakit_ci_store::Store), the live [`LogManager`](datakit_ci_log::LogManager), the
+//!   Prometheus registry, the local users, and the engine's [`RebuildHook`].
+//! - [`WebServer`] binds the listeners and serves the [`router`] until cancelled; [`serve`] does
+//!   both.
+//!
+//! # Routes
+//!
+//! | Route | Role | What |
+//! |---|---|---|
+//! | `GET /` | Reader | placeholder until the engine's pages are merged in |
+//! | `GET /auth/intro/{token}` | – | first-run link: logs in as `admin` once |
+//! | `GET, POST /auth/setup` | Admin | sets the admin password (once) |
+//! | `GET, POST /auth/login` | – | login form (rate-limited) |
+//! | `POST /auth/logout` | – | logs out |
+//! | `GET /user/profile` | LoggedIn | who you are, log-out button |
+//! | `GET /log/live/{branch}` | Reader | a running build's log, streamed (`?raw`: text) |
+//! | `GET /log/saved/{branch}/{commit}` | Reader | the `log` file of a store commit (`?raw`: text) |
+//! | `POST /log/rebuild/{branch}` | Builder | asks the engine to rebuild |
+//! | `POST /cancel/{branch}` | Builder | cancels a running build |
+//! | `GET /settings` | Admin | settings |
+//! | `GET /error/{id}` | – | explains an error code |
+//! | `GET /metrics` | bearer token | Prometheus metrics |
+//! | `GET /css/{name}` | – | the stylesheet |
+//!
+//! Anonymous viewers of a protected page are redirected (`303`) to
+//! `/auth/login?redirect=<page>`; logged-in viewers lacking the role get a `403` page. Every POST
+//! must carry the session's CSRF token (form field `CSRFToken`), or it is refused with `403`.
+//!
+//! # Plugging in the engine
+//!
+//! The engine's pages (dashboard, `/pr`, `/branch`, `/tag`, target and commit pages) are a
+//! `Router<AppState>` passed to [`WebServer::bind`] (or [`router`]); they replace the placeholder
+//! `/`. They check roles with [`require`], render with [`pages::page`] and [`pages::Chrome`], and
+//! put [`Viewer::csrf_token`] in their forms with [`pages::post_form`]. The engine's rebuild
+//! entry point is installed with [`AppStateBuilder::rebuild_hook`].
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::sync::{Arc, Mutex};
+//!
+//! use datakit_ci_web::{Acl, AppState, WebConfig, WebServer};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> anyhow::Result<()> {
+//! let store = datakit_ci_store::Store::open("/var/lib/ci/state.git".as_ref())?;
+//! let config = WebConfig::new("/var/lib/ci/secrets")
+//!     .public_url("http://127.0.0.1:8080/".parse()?)
+//!     .listen("http://127.0.0.1:8080".parse()?)
+//!     .can_read(Acl::everyone());
+//! let registry = Arc::new(Mutex::new(prometheus_client::registry::Registry::default()));
+//! let state = AppState::builder(config, store, datakit_ci_log::LogManager::new(), registry)
+//!     .rebuild_hook(|branch| async move { Err(format!("cannot rebuild {branch} yet")) })
+//!     .build()?;
+//! if let Some(url) = state.setup_url() {
+//!     println!("Configure the CI by visiting {url}");
+//! }
+//! let server = WebServer::bind(state, None).await?;
+//! server.run(CancellationToken::new()).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod access;
+mod acl;
+mod actions;
+mod ansi;
+mod auth;
+mod config;
+mod csrf;
+mod error;
+mod logs;
+mod metrics;
+pub mod pages;
+mod router;
+mod secrets;
+mod server;
+mod session;
+mod state;
+mod static_files;
+pub mod urls;
+
+pub use access::require;
+pub use acl::{AccessPolicy, Acl, Decision, Role, UserAttrs};
+pub use ansi::{AnsiHtml, MAX_STRING_SEQUENCE};
+pub use auth::{LOGIN_BURST, LOGIN_REFILL, PASSWORD_FILE};
+pub use config::{ListenAddr, MetricsToken, PublicUrl, Scheme, SessionsBackend, WebConfig};
+pub use csrf::CSRF_FIELD;
+pub use error::Error;
+pub use metrics::WebMetrics;
+pub use router::router;
+pub use secrets::{CERT_FILE, KEY_FILE};
+pub use server::{WebServer, serve};
+pub use session::Viewer;
+pub use state::{AppState, AppStateBuilder, RebuildHook};

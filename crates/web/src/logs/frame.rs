@@ -1,0 +1,179 @@
+//! Log frames (spec §1.6.1): the page around a log, streamed as chunked HTML — the head, then
+//! the log converted chunk by chunk ([`AnsiHtml`]), then the tail — or as raw bytes for `?raw`.
+//!
+//! Knows nothing of where the log comes from: it takes a [`LogSource`].
+
+use std::io;
+
+use axum::body::{Body, Bytes};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use datakit_ci_log::LogStream;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use tokio_util::sync::CancellationToken;
+
+use crate::ansi::AnsiHtml;
+
+/// Size of the pieces a saved log is converted and sent in.
+const SAVED_CHUNK: usize = 40960;
+
+/// Where the placeholder for the log goes; user text cannot produce it (`<` is escaped).
+const PLACEHOLDER: &str = "<!--LOG-->";
+
+/// The bytes of a log, in chunks.
+pub(crate) enum LogSource {
+    /// A running build's log, followed until it finishes or the server shuts down.
+    Live {
+        stream: LogStream,
+        shutdown: CancellationToken,
+    },
+    /// A saved log, sent in pieces.
+    Saved { data: Bytes },
+}
+
+impl LogSource {
+    /// Whether a live log stopped because the server is shutting down (not finished).
+    fn interrupted(&self) -> bool {
+        matches!(self, LogSource::Live { shutdown, .. } if shutdown.is_cancelled())
+    }
+
+    async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        match self {
+            LogSource::Live { stream, shutdown } => tokio::select! {
+                chunk = stream.next_chunk() => Ok(chunk?.map(Bytes::from)),
+                () = shutdown.cancelled() => Ok(None),
+            },
+            LogSource::Saved { data } => {
+                if data.is_empty() {
+                    return Ok(None);
+                }
+                let n = data.len().min(SAVED_CHUNK);
+                Ok(Some(data.split_to(n)))
+            }
+        }
+    }
+}
+
+/// A frame's head (title, buttons) and tail, around the log.
+pub(crate) struct Frame {
+    pub(crate) title: String,
+    pub(crate) header: Markup,
+    /// Sent after the log, only once it is complete.
+    pub(crate) footer: Markup,
+}
+
+impl Frame {
+    fn render(&self) -> (String, String) {
+        let page = html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    title { (self.title) }
+                    link rel="stylesheet" href="/css/style.css";
+                    base target="_parent";
+                }
+                body.log {
+                    (self.header)
+                    pre.log { (PreEscaped(PLACEHOLDER)) }
+                    (self.footer)
+                }
+            }
+        }
+        .into_string();
+        match page.split_once(PLACEHOLDER) {
+            Some((head, tail)) => (head.to_owned(), tail.to_owned()),
+            None => (page, String::new()),
+        }
+    }
+}
+
+enum Step {
+    Head,
+    Log,
+    Tail,
+    Done,
+}
+
+struct Streaming {
+    step: Step,
+    head: String,
+    tail: String,
+    source: LogSource,
+    ansi: AnsiHtml,
+}
+
+/// The HTML frame around `source`, streamed.
+pub(crate) fn html_response(frame: &Frame, source: LogSource) -> Response {
+    let (head, tail) = frame.render();
+    let state = Streaming {
+        step: Step::Head,
+        head,
+        tail,
+        source,
+        ansi: AnsiHtml::new(),
+    };
+    let body = futures::stream::unfold(state, |mut state| async move {
+        loop {
+            match state.step {
+                Step::Head => {
+                    state.step = Step::Log;
+                    let head = std::mem::take(&mut state.head);
+                    return Some((Ok::<_, io::Error>(Bytes::from(head)), state));
+                }
+                Step::Log => match state.source.next_chunk().await {
+                    Ok(Some(chunk)) => {
+                        let html = state.ansi.convert(&chunk);
+                        if !html.is_empty() {
+                            return Some((Ok(Bytes::from(html)), state));
+                        }
+                    }
+                    Ok(None) if state.source.interrupted() => state.step = Step::Done,
+                    Ok(None) => state.step = Step::Tail,
+                    Err(error) => {
+                        tracing::warn!(%error, "error streaming log");
+                        state.step = Step::Done;
+                        return Some((Err(error), state));
+                    }
+                },
+                Step::Tail => {
+                    state.step = Step::Done;
+                    let tail = std::mem::take(&mut state.tail);
+                    return Some((Ok(Bytes::from(tail)), state));
+                }
+                Step::Done => return None,
+            }
+        }
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// The bytes of `source`, as `text/plain`, for `curl`.
+pub(crate) fn raw_response(source: LogSource) -> Response {
+    let body = futures::stream::unfold(source, |mut source| async move {
+        match source.next_chunk().await {
+            Ok(Some(chunk)) => Some((Ok::<_, io::Error>(chunk), source)),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(%error, "error streaming log");
+                Some((Err(error), source))
+            }
+        }
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}

@@ -1,0 +1,144 @@
+//! Log pages (spec §1.4 rows 14–15, §1.6): `GET /log/live/{branch}` follows a running build's
+//! live log; `GET /log/saved/{branch}/{commit}` shows the `log` file of a store commit. `?raw`
+//! gives the bytes as `text/plain`.
+
+mod frame;
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use datakit_ci_store::{BranchName, CommitId, StorePath};
+use maud::html;
+
+use crate::acl::Role;
+use crate::{AppState, Error, Viewer, access, urls};
+use frame::{Frame, LogSource, html_response, raw_response};
+
+/// Whether the query asks for the raw log (`?raw`, `?raw=1`, `?x&raw`).
+fn wants_raw(query: Option<&str>) -> bool {
+    query.is_some_and(|query| {
+        query
+            .split('&')
+            .any(|part| part == "raw" || part.starts_with("raw="))
+    })
+}
+
+/// `GET /log/live/{branch}` (role `Reader`).
+pub(crate) async fn get_live_log(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    OriginalUri(uri): OriginalUri,
+    Path(branch): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, Error> {
+    access::require(&state, &viewer, &[Role::Reader], &uri)?;
+    let name = BranchName::new(branch.clone()).ok();
+    let head = match &name {
+        Some(name) => state.store().branch(name).head().await?,
+        None => None,
+    };
+    let Some(log) = state.logs().get(&branch) else {
+        return match head {
+            Some(head) => {
+                let mut target = urls::saved_log(&branch, &head.id().to_string());
+                if wants_raw(query.as_deref()) {
+                    target.push_str("?raw");
+                }
+                Ok(Redirect::temporary(&target).into_response())
+            }
+            None => {
+                tracing::warn!(branch, "live log not found, and no saved branch either");
+                Err(Error::NotFound(format!(
+                    "No live or saved log for branch {branch:?}"
+                )))
+            }
+        };
+    };
+    let source = LogSource::Live {
+        stream: log.stream(),
+        shutdown: state.shutdown_token().clone(),
+    };
+    if wants_raw(query.as_deref()) {
+        return Ok(raw_response(source));
+    }
+    let history = urls::state_repo(state.config(), &format!("commits/{branch}/log"));
+    let frame = Frame {
+        title: format!("Logging to branch {branch}"),
+        header: html! {
+            div.row {
+                div.col-md-9 { p { "Still running..." } }
+                div."col-md-3".btn-group {
+                    @if head.is_some() {
+                        a.btn.btn-default.btn-sm href=(history) { "History" }
+                    }
+                    " "
+                    a.btn.btn-default.btn-sm href=(format!("{}?raw", urls::live_log(&branch))) { "Raw" }
+                }
+            }
+        },
+        footer: html! { p.complete { "This log is now complete." } },
+    };
+    Ok(html_response(&frame, source))
+}
+
+/// `GET /log/saved/{branch}/{commit}` (role `Reader`).
+pub(crate) async fn get_saved_log(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    OriginalUri(uri): OriginalUri,
+    Path((branch, commit)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, Error> {
+    access::require(&state, &viewer, &[Role::Reader], &uri)?;
+    let id: CommitId = commit
+        .parse()
+        .map_err(|_| Error::NotFound(format!("Invalid commit id {commit:?}")))?;
+    let snapshot = match state.store().commit(id).await {
+        Ok(found) => found.tree(),
+        Err(error) => {
+            tracing::info!(%error, %id, "saved log commit not found");
+            return Err(Error::NotFound(format!("No such commit {id}")));
+        }
+    };
+    let path = StorePath::new("log")?;
+    let data = tokio::task::spawn_blocking(move || snapshot.read_file(&path))
+        .await??
+        .ok_or_else(|| Error::NotFound(format!("Commit {id} has no log")))?;
+    let source = LogSource::Saved {
+        data: Bytes::from(data),
+    };
+    if wants_raw(query.as_deref()) {
+        return Ok(raw_response(source));
+    }
+    let config = state.config();
+    let frame = Frame {
+        title: format!("Log from commit {id}"),
+        header: html! {
+            div.row {
+                div.col-md-9 {
+                    p { "Loaded from commit " a href=(urls::state_repo(config, &format!("commit/{id}"))) { (id) } }
+                }
+                div."col-md-3".btn-group {
+                    a.btn.btn-default.btn-sm href=(urls::state_repo(config, &format!("commits/{branch}/log"))) { "History" }
+                    " "
+                    a.btn.btn-default.btn-sm href=(urls::state_repo(config, &format!("tree/{branch}"))) { "Artefacts" }
+                    " "
+                    a.btn.btn-default.btn-sm href=(format!("{}?raw", urls::saved_log(&branch, &commit))) { "Raw" }
+                }
+            }
+        },
+        footer: html! {},
+    };
+    Ok(html_response(&frame, source))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn raw_query() {
+        assert!(super::wants_raw(Some("raw")));
+        assert!(super::wants_raw(Some("a=1&raw=1")));
+        assert!(!super::wants_raw(Some("draw")));
+        assert!(!super::wants_raw(None));
+    }
+}

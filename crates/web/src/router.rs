@@ -1,0 +1,85 @@
+//! The route table (spec §1.2, DESIGN §6.2) and the middleware stack around it: panics → 500,
+//! metrics, sessions, CSRF.
+//!
+//! Engine-facing pages are merged in as a `Router<AppState>`; without them, `/` is a placeholder.
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::cookie::time::Duration;
+use tower_sessions::{Expiry, MemoryStore, SessionManagerLayer, SessionStore};
+
+use crate::pages::{auth, errors, home, settings};
+use crate::{AppState, actions, csrf, logs, metrics, static_files};
+
+/// How long an unused session lives.
+const SESSION_LIFETIME: Duration = Duration::days(7);
+
+/// The web UI's router with sessions kept in memory, whatever the configuration says (the
+/// server uses the configured backend). For driving the routes in-process, e.g. with
+/// `tower::ServiceExt::oneshot`.
+///
+/// `pages` are the engine-facing pages (dashboard, target and commit pages…); they must include
+/// `/`. Without them, `/` is a placeholder saying that no engine is attached.
+pub fn router(state: &AppState, pages: Option<Router<AppState>>) -> Router {
+    with_sessions(state, pages, MemoryStore::default())
+}
+
+/// The router with sessions in `store`.
+pub(crate) fn with_sessions<S: SessionStore + Clone>(
+    state: &AppState,
+    pages: Option<Router<AppState>>,
+    store: S,
+) -> Router {
+    let config = state.config();
+    let sessions = SessionManagerLayer::new(store)
+        .with_name(config.cookie_name())
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(config.public().is_https())
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(SESSION_LIFETIME));
+    routes(pages)
+        .with_state(state.clone())
+        .layer(middleware::from_fn(csrf::check))
+        .layer(sessions)
+        .layer(middleware::from_fn_with_state(
+            state.metrics().clone(),
+            metrics::track,
+        ))
+        .layer(CatchPanicLayer::new())
+}
+
+/// The routes, before state and middleware.
+fn routes(pages: Option<Router<AppState>>) -> Router<AppState> {
+    let router = Router::new()
+        .route("/auth/intro/{token}", get(auth::get_intro))
+        .route("/auth/setup", get(auth::get_setup).post(auth::post_setup))
+        .route("/auth/login", get(auth::get_login).post(auth::post_login))
+        .route("/auth/logout", post(auth::post_logout))
+        .route("/user/profile", get(auth::get_profile))
+        .route("/log/live/{branch}", get(logs::get_live_log))
+        .route("/log/saved/{branch}/{commit}", get(logs::get_saved_log))
+        .route("/log/rebuild/{branch}", post(actions::post_rebuild))
+        .route("/cancel/{branch}", post(actions::post_cancel))
+        .route("/settings", get(settings::get_settings))
+        .route("/error/{id}", get(errors::get_error))
+        .route("/metrics", get(metrics::get_metrics))
+        .route("/css/{name}", get(static_files::get_css))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "Not found") });
+    match pages {
+        Some(pages) => router.merge(pages),
+        None => router.route("/", get(home::get_home)),
+    }
+}
+
+/// The router of the unauthenticated Prometheus listener: `/metrics` only.
+pub(crate) fn prometheus_router(state: &AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::get_metrics_open))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "Not found") })
+        .with_state(state.clone())
+}
