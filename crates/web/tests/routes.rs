@@ -10,6 +10,7 @@ use common::{Agent, Dirs, http_config, state_builder, write_users};
 use datakit_ci_log::{LiveLogSpec, LogManager};
 use datakit_ci_store::{BranchName, StorePath};
 use datakit_ci_web::{Acl, router};
+use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
 const ROLES: [&str; 4] = ["anonymous", "reader", "builder", "admin"];
@@ -137,6 +138,23 @@ async fn get_routes_by_role() -> anyhow::Result<()> {
         response.headers()[header::LOCATION].to_str()?,
         format!("/log/saved/log-saved/{}", f.saved_commit)
     );
+    // Only builders see a cancel button on a running log (the first chunk is the page's head).
+    for (i, has_button) in [(1, false), (2, true)] {
+        let response = f.agents[i].get("/log/live/log-live").await?;
+        let mut body = response.into_body().into_data_stream();
+        let head = body
+            .next()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("empty body"))??;
+        let head = String::from_utf8(head.to_vec())?;
+        assert_eq!(
+            head.contains("action=\"/cancel/log-live\""),
+            has_button,
+            "{}: {head}",
+            ROLES[i]
+        );
+    }
+    let reader = &mut f.agents[1];
     let denied = Agent::text(reader.get("/settings").await?).await?;
     assert!(denied.contains("Permission denied"), "{denied}");
     Ok(())

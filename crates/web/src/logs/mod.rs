@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use datakit_ci_store::{BranchName, CommitId, StorePath};
 use maud::html;
 
-use crate::acl::Role;
-use crate::{AppState, Error, Viewer, access, urls};
+use crate::acl::{Decision, Role};
+use crate::{AppState, Error, Viewer, access, pages, urls};
 use frame::{Frame, LogSource, html_response, raw_response};
 
 /// Whether the query asks for the raw log (`?raw`, `?raw=1`, `?x&raw`).
@@ -62,6 +62,23 @@ pub(crate) async fn get_live_log(
         return Ok(raw_response(source));
     }
     let history = urls::state_repo(state.config(), &format!("commits/{branch}/log"));
+    let may_cancel = log.can_cancel()
+        && state
+            .config()
+            .access()
+            .check(Role::Builder, viewer.user(), viewer.attrs())
+            == Decision::Yes;
+    let cancel_form = if may_cancel {
+        let csrf = viewer.csrf_token().await?;
+        Some(pages::post_form(
+            "cancel",
+            &format!("/cancel/{}", urls::encode_segment(&branch)),
+            &csrf,
+            html! { button.btn.btn-default.btn-sm type="submit" { "Cancel" } },
+        ))
+    } else {
+        None
+    };
     let frame = Frame {
         title: format!("Logging to branch {branch}"),
         header: html! {
@@ -73,6 +90,10 @@ pub(crate) async fn get_live_log(
                     }
                     " "
                     a.btn.btn-default.btn-sm href=(format!("{}?raw", urls::live_log(&branch))) { "Raw" }
+                    @if let Some(form) = cancel_form {
+                        " "
+                        (form)
+                    }
                 }
             }
         },
