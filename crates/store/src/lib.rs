@@ -20,10 +20,8 @@
 //! # Storage
 //!
 //! The repository is an ordinary bare Git repository (`git log`, `git push` and `git fsck` work on
-//! it). Each commit writes its new objects as one pack plus index rather than one loose file per
-//! object, because creating files is what a commit mostly costs; packs are merged in tiers as they
-//! accumulate, so their number stays small. Big files written with
-//! [`Transaction::create_file_from_reader`] are streamed to a loose object instead. No reflog is
+//! it). A commit writes its new objects as loose objects, then moves the branch. Big files written
+//! with [`Transaction::create_file_from_reader`] are streamed to their loose object. No reflog is
 //! written (bare repositories have none by default).
 //!
 //! # Example
@@ -55,7 +53,7 @@
 mod error;
 mod lock;
 mod names;
-mod pack;
+mod pending;
 mod repo;
 mod snapshot;
 mod store;

@@ -14,15 +14,12 @@ const OBJECT_CACHE_BYTES: usize = 8 * 1024 * 1024;
 pub(crate) struct Repo {
     shared: gix::ThreadSafeRepository,
     idle: Mutex<Vec<gix::Repository>>,
-    /// Held while merging packs, which only one thread may do at a time.
-    maintenance: Mutex<()>,
 }
 
 impl Repo {
     /// Opens the bare repository at `path`, creating it first if the directory is missing or empty.
     pub(crate) fn open_or_init(path: &Path) -> Result<Repo, Error> {
-        // Each commit with many new objects adds a pack, so leave room for many more packs than the
-        // store has at opening (gix's default is barely more than it finds).
+        // `git gc` may add packs while we run; leave room for more than the store has at opening.
         let slots = gix::odb::store::init::Slots::AsNeededByDiskState {
             multiplier: 2.0,
             minimum: 4096,
@@ -54,19 +51,7 @@ impl Repo {
         Ok(Repo {
             shared,
             idle: Mutex::new(Vec::new()),
-            maintenance: Mutex::new(()),
         })
-    }
-
-    /// Merges packs if there are too many, unless another thread is already doing it. Failures are
-    /// only logged: the commit that triggered this has already succeeded.
-    pub(crate) fn maintain(&self, repo: &gix::Repository) {
-        let Ok(_only_us) = self.maintenance.try_lock() else {
-            return;
-        };
-        if let Err(error) = crate::pack::consolidate(repo) {
-            tracing::warn!(%error, "cannot merge packs");
-        }
     }
 
     /// Borrows an idle thread-local handle (or makes one) until the returned guard is dropped.

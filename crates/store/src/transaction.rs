@@ -8,7 +8,7 @@ use gix::ObjectId;
 use gix::objs::tree::{EntryKind as GitEntryKind, EntryMode};
 use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 
-use crate::pack::PendingObjects;
+use crate::pending::PendingObjects;
 use crate::repo::PooledRepo;
 use crate::store::{load_commit, read_head, run_blocking};
 use crate::tree::{DirNode, Found, empty_tree};
@@ -153,8 +153,7 @@ impl Transaction {
     /// directories. Fails with [`Error::IsDir`] on a non-empty directory and [`Error::NotDir`] if a
     /// parent is a file.
     ///
-    /// Small contents are kept in memory until commit (and then written together, as a pack when
-    /// there are many); big ones go to the object database at once.
+    /// Small contents are kept in memory until commit; big ones go to the object database at once.
     pub fn create_file(
         &mut self,
         path: &StorePath,
@@ -265,7 +264,6 @@ impl Transaction {
 
     fn commit_blocking(self, message: &str) -> Result<CommitId, Error> {
         let Transaction {
-            store,
             branch,
             parent,
             mut root,
@@ -287,10 +285,7 @@ impl Transaction {
             let commit = add_commit(&mut pending, tree, expected, message)?;
             pending.flush(&repo)?;
             match update_ref(&repo, &branch, commit, expected) {
-                Ok(()) => {
-                    store.repo().maintain(&repo);
-                    return Ok(CommitId::from_object_id(commit));
-                }
+                Ok(()) => return Ok(CommitId::from_object_id(commit)),
                 Err(error) => {
                     if read_head(&repo, &branch)? == expected {
                         return Err(error);

@@ -8,7 +8,7 @@ use gix::ObjectId;
 use gix::bstr::{BStr, BString, ByteSlice};
 use gix::objs::tree::{EntryKind as GitEntryKind, EntryMode};
 
-use crate::pack::PendingObjects;
+use crate::pending::PendingObjects;
 use crate::{EntryKind, Error, StorePath};
 
 /// One entry of a stored tree, owned.

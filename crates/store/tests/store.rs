@@ -652,17 +652,17 @@ fn store_types_are_send_and_sync() {
 }
 
 #[tokio::test]
-async fn big_transactions_are_written_as_a_pack() -> anyhow::Result<()> {
+async fn big_transactions_see_what_earlier_ones_wrote() -> anyhow::Result<()> {
     let fixture = Fixture::new();
     let main = fixture.store.branch(&branch("main"));
     let mut setup = main.transaction().await?;
-    setup.create_file(&path("setup"), "small commits are packed too")?;
+    setup.create_file(&path("setup"), "a first commit")?;
     setup.commit("setup").await?;
     for round in 0..3 {
         let mut transaction = main.transaction().await?;
         for n in 0..100 {
             let file = path(&format!("jobs/job{n}/output"));
-            // Each round reads what the previous one (packed) wrote.
+            // Each round reads what the previous one wrote.
             if round > 0 {
                 let previous = transaction.read_file(&file)?.expect("written last round");
                 assert_eq!(
@@ -673,15 +673,6 @@ async fn big_transactions_are_written_as_a_pack() -> anyhow::Result<()> {
             transaction.create_file(&file, format!("round {round} job {n}"))?;
         }
         transaction.commit(&format!("round {round}")).await?;
-    }
-    let packs: Vec<_> = std::fs::read_dir(fixture.path.join("objects/pack"))?
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "idx"))
-        .collect();
-    assert_eq!(packs.len(), 4, "one pack per commit: {packs:?}");
-    for idx in &packs {
-        fixture.git(&["verify-pack", idx.to_str().expect("UTF-8 path")]);
     }
     assert_eq!(
         fixture.git(&["cat-file", "-p", "main:jobs/job42/output"]),
@@ -703,7 +694,7 @@ async fn big_transactions_are_written_as_a_pack() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn many_commits_keep_few_packs() -> anyhow::Result<()> {
+async fn every_commit_stays_readable() -> anyhow::Result<()> {
     let fixture = Fixture::new();
     let main = fixture.store.branch(&branch("main"));
     let mut ids = Vec::new();
@@ -712,11 +703,6 @@ async fn many_commits_keep_few_packs() -> anyhow::Result<()> {
         transaction.create_file(&path(&format!("n/{n}")), n.to_string())?;
         ids.push(transaction.commit(&format!("commit {n}")).await?);
     }
-    let packs = std::fs::read_dir(fixture.path.join("objects/pack"))?
-        .filter_map(Result::ok)
-        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "idx"))
-        .count();
-    assert!(packs < 16, "small packs are merged, {packs} left");
     // Every commit, old or new, is still readable by the store and by git.
     for (n, id) in ids.iter().enumerate() {
         let tree = fixture.store.commit(*id).await?.tree();
@@ -734,7 +720,7 @@ async fn many_commits_keep_few_packs() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_keep_working_while_packs_are_merged() -> anyhow::Result<()> {
+async fn readers_see_every_new_head_while_commits_go_on() -> anyhow::Result<()> {
     let fixture = Fixture::new();
     let main = fixture.store.branch(&branch("main"));
     let mut transaction = main.transaction().await?;
@@ -742,15 +728,17 @@ async fn reads_keep_working_while_packs_are_merged() -> anyhow::Result<()> {
     transaction.commit("old").await?;
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Reads every new head (whose objects sit in the newest packs, which get merged and deleted)
-    // while commits go on.
+    // Regression (found by the engine benchmark when commits were written as merged packs): a
+    // reader following the branch must be able to load every head it is told about, at once.
     let reader = {
         let stop = std::sync::Arc::clone(&stop);
         let main = main.clone();
+        let store = fixture.store.clone();
         tokio::spawn(async move {
             let mut reads = 0usize;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let tree = main.head().await?.expect("committed").tree();
+                let head = main.head().await?.expect("committed");
+                let tree = store.commit(head.id()).await?.tree();
                 anyhow::ensure!(tree.read_file(&path("old/file"))? == Some(b"still here".to_vec()));
                 for name in tree.read_dir(&path("new"))?.unwrap_or_default() {
                     let contents = tree.read_file(&path(&format!("new/{name}")))?;
