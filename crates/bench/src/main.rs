@@ -4,6 +4,8 @@
 //! ```text
 //! cargo run --release -p datakit-ci-bench -- core            # the full run (under ~2 minutes)
 //! cargo run --release -p datakit-ci-bench -- core --quick    # smaller sizes, a few seconds
+//! cargo run --release -p datakit-ci-bench -- engine          # the engine group (a few minutes)
+//! cargo run --release -p datakit-ci-bench -- engine --quick  # smaller sizes, under a minute
 //! ```
 //!
 //! Each line reads `name: value unit (target: …)`: `(target: none)` figures are reported only,
@@ -34,6 +36,28 @@
 //!   ≥ 100,000 lookups/s. If the cache leaves a finished build pending (a lost wake-up seen in
 //!   `datakit_ci_cache`), a `warning:` goes to stderr and a fresh `Cache` loading the committed
 //!   results is measured instead of hanging.
+//!
+//! # Group `engine`
+//!
+//! - **scale** — 100 and then 10,000 branches (1,000 with `--quick`) written straight into
+//!   `github-metadata` in one store transaction, each with 3 cheap jobs
+//!   (`Term::head(target).map(..)`); once all statuses are announced (`Engine::subscribe`), 20
+//!   head changes (10 with `--quick`) are timed one at a time, from the metadata commit until the
+//!   3 statuses of the new hash, with that hash's results, are announced. Target: the median with
+//!   10,000 targets is at most 2× the median with 100. Also reported: the time to write the refs
+//!   and to load the targets (engine start → every status written), statuses announced for a new
+//!   head with the previous head's result, engine failures (the engine is then restarted and the
+//!   change repeated), and the process's `VmRSS` with the 10,000 targets idle.
+//! - **local CI** — `datakit_ci::local::LocalCi` (bridge, engine, Git plugin) watching a real
+//!   repository with the one test `true`: 20 (10) `git commit`s on `main`, each timed until its
+//!   `success` status is announced (target: median ≤ 100 ms; also p90). Then 500 (50) new branches
+//!   on as many distinct commits, made by one `git update-ref --stdin`, timed until every status
+//!   is final, against the floor measured after the CI stopped: for each commit, what
+//!   `Repo::with_clone` runs (`git clone --shared --no-checkout` of the CI's clone, serialised by
+//!   a lock, then `git reset --hard <hash>`), `sh -c true` and the removal of the clone, with the
+//!   same parallelism (clones serial, the rest concurrent). Target: at most 2× the floor. Also
+//!   the CPU time per build of this process's own threads (`/proc/self/stat` utime + stime) and
+//!   of its child processes (cutime + cstime), for the CI and for the floor.
 //!
 //! Everything runs in temporary directories (`TMPDIR`); the store figures depend on that file
 //! system, since every Git object is a file.

@@ -11,14 +11,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use tokio::sync::broadcast::{self, error::RecvError};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use datakit_ci::engine::StatusChange;
 use datakit_ci::local::{LocalCi, LocalCiConfig, LocalRepoSpec, TestSpec};
 
 use crate::Scale;
-use crate::engine_group::sys::{CpuTimes, git, output, run_with_input};
+use crate::engine_group::sys::{Background, CpuTimes, git, output, run_with_input};
 use crate::report::{Figure, Report, Target};
 use crate::stats::quantile;
 
@@ -141,8 +139,7 @@ struct Harness {
     /// The CI's own clone, which the plugin's temporary clones are made from.
     clone_dir: PathBuf,
     events: broadcast::Receiver<StatusChange>,
-    cancel: CancellationToken,
-    running: JoinHandle<Result<(), datakit_ci::local::RunError>>,
+    running: Background<datakit_ci::local::RunError>,
 }
 
 impl Harness {
@@ -175,14 +172,12 @@ impl Harness {
         })
         .await?;
         let events = ci.engine().subscribe();
-        let cancel = CancellationToken::new();
-        let running = tokio::spawn(ci.run(cancel.clone()));
+        let running = Background::spawn(|cancel| ci.run(cancel));
         let mut harness = Harness {
             dir,
             repo,
             clone_dir,
             events,
-            cancel,
             running,
         };
         let failed = harness.wait_final(&BTreeSet::from([first])).await?;
@@ -263,9 +258,10 @@ impl Harness {
     /// many failed (the first failures go to stderr).
     async fn wait_final(&mut self, commits: &BTreeSet<String>) -> anyhow::Result<usize> {
         let mut finals: BTreeMap<String, bool> = BTreeMap::new();
+        let events = &mut self.events;
         let wait = async {
             while finals.len() < commits.len() {
-                match self.events.recv().await {
+                match events.recv().await {
                     Ok(change) => {
                         let hash = change.commit.as_str();
                         if change.state != "pending" && commits.contains(hash) {
@@ -307,11 +303,7 @@ impl Harness {
 
     /// Stops the CI; returns the directory holding the repositories (deleted when dropped).
     async fn stop(self) -> anyhow::Result<tempfile::TempDir> {
-        self.cancel.cancel();
-        self.running
-            .await
-            .context("the local CI task")?
-            .context("the local CI")?;
+        self.running.stop().await.context("the local CI")?;
         Ok(self.dir)
     }
 }

@@ -11,15 +11,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use prometheus_client::registry::Registry;
 use tokio::sync::broadcast::{self, error::RecvError};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use datakit_ci::engine::{Engine, EngineConfig, METADATA_BRANCH, Project, StatusChange};
 use datakit_ci::store::{Branch, BranchName, Store, StorePath};
 use datakit_ci::term::{CommitHash, Term};
 
 use crate::Scale;
-use crate::engine_group::sys::rss_bytes;
+use crate::engine_group::sys::{Background, rss_bytes};
 use crate::report::{Figure, Report, Target};
 use crate::stats::quantile;
 
@@ -66,6 +64,8 @@ pub(super) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()>
 
     let mut small = Loaded::start(SMALL).await.context("load the small case")?;
     let small_changes = small.head_changes(sizes.changes).await?;
+    let mut stale = small.stale;
+    let mut engine_errors = small.engine_errors.len();
     small.stop().await?;
 
     let rss_before = rss_bytes()?;
@@ -77,6 +77,8 @@ pub(super) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()>
     let rss_loaded = rss_bytes()?;
     let large_changes = large.head_changes(sizes.changes).await?;
     let (refs_time, load_time) = (large.refs_time, large.load_time);
+    stale += large.stale;
+    engine_errors += large.engine_errors.len();
     large.stop().await?;
 
     let (n_small, n_large) = (SMALL, sizes.large);
@@ -122,6 +124,22 @@ pub(super) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()>
     );
     report.add(Figure::new(
         format!(
+            "engine: statuses announced for a new head with the previous head's result, in {} head changes",
+            2 * count
+        ),
+        stale as f64,
+        "statuses",
+    ));
+    report.add(Figure::new(
+        format!(
+            "engine: times the engine stopped with an error during the {} head changes (restarted)",
+            2 * count
+        ),
+        engine_errors as f64,
+        "times",
+    ));
+    report.add(Figure::new(
+        format!(
             "engine: process resident memory (VmRSS) with {n_large} idle targets × {jobs} jobs"
         ),
         rss_loaded as f64 / MIB,
@@ -139,11 +157,15 @@ pub(super) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()>
 struct Loaded {
     _dir: tempfile::TempDir,
     engine: Engine,
+    store: Store,
     metadata: Branch,
     events: broadcast::Receiver<StatusChange>,
-    cancel: CancellationToken,
-    running: JoinHandle<Result<(), datakit_ci::engine::Error>>,
+    running: Background<datakit_ci::engine::Error>,
     targets: usize,
+    /// Announcements for a new head that carried another head's result.
+    stale: usize,
+    /// Errors that stopped the engine during the head changes (it is restarted).
+    engine_errors: Vec<String>,
     /// The next fake commit number.
     next_commit: u64,
     refs_time: Duration,
@@ -166,35 +188,19 @@ impl Loaded {
             .await?;
         let refs_time = started.elapsed();
 
-        let project = Project::new(REPO, |target| {
-            JOBS.iter()
-                .map(|job| {
-                    let term = Term::head(target.clone())
-                        .map(move |head: CommitHash| format!("{job} saw {}", head.short(8)));
-                    ((*job).to_owned(), term)
-                })
-                .collect()
-        })?;
-        let config = EngineConfig {
-            projects: vec![project],
-            web_ui: "https://ci.example/".to_owned(),
-            canaries: Vec::new(),
-        };
-        let engine = Engine::new(config, store, &mut Registry::default());
-        let mut events = engine.subscribe();
-        let cancel = CancellationToken::new();
-
         let started = Instant::now();
-        let running = tokio::spawn({
-            let (engine, cancel) = (engine.clone(), cancel.clone());
-            async move { engine.run(cancel).await }
-        });
+        let (engine, mut events, mut running) = spawn_engine(&store)?;
         let expected = targets * JOBS.len();
-        tokio::time::timeout(PATIENCE, count_successes(&mut events, expected))
+        running
+            .guard(async {
+                tokio::time::timeout(PATIENCE, count_successes(&mut events, expected))
+                    .await
+                    .with_context(|| {
+                        format!("fewer than {expected} statuses written after {PATIENCE:?}")
+                    })?
+            })
             .await
-            .with_context(|| {
-                format!("fewer than {expected} statuses written after {PATIENCE:?}")
-            })??;
+            .context("the engine")?;
         let load_time = started.elapsed();
 
         let tracked = engine.targets();
@@ -221,11 +227,13 @@ impl Loaded {
         Ok(Loaded {
             _dir: dir,
             engine,
+            store,
             metadata,
             events,
-            cancel,
             running,
             targets,
+            stale: 0,
+            engine_errors: Vec::new(),
             next_commit: targets as u64,
             refs_time,
             load_time,
@@ -236,7 +244,9 @@ impl Loaded {
     /// returns the time from each commit to the last of its statuses being announced.
     async fn head_changes(&mut self, count: usize) -> anyhow::Result<Vec<Duration>> {
         let mut times = Vec::with_capacity(count);
-        for round in 0..count {
+        let mut round = 0;
+        while times.len() < count {
+            round += 1;
             // Let the previous round's trailing work (its status commit seen by the watch) end.
             tokio::time::sleep(Duration::from_millis(20)).await;
             while !matches!(
@@ -255,48 +265,151 @@ impl Loaded {
                     "Updating existing branch b{branch:05} to {commit}"
                 ))
                 .await?;
-            tokio::time::timeout(PATIENCE, self.wait_for_commit(&commit))
-                .await
-                .with_context(|| format!("no statuses for {commit} after {PATIENCE:?}"))??;
-            times.push(started.elapsed());
+            let (running, events, stale) = (&mut self.running, &mut self.events, &mut self.stale);
+            let waited = running
+                .guard(async {
+                    tokio::time::timeout(PATIENCE, wait_for_commit(events, stale, &commit))
+                        .await
+                        .with_context(|| format!("no statuses for {commit} after {PATIENCE:?}"))?
+                })
+                .await;
+            match waited {
+                Ok(()) => times.push(started.elapsed()),
+                Err(error) if self.running.has_stopped() && self.engine_errors.len() < count => {
+                    eprintln!(
+                        "warning: the engine ({} targets) stopped during a head change: {error:#}; \
+                         restarting it and repeating the change",
+                        self.targets
+                    );
+                    self.engine_errors.push(format!("{error:#}"));
+                    self.restart(&commit).await?;
+                }
+                Err(error) => return Err(error.context("the engine")),
+            }
         }
         Ok(times)
     }
 
-    /// Waits until every job announced `success` for `commit`.
-    async fn wait_for_commit(&mut self, commit: &str) -> anyhow::Result<()> {
-        let mut done = BTreeSet::new();
-        while done.len() < JOBS.len() {
-            match self.events.recv().await {
-                Ok(change) => {
-                    if change.commit.as_str() == commit {
-                        ensure!(
-                            change.state == "success",
-                            "job {} of {} is {}: {}",
-                            change.job,
-                            change.target,
-                            change.state,
-                            change.description
-                        );
-                        done.insert(change.job);
-                    }
+    /// Starts a new engine on the store after the old one stopped, and waits until it has
+    /// evaluated every job, those of the target moved to `commit` included, and flushed.
+    async fn restart(&mut self, commit: &str) -> anyhow::Result<()> {
+        let (engine, events, running) = spawn_engine(&self.store)?;
+        (self.engine, self.events, self.running) = (engine, events, running);
+        let short = &commit[..8];
+        let (engine, targets) = (self.engine.clone(), self.targets);
+        let ready = async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let tracked = engine.targets();
+                let outputs: Vec<_> = tracked.iter().flat_map(|t| &t.jobs).collect();
+                let done = outputs.iter().all(|job| job.output.is_some());
+                let moved = tracked
+                    .iter()
+                    .filter(|t| t.target.head().as_str() == commit)
+                    .flat_map(|t| &t.jobs)
+                    .filter(|job| {
+                        job.output
+                            .as_ref()
+                            .is_some_and(|o| o.result.description().ends_with(short))
+                    })
+                    .count();
+                if tracked.len() == targets && done && moved == JOBS.len() {
+                    // Let the flush of those results pass.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    return anyhow::Ok(());
                 }
-                Err(RecvError::Lagged(n)) => bail!("missed {n} status events"),
-                Err(RecvError::Closed) => bail!("the engine stopped"),
             }
-        }
-        Ok(())
+        };
+        self.running
+            .guard(async {
+                tokio::time::timeout(PATIENCE, ready)
+                    .await
+                    .context("the restarted engine is not ready")?
+            })
+            .await
+            .context("the restarted engine")
     }
 
     async fn stop(self) -> anyhow::Result<()> {
-        self.cancel.cancel();
-        self.running
-            .await
-            .context("the engine task")?
-            .context("the engine")?;
+        self.running.stop().await.context("the engine")?;
         drop(self.engine);
         Ok(())
     }
+}
+
+/// Waits until every job announced `success` for `commit` with the description of that
+/// commit; counts in `stale` the announcements for `commit` that carry another
+/// description (the previous head's result).
+async fn wait_for_commit(
+    events: &mut broadcast::Receiver<StatusChange>,
+    stale: &mut usize,
+    commit: &str,
+) -> anyhow::Result<()> {
+    let short = &commit[..8];
+    let mut done = BTreeSet::new();
+    while done.len() < JOBS.len() {
+        let change = match events.recv().await {
+            Ok(change) => change,
+            Err(RecvError::Lagged(n)) => bail!("missed {n} status events"),
+            Err(RecvError::Closed) => bail!("the engine stopped"),
+        };
+        if change.commit.as_str() != commit {
+            continue;
+        }
+        ensure!(
+            change.state == "success",
+            "job {} of {} is {}: {}",
+            change.job,
+            change.target,
+            change.state,
+            change.description
+        );
+        if change.description == format!("{} saw {short}", change.job) {
+            done.insert(change.job);
+        } else {
+            if *stale == 0 {
+                eprintln!(
+                    "warning: the engine wrote `{}` = {} \"{}\" for the new head {commit} of {}: \
+                         that is the previous head's result",
+                    change.job, change.state, change.description, change.target
+                );
+            }
+            *stale += 1;
+        }
+    }
+    Ok(())
+}
+
+/// An engine on `store` with three cheap jobs per target, running; subscribed before it starts.
+#[allow(clippy::type_complexity)]
+fn spawn_engine(
+    store: &Store,
+) -> anyhow::Result<(
+    Engine,
+    broadcast::Receiver<StatusChange>,
+    Background<datakit_ci::engine::Error>,
+)> {
+    let project = Project::new(REPO, |target| {
+        JOBS.iter()
+            .map(|job| {
+                let term = Term::head(target.clone())
+                    .map(move |head: CommitHash| format!("{job} saw {}", head.short(8)));
+                ((*job).to_owned(), term)
+            })
+            .collect()
+    })?;
+    let config = EngineConfig {
+        projects: vec![project],
+        web_ui: "https://ci.example/".to_owned(),
+        canaries: Vec::new(),
+    };
+    let engine = Engine::new(config, store.clone(), &mut Registry::default());
+    let events = engine.subscribe();
+    let running = Background::spawn({
+        let engine = engine.clone();
+        move |cancel| async move { engine.run(cancel).await }
+    });
+    Ok((engine, events, running))
 }
 
 /// Counts `success` announcements until `expected`. Announcements the receiver was too slow for

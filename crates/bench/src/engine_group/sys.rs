@@ -152,3 +152,68 @@ pub(super) async fn run_with_input(
     }
     String::from_utf8(output.stdout).with_context(|| format!("output of {shown} is not UTF-8"))
 }
+
+/// A background task (the engine, the local CI) that should run until cancelled: waits on
+/// anything else fail, with the task's own error, if it stops first.
+pub(super) struct Background<E> {
+    cancel: tokio_util::sync::CancellationToken,
+    stopped: tokio_util::sync::CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), E>>>,
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> Background<E> {
+    /// Spawns `run(cancel)`.
+    pub(super) fn spawn<F, Fut>(run: F) -> Self
+    where
+        F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let stopped = tokio_util::sync::CancellationToken::new();
+        let future = run(cancel.clone());
+        let task = tokio::spawn({
+            let stopped = stopped.clone();
+            async move {
+                let result = future.await;
+                stopped.cancel();
+                result
+            }
+        });
+        Background {
+            cancel,
+            stopped,
+            task: Some(task),
+        }
+    }
+
+    /// Runs `work`, or fails with the task's outcome if the task stops first.
+    pub(super) async fn guard<T>(
+        &mut self,
+        work: impl Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        tokio::select! {
+            result = work => result,
+            () = self.stopped.cancelled() => match self.join().await {
+                Ok(()) => bail!("it stopped by itself"),
+                Err(error) => Err(error),
+            }
+        }
+    }
+
+    /// Whether the task has ended.
+    pub(super) fn has_stopped(&self) -> bool {
+        self.stopped.is_cancelled()
+    }
+
+    /// Cancels the task and waits for it; its error, if any.
+    pub(super) async fn stop(mut self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        self.join().await
+    }
+
+    async fn join(&mut self) -> anyhow::Result<()> {
+        let task = self.task.take().context("the task was already joined")?;
+        task.await.context("the task panicked")??;
+        Ok(())
+    }
+}
