@@ -34,6 +34,24 @@
 //! `/auth/login?redirect=<page>`; logged-in viewers lacking the role get a `403` page. Every POST
 //! must carry the session's CSRF token (form field `CSRFToken`), or it is refused with `403`.
 //!
+//! # Security
+//!
+//! - Secrets directory created with mode 0700; the password file, certificate and key are
+//!   written atomically with mode 0600.
+//! - Passwords are hashed with argon2id (PHC strings in the file [`PASSWORD_FILE`]); an unknown
+//!   user name costs as much time as a wrong password; login attempts are rate-limited per user
+//!   name and client address ([`LOGIN_BURST`], then one more every [`LOGIN_REFILL`]), answered
+//!   with `429`; passwords are never written back into a form.
+//! - Session cookies (`__ci_session-<name>`) are `HttpOnly`, `SameSite=Lax`, `Secure` when the
+//!   public URL is `https`; the session id changes at every login and logout.
+//! - The first-run intro token is 24 random bytes, compared in constant time, usable once.
+//! - CSRF tokens travel in form bodies (not URLs); redirects after login and actions only go to
+//!   paths on this site; every response says `X-Frame-Options: SAMEORIGIN`,
+//!   `Referrer-Policy: same-origin` and `X-Content-Type-Options: nosniff`.
+//! - Logs are HTML-escaped, colours become `<span>`s and every other escape sequence is dropped
+//!   ([`AnsiHtml`]); raw logs are `text/plain`.
+//! - The `/metrics` token is configured as its SHA-256 in hex and compared in constant time.
+//!
 //! # Plugging in the engine
 //!
 //! The engine's pages (dashboard, `/pr`, `/branch`, `/tag`, target and commit pages) are a

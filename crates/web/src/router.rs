@@ -5,9 +5,11 @@
 
 use axum::Router;
 use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware;
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::cookie::time::Duration;
 use tower_sessions::{Expiry, MemoryStore, SessionManagerLayer, SessionStore};
@@ -51,6 +53,14 @@ pub(crate) fn with_sessions<S: SessionStore + Clone>(
             metrics::track,
         ))
         .layer(CatchPanicLayer::new())
+        .layer(security_header(header::X_FRAME_OPTIONS, "SAMEORIGIN"))
+        .layer(security_header(header::REFERRER_POLICY, "same-origin"))
+        .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+}
+
+/// Sets `name: value` on every response that does not set it itself.
+fn security_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
 }
 
 /// The routes, before state and middleware.

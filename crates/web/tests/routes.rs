@@ -125,6 +125,15 @@ async fn get_routes_by_role() -> anyhow::Result<()> {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 
+    // Security headers on every response.
+    let response = f.agents[0].get("/auth/login").await?;
+    assert_eq!(response.headers()[header::X_FRAME_OPTIONS], "SAMEORIGIN");
+    assert_eq!(response.headers()[header::REFERRER_POLICY], "same-origin");
+    assert_eq!(
+        response.headers()[header::X_CONTENT_TYPE_OPTIONS],
+        "nosniff"
+    );
+
     // Where the redirects go.
     let anonymous = &mut f.agents[0];
     let response = anonymous.get("/settings?x=1").await?;
