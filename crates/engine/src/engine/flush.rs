@@ -48,17 +48,26 @@ impl Engine {
                     continue;
                 };
                 let head = target.target.head().clone();
-                if std::mem::take(&mut target.history_dirty) {
+                // History records one state per head: wait until every job has an output for it
+                // (the last one to be evaluated marks the target dirty again).
+                let all_current = target
+                    .jobs
+                    .values()
+                    .all(|job| job.output_for(&head).is_some());
+                if target.history_dirty && all_current {
+                    target.history_dirty = false;
                     let jobs: BTreeMap<String, JobOutput> = target
                         .jobs
                         .iter()
-                        .filter_map(|(name, job)| Some((name.clone(), job.output.clone()?)))
+                        .filter_map(|(name, job)| {
+                            Some((name.clone(), job.output_for(&head)?.clone()))
+                        })
                         .collect();
                     records.push((id.clone(), head.clone(), jobs));
                 }
                 for (name, job) in &target.jobs {
-                    if job.wants_status_write()
-                        && let Some(output) = &job.output
+                    if job.wants_status_write(&head)
+                        && let Some(output) = job.output_for(&head)
                     {
                         writes.push(StatusWrite {
                             target: id.clone(),
@@ -197,7 +206,7 @@ fn metadata_target_name(target: &TargetId) -> String {
     }
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {

@@ -86,12 +86,13 @@ impl Engine {
             index.entry(path.clone()).or_default().insert(key.clone());
         }
         job.deps = deps;
-        if job.output.as_ref() != Some(&output) {
+        if job.output_for(head) != Some(&output) {
             tracing::debug!(job = %key.1, target = %key.0, result = ?output.result, "job changed");
             job.output = Some(output);
+            job.output_head = Some(head.clone());
             target.history_dirty = true;
         }
-        if target.history_dirty || job.wants_status_write() {
+        if target.history_dirty || job.wants_status_write(head) {
             dirty.insert(key.0.clone());
             self.inner.flush_wanted.notify_one();
         }

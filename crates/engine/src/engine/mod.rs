@@ -28,6 +28,8 @@ use crate::status::{self, ReportedStatus};
 mod flush;
 mod job;
 
+use flush::error_chain;
+
 /// The branch the forge bridges and the engine share.
 pub const METADATA_BRANCH: &str = "github-metadata";
 
@@ -141,19 +143,27 @@ struct JobState {
     wake: Arc<Notify>,
     cancel: CancellationToken,
     output: Option<JobOutput>,
+    /// The head `output` was computed for: after a head moves, the old output stays visible
+    /// until the job is evaluated again, but it must not be reported for the new head.
+    output_head: Option<CommitHash>,
     /// What the metadata says for (head, job), as far as the engine knows.
     reported: Option<ReportedStatus>,
     deps: Vec<StorePath>,
 }
 
 impl JobState {
-    fn wants_status_write(&self) -> bool {
-        match &self.output {
-            Some(output) => {
-                self.reported.as_ref() != Some(&ReportedStatus::of_result(&output.result))
-            }
-            None => false,
-        }
+    /// The output, if it was computed for `head`.
+    fn output_for(&self, head: &CommitHash) -> Option<&JobOutput> {
+        self.output
+            .as_ref()
+            .filter(|_| self.output_head.as_ref() == Some(head))
+    }
+
+    /// Whether the metadata's status for `head` differs from the job's result for it.
+    fn wants_status_write(&self, head: &CommitHash) -> bool {
+        self.output_for(head).is_some_and(|output| {
+            self.reported.as_ref() != Some(&ReportedStatus::of_result(&output.result))
+        })
     }
 }
 
@@ -260,7 +270,18 @@ impl Engine {
             loop {
                 if let Some(head) = current {
                     self.inner.metrics.update_notifications.inc();
-                    self.apply_head(head).await?;
+                    // A failure here (e.g. a store read error) must not stop the CI: retry until
+                    // it works or a newer head arrives.
+                    while let Err(e) = self.apply_head(head).await {
+                        tracing::warn!(%head, error = %error_chain(&e), "cannot process metadata; retrying in 1s");
+                        tokio::select! {
+                            _ = cancel.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        }
+                        if *watch.borrow() != Some(head) {
+                            break;
+                        }
+                    }
                 }
                 tokio::select! {
                     _ = cancel.cancelled() => return Ok(()),
@@ -508,6 +529,7 @@ impl Engine {
                     wake,
                     cancel,
                     output: None,
+                    output_head: None,
                     reported,
                     deps: Vec::new(),
                 },
