@@ -457,3 +457,82 @@ impl WebConfig {
         format!("__ci_session-{suffix}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses() {
+        let addr: ListenAddr = "http://0.0.0.0:8080/".parse().expect("valid");
+        assert_eq!((addr.scheme(), addr.addr().port()), (Scheme::Http, 8080));
+        assert_eq!(addr.to_string(), "http://0.0.0.0:8080");
+        let addr: ListenAddr = "https://[::1]:8443".parse().expect("valid");
+        assert_eq!(addr.scheme(), Scheme::Https);
+        for bad in [
+            "8443",
+            "https://localhost:8443",
+            "http://0.0.0.0",
+            "tcp://1.2.3.4:5",
+        ] {
+            let error = bad.parse::<ListenAddr>().expect_err(bad).to_string();
+            assert!(error.contains(&format!("{bad:?}")), "{error}");
+        }
+    }
+
+    #[test]
+    fn public_urls() {
+        let url: PublicUrl = "https://ci.example.org:8443/some/path"
+            .parse()
+            .expect("valid");
+        assert!(url.is_https());
+        assert_eq!(
+            url.join("/auth/intro/x"),
+            "https://ci.example.org:8443/auth/intro/x"
+        );
+        assert_eq!(url.authority(), "ci.example.org:8443");
+        assert!(!"http://ci/".parse::<PublicUrl>().expect("valid").is_https());
+        for bad in ["ci.example.org", "ftp://ci/", "/relative"] {
+            assert!(bad.parse::<PublicUrl>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sessions_backends() {
+        let parse = |s: &str| s.parse::<SessionsBackend>();
+        assert_eq!(
+            parse("redis://cache").expect("valid"),
+            SessionsBackend::Redis {
+                host: "cache".to_owned(),
+                port: 6379
+            }
+        );
+        assert_eq!(
+            parse("redis://:7000").expect("valid"),
+            SessionsBackend::Redis {
+                host: "127.0.0.1".to_owned(),
+                port: 7000
+            }
+        );
+        for bad in [
+            "memory",
+            "redis://host:port",
+            "redis://user@host",
+            "https://x",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn metrics_tokens_and_cookie_names() {
+        assert!("00".parse::<MetricsToken>().is_err());
+        assert!("zz".repeat(32).parse::<MetricsToken>().is_err());
+        let config = WebConfig::new("/secrets").name("my ci:1");
+        assert_eq!(config.cookie_name(), "__ci_session-my_ci_1");
+        assert_eq!(
+            WebConfig::new("/s").cookie_name(),
+            "__ci_session-datakit-ci"
+        );
+    }
+}

@@ -95,3 +95,62 @@ pub(crate) fn back(headers: &HeaderMap, config: &WebConfig, fallback: String) ->
         .map(str::to_owned)
         .unwrap_or(fallback)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_follow_rfc_3986() {
+        assert_eq!(encode_segment("a/b c%d"), "a%2Fb%20c%25d");
+        assert_eq!(
+            encode_segment("A-z0_9.~!$&'()*+,;=:@"),
+            "A-z0_9.~!$&'()*+,;=:@"
+        );
+        assert_eq!(encode_segment("é"), "%C3%A9");
+        assert_eq!(saved_log("b/1", "abc"), "/log/saved/b%2F1/abc");
+        assert_eq!(encode_query("a+b/c=d&e"), "a%2Bb%2Fc%3Dd%26e");
+    }
+
+    #[test]
+    fn only_local_paths_are_redirect_targets() {
+        assert_eq!(local_path("/settings?x=1"), Some("/settings?x=1"));
+        for bad in [
+            "//evil.example/",
+            "/\\evil.example",
+            "https://evil.example/",
+            "settings",
+            "/a\nb",
+        ] {
+            assert_eq!(local_path(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn back_is_the_referer_on_this_site() {
+        let config =
+            WebConfig::new("/s").public_url("https://ci.example.org/".parse().expect("valid"));
+        let back_from = |referer: &str, host: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::REFERER, referer.parse().expect("header"));
+            headers.insert(header::HOST, host.parse().expect("header"));
+            back(&headers, &config, "/fallback".to_owned())
+        };
+        assert_eq!(
+            back_from("http://127.0.0.1:8080/log/live/x", "127.0.0.1:8080"),
+            "/log/live/x"
+        );
+        assert_eq!(
+            back_from("https://ci.example.org/pr?a=1", "proxy:80"),
+            "/pr?a=1"
+        );
+        assert_eq!(
+            back_from("https://evil.example/x", "ci.example.org"),
+            "/fallback"
+        );
+        assert_eq!(
+            back(&HeaderMap::new(), &config, "/fallback".to_owned()),
+            "/fallback"
+        );
+    }
+}
