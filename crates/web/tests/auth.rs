@@ -16,7 +16,7 @@ use reqwest::header;
 async fn first_run_setup_then_login() -> anyhow::Result<()> {
     let dirs = Dirs::new()?;
     let config = http_config(&dirs)?.can_read(Acl::username("admin"));
-    let state = state_builder(&dirs, dirs.store()?, LogManager::new(), config).build()?;
+    let state = state_builder(dirs.store()?, LogManager::new(), config).build()?;
     let secrets_mode = std::fs::metadata(dirs.secrets())?.permissions().mode() & 0o777;
     assert_eq!(secrets_mode, 0o700);
     let intro = setup_path(&state)?;
@@ -114,7 +114,7 @@ async fn first_run_setup_then_login() -> anyhow::Result<()> {
     // The password file survives a restart.
     server.stop().await?;
     let config = http_config(&dirs)?;
-    let state = state_builder(&dirs, dirs.store()?, LogManager::new(), config).build()?;
+    let state = state_builder(dirs.store()?, LogManager::new(), config).build()?;
     assert!(state.setup_url().is_none());
     Ok(())
 }
@@ -123,8 +123,7 @@ async fn first_run_setup_then_login() -> anyhow::Result<()> {
 async fn login_redirects_back_to_the_protected_page() -> anyhow::Result<()> {
     let dirs = Dirs::new()?;
     write_users(&dirs.secrets(), &[("admin", "pw")])?;
-    let state =
-        state_builder(&dirs, dirs.store()?, LogManager::new(), http_config(&dirs)?).build()?;
+    let state = state_builder(dirs.store()?, LogManager::new(), http_config(&dirs)?).build()?;
     let server = Running::start(state).await?;
     let browser = client()?;
     let response = browser.get(server.url("/settings")).send().await?;
@@ -167,8 +166,7 @@ async fn login_redirects_back_to_the_protected_page() -> anyhow::Result<()> {
 async fn login_attempts_are_rate_limited() -> anyhow::Result<()> {
     let dirs = Dirs::new()?;
     write_users(&dirs.secrets(), &[("admin", "right-password")])?;
-    let state =
-        state_builder(&dirs, dirs.store()?, LogManager::new(), http_config(&dirs)?).build()?;
+    let state = state_builder(dirs.store()?, LogManager::new(), http_config(&dirs)?).build()?;
     let server = Running::start(state).await?;
     let browser = client()?;
     for attempt in 0..LOGIN_BURST {

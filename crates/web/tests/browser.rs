@@ -159,7 +159,7 @@ async fn first_run_setup_and_login_in_chromium() -> anyhow::Result<()> {
     )?;
     transaction.commit("Build log").await?;
     let config = http_config(&dirs)?.can_read(Acl::username("admin"));
-    let state = state_builder(&dirs, store, LogManager::new(), config).build()?;
+    let state = state_builder(store, LogManager::new(), config).build()?;
     let intro = setup_path(&state)?;
     let server = Running::start(state).await?;
     let driver = ChromeDriver::start().await?;

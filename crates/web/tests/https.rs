@@ -20,8 +20,7 @@ fn https_config(dirs: &Dirs) -> anyhow::Result<WebConfig> {
 
 /// Starts a server, fetches the login page with a client trusting only `cert`, stops the server.
 async fn fetch_login(dirs: &Dirs, cert: Option<&[u8]>) -> anyhow::Result<reqwest::Response> {
-    let state =
-        state_builder(dirs, dirs.store()?, LogManager::new(), https_config(dirs)?).build()?;
+    let state = state_builder(dirs.store()?, LogManager::new(), https_config(dirs)?).build()?;
     let server = WebServer::bind(state, None).await?;
     let addr = server.local_addr();
     let cancel = CancellationToken::new();

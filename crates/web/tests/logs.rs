@@ -13,7 +13,7 @@ async fn server(dirs: &Dirs) -> anyhow::Result<(Running, Store, LogManager)> {
     let store = dirs.store()?;
     let logs = LogManager::new();
     let config = http_config(dirs)?.can_read(Acl::everyone());
-    let state = state_builder(dirs, store.clone(), logs.clone(), config).build()?;
+    let state = state_builder(store.clone(), logs.clone(), config).build()?;
     Ok((Running::start(state).await?, store, logs))
 }
 

@@ -16,7 +16,7 @@ async fn metrics_need_the_token() -> anyhow::Result<()> {
     let config = http_config(&dirs)?
         .metrics_token(SECRET_SHA256.parse::<MetricsToken>()?)
         .prometheus_listen("127.0.0.1:0".parse()?);
-    let state = state_builder(&dirs, dirs.store()?, LogManager::new(), config).build()?;
+    let state = state_builder(dirs.store()?, LogManager::new(), config).build()?;
     let server = Running::start(state).await?;
     let http = client()?;
     // Some traffic to count.
@@ -80,8 +80,7 @@ async fn metrics_need_the_token() -> anyhow::Result<()> {
 #[tokio::test]
 async fn metrics_are_closed_without_a_token() -> anyhow::Result<()> {
     let dirs = Dirs::new()?;
-    let state =
-        state_builder(&dirs, dirs.store()?, LogManager::new(), http_config(&dirs)?).build()?;
+    let state = state_builder(dirs.store()?, LogManager::new(), http_config(&dirs)?).build()?;
     let server = Running::start(state).await?;
     let response = client()?
         .get(server.url("/metrics"))

@@ -73,7 +73,6 @@ async fn sessions_in_redis_survive_a_restart() -> anyhow::Result<()> {
     let browser = client()?;
 
     let state = state_builder(
-        &dirs,
         store.clone(),
         LogManager::new(),
         config(&dirs, backend.clone())?,
@@ -88,13 +87,7 @@ async fn sessions_in_redis_survive_a_restart() -> anyhow::Result<()> {
     server.stop().await?;
 
     // A new server process-state, same Redis: still logged in.
-    let state = state_builder(
-        &dirs,
-        store.clone(),
-        LogManager::new(),
-        config(&dirs, backend)?,
-    )
-    .build()?;
+    let state = state_builder(store.clone(), LogManager::new(), config(&dirs, backend)?).build()?;
     let server = Running::start(state).await?;
     let response = browser.get(server.url("/")).send().await?;
     assert_eq!(response.status(), 200);
@@ -103,7 +96,6 @@ async fn sessions_in_redis_survive_a_restart() -> anyhow::Result<()> {
 
     // Control: with memory sessions, the same cookie means nothing after a restart.
     let state = state_builder(
-        &dirs,
         store,
         LogManager::new(),
         config(&dirs, SessionsBackend::Memory)?,
@@ -123,13 +115,7 @@ async fn an_unreachable_redis_is_a_clear_start_up_error() -> anyhow::Result<()> 
         .port();
     let dirs = Dirs::new()?;
     let backend: SessionsBackend = format!("redis://127.0.0.1:{port}").parse()?;
-    let state = state_builder(
-        &dirs,
-        dirs.store()?,
-        LogManager::new(),
-        config(&dirs, backend)?,
-    )
-    .build()?;
+    let state = state_builder(dirs.store()?, LogManager::new(), config(&dirs, backend)?).build()?;
     let error = datakit_ci_web::WebServer::bind(state, None)
         .await
         .expect_err("no Redis there");

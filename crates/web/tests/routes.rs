@@ -54,7 +54,7 @@ async fn fixture() -> anyhow::Result<Fixture> {
         .can_build("user:builder,user:admin".parse::<Acl>()?);
     let rebuilds = Arc::new(Mutex::new(Vec::new()));
     let recorded = Arc::clone(&rebuilds);
-    let state = state_builder(&dirs, store, logs, config)
+    let state = state_builder(store, logs, config)
         .rebuild_hook(move |branch| {
             let recorded = Arc::clone(&recorded);
             async move {
@@ -262,7 +262,7 @@ async fn rebuild_without_an_engine_is_unavailable() -> anyhow::Result<()> {
     let dirs = Dirs::new()?;
     write_users(&dirs.secrets(), &[("admin", "pw")])?;
     let config = http_config(&dirs)?.can_read(Acl::everyone());
-    let state = state_builder(&dirs, dirs.store()?, LogManager::new(), config).build()?;
+    let state = state_builder(dirs.store()?, LogManager::new(), config).build()?;
     let mut admin = Agent::new(router(&state, None));
     admin.log_in("admin", "pw").await?;
     let csrf = admin.csrf().await?;

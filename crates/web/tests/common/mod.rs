@@ -56,14 +56,8 @@ pub fn write_users(secrets: &Path, users: &[(&str, &str)]) -> anyhow::Result<()>
     Ok(())
 }
 
-/// An application state on `dirs` with `config`; returns the builder for more settings.
-pub fn state_builder(
-    dirs: &Dirs,
-    store: Store,
-    logs: LogManager,
-    config: WebConfig,
-) -> AppStateBuilder {
-    let _ = dirs;
+/// An application state with `config` and a fresh registry; returns the builder for more settings.
+pub fn state_builder(store: Store, logs: LogManager, config: WebConfig) -> AppStateBuilder {
     let registry = Arc::new(Mutex::new(Registry::default()));
     AppState::builder(config, store, logs, registry)
 }
