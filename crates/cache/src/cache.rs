@@ -238,7 +238,7 @@ impl<B: Builder> Cache<B> {
             None => match self.inner.builder.load(&tree, key) {
                 Ok(value) => Ok(value),
                 Err(message) => {
-                    tracing::error!(
+                    tracing::warn!(
                         "Failed to load value from previously cached result {}: {message}",
                         head.id()
                     );
@@ -261,7 +261,6 @@ impl<B: Builder> Cache<B> {
         key: B::Key,
     ) -> Status<B::Value> {
         let inner = &self.inner;
-        inner.metrics.started.get_or_create(&inner.label).inc();
         let title = inner.builder.title(&key);
         let cancel = inner.shutdown.child_token();
         let log = match inner.logs.create(LiveLogSpec {
@@ -271,8 +270,20 @@ impl<B: Builder> Cache<B> {
             cancel: Some(cancel.clone()),
         }) {
             Ok(log) => log,
+            Err(datakit_ci_log::Error::AlreadyActive { .. }) => {
+                // Another cache builds on this branch (e.g. the same commit in another
+                // repository): wait for it to finish, then look again (nothing is remembered).
+                return Status {
+                    result: Err(Problem::Pending {
+                        reason: format!("Waiting for another build on {branch}"),
+                        ready: finished(inner.logs.get(branch.as_str())),
+                    }),
+                    output: Logs::Empty,
+                };
+            }
             Err(e) => return Status::failure(e.to_string()),
         };
+        inner.metrics.started.get_or_create(&inner.label).inc();
         log.heading(&title);
         log.log("Starting...");
         let (sender, ready) = Ready::channel();
@@ -410,6 +421,21 @@ impl<B: Builder> Cache<B> {
         let commit = transaction.commit(&message).await.map_err(store_error)?;
         Ok((result, commit))
     }
+}
+
+/// Resolves when `log` (if any) is finished.
+fn finished(log: Option<LiveLog>) -> Ready {
+    let Some(log) = log else {
+        return Ready::new(async {});
+    };
+    let mut watch = log.pending_watch();
+    Ready::new(async move {
+        while !watch.borrow_and_update().finished {
+            if watch.changed().await.is_err() {
+                return;
+            }
+        }
+    })
 }
 
 fn pending_status<V>(log: &LiveLog, title: &str, ready: Ready) -> Status<V> {

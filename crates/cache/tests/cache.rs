@@ -424,3 +424,44 @@ async fn quick_builds_never_stay_pending() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Two caches sharing a store and a log manager (e.g. the same commit in two repositories) may
+/// want the same branch at once: the second waits for the first instead of failing.
+#[tokio::test]
+async fn a_second_cache_on_the_same_branch_waits_for_the_first() -> anyhow::Result<()> {
+    let fixture = Fixture::new()?;
+    let (first, second) = (fixture.cache(), fixture.cache());
+    let building = first.lookup((), "pause-h".to_owned()).await;
+    assert_eq!(reason(&building), Some("Build pause-h"));
+    let waiting = second.lookup((), "pause-h".to_owned()).await;
+    assert_eq!(
+        reason(&waiting),
+        Some("Waiting for another build on test-pause-h")
+    );
+    let Err(Problem::Pending { ready, .. }) = waiting.result else {
+        unreachable!("checked above")
+    };
+    fixture.builder.step.notify_one();
+    fixture.builder.step.notify_one();
+    let stepping = async {
+        let finished = ready.wait();
+        tokio::pin!(finished);
+        loop {
+            tokio::select! {
+                _ = &mut finished => return,
+                _ = tokio::task::yield_now() => fixture.builder.step.notify_one(),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), stepping).await?;
+    assert_eq!(
+        settle(&second, "pause-h").await.result,
+        Ok("PAUSE-H".to_owned())
+    );
+    assert_eq!(
+        fixture.builder.runs("pause-h"),
+        1,
+        "the second cache loaded the first one's result"
+    );
+    Ok(())
+}

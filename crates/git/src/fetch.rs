@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use datakit_ci_cache::{Build, Builder};
 use datakit_ci_log::LiveLog;
-use datakit_ci_store::{BranchName, Snapshot};
+use datakit_ci_store::{BranchName, Snapshot, StorePath};
 use datakit_ci_term::{CommitHash, Target};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -105,13 +105,34 @@ impl Builder for Fetcher {
             .instrument(span)
             .await
             .map_err(|e| error_chain(&e))?;
+        // Several repositories (a fork and its upstream) may hold the same commit and so share
+        // this branch: record which one the commit was fetched into.
+        let marker = StorePath::new(FETCHED_INTO).expect("constant path is valid");
+        let dir = self.core.dir().to_string_lossy().into_owned();
+        build
+            .transaction
+            .create_file(&marker, dir)
+            .map_err(|e| error_chain(&e))?;
         Ok(target.head().clone())
     }
 
-    fn load(&self, _tree: &Snapshot, target: &Target) -> Result<CommitHash, String> {
-        Ok(target.head().clone())
+    fn load(&self, tree: &Snapshot, target: &Target) -> Result<CommitHash, String> {
+        let marker = StorePath::new(FETCHED_INTO).expect("constant path is valid");
+        let fetched_into = tree.read_file(&marker).map_err(|e| error_chain(&e))?;
+        let dir = self.core.dir().to_string_lossy();
+        match fetched_into {
+            Some(recorded) if recorded == dir.as_bytes() => Ok(target.head().clone()),
+            // Fetched into another repository (or by an older version): fetch again here.
+            _ => Err(format!(
+                "commit {} was not fetched into {dir}",
+                target.head()
+            )),
+        }
     }
 }
+
+/// The file of a fetch's cache branch naming the repository directory it fetched into.
+const FETCHED_INTO: &str = "value/fetched-into";
 
 /// `git-pull-of-<hash>`: the local branch and the cache branch of a fetched commit.
 fn local_branch(hash: &CommitHash) -> String {
