@@ -7,6 +7,7 @@ use clap::Parser;
 
 use datakit_ci_engine::parse_canary;
 use datakit_ci_term::RepoId;
+use datakit_ci_web::{Acl, ListenAddr, MetricsToken, PublicUrl, SessionsBackend, WebConfig};
 
 use crate::local::{LocalCiConfig, LocalRepoSpec, TestSpec};
 
@@ -25,12 +26,35 @@ pub struct Cli {
     /// Where to keep the state (`state.git`) and the CI's clones.
     #[arg(long, value_name = "DIR", default_value = "./var")]
     pub state_dir: PathBuf,
-    /// The public URL of the web UI, used in status links.
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080/")]
-    pub web_ui: String,
+    /// The public URL of the web UI, used in status links and the first-run setup link
+    /// (default: the `--listen` address, else `http://127.0.0.1:8080/`).
+    #[arg(long, value_name = "URL")]
+    pub web_ui: Option<String>,
     /// Only test this target (`USER/REPO/heads/BRANCH`, `…/tags/TAG` or `…/prs/N`); repeatable.
     #[arg(long = "canary", value_name = "TARGET")]
     pub canaries: Vec<String>,
+    /// Serve the web UI on `http://ADDR:PORT` or `https://ADDR:PORT` (a self-signed certificate is
+    /// made on first run).
+    #[arg(long, value_name = "URL")]
+    pub listen: Option<ListenAddr>,
+    /// Where the web UI keeps its secrets (password file, TLS key); default `<state-dir>/secrets`.
+    #[arg(long, value_name = "DIR")]
+    pub secrets_dir: Option<PathBuf>,
+    /// Where sessions live: `memory://` or `redis://HOST:PORT`.
+    #[arg(long, value_name = "URL", default_value = "memory://")]
+    pub sessions_backend: SessionsBackend,
+    /// Who may read: `everyone`, `user:NAME`, `github-org:ORG`, comma-separated for any of them.
+    #[arg(long, value_name = "ACL", default_value = "everyone")]
+    pub can_read: Acl,
+    /// Who may rebuild and cancel (same syntax as --can-read).
+    #[arg(long, value_name = "ACL", default_value = "user:admin")]
+    pub can_build: Acl,
+    /// Serve `/metrics` to requests bearing a token whose SHA-256 is this (64 hex digits).
+    #[arg(long, value_name = "HEX")]
+    pub metrics_token_sha256: Option<MetricsToken>,
+    /// Also serve `/metrics`, unauthenticated, on 127.0.0.1:PORT.
+    #[arg(long, value_name = "PORT")]
+    pub listen_prometheus: Option<u16>,
     /// More logging (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -99,15 +123,40 @@ impl Cli {
                 })
             })
             .collect::<Result<_, _>>()?;
-        if !(self.web_ui.starts_with("http://") || self.web_ui.starts_with("https://")) {
-            return Err(UsageError::WebUi(self.web_ui));
-        }
+        let web_ui = match (&self.web_ui, &self.listen) {
+            (Some(url), _) => url.clone(),
+            (None, Some(listen)) => format!("{listen}/"),
+            (None, None) => "http://127.0.0.1:8080/".to_owned(),
+        };
+        let public_url: PublicUrl = web_ui
+            .parse()
+            .map_err(|_| UsageError::WebUi(web_ui.clone()))?;
+        let web = self.listen.map(|listen| {
+            let secrets = self
+                .secrets_dir
+                .clone()
+                .unwrap_or_else(|| self.state_dir.join("secrets"));
+            let mut web = WebConfig::new(secrets)
+                .public_url(public_url)
+                .listen(listen)
+                .sessions(self.sessions_backend.clone())
+                .can_read(self.can_read.clone())
+                .can_build(self.can_build.clone());
+            if let Some(token) = self.metrics_token_sha256.clone() {
+                web = web.metrics_token(token);
+            }
+            if let Some(port) = self.listen_prometheus {
+                web = web.prometheus_listen(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+            }
+            web
+        });
         Ok(LocalCiConfig {
             repos,
             tests,
             state_dir: self.state_dir,
-            web_ui: self.web_ui,
+            web_ui,
             canaries,
+            web,
         })
     }
 }
@@ -200,6 +249,26 @@ mod tests {
         assert_eq!(ids, ["me/app", "local/my-lib"]);
         assert_eq!(config.repos[0].path, PathBuf::from("/src/app"));
         assert_eq!(config.state_dir, PathBuf::from("./var"));
+    }
+
+    #[test]
+    fn the_web_ui_defaults_to_the_listen_address() {
+        let config = cli(&[
+            "--repo",
+            "/x",
+            "--test",
+            "t=true",
+            "--listen",
+            "http://127.0.0.1:8099",
+        ])
+        .expect("valid");
+        assert_eq!(config.web_ui, "http://127.0.0.1:8099/");
+        assert!(config.web.is_some());
+        let config = cli(&["--repo", "/x", "--test", "t=true"]).expect("valid");
+        assert_eq!(
+            (config.web_ui.as_str(), config.web.is_none()),
+            ("http://127.0.0.1:8080/", true)
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! of each target's head. This is what the `datakit-ci` binary runs.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +16,7 @@ use datakit_ci_log::LogManager;
 use datakit_ci_pool::{PoolMetrics, Pools};
 use datakit_ci_store::Store;
 use datakit_ci_term::{RepoId, TargetId};
+use datakit_ci_web::{AppState, WebConfig, WebServer};
 
 /// A local repository to test, under a forge id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +49,8 @@ pub struct LocalCiConfig {
     pub web_ui: String,
     /// If non-empty, only these targets are tested.
     pub canaries: Vec<TargetId>,
+    /// The web UI, if it is to be served.
+    pub web: Option<WebConfig>,
 }
 
 /// The local CI could not start.
@@ -77,6 +81,9 @@ pub enum StartError {
     /// A project could not be configured.
     #[error(transparent)]
     Config(#[from] datakit_ci_engine::ConfigError),
+    /// The web UI cannot start (secrets, listener, sessions backend).
+    #[error(transparent)]
+    Web(#[from] datakit_ci_web::Error),
 }
 
 /// The local CI could not keep running.
@@ -89,6 +96,9 @@ pub enum RunError {
     /// The bridge failed.
     #[error("the local repository bridge stopped")]
     Bridge(#[from] datakit_ci_forge_local::Error),
+    /// The web server failed.
+    #[error("the web server stopped")]
+    Web(#[from] datakit_ci_web::Error),
 }
 
 /// A running local CI: the engine plus the bridge.
@@ -96,7 +106,8 @@ pub struct LocalCi {
     engine: Engine,
     bridge: LocalBridge,
     services: Services,
-    registry: Registry,
+    registry: Arc<Mutex<Registry>>,
+    web: Option<WebServer>,
 }
 
 impl LocalCi {
@@ -162,12 +173,18 @@ impl LocalCi {
             canaries: config.canaries.clone(),
         };
         let engine = Engine::new(engine_config, store.clone(), &mut registry);
-        let bridge = LocalBridge::new(store, local_repos);
+        let bridge = LocalBridge::new(store.clone(), local_repos);
+        let registry = Arc::new(Mutex::new(registry));
+        let web = match config.web {
+            Some(web) => Some(start_web(web, &engine, &services, &registry).await?),
+            None => None,
+        };
         Ok(LocalCi {
             engine,
             bridge,
             services,
             registry,
+            web,
         })
     }
 
@@ -181,17 +198,30 @@ impl LocalCi {
         &self.services
     }
 
-    /// The metrics of the engine, caches and pools.
-    pub fn registry(&self) -> &Registry {
+    /// The metrics of the engine, caches, pools and web UI.
+    pub fn registry(&self) -> &Arc<Mutex<Registry>> {
         &self.registry
     }
 
-    /// Runs the bridge and the engine until `cancel` fires or one of them fails.
+    /// The web server, if one was configured: its address and first-run setup URL.
+    pub fn web(&self) -> Option<&WebServer> {
+        self.web.as_ref()
+    }
+
+    /// Runs the bridge, the engine and the web server until `cancel` fires or one of them fails.
     pub async fn run(self, cancel: CancellationToken) -> Result<(), RunError> {
         let stop_all = cancel.child_token();
         let bridge = self.bridge.run(stop_all.clone());
         let engine = self.engine.run(stop_all.clone());
-        let (bridge, engine) = tokio::join!(
+        let web = async {
+            let result = match self.web {
+                Some(web) => web.run(stop_all.clone()).await,
+                None => Ok(()),
+            };
+            stop_all.cancel();
+            result
+        };
+        let (bridge, engine, web) = tokio::join!(
             async {
                 let result = bridge.await;
                 stop_all.cancel();
@@ -201,10 +231,34 @@ impl LocalCi {
                 let result = engine.await;
                 stop_all.cancel();
                 result
-            }
+            },
+            web
         );
         engine?;
         bridge?;
+        web?;
         Ok(())
     }
+}
+
+/// Binds the web UI: the engine's rebuilds behind `POST /log/rebuild/<branch>`.
+async fn start_web(
+    config: WebConfig,
+    engine: &Engine,
+    services: &Services,
+    registry: &Arc<Mutex<Registry>>,
+) -> Result<WebServer, StartError> {
+    let rebuilds = engine.clone();
+    let state = AppState::builder(
+        config,
+        services.store.clone(),
+        services.logs.clone(),
+        Arc::clone(registry),
+    )
+    .rebuild_hook(move |branch| {
+        let engine = rebuilds.clone();
+        async move { engine.rebuild(&branch).await.map_err(|e| e.to_string()) }
+    })
+    .build()?;
+    Ok(WebServer::bind(state, None).await?)
 }

@@ -52,6 +52,17 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+        if let Some(web) = ci.web() {
+            let scheme = if web.state().config().public().is_https() {
+                "https"
+            } else {
+                "http"
+            };
+            eprintln!("datakit-ci: web UI on {scheme}://{}", web.local_addr());
+            if let Some(url) = web.state().setup_url() {
+                eprintln!("datakit-ci: first run: open {url} to set the admin password");
+            }
+        }
         let cancel = CancellationToken::new();
         let mut events = ci.engine().subscribe();
         tokio::spawn(async move {
