@@ -169,6 +169,7 @@ impl Harness {
             state_dir,
             web_ui: "https://ci.example/".to_owned(),
             canaries: Vec::new(),
+            web: None,
         })
         .await?;
         let events = ci.engine().subscribe();
