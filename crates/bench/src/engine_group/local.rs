@@ -139,6 +139,8 @@ struct Harness {
     /// The CI's own clone, which the plugin's temporary clones are made from.
     clone_dir: PathBuf,
     events: broadcast::Receiver<StatusChange>,
+    /// The CI's engine, to read the whole message of a failure (statuses are cut at 140 bytes).
+    engine: datakit_ci::engine::Engine,
     running: Background<datakit_ci::local::RunError>,
 }
 
@@ -173,12 +175,14 @@ impl Harness {
         })
         .await?;
         let events = ci.engine().subscribe();
+        let engine = ci.engine().clone();
         let running = Background::spawn(|cancel| ci.run(cancel));
         let mut harness = Harness {
             dir,
             repo,
             clone_dir,
             events,
+            engine,
             running,
         };
         let failed = harness.wait_final(&BTreeSet::from([first])).await?;
@@ -259,7 +263,7 @@ impl Harness {
     /// many failed (the first failures go to stderr).
     async fn wait_final(&mut self, commits: &BTreeSet<String>) -> anyhow::Result<usize> {
         let mut finals: BTreeMap<String, bool> = BTreeMap::new();
-        let events = &mut self.events;
+        let (events, engine) = (&mut self.events, &self.engine);
         let wait = async {
             while finals.len() < commits.len() {
                 match events.recv().await {
@@ -268,9 +272,15 @@ impl Harness {
                         if change.state != "pending" && commits.contains(hash) {
                             let ok = change.state == "success";
                             if !ok && finals.values().filter(|ok| !**ok).count() < 3 {
+                                let whole = engine
+                                    .target(&change.target)
+                                    .and_then(|t| t.jobs.into_iter().find(|j| j.name == change.job))
+                                    .and_then(|j| j.output)
+                                    .map(|o| o.result.description().to_owned())
+                                    .unwrap_or(change.description);
                                 eprintln!(
-                                    "warning: `{}` on {} ({hash}) is {}: {}",
-                                    change.job, change.target, change.state, change.description
+                                    "warning: `{}` on {} ({hash}) is {}: {whole}",
+                                    change.job, change.target, change.state
                                 );
                             }
                             finals.insert(hash.to_owned(), ok);
