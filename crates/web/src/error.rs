@@ -152,6 +152,12 @@ pub enum Error {
     /// The engine refused or failed a rebuild.
     #[error("{0}")]
     RebuildFailed(String),
+    /// The engine failed (e.g. a rebuild could not be requested).
+    #[error("engine failed")]
+    Engine(#[from] datakit_ci_engine::Error),
+    /// A target's history could not be read.
+    #[error("history failed")]
+    History(#[from] datakit_ci_history::Error),
     /// A blocking task panicked or was cancelled.
     #[error("internal task failed")]
     Join(#[from] tokio::task::JoinError),

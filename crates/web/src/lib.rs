@@ -15,7 +15,12 @@
 //!
 //! | Route | Role | What |
 //! |---|---|---|
-//! | `GET /` | Reader | placeholder until the engine's pages are merged in |
+//! | `GET /` | Reader | dashboard: dashboard branches, PR/branch/tag counts, pools ([`ci_pages`]; a placeholder without them) |
+//! | `GET /pr`, `/branch`, `/tag` | Reader | the targets of each kind, with their jobs' states |
+//! | `GET /{user}/{repo}/pr/{n}`, `/{user}/{repo}/ref/{path…}` | Reader | a target's jobs, logs, buttons and recorded states (`?history=<commit>`, `?test=<job>`) |
+//! | `GET /{user}/{repo}/commit/{hash}` | Reader | `303` to the only target on that head, else its live and archived builds |
+//! | `POST /rebuild-failed/{user}/{repo}/pr/{n}`, `…/ref/{path…}`, `…/commit/{hash}` | Builder | rebuilds the failed jobs there |
+//! | `GET /api/v1/…` | Reader | the JSON API (see [`api`]) |
 //! | `GET /auth/intro/{token}` | – | first-run link: logs in as `admin` once |
 //! | `GET, POST /auth/setup` | Admin | sets the admin password (once) |
 //! | `GET, POST /auth/login` | – | login form (rate-limited) |
@@ -54,11 +59,14 @@
 //!
 //! # Plugging in the engine
 //!
-//! The engine's pages (dashboard, `/pr`, `/branch`, `/tag`, target and commit pages) are a
-//! `Router<AppState>` passed to [`WebServer::bind`] (or [`router`]); they replace the placeholder
-//! `/`. They check roles with [`require`], render with [`pages::page`] and [`pages::Chrome`], and
-//! put [`Viewer::csrf_token`] in their forms with [`pages::post_form`]. The engine's rebuild
-//! entry point is installed with [`AppStateBuilder::rebuild_hook`].
+//! The engine's pages (dashboard, `/pr`, `/branch`, `/tag`, target and commit pages, bulk
+//! rebuilds) and the JSON API are the `Router<AppState>` made by [`ci_pages`] from an
+//! [`Engine`](datakit_ci_engine::Engine) and the application's
+//! [`Pools`](datakit_ci_pool::Pools), passed to [`WebServer::bind`] (or [`router`]); they replace
+//! the placeholder `/`. They check roles with [`require`], render with [`pages::page`] and
+//! [`pages::Chrome`], and put [`Viewer::csrf_token`] in their forms with [`pages::post_form`]. The
+//! engine's rebuild entry point is installed with [`AppStateBuilder::engine_rebuilds`] (or any
+//! function with [`AppStateBuilder::rebuild_hook`]).
 //!
 //! # Example
 //!
@@ -92,7 +100,9 @@ mod access;
 mod acl;
 mod actions;
 mod ansi;
+pub mod api;
 mod auth;
+mod ci;
 mod config;
 mod csrf;
 mod error;
@@ -111,6 +121,7 @@ pub use access::require;
 pub use acl::{AccessPolicy, Acl, Decision, Role, UserAttrs};
 pub use ansi::{AnsiHtml, MAX_STRING_SEQUENCE};
 pub use auth::{LOGIN_BURST, LOGIN_REFILL, PASSWORD_FILE};
+pub use ci::ci_pages;
 pub use config::{ListenAddr, MetricsToken, PublicUrl, Scheme, SessionsBackend, WebConfig};
 pub use csrf::CSRF_FIELD;
 pub use error::Error;

@@ -2,9 +2,10 @@
 //! state repository, and the checks that keep redirects on this site.
 
 use axum::http::{HeaderMap, header};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use datakit_ci_term::{CommitHash, RefName, RepoId, TargetId};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use crate::WebConfig;
+use crate::{Error, WebConfig};
 
 /// RFC 3986 path-segment encoding: unreserved characters, sub-delimiters, `:` and `@` are kept;
 /// everything else, `/` included, becomes `%XX`.
@@ -53,6 +54,90 @@ pub fn saved_log(branch: &str, commit: &str) -> String {
         encode_segment(branch),
         encode_segment(commit)
     )
+}
+
+/// The page of a target: `/<user>/<repo>/pr/<n>`, or `/<user>/<repo>/ref/` and the ref's
+/// components, each encoded.
+///
+/// ```
+/// use datakit_ci_term::{RefName, TargetId};
+/// let feature = TargetId::Ref("me/proj".parse()?, RefName::branch("feature/x")?);
+/// assert_eq!(datakit_ci_web::urls::target(&feature), "/me/proj/ref/heads/feature/x");
+/// let pr = TargetId::Pr("me/proj".parse()?, 3);
+/// assert_eq!(datakit_ci_web::urls::target(&pr), "/me/proj/pr/3");
+/// # Ok::<(), datakit_ci_term::IdError>(())
+/// ```
+pub fn target(id: &TargetId) -> String {
+    format!("/{}{}", repo_prefix(id.repo()), target_suffix(id))
+}
+
+/// The JSON description of a target: `/api/v1/targets` and the target's page path.
+pub fn api_target(id: &TargetId) -> String {
+    format!("/api/v1/targets{}", target(id))
+}
+
+/// The JSON history of a target: `/api/v1/history` and the target's page path.
+pub fn api_history(id: &TargetId) -> String {
+    format!("/api/v1/history{}", target(id))
+}
+
+/// The page of a source commit: `/<user>/<repo>/commit/<hash>`.
+pub fn commit(repo: &RepoId, hash: &CommitHash) -> String {
+    format!("/{}/commit/{hash}", repo_prefix(repo))
+}
+
+/// Where the "rebuild failed jobs" form of a page posts: `/rebuild-failed` and the page's path.
+pub fn rebuild_failed(page: &str) -> String {
+    format!("/rebuild-failed{page}")
+}
+
+fn repo_prefix(repo: &RepoId) -> String {
+    format!(
+        "{}/{}",
+        encode_segment(repo.user()),
+        encode_segment(repo.repo())
+    )
+}
+
+fn target_suffix(id: &TargetId) -> String {
+    match id {
+        TargetId::Pr(_, number) => format!("/pr/{number}"),
+        TargetId::Ref(_, name) => {
+            let components: Vec<String> = name
+                .components()
+                .iter()
+                .map(|c| encode_segment(c))
+                .collect();
+            format!("/ref/{}", components.join("/"))
+        }
+    }
+}
+
+/// The repository of a page's `/<user>/<repo>/…` path (captured, already decoded).
+pub(crate) fn parse_repo(user: &str, repo: &str) -> Result<RepoId, Error> {
+    RepoId::new(user, repo).map_err(|e| Error::NotFound(format!("No such project: {e}")))
+}
+
+/// The PR target of `/<user>/<repo>/pr/<number>`.
+pub(crate) fn parse_pr(user: &str, repo: &str, number: &str) -> Result<TargetId, Error> {
+    let repo = parse_repo(user, repo)?;
+    let number = number
+        .parse()
+        .map_err(|_| Error::NotFound(format!("Invalid PR number {number:?}")))?;
+    Ok(TargetId::Pr(repo, number))
+}
+
+/// The ref target of `/<user>/<repo>/ref/<path…>`; `path` is the raw (still encoded) rest of
+/// the URL path, split on `/` and decoded component by component (spec §1.4 row 12).
+pub(crate) fn parse_ref(user: &str, repo: &str, path: &str) -> Result<TargetId, Error> {
+    let repo = parse_repo(user, repo)?;
+    let components: Vec<String> = path
+        .split('/')
+        .map(|c| percent_decode_str(c).decode_utf8_lossy().into_owned())
+        .collect();
+    let name =
+        RefName::new(&components).map_err(|e| Error::NotFound(format!("Invalid ref name: {e}")))?;
+    Ok(TargetId::Ref(repo, name))
 }
 
 /// A link into the published state repository, or `/error/no-state-repo` if none is configured.
@@ -110,6 +195,28 @@ mod tests {
         assert_eq!(encode_segment("é"), "%C3%A9");
         assert_eq!(saved_log("b/1", "abc"), "/log/saved/b%2F1/abc");
         assert_eq!(encode_query("a+b/c=d&e"), "a%2Bb%2Fc%3Dd%26e");
+    }
+
+    #[test]
+    fn target_paths_round_trip() {
+        for (path, shown) in [
+            ("heads/main", "me/proj/heads/main"),
+            ("heads/feature/x", "me/proj/heads/feature/x"),
+            ("tags/v0.1", "me/proj/tags/v0.1"),
+            ("v0.1", "me/proj/v0.1"),
+        ] {
+            let id = parse_ref("me", "proj", path).expect("valid ref");
+            assert_eq!(id.to_string(), shown);
+            assert_eq!(target(&id), format!("/me/proj/ref/{path}"));
+        }
+        let pr = parse_pr("me", "proj", "12").expect("valid PR");
+        assert_eq!(target(&pr), "/me/proj/pr/12");
+        assert_eq!(api_history(&pr), "/api/v1/history/me/proj/pr/12");
+        for bad in ["heads/a b", "heads//x", "heads/..", ""] {
+            assert!(parse_ref("me", "proj", bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_pr("me", "proj", "x").is_err());
+        assert!(parse_pr("me", "p r", "1").is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! HTML pages: the common chrome (spec §1.5.1), form helpers, and one module per group of pages.
 //!
 //! Pages are `maud` templates, so every interpolated value is escaped. Engine-facing pages
-//! (dashboard, targets, commits) will live beside these and use [`page`] and [`Chrome`].
+//! (dashboard, targets, commits) live in the `ci` module and use [`page`] and [`Chrome`].
 
 pub(crate) mod auth;
 pub(crate) mod errors;

@@ -2,6 +2,8 @@
 //! directory, local users, a server on a free loopback port, a cookie-keeping in-process agent.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod ci;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -80,7 +82,15 @@ pub struct Running {
 
 impl Running {
     pub async fn start(state: AppState) -> anyhow::Result<Running> {
-        let server = WebServer::bind(state.clone(), None).await?;
+        Running::start_with(state, None).await
+    }
+
+    /// A server with `pages` (e.g. the CI pages).
+    pub async fn start_with(
+        state: AppState,
+        pages: Option<Router<AppState>>,
+    ) -> anyhow::Result<Running> {
+        let server = WebServer::bind(state.clone(), pages).await?;
         let addr = server.local_addr();
         let prometheus = server.prometheus_addr();
         let cancel = CancellationToken::new();

@@ -1,0 +1,359 @@
+//! The JSON API (DESIGN §6.2): the format of its responses, converted by hand from the engine's
+//! and the history's types (which do not derive `Serialize`), and its routes.
+//!
+//! Every route needs the same role as the page it mirrors (`Reader`). Errors are
+//! `{"error": "<message>"}` with the HTTP status: `401` for an anonymous viewer who must log in,
+//! `403` for a viewer lacking the role, `404` for an unknown project, target or commit.
+//!
+//! | Route | Response |
+//! |---|---|
+//! | `GET /api/v1/projects` | [`Projects`]: each project's `id` and `dashboards` (target ids) |
+//! | `GET /api/v1/targets` | [`Targets`]: every tracked target — `id`, `kind` (`pr`, `branch`, `tag`), `head`, summary `state`/`description`, `jobs` (`name`, `state`, `description`) |
+//! | `GET /api/v1/targets/<user>/<repo>/pr/<n>` | [`TargetDetail`]: the target and its jobs with their `logs` (`kind` `live`/`saved`, `url`, `raw_url`, `can_cancel`, `can_rebuild`, `rebuild`) |
+//! | `GET /api/v1/targets/<user>/<repo>/ref/<path…>` | the same for a ref (e.g. `ref/heads/main`, `ref/tags/v1.0`) |
+//! | `GET /api/v1/history/<user>/<repo>/pr/<n>` | [`TargetHistory`]: the recorded states, newest first (at most 50): `commit`, `parents`, `source_commit`, `metadata_commit`, `url`, `jobs` |
+//! | `GET /api/v1/history/<user>/<repo>/ref/<path…>` | the same for a ref |
+//!
+//! States are `success`, `pending` or `failure`; a job not evaluated yet is `pending` with the
+//! description `(new)`. URLs are paths on this site. Logs' `raw_url`s give the log as
+//! `text/plain`; `POST`s (cancel, rebuild) need the session's CSRF token in the header
+//! `X-CSRF-Token`.
+
+mod routes;
+
+use serde::Serialize;
+
+use datakit_ci_engine::{Project, TargetView};
+use datakit_ci_history::HistoryState;
+use datakit_ci_term::{LogLeaf, RebuildStateKind, Target, TargetId};
+
+use crate::ci::model::{self, Job};
+use crate::urls;
+
+pub(crate) use routes::routes;
+
+/// `GET /api/v1/projects`.
+#[derive(Debug, Serialize)]
+pub struct Projects {
+    /// The configured projects, in order.
+    pub projects: Vec<ProjectJson>,
+}
+
+/// A configured project.
+#[derive(Debug, Serialize)]
+pub struct ProjectJson {
+    /// `user/repo`.
+    pub id: String,
+    /// The dashboard targets' ids, e.g. `user/repo/heads/main`.
+    pub dashboards: Vec<String>,
+}
+
+/// `GET /api/v1/targets`.
+#[derive(Debug, Serialize)]
+pub struct Targets {
+    /// Every tracked target, in the engine's order (refs, then PRs, per repository).
+    pub targets: Vec<TargetSummary>,
+}
+
+/// A target and its jobs' states.
+#[derive(Debug, Serialize)]
+pub struct TargetSummary {
+    /// The target.
+    #[serde(flatten)]
+    pub target: TargetInfo,
+    /// This target's detail in the API.
+    pub api_url: String,
+    /// The jobs, by name.
+    pub jobs: Vec<JobSummary>,
+}
+
+/// A job's state.
+#[derive(Debug, Serialize)]
+pub struct JobSummary {
+    /// The test's name.
+    pub name: String,
+    /// `success`, `pending` or `failure`.
+    pub state: &'static str,
+    /// The description, failure message or pending reason.
+    pub description: String,
+}
+
+/// `GET /api/v1/targets/<target>`.
+#[derive(Debug, Serialize)]
+pub struct TargetDetail {
+    /// The target.
+    #[serde(flatten)]
+    pub target: TargetInfo,
+    /// Whether the engine tracks the target now (if not, the jobs are its latest recorded state).
+    pub tracked: bool,
+    /// The target's recorded states in the API.
+    pub history_url: String,
+    /// The jobs with their logs.
+    pub jobs: Vec<JobDetail>,
+}
+
+/// What identifies and summarises a target, in [`TargetSummary`] and [`TargetDetail`].
+#[derive(Debug, Serialize)]
+pub struct TargetInfo {
+    /// `user/repo/prs/<n>` or `user/repo/<ref name>`.
+    pub id: String,
+    /// `user/repo`.
+    pub repo: String,
+    /// `pr`, `branch` or `tag`.
+    pub kind: &'static str,
+    /// The PR number, for PRs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number: Option<u64>,
+    /// The ref name, for refs.
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub ref_name: Option<String>,
+    /// The PR's title, for tracked PRs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The head commit the jobs ran on, if known.
+    pub head: Option<String>,
+    /// The summary state of the jobs.
+    pub state: &'static str,
+    /// The summary description.
+    pub description: String,
+    /// The target's page.
+    pub url: String,
+}
+
+/// A job with its logs.
+#[derive(Debug, Serialize)]
+pub struct JobDetail {
+    /// The test's name.
+    pub name: String,
+    /// `success`, `pending` or `failure`.
+    pub state: &'static str,
+    /// The description, failure message or pending reason.
+    pub description: String,
+    /// Its logs, in order, each once.
+    pub logs: Vec<LogJson>,
+}
+
+/// One log of a job.
+#[derive(Debug, Serialize)]
+pub struct LogJson {
+    /// `live` (still running) or `saved`.
+    pub kind: &'static str,
+    /// The build's title.
+    pub title: String,
+    /// The store branch the build logs to.
+    pub branch: String,
+    /// The log's page.
+    pub url: String,
+    /// The log as `text/plain`.
+    pub raw_url: String,
+    /// The store commit holding a saved log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// Whether a saved log's build failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<bool>,
+    /// A saved log's rebuild state: `rebuildable`, `rebuilding` or `archived`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rebuild: Option<&'static str>,
+    /// Whether the build can be cancelled (`POST` [`cancel_url`](Self::cancel_url), role `Builder`).
+    pub can_cancel: bool,
+    /// Whether the build can be redone (`POST` [`rebuild_url`](Self::rebuild_url), role `Builder`).
+    pub can_rebuild: bool,
+    /// Where to cancel a live log's build.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancel_url: Option<String>,
+    /// Where to rebuild a saved log's build.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rebuild_url: Option<String>,
+}
+
+/// `GET /api/v1/history/<target>`.
+#[derive(Debug, Serialize)]
+pub struct TargetHistory {
+    /// The target's id.
+    pub target: String,
+    /// The recorded states, newest first.
+    pub states: Vec<RecordedState>,
+}
+
+/// One recorded state of a target's jobs.
+#[derive(Debug, Serialize)]
+pub struct RecordedState {
+    /// The status-branch commit.
+    pub commit: Option<String>,
+    /// The previous states' commits.
+    pub parents: Vec<String>,
+    /// The source commit the jobs ran on.
+    pub source_commit: Option<String>,
+    /// The `github-metadata` commit used as input.
+    pub metadata_commit: Option<String>,
+    /// The page showing this state.
+    pub url: Option<String>,
+    /// The summary state of the jobs.
+    pub state: &'static str,
+    /// The jobs' states.
+    pub jobs: Vec<JobSummary>,
+}
+
+/// The error body.
+#[derive(Debug, Serialize)]
+pub struct ErrorJson {
+    /// What went wrong.
+    pub error: String,
+}
+
+impl From<&Project> for ProjectJson {
+    fn from(project: &Project) -> Self {
+        ProjectJson {
+            id: project.id().to_string(),
+            dashboards: project
+                .dashboard_targets()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        }
+    }
+}
+
+impl From<&Job> for JobSummary {
+    fn from(job: &Job) -> Self {
+        JobSummary {
+            name: job.name.clone(),
+            state: job.state().word(),
+            description: job.description().to_owned(),
+        }
+    }
+}
+
+impl From<&TargetView> for TargetSummary {
+    fn from(view: &TargetView) -> Self {
+        let id = view.target.id();
+        let jobs = model::live_jobs(view);
+        TargetSummary {
+            target: target_info(
+                &id,
+                Some(&view.target),
+                Some(view.target.head().to_string()),
+                &jobs,
+            ),
+            api_url: urls::api_target(&id),
+            jobs: jobs.iter().map(JobSummary::from).collect(),
+        }
+    }
+}
+
+/// The common fields of a target.
+pub(crate) fn target_info(
+    id: &TargetId,
+    target: Option<&Target>,
+    head: Option<String>,
+    jobs: &[Job],
+) -> TargetInfo {
+    let (state, description) = model::summary(jobs);
+    let (number, ref_name) = match id {
+        TargetId::Pr(_, number) => (Some(*number), None),
+        TargetId::Ref(_, name) => (None, Some(name.to_string())),
+    };
+    TargetInfo {
+        id: id.to_string(),
+        repo: id.repo().to_string(),
+        kind: model::kind(id).word(),
+        number,
+        ref_name,
+        title: target.and_then(model::title).map(str::to_owned),
+        head,
+        state: state.word(),
+        description,
+        url: urls::target(id),
+    }
+}
+
+impl From<&Job> for JobDetail {
+    fn from(job: &Job) -> Self {
+        let mut seen = std::collections::HashSet::new();
+        let logs = job
+            .output
+            .iter()
+            .flat_map(|output| output.logs.leaves())
+            .filter_map(|leaf| {
+                let log = LogJson::from(leaf);
+                seen.insert(log.branch.clone()).then_some(log)
+            })
+            .collect();
+        JobDetail {
+            name: job.name.clone(),
+            state: job.state().word(),
+            description: job.description().to_owned(),
+            logs,
+        }
+    }
+}
+
+impl From<LogLeaf<'_>> for LogJson {
+    fn from(leaf: LogLeaf<'_>) -> Self {
+        match leaf {
+            LogLeaf::Live(log) => {
+                let url = urls::live_log(log.branch());
+                LogJson {
+                    kind: "live",
+                    title: log.title().to_owned(),
+                    branch: log.branch().to_owned(),
+                    raw_url: format!("{url}?raw"),
+                    url,
+                    commit: None,
+                    failed: None,
+                    rebuild: None,
+                    can_cancel: log.can_cancel(),
+                    can_rebuild: false,
+                    cancel_url: log
+                        .can_cancel()
+                        .then(|| format!("/cancel/{}", urls::encode_segment(log.branch()))),
+                    rebuild_url: None,
+                }
+            }
+            LogLeaf::Saved(saved) => {
+                let branch = saved.branch().as_str();
+                let url = urls::saved_log(branch, &saved.commit().to_string());
+                let rebuild = saved.rebuild_state();
+                let can_rebuild = rebuild == RebuildStateKind::Rebuildable;
+                LogJson {
+                    kind: "saved",
+                    title: saved.title().to_owned(),
+                    branch: branch.to_owned(),
+                    raw_url: format!("{url}?raw"),
+                    url,
+                    commit: Some(saved.commit().to_string()),
+                    failed: Some(saved.failed()),
+                    rebuild: Some(match rebuild {
+                        RebuildStateKind::Rebuildable => "rebuildable",
+                        RebuildStateKind::Rebuilding => "rebuilding",
+                        RebuildStateKind::Archived => "archived",
+                    }),
+                    can_cancel: false,
+                    can_rebuild,
+                    cancel_url: None,
+                    rebuild_url: can_rebuild
+                        .then(|| format!("/log/rebuild/{}", urls::encode_segment(branch))),
+                }
+            }
+        }
+    }
+}
+
+impl RecordedState {
+    /// The JSON form of a recorded state of target `id`.
+    pub(crate) fn new(id: &TargetId, state: &HistoryState) -> Self {
+        let jobs = model::recorded_jobs(state);
+        RecordedState {
+            commit: state.commit.map(|c| c.to_string()),
+            parents: state.parents.iter().map(ToString::to_string).collect(),
+            source_commit: state.source_commit.as_ref().map(ToString::to_string),
+            metadata_commit: state.metadata_commit.map(|c| c.to_string()),
+            url: state
+                .commit
+                .map(|c| format!("{}?history={c}", urls::target(id))),
+            state: model::summary(&jobs).0.word(),
+            jobs: jobs.iter().map(JobSummary::from).collect(),
+        }
+    }
+}

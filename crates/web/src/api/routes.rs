@@ -1,0 +1,180 @@
+//! The handlers of `/api/v1/` (see the table in [`api`](crate::api)): role checks as on the
+//! pages, errors as JSON.
+
+use axum::extract::{Extension, OriginalUri, RawPathParams, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use datakit_ci_term::TargetId;
+
+use super::{
+    ErrorJson, JobDetail, ProjectJson, Projects, RecordedState, TargetDetail, TargetHistory,
+    TargetSummary, Targets, target_info,
+};
+use crate::acl::Role;
+use crate::ci::model::{self, API_HISTORY};
+use crate::ci::{Ci, pr_target, ref_target};
+use crate::{AppState, Error, Viewer, access};
+
+/// The routes of the JSON API.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/projects", get(get_projects))
+        .route("/api/v1/targets", get(get_targets))
+        .route(
+            "/api/v1/targets/{user}/{repo}/pr/{number}",
+            get(get_pr_target),
+        )
+        .route(
+            "/api/v1/targets/{user}/{repo}/ref/{*path}",
+            get(get_ref_target),
+        )
+        .route(
+            "/api/v1/history/{user}/{repo}/pr/{number}",
+            get(get_pr_history),
+        )
+        .route(
+            "/api/v1/history/{user}/{repo}/ref/{*path}",
+            get(get_ref_history),
+        )
+}
+
+/// An error of the API: the status of [`Error`], with a JSON body; a viewer who must log in gets
+/// `401` rather than a redirect to the login form.
+pub(crate) struct ApiError(Error);
+
+impl<E: Into<Error>> From<E> for ApiError {
+    fn from(error: E) -> Self {
+        ApiError(error.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match &self.0 {
+            Error::LoginRequired { .. } => (StatusCode::UNAUTHORIZED, "Login required".to_owned()),
+            Error::Denied { .. } => (StatusCode::FORBIDDEN, "Permission denied".to_owned()),
+            error if error.status().is_server_error() => {
+                tracing::error!(error = %crate::error::ErrorChain(error), "API request failed");
+                (error.status(), "Internal server error".to_owned())
+            }
+            error => (error.status(), error.to_string()),
+        };
+        (status, Json(ErrorJson { error: message })).into_response()
+    }
+}
+
+async fn get_projects(
+    State(state): State<AppState>,
+    Extension(ci): Extension<Ci>,
+    viewer: Viewer,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<Projects>, ApiError> {
+    access::require(&state, &viewer, &[Role::Reader], &uri)?;
+    Ok(Json(Projects {
+        projects: ci.engine.projects().map(ProjectJson::from).collect(),
+    }))
+}
+
+async fn get_targets(
+    State(state): State<AppState>,
+    Extension(ci): Extension<Ci>,
+    viewer: Viewer,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<Targets>, ApiError> {
+    access::require(&state, &viewer, &[Role::Reader], &uri)?;
+    Ok(Json(Targets {
+        targets: ci
+            .engine
+            .targets()
+            .iter()
+            .map(TargetSummary::from)
+            .collect(),
+    }))
+}
+
+async fn get_pr_target(
+    State(state): State<AppState>,
+    Extension(ci): Extension<Ci>,
+    viewer: Viewer,
+    OriginalUri(uri): OriginalUri,
+    params: RawPathParams,
+) -> Result<Json<TargetDetail>, ApiError> {
+    access::require(&state, &viewer, &[Role::Reader], &uri)?;
+    target_detail(&ci, &pr_target(&params)?).await
+}
+
+async fn get_ref_target(
+    State(state): State<AppState>,
+    Extension(ci): Extension<Ci>,
+    viewer: Viewer,
+    OriginalUri(uri): OriginalUri,
+    params: RawPathParams,
+) -> Result<Json<TargetDetail>, ApiError> {
+    access::require(&state, &viewer, &[Role::Reader], &uri)?;
+    target_detail(&ci, &ref_target(&params)?).await
+}
+
+async fn get_pr_history(
+    State(state): State<AppState>,
+    Extension(ci): Extension<Ci>,
+    viewer: Viewer,
+    OriginalUri(uri): OriginalUri,
+    params: RawPathParams,
+) -> Result<Json<TargetHistory>, ApiError> {
+    access::require(&state, &viewer, &[Role::Reader], &uri)?;
+    target_history(&ci, &pr_target(&params)?).await
+}
+
+async fn get_ref_history(
+    State(state): State<AppState>,
+    Extension(ci): Extension<Ci>,
+    viewer: Viewer,
+    OriginalUri(uri): OriginalUri,
+    params: RawPathParams,
+) -> Result<Json<TargetHistory>, ApiError> {
+    access::require(&state, &viewer, &[Role::Reader], &uri)?;
+    target_history(&ci, &ref_target(&params)?).await
+}
+
+fn check_project(ci: &Ci, id: &TargetId) -> Result<(), ApiError> {
+    if ci.engine.projects().any(|p| p.id() == id.repo()) {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!("No such project {}", id.repo())).into())
+    }
+}
+
+async fn target_detail(ci: &Ci, id: &TargetId) -> Result<Json<TargetDetail>, ApiError> {
+    check_project(ci, id)?;
+    let shown = model::shown_state(&ci.engine, id, None)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("No target {id}")))?;
+    Ok(Json(TargetDetail {
+        target: target_info(
+            id,
+            shown.target.as_ref(),
+            shown.head.as_ref().map(ToString::to_string),
+            &shown.jobs,
+        ),
+        tracked: shown.target.is_some(),
+        history_url: crate::urls::api_history(id),
+        jobs: shown.jobs.iter().map(JobDetail::from).collect(),
+    }))
+}
+
+async fn target_history(ci: &Ci, id: &TargetId) -> Result<Json<TargetHistory>, ApiError> {
+    check_project(ci, id)?;
+    let history = ci.engine.history();
+    let latest = history.latest(id).await?.and_then(|state| state.commit);
+    if latest.is_none() && ci.engine.target(id).is_none() {
+        return Err(Error::NotFound(format!("No target {id}")).into());
+    }
+    let states = model::walk_history(history, latest, API_HISTORY).await?;
+    Ok(Json(TargetHistory {
+        target: id.to_string(),
+        states: states.iter().map(|s| RecordedState::new(id, s)).collect(),
+    }))
+}

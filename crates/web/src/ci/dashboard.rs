@@ -1,0 +1,167 @@
+//! The dashboard `/` (spec §1.5.3): per project, its dashboard branches with their jobs' states
+//! and counts of PRs, branches and tags; then the monitored pools with holders and queues.
+
+use axum::extract::{Extension, OriginalUri, State};
+use maud::{Markup, html};
+
+use datakit_ci_engine::TargetView;
+use datakit_ci_pool::MonitoredPool;
+use datakit_ci_term::TargetId;
+
+use super::model::{self, Job, JobState, Kind};
+use super::widgets::{Actions, status_flag};
+use super::{Ci, actions, title};
+use crate::acl::Role;
+use crate::pages::{Chrome, Tab, page, post_form};
+use crate::{AppState, Error, Viewer, access, urls};
+
+/// `GET /` (role `Reader`).
+pub(crate) async fn get_dashboard(
+    State(state): State<AppState>,
+    Extension(ci): Extension<Ci>,
+    viewer: Viewer,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Markup, Error> {
+    access::require(&state, &viewer, &[Role::Reader], &uri)?;
+    let actions = actions(&state, &viewer).await?;
+    let targets = ci.engine.targets();
+    let projects: Vec<Markup> = ci
+        .engine
+        .projects()
+        .map(|project| {
+            let repo = project.id();
+            let of_repo: Vec<&TargetView> = targets
+                .iter()
+                .filter(|t| t.target.id().repo() == repo)
+                .collect();
+            let count = |kind: Kind| {
+                of_repo
+                    .iter()
+                    .filter(|t| model::kind(&t.target.id()) == kind)
+                    .count()
+            };
+            let widgets: Vec<Markup> = project
+                .dashboard_targets()
+                .iter()
+                .filter_map(|id| {
+                    let view = of_repo.iter().find(|t| t.target.id() == *id)?;
+                    Some(widget(id, view))
+                })
+                .collect();
+            html! {
+                section.project id=(format!("project-{repo}")) {
+                    h2 { (repo) }
+                    div.dashboards { @for w in widgets { (w) } }
+                    p.counts {
+                        a href="/pr" { (count(Kind::Pr)) " PRs" } " · "
+                        a href="/branch" { (count(Kind::Branch)) " branches" } " · "
+                        a href="/tag" { (count(Kind::Tag)) " tags" }
+                    }
+                }
+            }
+        })
+        .collect();
+    let content = html! {
+        @for project in projects { (project) }
+        h2 { "Resource pools" }
+        table.table.table-bordered.table-hover.pools {
+            tr { th { "Name" } th { "Utilisation" } }
+            @for pool in ci.pools.list() {
+                (pool_row(&state, &pool, &actions))
+            }
+        }
+    };
+    Ok(page(
+        &Chrome::new(&state, &viewer),
+        &title(&ci.engine),
+        Tab::Home,
+        content,
+    ))
+}
+
+/// A dashboard branch: its summary as a coloured box, linking to the target, and its jobs.
+fn widget(id: &TargetId, view: &TargetView) -> Markup {
+    let jobs = model::live_jobs(view);
+    let (state, _) = model::summary(&jobs);
+    let (class, icon, status, comment) = match state {
+        JobState::Success => (
+            "dashboard-success",
+            "glyphicon-ok",
+            "Succeeding",
+            "YAY! The build is fine... Nothing to see here...",
+        ),
+        JobState::Pending => (
+            "dashboard-pending",
+            "glyphicon-hourglass",
+            "Pending",
+            "... WAITING ...",
+        ),
+        JobState::Failure => (
+            "dashboard-failure",
+            "glyphicon-remove",
+            "Failing",
+            "SOUND THE ALARM!!! The build has been broken!",
+        ),
+    };
+    let name = match id {
+        TargetId::Ref(_, name) => {
+            let components = name.components();
+            match components.first().map(String::as_str) {
+                Some("heads" | "tags") => components[1..].join("/"),
+                _ => components.join("/"),
+            }
+        }
+        TargetId::Pr(_, number) => format!("PR {number}"),
+    };
+    html! {
+        div class={ "dashboard text-center " (class) } {
+            h3.title { a href=(urls::target(id)) { (name) } }
+            p.status { span class={ "glyphicon " (icon) } {} " " (status) }
+            small { (comment) }
+            ul.jobs {
+                @for job in &jobs {
+                    li { (job_line(job)) }
+                }
+            }
+        }
+    }
+}
+
+fn job_line(job: &Job) -> Markup {
+    html! { (status_flag(job.state(), Some(&job.name))) " " (job.name) ": " (job.description()) }
+}
+
+/// A pool: `<active> / <capacity>` (and the queue when full), then each holder with its log and
+/// a cancel button for builders.
+fn pool_row(state: &AppState, pool: &MonitoredPool, actions: &Actions) -> Markup {
+    let (active, capacity, queued) = (pool.active(), pool.capacity(), pool.qlen());
+    html! {
+        tr {
+            th { (pool.name()) }
+            td {
+                (active) " / " (capacity)
+                @if active >= capacity { " [" (queued) " queued]" }
+                @for holder in pool.holders() {
+                    br;
+                    @if let Some(branch) = &holder.log_branch {
+                        @let can_cancel = state.logs().get(branch).is_some_and(|log| log.can_cancel());
+                        @if let (Some(csrf), true) = (&actions.csrf, can_cancel) {
+                            (post_form(
+                                "cancel",
+                                &format!("/cancel/{}", urls::encode_segment(branch)),
+                                csrf,
+                                html! {
+                                    input type="hidden" name="redirect" value="/";
+                                    button.btn.btn-default.btn-xs type="submit" { "Cancel" }
+                                },
+                            )) " "
+                        }
+                        "[ " a href=(urls::live_log(branch)) { "log" } " ] "
+                    }
+                    (holder.job)
+                    @if !holder.label.is_empty() { ": " (holder.label) }
+                }
+            }
+        }
+    }
+}

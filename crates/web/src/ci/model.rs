@@ -1,0 +1,297 @@
+//! What the CI pages and the JSON API show about targets and jobs, computed from the engine and
+//! the history: job states, the summary of a list of jobs (spec §1.5.2), the state of a target
+//! page (live or recorded), walks of a status branch, and the failed logs a bulk rebuild
+//! restarts.
+//!
+//! Knows nothing of HTML or JSON.
+
+use std::collections::BTreeSet;
+
+use datakit_ci_engine::{Engine, TargetView};
+use datakit_ci_history::{History, HistoryState};
+use datakit_ci_store::{BranchName, CommitId};
+use datakit_ci_term::{
+    CommitHash, JobOutput, JobResult, LogLeaf, RebuildStateKind, Target, TargetId,
+};
+
+use crate::Error;
+
+/// How many recorded states the target page links to.
+pub(crate) const PAGE_HISTORY: usize = 10;
+/// How many recorded states the JSON history returns at most.
+pub(crate) const API_HISTORY: usize = 50;
+
+/// A job's state, as shown by icons and the JSON API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum JobState {
+    Success,
+    Pending,
+    Failure,
+}
+
+impl JobState {
+    /// The lowercase word: `success`, `pending`, `failure`.
+    pub(crate) fn word(self) -> &'static str {
+        match self {
+            JobState::Success => "success",
+            JobState::Pending => "pending",
+            JobState::Failure => "failure",
+        }
+    }
+}
+
+/// One job of a shown state: its name and output (`None`: not evaluated yet).
+#[derive(Clone, Debug)]
+pub(crate) struct Job {
+    pub(crate) name: String,
+    pub(crate) output: Option<JobOutput>,
+}
+
+impl Job {
+    /// The job's state; a job without output is pending.
+    pub(crate) fn state(&self) -> JobState {
+        match self.output.as_ref().map(|o| &o.result) {
+            Some(JobResult::Success(_)) => JobState::Success,
+            Some(JobResult::Failure(_)) => JobState::Failure,
+            Some(JobResult::Pending(_)) | None => JobState::Pending,
+        }
+    }
+
+    /// The description, failure message or pending reason; `(new)` before the first evaluation.
+    pub(crate) fn description(&self) -> &str {
+        self.output
+            .as_ref()
+            .map_or("(new)", |o| o.result.description())
+    }
+}
+
+/// The jobs of a live target, by name.
+pub(crate) fn live_jobs(view: &TargetView) -> Vec<Job> {
+    view.jobs
+        .iter()
+        .map(|job| Job {
+            name: job.name.clone(),
+            output: job.output.clone(),
+        })
+        .collect()
+}
+
+/// The jobs of a recorded state, by name.
+pub(crate) fn recorded_jobs(state: &HistoryState) -> Vec<Job> {
+    state
+        .jobs
+        .iter()
+        .map(|(name, output)| Job {
+            name: name.clone(),
+            output: Some(output.clone()),
+        })
+        .collect()
+}
+
+/// The summary of `jobs` (spec §1.5.2): pending if any is pending (describing only those), else
+/// failure if any failed (only those), else success; descriptions grouped, `"<descr> (<names>)"`
+/// joined with `"; "`.
+pub(crate) fn summary(jobs: &[Job]) -> (JobState, String) {
+    let state = jobs
+        .iter()
+        .map(Job::state)
+        .max_by_key(|s| match s {
+            JobState::Success => 0,
+            JobState::Failure => 1,
+            JobState::Pending => 2,
+        })
+        .unwrap_or(JobState::Success);
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for job in jobs.iter().filter(|j| j.state() == state) {
+        match groups.iter_mut().find(|(d, _)| *d == job.description()) {
+            Some((_, names)) => names.push(&job.name),
+            None => groups.push((job.description(), vec![&job.name])),
+        }
+    }
+    groups.sort_by(|a, b| a.0.cmp(b.0));
+    let text = groups
+        .iter()
+        .map(|(descr, names)| format!("{descr} ({})", names.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    (state, text)
+}
+
+/// What a target page shows: the live jobs of a tracked target, or a recorded state.
+#[derive(Clone, Debug)]
+pub(crate) struct Shown {
+    /// The target's current metadata, if the engine tracks it.
+    pub(crate) target: Option<Target>,
+    /// The head the jobs ran on.
+    pub(crate) head: Option<CommitHash>,
+    /// The jobs.
+    pub(crate) jobs: Vec<Job>,
+    /// The recorded state shown (`?history=`), or `None` for the live state.
+    pub(crate) recorded: Option<CommitId>,
+    /// The latest recorded state of the target, where its history starts.
+    pub(crate) latest: Option<CommitId>,
+}
+
+/// The state of `id` to show: the recorded state `history` if given, else the live jobs if the
+/// engine tracks the target, else its latest recorded state. `None` if the target is neither
+/// tracked nor recorded.
+pub(crate) async fn shown_state(
+    engine: &Engine,
+    id: &TargetId,
+    history: Option<CommitId>,
+) -> Result<Option<Shown>, Error> {
+    let view = engine.target(id);
+    let latest = engine.history().latest(id).await?;
+    let latest_commit = latest.as_ref().and_then(|s| s.commit);
+    let target = view.as_ref().map(|v| v.target.clone());
+    if let Some(commit) = history {
+        let state = load_state(engine.history(), commit).await?;
+        return Ok(Some(Shown {
+            target,
+            head: state.source_commit.clone(),
+            jobs: recorded_jobs(&state),
+            recorded: Some(commit),
+            latest: latest_commit,
+        }));
+    }
+    Ok(match (view, latest) {
+        (Some(view), _) => Some(Shown {
+            head: Some(view.target.head().clone()),
+            jobs: live_jobs(&view),
+            target,
+            recorded: None,
+            latest: latest_commit,
+        }),
+        (None, Some(state)) => Some(Shown {
+            target: None,
+            head: state.source_commit.clone(),
+            jobs: recorded_jobs(&state),
+            recorded: state.commit,
+            latest: latest_commit,
+        }),
+        (None, None) => None,
+    })
+}
+
+/// Loads a recorded state; a commit that is not in the store is a `404`.
+pub(crate) async fn load_state(history: &History, commit: CommitId) -> Result<HistoryState, Error> {
+    if history.store().commit(commit).await.is_err() {
+        return Err(Error::NotFound(format!("No recorded state {commit}")));
+    }
+    Ok(history.load(commit).await?)
+}
+
+/// Up to `limit` recorded states, newest first, following first parents from `start`.
+pub(crate) async fn walk_history(
+    history: &History,
+    start: Option<CommitId>,
+    limit: usize,
+) -> Result<Vec<HistoryState>, Error> {
+    let mut states = Vec::new();
+    let mut next = start;
+    while let Some(commit) = next {
+        if states.len() >= limit {
+            break;
+        }
+        let state = history.load(commit).await?;
+        next = state.parents.first().copied();
+        states.push(state);
+    }
+    Ok(states)
+}
+
+/// The branches of the failed saved logs of `jobs` that can be rebuilt, without duplicates.
+pub(crate) fn failed_rebuildable(jobs: &[Job]) -> BTreeSet<BranchName> {
+    jobs.iter()
+        .filter_map(|job| job.output.as_ref())
+        .flat_map(|output| output.logs.leaves())
+        .filter_map(|leaf| match leaf {
+            LogLeaf::Saved(saved)
+                if saved.failed() && saved.rebuild_state() == RebuildStateKind::Rebuildable =>
+            {
+                Some(saved.branch().clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The kind of a target, as the lists and the JSON API group them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Pr,
+    Branch,
+    Tag,
+}
+
+impl Kind {
+    /// `pr`, `branch` or `tag`.
+    pub(crate) fn word(self) -> &'static str {
+        match self {
+            Kind::Pr => "pr",
+            Kind::Branch => "branch",
+            Kind::Tag => "tag",
+        }
+    }
+}
+
+/// A target's kind: tags are refs under `tags/`; every other ref counts as a branch.
+pub(crate) fn kind(id: &TargetId) -> Kind {
+    match id {
+        TargetId::Pr(..) => Kind::Pr,
+        TargetId::Ref(_, name) if name.is_tag() => Kind::Tag,
+        TargetId::Ref(..) => Kind::Branch,
+    }
+}
+
+/// A PR's title, if the target is a PR.
+pub(crate) fn title(target: &Target) -> Option<&str> {
+    match target {
+        Target::Pr(pr) => Some(&pr.title),
+        Target::Ref(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datakit_ci_term::Logs;
+
+    use super::*;
+
+    fn job(name: &str, result: Option<JobResult>) -> Job {
+        Job {
+            name: name.to_owned(),
+            output: result.map(|result| JobOutput {
+                result,
+                logs: Logs::Empty,
+            }),
+        }
+    }
+
+    #[test]
+    fn summaries_keep_the_worst_jobs_grouped_by_description() {
+        let ok = |d: &str| Some(JobResult::Success(d.to_owned()));
+        let failed = |d: &str| Some(JobResult::Failure(d.to_owned()));
+        assert_eq!(summary(&[]), (JobState::Success, String::new()));
+        assert_eq!(
+            summary(&[
+                job("a", ok("fine")),
+                job("b", ok("fine")),
+                job("c", ok("ok"))
+            ]),
+            (JobState::Success, "fine (a, b); ok (c)".to_owned())
+        );
+        assert_eq!(
+            summary(&[
+                job("a", failed("bad")),
+                job("b", ok("fine")),
+                job("c", failed("bad"))
+            ]),
+            (JobState::Failure, "bad (a, c)".to_owned())
+        );
+        assert_eq!(
+            summary(&[job("a", failed("bad")), job("new", None)]),
+            (JobState::Pending, "(new) (new)".to_owned())
+        );
+    }
+}

@@ -1,0 +1,575 @@
+//! The CI pages and the JSON API on a real engine, store and cache, driven in-process: every
+//! route × anonymous, reader, builder and admin; dashboard, lists, target pages with history,
+//! commit pages, bulk rebuilds, and every new POST refused without a CSRF token.
+
+mod common;
+
+use axum::http::header;
+use common::ci::{A, B, C, CiFixture, D, E, F};
+use common::{Agent, wait_for};
+use datakit_ci_pool::{Holder, MonitoredPool, PoolMetrics};
+use prometheus_client::registry::Registry;
+use serde_json::Value;
+
+const ROLES: [&str; 4] = ["anonymous", "reader", "builder", "admin"];
+
+/// Six targets: `main` and PR 3 share head A; `heads/feature/x`, `tags/v0.1`, the odd ref
+/// `v0.1` and PR 10 have heads of their own.
+async fn fixture() -> anyhow::Result<CiFixture> {
+    let ci = CiFixture::start(&[
+        ("me/proj/ref/heads/main/head", A),
+        ("me/proj/ref/heads/feature/x/head", B),
+        ("me/proj/ref/tags/v0.1/head", C),
+        ("me/proj/ref/v0.1/head", D),
+        ("me/proj/pr/3/head", A),
+        ("me/proj/pr/3/state", "open"),
+        ("me/proj/pr/3/title", "Third <PR>"),
+        ("me/proj/pr/3/owner", "alice"),
+        ("me/proj/pr/10/head", E),
+        ("me/proj/pr/10/state", "open"),
+        ("me/proj/pr/10/title", "Tenth PR"),
+        ("me/proj/pr/10/owner", "bob"),
+    ])
+    .await?;
+    ci.settled(6).await?;
+    Ok(ci)
+}
+
+async fn agents(ci: &CiFixture) -> anyhow::Result<Vec<Agent>> {
+    let app = ci.router();
+    let mut agents = Vec::new();
+    for role in ROLES {
+        let mut agent = Agent::new(app.clone());
+        if role != "anonymous" {
+            agent.log_in(role, &format!("{role}-pw")).await?;
+        }
+        agents.push(agent);
+    }
+    Ok(agents)
+}
+
+async fn page(agent: &mut Agent, path: &str) -> anyhow::Result<String> {
+    let response = agent.get(path).await?;
+    anyhow::ensure!(
+        response.status() == 200,
+        "GET {path}: {}",
+        response.status()
+    );
+    Agent::text(response).await
+}
+
+async fn json(agent: &mut Agent, path: &str) -> anyhow::Result<Value> {
+    let response = agent.get(path).await?;
+    anyhow::ensure!(
+        response.status() == 200,
+        "GET {path}: {}",
+        response.status()
+    );
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+    Ok(serde_json::from_str(&Agent::text(response).await?)?)
+}
+
+/// Asserts that `needles` occur in `html` in this order.
+fn assert_in_order(html: &str, needles: &[&str]) {
+    let mut from = 0;
+    for needle in needles {
+        match html[from..].find(needle) {
+            Some(index) => from += index + needle.len(),
+            None => panic!("{needle:?} missing, or out of order in {needles:?}:\n{html}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn ci_routes_by_role() -> anyhow::Result<()> {
+    let ci = fixture().await?;
+    let mut agents = agents(&ci).await?;
+    let ok = [303, 200, 200, 200];
+    let missing = [303, 404, 404, 404];
+    let api_ok = [401, 200, 200, 200];
+    let commit_a = format!("/me/proj/commit/{A}");
+    let commit_b = format!("/me/proj/commit/{B}");
+    let table: Vec<(&str, [u16; 4])> = vec![
+        ("/", ok),
+        ("/pr", ok),
+        ("/branch", ok),
+        ("/tag", ok),
+        ("/me/proj/pr/3", ok),
+        ("/me/proj/pr/10?test=lint", ok),
+        ("/me/proj/ref/heads/main", ok),
+        ("/me/proj/ref/heads/feature/x", ok),
+        ("/me/proj/ref/tags/v0.1", ok),
+        ("/me/proj/ref/v0.1", ok),
+        (&commit_a, ok),
+        (&commit_b, [303, 303, 303, 303]),
+        ("/me/proj/pr/99", missing),
+        ("/me/proj/pr/x", missing),
+        ("/me/proj/ref/heads/nope", missing),
+        ("/me/proj/ref/heads/a%20b", missing),
+        ("/me/proj/ref/heads/main?history=nonsense", missing),
+        (
+            "/me/proj/ref/heads/main?history=0123456789012345678901234567890123456789",
+            missing,
+        ),
+        ("/other/proj/pr/3", missing),
+        ("/me/proj/commit/not-a-hash", missing),
+        ("/api/v1/projects", api_ok),
+        ("/api/v1/targets", api_ok),
+        ("/api/v1/targets/me/proj/pr/3", api_ok),
+        ("/api/v1/targets/me/proj/ref/tags/v0.1", api_ok),
+        ("/api/v1/targets/me/proj/ref/v0.1", api_ok),
+        ("/api/v1/history/me/proj/pr/10", api_ok),
+        ("/api/v1/history/me/proj/ref/heads/feature/x", api_ok),
+        ("/api/v1/targets/me/proj/pr/99", [401, 404, 404, 404]),
+        ("/api/v1/history/other/proj/pr/1", [401, 404, 404, 404]),
+        ("/rebuild-failed/me/proj/pr/3", [405, 405, 405, 405]),
+        ("/no/such/page", [404, 404, 404, 404]),
+    ];
+    let mut failures = Vec::new();
+    for (path, expected) in &table {
+        for (i, agent) in agents.iter_mut().enumerate() {
+            let status = agent.get(path).await?.status().as_u16();
+            if status != expected[i] {
+                failures.push(format!(
+                    "GET {path} as {}: {status}, expected {}",
+                    ROLES[i], expected[i]
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+
+    // Anonymous API callers get a JSON error, not the login form.
+    let response = agents[0].get("/api/v1/targets").await?;
+    let body: Value = serde_json::from_str(&Agent::text(response).await?)?;
+    assert_eq!(body["error"], "Login required");
+    let response = agents[1].get("/api/v1/targets/me/proj/pr/99").await?;
+    let body: Value = serde_json::from_str(&Agent::text(response).await?)?;
+    assert_eq!(body["error"], "No target me/proj/prs/99");
+    // A missing target is a page with the chrome.
+    let response = agents[1].get("/me/proj/pr/99").await?;
+    let text = Agent::text(response).await?;
+    assert!(text.contains("No target me/proj/prs/99"), "{text}");
+    assert!(text.contains("navbar"), "{text}");
+    ci.stop().await
+}
+
+#[tokio::test]
+async fn new_posts_need_the_builder_role_and_a_csrf_token() -> anyhow::Result<()> {
+    let ci = fixture().await?;
+    let mut agents = agents(&ci).await?;
+    let commit = format!("/rebuild-failed/me/proj/commit/{D}");
+    let posts = [
+        "/rebuild-failed/me/proj/pr/10",
+        "/rebuild-failed/me/proj/ref/v0.1",
+        commit.as_str(),
+    ];
+    for (i, agent) in agents.iter_mut().enumerate() {
+        for path in posts {
+            let response = agent.send("POST", path, Some(&[])).await?;
+            assert_eq!(
+                response.status(),
+                403,
+                "POST {path} without token as {}",
+                ROLES[i]
+            );
+            assert_eq!(Agent::text(response).await?, "Missing CSRFToken");
+            let response = agent
+                .send("POST", path, Some(&[("CSRFToken", "forged")]))
+                .await?;
+            assert_eq!(response.status(), 403, "POST {path} forged as {}", ROLES[i]);
+        }
+    }
+    for key in ["fail-lint-eeeeeee", "fail-lint-ddddddd"] {
+        assert_eq!(ci.steps.runs(key), 1, "{key} was not rebuilt");
+    }
+    for path in posts {
+        for (i, expected) in [303, 403].into_iter().enumerate() {
+            let agent = &mut agents[i];
+            let csrf = agent.csrf().await?;
+            let response = agent
+                .send("POST", path, Some(&[("CSRFToken", &csrf)]))
+                .await?;
+            assert_eq!(response.status(), expected, "POST {path} as {}", ROLES[i]);
+        }
+    }
+    assert_eq!(
+        ci.steps.runs("fail-lint-eeeeeee"),
+        1,
+        "not rebuilt by readers"
+    );
+    ci.stop().await
+}
+
+#[tokio::test]
+async fn dashboard_and_lists() -> anyhow::Result<()> {
+    let ci = fixture().await?;
+    let mut metrics = Registry::default();
+    let pool = MonitoredPool::new("docker", 1, &PoolMetrics::new(&mut metrics), &ci.pools)?;
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let holder = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let holder = Holder {
+                job: "me/proj/prs/3:build".to_owned(),
+                label: "docker build".to_owned(),
+                log_branch: None,
+            };
+            pool.use_(holder, None, released).await
+        }
+    });
+    wait_for("the pool to be held", || async { pool.active() == 1 }).await?;
+    let mut reader = agents(&ci).await?.swap_remove(1);
+
+    let home = page(&mut reader, "/").await?;
+    assert!(home.contains("<title>CI: me/proj</title>"), "{home}");
+    assert_in_order(
+        &home,
+        &[
+            "<h2>me/proj</h2>",
+            "dashboard text-center dashboard-failure",
+            "href=\"/me/proj/ref/heads/main\">main</a>",
+            "Failing",
+            "title=\"build : success\"",
+            "build: ok-build-aaaaaaa done",
+            "title=\"lint : failure\"",
+            "lint: fail-lint-aaaaaaa failed",
+            "2 PRs",
+            "3 branches",
+            "1 tags",
+            "<h2>Resource pools</h2>",
+            "<th>docker</th>",
+            "1 / 1 [0 queued]",
+            "me/proj/prs/3:build: docker build",
+        ],
+    );
+    release
+        .send(())
+        .map_err(|()| anyhow::anyhow!("holder gone"))?;
+    holder.await??;
+
+    let prs = page(&mut reader, "/pr").await?;
+    assert_in_order(
+        &prs,
+        &[
+            "<li class=\"active\"><a href=\"/pr\">PRs</a>",
+            "PR status for me/proj",
+            "href=\"/me/proj/pr/10\">10</a>",
+            "Tenth PR",
+            "href=\"/me/proj/pr/3\">3</a>",
+            "Third &lt;PR&gt;",
+            &format!("href=\"/me/proj/commit/{A}\"><code>aaaaaaaa</code>"),
+            "fail-lint-aaaaaaa failed (lint); fail-test-aaaaaaa failed (test)",
+        ],
+    );
+    let branches = page(&mut reader, "/branch").await?;
+    assert_in_order(
+        &branches,
+        &[
+            "Branches for me/proj",
+            ">heads/feature/x</a>",
+            ">heads/main</a>",
+            ">v0.1</a>",
+        ],
+    );
+    assert!(!branches.contains("tags/v0.1"), "{branches}");
+    let tags = page(&mut reader, "/tag").await?;
+    assert!(
+        tags.contains("href=\"/me/proj/ref/tags/v0.1\">tags/v0.1</a>"),
+        "{tags}"
+    );
+    assert!(!tags.contains("heads/main"), "{tags}");
+    ci.stop().await
+}
+
+#[tokio::test]
+async fn target_pages_show_jobs_logs_buttons_and_history() -> anyhow::Result<()> {
+    let ci = fixture().await?;
+    // A second state of heads/feature/x.
+    ci.edit(&[("me/proj/ref/heads/feature/x/head", F)]).await?;
+    wait_for("feature/x to move", || async {
+        ci.engine
+            .targets()
+            .iter()
+            .any(|t| t.target.head().as_str() == F)
+    })
+    .await?;
+    ci.settled(6).await?;
+    let mut agents = agents(&ci).await?;
+
+    let path = "/me/proj/ref/heads/feature/x";
+    let builder_page = page(&mut agents[2], &format!("{path}?test=lint")).await?;
+    assert_in_order(
+        &builder_page,
+        &[
+            "<title>Ref heads/feature/x</title>",
+            "<li class=\"active\"><a href=\"/branch\">Branches</a>",
+            "<h1>Ref heads/feature/x</h1>",
+            "Showing the live state.",
+            "Recorded states: ",
+            "?history=",
+            "?history=",
+            "href=\"/api/v1/history/me/proj/ref/heads/feature/x\">JSON</a>",
+            &format!("href=\"/me/proj/commit/{F}\"><code>ffffffff</code>"),
+            "<th>build</th>",
+            "Success",
+            "href=\"/log/saved/step-ok-build-fffffff/",
+            "Step ok-build-fffffff",
+            "<tr id=\"job-lint\" class=\"job selected-job\"",
+            "<th>lint</th>",
+            "Failure",
+            "action=\"/log/rebuild/step-fail-lint-fffffff\"",
+            "name=\"redirect\" value=\"/me/proj/ref/heads/feature/x\"",
+            "fail-lint-ffffff",
+            "<th>test</th>",
+            "action=\"/rebuild-failed/me/proj/ref/heads/feature/x\"",
+            "Rebuild failed jobs (2)",
+        ],
+    );
+    // Both heads' states (and maybe a pending one in between).
+    assert!(
+        builder_page.matches("?history=").count() >= 2,
+        "{builder_page}"
+    );
+    assert_eq!(builder_page.matches("selected-job").count(), 1);
+    // Readers get no buttons.
+    let reader_page = page(&mut agents[1], path).await?;
+    assert!(!reader_page.contains("/log/rebuild/"), "{reader_page}");
+    assert!(!reader_page.contains("/rebuild-failed/"), "{reader_page}");
+    assert!(!reader_page.contains("CSRFToken"), "{reader_page}");
+
+    // The older state, from the JSON history.
+    let history = json(
+        &mut agents[1],
+        "/api/v1/history/me/proj/ref/heads/feature/x",
+    )
+    .await?;
+    let states = history["states"].as_array().expect("states");
+    assert!(states.len() >= 2, "{history:#}");
+    assert_eq!(states[0]["source_commit"], F);
+    assert_eq!(states[0]["parents"][0], states[1]["commit"]);
+    let last_of_b = states
+        .iter()
+        .find(|s| s["source_commit"] == B)
+        .expect("a state of head B");
+    assert_eq!(last_of_b["state"], "failure");
+    assert_eq!(
+        last_of_b["jobs"][1]["description"],
+        "fail-lint-bbbbbbb failed"
+    );
+    let old = last_of_b["url"].as_str().expect("url").to_owned();
+    let old_page = page(&mut agents[2], &old).await?;
+    assert_in_order(
+        &old_page,
+        &[
+            "Showing the recorded state ",
+            &format!("href=\"/me/proj/commit/{B}\"><code>bbbbbbbb</code>"),
+            "(archived)",
+            "href=\"/log/saved/step-fail-lint-bbbbbbb/",
+        ],
+    );
+    assert!(old_page.contains("class=\"state current\""), "{old_page}");
+    assert!(!old_page.contains("/rebuild-failed/"), "{old_page}");
+
+    // Refs of every shape, and the PR title.
+    let odd = page(&mut agents[1], "/me/proj/ref/v0.1").await?;
+    assert!(odd.contains("<h1>Ref v0.1</h1>"), "{odd}");
+    let tag = page(&mut agents[1], "/me/proj/ref/tags/v0.1").await?;
+    assert!(
+        tag.contains("<li class=\"active\"><a href=\"/tag\">Tags</a>"),
+        "{tag}"
+    );
+    let pr = page(&mut agents[1], "/me/proj/pr/3").await?;
+    assert!(pr.contains("<h1>PR 3 (Third &lt;PR&gt;)</h1>"), "{pr}");
+    ci.stop().await
+}
+
+#[tokio::test]
+async fn commit_pages_redirect_to_the_only_target_or_list_them() -> anyhow::Result<()> {
+    let ci = fixture().await?;
+    let mut reader = agents(&ci).await?.swap_remove(1);
+    let response = reader
+        .get(&format!("/me/proj/commit/{B}?test=lint"))
+        .await?;
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        response.headers()[header::LOCATION],
+        "/me/proj/ref/heads/feature/x?test=lint#job-lint"
+    );
+    let both = page(&mut reader, &format!("/me/proj/commit/{A}?test=build")).await?;
+    assert_in_order(
+        &both,
+        &[
+            &format!("<h1>Commit {A}</h1>"),
+            "Current builds:",
+            "href=\"/me/proj/ref/heads/main?test=build#job-build\">me/proj/heads/main</a>",
+            "href=\"/me/proj/pr/3?test=build#job-build\">me/proj/prs/3</a>",
+            "Archived builds:",
+            "<li>(none)</li>",
+        ],
+    );
+
+    // Once feature/x moves on, B's build is archived.
+    ci.edit(&[("me/proj/ref/heads/feature/x/head", F)]).await?;
+    ci.settled(6).await?;
+    wait_for("B to have no live target", || async {
+        ci.engine
+            .targets_of_commit(
+                &"me/proj".parse().expect("valid"),
+                &B.parse().expect("valid"),
+            )
+            .is_empty()
+    })
+    .await?;
+    let archived = page(&mut reader, &format!("/me/proj/commit/{B}")).await?;
+    assert_in_order(
+        &archived,
+        &[
+            "Current builds:",
+            "<li>(none)</li>",
+            "Archived builds:",
+            "href=\"/me/proj/ref/heads/feature/x?history=",
+            ">me/proj/heads/feature/x</a>",
+        ],
+    );
+    ci.stop().await
+}
+
+#[tokio::test]
+async fn json_api() -> anyhow::Result<()> {
+    let ci = fixture().await?;
+    let mut reader = agents(&ci).await?.swap_remove(1);
+    let projects = json(&mut reader, "/api/v1/projects").await?;
+    assert_eq!(
+        projects,
+        serde_json::json!({"projects": [{
+            "id": "me/proj",
+            "dashboards": ["me/proj/heads/main", "me/proj/heads/master"],
+        }]})
+    );
+
+    let targets = json(&mut reader, "/api/v1/targets").await?;
+    let summary: Vec<(String, String, String)> = targets["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap_or_default().to_owned(),
+                t["kind"].as_str().unwrap_or_default().to_owned(),
+                t["head"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("me/proj/heads/feature/x", "branch", B),
+        ("me/proj/heads/main", "branch", A),
+        ("me/proj/tags/v0.1", "tag", C),
+        ("me/proj/v0.1", "branch", D),
+        ("me/proj/prs/3", "pr", A),
+        ("me/proj/prs/10", "pr", E),
+    ]
+    .map(|(id, kind, head)| (id.to_owned(), kind.to_owned(), head.to_owned()));
+    assert_eq!(summary, expected);
+    let main = &targets["targets"][1];
+    assert_eq!(main["ref"], "heads/main");
+    assert_eq!(main["state"], "failure");
+    assert_eq!(main["url"], "/me/proj/ref/heads/main");
+    assert_eq!(main["api_url"], "/api/v1/targets/me/proj/ref/heads/main");
+    assert_eq!(
+        main["jobs"][0],
+        serde_json::json!({"name": "build", "state": "success", "description": "ok-build-aaaaaaa done"})
+    );
+
+    let pr = json(&mut reader, "/api/v1/targets/me/proj/pr/3").await?;
+    assert_eq!(pr["number"], 3);
+    assert_eq!(pr["title"], "Third <PR>");
+    assert_eq!(pr["tracked"], true);
+    assert_eq!(pr["history_url"], "/api/v1/history/me/proj/pr/3");
+    let lint = &pr["jobs"][1];
+    assert_eq!(lint["name"], "lint");
+    assert_eq!(lint["state"], "failure");
+    let log = &lint["logs"][0];
+    let commit = log["commit"].as_str().expect("saved log commit");
+    assert_eq!(log["kind"], "saved");
+    assert_eq!(log["branch"], "step-fail-lint-aaaaaaa");
+    assert_eq!(
+        log["url"].as_str(),
+        Some(format!("/log/saved/step-fail-lint-aaaaaaa/{commit}").as_str())
+    );
+    assert_eq!(log["failed"], true);
+    assert_eq!(log["can_rebuild"], true);
+    assert_eq!(log["can_cancel"], false);
+    assert_eq!(log["rebuild_url"], "/log/rebuild/step-fail-lint-aaaaaaa");
+    // The log URL works.
+    let raw = reader
+        .get(log["raw_url"].as_str().expect("raw url"))
+        .await?;
+    let raw = Agent::text(raw).await?;
+    assert!(raw.contains("\nrun 1\n"), "{raw}");
+
+    let history = json(&mut reader, "/api/v1/history/me/proj/ref/tags/v0.1").await?;
+    assert_eq!(history["target"], "me/proj/tags/v0.1");
+    let states = history["states"].as_array().expect("states");
+    assert!(!states.is_empty(), "{history:#}");
+    assert_eq!(states[0]["source_commit"], C);
+    ci.stop().await
+}
+
+#[tokio::test]
+async fn bulk_rebuild_reruns_only_failed_jobs() -> anyhow::Result<()> {
+    let ci = fixture().await?;
+    let mut builder = agents(&ci).await?.swap_remove(2);
+    let csrf = builder.csrf().await?;
+    let response = builder
+        .send(
+            "POST",
+            "/rebuild-failed/me/proj/ref/tags/v0.1",
+            Some(&[("CSRFToken", &csrf)]),
+        )
+        .await?;
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        response.headers()[header::LOCATION],
+        "/me/proj/ref/tags/v0.1"
+    );
+    wait_for("the failed jobs of tags/v0.1 to run again", || async {
+        ci.steps.runs("fail-lint-ccccccc") == 2 && ci.steps.runs("fail-test-ccccccc") == 2
+    })
+    .await?;
+    ci.settled(6).await?;
+
+    // A commit: main and PR 3 share their failed steps; each runs once more.
+    let response = builder
+        .send(
+            "POST",
+            &format!("/rebuild-failed/me/proj/commit/{A}"),
+            Some(&[("CSRFToken", &csrf)]),
+        )
+        .await?;
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        response.headers()[header::LOCATION].to_str()?,
+        format!("/me/proj/commit/{A}")
+    );
+    wait_for("the failed jobs of commit A to run again", || async {
+        ci.steps.runs("fail-lint-aaaaaaa") == 2 && ci.steps.runs("fail-test-aaaaaaa") == 2
+    })
+    .await?;
+    ci.settled(6).await?;
+    for (key, runs) in [
+        ("ok-build-ccccccc", 1),
+        ("ok-build-aaaaaaa", 1),
+        ("fail-lint-ccccccc", 2),
+        ("fail-lint-aaaaaaa", 2),
+        ("fail-test-aaaaaaa", 2),
+        ("fail-lint-bbbbbbb", 1),
+        ("fail-lint-eeeeeee", 1),
+    ] {
+        assert_eq!(ci.steps.runs(key), runs, "{key}");
+    }
+    // The page shows the new build's log.
+    let tag = page(&mut builder, "/me/proj/ref/tags/v0.1").await?;
+    assert!(tag.contains("Rebuild failed jobs (2)"), "{tag}");
+    ci.stop().await
+}
