@@ -5,78 +5,12 @@
 
 mod common;
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-
-use anyhow::Context as _;
-use common::{Dirs, Running, http_config, setup_path, state_builder, wait_for};
+use common::chrome::{ChromeDriver, wait_for_path};
+use common::{Dirs, Running, http_config, setup_path, state_builder};
 use datakit_ci_log::LogManager;
 use datakit_ci_store::{BranchName, StorePath};
 use datakit_ci_web::Acl;
-use fantoccini::{Client, ClientBuilder, Locator};
-
-/// A `chromedriver` on a free loopback port, killed on drop.
-struct ChromeDriver {
-    child: Child,
-    port: u16,
-}
-
-impl ChromeDriver {
-    async fn start() -> anyhow::Result<ChromeDriver> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context(
-                "cannot run chromedriver: install it (apt-get install chromium chromium-driver)",
-            )?;
-        let driver = ChromeDriver { child, port };
-        wait_for("chromedriver to accept connections", || async {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        })
-        .await?;
-        Ok(driver)
-    }
-
-    async fn browser(&self) -> anyhow::Result<Client> {
-        let mut capabilities = serde_json::Map::new();
-        capabilities.insert(
-            "goog:chromeOptions".to_owned(),
-            serde_json::json!({
-                "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-            }),
-        );
-        Ok(ClientBuilder::native()
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await?)
-    }
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        if let Err(error) = self.child.kill() {
-            eprintln!("cannot kill chromedriver: {error}");
-        }
-        if let Err(error) = self.child.wait() {
-            eprintln!("cannot reap chromedriver: {error}");
-        }
-    }
-}
-
-async fn wait_for_path(browser: &Client, path: &str) -> anyhow::Result<()> {
-    wait_for(&format!("the browser to reach {path}"), || async {
-        browser
-            .current_url()
-            .await
-            .is_ok_and(|url| url.path() == path)
-    })
-    .await
-}
+use fantoccini::{Client, Locator};
 
 async fn fill(browser: &Client, css: &str, text: &str) -> anyhow::Result<()> {
     browser

@@ -2,6 +2,7 @@
 //! directory, local users, a server on a free loopback port, a cookie-keeping in-process agent.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod chrome;
 pub mod ci;
 
 use std::net::SocketAddr;
