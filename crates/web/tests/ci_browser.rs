@@ -42,6 +42,12 @@ async fn scenario(browser: &Client, server: &Running, ci: &CiFixture) -> anyhow:
     .await?;
     browser.goto(&server.url("/me/proj/pr/7")).await?;
     wait_for_path(browser, "/me/proj/pr/7").await?;
+    // Admins may cancel it from there.
+    wait_for_element(
+        browser,
+        &format!("tr#job-build form.cancel[action=\"/cancel/{BRANCH}\"] button"),
+    )
+    .await?;
     let live_link = format!("tr#job-build a.log-link[href=\"/log/live/{BRANCH}\"]");
     wait_for_element(browser, &live_link).await?.click().await?;
     wait_for_path(browser, &format!("/log/live/{BRANCH}")).await?;
