@@ -241,24 +241,21 @@ impl LocalCi {
     }
 }
 
-/// Binds the web UI: the engine's rebuilds behind `POST /log/rebuild/<branch>`.
+/// Binds the web UI with the engine's pages; rebuild requests go to the engine.
 async fn start_web(
     config: WebConfig,
     engine: &Engine,
     services: &Services,
     registry: &Arc<Mutex<Registry>>,
 ) -> Result<WebServer, StartError> {
-    let rebuilds = engine.clone();
     let state = AppState::builder(
         config,
         services.store.clone(),
         services.logs.clone(),
         Arc::clone(registry),
     )
-    .rebuild_hook(move |branch| {
-        let engine = rebuilds.clone();
-        async move { engine.rebuild(&branch).await.map_err(|e| e.to_string()) }
-    })
+    .engine_rebuilds(engine.clone())
     .build()?;
-    Ok(WebServer::bind(state, None).await?)
+    let pages = datakit_ci_web::ci_pages(engine.clone(), services.pools.clone());
+    Ok(WebServer::bind(state, Some(pages)).await?)
 }
