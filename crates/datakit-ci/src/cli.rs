@@ -1,15 +1,16 @@
-//! The `datakit-ci` command line: parsing and validating arguments (no I/O here; the local CI
-//! does the checks that need the file system).
+//! The command line: the options every datakit-ci program accepts ([`CommonArgs`]), the
+//! `datakit-ci` binary's shell tests ([`ShellTests`]), and their validation (no I/O here; the
+//! local CI does the checks that need the file system).
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Args, Parser};
 
 use datakit_ci_engine::parse_canary;
 use datakit_ci_term::RepoId;
 use datakit_ci_web::{Acl, ListenAddr, MetricsToken, PublicUrl, SessionsBackend, WebConfig};
 
-use crate::local::{LocalCiConfig, LocalRepoSpec, TestSpec};
+use crate::local::{CiOptions, LocalCiConfig, LocalRepoSpec, TestSpec};
 
 /// Continuous integration for local Git repositories: runs every test on every branch, tag and
 /// pull-request ref (`refs/pull/<n>/head`), and keeps statuses, logs and history in a Git
@@ -17,12 +18,45 @@ use crate::local::{LocalCiConfig, LocalRepoSpec, TestSpec};
 #[derive(Debug, Parser)]
 #[command(name = "datakit-ci", version)]
 pub struct Cli {
-    /// A repository to test, as `PATH` (id `local/<directory name>`) or `USER/REPO=PATH`.
-    #[arg(long = "repo", value_name = "[USER/REPO=]PATH", required = true)]
-    pub repos: Vec<String>,
+    /// The options every datakit-ci program has.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The tests to run.
+    #[command(flatten)]
+    pub tests: ShellTests,
+}
+
+/// The `datakit-ci` binary's tests: shell commands.
+#[derive(Debug, Args)]
+pub struct ShellTests {
     /// A test, `NAME=COMMAND`: COMMAND runs with `sh -c` in a fresh clone of each target's head.
     #[arg(long = "test", value_name = "NAME=COMMAND", required = true)]
     pub tests: Vec<String>,
+}
+
+impl ShellTests {
+    /// Checks the tests' names and commands.
+    pub fn into_specs(self) -> Result<Vec<TestSpec>, UsageError> {
+        let mut tests: Vec<TestSpec> = Vec::new();
+        for value in &self.tests {
+            let test = parse_test(value)?;
+            if tests.iter().any(|t| t.name == test.name) {
+                return Err(UsageError::DuplicateTest(test.name));
+            }
+            tests.push(test);
+        }
+        Ok(tests)
+    }
+}
+
+/// The options every datakit-ci program accepts: the repositories to watch, the state, the
+/// canaries and the web UI. Flatten it into a program's own clap parser, or let
+/// [`run`](crate::run) do it.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// A repository to test, as `PATH` (id `local/<directory name>`) or `USER/REPO=PATH`.
+    #[arg(long = "repo", value_name = "[USER/REPO=]PATH", required = true)]
+    pub repos: Vec<String>,
     /// Where to keep the state (`state.git`) and the CI's clones.
     #[arg(long, value_name = "DIR", default_value = "./var")]
     pub state_dir: PathBuf,
@@ -100,19 +134,27 @@ pub enum UsageError {
 impl Cli {
     /// Checks the arguments and turns them into a configuration.
     pub fn into_config(self) -> Result<LocalCiConfig, UsageError> {
+        let options = self.common.into_options()?;
+        let tests = self.tests.into_specs()?;
+        Ok(LocalCiConfig {
+            repos: options.repos,
+            tests,
+            state_dir: options.state_dir,
+            web_ui: options.web_ui,
+            canaries: options.canaries,
+            web: options.web,
+        })
+    }
+}
+
+impl CommonArgs {
+    /// Checks the options and turns them into what the CI needs.
+    pub fn into_options(self) -> Result<CiOptions, UsageError> {
         let repos = self
             .repos
             .iter()
             .map(|value| parse_repo(value))
             .collect::<Result<_, _>>()?;
-        let mut tests: Vec<TestSpec> = Vec::new();
-        for value in &self.tests {
-            let test = parse_test(value)?;
-            if tests.iter().any(|t| t.name == test.name) {
-                return Err(UsageError::DuplicateTest(test.name));
-            }
-            tests.push(test);
-        }
         let canaries = self
             .canaries
             .iter()
@@ -150,9 +192,8 @@ impl Cli {
             }
             web
         });
-        Ok(LocalCiConfig {
+        Ok(CiOptions {
             repos,
-            tests,
             state_dir: self.state_dir,
             web_ui,
             canaries,

@@ -28,6 +28,9 @@
 
 pub mod cli;
 pub mod local;
+mod run;
+
+pub use run::run;
 
 /// The engine: projects, evaluation, statuses.
 pub mod engine {

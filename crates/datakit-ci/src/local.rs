@@ -81,6 +81,9 @@ pub enum StartError {
     /// A project could not be configured.
     #[error(transparent)]
     Config(#[from] datakit_ci_engine::ConfigError),
+    /// The program's projects could not be made.
+    #[error("{0}")]
+    Projects(String),
     /// The web UI cannot start (secrets, listener, sessions backend).
     #[error(transparent)]
     Web(#[from] datakit_ci_web::Error),
@@ -101,6 +104,64 @@ pub enum RunError {
     Web(#[from] datakit_ci_web::Error),
 }
 
+/// What every local CI needs besides its projects (the common command-line options).
+#[derive(Clone, Debug)]
+pub struct CiOptions {
+    /// The repositories to watch.
+    pub repos: Vec<LocalRepoSpec>,
+    /// Where the state lives.
+    pub state_dir: PathBuf,
+    /// The public URL of the web UI.
+    pub web_ui: String,
+    /// If non-empty, only these targets are tested.
+    pub canaries: Vec<TargetId>,
+    /// The web UI, if it is to be served.
+    pub web: Option<WebConfig>,
+}
+
+/// A watched repository, as the project functions see it: its id and the CI's own clone.
+#[derive(Clone)]
+pub struct SourceRepo {
+    /// The forge id (`--repo USER/REPO=PATH`).
+    pub id: RepoId,
+    /// The CI's clone, for `fetch_head` and commands.
+    pub repo: Repo,
+}
+
+/// One project per repository, each running `tests` as shell commands in a fresh clone of each
+/// target's head (what the `datakit-ci` binary does).
+pub fn shell_projects(
+    tests: &[TestSpec],
+    repos: &[SourceRepo],
+) -> Result<Vec<Project>, StartError> {
+    repos
+        .iter()
+        .map(|source| {
+            let repo = source.repo.clone();
+            let commands = tests
+                .iter()
+                .map(|test| {
+                    let argv = vec!["sh".to_owned(), "-c".to_owned(), test.command.clone()];
+                    Command::new(&repo, &test.name, vec![argv], CommandConfig::default())
+                        .map(|command| (test.name.clone(), command))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Project::new(&source.id.to_string(), move |target| {
+                let head = repo.fetch_head(target.clone());
+                commands
+                    .iter()
+                    .map(|(name, command)| {
+                        (
+                            name.clone(),
+                            command.run(head.clone()).map(|()| "Passed".to_owned()),
+                        )
+                    })
+                    .collect()
+            })?)
+        })
+        .collect()
+}
+
 /// A running local CI: the engine plus the bridge.
 pub struct LocalCi {
     engine: Engine,
@@ -112,9 +173,26 @@ pub struct LocalCi {
 
 impl LocalCi {
     /// Opens the state, makes the CI's clones (under `<state_dir>/repos/`) and configures one
-    /// project per repository.
+    /// project per repository running the shell tests.
     pub async fn start(config: LocalCiConfig) -> Result<Self, StartError> {
-        let state_dir = &config.state_dir;
+        let tests = config.tests;
+        let options = CiOptions {
+            repos: config.repos,
+            state_dir: config.state_dir,
+            web_ui: config.web_ui,
+            canaries: config.canaries,
+            web: config.web,
+        };
+        LocalCi::start_with(options, |repos, _| shell_projects(&tests, repos)).await
+    }
+
+    /// Opens the state and the CI's clones of `options.repos`, then asks `make_projects` for the
+    /// projects to test (given those clones and the services builds use).
+    pub async fn start_with<F>(options: CiOptions, make_projects: F) -> Result<Self, StartError>
+    where
+        F: FnOnce(&[SourceRepo], &Services) -> Result<Vec<Project>, StartError>,
+    {
+        let state_dir = &options.state_dir;
         std::fs::create_dir_all(state_dir)
             .and_then(|()| tempfile::tempfile_in(state_dir).map(drop))
             .map_err(|source| StartError::StateDir {
@@ -131,8 +209,8 @@ impl LocalCi {
             pools: Pools::new(),
         };
         let mut local_repos: Vec<LocalRepo> = Vec::new();
-        let mut projects = Vec::new();
-        for spec in &config.repos {
+        let mut sources = Vec::new();
+        for spec in &options.repos {
             if local_repos.iter().any(|r| r.id() == &spec.id) {
                 return Err(StartError::DuplicateRepo(spec.id.clone()));
             }
@@ -143,39 +221,27 @@ impl LocalCi {
                 .join(spec.id.repo());
             let remote = local.path().to_string_lossy().into_owned();
             let repo = Repo::open(&clone_dir, Some(&remote), &services).await?;
-            let commands = config
-                .tests
-                .iter()
-                .map(|test| {
-                    let argv = vec!["sh".to_owned(), "-c".to_owned(), test.command.clone()];
-                    Command::new(&repo, &test.name, vec![argv], CommandConfig::default())
-                        .map(|command| (test.name.clone(), command))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let project = Project::new(&spec.id.to_string(), move |target| {
-                let head = repo.fetch_head(target.clone());
-                commands
-                    .iter()
-                    .map(|(name, command)| {
-                        (
-                            name.clone(),
-                            command.run(head.clone()).map(|()| "Passed".to_owned()),
-                        )
-                    })
-                    .collect()
-            })?;
+            sources.push(SourceRepo {
+                id: spec.id.clone(),
+                repo,
+            });
             local_repos.push(local);
-            projects.push(project);
+        }
+        let projects = make_projects(&sources, &services)?;
+        for project in &projects {
+            if !sources.iter().any(|s| &s.id == project.id()) {
+                tracing::warn!(project = %project.id(), "no --repo gives this project's repository; it will have no targets");
+            }
         }
         let engine_config = EngineConfig {
             projects,
-            web_ui: config.web_ui.clone(),
-            canaries: config.canaries.clone(),
+            web_ui: options.web_ui.clone(),
+            canaries: options.canaries.clone(),
         };
         let engine = Engine::new(engine_config, store.clone(), &mut registry);
         let bridge = LocalBridge::new(store.clone(), local_repos);
         let registry = Arc::new(Mutex::new(registry));
-        let web = match config.web {
+        let web = match options.web {
             Some(web) => Some(start_web(web, &engine, &services, &registry).await?),
             None => None,
         };
@@ -214,12 +280,15 @@ impl LocalCi {
         let bridge = self.bridge.run(stop_all.clone());
         let engine = self.engine.run(stop_all.clone());
         let web = async {
-            let result = match self.web {
-                Some(web) => web.run(stop_all.clone()).await,
+            match self.web {
+                Some(web) => {
+                    let result = web.run(stop_all.clone()).await;
+                    stop_all.cancel();
+                    result
+                }
+                // No web UI: nothing to stop the others for.
                 None => Ok(()),
-            };
-            stop_all.cancel();
-            result
+            }
         };
         let (bridge, engine, web) = tokio::join!(
             async {
