@@ -64,12 +64,17 @@ fn sigterm_during_a_build_exits_cleanly_and_kills_the_build() {
     );
     let _reaper = Reaper { groups: vec![pid] };
     assert!(is_alive(pid), "the build runs");
-    let status = state.wait_for_status(&ci, "local/stopping", &main, "build", "pending");
-    assert!(
-        status.description.contains(&main),
-        "pending description: {}",
-        status.description
+    // The build runs, so its status soon says so (it may still say "Git fetch …" for a moment).
+    let status = wait_until(
+        "the pending status to name the build",
+        || {
+            state
+                .status("local/stopping", &main, "build")
+                .filter(|s| s.state == "pending" && s.description.contains(&main))
+        },
+        || ci.report(),
     );
+    assert_eq!(status.description, format!("Run build on commit {main}"));
 
     let exit = ci.terminate();
 

@@ -51,6 +51,7 @@
 //! ```
 
 mod error;
+mod file_reader;
 mod lock;
 mod names;
 mod pending;
@@ -61,6 +62,7 @@ mod transaction;
 mod tree;
 
 pub use error::Error;
+pub use file_reader::FileReader;
 pub use names::{BranchName, CommitId, EntryKind, StorePath, TreeId, escape, unescape};
 pub use snapshot::Snapshot;
 pub use store::{Branch, Commit, Store};

@@ -11,6 +11,7 @@ use gix::ObjectId;
 use gix::bstr::BString;
 use gix::objs::tree::EntryMode;
 
+use crate::file_reader::FileReader;
 use crate::repo::Repo;
 use crate::tree::{self, read_tree};
 use crate::{EntryKind, Error, StorePath, TreeId};
@@ -46,6 +47,28 @@ impl Snapshot {
         match tree::lookup_stored(&repo, self.root, path.components())? {
             Some((mode, id)) if EntryKind::from_mode(mode) == EntryKind::File => {
                 tree::read_blob(&repo, id).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A reader over the file at `path`, streaming it without holding it whole in memory (for big
+    /// files such as build logs); `None` if absent or not a regular file.
+    pub fn open_file(&self, path: &StorePath) -> Result<Option<FileReader>, Error> {
+        let repo = self.repo.get();
+        match tree::lookup_stored(&repo, self.root, path.components())? {
+            Some((mode, id)) if EntryKind::from_mode(mode) == EntryKind::File => {
+                let objects = repo.git_dir().join("objects");
+                match FileReader::loose(&objects, id) {
+                    Ok(Some(reader)) => Ok(Some(reader)),
+                    Ok(None) => {
+                        tree::read_blob(&repo, id).map(|data| Some(FileReader::memory(data)))
+                    }
+                    Err(source) => Err(Error::Io {
+                        path: objects,
+                        source,
+                    }),
+                }
             }
             _ => Ok(None),
         }

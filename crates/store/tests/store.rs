@@ -598,6 +598,65 @@ async fn big_files_stream_from_a_reader() -> anyhow::Result<()> {
             .chunks(256)
             .all(|chunk| chunk == &pattern[..chunk.len()])
     );
+    drop(contents);
+
+    // Streamed back in pieces: every byte, in order, without holding the file.
+    let tree = main.head().await?.expect("committed").tree();
+    let mut reader = tree.open_file(&path("log"))?.expect("present");
+    let (mut total, mut buffer) = (0u64, vec![0u8; 100_000]);
+    loop {
+        let n = std::io::Read::read(&mut reader, &mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        for (i, byte) in buffer[..n].iter().enumerate() {
+            assert_eq!(
+                *byte,
+                ((total + i as u64) % 256) as u8,
+                "byte {}",
+                total + i as u64
+            );
+        }
+        total += n as u64;
+    }
+    assert_eq!(total, SIZE);
+    Ok(())
+}
+
+#[tokio::test]
+async fn open_file_reads_small_files_and_refuses_directories() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    let mut transaction = main.transaction().await?;
+    transaction.create_file(&path("dir/small"), "hello")?;
+    transaction.create_file(&path("empty"), "")?;
+    transaction.commit("small").await?;
+    let tree = main.head().await?.expect("committed").tree();
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut tree.open_file(&path("dir/small"))?.expect("file"),
+        &mut text,
+    )?;
+    assert_eq!(text, "hello");
+    let mut empty = Vec::new();
+    std::io::Read::read_to_end(
+        &mut tree.open_file(&path("empty"))?.expect("file"),
+        &mut empty,
+    )?;
+    assert!(empty.is_empty());
+    assert!(
+        tree.open_file(&path("dir"))?.is_none(),
+        "a directory is not a file"
+    );
+    assert!(tree.open_file(&path("missing"))?.is_none());
+    // Packed objects (after an outside `git gc`) are read too.
+    fixture.git(&["gc", "--quiet"]);
+    let mut packed = String::new();
+    std::io::Read::read_to_string(
+        &mut tree.open_file(&path("dir/small"))?.expect("file"),
+        &mut packed,
+    )?;
+    assert_eq!(packed, "hello");
     Ok(())
 }
 

@@ -27,11 +27,40 @@ pub(crate) enum LogSource {
         stream: LogStream,
         shutdown: CancellationToken,
     },
-    /// A saved log, sent in pieces.
-    Saved { data: Bytes },
+    /// A saved log, read from the store in pieces by a blocking task (so a log of gigabytes is
+    /// never held whole), with a little read-ahead.
+    Saved {
+        chunks: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    },
 }
 
 impl LogSource {
+    /// Streams a saved log from `reader`.
+    pub(crate) fn saved(mut reader: datakit_ci_store::FileReader) -> LogSource {
+        let (sender, chunks) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            loop {
+                // Whole pieces (the reader may return less at a time), as the converter is given
+                // the same pieces however the store holds the file.
+                let mut buffer = Vec::with_capacity(SAVED_CHUNK);
+                let chunk = match std::io::Read::read_to_end(
+                    &mut std::io::Read::take(&mut reader, SAVED_CHUNK as u64),
+                    &mut buffer,
+                ) {
+                    Ok(0) => return,
+                    Ok(_) => Ok(Bytes::from(buffer)),
+                    Err(error) => Err(error),
+                };
+                let failed = chunk.is_err();
+                // A closed channel means the viewer went away: stop reading.
+                if sender.blocking_send(chunk).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        LogSource::Saved { chunks }
+    }
+
     /// Whether a live log stopped because the server is shutting down (not finished).
     fn interrupted(&self) -> bool {
         matches!(self, LogSource::Live { shutdown, .. } if shutdown.is_cancelled())
@@ -43,13 +72,7 @@ impl LogSource {
                 chunk = stream.next_chunk() => Ok(chunk?.map(Bytes::from)),
                 () = shutdown.cancelled() => Ok(None),
             },
-            LogSource::Saved { data } => {
-                if data.is_empty() {
-                    return Ok(None);
-                }
-                let n = data.len().min(SAVED_CHUNK);
-                Ok(Some(data.split_to(n)))
-            }
+            LogSource::Saved { chunks } => chunks.recv().await.transpose(),
         }
     }
 }

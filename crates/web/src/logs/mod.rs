@@ -4,7 +4,6 @@
 
 mod frame;
 
-use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use datakit_ci_store::{BranchName, CommitId, StorePath};
@@ -122,12 +121,10 @@ pub(crate) async fn get_saved_log(
         }
     };
     let path = StorePath::new("log")?;
-    let data = tokio::task::spawn_blocking(move || snapshot.read_file(&path))
+    let reader = tokio::task::spawn_blocking(move || snapshot.open_file(&path))
         .await??
         .ok_or_else(|| Error::NotFound(format!("Commit {id} has no log")))?;
-    let source = LogSource::Saved {
-        data: Bytes::from(data),
-    };
+    let source = LogSource::saved(reader);
     if wants_raw(query.as_deref()) {
         return Ok(raw_response(source));
     }
