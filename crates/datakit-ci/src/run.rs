@@ -102,7 +102,7 @@ where
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let started = LocalCi::start_with(options, |repos, services| {
             make_projects(repos, services).map_err(StartError::Projects)
         })
@@ -143,7 +143,10 @@ where
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // Everything we own has stopped; don't let a stray blocking task hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    code
 }
 
 fn init_logging(verbose: u8) {
