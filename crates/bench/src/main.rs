@@ -6,6 +6,8 @@
 //! cargo run --release -p datakit-ci-bench -- core --quick    # smaller sizes, a few seconds
 //! cargo run --release -p datakit-ci-bench -- engine          # the engine group (a few minutes)
 //! cargo run --release -p datakit-ci-bench -- engine --quick  # smaller sizes, under a minute
+//! cargo run --release -p datakit-ci-bench -- web             # the web group (a few minutes)
+//! cargo run --release -p datakit-ci-bench -- web --quick     # smaller sizes
 //! ```
 //!
 //! Each line reads `name: value unit (target: …)`: `(target: none)` figures are reported only,
@@ -66,6 +68,7 @@ mod core_group;
 mod engine_group;
 mod report;
 mod stats;
+mod web_group;
 
 use std::process::ExitCode;
 
@@ -92,6 +95,8 @@ enum Group {
     Core,
     /// The engine at scale and the whole local CI: latency, throughput, memory.
     Engine,
+    /// The web UI over HTTP: page render times, requests per second, live-log fan-out.
+    Web,
 }
 
 /// How big the measured workloads are.
@@ -128,6 +133,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         match args.group {
             Group::Core => core_group::run(scale, &mut report).await,
             Group::Engine => engine_group::run(scale, &mut report).await,
+            Group::Web => web_group::run(scale, &mut report).await,
         }
     })?;
     println!("{}", report.summary());

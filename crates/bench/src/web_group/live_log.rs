@@ -1,0 +1,444 @@
+//! Figure 3, live-log fan-out: one live log (made with the `LogManager` the web server follows)
+//! written at a paced ~50 MB/s in 64 KiB chunks while many HTTP viewers stream
+//! `GET /log/live/<branch>?raw`.
+//!
+//! Each chunk starts with a 16-byte header: the time it was handed to `LiveLog::write` (ns since
+//! a common origin, little-endian) and its sequence number; the rest is a pseudo-random filler.
+//! `?raw` passes the bytes through untouched, so each viewer finds every header again at its
+//! offset; the delay of a chunk is from that write until the viewer has read the chunk's last
+//! byte. Every viewer's byte count and Fletcher checksum must equal the writer's, and every
+//! header's sequence number its position: otherwise the run fails.
+//!
+//! The viewers connect (and receive the response head) before the first chunk is written; the
+//! writer is a blocking thread outside the runtime that serves and reads the HTTP traffic.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use tokio::sync::mpsc;
+
+use datakit_ci::log::{LiveLog, LiveLogSpec};
+
+use crate::Scale;
+use crate::report::{Figure, Report, Target};
+use crate::stats::quantile;
+
+use super::pages::client;
+use super::site::Site;
+
+/// Bytes per write.
+const CHUNK: usize = 64 * 1024;
+/// Bytes of each chunk's header: send time, sequence number.
+const HEADER: usize = 16;
+/// The paced write rate, in bytes per second.
+const RATE: f64 = 50e6;
+/// Written before the viewers connect, so that their response heads are sent at once.
+const PREAMBLE: &[u8] = b"datakit-ci-bench: live-log fan-out\n";
+/// The live log's branch.
+const BRANCH: &str = "bench-web-fan-out";
+/// Largest acceptable p99 delay from a write to its receipt by a viewer, in ms.
+const DELAY_TARGET_MS: f64 = 100.0;
+/// Period of the filler: a prime, so chunks differ.
+const PERIOD: usize = 1_000_003;
+/// The longest viewers may take to connect.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
+/// The longest viewers may take to receive everything after the last write.
+const DRAIN_PATIENCE: Duration = Duration::from_secs(300);
+
+/// Measures figure 3.
+pub(super) async fn run(scale: Scale, site: &mut Site, report: &mut Report) -> anyhow::Result<()> {
+    let (seconds, viewers) = match scale {
+        Scale::Full => (4.0, 100),
+        Scale::Quick => (1.0, 20),
+    };
+    let chunks = (RATE * seconds / CHUNK as f64).round() as usize;
+    let total = (PREAMBLE.len() + chunks * CHUNK) as u64;
+
+    let log = site.logs.create(LiveLogSpec {
+        branch: BRANCH.to_owned(),
+        title: "Fan-out benchmark".to_owned(),
+        pending: "Writing".to_owned(),
+        cancel: None,
+    })?;
+    log.write(PREAMBLE);
+    let origin = Instant::now();
+    let client = client()?;
+    let url = site.url(&format!("/log/live/{BRANCH}?raw"));
+
+    let (ready, mut connected) = mpsc::channel(viewers);
+    let tasks: Vec<_> = (0..viewers)
+        .map(|_| {
+            tokio::spawn(view(
+                client.clone(),
+                url.clone(),
+                origin,
+                ready.clone(),
+                chunks,
+            ))
+        })
+        .collect();
+    drop(ready);
+    let waited = tokio::time::timeout(CONNECT_PATIENCE, async {
+        for _ in 0..viewers {
+            connected.recv().await.context("a viewer failed")?;
+        }
+        anyhow::Ok(())
+    })
+    .await;
+    if !matches!(waited, Ok(Ok(()))) {
+        // End the viewers that did connect, and report the first failure.
+        log.finish();
+        for (index, task) in tasks.into_iter().enumerate() {
+            task.await
+                .context("a viewer panicked")?
+                .with_context(|| format!("viewer {index}"))?;
+        }
+        waited.with_context(|| {
+            format!("not all {viewers} viewers connected within {CONNECT_PATIENCE:?}")
+        })??;
+        bail!("a viewer failed to connect");
+    }
+
+    let writer = {
+        let log = log.clone();
+        tokio::task::spawn_blocking(move || write_paced(&log, chunks, origin))
+    };
+    let written = writer.await.context("the writer panicked")?;
+    let last_write = Instant::now();
+    ensure!(
+        log.len() == total,
+        "the log holds {} bytes, {total} were written",
+        log.len()
+    );
+    let mut delays = Vec::with_capacity(chunks * viewers);
+    let drained = tokio::time::timeout(DRAIN_PATIENCE, async {
+        for (index, task) in tasks.into_iter().enumerate() {
+            let viewed = task
+                .await
+                .context("a viewer panicked")?
+                .with_context(|| format!("viewer {index}"))?;
+            ensure!(
+                viewed.bytes == total,
+                "viewer {index} received {} of {total} bytes",
+                viewed.bytes
+            );
+            ensure!(
+                viewed.checksum == written.checksum,
+                "viewer {index} received {total} bytes with checksum {:#018x}, {:#018x} were written",
+                viewed.checksum,
+                written.checksum
+            );
+            ensure!(
+                viewed.delays.len() == chunks,
+                "viewer {index} timed {} of {chunks} chunks",
+                viewed.delays.len()
+            );
+            delays.extend(viewed.delays);
+        }
+        anyhow::Ok(())
+    })
+    .await;
+    let drain_time = last_write.elapsed();
+    let all_read_time = written.started.elapsed();
+    drained.with_context(|| {
+        format!(
+            "the viewers did not receive everything within {DRAIN_PATIENCE:?} of the last write"
+        )
+    })??;
+    drop(log);
+    site.check_running()?;
+
+    let megabytes = total as f64 / 1e6;
+    let size = format!(
+        "{megabytes:.0} MB in {} KiB chunks over {seconds} s, {viewers} HTTP viewers of ?raw",
+        CHUNK / 1024
+    );
+    report.add(Figure::new(
+        format!(
+            "web: live log: achieved write rate (paced at {:.0} MB/s), {size}",
+            RATE / 1e6
+        ),
+        megabytes / written.elapsed.as_secs_f64(),
+        "MB/s",
+    ));
+    let samples = delays.len();
+    report.add(
+        Figure::millis(
+            format!("web: live log: write → viewer receipt delay, p99 of {samples} (chunk × viewer), {size}"),
+            quantile(&delays, 0.99),
+        )
+        .target(Target::AtMost(DELAY_TARGET_MS)),
+    );
+    report.add(Figure::millis(
+        "web: live log: write → viewer receipt delay, median",
+        quantile(&delays, 0.5),
+    ));
+    report.add(Figure::millis(
+        "web: live log: write → viewer receipt delay, max",
+        quantile(&delays, 1.0),
+    ));
+    report.add(Figure::seconds(
+        "web: live log: time from the last write until every viewer had every byte",
+        drain_time,
+    ));
+    report.add(Figure::new(
+        "web: live log: bytes delivered to all viewers per second, first write → last viewer done",
+        (total * viewers as u64) as f64 / 1e6 / all_read_time.as_secs_f64(),
+        "MB/s",
+    ));
+    Ok(())
+}
+
+/// What the writer did.
+struct Written {
+    /// When the first chunk was due.
+    started: Instant,
+    /// From the first chunk being due until the last was written.
+    elapsed: Duration,
+    /// Fletcher checksum of every byte of the log, the preamble included.
+    checksum: u64,
+}
+
+/// Writes `chunks` chunks to `log` at [`RATE`] (each due at a fixed time from the start; a late
+/// one is written at once), then finishes the log.
+fn write_paced(log: &LiveLog, chunks: usize, origin: Instant) -> Written {
+    let filler = filler();
+    let mut sum = Fletcher::default();
+    sum.update(PREAMBLE);
+    let interval = Duration::from_secs_f64(CHUNK as f64 / RATE);
+    let mut buffer = vec![0_u8; CHUNK];
+    let started = Instant::now();
+    for index in 0..chunks {
+        let due = started + interval * index as u32;
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        let start = index * 7_919 % PERIOD;
+        buffer[HEADER..].copy_from_slice(&filler[start..start + CHUNK - HEADER]);
+        buffer[8..HEADER].copy_from_slice(&(index as u64).to_le_bytes());
+        let stamp = origin.elapsed().as_nanos() as u64;
+        buffer[..8].copy_from_slice(&stamp.to_le_bytes());
+        log.write(&buffer);
+        sum.update(&buffer);
+    }
+    let elapsed = started.elapsed();
+    log.finish();
+    Written {
+        started,
+        elapsed,
+        checksum: sum.value(),
+    }
+}
+
+/// A pseudo-random filler of `PERIOD + CHUNK` bytes.
+fn filler() -> Vec<u8> {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    (0..PERIOD + CHUNK)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// What a viewer received.
+struct Viewed {
+    bytes: u64,
+    checksum: u64,
+    /// Per chunk, from its write to the receipt of its last byte.
+    delays: Vec<Duration>,
+}
+
+/// Streams `url` to its end, signalling `ready` once the response head arrived.
+async fn view(
+    client: reqwest::Client,
+    url: String,
+    origin: Instant,
+    ready: mpsc::Sender<()>,
+    chunks: usize,
+) -> anyhow::Result<Viewed> {
+    let mut response = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    ensure!(
+        response.status() == reqwest::StatusCode::OK,
+        "GET {url} answered {}",
+        response.status()
+    );
+    // The run waits for every viewer before writing; a send error only means it gave up.
+    let _ = ready.send(()).await;
+    drop(ready);
+    let mut parser = Parser::new(chunks);
+    while let Some(piece) = response
+        .chunk()
+        .await
+        .with_context(|| format!("read GET {url} after {} bytes", parser.offset))?
+    {
+        parser.feed(&piece, origin.elapsed())?;
+    }
+    Ok(Viewed {
+        bytes: parser.offset,
+        checksum: parser.sum.value(),
+        delays: parser.delays,
+    })
+}
+
+/// Follows the chunk structure of the received bytes.
+struct Parser {
+    offset: u64,
+    header: [u8; HEADER],
+    /// Send time of the current chunk, ns since the origin.
+    stamp: u64,
+    sum: Fletcher,
+    delays: Vec<Duration>,
+}
+
+impl Parser {
+    fn new(chunks: usize) -> Self {
+        Parser {
+            offset: 0,
+            header: [0; HEADER],
+            stamp: 0,
+            sum: Fletcher::default(),
+            delays: Vec::with_capacity(chunks),
+        }
+    }
+
+    /// Takes the next `piece`, received `now` (since the origin).
+    fn feed(&mut self, piece: &[u8], now: Duration) -> anyhow::Result<()> {
+        self.sum.update(piece);
+        let mut rest = piece;
+        while !rest.is_empty() {
+            let preamble = PREAMBLE.len() as u64;
+            if self.offset < preamble {
+                let at = self.offset as usize;
+                let take = (PREAMBLE.len() - at).min(rest.len());
+                ensure!(
+                    rest[..take] == PREAMBLE[at..at + take],
+                    "wrong preamble bytes at offset {at}"
+                );
+                self.offset += take as u64;
+                rest = &rest[take..];
+                continue;
+            }
+            let body = self.offset - preamble;
+            let index = body / CHUNK as u64;
+            let at = (body % CHUNK as u64) as usize;
+            let take = if at < HEADER {
+                let take = (HEADER - at).min(rest.len());
+                self.header[at..at + take].copy_from_slice(&rest[..take]);
+                if at + take == HEADER {
+                    let (stamp, sequence) = self.header.split_at(8);
+                    self.stamp = u64::from_le_bytes(stamp.try_into()?);
+                    let sequence = u64::from_le_bytes(sequence.try_into()?);
+                    ensure!(
+                        sequence == index,
+                        "chunk {index} (at offset {}) carries sequence number {sequence}",
+                        self.offset - at as u64
+                    );
+                }
+                take
+            } else {
+                let take = (CHUNK - at).min(rest.len());
+                if at + take == CHUNK {
+                    self.delays
+                        .push(now.saturating_sub(Duration::from_nanos(self.stamp)));
+                }
+                take
+            };
+            self.offset += take as u64;
+            rest = &rest[take..];
+        }
+        Ok(())
+    }
+}
+
+/// Fletcher-style checksum (wrapping, no modulus): order-sensitive, and cheap, as it is computed
+/// over blocks with 32-bit inner sums the compiler vectorises.
+#[derive(Default)]
+struct Fletcher {
+    /// Sum of the bytes.
+    a: u64,
+    /// Sum of the running sums.
+    b: u64,
+}
+
+impl Fletcher {
+    /// Bytes per block: small enough for the weighted inner sum to fit in 32 bits.
+    const BLOCK: usize = 2048;
+
+    fn update(&mut self, data: &[u8]) {
+        for block in data.chunks(Self::BLOCK) {
+            let n = block.len() as u64;
+            let (mut plain, mut weighted) = (0_u32, 0_u32);
+            for (j, &byte) in block.iter().enumerate() {
+                plain += u32::from(byte);
+                weighted += j as u32 * u32::from(byte);
+            }
+            // For each byte j: a += byte; b += a. Over the block: b gains n·a₀ + Σ (n − j)·byte.
+            let (plain, weighted) = (u64::from(plain), u64::from(weighted));
+            self.b = self
+                .b
+                .wrapping_add(n.wrapping_mul(self.a))
+                .wrapping_add(n * plain - weighted);
+            self.a = self.a.wrapping_add(plain);
+        }
+    }
+
+    fn value(&self) -> u64 {
+        self.b.rotate_left(32) ^ self.a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fletcher_matches_bytewise_and_any_split() {
+        let data = filler();
+        let data = &data[..10_000];
+        let (mut a, mut b) = (0_u64, 0_u64);
+        for &byte in data {
+            a = a.wrapping_add(u64::from(byte));
+            b = b.wrapping_add(a);
+        }
+        let mut whole = Fletcher::default();
+        whole.update(data);
+        assert_eq!((whole.a, whole.b), (a, b));
+        let mut split = Fletcher::default();
+        for piece in data.chunks(777) {
+            split.update(piece);
+        }
+        assert_eq!(split.value(), whole.value());
+    }
+
+    #[test]
+    fn parser_finds_headers_across_pieces() {
+        let mut bytes = PREAMBLE.to_vec();
+        for index in 0..3_u64 {
+            let mut chunk = vec![7_u8; CHUNK];
+            chunk[..8].copy_from_slice(&(1_000 * index).to_le_bytes());
+            chunk[8..HEADER].copy_from_slice(&index.to_le_bytes());
+            bytes.extend(chunk);
+        }
+        let mut parser = Parser::new(3);
+        for piece in bytes.chunks(5) {
+            parser.feed(piece, Duration::from_nanos(5_000)).unwrap();
+        }
+        assert_eq!(parser.offset, bytes.len() as u64);
+        assert_eq!(
+            parser.delays,
+            [5_000, 4_000, 3_000].map(Duration::from_nanos)
+        );
+        let mut wrong = Parser::new(3);
+        let mut shifted = bytes.clone();
+        shifted.remove(PREAMBLE.len() + 100);
+        assert!(wrong.feed(&shifted, Duration::ZERO).is_err());
+    }
+}
