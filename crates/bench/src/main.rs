@@ -61,6 +61,29 @@
 //!   the CPU time per build of this process's own threads (`/proc/self/stat` utime + stime) and
 //!   of its child processes (cutime + cstime), for the CI and for the floor.
 //!
+//! # Group `web`
+//!
+//! One site for every figure: 10,000 branches (1,000 with `--quick`) written straight into
+//! `github-metadata`, each with the engine group's 3 cheap jobs, all statuses written, then the web
+//! UI with the CI pages (`ci_pages`, readable by everyone) on an ephemeral port of 127.0.0.1. The
+//! clients (`reqwest`, no proxy, kept-alive connections) run in the same process and runtime.
+//!
+//! - **render** — `GET /` (dashboard) and `GET /branch`, each checked (target count, last branch,
+//!   one success flag per job), 3 warm-up requests then 20 sequential ones timed from sending to
+//!   the end of the body. Target: median ≤ 50 ms each. Also p90 and page sizes; baselines: a
+//!   static file (`/css/style.css`) timed the same way, and `Engine::targets()` in-process.
+//! - **target page** — `GET /bench/repo/ref/heads/b00042` from 16 concurrent clients for 3 s
+//!   (1 s): requests per second and p99 latency; the static file under the same load as a
+//!   baseline. Reported only.
+//! - **live-log fan-out** — a live log of the web server's `LogManager` written by a blocking
+//!   thread at a paced 50 MB/s in 64 KiB chunks for 4 s (1 s), each chunk starting with its
+//!   write time and sequence number, while 100 (20) viewers stream `GET /log/live/<branch>?raw`;
+//!   every viewer must receive every byte (length, sequence numbers, Fletcher checksum). Target:
+//!   p99 delay from a chunk's write to a viewer's receipt of its last byte ≤ 100 ms. Also the
+//!   achieved write rate, median and max delay, drain time and delivered bytes per second.
+//!   Baselines: the same writes followed by in-process `LogStream` readers, and plain TCP over
+//!   127.0.0.1 with as many connections (the fan-out needs write rate × viewers).
+//!
 //! Everything runs in temporary directories (`TMPDIR`); the store figures depend on that file
 //! system, since every Git object is a file.
 

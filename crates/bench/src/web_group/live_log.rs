@@ -11,13 +11,19 @@
 //!
 //! The viewers connect (and receive the response head) before the first chunk is written; the
 //! writer is a blocking thread outside the runtime that serves and reads the HTTP traffic.
+//!
+//! Two baselines come first, in the same run: the same writes followed by as many in-process
+//! `LogStream` readers (the log without HTTP), and plain TCP over 127.0.0.1 with as many
+//! connections, each read and checksummed the same way (HTTP's ceiling on this machine, without
+//! the log).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use tokio::sync::mpsc;
 
-use datakit_ci::log::{LiveLog, LiveLogSpec};
+use datakit_ci::log::{LiveLog, LiveLogSpec, LogStream};
 
 use crate::Scale;
 use crate::report::{Figure, Report, Target};
@@ -45,17 +51,124 @@ const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
 /// The longest viewers may take to receive everything after the last write.
 const DRAIN_PATIENCE: Duration = Duration::from_secs(300);
 
-/// Measures figure 3.
+/// Measures figure 3, after its two baselines: the same writes followed by in-process
+/// `LogStream` readers (the log without HTTP), and the capacity of plain TCP over 127.0.0.1
+/// (HTTP without the log).
 pub(super) async fn run(scale: Scale, site: &mut Site, report: &mut Report) -> anyhow::Result<()> {
-    let (seconds, viewers) = match scale {
-        Scale::Full => (4.0, 100),
-        Scale::Quick => (1.0, 20),
+    let (seconds, viewers, capacity_megabytes) = match scale {
+        Scale::Full => (4.0, 100, 40),
+        Scale::Quick => (1.0, 20, 20),
     };
     let chunks = (RATE * seconds / CHUNK as f64).round() as usize;
     let total = (PREAMBLE.len() + chunks * CHUNK) as u64;
+    let size = format!(
+        "{:.0} MB in {} KiB chunks over {seconds} s",
+        total as f64 / 1e6,
+        CHUNK / 1024
+    );
 
+    let local = fan_out(site, Viewers::InProcess, viewers, chunks)
+        .await
+        .context("in-process readers")?;
+    report.add(Figure::millis(
+        format!(
+            "web: live log baseline: write → receipt delay, p99, {size}, {viewers} in-process LogStream readers (no HTTP)"
+        ),
+        quantile(&local.delays, 0.99),
+    ));
+
+    let capacity = loopback_capacity(viewers, capacity_megabytes * 1_000_000)
+        .await
+        .context("loopback TCP capacity")?;
+    report.add(Figure::new(
+        format!(
+            "web: live log baseline: plain TCP over 127.0.0.1, {viewers} connections × {capacity_megabytes} MB \
+             read and checksummed (no HTTP, no log; the fan-out needs {:.0} MB/s)",
+            RATE / 1e6 * viewers as f64
+        ),
+        capacity,
+        "MB/s",
+    ));
+    site.check_running()?;
+
+    let http = fan_out(site, Viewers::Http, viewers, chunks)
+        .await
+        .context("HTTP viewers")?;
+    site.check_running()?;
+    let size = format!("{size}, {viewers} HTTP viewers of ?raw");
+    report.add(Figure::new(
+        format!(
+            "web: live log: achieved write rate (paced at {:.0} MB/s), {size}",
+            RATE / 1e6
+        ),
+        total as f64 / 1e6 / http.written.elapsed.as_secs_f64(),
+        "MB/s",
+    ));
+    let samples = http.delays.len();
+    report.add(
+        Figure::millis(
+            format!(
+                "web: live log: write → viewer receipt delay, p99 of {samples} (chunk × viewer), {size}"
+            ),
+            quantile(&http.delays, 0.99),
+        )
+        .target(Target::AtMost(DELAY_TARGET_MS)),
+    );
+    report.add(Figure::millis(
+        "web: live log: write → viewer receipt delay, median",
+        quantile(&http.delays, 0.5),
+    ));
+    report.add(Figure::millis(
+        "web: live log: write → viewer receipt delay, max",
+        quantile(&http.delays, 1.0),
+    ));
+    report.add(Figure::seconds(
+        "web: live log: time from the last write until every viewer had every byte",
+        http.drain_time,
+    ));
+    report.add(Figure::new(
+        "web: live log: bytes delivered to all viewers per second, first write → last viewer done",
+        (total * viewers as u64) as f64 / 1e6 / http.all_read_time.as_secs_f64(),
+        "MB/s",
+    ));
+    Ok(())
+}
+
+/// Who follows the log.
+#[derive(Clone, Copy, Debug)]
+enum Viewers {
+    /// `LiveLog::stream` in this process.
+    InProcess,
+    /// `GET /log/live/<branch>?raw` over HTTP.
+    Http,
+}
+
+/// One fan-out: what was written and what the viewers saw.
+struct FanOut {
+    written: Written,
+    /// Every chunk's delay for every viewer.
+    delays: Vec<Duration>,
+    /// From the last write until every viewer had everything.
+    drain_time: Duration,
+    /// From the first write until every viewer had everything.
+    all_read_time: Duration,
+}
+
+/// Creates a live log, connects `viewers` followers of kind `kind`, writes `chunks` paced
+/// chunks, and checks that every follower received every byte.
+async fn fan_out(
+    site: &Site,
+    kind: Viewers,
+    viewers: usize,
+    chunks: usize,
+) -> anyhow::Result<FanOut> {
+    let total = (PREAMBLE.len() + chunks * CHUNK) as u64;
+    let branch = match kind {
+        Viewers::InProcess => format!("{BRANCH}-in-process"),
+        Viewers::Http => format!("{BRANCH}-http"),
+    };
     let log = site.logs.create(LiveLogSpec {
-        branch: BRANCH.to_owned(),
+        branch: branch.clone(),
         title: "Fan-out benchmark".to_owned(),
         pending: "Writing".to_owned(),
         cancel: None,
@@ -63,18 +176,26 @@ pub(super) async fn run(scale: Scale, site: &mut Site, report: &mut Report) -> a
     log.write(PREAMBLE);
     let origin = Instant::now();
     let client = client()?;
-    let url = site.url(&format!("/log/live/{BRANCH}?raw"));
+    let url = site.url(&format!("/log/live/{branch}?raw"));
 
     let (ready, mut connected) = mpsc::channel(viewers);
     let tasks: Vec<_> = (0..viewers)
-        .map(|_| {
-            tokio::spawn(view(
+        .map(|_| match kind {
+            Viewers::Http => tokio::spawn(view(
                 client.clone(),
                 url.clone(),
                 origin,
                 ready.clone(),
                 chunks,
-            ))
+            )),
+            Viewers::InProcess => {
+                let (stream, ready) = (log.stream(), ready.clone());
+                tokio::spawn(async move {
+                    let _ = ready.send(()).await;
+                    drop(ready);
+                    read_stream(stream, origin, chunks).await
+                })
+            }
         })
         .collect();
     drop(ready);
@@ -145,48 +266,76 @@ pub(super) async fn run(scale: Scale, site: &mut Site, report: &mut Report) -> a
             "the viewers did not receive everything within {DRAIN_PATIENCE:?} of the last write"
         )
     })??;
-    drop(log);
-    site.check_running()?;
-
-    let megabytes = total as f64 / 1e6;
-    let size = format!(
-        "{megabytes:.0} MB in {} KiB chunks over {seconds} s, {viewers} HTTP viewers of ?raw",
-        CHUNK / 1024
-    );
-    report.add(Figure::new(
-        format!(
-            "web: live log: achieved write rate (paced at {:.0} MB/s), {size}",
-            RATE / 1e6
-        ),
-        megabytes / written.elapsed.as_secs_f64(),
-        "MB/s",
-    ));
-    let samples = delays.len();
-    report.add(
-        Figure::millis(
-            format!("web: live log: write → viewer receipt delay, p99 of {samples} (chunk × viewer), {size}"),
-            quantile(&delays, 0.99),
-        )
-        .target(Target::AtMost(DELAY_TARGET_MS)),
-    );
-    report.add(Figure::millis(
-        "web: live log: write → viewer receipt delay, median",
-        quantile(&delays, 0.5),
-    ));
-    report.add(Figure::millis(
-        "web: live log: write → viewer receipt delay, max",
-        quantile(&delays, 1.0),
-    ));
-    report.add(Figure::seconds(
-        "web: live log: time from the last write until every viewer had every byte",
+    Ok(FanOut {
+        written,
+        delays,
         drain_time,
-    ));
-    report.add(Figure::new(
-        "web: live log: bytes delivered to all viewers per second, first write → last viewer done",
-        (total * viewers as u64) as f64 / 1e6 / all_read_time.as_secs_f64(),
-        "MB/s",
-    ));
-    Ok(())
+        all_read_time,
+    })
+}
+
+/// `connections` TCP connections over 127.0.0.1, each sent `bytes` (whole 64 KiB writes) by a
+/// task as fast as it goes and read by another with the viewers' checksum; the bytes received
+/// per second over all connections, in MB/s. The ceiling of any HTTP fan-out on this machine.
+async fn loopback_capacity(connections: usize, bytes: usize) -> anyhow::Result<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let writes = bytes.div_ceil(CHUNK);
+    let data: Arc<[u8]> = filler()[..CHUNK].into();
+    let mut expected = Fletcher::default();
+    for _ in 0..writes {
+        expected.update(&data);
+    }
+    let (expected, total) = (expected.value(), (writes * CHUNK) as u64);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let started = Instant::now();
+    let senders = tokio::spawn(async move {
+        let mut tasks = Vec::with_capacity(connections);
+        for _ in 0..connections {
+            let (mut socket, _) = listener.accept().await?;
+            let data = Arc::clone(&data);
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..writes {
+                    socket.write_all(&data).await?;
+                }
+                socket.shutdown().await
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        anyhow::Ok(())
+    });
+    let receivers: Vec<_> = (0..connections)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut socket = tokio::net::TcpStream::connect(addr).await?;
+                let mut buffer = vec![0_u8; CHUNK];
+                let (mut received, mut sum) = (0_u64, Fletcher::default());
+                loop {
+                    let n = socket.read(&mut buffer).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    sum.update(&buffer[..n]);
+                    received += n as u64;
+                }
+                anyhow::Ok((received, sum.value()))
+            })
+        })
+        .collect();
+    for (index, receiver) in receivers.into_iter().enumerate() {
+        let (received, checksum) = receiver.await.context("a receiver panicked")??;
+        ensure!(
+            received == total && checksum == expected,
+            "connection {index} received {received} of {total} bytes, checksum {checksum:#018x} \
+             instead of {expected:#018x}"
+        );
+    }
+    let elapsed = started.elapsed();
+    senders.await.context("the senders panicked")??;
+    Ok((total * connections as u64) as f64 / 1e6 / elapsed.as_secs_f64())
 }
 
 /// What the writer did.
@@ -279,6 +428,23 @@ async fn view(
         .await
         .with_context(|| format!("read GET {url} after {} bytes", parser.offset))?
     {
+        parser.feed(&piece, origin.elapsed())?;
+    }
+    Ok(Viewed {
+        bytes: parser.offset,
+        checksum: parser.sum.value(),
+        delays: parser.delays,
+    })
+}
+
+/// Follows `stream` to its end, in this process.
+async fn read_stream(
+    mut stream: LogStream,
+    origin: Instant,
+    chunks: usize,
+) -> anyhow::Result<Viewed> {
+    let mut parser = Parser::new(chunks);
+    while let Some(piece) = stream.next_chunk().await? {
         parser.feed(&piece, origin.elapsed())?;
     }
     Ok(Viewed {

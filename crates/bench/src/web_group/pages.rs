@@ -4,7 +4,8 @@
 //!
 //! Times are taken by the client over real HTTP on 127.0.0.1 on a kept-alive connection, from
 //! sending the request until the whole body is read; the floor is a static file
-//! (`GET /css/style.css`) timed the same way in the same run.
+//! (`GET /css/style.css`) timed the same way in the same run, and the time of
+//! `Engine::targets()` (the copy of every target both pages start from) is measured in-process.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +33,29 @@ pub(super) async fn run(scale: Scale, site: &mut Site, report: &mut Report) -> a
     let client = client()?;
     let targets = site.targets;
     let last = branch_name(targets - 1);
+
+    let mut copies = Vec::with_capacity(REQUESTS);
+    for i in 0..WARM_UP + REQUESTS {
+        let started = Instant::now();
+        let views = site.engine.targets();
+        let elapsed = started.elapsed();
+        ensure!(
+            views.len() == targets,
+            "Engine::targets() gave {} targets",
+            views.len()
+        );
+        drop(views);
+        if i >= WARM_UP {
+            copies.push(elapsed);
+        }
+    }
+    report.add(Figure::millis(
+        format!(
+            "web: baseline: Engine::targets() in-process (what / and /branch start from), \
+             {targets} targets, median of {REQUESTS}"
+        ),
+        quantile(&copies, 0.5),
+    ));
 
     let floor = timed_gets(&client, site, "/css/style.css", |_| Ok(())).await?;
     report.add(Figure::millis(

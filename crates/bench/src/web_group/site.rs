@@ -36,6 +36,8 @@ pub(super) struct Site {
     pub(super) base: String,
     /// The live logs the web server follows.
     pub(super) logs: LogManager,
+    /// The engine the pages show.
+    pub(super) engine: Engine,
     /// Targets loaded.
     pub(super) targets: usize,
     refs_time: Duration,
@@ -138,6 +140,7 @@ impl Site {
             _dir: dir,
             base,
             logs,
+            engine,
             targets,
             refs_time,
             load_time,
