@@ -91,6 +91,7 @@ mod core_group;
 mod engine_group;
 mod report;
 mod stats;
+mod targets;
 mod web_group;
 
 use std::process::ExitCode;

@@ -20,11 +20,9 @@ use crate::Scale;
 use crate::engine_group::sys::{Background, rss_bytes};
 use crate::report::{Figure, Report, Target};
 use crate::stats::quantile;
+use crate::targets::{JOBS, REPO, count_successes, fake_hash, head_path};
 
 /// The project all targets belong to.
-const REPO: &str = "bench/repo";
-/// The jobs of every target.
-const JOBS: [&str; 3] = ["alpha", "beta", "gamma"];
 /// The few targets of the baseline case.
 const SMALL: usize = 100;
 /// How much more one head change may cost with many targets than with few.
@@ -410,43 +408,4 @@ fn spawn_engine(
         move |cancel| async move { engine.run(cancel).await }
     });
     Ok((engine, events, running))
-}
-
-/// Counts `success` announcements until `expected`. Announcements the receiver was too slow for
-/// (the engine writes them in one burst, the channel holds 4,096) are counted as `Lagged`; the
-/// caller checks the store afterwards.
-async fn count_successes(
-    events: &mut broadcast::Receiver<StatusChange>,
-    expected: usize,
-) -> anyhow::Result<()> {
-    let mut seen = 0;
-    while seen < expected {
-        match events.recv().await {
-            Ok(change) => {
-                ensure!(
-                    change.state == "success",
-                    "job {} of {} is {}: {}",
-                    change.job,
-                    change.target,
-                    change.state,
-                    change.description
-                );
-                seen += 1;
-            }
-            Err(RecvError::Lagged(n)) => seen += n as usize,
-            Err(RecvError::Closed) => bail!("the engine stopped after {seen} statuses"),
-        }
-    }
-    Ok(())
-}
-
-/// `bench/repo/ref/heads/b<i>/head`.
-fn head_path(i: usize) -> anyhow::Result<StorePath> {
-    Ok(StorePath::new(format!("{REPO}/ref/heads/b{i:05}/head"))?)
-}
-
-/// A distinct 40-digit lowercase hex commit hash for `n` (the commits need not exist).
-fn fake_hash(n: u64) -> String {
-    let mixed = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5bd1_e995;
-    format!("{mixed:016x}{n:024x}")
 }

@@ -9,23 +9,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use prometheus_client::registry::Registry;
-use tokio::sync::broadcast::{self, error::RecvError};
+
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use datakit_ci::engine::{Engine, EngineConfig, METADATA_BRANCH, Project, StatusChange};
+use datakit_ci::engine::{Engine, EngineConfig, METADATA_BRANCH, Project};
 use datakit_ci::log::LogManager;
 use datakit_ci::pool::Pools;
-use datakit_ci::store::{BranchName, Store, StorePath};
+use datakit_ci::store::{BranchName, Store};
 use datakit_ci::term::{CommitHash, Term};
 use datakit_ci_web::{Acl, AppState, WebConfig, WebServer};
 
 use crate::report::{Figure, Report};
+pub(super) use crate::targets::{JOBS, REPO, branch_name};
+use crate::targets::{count_successes, fake_hash, head_path};
 
-/// The project all targets belong to.
-pub(super) const REPO: &str = "bench/repo";
-/// The jobs of every target.
-pub(super) const JOBS: [&str; 3] = ["alpha", "beta", "gamma"];
 /// The longest the load may take before the run fails instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(600);
 
@@ -185,50 +183,4 @@ pub(super) fn report_load(site: &Site, report: &mut Report) {
         ),
         site.load_time,
     ));
-}
-
-/// Counts `success` announcements until `expected`. Announcements the receiver was too slow for
-/// are counted as `Lagged`; the caller checks the engine's targets afterwards.
-async fn count_successes(
-    events: &mut broadcast::Receiver<StatusChange>,
-    expected: usize,
-) -> anyhow::Result<()> {
-    let mut seen = 0;
-    while seen < expected {
-        match events.recv().await {
-            Ok(change) => {
-                ensure!(
-                    change.state == "success",
-                    "job {} of {} is {}: {}",
-                    change.job,
-                    change.target,
-                    change.state,
-                    change.description
-                );
-                seen += 1;
-            }
-            Err(RecvError::Lagged(n)) => seen += n as usize,
-            Err(RecvError::Closed) => bail!("the engine stopped after {seen} statuses"),
-        }
-    }
-    Ok(())
-}
-
-/// The name of branch `i`: `b00042`.
-pub(super) fn branch_name(i: usize) -> String {
-    format!("b{i:05}")
-}
-
-/// `bench/repo/ref/heads/b<i>/head`.
-fn head_path(i: usize) -> anyhow::Result<StorePath> {
-    Ok(StorePath::new(format!(
-        "{REPO}/ref/heads/{}/head",
-        branch_name(i)
-    ))?)
-}
-
-/// A distinct 40-digit lowercase hex commit hash for `n` (the commits need not exist).
-fn fake_hash(n: u64) -> String {
-    let mixed = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5bd1_e995;
-    format!("{mixed:016x}{n:024x}")
 }
