@@ -51,13 +51,15 @@
 //!   head with the previous head's result, engine failures (the engine is then restarted and the
 //!   change repeated), and the process's `VmRSS` with the 10,000 targets idle.
 //! - **local CI** — `datakit_ci::local::LocalCi` (bridge, engine, Git plugin) watching a real
-//!   repository with the one test `true`: 20 (10) `git commit`s on `main`, each timed until its
-//!   `success` status is announced (target: median ≤ 100 ms; also p90). Then 500 (50) new branches
-//!   on as many distinct commits, made by one `git update-ref --stdin`, timed until every status
-//!   is final, against the floor measured after the CI stopped: for each commit, what
-//!   `Repo::with_clone` runs (`git clone --shared --no-checkout` of the CI's clone, serialised by
-//!   a lock, then `git reset --hard <hash>`), `sh -c true` and the removal of the clone, with the
-//!   same parallelism (clones serial, the rest concurrent). Target: at most 2× the floor. Also
+//!   repository with the one test `true`: 20 (10) `git commit`s on `main`, each timed from the
+//!   moment `git commit` returned (the branch has moved) until its `success` status is announced
+//!   (target: median ≤ 100 ms; also p90, and the median counting the `git commit` command). Then
+//!   500 (50) new branches on as many distinct commits, made by one `git update-ref --stdin`,
+//!   timed until every status is final, against the floor measured after the CI stopped: for each
+//!   commit, what `Repo::with_clone` runs (`SharedClone::checkout` of the CI's clone: an
+//!   in-process `.git` borrowing its objects, then `git read-tree --reset -u HEAD`), `sh -c true`
+//!   and the removal of the clone, with the same parallelism (all concurrent). Target: at most 2×
+//!   the floor. Also
 //!   the CPU time per build of this process's own threads (`/proc/self/stat` utime + stime) and
 //!   of its child processes (cutime + cstime), for the CI and for the floor.
 //!

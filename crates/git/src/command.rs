@@ -216,7 +216,7 @@ impl Builder for Shell {
             |dir: std::path::PathBuf| async move { self.run_commands(&dir, log, cancel).await };
         let work = async {
             if self.config.clone {
-                repo.with_clone(log, job, commit, run_all).await
+                repo.with_clone(log, commit, run_all).await
             } else {
                 repo.with_checkout(log, job, commit, run_all).await
             }

@@ -36,13 +36,28 @@ impl Fetcher {
     ) -> Result<(), Error> {
         let dir = self.core.dir();
         let hash = target.head();
+        let id = object_id(&self.core, hash)?;
+        if self
+            .blocking(move |core| core.objects().contains(&id))
+            .await?
         {
-            let _git = self.core.git_lock().lock().await;
-            if make_local_branch(&self.core, hash).await {
-                log.log(&format!(
-                    "Commit {hash} is available locally, so not fetching"
-                ));
-                return Ok(());
+            log.log(&format!(
+                "Commit {hash} is available locally, so not fetching"
+            ));
+            return self.set_branch(hash).await;
+        }
+        if let Some(origin) = self.core.objects().local_origin() {
+            log.log(&format!("Copying commit {hash} from {}", origin.display()));
+            match self
+                .blocking(move |core| core.objects().copy_from_origin(id))
+                .await?
+            {
+                Ok(copied) => {
+                    log.log(&format!("Copied {} objects", copied.unwrap_or(0)));
+                    return self.set_branch(hash).await;
+                }
+                // E.g. the ref moved and the commit was garbage-collected: ask origin for the ref.
+                Err(e) => log.log(&format!("{e}; fetching instead")),
             }
         }
         log.log("Fetching PR branch");
@@ -58,11 +73,54 @@ impl Fetcher {
             .log(log.clone())
             .cancel(cancel.clone());
         run_git(dir, fetch).await?;
-        let _git = self.core.git_lock().lock().await;
-        let branch =
-            git(dir, ["branch", "-f", &local_branch(hash), hash.as_str()]).log(log.clone());
-        run_git(dir, branch).await
+        // The ref may have moved on since the metadata named this commit.
+        if !self
+            .blocking(move |core| core.objects().contains(&id))
+            .await?
+        {
+            return Err(Error::Objects {
+                dir: dir.to_owned(),
+                message: format!("fetching {source} from origin did not bring commit {hash}"),
+            });
+        }
+        self.set_branch(hash).await
     }
+
+    /// Points the local branch `git-pull-of-<hash>` at the commit, in-process.
+    async fn set_branch(&self, hash: &CommitHash) -> Result<(), Error> {
+        let _git = self.core.git_lock().lock().await;
+        let (branch, id) = (local_branch(hash), object_id(&self.core, hash)?);
+        self.blocking(move |core| core.objects().set_branch(&branch, id))
+            .await?
+            .map_err(|e| Error::Objects {
+                dir: self.core.dir().to_owned(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Runs `f` on the blocking thread pool (gix reads and writes files synchronously).
+    async fn blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Core) -> R + Send + 'static,
+    ) -> Result<R, Error> {
+        let core = Arc::clone(&self.core);
+        tokio::task::spawn_blocking(move || f(&core))
+            .await
+            .map_err(|e| Error::Io {
+                path: self.core.dir().to_owned(),
+                source: std::io::Error::other(e),
+            })
+    }
+}
+
+/// The gix id of a commit hash.
+fn object_id(core: &Core, hash: &CommitHash) -> Result<gix::ObjectId, Error> {
+    gix::ObjectId::from_hex(hash.as_str().as_bytes()).map_err(|e| Error::Objects {
+        dir: core.dir().to_owned(),
+        message: format!(
+            "{hash} is not a SHA-1 commit hash (only SHA-1 repositories are supported): {e}"
+        ),
+    })
 }
 
 impl Builder for Fetcher {
@@ -131,19 +189,4 @@ const FETCHED_INTO: &str = "value/fetched-into";
 /// `git-pull-of-<hash>`: the local branch and the cache branch of a fetched commit.
 fn local_branch(hash: &CommitHash) -> String {
     format!("git-pull-of-{hash}")
-}
-
-/// Tries `git branch -f git-pull-of-<hash> <hash>`; whether it worked (the commit is local).
-async fn make_local_branch(core: &Core, hash: &CommitHash) -> bool {
-    let cmd = git(
-        core.dir(),
-        ["branch", "-f", &local_branch(hash), hash.as_str()],
-    );
-    match datakit_ci_process::run_with_exit_status(cmd).await {
-        Ok(status) => status.success(),
-        Err(e) => {
-            tracing::warn!(dir = %core.dir().display(), error = %e, "cannot run git branch");
-            false
-        }
-    }
 }

@@ -88,10 +88,13 @@ use datakit_ci_store::Store;
 mod command;
 mod fetch;
 mod git;
+mod objects;
 mod repo;
+mod shared_clone;
 
 pub use command::{Command, CommandConfig};
 pub use repo::{Commit, Repo};
+pub use shared_clone::SharedClone;
 
 #[cfg(doc)]
 use datakit_ci_term::Term;
@@ -178,6 +181,14 @@ pub enum Error {
         dir: PathBuf,
         /// How it ended.
         status: datakit_ci_process::ExitStatus,
+    },
+    /// Reading or writing the repository's objects or refs in-process failed.
+    #[error("cannot update the repository {dir:?}: {message}")]
+    Objects {
+        /// The repository's directory.
+        dir: PathBuf,
+        /// What went wrong.
+        message: String,
     },
     /// [`Command::new`] was given a label that cannot be part of a branch name.
     #[error("invalid command label {label:?}: {reason}")]

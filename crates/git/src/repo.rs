@@ -20,6 +20,8 @@ use datakit_ci_term::{CommitHash, JobId, TargetId, Term};
 
 use crate::fetch::Fetcher;
 use crate::git::{capture, git};
+use crate::objects::Objects;
+use crate::shared_clone::SharedClone;
 use crate::{Error, Services};
 
 /// A local, non-bare Git working directory the CI fetches into and builds from.
@@ -42,6 +44,10 @@ pub(crate) struct Core {
     git_lock: tokio::sync::Mutex<()>,
     /// Answers of [`Repo::is_after`], by (old, commit).
     ancestry: Mutex<HashMap<(CommitHash, CommitHash), bool>>,
+    /// The object database and refs, for fetch steps that need no `git` process.
+    objects: Objects,
+    /// How [`Repo::with_clone`] makes its clones.
+    clones: SharedClone,
     /// Where builds on this repository are recorded.
     services: Services,
 }
@@ -78,6 +84,20 @@ impl Repo {
             }
         }
         check_work_tree(&dir).await?;
+        let opened = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || -> Result<_, Error> {
+                let objects = Objects::open(&dir).map_err(|e| Error::NotWorkTree {
+                    dir: dir.clone(),
+                    detail: e.to_string(),
+                })?;
+                Ok((objects, SharedClone::new(&dir)?))
+            })
+        };
+        let (objects, clones) = opened.await.map_err(|e| Error::Io {
+            path: dir.clone(),
+            source: std::io::Error::other(e),
+        })??;
         let lock = MonitoredPool::new(
             dir.display().to_string(),
             1,
@@ -93,6 +113,8 @@ impl Repo {
             lock,
             git_lock: tokio::sync::Mutex::new(()),
             ancestry: Mutex::new(HashMap::new()),
+            objects,
+            clones,
             services: services.clone(),
         });
         let fetch = Cache::new(
@@ -198,13 +220,13 @@ impl Repo {
     /// clone (also when `f` fails or the returned future is dropped).
     ///
     /// The clone is a fresh directory with the prefix `with_clone` in the system's temporary
-    /// directory, mode 0700. The directory lock (see [`Repo::with_checkout`]) is held only while
-    /// cloning (`git clone --shared --no-checkout`, which shares the object database instead of
-    /// copying it); then `git reset --hard <hash>` fills in the work tree. Output goes to `log`.
+    /// directory, mode 0700, made by [`SharedClone`]: it shares this repository's object database
+    /// (like `git clone --shared`), has `HEAD` detached at `commit` and `origin` set to this
+    /// directory, and copies no refs. The directory lock is not taken: objects are only ever
+    /// added (automatic gc is off for the plugin's commands). Output goes to `log`.
     pub async fn with_clone<F, Fut, R>(
         &self,
         log: &LiveLog,
-        job: &JobId,
         commit: &Commit,
         f: F,
     ) -> Result<R, Error>
@@ -214,27 +236,16 @@ impl Repo {
     {
         let tmp = temp_dir()?;
         let clone_dir = tmp.path().to_owned();
-        let dir = self.dir();
-        self.locked(log, job, "clone", async {
-            let clone = git(
-                dir,
-                [
-                    "clone",
-                    "--quiet",
-                    "--shared",
-                    "--no-checkout",
-                    dir.to_str().ok_or_else(|| not_utf8(dir))?,
-                    clone_dir.to_str().ok_or_else(|| not_utf8(&clone_dir))?,
-                ],
-            );
-            run_git(dir, clone.log(log.clone())).await
-        })
-        .await?;
-        let reset = git(
-            &clone_dir,
-            ["reset", "--quiet", "--hard", commit.hash.as_str()],
-        );
-        run_git(&clone_dir, reset.log(log.clone())).await?;
+        log.log(&format!(
+            "Cloning {} at {} into {}",
+            self.dir().display(),
+            commit.hash,
+            clone_dir.display()
+        ));
+        self.core
+            .clones
+            .checkout(&commit.hash, &clone_dir, Some(log))
+            .await?;
         let output = f(clone_dir.clone()).await;
         tokio::task::spawn_blocking(move || tmp.close())
             .await
@@ -301,6 +312,10 @@ impl Core {
     }
 
     /// The per-repository git mutex.
+    pub(crate) fn objects(&self) -> &Objects {
+        &self.objects
+    }
+
     pub(crate) fn git_lock(&self) -> &tokio::sync::Mutex<()> {
         &self.git_lock
     }

@@ -1,19 +1,20 @@
 //! Figures 2 and 3: the whole local CI in-process (`LocalCi`: bridge, engine, Git plugin running
-//! `sh -c true` in a `git clone --shared` of each head) watching a real repository: the latency
-//! from `git commit` to the `success` status, and the time to test many new branches against the
+//! `sh -c true` in a shared clone of each head) watching a real repository: the latency from a
+//! new commit to the `success` status, and the time to test many new branches against the
 //! floor of the checkouts the plugin makes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use datakit_ci::engine::StatusChange;
+use datakit_ci::git::SharedClone;
 use datakit_ci::local::{LocalCi, LocalCiConfig, LocalRepoSpec, TestSpec};
+use datakit_ci::term::CommitHash;
 
 use crate::Scale;
 use crate::engine_group::sys::{Background, CpuTimes, git, output, run_with_input};
@@ -61,16 +62,24 @@ pub(super) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()>
 
     let latencies = ci.latencies(sizes.commits).await.context("latency")?;
     let count = latencies.len();
+    let from_commit: Vec<Duration> = latencies.iter().map(|l| l.from_commit).collect();
+    let with_git_commit: Vec<Duration> = latencies.iter().map(|l| l.with_git_commit).collect();
     report.add(
         Figure::millis(
-            format!("local CI: git commit → `{TEST}` success status, median of {count}"),
-            quantile(&latencies, 0.5),
+            format!(
+                "local CI: new commit on a branch → `{TEST}` success status, median of {count}"
+            ),
+            quantile(&from_commit, 0.5),
         )
         .target(Target::AtMost(LATENCY_TARGET_MS)),
     );
     report.add(Figure::millis(
-        format!("local CI: git commit → `{TEST}` success status, p90 of {count}"),
-        quantile(&latencies, 0.9),
+        format!("local CI: new commit on a branch → `{TEST}` success status, p90 of {count}"),
+        quantile(&from_commit, 0.9),
+    ));
+    report.add(Figure::millis(
+        format!("local CI: the same counting the `git commit` command itself, median of {count}"),
+        quantile(&with_git_commit, 0.5),
     ));
 
     let n = sizes.branches;
@@ -87,7 +96,7 @@ pub(super) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()>
     ));
     report.add(Figure::seconds(
         format!(
-            "local CI: floor, {n} × (git clone --shared --no-checkout [serial] + reset --hard + sh -c true [concurrent])"
+            "local CI: floor, {n} × (the plugin's shared clone + read-tree + sh -c true, concurrent)"
         ),
         floor.time,
     ));
@@ -106,12 +115,12 @@ pub(super) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()>
         "ms",
     ));
     report.add(Figure::new(
-        "local CI: CPU per build, child processes (git fetch/branch/clone/reset, sh)",
+        "local CI: CPU per build, child processes (git read-tree, sh; git fetch only if needed)",
         per_build(throughput.cpu.children),
         "ms",
     ));
     report.add(Figure::new(
-        "local CI: CPU per build, floor's child processes (git clone/reset, sh)",
+        "local CI: CPU per build, floor's child processes (git read-tree, sh)",
         per_build(floor.cpu.children),
         "ms",
     ));
@@ -154,7 +163,7 @@ impl Harness {
         let mut init = git(&repo);
         init.args(["init", "--quiet", "--initial-branch=main"]);
         output(init).await?;
-        let first = commit(&repo, "First").await?;
+        let (first, _) = commit(&repo, "First").await?;
 
         let state_dir = dir.path().join("state");
         let id: datakit_ci::term::RepoId = REPO_ID.parse()?;
@@ -191,16 +200,19 @@ impl Harness {
     }
 
     /// Commits on `main` `count` times, each time waiting for the new commit's `success`.
-    async fn latencies(&mut self, count: usize) -> anyhow::Result<Vec<Duration>> {
+    async fn latencies(&mut self, count: usize) -> anyhow::Result<Vec<Latency>> {
         let mut times = Vec::with_capacity(count);
         for round in 0..count {
             // Let the previous round's trailing commits and file events pass.
             tokio::time::sleep(Duration::from_millis(100)).await;
             self.drain();
             let started = Instant::now();
-            let hash = commit(&self.repo, &format!("Change {round}")).await?;
+            let (hash, committed) = commit(&self.repo, &format!("Change {round}")).await?;
             let failed = self.wait_final(&BTreeSet::from([hash])).await?;
-            times.push(started.elapsed());
+            times.push(Latency {
+                from_commit: committed.elapsed(),
+                with_git_commit: started.elapsed(),
+            });
             ensure!(failed == 0, "the test failed on commit {round}");
         }
         Ok(times)
@@ -319,8 +331,17 @@ impl Harness {
     }
 }
 
-/// `git commit --allow-empty` on the current branch; returns the new head.
-async fn commit(repo: &Path, message: &str) -> anyhow::Result<String> {
+/// One commit's push-to-status latency.
+struct Latency {
+    /// From the moment `git commit` returned (the branch has moved) to the final status.
+    from_commit: Duration,
+    /// The same, counting the `git commit` command itself.
+    with_git_commit: Duration,
+}
+
+/// `git commit --allow-empty` on the current branch; returns the new head and when the commit
+/// command returned.
+async fn commit(repo: &Path, message: &str) -> anyhow::Result<(String, Instant)> {
     let mut commit = git(repo);
     commit.args([
         "commit",
@@ -331,24 +352,25 @@ async fn commit(repo: &Path, message: &str) -> anyhow::Result<String> {
         message,
     ]);
     output(commit).await?;
+    let committed = Instant::now();
     let mut head = git(repo);
     head.args(["rev-parse", "HEAD"]);
-    Ok(output(head).await?.trim().to_owned())
+    Ok((output(head).await?.trim().to_owned(), committed))
 }
 
-/// What the plugin's builds cannot avoid, with the plugin's parallelism (`Repo::with_clone`):
-/// for each commit, `git clone --quiet --shared --no-checkout <clone_dir> <tmp>` holding a lock
-/// (clones are serial), then concurrently `git reset --quiet --hard <hash>` in the clone,
-/// `sh -c true` there, and removing the clone.
+/// What the plugin's builds cannot avoid, with the plugin's parallelism (`Repo::with_clone`,
+/// which takes no lock): for each commit concurrently, the plugin's own checkout method
+/// ([`SharedClone::checkout`] of the CI's clone into a fresh temporary directory), `sh -c true`
+/// there, and removing the clone.
 async fn floor(clone_dir: &Path, commits: &[String]) -> anyhow::Result<Run> {
-    let lock = Arc::new(tokio::sync::Mutex::new(()));
+    let clones = SharedClone::new(clone_dir)?;
     let cpu = CpuTimes::now()?;
     let started = Instant::now();
     let builds: Vec<_> = commits
         .iter()
         .map(|hash| {
-            let (lock, source, hash) = (Arc::clone(&lock), clone_dir.to_owned(), hash.clone());
-            tokio::spawn(async move { checkout_and_test(&lock, &source, &hash).await })
+            let (clones, hash) = (clones.clone(), hash.parse());
+            tokio::spawn(async move { checkout_and_test(&clones, &hash?).await })
         })
         .collect();
     for build in builds {
@@ -361,27 +383,12 @@ async fn floor(clone_dir: &Path, commits: &[String]) -> anyhow::Result<Run> {
     })
 }
 
-async fn checkout_and_test(
-    lock: &tokio::sync::Mutex<()>,
-    source: &Path,
-    hash: &str,
-) -> anyhow::Result<()> {
+async fn checkout_and_test(clones: &SharedClone, hash: &CommitHash) -> anyhow::Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("with_clone")
         .tempdir()
         .context("make a temporary directory")?;
-    {
-        let _serial = lock.lock().await;
-        let mut clone = git(source);
-        clone
-            .args(["clone", "--quiet", "--shared", "--no-checkout"])
-            .arg(source)
-            .arg(tmp.path());
-        output(clone).await?;
-    }
-    let mut reset = git(tmp.path());
-    reset.args(["reset", "--quiet", "--hard", hash]);
-    output(reset).await?;
+    clones.checkout(hash, tmp.path(), None).await?;
     let mut test = tokio::process::Command::new("sh");
     test.args(["-c", TEST])
         .current_dir(tmp.path())

@@ -54,6 +54,7 @@ async fn a_commit_available_locally_is_not_fetched() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_pr_only_in_origin_is_fetched() -> anyhow::Result<()> {
     let fx = Fixture::new().await?;
+    fx.use_url_origin();
     assert!(!git_succeeds(
         &fx.local,
         &["cat-file", "-e", fx.pr.as_str()]
@@ -70,6 +71,7 @@ async fn a_pr_only_in_origin_is_fetched() -> anyhow::Result<()> {
 #[tokio::test]
 async fn an_annotated_tag_is_fetched_as_its_commit() -> anyhow::Result<()> {
     let fx = Fixture::new().await?;
+    fx.use_url_origin();
     assert!(!git_succeeds(
         &fx.local,
         &["cat-file", "-e", fx.tag.as_str()]
@@ -99,6 +101,7 @@ async fn a_target_missing_from_the_metadata_fails() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_failed_fetch_is_a_failure() -> anyhow::Result<()> {
     let fx = Fixture::new().await?;
+    fx.use_url_origin();
     git(&fx.origin, &["update-ref", "-d", "refs/pull/1/head"]);
     let repo = fx.repo().await?;
     let status = fx.eval(&repo.fetch_head(TargetId::Pr(repo_id(), 1))).await;
@@ -132,5 +135,93 @@ async fn targets_with_the_same_head_share_one_fetch() -> anyhow::Result<()> {
     let status = fx.eval(&again.fetch_head(TargetId::Pr(repo_id(), 1))).await;
     assert_eq!(value(status.result)?.hash(), &fx.pr);
     assert_eq!(fx.store_commits(&format!("git-pull-of-{}", fx.pr)), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_commit_in_a_local_origin_is_copied_without_git_fetch() -> anyhow::Result<()> {
+    let fx = Fixture::new().await?;
+    let repo = fx.repo().await?;
+    for (target, expected) in [
+        (TargetId::Pr(repo_id(), 1), &fx.pr),
+        (tag_target("v0.1"), &fx.tag),
+    ] {
+        assert!(!git_succeeds(
+            &fx.local,
+            &["cat-file", "-e", expected.as_str()]
+        ));
+        let status = fx.eval(&repo.fetch_head(target)).await;
+        assert_eq!(value(status.result.clone())?.hash(), expected);
+        assert_eq!(
+            &hash(&fx.local, &format!("git-pull-of-{expected}")),
+            expected
+        );
+        let log = fx.saved_log(&status.output).await?;
+        assert!(
+            log.contains(&format!(
+                "Copying commit {expected} from {}",
+                fx.origin.display()
+            )),
+            "{log}"
+        );
+        assert!(!log.contains(r#""git" "fetch""#), "{log}");
+    }
+    // Only the new commits' objects were copied (each adds one file to a shared history), and
+    // what was copied is complete: the local repository is consistent and has the new files.
+    git(&fx.local, &["fsck", "--strict", "--no-dangling"]);
+    assert_eq!(
+        git(&fx.local, &["show", &format!("{}:pr.txt", fx.pr)]),
+        "proposed\n"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_commit_missing_from_a_local_origin_is_fetched_by_ref() -> anyhow::Result<()> {
+    let fx = Fixture::new().await?;
+    // Origin moves PR 1 on and forgets the commit the metadata still names.
+    git(
+        &fx.origin,
+        &["update-ref", "refs/pull/1/head", fx.main.as_str()],
+    );
+    git(&fx.origin, &["reflog", "expire", "--expire=now", "--all"]);
+    git(&fx.origin, &["gc", "--quiet", "--prune=now"]);
+    assert!(!git_succeeds(
+        &fx.origin,
+        &["cat-file", "-e", fx.pr.as_str()]
+    ));
+    let repo = fx.repo().await?;
+    let status = fx.eval(&repo.fetch_head(TargetId::Pr(repo_id(), 1))).await;
+    let Err(Problem::Failure(message)) = &status.result else {
+        panic!("expected a failure, got {:?}", status.result);
+    };
+    assert_eq!(
+        message,
+        &format!(
+            "cannot update the repository {:?}: fetching pull/1/head from origin did not bring commit {}",
+            fx.local, fx.pr
+        )
+    );
+    let log = fx.saved_log(&status.output).await?;
+    assert!(
+        log.contains(&format!(
+            "{:?} does not have object {}; fetching instead",
+            fx.origin, fx.pr
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(r#""git" "fetch" "--no-tags" "origin" "pull/1/head""#),
+        "{log}"
+    );
+    // No branch points at a commit the repository does not have.
+    assert!(!git_succeeds(
+        &fx.local,
+        &[
+            "rev-parse",
+            "--verify",
+            &format!("refs/heads/git-pull-of-{}", fx.pr)
+        ]
+    ));
     Ok(())
 }

@@ -102,6 +102,13 @@ impl Fixture {
         })
     }
 
+    /// Makes the local clone's `origin` a `file://` URL, so that fetches go through `git fetch`
+    /// (a plain path lets the plugin copy objects in-process).
+    pub(crate) fn use_url_origin(&self) {
+        let url = format!("file://{}", self.origin.display());
+        git(&self.local, &["remote", "set-url", "origin", &url]);
+    }
+
     /// Opens the local clone as a `Repo`.
     pub(crate) async fn repo(&self) -> anyhow::Result<Repo> {
         Ok(Repo::open(&self.local, None, &self.services).await?)

@@ -229,17 +229,28 @@ async fn with_clone_gives_a_private_clone_at_the_commit_and_removes_it() -> anyh
     let repo = fx.repo().await?;
     let tagged = fetch(&fx, &repo, tag_target("v0.1")).await?;
     let log = live_log(&fx, "clone-test")?;
-    let (dir, mode, head, release) = repo
-        .with_clone(&log, &fx.job(), &tagged, async |dir: PathBuf| {
+    let (dir, mode, head, release, clone_git) = repo
+        .with_clone(&log, &tagged, async |dir: PathBuf| {
             let mode = std::fs::metadata(&dir)
                 .expect("clone exists")
                 .permissions()
                 .mode();
             let release = std::fs::read_to_string(dir.join("release.txt")).expect("checked out");
             let head = hash(&dir, "HEAD");
-            (dir, mode, head, release)
+            let clone_git = [
+                git(&dir, &["status", "--porcelain"]),
+                git(&dir, &["config", "remote.origin.url"]),
+                git(&dir, &["for-each-ref"]),
+                git(&dir, &["log", "--format=%s", "-1"]),
+            ];
+            (dir, mode, head, release, clone_git)
         })
         .await?;
+    let [status, origin, refs, subject] = clone_git;
+    assert_eq!(status, "", "a clean work tree and index");
+    assert_eq!(origin.trim(), fx.local.to_str().expect("UTF-8 path"));
+    assert_eq!(refs, "", "no refs are copied");
+    assert_eq!(subject.trim(), "release");
     assert!(
         dir.file_name()
             .is_some_and(|name| name.to_string_lossy().starts_with("with_clone")),
@@ -253,7 +264,10 @@ async fn with_clone_gives_a_private_clone_at_the_commit_and_removes_it() -> anyh
     assert_eq!(hash(&fx.local, "HEAD"), fx.main);
     assert!(!fx.local.join("release.txt").exists());
     let log = text(&log)?;
-    assert!(log.contains(r#"Running "git" "clone""#), "{log}");
+    assert!(
+        log.contains(r#"Running "git" "read-tree" "--reset" "-u" "HEAD""#),
+        "{log}"
+    );
     Ok(())
 }
 
@@ -264,8 +278,7 @@ async fn with_clone_removes_the_clone_when_cancelled() -> anyhow::Result<()> {
     let main = fetch(&fx, &repo, branch_target("main")).await?;
     let log = live_log(&fx, "clone-cancel-test")?;
     let (dir_tx, dir_rx) = tokio::sync::oneshot::channel();
-    let job = fx.job();
-    let work = repo.with_clone(&log, &job, &main, async |dir: PathBuf| {
+    let work = repo.with_clone(&log, &main, async |dir: PathBuf| {
         dir_tx.send(dir).expect("the test waits for the directory");
         std::future::pending::<()>().await;
     });
