@@ -93,8 +93,10 @@ use crate::watch::RefWatcher;
 const METADATA_BRANCH: &str = "github-metadata";
 
 /// How long [`LocalBridge::run`] waits after a file-system event for more of them (a `git commit`
-/// or `git fetch` touches several files) before syncing.
-const DEBOUNCE: Duration = Duration::from_millis(20);
+/// or `git fetch` touches several files within a millisecond or two) before syncing. Short,
+/// because it adds to every push-to-status latency; a sync that runs before the last ref moved
+/// is followed by another (events that arrive during a sync wake the loop again).
+const DEBOUNCE: Duration = Duration::from_millis(2);
 
 /// The default interval of the polling fallback.
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
