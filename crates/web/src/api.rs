@@ -25,9 +25,9 @@ use serde::Serialize;
 
 use datakit_ci_engine::{Project, TargetView};
 use datakit_ci_history::HistoryState;
-use datakit_ci_term::{LogLeaf, RebuildStateKind, Target, TargetId};
+use datakit_ci_term::{JobOutput, LogLeaf, RebuildStateKind, Target, TargetId};
 
-use crate::ci::model::{self, Job};
+use crate::ci::model::{self, Job, JobState};
 use crate::urls;
 
 pub(crate) use routes::routes;
@@ -242,6 +242,35 @@ impl From<&TargetView> for TargetSummary {
     }
 }
 
+impl TargetSummary {
+    /// The summary of a tracked target, from the engine's state (see
+    /// [`Engine::visit_targets`](datakit_ci_engine::Engine::visit_targets)).
+    pub(crate) fn of_live(
+        id: &TargetId,
+        target: &Target,
+        jobs: &[(&str, Option<&JobOutput>)],
+    ) -> Self {
+        let (state, description) = model::summary_of_live(jobs);
+        TargetSummary {
+            target: info(
+                id,
+                Some(target),
+                Some(target.head().to_string()),
+                state,
+                description,
+            ),
+            api_url: urls::api_target(id),
+            jobs: model::live_job_lines(jobs)
+                .map(|(name, state, description)| JobSummary {
+                    name: name.to_owned(),
+                    state: state.word(),
+                    description: description.to_owned(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The common fields of a target.
 pub(crate) fn target_info(
     id: &TargetId,
@@ -250,6 +279,16 @@ pub(crate) fn target_info(
     jobs: &[Job],
 ) -> TargetInfo {
     let (state, description) = model::summary(jobs);
+    info(id, target, head, state, description)
+}
+
+fn info(
+    id: &TargetId,
+    target: Option<&Target>,
+    head: Option<String>,
+    state: JobState,
+    description: String,
+) -> TargetInfo {
     let (number, ref_name) = match id {
         TargetId::Pr(_, number) => (Some(*number), None),
         TargetId::Ref(_, name) => (None, Some(name.to_string())),

@@ -1,6 +1,8 @@
 //! URL formats (spec §1.8): path-segment percent-encoding, log links, links into the published
 //! state repository, and the checks that keep redirects on this site.
 
+use std::fmt::Write as _;
+
 use axum::http::{HeaderMap, header};
 use datakit_ci_term::{CommitHash, RefName, RepoId, TargetId};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
@@ -68,7 +70,42 @@ pub fn saved_log(branch: &str, commit: &str) -> String {
 /// # Ok::<(), datakit_ci_term::IdError>(())
 /// ```
 pub fn target(id: &TargetId) -> String {
-    format!("/{}{}", repo_prefix(id.repo()), target_suffix(id))
+    let mut url = String::new();
+    write_target(&mut url, id);
+    url
+}
+
+/// Appends [`target`]`(id)` to `out`: lists of thousands of targets write their links into one
+/// buffer instead of allocating a string per link.
+pub(crate) fn write_target(out: &mut String, id: &TargetId) {
+    write_repo_prefix(out, id.repo());
+    match id {
+        TargetId::Pr(_, number) => {
+            write!(out, "/pr/{number}").expect("writing to a String cannot fail");
+        }
+        TargetId::Ref(_, name) => {
+            out.push_str("/ref");
+            for component in name.components() {
+                out.push('/');
+                out.extend(utf8_percent_encode(component, SEGMENT));
+            }
+        }
+    }
+}
+
+/// Appends [`commit`]`(repo, hash)` to `out`.
+pub(crate) fn write_commit(out: &mut String, repo: &RepoId, hash: &CommitHash) {
+    write_repo_prefix(out, repo);
+    out.push_str("/commit/");
+    out.push_str(hash.as_str());
+}
+
+/// `/<enc user>/<enc repo>`.
+fn write_repo_prefix(out: &mut String, repo: &RepoId) {
+    out.push('/');
+    out.extend(utf8_percent_encode(repo.user(), SEGMENT));
+    out.push('/');
+    out.extend(utf8_percent_encode(repo.repo(), SEGMENT));
 }
 
 /// The JSON description of a target: `/api/v1/targets` and the target's page path.
@@ -83,34 +120,14 @@ pub fn api_history(id: &TargetId) -> String {
 
 /// The page of a source commit: `/<user>/<repo>/commit/<hash>`.
 pub fn commit(repo: &RepoId, hash: &CommitHash) -> String {
-    format!("/{}/commit/{hash}", repo_prefix(repo))
+    let mut url = String::new();
+    write_commit(&mut url, repo, hash);
+    url
 }
 
 /// Where the "rebuild failed jobs" form of a page posts: `/rebuild-failed` and the page's path.
 pub fn rebuild_failed(page: &str) -> String {
     format!("/rebuild-failed{page}")
-}
-
-fn repo_prefix(repo: &RepoId) -> String {
-    format!(
-        "{}/{}",
-        encode_segment(repo.user()),
-        encode_segment(repo.repo())
-    )
-}
-
-fn target_suffix(id: &TargetId) -> String {
-    match id {
-        TargetId::Pr(_, number) => format!("/pr/{number}"),
-        TargetId::Ref(_, name) => {
-            let components: Vec<String> = name
-                .components()
-                .iter()
-                .map(|c| encode_segment(c))
-                .collect();
-            format!("/ref/{}", components.join("/"))
-        }
-    }
 }
 
 /// The repository of a page's `/<user>/<repo>/…` path (captured, already decoded).

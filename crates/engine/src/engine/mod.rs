@@ -27,6 +27,7 @@ use crate::status::{self, ReportedStatus};
 
 mod flush;
 mod job;
+mod queries;
 
 use flush::error_chain;
 

@@ -85,14 +85,12 @@ async fn get_targets(
     OriginalUri(uri): OriginalUri,
 ) -> Result<Json<Targets>, ApiError> {
     access::require(&state, &viewer, &[Role::Reader], &uri)?;
-    Ok(Json(Targets {
-        targets: ci
-            .engine
-            .targets()
-            .iter()
-            .map(TargetSummary::from)
-            .collect(),
-    }))
+    // Summaries are made while visiting the targets in place: no job output is copied.
+    let mut targets = Vec::new();
+    ci.engine.visit_targets(|id, target, jobs| {
+        targets.push(TargetSummary::of_live(id, target, jobs));
+    });
+    Ok(Json(Targets { targets }))
 }
 
 async fn get_pr_target(

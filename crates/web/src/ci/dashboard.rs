@@ -6,7 +6,7 @@ use maud::{Markup, html};
 
 use datakit_ci_engine::TargetView;
 use datakit_ci_pool::MonitoredPool;
-use datakit_ci_term::TargetId;
+use datakit_ci_term::{RepoId, TargetId};
 
 use super::model::{self, Job, JobState, Kind};
 use super::widgets::{Actions, status_flag};
@@ -24,28 +24,28 @@ pub(crate) async fn get_dashboard(
 ) -> Result<Markup, Error> {
     access::require(&state, &viewer, &[Role::Reader], &uri)?;
     let actions = actions(&state, &viewer).await?;
-    let targets = ci.engine.targets();
+    // Counts come from a visit of the engine's targets in place; only the few dashboard
+    // targets are copied.
+    let repos: Vec<&RepoId> = ci.engine.projects().map(|project| project.id()).collect();
+    let mut counts = vec![[0_usize; 3]; repos.len()];
+    ci.engine.visit_targets(|id, _, _| {
+        if let Some(index) = repos.iter().position(|repo| *repo == id.repo()) {
+            counts[index][kind_index(model::kind(id))] += 1;
+        }
+    });
     let projects: Vec<Markup> = ci
         .engine
         .projects()
-        .map(|project| {
+        .zip(&counts)
+        .map(|(project, counts)| {
             let repo = project.id();
-            let of_repo: Vec<&TargetView> = targets
-                .iter()
-                .filter(|t| t.target.id().repo() == repo)
-                .collect();
-            let count = |kind: Kind| {
-                of_repo
-                    .iter()
-                    .filter(|t| model::kind(&t.target.id()) == kind)
-                    .count()
-            };
+            let count = |kind: Kind| counts[kind_index(kind)];
             let widgets: Vec<Markup> = project
                 .dashboard_targets()
                 .iter()
                 .filter_map(|id| {
-                    let view = of_repo.iter().find(|t| t.target.id() == *id)?;
-                    Some(widget(id, view))
+                    let view = ci.engine.target(id)?;
+                    Some(widget(id, &view))
                 })
                 .collect();
             html! {
@@ -77,6 +77,15 @@ pub(crate) async fn get_dashboard(
         Tab::Home,
         content,
     ))
+}
+
+/// The position of `kind` in a project's counts.
+fn kind_index(kind: Kind) -> usize {
+    match kind {
+        Kind::Pr => 0,
+        Kind::Branch => 1,
+        Kind::Tag => 2,
+    }
 }
 
 /// A dashboard branch: its summary as a coloured box, linking to the target, and its jobs.

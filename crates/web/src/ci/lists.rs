@@ -3,14 +3,17 @@
 //! first (by number, descending); branches and tags by name, ascending. Every ref that is not a
 //! tag is listed as a branch. Targets without jobs are left out, as in the original.
 
+use std::fmt::Write as _;
+use std::ops::Range;
+
 use axum::extract::{Extension, OriginalUri, State};
-use maud::{Markup, html};
+use maud::{Markup, PreEscaped};
 
-use datakit_ci_engine::TargetView;
-use datakit_ci_term::TargetId;
+use datakit_ci_engine::Engine;
+use datakit_ci_term::{JobOutput, RefName, RepoId, Target, TargetId};
 
-use super::model::{self, Kind};
-use super::widgets::status_list;
+use super::model::{self, JobState, Kind};
+use super::widgets;
 use super::{Ci, title};
 use crate::acl::Role;
 use crate::pages::{Chrome, Tab, page};
@@ -23,7 +26,7 @@ pub(crate) async fn get_prs(
     viewer: Viewer,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Markup, Error> {
-    list_page(&state, &ci, &viewer, &uri, Kind::Pr)
+    list_page(&state, &ci, &viewer, &uri, Kind::Pr).await
 }
 
 /// `GET /branch` (role `Reader`).
@@ -33,7 +36,7 @@ pub(crate) async fn get_branches(
     viewer: Viewer,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Markup, Error> {
-    list_page(&state, &ci, &viewer, &uri, Kind::Branch)
+    list_page(&state, &ci, &viewer, &uri, Kind::Branch).await
 }
 
 /// `GET /tag` (role `Reader`).
@@ -43,23 +46,18 @@ pub(crate) async fn get_tags(
     viewer: Viewer,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Markup, Error> {
-    list_page(&state, &ci, &viewer, &uri, Kind::Tag)
+    list_page(&state, &ci, &viewer, &uri, Kind::Tag).await
 }
 
-/// The targets of `kind` in list order: PRs by number descending, refs by name ascending.
-pub(crate) fn sorted(targets: Vec<TargetView>, kind: Kind) -> Vec<TargetView> {
-    let mut targets: Vec<TargetView> = targets
-        .into_iter()
-        .filter(|t| model::kind(&t.target.id()) == kind)
-        .collect();
-    targets.sort_by_cached_key(|t| match t.target.id() {
-        TargetId::Pr(repo, number) => (repo, std::cmp::Reverse(number), String::new()),
-        TargetId::Ref(repo, name) => (repo, std::cmp::Reverse(0), name.to_string()),
-    });
-    targets
+fn list_heading(kind: Kind) -> (Tab, &'static str, &'static str) {
+    match kind {
+        Kind::Pr => (Tab::Prs, "PR status for", "PR"),
+        Kind::Branch => (Tab::Branches, "Branches for", "Ref"),
+        Kind::Tag => (Tab::Tags, "Tags for", "Ref"),
+    }
 }
 
-fn list_page(
+async fn list_page(
     state: &AppState,
     ci: &Ci,
     viewer: &Viewer,
@@ -67,30 +65,10 @@ fn list_page(
     kind: Kind,
 ) -> Result<Markup, Error> {
     access::require(state, viewer, &[Role::Reader], uri)?;
-    let targets = sorted(ci.engine.targets(), kind);
-    let (tab, heading, first_column) = match kind {
-        Kind::Pr => (Tab::Prs, "PR status for", "PR"),
-        Kind::Branch => (Tab::Branches, "Branches for", "Ref"),
-        Kind::Tag => (Tab::Tags, "Tags for", "Ref"),
-    };
-    let content = html! {
-        @for project in ci.engine.projects() {
-            @let repo = project.id();
-            div.project {
-                h2 { (heading) " " (repo) }
-                table.table.table-bordered.table-hover.targets {
-                    tr {
-                        th { (first_column) }
-                        @if kind == Kind::Pr { th { "Title" } }
-                        th { "Head" } th { "State" } th { "Details" }
-                    }
-                    @for view in targets.iter().filter(|t| t.target.id().repo() == repo && !t.jobs.is_empty()) {
-                        (row(view, kind))
-                    }
-                }
-            }
-        }
-    };
+    let (tab, _, _) = list_heading(kind);
+    let engine = ci.engine.clone();
+    // Thousands of rows take milliseconds of CPU: keep them off the runtime's workers.
+    let content = tokio::task::spawn_blocking(move || render_tables(&engine, kind)).await?;
     Ok(page(
         &Chrome::new(state, viewer),
         &title(&ci.engine),
@@ -99,22 +77,359 @@ fn list_page(
     ))
 }
 
-fn row(view: &TargetView, kind: Kind) -> Markup {
-    let id = view.target.id();
-    let jobs = model::live_jobs(view);
-    let (_, details) = model::summary(&jobs);
-    let head = view.target.head();
-    let label = match &id {
-        TargetId::Pr(_, number) => number.to_string(),
-        TargetId::Ref(_, name) => name.to_string(),
-    };
-    html! {
-        tr.target {
-            td { a href=(urls::target(&id)) { (label) } }
-            @if kind == Kind::Pr { td { (model::title(&view.target).unwrap_or("")) } }
-            td { a.head href=(urls::commit(id.repo(), head)) { code { (head.short(8)) } } }
-            td { (status_list(&jobs)) }
-            td { (details) }
+/// One table per project of its targets of `kind` with jobs, in list order.
+///
+/// The rows are written while visiting the engine's targets in place
+/// ([`Engine::visit_targets`]), straight into one buffer per project, so the page copies no
+/// target and allocates nothing per row; they are reordered afterwards only if the engine's
+/// order (by [`TargetId`]) differs from the list's.
+fn render_tables(engine: &Engine, kind: Kind) -> Markup {
+    let repos: Vec<&RepoId> = engine.projects().map(|project| project.id()).collect();
+    let mut tables: Vec<Table> = repos.iter().map(|_| Table::default()).collect();
+    let mut scratch = String::new();
+    engine.visit_targets(|id, target, jobs| {
+        if jobs.is_empty() || model::kind(id) != kind {
+            return;
         }
+        if let Some(index) = repos.iter().position(|repo| *repo == id.repo()) {
+            tables[index].push_row(id, target, jobs, kind, &mut scratch);
+        }
+    });
+    let (_, heading, first_column) = list_heading(kind);
+    let rows_len: usize = tables.iter().map(|table| table.html.len()).sum();
+    let mut out = String::with_capacity(rows_len + 512 * repos.len());
+    for (repo, table) in repos.iter().zip(&tables) {
+        out.push_str(r#"<div class="project"><h2>"#);
+        out.push_str(heading);
+        out.push(' ');
+        escape(&mut out, &repo.to_string());
+        out.push_str(r#"</h2><table class="table table-bordered table-hover targets"><tr><th>"#);
+        out.push_str(first_column);
+        out.push_str("</th>");
+        if kind == Kind::Pr {
+            out.push_str("<th>Title</th>");
+        }
+        out.push_str("<th>Head</th><th>State</th><th>Details</th></tr>");
+        table.write_sorted(&mut out);
+        out.push_str("</table></div>");
+    }
+    PreEscaped(out)
+}
+
+/// Where a row goes in its list: PRs newest first (by number, descending), refs by name.
+#[derive(Clone, Debug)]
+enum SortKey {
+    Pr(std::cmp::Reverse<u64>),
+    /// The ref's name, as a range of [`Table::keys`].
+    Ref(Range<usize>),
+}
+
+/// The rows of one project's table, rendered in the engine's order.
+#[derive(Default)]
+struct Table {
+    html: String,
+    /// Each row's sort key and its range of `html`.
+    rows: Vec<(SortKey, Range<usize>)>,
+    /// The ref names the keys point into.
+    keys: String,
+}
+
+impl Table {
+    fn push_row(
+        &mut self,
+        id: &TargetId,
+        target: &Target,
+        jobs: &[(&str, Option<&JobOutput>)],
+        kind: Kind,
+        scratch: &mut String,
+    ) {
+        let start = self.html.len();
+        let key = match id {
+            TargetId::Pr(_, number) => SortKey::Pr(std::cmp::Reverse(*number)),
+            TargetId::Ref(_, name) => {
+                let key_start = self.keys.len();
+                push_ref_name(&mut self.keys, name);
+                SortKey::Ref(key_start..self.keys.len())
+            }
+        };
+        write_row(&mut self.html, id, target, jobs, kind, scratch);
+        self.rows.push((key, start..self.html.len()));
+    }
+
+    fn key<'a>(&'a self, key: &SortKey) -> Result<&'a str, u64> {
+        match key {
+            SortKey::Pr(number) => Err(number.0),
+            SortKey::Ref(range) => Ok(&self.keys[range.clone()]),
+        }
+    }
+
+    fn ordering(&self, a: &SortKey, b: &SortKey) -> std::cmp::Ordering {
+        match (self.key(a), self.key(b)) {
+            (Ok(a), Ok(b)) => a.cmp(b),
+            (Err(a), Err(b)) => b.cmp(&a),
+            // One repository's targets of one kind are all PRs or all refs.
+            (Ok(_), Err(_)) => std::cmp::Ordering::Greater,
+            (Err(_), Ok(_)) => std::cmp::Ordering::Less,
+        }
+    }
+
+    /// Appends the rows in list order.
+    fn write_sorted(&self, out: &mut String) {
+        let sorted = self
+            .rows
+            .windows(2)
+            .all(|pair| self.ordering(&pair[0].0, &pair[1].0).is_le());
+        if sorted {
+            // The usual case: the engine's order is the list's (PRs are listed in reverse).
+            if matches!(self.rows.first(), Some((SortKey::Pr(_), _))) {
+                for (_, range) in self.rows.iter().rev() {
+                    out.push_str(&self.html[range.clone()]);
+                }
+            } else {
+                out.push_str(&self.html);
+            }
+            return;
+        }
+        let mut order: Vec<&(SortKey, Range<usize>)> = self.rows.iter().collect();
+        order.sort_by(|a, b| self.ordering(&a.0, &b.0));
+        for (_, range) in order {
+            out.push_str(&self.html[range.clone()]);
+        }
+    }
+}
+
+/// Appends a ref's name as the list shows it (`heads/main`).
+fn push_ref_name(out: &mut String, name: &RefName) {
+    for (index, component) in name.components().iter().enumerate() {
+        if index > 0 {
+            out.push('/');
+        }
+        out.push_str(component);
+    }
+}
+
+/// Appends `text`, escaped as maud escapes it.
+fn escape(out: &mut String, text: &str) {
+    maud::Escaper::new(out)
+        .write_str(text)
+        .expect("escaping into a String cannot fail");
+}
+
+/// Appends one row, exactly as the template in the tests renders it: the target's link, the PR
+/// title, the head, a flag per job and the summary. `scratch` is reused between rows.
+fn write_row(
+    out: &mut String,
+    id: &TargetId,
+    target: &Target,
+    jobs: &[(&str, Option<&JobOutput>)],
+    kind: Kind,
+    scratch: &mut String,
+) {
+    out.push_str(r#"<tr class="target"><td><a href=""#);
+    scratch.clear();
+    urls::write_target(scratch, id);
+    escape(out, scratch);
+    out.push_str(r#"">"#);
+    match id {
+        TargetId::Pr(_, number) => {
+            write!(out, "{number}").expect("writing to a String cannot fail");
+        }
+        TargetId::Ref(_, name) => {
+            scratch.clear();
+            push_ref_name(scratch, name);
+            escape(out, scratch);
+        }
+    }
+    out.push_str("</a></td>");
+    if kind == Kind::Pr {
+        out.push_str("<td>");
+        escape(out, model::title(target).unwrap_or(""));
+        out.push_str("</td>");
+    }
+    let head = target.head();
+    out.push_str(r#"<td><a class="head" href=""#);
+    scratch.clear();
+    urls::write_commit(scratch, id.repo(), head);
+    escape(out, scratch);
+    out.push_str(r#""><code>"#);
+    escape(out, head.short(8));
+    out.push_str(r#"</code></a></td><td><table class="ci-status-list"><tr>"#);
+    for (name, state, _) in model::live_job_lines(jobs) {
+        out.push_str("<td>");
+        write_status_flag(out, state, name);
+        out.push_str("</td>");
+    }
+    out.push_str("</tr></table></td><td>");
+    scratch.clear();
+    model::write_summary(model::live_job_lines(jobs), scratch);
+    escape(out, scratch);
+    out.push_str("</td></tr>");
+}
+
+/// Appends [`status_flag`](super::widgets::status_flag)`(state, Some(name))`.
+fn write_status_flag(out: &mut String, state: JobState, name: &str) {
+    let (class, icon, _) = widgets::classes(state);
+    out.push_str(r#"<span class="status glyphicon "#);
+    out.push_str(icon);
+    out.push(' ');
+    out.push_str(class);
+    out.push_str(r#"" title=""#);
+    escape(out, name);
+    out.push_str(" : ");
+    out.push_str(state.word());
+    out.push_str(r#"" data-state=""#);
+    out.push_str(state.word());
+    out.push_str(r#"">"#);
+    out.push_str(widgets::symbol(state));
+    out.push_str("</span>");
+}
+
+#[cfg(test)]
+mod tests {
+    use datakit_ci_term::{CommitHash, JobResult, Logs, PrInfo, PrState, RefInfo};
+    use maud::html;
+
+    use super::*;
+    use crate::ci::widgets::status_list;
+
+    /// The row template the lists used before rows were written by hand; the hand-written rows
+    /// must stay byte-identical to it.
+    fn template_row(target: &Target, jobs: &[(&str, Option<&JobOutput>)], kind: Kind) -> String {
+        let id = target.id();
+        let jobs: Vec<model::Job> = jobs
+            .iter()
+            .map(|(name, output)| model::Job {
+                name: (*name).to_owned(),
+                output: output.cloned(),
+            })
+            .collect();
+        let (_, details) = model::summary(&jobs);
+        let head = target.head();
+        let label = match &id {
+            TargetId::Pr(_, number) => number.to_string(),
+            TargetId::Ref(_, name) => name.to_string(),
+        };
+        html! {
+            tr.target {
+                td { a href=(urls::target(&id)) { (label) } }
+                @if kind == Kind::Pr { td { (model::title(target).unwrap_or("")) } }
+                td { a.head href=(urls::commit(id.repo(), head)) { code { (head.short(8)) } } }
+                td { (status_list(&jobs)) }
+                td { (details) }
+            }
+        }
+        .into_string()
+    }
+
+    fn check(target: &Target, jobs: &[(&str, Option<&JobOutput>)], kind: Kind) {
+        let mut written = String::new();
+        write_row(
+            &mut written,
+            &target.id(),
+            target,
+            jobs,
+            kind,
+            &mut String::new(),
+        );
+        assert_eq!(written, template_row(target, jobs, kind));
+    }
+
+    fn output(result: JobResult) -> JobOutput {
+        JobOutput {
+            result,
+            logs: Logs::Empty,
+        }
+    }
+
+    #[test]
+    fn written_rows_match_the_template() -> anyhow::Result<()> {
+        let repo: RepoId = "me/p-r_o.j".parse()?;
+        let head: CommitHash = "0123456789abcdef0123456789abcdef01234567".parse()?;
+        let ok = output(JobResult::Success("built <fine> & \"done\"".to_owned()));
+        let failed = output(JobResult::Failure("broke; badly (x)".to_owned()));
+        let pending = output(JobResult::Pending("waiting".to_owned()));
+        let jobs = [
+            ("build", Some(&ok)),
+            ("lint <&>", Some(&failed)),
+            ("test", Some(&failed)),
+            ("docs", None),
+            ("e2e", Some(&pending)),
+        ];
+        let branch = Target::Ref(RefInfo {
+            repo: repo.clone(),
+            name: RefName::new(["heads", "feature", "a-b.c_d"])?,
+            head: head.clone(),
+        });
+        let pr = Target::Pr(PrInfo {
+            repo,
+            number: 42,
+            head,
+            state: PrState::Open,
+            title: "Fix <b>\"all\"</b> & more".to_owned(),
+            owner: "me".to_owned(),
+            base: "main".to_owned(),
+        });
+        for jobs in [&jobs[..], &jobs[..3], &jobs[..1], &[]] {
+            check(&branch, jobs, Kind::Branch);
+            check(&pr, jobs, Kind::Pr);
+        }
+        Ok(())
+    }
+
+    /// The labels of the rows of `table`, in list order.
+    fn labels(table: &Table) -> Vec<String> {
+        let mut html = String::new();
+        table.write_sorted(&mut html);
+        html.split(r#"<tr class="target"><td><a href=""#)
+            .skip(1)
+            .filter_map(|row| {
+                let (_, rest) = row.split_once("\">")?;
+                let (label, _) = rest.split_once("</a>")?;
+                Some(label.to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rows_follow_the_list_order_not_the_engines() -> anyhow::Result<()> {
+        let repo: RepoId = "me/proj".parse()?;
+        let head: CommitHash = "0123456789abcdef0123456789abcdef01234567".parse()?;
+        let ok = output(JobResult::Success("ok".to_owned()));
+        let jobs = [("build", Some(&ok))];
+        // The engine orders refs by component ("a" < "a-b"), the list by name ("-" < "/").
+        let mut refs: Vec<TargetId> = ["heads/a/c", "heads/a-b", "heads/b"]
+            .into_iter()
+            .map(|name| Ok(TargetId::Ref(repo.clone(), name.parse()?)))
+            .collect::<anyhow::Result<_>>()?;
+        refs.sort();
+        let mut table = Table::default();
+        for id in &refs {
+            let TargetId::Ref(_, name) = id else {
+                unreachable!("refs only")
+            };
+            let target = Target::Ref(RefInfo {
+                repo: repo.clone(),
+                name: name.clone(),
+                head: head.clone(),
+            });
+            table.push_row(id, &target, &jobs, Kind::Branch, &mut String::new());
+        }
+        assert_eq!(labels(&table), ["heads/a-b", "heads/a/c", "heads/b"]);
+
+        let mut table = Table::default();
+        for number in [2, 10, 30] {
+            let target = Target::Pr(PrInfo {
+                repo: repo.clone(),
+                number,
+                head: head.clone(),
+                state: PrState::Open,
+                title: String::new(),
+                owner: "me".to_owned(),
+                base: "main".to_owned(),
+            });
+            table.push_row(&target.id(), &target, &jobs, Kind::Pr, &mut String::new());
+        }
+        assert_eq!(labels(&table), ["30", "10", "2"]);
+        Ok(())
     }
 }

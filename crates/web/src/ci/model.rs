@@ -50,18 +50,12 @@ pub(crate) struct Job {
 impl Job {
     /// The job's state; a job without output is pending.
     pub(crate) fn state(&self) -> JobState {
-        match self.output.as_ref().map(|o| &o.result) {
-            Some(JobResult::Success(_)) => JobState::Success,
-            Some(JobResult::Failure(_)) => JobState::Failure,
-            Some(JobResult::Pending(_)) | None => JobState::Pending,
-        }
+        state_of(self.output.as_ref())
     }
 
     /// The description, failure message or pending reason; `(new)` before the first evaluation.
     pub(crate) fn description(&self) -> &str {
-        self.output
-            .as_ref()
-            .map_or("(new)", |o| o.result.description())
+        description_of(self.output.as_ref())
     }
 }
 
@@ -92,29 +86,85 @@ pub(crate) fn recorded_jobs(state: &HistoryState) -> Vec<Job> {
 /// failure if any failed (only those), else success; descriptions grouped, `"<descr> (<names>)"`
 /// joined with `"; "`.
 pub(crate) fn summary(jobs: &[Job]) -> (JobState, String) {
+    let mut text = String::new();
+    let state = write_summary(
+        jobs.iter()
+            .map(|job| (job.name.as_str(), job.state(), job.description())),
+        &mut text,
+    );
+    (state, text)
+}
+
+/// The state and summary of a live target's jobs, borrowed from the engine (see
+/// [`Engine::visit_targets`]), without copying them.
+pub(crate) fn summary_of_live(jobs: &[(&str, Option<&JobOutput>)]) -> (JobState, String) {
+    let mut text = String::new();
+    let state = write_summary(live_job_lines(jobs), &mut text);
+    (state, text)
+}
+
+/// `(name, state, description)` of each job borrowed from the engine, as [`Job`] shows them.
+pub(crate) fn live_job_lines<'a>(
+    jobs: &'a [(&'a str, Option<&'a JobOutput>)],
+) -> impl Iterator<Item = (&'a str, JobState, &'a str)> + Clone + 'a {
+    jobs.iter()
+        .map(|(name, output)| (*name, state_of(*output), description_of(*output)))
+}
+
+/// The state shown for a job with `output` (`None`: not evaluated yet, so pending).
+pub(crate) fn state_of(output: Option<&JobOutput>) -> JobState {
+    match output.map(|o| &o.result) {
+        Some(JobResult::Success(_)) => JobState::Success,
+        Some(JobResult::Failure(_)) => JobState::Failure,
+        Some(JobResult::Pending(_)) | None => JobState::Pending,
+    }
+}
+
+/// The description shown for a job with `output`; `(new)` before the first evaluation.
+pub(crate) fn description_of(output: Option<&JobOutput>) -> &str {
+    output.map_or("(new)", |o| o.result.description())
+}
+
+/// Appends the summary text of `jobs` (`(name, state, description)`) to `out` — see
+/// [`summary`] — and returns the summary state. Writes straight into `out` so that a list of
+/// thousands of targets does not build a string per target.
+pub(crate) fn write_summary<'a>(
+    jobs: impl Iterator<Item = (&'a str, JobState, &'a str)> + Clone,
+    out: &mut String,
+) -> JobState {
     let state = jobs
-        .iter()
-        .map(Job::state)
+        .clone()
+        .map(|(_, state, _)| state)
         .max_by_key(|s| match s {
             JobState::Success => 0,
             JobState::Failure => 1,
             JobState::Pending => 2,
         })
         .unwrap_or(JobState::Success);
+    // Targets have a handful of jobs: a small vector beats a map here.
     let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
-    for job in jobs.iter().filter(|j| j.state() == state) {
-        match groups.iter_mut().find(|(d, _)| *d == job.description()) {
-            Some((_, names)) => names.push(&job.name),
-            None => groups.push((job.description(), vec![&job.name])),
+    for (name, _, description) in jobs.filter(|(_, s, _)| *s == state) {
+        match groups.iter_mut().find(|(d, _)| *d == description) {
+            Some((_, names)) => names.push(name),
+            None => groups.push((description, vec![name])),
         }
     }
     groups.sort_by(|a, b| a.0.cmp(b.0));
-    let text = groups
-        .iter()
-        .map(|(descr, names)| format!("{descr} ({})", names.join(", ")))
-        .collect::<Vec<_>>()
-        .join("; ");
-    (state, text)
+    for (index, (description, names)) in groups.iter().enumerate() {
+        if index > 0 {
+            out.push_str("; ");
+        }
+        out.push_str(description);
+        out.push_str(" (");
+        for (i, name) in names.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(name);
+        }
+        out.push(')');
+    }
+    state
 }
 
 /// What a target page shows: the live jobs of a tracked target, or a recorded state.

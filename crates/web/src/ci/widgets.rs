@@ -14,7 +14,8 @@ pub(crate) struct Actions {
     pub(crate) csrf: Option<String>,
 }
 
-fn classes(state: JobState) -> (&'static str, &'static str, &'static str) {
+/// The label class, icon class and word of a state.
+pub(crate) fn classes(state: JobState) -> (&'static str, &'static str, &'static str) {
     match state {
         JobState::Success => ("label-success", "glyphicon-ok", "Success"),
         JobState::Pending => ("label-warning", "glyphicon-hourglass", "Pending"),
@@ -43,7 +44,7 @@ pub(crate) fn status_flag(state: JobState, label: Option<&str>) -> Markup {
 }
 
 /// A text symbol for the state, so pages read well without the icon font.
-fn symbol(state: JobState) -> &'static str {
+pub(crate) fn symbol(state: JobState) -> &'static str {
     match state {
         JobState::Success => "✔",
         JobState::Pending => "…",
