@@ -1,8 +1,8 @@
 //! Reading a stored file as a stream, so that a log of gigabytes is never held whole in memory.
 //!
 //! A loose object is a zlib stream of `<type> <size>\0<content>`: [`FileReader`] inflates it
-//! piece by piece and skips the header. Objects in packs (only after an outside `git gc`; the
-//! store itself writes loose objects) are read whole, which is what gix offers for them.
+//! piece by piece and skips the header. Objects in packs (files up to 256 KiB written whole; big
+//! and streamed files are loose) are read whole, which is what gix offers for them.
 
 use std::fs::File;
 use std::io::{self, BufReader, Cursor, Read};

@@ -19,11 +19,29 @@
 //!
 //! # Storage
 //!
-//! The repository is an ordinary bare Git repository (`git log`, `git push` and `git fsck` work on
-//! it). A commit writes its new objects as loose objects, then moves the branch. Big files written
-//! with [`Transaction::create_file_from_reader`] are streamed to their loose object. No reflog is
-//! written (bare repositories have none by default).
+//! The repository is an ordinary bare Git repository (`git log`, `git push`, `git gc` and
+//! `git fsck` work on it). No reflog is written (bare repositories have none by default).
 //!
+//! - **One pack per commit.** A commit writes its new objects (blobs, the trees along the edited
+//!   paths, the commit) as one pack and its index, then moves the branch: two new files whatever the
+//!   commit's size, instead of one loose file per object (creating a file is the main cost of a
+//!   commit on some file systems). Objects the store already has are not written again. Big files
+//!   (over 256 KiB, or streamed with [`Transaction::create_file_from_reader`]) are written as loose
+//!   objects, so they are never held in memory whole.
+//! - **Packs merged in tiers.** Packs are grouped by object count (below 16, 256, 4096, …); when 16
+//!   packs share a tier they are merged into one pack of the next tier. At most 15 packs per tier
+//!   are left, so 100,000 commits of ten objects leave at most 90 packs, and each object is
+//!   copied about once per tier.
+//! - **Readers never miss an object.** A merged pack is complete before the packs it replaces are
+//!   retired, and retired packs are deleted only while no object read is in progress (reads wait
+//!   for the deletion, a few milliseconds, and the deletion gives up and retries after a later commit
+//!   if reads keep going for 50 ms). Every handle that may remember a deleted pack is then dropped.
+//!   Long-lived [`Snapshot`]s and [`Commit`]s hold no handle between reads, so they keep working.
+//! - **Crash safety.** A pack and its index are written to temporary files (`tmp_pack_*`) and renamed
+//!   into place, the index last, before the branch moves; a crash leaves at worst an unreferenced
+//!   pack or a temporary file (removed by the next [`Store::open`]), or merged packs not yet deleted
+//!   (objects stored twice, which Git allows). As with loose objects, files are not `fsync`ed.
+
 //! # Example
 //!
 //! ```
@@ -54,6 +72,7 @@ mod error;
 mod file_reader;
 mod lock;
 mod names;
+mod pack;
 mod pending;
 mod repo;
 mod snapshot;

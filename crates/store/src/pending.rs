@@ -1,12 +1,9 @@
 //! New objects waiting to be written at commit. A transaction hashes the objects it makes as it
-//! goes (so it can read its own writes) and writes them, as loose objects, only when it commits:
-//! objects first, then the reference, so a branch never points at a missing object.
+//! goes (so it can read its own writes) and writes them only when it commits, as one pack: objects
+//! first, then the reference, so a branch never points at a missing object.
 //!
-//! An earlier version wrote each commit's objects as one hand-made pack and merged packs in
-//! tiers, which made small commits about 2× faster on slow file systems; but under load, readers
-//! sometimes missed commits while packs were merged and deleted ("no commit … in the store",
-//! found by the engine benchmark). Loose objects are always visible at once, and batched commits
-//! stay far faster than git plumbing, so correctness won.
+//! Packs used to be merged and deleted while other handles looked objects up, so readers sometimes
+//! missed commits ("no commit … in the store"); see [`crate::repo`] for how deletions now wait.
 
 use std::collections::HashMap;
 
@@ -14,6 +11,7 @@ use gix::ObjectId;
 use gix::objs::Kind;
 
 use crate::Error;
+use crate::repo::PooledRepo;
 
 /// Objects made by a transaction but not yet in the object database.
 #[derive(Default)]
@@ -41,16 +39,18 @@ impl PendingObjects {
             .map(|&index| self.objects[index].2.as_slice())
     }
 
-    /// Writes every pending object to the object database (as loose objects) and forgets them.
-    pub(crate) fn flush(&mut self, repo: &gix::Repository) -> Result<(), Error> {
+    /// Writes the pending objects the object database does not have yet as one pack, and forgets
+    /// them all.
+    pub(crate) fn flush(&mut self, repo: &PooledRepo) -> Result<(), Error> {
         self.index.clear();
-        for (id, kind, data) in std::mem::take(&mut self.objects) {
-            if gix::objs::Exists::exists(&repo.objects, &id) {
-                continue;
-            }
-            gix::objs::Write::write_buf(&repo.objects, kind, &data)
-                .map_err(Error::git("write object"))?;
+        let mut objects = std::mem::take(&mut self.objects);
+        // Looking in the packs already known is a few binary searches; an object missed because its
+        // pack is too new to be known costs only a duplicate in the new pack. (A lookup that
+        // refreshes would list the pack directory for every new object.)
+        objects.retain(|(id, _, _)| !repo.objects.exists_without_refresh(id));
+        if objects.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        repo.home().write_objects(repo, &objects)
     }
 }

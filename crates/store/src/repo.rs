@@ -1,78 +1,333 @@
-//! Access to the bare repository: opening or creating it, and a small pool of thread-local
-//! `gix::Repository` handles (each with its own object cache) shared by snapshots and transactions.
+//! Access to the bare repository: opening or creating it, a small pool of thread-local
+//! `gix::Repository` handles (each with its own object cache) shared by snapshots and transactions,
+//! and the packs commits write, merged in tiers and deleted only when no handle can need them.
+//!
+//! # Why readers never miss an object
+//!
+//! Every object read goes through a handle borrowed from the pool ([`Repo::get`]); a borrowed handle
+//! is a *reader*. Merged packs are deleted only by [`Repo::maintain`], and only while no handle is
+//! borrowed: it waits until there are no readers, blocks new ones, deletes, makes gix's shared object
+//! database forget the deleted packs, drops every pooled handle (their private lists of packs may
+//! name the deleted ones) and lets readers in again. So:
+//!
+//! - an object a reader looks for is in some pack (or loose file) that stays on disk for the whole
+//!   read: a merged pack is complete before the packs it replaces are retired, and retired packs are
+//!   deleted only between reads;
+//! - during a read, the pack directory only gains files, so when gix lists it again after a miss, the
+//!   listing holds every pack that existed when the read began (a directory listing may miss files
+//!   created or deleted while it runs, which is how readers used to miss objects: a merged pack made
+//!   after the listing passed its place, the packs it replaced deleted before the listing reached
+//!   them, and gix concluded nothing had changed);
+//! - no handle ever holds a stale list naming a deleted pack, whose slot gix could give to a new
+//!   pack (gix does not change its generation when it reuses an empty slot).
 
 use std::ops::Deref;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use gix::ObjectId;
 
 use crate::Error;
+use crate::pack::{self, PackInfo, Tiers};
 
 /// Bytes of decoded objects each pooled handle keeps in its cache.
 const OBJECT_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
+/// How long maintenance waits for readers to finish before leaving merged packs for next time.
+const DELETE_WAIT: Duration = Duration::from_millis(50);
+
+/// Slots gix's object database has for packs, at least: each pack added while it is open takes a
+/// new slot, and slots are reused (wrapping around) only after all were taken. gix does not handle
+/// that reuse well (lookups then miss objects), so each deletion opens a fresh object database and
+/// at most [`MAX_PACKS_PER_EPOCH`] packs are added to one.
+const MIN_SLOTS: usize = 4096;
+
+/// Packs written between two deletions, at most; beyond that (only if readers never pause long
+/// enough for merged packs to be deleted), commits write loose objects.
+const MAX_PACKS_PER_EPOCH: usize = 1024;
+
 /// The repository shared by every clone of a store, its snapshots and transactions.
 pub(crate) struct Repo {
+    path: PathBuf,
+    pack_dir: PathBuf,
+    pool: Mutex<Pool>,
+    /// Signalled when the last reader leaves and when a deletion ends.
+    pool_changed: Condvar,
+    /// The store's packs by size tier (only this process writes packs while it holds the lock).
+    tiers: Mutex<Tiers>,
+    /// Held while merging or deleting packs, which only one thread does at a time; holds the packs
+    /// already merged into another but not yet deleted.
+    maintenance: Mutex<Vec<PackInfo>>,
+}
+
+/// Idle handles and the readers/deleter exclusion.
+struct Pool {
+    /// The object database of this epoch, which handles are made from.
     shared: gix::ThreadSafeRepository,
-    idle: Mutex<Vec<gix::Repository>>,
+    /// Packs written in this epoch (see [`MAX_PACKS_PER_EPOCH`]).
+    packs_written: usize,
+    /// Idle handles, with the epoch they were made in.
+    idle: Vec<(u64, gix::Repository)>,
+    /// Handles on loan.
+    readers: usize,
+    /// Packs are being deleted: no new loans until it is done.
+    deleting: bool,
+    /// Incremented by every deletion; handles from an older epoch are dropped instead of reused.
+    epoch: u64,
 }
 
 impl Repo {
     /// Opens the bare repository at `path`, creating it first if the directory is missing or empty.
     pub(crate) fn open_or_init(path: &Path) -> Result<Repo, Error> {
-        // `git gc` may add packs while we run; leave room for more than the store has at opening.
-        let slots = gix::odb::store::init::Slots::AsNeededByDiskState {
-            multiplier: 2.0,
-            minimum: 4096,
-        };
-        let options = || {
-            gix::open::Options::isolated()
-                .strict_config(false)
-                .object_store_slots(slots)
-        };
         let shared = if path.join("HEAD").is_file() {
-            gix::ThreadSafeRepository::open_opts(path, options())
+            gix::ThreadSafeRepository::open_opts(path, open_options())
                 .map_err(Error::git("open repository"))?
         } else {
             match gix::ThreadSafeRepository::init_opts(
                 path,
                 gix::create::Kind::Bare,
                 gix::create::Options::default(),
-                options(),
+                open_options(),
             ) {
                 Ok(repo) => repo,
                 // Another process may have created it between our check and our init.
                 Err(_) if path.join("HEAD").is_file() => {
-                    gix::ThreadSafeRepository::open_opts(path, options())
+                    gix::ThreadSafeRepository::open_opts(path, open_options())
                         .map_err(Error::git("open repository"))?
                 }
                 Err(source) => return Err(Error::git("create bare repository")(source)),
             }
         };
+        let pack_dir = path.join("objects").join("pack");
+        let io_error = |source| Error::Io {
+            path: pack_dir.clone(),
+            source,
+        };
+        // We hold the store's lock, so temporary pack files are leftovers of a crashed run.
+        pack::remove_temporary_files(&pack_dir).map_err(io_error)?;
+        let tiers = Tiers::scan(&pack_dir).map_err(io_error)?;
         Ok(Repo {
-            shared,
-            idle: Mutex::new(Vec::new()),
+            path: path.to_owned(),
+            pack_dir,
+            pool: Mutex::new(Pool {
+                shared,
+                packs_written: 0,
+                idle: Vec::new(),
+                readers: 0,
+                deleting: false,
+                epoch: 0,
+            }),
+            pool_changed: Condvar::new(),
+            tiers: Mutex::new(tiers),
+            maintenance: Mutex::new(Vec::new()),
         })
     }
 
-    /// Borrows an idle thread-local handle (or makes one) until the returned guard is dropped.
+    fn pool(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().expect("repo pool lock poisoned")
+    }
+
+    /// Borrows an idle thread-local handle (or makes one) until the returned guard is dropped. Waits
+    /// while merged packs are being deleted (a few milliseconds).
     pub(crate) fn get(self: &Arc<Self>) -> PooledRepo {
-        let idle = self.idle.lock().expect("repo pool lock poisoned").pop();
+        let mut pool = self.pool();
+        while pool.deleting {
+            pool = self
+                .pool_changed
+                .wait(pool)
+                .expect("repo pool lock poisoned");
+        }
+        pool.readers += 1;
+        let epoch = pool.epoch;
+        // Handles are only pooled in their own epoch (see `PooledRepo::drop`).
+        let idle = pool.idle.pop().map(|(_, repo)| repo);
+        let shared = idle.is_none().then(|| pool.shared.clone());
+        drop(pool);
         let repo = idle.unwrap_or_else(|| {
-            let mut repo = self.shared.to_thread_local();
+            let mut repo = shared
+                .expect("taken when no handle is idle")
+                .to_thread_local();
             repo.object_cache_size_if_unset(OBJECT_CACHE_BYTES);
             repo
         });
         PooledRepo {
             repo: Some(repo),
+            epoch,
             home: Arc::clone(self),
         }
     }
+
+    /// Writes `objects` as one new pack (two files, whatever their number), or as loose objects
+    /// through `repo` if this epoch has had its share of packs.
+    pub(crate) fn write_objects(
+        &self,
+        repo: &gix::Repository,
+        objects: &[(ObjectId, gix::objs::Kind, Vec<u8>)],
+    ) -> Result<(), Error> {
+        if !self.take_pack_slot() {
+            tracing::debug!("too many packs since the last deletion; writing loose objects");
+            for (_, kind, data) in objects {
+                gix::objs::Write::write_buf(&repo.objects, *kind, data)
+                    .map_err(Error::git("write object"))?;
+            }
+            return Ok(());
+        }
+        let pack = pack::write_objects(&self.pack_dir, objects).map_err(|source| Error::Io {
+            path: self.pack_dir.clone(),
+            source,
+        })?;
+        self.tiers
+            .lock()
+            .expect("pack tiers lock poisoned")
+            .add(pack);
+        Ok(())
+    }
+
+    /// Counts one more pack in this epoch, unless it has had [`MAX_PACKS_PER_EPOCH`].
+    fn take_pack_slot(&self) -> bool {
+        let mut pool = self.pool();
+        if pool.packs_written >= MAX_PACKS_PER_EPOCH {
+            return false;
+        }
+        pool.packs_written += 1;
+        true
+    }
+
+    /// Merges packs while some size tier is full, then deletes the merged ones once no handle is on
+    /// loan. Does nothing if another thread is at it. Failures are only logged: the commit that
+    /// triggered this has already succeeded, and the next one tries again. The caller must not hold a
+    /// handle from the pool (the deletion waits for every handle to come back).
+    pub(crate) fn maintain(self: &Arc<Self>) {
+        let Ok(mut retired) = self.maintenance.try_lock() else {
+            return;
+        };
+        loop {
+            let full = self
+                .tiers
+                .lock()
+                .expect("pack tiers lock poisoned")
+                .full_tier();
+            let Some(group) = full else { break };
+            if !self.take_pack_slot() {
+                break;
+            }
+            match self.merge(&group) {
+                Ok(merged) => {
+                    tracing::debug!(merged = group.len(), objects = merged.count, "merged packs");
+                    let mut tiers = self.tiers.lock().expect("pack tiers lock poisoned");
+                    tiers.remove(&group);
+                    tiers.add(merged);
+                    tracing::trace!(packs = tiers.len(), "packs after merging");
+                    retired.extend(group);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot merge packs; will try again after the next commit");
+                    break;
+                }
+            }
+        }
+        if !retired.is_empty() {
+            self.delete_retired(&mut retired);
+        }
+    }
+
+    fn merge(self: &Arc<Self>, group: &[PackInfo]) -> Result<PackInfo, Error> {
+        let repo = self.get();
+        let mut buffer = Vec::new();
+        let find = |id: &ObjectId| -> std::io::Result<(gix::objs::Kind, Vec<u8>)> {
+            let data = gix::objs::Find::try_find(&repo.objects, id, &mut buffer)
+                .map_err(std::io::Error::other)?
+                .ok_or_else(|| {
+                    std::io::Error::other(format!("object {id} of a pack is missing"))
+                })?;
+            Ok((data.kind, data.data.to_vec()))
+        };
+        pack::merge(&self.pack_dir, group, find).map_err(|source| Error::Io {
+            path: self.pack_dir.clone(),
+            source,
+        })
+    }
+
+    /// Deletes `retired` packs if no handle is on loan within [`DELETE_WAIT`] (see the module docs).
+    fn delete_retired(&self, retired: &mut Vec<PackInfo>) {
+        let deadline = Instant::now() + DELETE_WAIT;
+        let mut pool = self.pool();
+        while pool.readers > 0 {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                tracing::debug!(
+                    readers = pool.readers,
+                    packs = retired.len(),
+                    "readers busy; deleting merged packs later"
+                );
+                return;
+            };
+            pool = self
+                .pool_changed
+                .wait_timeout(pool, left)
+                .expect("repo pool lock poisoned")
+                .0;
+        }
+        pool.deleting = true;
+        drop(pool);
+
+        let mut failed = Vec::new();
+        for pack in retired.drain(..) {
+            if let Err(error) = pack::delete(&pack) {
+                tracing::warn!(index = %pack.index.display(), %error, "cannot delete a merged pack");
+                failed.push(pack);
+            }
+        }
+        *retired = failed;
+        // Handles from now on come from a new object database, which lists the packs afresh (without
+        // the deleted ones) and has all its slots free.
+        let fresh = gix::ThreadSafeRepository::open_opts(&self.path, open_options());
+
+        let mut pool = self.pool();
+        let stale = std::mem::take(&mut pool.idle);
+        match fresh {
+            Ok(fresh) => {
+                pool.shared = fresh;
+                pool.packs_written = 0;
+            }
+            Err(error) => {
+                // The old database notices deleted packs by itself; new packs are written loose
+                // once its slots would wrap around.
+                tracing::warn!(%error, "cannot reopen the object database; keeping the old one");
+            }
+        }
+        pool.epoch += 1;
+        pool.deleting = false;
+        drop(pool);
+        self.pool_changed.notify_all();
+        drop(stale);
+    }
+}
+
+fn open_options() -> gix::open::Options {
+    // `git gc` may add packs while we run; leave room for more than the store has at opening.
+    let slots = gix::odb::store::init::Slots::AsNeededByDiskState {
+        multiplier: 2.0,
+        minimum: MIN_SLOTS,
+    };
+    gix::open::Options::isolated()
+        .strict_config(false)
+        .object_store_slots(slots)
 }
 
 /// A thread-local repository handle on loan from the pool; returned when dropped.
 pub(crate) struct PooledRepo {
     repo: Option<gix::Repository>,
+    /// The pool's epoch when the handle was lent.
+    epoch: u64,
     home: Arc<Repo>,
+}
+
+impl PooledRepo {
+    /// The repository this handle belongs to.
+    pub(crate) fn home(&self) -> &Arc<Repo> {
+        &self.home
+    }
 }
 
 impl Deref for PooledRepo {
@@ -84,10 +339,20 @@ impl Deref for PooledRepo {
 
 impl Drop for PooledRepo {
     fn drop(&mut self) {
+        let Ok(mut pool) = self.home.pool.lock() else {
+            return;
+        };
+        // A handle lent before a deletion may remember deleted packs: drop it rather than pool it.
+        // (No handle is on loan during a deletion, so this only guards against misuse.)
         if let Some(repo) = self.repo.take()
-            && let Ok(mut idle) = self.home.idle.lock()
+            && pool.epoch == self.epoch
         {
-            idle.push(repo);
+            pool.idle.push((self.epoch, repo));
+        }
+        pool.readers -= 1;
+        if pool.readers == 0 {
+            drop(pool);
+            self.home.pool_changed.notify_all();
         }
     }
 }

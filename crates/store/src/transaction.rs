@@ -2,7 +2,6 @@
 //! first, then a compare-and-swap of the branch reference), replayed on the new head if it moved.
 
 use std::io::{Read, Seek, Write};
-use std::sync::Mutex;
 
 use gix::ObjectId;
 use gix::objs::tree::{EntryKind as GitEntryKind, EntryMode};
@@ -62,7 +61,6 @@ pub struct Transaction {
     edits: Vec<Edit>,
     /// Small blobs written so far, kept in memory until commit.
     pending: PendingObjects,
-    repo: Mutex<PooledRepo>,
 }
 
 impl std::fmt::Debug for Transaction {
@@ -92,12 +90,13 @@ impl Transaction {
             root: DirNode::from_stored(base_tree),
             edits: Vec::new(),
             pending: PendingObjects::default(),
-            repo: Mutex::new(repo),
         })
     }
 
-    fn repo(&self) -> std::sync::MutexGuard<'_, PooledRepo> {
-        self.repo.lock().expect("transaction repo lock poisoned")
+    /// A handle for one operation. Handles are borrowed per operation, never for the transaction's
+    /// life, because merged packs are deleted only while no handle is on loan.
+    fn repo(&self) -> PooledRepo {
+        self.store.repo().get()
     }
 
     /// The branch this transaction commits to.
@@ -200,8 +199,8 @@ impl Transaction {
     fn put_blob(&mut self, path: &StorePath, id: ObjectId) -> Result<(), Error> {
         let mode = EntryMode::from(GitEntryKind::Blob);
         {
-            let repo = self.repo.get_mut().expect("transaction repo lock poisoned");
-            self.root.upsert_leaf(repo, path, mode, id)?;
+            let repo = self.store.repo().get();
+            self.root.upsert_leaf(&repo, path, mode, id)?;
         }
         self.edits.push(Edit::Write {
             path: path.clone(),
@@ -215,8 +214,8 @@ impl Transaction {
     /// cannot hold them); this only makes the path usable within the transaction.
     pub fn make_dirs(&mut self, path: &StorePath) -> Result<(), Error> {
         {
-            let repo = self.repo.get_mut().expect("transaction repo lock poisoned");
-            self.root.make_dirs(repo, path)?;
+            let repo = self.store.repo().get();
+            self.root.make_dirs(&repo, path)?;
         }
         self.edits.push(Edit::MakeDirs { path: path.clone() });
         Ok(())
@@ -225,8 +224,8 @@ impl Transaction {
     /// Removes the file or directory (recursively) at `path`; [`Error::NotFound`] if there is none.
     pub fn remove(&mut self, path: &StorePath) -> Result<(), Error> {
         {
-            let repo = self.repo.get_mut().expect("transaction repo lock poisoned");
-            self.root.remove(repo, path)?;
+            let repo = self.store.repo().get();
+            self.root.remove(&repo, path)?;
         }
         self.edits.push(Edit::Remove { path: path.clone() });
         Ok(())
@@ -254,8 +253,19 @@ impl Transaction {
         let state = self.store.branch_state(&self.branch);
         let _serialised = state.commit_lock.lock().await;
         let message = message.to_owned();
+        let repo = std::sync::Arc::clone(self.store.repo());
         let id = run_blocking(move || self.commit_blocking(&message)).await?;
         state.head.send_replace(Some(id));
+        drop(_serialised);
+        // Merging packs (every few commits) keeps lookups cheap; the commit is already visible.
+        if let Err(error) = run_blocking(move || {
+            repo.maintain();
+            Ok(())
+        })
+        .await
+        {
+            tracing::warn!(%error, "pack maintenance did not run");
+        }
         Ok(id)
     }
 
@@ -264,15 +274,15 @@ impl Transaction {
 
     fn commit_blocking(self, message: &str) -> Result<CommitId, Error> {
         let Transaction {
+            store,
             branch,
             parent,
             mut root,
             edits,
             mut pending,
-            repo,
             ..
         } = self;
-        let repo = repo.into_inner().expect("transaction repo lock poisoned");
+        let repo = store.repo().get();
         let mut expected = parent;
         for _ in 0..MAX_ATTEMPTS {
             let current = read_head(&repo, &branch)?;

@@ -1,0 +1,543 @@
+//! Pack files written by hand: each commit's new objects go into the object database as one pack
+//! (format v2, whole undeltified objects) plus its index (v2), instead of one loose file per object.
+//! Creating a file is the dominant cost of a commit on some file systems (hundreds of microseconds
+//! for an inode on ext4 without a journal), so a commit creates two files whatever its size.
+//!
+//! [`Tiers`] keeps the number of packs bounded, like a log-structured merge tree: packs are grouped
+//! by object count (`[16^n, 16^(n+1))`), and [`TIER_WIDTH`] packs of one tier are merged into one
+//! ([`merge`]). Merging only *adds* a pack; deleting the merged ones is the job of
+//! [`Repo`](crate::repo::Repo), which knows when no reader can still be looking at them.
+//!
+//! This module knows the file formats and nothing of readers, gix handles or transactions.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use gix::ObjectId;
+use gix::objs::Kind;
+
+/// How many packs of one size tier trigger their merge into one pack of a higher tier.
+pub(crate) const TIER_WIDTH: usize = 16;
+
+/// Prefix of the temporary files a pack is written to before being renamed into place; the same as
+/// git's, so `git gc` cleans them up if we crash, and so does [`remove_temporary_files`].
+const TEMP_PREFIX: &str = "tmp_pack_";
+
+/// Pack entry type codes (Git's `OBJ_*`).
+const OFS_DELTA: u8 = 6;
+const REF_DELTA: u8 = 7;
+
+/// A pack of the store and what tier merging needs to know about it.
+#[derive(Clone, Debug)]
+pub(crate) struct PackInfo {
+    /// The `.idx` file; the `.pack` is beside it.
+    pub(crate) index: PathBuf,
+    /// How many objects it holds.
+    pub(crate) count: usize,
+}
+
+impl PackInfo {
+    pub(crate) fn data_path(&self) -> PathBuf {
+        self.index.with_extension("pack")
+    }
+}
+
+/// The packs of the store grouped by size tier.
+#[derive(Default)]
+pub(crate) struct Tiers {
+    packs: Vec<PackInfo>,
+}
+
+impl Tiers {
+    /// The packs (with a version 2 index) in `pack_dir`, except those git was told to keep.
+    pub(crate) fn scan(pack_dir: &Path) -> io::Result<Tiers> {
+        let mut packs = Vec::new();
+        let entries = match std::fs::read_dir(pack_dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Tiers::default()),
+            Err(error) => return Err(error),
+        };
+        for entry in entries {
+            let index = entry?.path();
+            if index.extension().is_none_or(|ext| ext != "idx")
+                || !index.with_extension("pack").is_file()
+                || index.with_extension("keep").exists()
+                || index.with_extension("promisor").exists()
+            {
+                continue;
+            }
+            match read_count(&index) {
+                Ok(Some(count)) => packs.push(PackInfo { index, count }),
+                // Not a version 2 index: leave it to git.
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(index = %index.display(), %error, "cannot read pack index; not merging it");
+                }
+            }
+        }
+        Ok(Tiers { packs })
+    }
+
+    /// How many packs there are.
+    pub(crate) fn len(&self) -> usize {
+        self.packs.len()
+    }
+
+    /// Records a new pack.
+    pub(crate) fn add(&mut self, pack: PackInfo) {
+        self.packs.push(pack);
+    }
+
+    /// Forgets packs (merged into another).
+    pub(crate) fn remove(&mut self, gone: &[PackInfo]) {
+        self.packs
+            .retain(|pack| !gone.iter().any(|other| other.index == pack.index));
+    }
+
+    /// The packs of the lowest tier that holds [`TIER_WIDTH`] of them, if any.
+    pub(crate) fn full_tier(&self) -> Option<Vec<PackInfo>> {
+        let mut tiers: Vec<Vec<PackInfo>> = Vec::new();
+        for pack in &self.packs {
+            let tier = tier(pack.count);
+            if tiers.len() <= tier {
+                tiers.resize_with(tier + 1, Vec::new);
+            }
+            tiers[tier].push(pack.clone());
+        }
+        tiers.into_iter().find(|group| group.len() >= TIER_WIDTH)
+    }
+}
+
+fn tier(count: usize) -> usize {
+    count.max(1).ilog(TIER_WIDTH) as usize
+}
+
+/// Writes `objects` (encoded data without header) as one pack and its index in `pack_dir`.
+pub(crate) fn write_objects(
+    pack_dir: &Path,
+    objects: &[(ObjectId, Kind, Vec<u8>)],
+) -> io::Result<PackInfo> {
+    let mut writer = PackWriter::new(pack_dir, objects.len())?;
+    for (id, kind, data) in objects {
+        writer.add_object(*id, *kind, data)?;
+    }
+    writer.finish()
+}
+
+/// Merges `packs` into one new pack in `pack_dir` (each object once) and returns it; the old packs
+/// are left in place. Whole objects are copied as they are stored; deltas (only in packs made by
+/// git) are resolved through `find`.
+pub(crate) fn merge(
+    pack_dir: &Path,
+    packs: &[PackInfo],
+    mut find: impl FnMut(&ObjectId) -> io::Result<(Kind, Vec<u8>)>,
+) -> io::Result<PackInfo> {
+    let mut indices = Vec::with_capacity(packs.len());
+    let mut seen = HashSet::new();
+    for pack in packs {
+        let index = Index::read(&pack.index)?;
+        let entries: Vec<_> = index
+            .entries
+            .into_iter()
+            .filter(|entry| seen.insert(entry.id))
+            .collect();
+        indices.push((pack, entries));
+    }
+    let mut writer = PackWriter::new(pack_dir, seen.len())?;
+    let mut buffer = Vec::new();
+    for (pack, mut entries) in indices {
+        let path = pack.data_path();
+        let file = File::open(&path)?;
+        let end = file.metadata()?.len().saturating_sub(20);
+        let mut reader = BufReader::with_capacity(64 * 1024, file);
+        // Read in file order; an entry ends where the next one in the file (any of its entries,
+        // including duplicates skipped above) starts.
+        let mut all_offsets = Index::read(&pack.index)?
+            .entries
+            .iter()
+            .map(|entry| entry.offset)
+            .collect::<Vec<_>>();
+        all_offsets.sort_unstable();
+        entries.sort_unstable_by_key(|entry| entry.offset);
+        for entry in entries {
+            let next = match all_offsets.binary_search(&entry.offset) {
+                Ok(at) => all_offsets.get(at + 1).copied().unwrap_or(end),
+                Err(_) => end,
+            };
+            let size = next.checked_sub(entry.offset).ok_or_else(|| {
+                invalid(format!(
+                    "pack {} lists an entry past its end",
+                    path.display()
+                ))
+            })?;
+            reader.seek(SeekFrom::Start(entry.offset))?;
+            buffer.resize(usize::try_from(size).map_err(io::Error::other)?, 0);
+            reader.read_exact(&mut buffer)?;
+            let kind_code = buffer.first().map(|byte| (byte >> 4) & 0x07);
+            if matches!(kind_code, Some(OFS_DELTA | REF_DELTA)) {
+                let (kind, data) = find(&entry.id)?;
+                writer.add_object(entry.id, kind, &data)?;
+            } else {
+                writer.add_raw(entry.id, &buffer, entry.crc)?;
+            }
+        }
+    }
+    writer.finish()
+}
+
+/// Deletes the temporary files of packs a crashed process was writing. Call only while no one else
+/// writes packs (the store's lock is held).
+pub(crate) fn remove_temporary_files(pack_dir: &Path) -> io::Result<()> {
+    let entries = match std::fs::read_dir(pack_dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            tracing::debug!(path = %entry.path().display(), "removing a temporary pack file");
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes a pack: its index first, so no one finds a pack without its data.
+pub(crate) fn delete(pack: &PackInfo) -> io::Result<()> {
+    for path in [pack.index.clone(), pack.data_path()] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// The object count of a version 2 pack index (`None` for other versions), from its fan-out table.
+fn read_count(index: &Path) -> io::Result<Option<usize>> {
+    let mut header = [0u8; 8 + 256 * 4];
+    File::open(index)?.read_exact(&mut header)?;
+    if header[..8] != *b"\xfftOc\0\0\0\x02" {
+        return Ok(None);
+    }
+    let last: [u8; 4] = header[8 + 255 * 4..].try_into().expect("four bytes");
+    Ok(Some(u32::from_be_bytes(last) as usize))
+}
+
+struct IndexEntry {
+    id: ObjectId,
+    crc: u32,
+    offset: u64,
+}
+
+/// A version 2 pack index, read whole.
+struct Index {
+    entries: Vec<IndexEntry>,
+}
+
+impl Index {
+    fn read(path: &Path) -> io::Result<Index> {
+        let data = std::fs::read(path)?;
+        let bad = || invalid(format!("malformed pack index {}", path.display()));
+        if data.len() < 8 + 256 * 4 || data[..8] != *b"\xfftOc\0\0\0\x02" {
+            return Err(bad());
+        }
+        let word = |at: usize| -> io::Result<u32> {
+            let bytes = data.get(at..at + 4).ok_or_else(bad)?;
+            Ok(u32::from_be_bytes(bytes.try_into().expect("four bytes")))
+        };
+        let count = word(8 + 255 * 4)? as usize;
+        let names = 8 + 256 * 4;
+        let crcs = names + count * 20;
+        let offsets = crcs + count * 4;
+        let large = offsets + count * 4;
+        let mut entries = Vec::with_capacity(count);
+        for n in 0..count {
+            let name = data
+                .get(names + n * 20..names + n * 20 + 20)
+                .ok_or_else(bad)?;
+            let small = word(offsets + n * 4)?;
+            let offset = if small & 0x8000_0000 == 0 {
+                u64::from(small)
+            } else {
+                let at = large + (small & 0x7fff_ffff) as usize * 8;
+                let bytes = data.get(at..at + 8).ok_or_else(bad)?;
+                u64::from_be_bytes(bytes.try_into().expect("eight bytes"))
+            };
+            entries.push(IndexEntry {
+                id: ObjectId::from_bytes_or_panic(name),
+                crc: word(crcs + n * 4)?,
+                offset,
+            });
+        }
+        Ok(Index { entries })
+    }
+}
+
+/// Computes the SHA-1 of everything written through it.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: gix::hash::Hasher,
+    written: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A pack being written to a temporary file, entry by entry.
+struct PackWriter {
+    dir: PathBuf,
+    out: HashingWriter<BufWriter<tempfile::NamedTempFile>>,
+    entries: Vec<IndexEntry>,
+    expected: usize,
+    /// Reused for every entry: a compressor's state is costly to set up.
+    compress: gix::zlib::stream::deflate::Compress,
+    compressed: Vec<u8>,
+}
+
+impl PackWriter {
+    fn new(dir: &Path, count: usize) -> io::Result<PackWriter> {
+        std::fs::create_dir_all(dir)?;
+        let file = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(dir)?;
+        let mut out = HashingWriter {
+            inner: BufWriter::with_capacity(64 * 1024, file),
+            hasher: gix::hash::hasher(gix::hash::Kind::Sha1),
+            written: 0,
+        };
+        out.write_all(b"PACK")?;
+        out.write_all(&2u32.to_be_bytes())?;
+        out.write_all(
+            &u32::try_from(count)
+                .map_err(io::Error::other)?
+                .to_be_bytes(),
+        )?;
+        Ok(PackWriter {
+            dir: dir.to_owned(),
+            out,
+            entries: Vec::with_capacity(count),
+            expected: count,
+            compress: gix::zlib::stream::deflate::Compress::new(gix::zlib::Compression::BEST_SPEED),
+            compressed: Vec::new(),
+        })
+    }
+
+    /// Appends a whole object, compressing it.
+    fn add_object(&mut self, id: ObjectId, kind: Kind, data: &[u8]) -> io::Result<()> {
+        let mut entry = std::mem::take(&mut self.compressed);
+        entry.clear();
+        let mut size = data.len() as u64;
+        let mut byte = (type_code(kind) << 4) | (size & 0x0f) as u8;
+        size >>= 4;
+        while size != 0 {
+            entry.push(byte | 0x80);
+            byte = (size & 0x7f) as u8;
+            size >>= 7;
+        }
+        entry.push(byte);
+        deflate(&mut self.compress, data, &mut entry)?;
+        let crc = crc32(&entry);
+        let result = self.add_raw(id, &entry, crc);
+        self.compressed = entry;
+        result
+    }
+
+    /// Appends an entry exactly as stored in another pack.
+    fn add_raw(&mut self, id: ObjectId, entry: &[u8], crc: u32) -> io::Result<()> {
+        let offset = self.out.written;
+        self.out.write_all(entry)?;
+        self.entries.push(IndexEntry { id, crc, offset });
+        Ok(())
+    }
+
+    /// Writes the trailer and the index and renames both into place (the index last, so the pack is
+    /// complete before anyone can find it).
+    fn finish(self) -> io::Result<PackInfo> {
+        let PackWriter {
+            dir,
+            out,
+            mut entries,
+            expected,
+            ..
+        } = self;
+        if entries.len() != expected {
+            return Err(io::Error::other(format!(
+                "pack announced {expected} objects but holds {}",
+                entries.len()
+            )));
+        }
+        let checksum = out.hasher.try_finalize().map_err(io::Error::other)?;
+        let mut file = out.inner.into_inner().map_err(|error| error.into_error())?;
+        file.write_all(checksum.as_bytes())?;
+
+        entries.sort_by_key(|entry| entry.id);
+        let mut index = Vec::with_capacity(8 + 256 * 4 + entries.len() * 28 + 40);
+        index.extend_from_slice(b"\xfftOc");
+        index.extend_from_slice(&2u32.to_be_bytes());
+        let mut fanout = [0u32; 256];
+        for entry in &entries {
+            fanout[usize::from(entry.id.as_bytes()[0])] += 1;
+        }
+        let mut cumulative = 0u32;
+        for slot in fanout {
+            cumulative += slot;
+            index.extend_from_slice(&cumulative.to_be_bytes());
+        }
+        for entry in &entries {
+            index.extend_from_slice(entry.id.as_bytes());
+        }
+        for entry in &entries {
+            index.extend_from_slice(&entry.crc.to_be_bytes());
+        }
+        let mut large = Vec::new();
+        for entry in &entries {
+            let small = match u32::try_from(entry.offset) {
+                Ok(offset) if offset < 0x8000_0000 => offset,
+                _ => {
+                    let at = u32::try_from(large.len()).map_err(io::Error::other)?;
+                    large.push(entry.offset);
+                    0x8000_0000 | at
+                }
+            };
+            index.extend_from_slice(&small.to_be_bytes());
+        }
+        for offset in large {
+            index.extend_from_slice(&offset.to_be_bytes());
+        }
+        index.extend_from_slice(checksum.as_bytes());
+        let mut hasher = gix::hash::hasher(gix::hash::Kind::Sha1);
+        hasher.update(&index);
+        let index_checksum = hasher.try_finalize().map_err(io::Error::other)?;
+        index.extend_from_slice(index_checksum.as_bytes());
+
+        let name = format!("pack-{}", checksum.to_hex());
+        let pack_path = dir.join(format!("{name}.pack"));
+        let index_path = dir.join(format!("{name}.idx"));
+        file.persist(&pack_path).map_err(|error| error.error)?;
+        let mut index_file = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(&dir)?;
+        index_file.write_all(&index)?;
+        index_file
+            .persist(&index_path)
+            .map_err(|error| error.error)?;
+        tracing::trace!(objects = entries.len(), %name, "wrote pack");
+        Ok(PackInfo {
+            index: index_path,
+            count: entries.len(),
+        })
+    }
+}
+
+/// Appends the zlib stream of `data` to `out`.
+fn deflate(
+    compress: &mut gix::zlib::stream::deflate::Compress,
+    data: &[u8],
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    use gix::zlib::stream::deflate::FlushCompress;
+    compress.reset();
+    let mut input = data;
+    loop {
+        let start = out.len();
+        out.resize(start + input.len() / 2 + 64, 0);
+        let (before_in, before_out) = (compress.total_in(), compress.total_out());
+        let status = compress
+            .compress(input, &mut out[start..], FlushCompress::Finish)
+            .map_err(io::Error::other)?;
+        let consumed =
+            usize::try_from(compress.total_in() - before_in).map_err(io::Error::other)?;
+        let produced =
+            usize::try_from(compress.total_out() - before_out).map_err(io::Error::other)?;
+        out.truncate(start + produced);
+        input = &input[consumed..];
+        if status == gix::zlib::Status::StreamEnd {
+            return Ok(());
+        }
+    }
+}
+
+fn type_code(kind: Kind) -> u8 {
+    match kind {
+        Kind::Commit => 1,
+        Kind::Tree => 2,
+        Kind::Blob => 3,
+        Kind::Tag => 4,
+    }
+}
+
+/// CRC-32 (IEEE), as used in pack indices.
+fn crc32(data: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut n = 0;
+        while n < 256 {
+            let mut c = n as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            table[n] = c;
+            n += 1;
+        }
+        table
+    };
+    let mut crc = !0u32;
+    for &byte in data {
+        crc = TABLE[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+    }
+
+    #[test]
+    fn tiers_group_by_object_count() {
+        let pack = |n: usize, count: usize| PackInfo {
+            index: PathBuf::from(format!("pack-{n}.idx")),
+            count,
+        };
+        let mut tiers = Tiers::default();
+        for n in 0..TIER_WIDTH - 1 {
+            tiers.add(pack(n, 3));
+        }
+        tiers.add(pack(100, 20));
+        assert!(tiers.full_tier().is_none(), "a pack of 20 is one tier up");
+        tiers.add(pack(101, 15));
+        let full = tiers.full_tier().expect("sixteen packs below 16 objects");
+        assert_eq!(full.len(), TIER_WIDTH);
+        assert!(full.iter().all(|pack| pack.count < TIER_WIDTH));
+        tiers.remove(&full);
+        assert_eq!(tiers.len(), 1);
+    }
+}

@@ -1,0 +1,304 @@
+//! How the store lays out objects: one pack per commit, packs merged in tiers so their number stays
+//! bounded, big streamed files loose, and readers that never miss an object while merged packs are
+//! deleted. Cross-checked with the real `git` binary (`git fsck --strict` runs after every test).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::{Fixture, branch, path};
+use datakit_ci_store::{CommitId, Snapshot, Store};
+
+/// The packs (their `.idx` files) of the store at `git_dir`.
+fn packs(git_dir: &Path) -> Vec<PathBuf> {
+    let mut packs: Vec<PathBuf> = std::fs::read_dir(git_dir.join("objects/pack"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|ext| ext == "idx"))
+                .collect()
+        })
+        .unwrap_or_default();
+    packs.sort();
+    packs
+}
+
+/// The loose objects of the store at `git_dir`.
+fn loose_objects(git_dir: &Path) -> usize {
+    std::fs::read_dir(git_dir.join("objects"))
+        .expect("read objects/")
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().len() == 2)
+        .map(|entry| std::fs::read_dir(entry.path()).map_or(0, Iterator::count))
+        .sum()
+}
+
+#[tokio::test]
+async fn a_commit_writes_one_pack_whatever_its_size() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    let mut transaction = main.transaction().await?;
+    for n in 0..50 {
+        transaction.create_file(&path(&format!("deep/a/b/c/{n}/state")), n.to_string())?;
+    }
+    transaction.commit("fifty files").await?;
+    assert_eq!(loose_objects(&fixture.path), 0);
+    assert_eq!(packs(&fixture.path).len(), 1);
+
+    let mut transaction = main.transaction().await?;
+    transaction.create_file(&path("deep/a/b/c/7/state"), "changed")?;
+    transaction.commit("one file").await?;
+    let packs = packs(&fixture.path);
+    assert_eq!(packs.len(), 2);
+    assert_eq!(loose_objects(&fixture.path), 0);
+    for idx in &packs {
+        fixture.git(&["verify-pack", idx.to_str().expect("UTF-8 path")]);
+    }
+    assert_eq!(
+        fixture.git(&["cat-file", "-p", "main:deep/a/b/c/7/state"]),
+        "changed"
+    );
+    assert_eq!(
+        fixture.git(&["cat-file", "-p", "main~1:deep/a/b/c/49/state"]),
+        "49"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn objects_already_stored_are_not_written_again() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    let mut transaction = main.transaction().await?;
+    transaction.create_file(&path("a"), "same")?;
+    transaction.commit("first").await?;
+    let packs_before = packs(&fixture.path);
+
+    // Only the new commit is new: the tree and the blob are the same as before.
+    let mut transaction = main.transaction().await?;
+    transaction.create_file(&path("a"), "same")?;
+    transaction.commit("again").await?;
+    let new: Vec<_> = packs(&fixture.path)
+        .into_iter()
+        .filter(|pack| !packs_before.contains(pack))
+        .collect();
+    assert_eq!(new.len(), 1);
+    let listing = fixture.git(&["verify-pack", "-v", new[0].to_str().expect("UTF-8 path")]);
+    let objects: Vec<&str> = listing
+        .lines()
+        .filter(|line| line.len() > 41 && line.as_bytes()[40] == b' ')
+        .collect();
+    assert_eq!(objects.len(), 1, "{listing}");
+    assert!(objects[0].contains(" commit "), "{listing}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn big_streamed_files_stay_loose() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    let mut transaction = main.transaction().await?;
+    let log = vec![b'x'; 1024 * 1024];
+    transaction.create_file_from_reader(&path("log"), log.as_slice())?;
+    transaction.commit("log").await?;
+    assert_eq!(loose_objects(&fixture.path), 1, "the log is loose");
+    assert_eq!(
+        packs(&fixture.path).len(),
+        1,
+        "the tree and commit are packed"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn many_commits_keep_the_number_of_packs_bounded() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    let mut most = 0;
+    for n in 0..600 {
+        let mut transaction = main.transaction().await?;
+        transaction.create_file(&path(&format!("n/{}", n % 50)), n.to_string())?;
+        transaction.commit(&format!("commit {n}")).await?;
+        most = most.max(packs(&fixture.path).len());
+    }
+    // 600 commits of 3 objects: at most 15 packs in each of the tiers below 16, 256 and 4096
+    // objects, and the pack just written before merging.
+    assert!(most <= 3 * 15 + 1, "{most} packs at most");
+    assert_eq!(
+        fixture.git(&["cat-file", "-p", "main:n/49"]),
+        "599",
+        "the newest file"
+    );
+    assert_eq!(fixture.git(&["rev-list", "--count", "main"]).trim(), "600");
+    let head = main.head().await?.expect("committed");
+    assert_eq!(head.tree().read_file(&path("n/0"))?, Some(b"550".to_vec()));
+    Ok(())
+}
+
+#[tokio::test]
+async fn temporary_pack_files_of_a_crashed_run_are_removed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let git_dir = dir.path().join("state.git");
+    {
+        let store = Store::open(&git_dir)?;
+        let mut transaction = store.branch(&branch("main")).transaction().await?;
+        transaction.create_file(&path("a"), "a")?;
+        transaction.commit("a").await?;
+    }
+    let leftover = git_dir.join("objects/pack/tmp_pack_crashed");
+    std::fs::write(&leftover, b"PACK half written")?;
+    let store = Store::open(&git_dir)?;
+    assert!(!leftover.exists());
+    let head = store
+        .branch(&branch("main"))
+        .head()
+        .await?
+        .expect("committed");
+    assert_eq!(head.tree().read_file(&path("a"))?, Some(b"a".to_vec()));
+    drop(store);
+    common::assert_fsck_clean(&git_dir);
+    Ok(())
+}
+
+/// What a reader checks in a snapshot of commit `n` (message `commit <n>`): `last` holds `n`, and
+/// `n/<k>` holds the last commit number that wrote it.
+fn check_snapshot(n: usize, tree: &Snapshot) -> anyhow::Result<()> {
+    let last = tree.read_file(&path("last"))?;
+    anyhow::ensure!(
+        last == Some(n.to_string().into_bytes()),
+        "last of commit {n}"
+    );
+    let slot = n % SLOTS;
+    let file = tree.read_file(&path(&format!("n/{slot}")))?;
+    anyhow::ensure!(
+        file == Some(n.to_string().into_bytes()),
+        "n/{slot} of commit {n}"
+    );
+    let names = tree.read_dir(&path("n"))?.unwrap_or_default();
+    anyhow::ensure!(names.len() == (n + 1).min(SLOTS), "n/ of commit {n}");
+    Ok(())
+}
+
+/// Readers in the stress test: more than the machine's cores, so that some are preempted in the
+/// middle of listing the pack directory (which is how the old bug struck).
+const READERS: usize = 8;
+
+/// Empty files added to the pack directory in the stress test.
+const PADDING: usize = 400;
+
+/// Files the stress test rewrites in turn.
+const SLOTS: usize = 64;
+
+/// Regression: readers reported "no commit <id> in the store" for heads the store had just
+/// reported, because merged packs were deleted while gix listed the pack directory. Readers of new
+/// heads, of old commits and of long-lived snapshots run while thousands of commits are written and
+/// their packs merged and deleted; every read must succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readers_never_miss_objects_while_packs_are_merged_and_deleted() -> anyhow::Result<()> {
+    const COMMITS: usize = 2000;
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    // A pack directory of many blocks: listing it takes several system calls, between which
+    // files can be created and deleted (a directory of one block is listed in one go).
+    let padding = fixture.path.join("objects/pack/padding");
+    for n in 0..PADDING {
+        std::fs::write(
+            padding.with_file_name(format!("padding-{n:04}-of-the-pack-directory")),
+            b"",
+        )?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicUsize::new(0));
+    // Every commit so far, and snapshots taken long ago and read again and again.
+    let commits: Arc<Mutex<Vec<CommitId>>> = Arc::default();
+    let kept: Arc<Mutex<Vec<(usize, Snapshot)>>> = Arc::default();
+
+    // Readers are threads of their own, each waiting a different while before each read, so that
+    // their listings of the pack directory fall at every moment of the merges.
+    let runtime = tokio::runtime::Handle::current();
+    let mut readers = Vec::new();
+    for reader in 0..READERS {
+        let (stop, reads) = (Arc::clone(&stop), Arc::clone(&reads));
+        let (commits, kept) = (Arc::clone(&commits), Arc::clone(&kept));
+        let (store, heads, runtime) = (fixture.store.clone(), main.watch(), runtime.clone());
+        readers.push(std::thread::spawn(move || {
+            let mut turn = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                turn += 1;
+                let jitter = (turn * 7919 + reader * 104_729) % 1500;
+                std::thread::sleep(std::time::Duration::from_micros(jitter as u64));
+                let head = *heads.borrow();
+                let Some(id) = head else { continue };
+                // The newest head.
+                let commit = runtime.block_on(store.commit(id))?;
+                let n: usize = commit
+                    .message()
+                    .strip_prefix("commit ")
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| anyhow::anyhow!("unexpected message {:?}", commit.message()))?;
+                check_snapshot(n, &commit.tree())?;
+                reads.fetch_add(1, Ordering::Relaxed);
+                if !turn.is_multiple_of(8) {
+                    // Mostly the newest heads, whose packs are the ones merged and deleted.
+                    continue;
+                }
+                // An older commit, whose objects may have moved between packs since.
+                let older = {
+                    let commits = commits.lock().expect("commits lock");
+                    let index = (turn * 7919 + reader) % commits.len().max(1);
+                    commits.get(index).map(|id| (index, *id))
+                };
+                if let Some((index, id)) = older {
+                    check_snapshot(index, &runtime.block_on(store.commit(id))?.tree())?;
+                }
+                // A snapshot kept since long ago.
+                let snapshot = {
+                    let kept = kept.lock().expect("kept lock");
+                    kept.get(turn % kept.len().max(1)).cloned()
+                };
+                if let Some((index, snapshot)) = snapshot {
+                    check_snapshot(index, &snapshot)?;
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+
+    let result = async {
+        for n in 0..COMMITS {
+            let mut transaction = main.transaction().await?;
+            transaction.create_file(&path(&format!("n/{}", n % SLOTS)), n.to_string())?;
+            transaction.create_file(&path("last"), n.to_string())?;
+            let id = transaction.commit(&format!("commit {n}")).await?;
+            commits.lock().expect("commits lock").push(id);
+            if n.is_multiple_of(100) {
+                let tree = fixture.store.commit(id).await?.tree();
+                kept.lock().expect("kept lock").push((n, tree));
+            }
+            if readers.iter().any(std::thread::JoinHandle::is_finished) {
+                break;
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("a reader panicked"))??;
+    }
+    for n in 0..PADDING {
+        std::fs::remove_file(
+            padding.with_file_name(format!("padding-{n:04}-of-the-pack-directory")),
+        )?;
+    }
+    result?;
+    assert!(reads.load(Ordering::Relaxed) > 100, "readers kept up");
+    assert!(packs(&fixture.path).len() <= 3 * 15 + 1);
+    assert_eq!(fixture.git(&["rev-list", "--count", "main"]).trim(), "2000");
+    Ok(())
+}
