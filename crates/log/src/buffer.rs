@@ -13,18 +13,35 @@
 //! for one copy (or one positional file write) per append and never across `.await`. The total
 //! length and the end of the file part are published through atomics, so readers of the spilled part
 //! read the file with `read_at` without taking the lock at all.
+//!
+//! The most recently spilled bytes are also kept as shared, immutable segments ([`Recent`], at
+//! most the configured recent window): a live log's followers are usually close behind its
+//! writer, and a follower reading there gets a reference-counted slice of the writer's one copy
+//! instead of a file read into a buffer of its own. With a hundred followers, that is one copy
+//! of each byte instead of a hundred. Bytes still in the memory head are copied as before.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock, RwLock};
 
+use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
 /// Largest chunk handed to one reader at a time.
 pub(crate) const MAX_CHUNK: usize = 64 * 1024;
+
+/// Appends shorter than this share the allocation of a [`SMALL_BLOCK`] with their neighbours
+/// instead of getting one of their own.
+const SMALL_APPEND: usize = 4 * 1024;
+/// Size of the blocks small appends are copied into.
+const SMALL_BLOCK: usize = 64 * 1024;
+/// A reader given a shared piece shorter than this, with more data after it, gets the following
+/// pieces merged into one copy instead: many tiny chunks cost more than copying them.
+const MERGE_BELOW: usize = 4 * 1024;
 
 /// The bytes of one live log, shared by its writer and all its readers.
 pub(crate) struct Buffer {
@@ -40,6 +57,101 @@ pub(crate) struct Buffer {
     notify: Notify,
     memory_limit: usize,
     spill_dir: Option<PathBuf>,
+    /// The most recently spilled bytes, shared with readers. Written under `state` (so in
+    /// append order), read without it.
+    recent: RwLock<Recent>,
+}
+
+/// The last spilled bytes of the log as immutable segments, contiguous and in order, at most
+/// `limit` bytes in all.
+struct Recent {
+    segments: VecDeque<(u64, Bytes)>,
+    /// Sum of the segments' lengths.
+    bytes: usize,
+    limit: usize,
+    /// Room for the next small appends (see [`SMALL_APPEND`]).
+    block: BytesMut,
+}
+
+impl Recent {
+    fn new(limit: usize) -> Self {
+        Recent {
+            segments: VecDeque::new(),
+            bytes: 0,
+            limit,
+            block: BytesMut::new(),
+        }
+    }
+
+    /// Records `data`, stored at offset `start` right after the previous segment.
+    fn push(&mut self, start: u64, data: &[u8]) {
+        if data.len() > self.limit {
+            // It would be evicted at once; the window must stay contiguous, so start afresh.
+            self.clear();
+            return;
+        }
+        let segment = if data.len() >= SMALL_APPEND {
+            Bytes::copy_from_slice(data)
+        } else {
+            if self.block.capacity() < data.len() {
+                self.block = BytesMut::with_capacity(SMALL_BLOCK.min(self.limit));
+            }
+            self.block.extend_from_slice(data);
+            self.block.split().freeze()
+        };
+        self.bytes += segment.len();
+        self.segments.push_back((start, segment));
+        while self.bytes > self.limit {
+            let Some((_, evicted)) = self.segments.pop_front() else {
+                break;
+            };
+            self.bytes -= evicted.len();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.segments.clear();
+        self.bytes = 0;
+        self.block = BytesMut::new();
+    }
+
+    /// Up to `max` bytes at `offset`, not past `end`, if the window still holds `offset`.
+    fn get(&self, offset: u64, end: u64, max: usize) -> Option<Bytes> {
+        let first = self.segments.front()?.0;
+        if offset < first {
+            return None;
+        }
+        let index = self
+            .segments
+            .partition_point(|(start, _)| *start <= offset)
+            .checked_sub(1)?;
+        let (start, segment) = &self.segments[index];
+        let at = usize::try_from(offset - start).ok()?;
+        if at >= segment.len() {
+            return None;
+        }
+        let want = usize::try_from(end - offset).unwrap_or(usize::MAX).min(max);
+        let piece = segment.slice(at..segment.len().min(at.saturating_add(want)));
+        if piece.len() >= MERGE_BELOW || piece.len() == want {
+            return Some(piece);
+        }
+        // Small appends (a build printing line by line): one chunk of several of them.
+        let mut merged = BytesMut::with_capacity(want);
+        merged.extend_from_slice(&piece);
+        for (_, next) in self.segments.range(index + 1..) {
+            let take = next.len().min(want - merged.len());
+            merged.extend_from_slice(&next[..take]);
+            if merged.len() == want {
+                break;
+            }
+        }
+        Some(merged.freeze())
+    }
+
+    /// Heap bytes held: the segments and the room left for small appends.
+    fn memory_bytes(&self) -> usize {
+        self.bytes + self.block.capacity()
+    }
 }
 
 struct State {
@@ -59,7 +171,11 @@ impl State {
 }
 
 impl Buffer {
-    pub(crate) fn new(memory_limit: usize, spill_dir: Option<PathBuf>) -> Self {
+    pub(crate) fn new(
+        memory_limit: usize,
+        spill_dir: Option<PathBuf>,
+        recent_window: usize,
+    ) -> Self {
         Self {
             state: Mutex::new(State {
                 memory: Vec::new(),
@@ -76,7 +192,15 @@ impl Buffer {
             notify: Notify::new(),
             memory_limit,
             spill_dir,
+            recent: RwLock::new(Recent::new(recent_window)),
         }
+    }
+
+    fn recent_mut(&self) -> std::sync::RwLockWriteGuard<'_, Recent> {
+        // Segments are pushed and evicted whole; a panic cannot leave them half-changed.
+        self.recent
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -104,7 +228,14 @@ impl Buffer {
         }
         let rest = &data[in_memory..];
         if !rest.is_empty() {
+            let start = state.memory.len() as u64 + state.file_len;
             self.spill(&mut state, rest);
+            if state.truncated {
+                // Later bytes are dropped and notices go to the tail: no more shared segments.
+                self.recent_mut().clear();
+            } else {
+                self.recent_mut().push(start, rest);
+            }
         }
         self.publish(&state);
         drop(state);
@@ -205,10 +336,31 @@ impl Buffer {
         &self.notify
     }
 
-    /// Bytes of heap memory held for the text (the spilled part is not counted).
+    /// Bytes of heap memory held for the text: the memory part, the tail and the recent window
+    /// (the spill file is not counted).
     pub(crate) fn memory_bytes(&self) -> usize {
         let state = self.lock();
-        state.memory.capacity() + state.tail.capacity()
+        let recent = self
+            .recent
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .memory_bytes();
+        state.memory.capacity() + state.tail.capacity() + recent
+    }
+
+    /// Like [`read_at`](Self::read_at), but bytes still in the recent window come back as a
+    /// shared slice, without a copy.
+    pub(crate) fn read_shared(&self, offset: u64, end: u64, max: usize) -> io::Result<Bytes> {
+        if offset >= self.memory_limit as u64 {
+            let recent = self
+                .recent
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(piece) = recent.get(offset, end, max) {
+                return Ok(piece);
+            }
+        }
+        self.read_at(offset, end, max).map(Bytes::from)
     }
 
     /// Reads up to `max` bytes at `offset`, not past `end`. `end` must be at most `len()`.
@@ -285,7 +437,7 @@ mod tests {
             .write(true)
             .open("/dev/full")
             .expect("/dev/full exists on Linux");
-        let buffer = Buffer::new(4, None);
+        let buffer = Buffer::new(4, None, 1024);
         buffer
             .file
             .set(full)
@@ -309,7 +461,7 @@ mod tests {
 
     #[test]
     fn memory_never_grows_past_the_limit() {
-        let buffer = Buffer::new(10_000, None);
+        let buffer = Buffer::new(10_000, None, 0);
         for _ in 0..1000 {
             assert!(buffer.append(b"0123456789abcdefghijklmnopq"));
             assert!(buffer.memory_bytes() <= 10_000, "{}", buffer.memory_bytes());

@@ -25,7 +25,11 @@
 //! handle closes), so a build printing gigabytes does not grow memory. The head stays in memory
 //! because most logs are small and most viewers start at the beginning. Readers of the spilled part
 //! use positional reads (`read_at`) of at most 64 KiB per chunk and never take the writer's lock;
-//! readers keep only an offset, never a copy of the log. If the temporary file cannot be created or
+//! readers keep only an offset, never a copy of the log. The last [`DEFAULT_RECENT_WINDOW`] bytes
+//! spilled ([`LogConfig::recent_window`]) are also kept as shared, immutable segments: followers
+//! close behind the writer — the usual case for a live log — get them from
+//! [`LogStream::next_bytes`] as reference-counted [`bytes::Bytes`], so a hundred followers cost
+//! one copy of the output, not a hundred. If the temporary file cannot be created or
 //! written (disk full), the log continues: a line `=== log truncated: …` is appended, later output
 //! is dropped and counted, and nothing panics.
 //!
@@ -80,7 +84,7 @@ mod manager;
 mod stream;
 
 pub use live_log::{LiveLog, LiveLogSpec, PendingReasonGuard, PendingState};
-pub use manager::{DEFAULT_MEMORY_LIMIT, LogConfig, LogManager};
+pub use manager::{DEFAULT_MEMORY_LIMIT, DEFAULT_RECENT_WINDOW, LogConfig, LogManager};
 pub use stream::{LogReader, LogStream};
 
 /// Errors of live-log operations.

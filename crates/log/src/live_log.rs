@@ -74,6 +74,7 @@ impl LiveLog {
                 buffer: Arc::new(Buffer::new(
                     config.memory_limit_bytes(),
                     config.spill_dir_path().map(Into::into),
+                    config.recent_window_bytes(),
                 )),
                 pending: Mutex::new(vec![spec.pending]),
                 pending_tx,

@@ -12,6 +12,10 @@ use crate::live_log::{LiveLog, LiveLogSpec};
 /// Default number of bytes of each log kept in memory before the rest spills to a temporary file.
 pub const DEFAULT_MEMORY_LIMIT: usize = 1024 * 1024;
 
+/// Default number of the most recently spilled bytes of each log also kept in memory as shared
+/// segments, so that followers close behind the writer read them without a copy of their own.
+pub const DEFAULT_RECENT_WINDOW: usize = 2 * 1024 * 1024;
+
 /// Settings shared by every live log of a [`LogManager`].
 ///
 /// ```
@@ -24,6 +28,7 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 1024 * 1024;
 pub struct LogConfig {
     memory_limit: usize,
     spill_dir: Option<PathBuf>,
+    recent_window: usize,
 }
 
 impl Default for LogConfig {
@@ -31,6 +36,7 @@ impl Default for LogConfig {
         Self {
             memory_limit: DEFAULT_MEMORY_LIMIT,
             spill_dir: None,
+            recent_window: DEFAULT_RECENT_WINDOW,
         }
     }
 }
@@ -44,6 +50,26 @@ impl LogConfig {
         self
     }
 
+    /// How many of the most recently spilled bytes of each log are also kept in memory, shared
+    /// by every reader (default [`DEFAULT_RECENT_WINDOW`]): a log's followers are usually close
+    /// behind its writer, and there they read these instead of the spill file, without a copy
+    /// each. A log holds at most `memory_limit` + `recent_window` bytes (plus 64 KiB of room
+    /// for small writes) in memory. `0` turns it off.
+    ///
+    /// ```
+    /// use datakit_ci_log::{LogConfig, LogManager};
+    ///
+    /// let config = LogConfig::default().recent_window(8 * 1024 * 1024);
+    /// assert_eq!(config.recent_window_bytes(), 8 * 1024 * 1024);
+    /// let manager = LogManager::with_config(config);
+    /// # assert!(manager.active().is_empty());
+    /// ```
+    #[must_use]
+    pub fn recent_window(mut self, bytes: usize) -> Self {
+        self.recent_window = bytes;
+        self
+    }
+
     /// Directory for the unnamed spill files (default: the system temporary directory).
     #[must_use]
     pub fn spill_dir(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -54,6 +80,11 @@ impl LogConfig {
     /// The configured in-memory bound, in bytes.
     pub fn memory_limit_bytes(&self) -> usize {
         self.memory_limit
+    }
+
+    /// The configured recent window, in bytes.
+    pub fn recent_window_bytes(&self) -> usize {
+        self.recent_window
     }
 
     /// The configured spill directory, if any.

@@ -7,6 +7,8 @@ use std::io;
 use std::pin::pin;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::buffer::{Buffer, MAX_CHUNK};
 
 /// Asynchronous stream of a live log's bytes from offset 0: every stream gets every byte, in order,
@@ -29,6 +31,16 @@ impl LogStream {
     ///
     /// Cancel-safe: dropping the future loses no bytes.
     pub async fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        Ok(self.next_bytes().await?.map(Vec::from))
+    }
+
+    /// Like [`next_chunk`](Self::next_chunk), but as [`Bytes`]: bytes the writer spilled
+    /// recently come back as a slice shared with every other stream, without a copy (see
+    /// [`LogConfig::recent_window`](crate::LogConfig::recent_window)). Prefer this when the
+    /// chunk is passed on as it is, e.g. to an HTTP body.
+    ///
+    /// Cancel-safe: dropping the future loses no bytes.
+    pub async fn next_bytes(&mut self) -> io::Result<Option<Bytes>> {
         loop {
             // Register for a wake-up before looking, so that an append between the look and the
             // wait is not missed.
@@ -37,7 +49,7 @@ impl LogStream {
             let finished = self.buffer.is_finished();
             let len = self.buffer.len();
             if self.offset < len {
-                let chunk = self.buffer.read_at(self.offset, len, MAX_CHUNK)?;
+                let chunk = self.buffer.read_shared(self.offset, len, MAX_CHUNK)?;
                 self.offset += chunk.len() as u64;
                 return Ok(Some(chunk));
             }

@@ -6,7 +6,8 @@ use std::task::Poll;
 
 use anyhow::Context as _;
 use datakit_ci_log::{
-    DEFAULT_MEMORY_LIMIT, LiveLog, LiveLogSpec, LogConfig, LogManager, LogStream, PendingState,
+    DEFAULT_MEMORY_LIMIT, DEFAULT_RECENT_WINDOW, LiveLog, LiveLogSpec, LogConfig, LogManager,
+    LogStream, PendingState,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -398,6 +399,10 @@ async fn hundred_readers_each_get_every_byte() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a log with the default settings may hold in memory: its head, the recent window of
+/// shared segments, and a block of room for small writes.
+const MEMORY_BOUND: usize = DEFAULT_MEMORY_LIMIT + DEFAULT_RECENT_WINDOW + 64 * 1024;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spilling_200_mb_keeps_memory_bounded() -> anyhow::Result<()> {
     const CHUNK: usize = 64 * 1024;
@@ -419,7 +424,7 @@ async fn spilling_200_mb_keeps_memory_bounded() -> anyhow::Result<()> {
         log.write(&chunk);
         expected.update(&chunk);
         assert!(
-            log.memory_bytes() <= DEFAULT_MEMORY_LIMIT,
+            log.memory_bytes() <= MEMORY_BOUND,
             "{} bytes in memory",
             log.memory_bytes()
         );
@@ -444,13 +449,13 @@ async fn spilling_200_mb_keeps_memory_bounded() -> anyhow::Result<()> {
         from_reader.update(&buffer[..n]);
     }
     assert_eq!(from_reader, expected);
-    assert!(log.memory_bytes() <= DEFAULT_MEMORY_LIMIT);
+    assert!(log.memory_bytes() <= MEMORY_BOUND);
     Ok(())
 }
 
 #[tokio::test]
 async fn everything_spills_with_a_zero_memory_limit() -> anyhow::Result<()> {
-    let manager = LogManager::with_config(LogConfig::default().memory_limit(0));
+    let manager = LogManager::with_config(LogConfig::default().memory_limit(0).recent_window(0));
     let log = manager.create(spec("zero"))?;
     log.heading("x");
     log.write(b"\xffdata");
@@ -463,7 +468,16 @@ async fn everything_spills_with_a_zero_memory_limit() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn reads_across_the_memory_boundary() -> anyhow::Result<()> {
-    let manager = LogManager::with_config(LogConfig::default().memory_limit(10));
+    // Without and with the recent window of shared segments.
+    for window in [0, DEFAULT_RECENT_WINDOW] {
+        reads_across_the_memory_boundary_with(window).await?;
+    }
+    Ok(())
+}
+
+async fn reads_across_the_memory_boundary_with(window: usize) -> anyhow::Result<()> {
+    let manager =
+        LogManager::with_config(LogConfig::default().memory_limit(10).recent_window(window));
     let log = manager.create(spec("boundary"))?;
     let stream = log.stream();
     let mut expected = Vec::new();
@@ -481,7 +495,92 @@ async fn reads_across_the_memory_boundary() -> anyhow::Result<()> {
     log.finish();
     assert_eq!(read_all(stream).await?, expected);
     assert_eq!(log.contents()?, expected);
-    assert!(log.memory_bytes() <= 10);
+    if window == 0 {
+        assert!(log.memory_bytes() <= 10);
+    }
+    Ok(())
+}
+
+/// `len` bytes of a pattern that differs at every offset in a chunk, starting with `seed`.
+fn numbered(seed: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((seed * 31 + i * 7) % 251) as u8)
+        .collect()
+}
+
+#[tokio::test]
+async fn followers_share_recently_spilled_bytes() -> anyhow::Result<()> {
+    let manager = LogManager::with_config(LogConfig::default().memory_limit(0));
+    let log = manager.create(spec("shared"))?;
+    let (mut first, mut second) = (log.stream(), log.stream());
+    let chunks: Vec<Vec<u8>> = (0..3).map(|seed| numbered(seed, 64 * 1024)).collect();
+    for chunk in &chunks {
+        log.write(chunk);
+    }
+    log.finish();
+    for chunk in &chunks {
+        let (a, b) = (first.next_bytes().await?, second.next_bytes().await?);
+        let (a, b) = (a.context("first stream ended")?, b.context("second ended")?);
+        assert_eq!(a, chunk[..]);
+        // The same memory: the writer's one copy, not a copy per follower.
+        assert_eq!(a.as_ptr(), b.as_ptr());
+    }
+    assert!(first.next_bytes().await?.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_follower_behind_the_window_reads_the_spill_file() -> anyhow::Result<()> {
+    let window = 64 * 1024;
+    let manager = LogManager::with_config(
+        LogConfig::default()
+            .memory_limit(1000)
+            .recent_window(window),
+    );
+    let log = manager.create(spec("behind"))?;
+    let stream = log.stream();
+    let mut expected = Vec::new();
+    // Sizes around the small-write threshold and the window, so segments are evicted, merged
+    // and skipped (one write larger than the window).
+    for (seed, len) in [100, 5000, 3000, 70_000, 20_000, 10, 4096, 64 * 1024, 1]
+        .into_iter()
+        .enumerate()
+    {
+        let chunk = numbered(seed, len);
+        log.write(&chunk);
+        expected.extend_from_slice(&chunk);
+    }
+    for seed in 0..500 {
+        let line = numbered(seed, 37);
+        log.write(&line);
+        expected.extend_from_slice(&line);
+    }
+    log.finish();
+    assert_eq!(read_all(stream).await?, expected);
+    assert_eq!(log.contents()?, expected);
+    assert!(log.memory_bytes() <= 1000 + window + 64 * 1024);
+    Ok(())
+}
+
+#[tokio::test]
+async fn small_writes_come_back_merged() -> anyhow::Result<()> {
+    let manager = LogManager::with_config(LogConfig::default().memory_limit(0));
+    let log = manager.create(spec("lines"))?;
+    let mut stream = log.stream();
+    let mut expected = Vec::new();
+    for index in 0..1000 {
+        let line = format!("line {index}\n");
+        log.write_str(&line);
+        expected.extend_from_slice(line.as_bytes());
+    }
+    log.finish();
+    let first = stream.next_bytes().await?.context("no chunk")?;
+    assert!(first.len() > 100, "a chunk of {} bytes", first.len());
+    let mut all = first.to_vec();
+    while let Some(chunk) = stream.next_bytes().await? {
+        all.extend_from_slice(&chunk);
+    }
+    assert_eq!(all, expected);
     Ok(())
 }
 

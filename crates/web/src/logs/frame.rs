@@ -69,7 +69,9 @@ impl LogSource {
     async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
         match self {
             LogSource::Live { stream, shutdown } => tokio::select! {
-                chunk = stream.next_chunk() => Ok(chunk?.map(Bytes::from)),
+                // Recent bytes come back shared with every other viewer of the log: a raw
+                // viewer's body passes them on without copying them.
+                chunk = stream.next_bytes() => chunk,
                 () = shutdown.cancelled() => Ok(None),
             },
             LogSource::Saved { chunks } => chunks.recv().await.transpose(),
