@@ -29,6 +29,7 @@ use crate::Scale;
 use crate::report::{Figure, Report, Target};
 use crate::stats::quantile;
 
+use super::cpu::server_cpu;
 use super::pages::client;
 use super::site::Site;
 
@@ -67,7 +68,7 @@ pub(super) async fn run(scale: Scale, site: &mut Site, report: &mut Report) -> a
         CHUNK / 1024
     );
 
-    let local = fan_out(site, Viewers::InProcess, viewers, chunks)
+    let local = fan_out(site, Viewers::InProcess, viewers, chunks, RATE)
         .await
         .context("in-process readers")?;
     report.add(Figure::millis(
@@ -91,7 +92,7 @@ pub(super) async fn run(scale: Scale, site: &mut Site, report: &mut Report) -> a
     ));
     site.check_running()?;
 
-    let http = fan_out(site, Viewers::Http, viewers, chunks)
+    let http = fan_out(site, Viewers::Http, viewers, chunks, RATE)
         .await
         .context("HTTP viewers")?;
     site.check_running()?;
@@ -128,10 +129,122 @@ pub(super) async fn run(scale: Scale, site: &mut Site, report: &mut Report) -> a
     ));
     report.add(Figure::new(
         "web: live log: bytes delivered to all viewers per second, first write → last viewer done",
-        (total * viewers as u64) as f64 / 1e6 / http.all_read_time.as_secs_f64(),
+        http.delivered_rate(),
         "MB/s",
     ));
+    report.add(Figure::new(
+        "web: live log: capacity used: bytes delivered per second / plain-TCP loopback ceiling \
+         of this run",
+        100.0 * http.delivered_rate() / capacity,
+        "%",
+    ));
+    report.add(Figure::new(
+        format!(
+            "web: live log: web server CPU (its runtime's threads) per MB delivered, {:.0} MB/s × {viewers} viewers",
+            RATE / 1e6
+        ),
+        http.server_cpu_per_megabyte(),
+        "ms/MB",
+    ));
+
+    let trial_seconds = match scale {
+        Scale::Full => 2.0,
+        Scale::Quick => 1.0,
+    };
+    let search = highest_rate(site, viewers, trial_seconds, capacity, &http).await?;
+    site.check_running()?;
+    let (rate, cpu) = search.best.unwrap_or((0.0, 0.0));
+    let delivered = rate / 1e6 * viewers as f64;
+    report.add(Figure::new(
+        format!(
+            "web: live log: highest write rate with p99 ≤ {DELAY_TARGET_MS:.0} ms for {viewers} HTTP \
+             viewers ({} runs of {trial_seconds} s, every viewer checked)",
+            search.runs
+        ),
+        rate / 1e6,
+        "MB/s",
+    ));
+    report.add(Figure::new(
+        "web: live log: at that rate, bytes delivered per second (rate × viewers)",
+        delivered,
+        "MB/s",
+    ));
+    report.add(Figure::new(
+        "web: live log: at that rate, delivered / plain-TCP loopback ceiling of this run",
+        100.0 * delivered / capacity,
+        "%",
+    ));
+    report.add(Figure::new(
+        "web: live log: at that rate, web server CPU per MB delivered",
+        cpu,
+        "ms/MB",
+    ));
     Ok(())
+}
+
+/// Runs of the search for the highest write rate that meets the delay target, at most.
+const SEARCH_RUNS: usize = 6;
+
+/// The result of [`highest_rate`].
+struct Search {
+    /// The highest rate (bytes/s) that met the target, with the web server's CPU milliseconds
+    /// per MB delivered in that run.
+    best: Option<(f64, f64)>,
+    /// Fan-outs run by the search.
+    runs: usize,
+}
+
+/// Searches the highest write rate at which `viewers` HTTP viewers see a p99 delay within the
+/// target, given the run at [`RATE`] (`at_full_rate`) and the loopback `capacity` (MB/s):
+/// starts at the rate the ceiling allows (capacity / viewers), then bisects geometrically
+/// between the highest rate met and the lowest missed. Each run is a complete fan-out whose
+/// viewers are checked byte for byte; each prints a `note:` line.
+async fn highest_rate(
+    site: &Site,
+    viewers: usize,
+    seconds: f64,
+    capacity: f64,
+    at_full_rate: &FanOut,
+) -> anyhow::Result<Search> {
+    let target = Duration::from_secs_f64(DELAY_TARGET_MS / 1e3);
+    if at_full_rate.p99() <= target {
+        return Ok(Search {
+            best: Some((RATE, at_full_rate.server_cpu_per_megabyte())),
+            runs: 0,
+        });
+    }
+    let mut missed = RATE;
+    let mut best: Option<(f64, f64)> = None;
+    let mut rate = (capacity * 1e6 / viewers as f64).min(RATE / 2.0);
+    let mut runs = 0;
+    while runs < SEARCH_RUNS {
+        let chunks = ((rate * seconds / CHUNK as f64).round() as usize).max(1);
+        let fan = fan_out(site, Viewers::Http, viewers, chunks, rate)
+            .await
+            .with_context(|| format!("HTTP viewers at {:.1} MB/s", rate / 1e6))?;
+        runs += 1;
+        let met = fan.p99() <= target;
+        println!(
+            "note: fan-out run {runs}: {:.2} MB/s × {viewers} HTTP viewers for {seconds} s: p99 {:.1} ms ({}), \
+             server CPU {:.2} ms per MB delivered",
+            rate / 1e6,
+            fan.p99().as_secs_f64() * 1e3,
+            if met { "met" } else { "missed" },
+            fan.server_cpu_per_megabyte(),
+        );
+        if met {
+            best = Some((rate, fan.server_cpu_per_megabyte()));
+        } else {
+            missed = rate;
+        }
+        // Geometric steps: the rates span orders of magnitude.
+        rate = match best.map(|(rate, _)| rate) {
+            Some(met) if missed / met < 1.1 => break,
+            Some(met) => (met * missed).sqrt(),
+            None => missed / 3.0,
+        };
+    }
+    Ok(Search { best, runs })
 }
 
 /// Who follows the log.
@@ -152,6 +265,27 @@ struct FanOut {
     drain_time: Duration,
     /// From the first write until every viewer had everything.
     all_read_time: Duration,
+    /// CPU time of the web server's threads during the fan-out (zero for in-process readers).
+    server_cpu: Duration,
+    /// Bytes received by all viewers together.
+    delivered: u64,
+}
+
+impl FanOut {
+    fn p99(&self) -> Duration {
+        quantile(&self.delays, 0.99)
+    }
+
+    /// The web server's CPU milliseconds per MB it delivered.
+    fn server_cpu_per_megabyte(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e3 / (self.delivered as f64 / 1e6)
+    }
+
+    /// Bytes delivered to all viewers per second, from the first write until the last viewer
+    /// had everything, in MB/s.
+    fn delivered_rate(&self) -> f64 {
+        self.delivered as f64 / 1e6 / self.all_read_time.as_secs_f64()
+    }
 }
 
 /// Creates a live log, connects `viewers` followers of kind `kind`, writes `chunks` paced
@@ -161,12 +295,14 @@ async fn fan_out(
     kind: Viewers,
     viewers: usize,
     chunks: usize,
+    rate: f64,
 ) -> anyhow::Result<FanOut> {
     let total = (PREAMBLE.len() + chunks * CHUNK) as u64;
     let branch = match kind {
-        Viewers::InProcess => format!("{BRANCH}-in-process"),
-        Viewers::Http => format!("{BRANCH}-http"),
+        Viewers::InProcess => format!("{BRANCH}-in-process-{rate:.0}"),
+        Viewers::Http => format!("{BRANCH}-http-{rate:.0}"),
     };
+    let server_cpu_before = server_cpu()?;
     let log = site.logs.create(LiveLogSpec {
         branch: branch.clone(),
         title: "Fan-out benchmark".to_owned(),
@@ -222,7 +358,7 @@ async fn fan_out(
 
     let writer = {
         let log = log.clone();
-        tokio::task::spawn_blocking(move || write_paced(&log, chunks, origin))
+        tokio::task::spawn_blocking(move || write_paced(&log, chunks, origin, rate))
     };
     let written = writer.await.context("the writer panicked")?;
     let last_write = Instant::now();
@@ -261,6 +397,7 @@ async fn fan_out(
     .await;
     let drain_time = last_write.elapsed();
     let all_read_time = written.started.elapsed();
+    let server_cpu = server_cpu()?.saturating_sub(server_cpu_before);
     drained.with_context(|| {
         format!(
             "the viewers did not receive everything within {DRAIN_PATIENCE:?} of the last write"
@@ -271,6 +408,8 @@ async fn fan_out(
         delays,
         drain_time,
         all_read_time,
+        server_cpu,
+        delivered: total * viewers as u64,
     })
 }
 
@@ -348,13 +487,13 @@ struct Written {
     checksum: u64,
 }
 
-/// Writes `chunks` chunks to `log` at [`RATE`] (each due at a fixed time from the start; a late
-/// one is written at once), then finishes the log.
-fn write_paced(log: &LiveLog, chunks: usize, origin: Instant) -> Written {
+/// Writes `chunks` chunks to `log` at `rate` bytes per second (each due at a fixed time from the
+/// start; a late one is written at once), then finishes the log.
+fn write_paced(log: &LiveLog, chunks: usize, origin: Instant, rate: f64) -> Written {
     let filler = filler();
     let mut sum = Fletcher::default();
     sum.update(PREAMBLE);
-    let interval = Duration::from_secs_f64(CHUNK as f64 / RATE);
+    let interval = Duration::from_secs_f64(CHUNK as f64 / rate);
     let mut buffer = vec![0_u8; CHUNK];
     let started = Instant::now();
     for index in 0..chunks {
@@ -444,7 +583,7 @@ async fn read_stream(
     chunks: usize,
 ) -> anyhow::Result<Viewed> {
     let mut parser = Parser::new(chunks);
-    while let Some(piece) = stream.next_chunk().await? {
+    while let Some(piece) = stream.next_bytes().await? {
         parser.feed(&piece, origin.elapsed())?;
     }
     Ok(Viewed {

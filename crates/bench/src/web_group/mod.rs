@@ -2,6 +2,7 @@
 //! (store, engine with many targets, web server, live logs) is started once; each figure has its
 //! own module, and this one only runs them in order.
 
+mod cpu;
 mod live_log;
 mod pages;
 mod site;
@@ -25,8 +26,8 @@ pub(crate) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()>
         Scale::Quick => TARGETS_QUICK,
     };
     println!(
-        "note: the web server, the engine and the HTTP clients share this process's tokio \
-         runtime ({} worker threads); the store is in {}",
+        "note: the engine and the HTTP clients share this process's tokio runtime ({} worker \
+         threads), the web server has a runtime of its own (2 workers); the store is in {}",
         std::thread::available_parallelism().map_or(1, usize::from),
         std::env::temp_dir().display()
     );

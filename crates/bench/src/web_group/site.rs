@@ -3,6 +3,10 @@
 //! jobs (`Term::head(target).map(..)`, as in the engine group) whose statuses are all written
 //! before anything is measured, and the web UI with the CI pages, readable by everyone, on an
 //! ephemeral port of 127.0.0.1.
+//!
+//! The web server runs on a runtime of its own (two workers, threads named
+//! [`SERVER_THREADS`]), so that its CPU time can be told apart from the clients' and the
+//! engine's, which stay on the bench's runtime.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,6 +25,8 @@ use datakit_ci::term::{CommitHash, Term};
 use datakit_ci_web::{Acl, AppState, WebConfig, WebServer};
 
 use crate::report::{Figure, Report};
+
+use super::cpu::SERVER_THREADS;
 pub(super) use crate::targets::{JOBS, REPO, branch_name};
 use crate::targets::{count_successes, fake_hash, head_path};
 
@@ -43,6 +49,20 @@ pub(super) struct Site {
     cancel: CancellationToken,
     engine_task: JoinHandle<anyhow::Result<()>>,
     web_task: JoinHandle<anyhow::Result<()>>,
+    /// Declared last: shut down after the tasks above are done with.
+    _web_runtime: ServerRuntime,
+}
+
+/// The web server's runtime; shut down without blocking when dropped (dropping a runtime
+/// normally blocks, which an async context forbids).
+struct ServerRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for ServerRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl Site {
@@ -128,9 +148,22 @@ impl Site {
             .engine_rebuilds(engine.clone())
             .build()?;
         let pages = datakit_ci_web::ci_pages(engine.clone(), Pools::new());
-        let server = WebServer::bind(state, Some(pages)).await?;
+        let web_runtime = ServerRuntime(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name(SERVER_THREADS)
+                .enable_all()
+                .build()
+                .context("start the web server's runtime")?,
+        ));
+        let runtime = web_runtime.0.as_ref().expect("just made");
+        // Bound on its own runtime, so that its sockets are driven there.
+        let server = runtime
+            .spawn(async move { WebServer::bind(state, Some(pages)).await })
+            .await
+            .context("binding the web server panicked")??;
         let base = format!("http://{}", server.local_addr());
-        let web_task = tokio::spawn({
+        let web_task = runtime.spawn({
             let cancel = cancel.clone();
             async move { server.run(cancel).await.context("the web server") }
         });
@@ -145,6 +178,7 @@ impl Site {
             cancel,
             engine_task,
             web_task,
+            _web_runtime: web_runtime,
         })
     }
 
