@@ -35,8 +35,11 @@
 //! - **Readers never miss an object.** A merged pack is complete before the packs it replaces are
 //!   retired, and retired packs are deleted only while no object read is in progress (reads wait
 //!   for the deletion, a few milliseconds, and the deletion gives up and retries after a later commit
-//!   if reads keep going for 50 ms). Every handle that may remember a deleted pack is then dropped.
-//!   Long-lived [`Snapshot`]s and [`Commit`]s hold no handle between reads, so they keep working.
+//!   if reads keep going for 50 ms). Every handle that may remember a deleted pack is then dropped,
+//!   and new handles come from a freshly opened object database (gix's database misses objects
+//!   once it has had more packs than it has slots; if deletions are held off for over 1,024
+//!   commits, commits write loose objects until the next deletion). Long-lived [`Snapshot`]s and
+//!   [`Commit`]s hold no handle between reads, so they keep working.
 //! - **Crash safety.** A pack and its index are written to temporary files (`tmp_pack_*`) and renamed
 //!   into place, the index last, before the branch moves; a crash leaves at worst an unreferenced
 //!   pack or a temporary file (removed by the next [`Store::open`]), or merged packs not yet deleted

@@ -138,28 +138,24 @@ pub(crate) fn merge(
     let mut seen = HashSet::new();
     for pack in packs {
         let index = Index::read(&pack.index)?;
+        // An entry ends where the next one in the file starts (whether or not that one is copied).
+        let mut all_offsets: Vec<u64> = index.entries.iter().map(|entry| entry.offset).collect();
+        all_offsets.sort_unstable();
         let entries: Vec<_> = index
             .entries
             .into_iter()
             .filter(|entry| seen.insert(entry.id))
             .collect();
-        indices.push((pack, entries));
+        indices.push((pack, entries, all_offsets));
     }
     let mut writer = PackWriter::new(pack_dir, seen.len())?;
     let mut buffer = Vec::new();
-    for (pack, mut entries) in indices {
+    for (pack, mut entries, all_offsets) in indices {
         let path = pack.data_path();
         let file = File::open(&path)?;
         let end = file.metadata()?.len().saturating_sub(20);
         let mut reader = BufReader::with_capacity(64 * 1024, file);
-        // Read in file order; an entry ends where the next one in the file (any of its entries,
-        // including duplicates skipped above) starts.
-        let mut all_offsets = Index::read(&pack.index)?
-            .entries
-            .iter()
-            .map(|entry| entry.offset)
-            .collect::<Vec<_>>();
-        all_offsets.sort_unstable();
+        // Read in file order.
         entries.sort_unstable_by_key(|entry| entry.offset);
         for entry in entries {
             let next = match all_offsets.binary_search(&entry.offset) {

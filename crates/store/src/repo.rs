@@ -6,8 +6,8 @@
 //!
 //! Every object read goes through a handle borrowed from the pool ([`Repo::get`]); a borrowed handle
 //! is a *reader*. Merged packs are deleted only by [`Repo::maintain`], and only while no handle is
-//! borrowed: it waits until there are no readers, blocks new ones, deletes, makes gix's shared object
-//! database forget the deleted packs, drops every pooled handle (their private lists of packs may
+//! borrowed: it waits until there are no readers, blocks new ones, deletes, opens a fresh gix object
+//! database for the handles made from then on, drops every pooled handle (their lists of packs may
 //! name the deleted ones) and lets readers in again. So:
 //!
 //! - an object a reader looks for is in some pack (or loose file) that stays on disk for the whole
@@ -19,7 +19,8 @@
 //!   after the listing passed its place, the packs it replaced deleted before the listing reached
 //!   them, and gix concluded nothing had changed);
 //! - no handle ever holds a stale list naming a deleted pack, whose slot gix could give to a new
-//!   pack (gix does not change its generation when it reuses an empty slot).
+//!   pack (gix does not change its generation when it reuses an empty slot), and no object
+//!   database gets more packs than it has slots (then gix reuses slots and lookups miss objects).
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
@@ -41,11 +42,12 @@ const DELETE_WAIT: Duration = Duration::from_millis(50);
 /// new slot, and slots are reused (wrapping around) only after all were taken. gix does not handle
 /// that reuse well (lookups then miss objects), so each deletion opens a fresh object database and
 /// at most [`MAX_PACKS_PER_EPOCH`] packs are added to one.
-const MIN_SLOTS: usize = 4096;
+const MIN_SLOTS: usize = if cfg!(test) { 64 } else { 4096 };
 
-/// Packs written between two deletions, at most; beyond that (only if readers never pause long
-/// enough for merged packs to be deleted), commits write loose objects.
-const MAX_PACKS_PER_EPOCH: usize = 1024;
+/// Packs commits write between two deletions, at most; beyond that (only if readers never pause
+/// long enough for merged packs to be deleted), commits write loose objects. Merges add at most one
+/// pack per 15 others, so an object database never gets more than [`MIN_SLOTS`] packs.
+const MAX_PACKS_PER_EPOCH: usize = if cfg!(test) { 32 } else { 1024 };
 
 /// The repository shared by every clone of a store, its snapshots and transactions.
 pub(crate) struct Repo {
@@ -165,7 +167,7 @@ impl Repo {
         repo: &gix::Repository,
         objects: &[(ObjectId, gix::objs::Kind, Vec<u8>)],
     ) -> Result<(), Error> {
-        if !self.take_pack_slot() {
+        if !self.count_pack(true) {
             tracing::debug!("too many packs since the last deletion; writing loose objects");
             for (_, kind, data) in objects {
                 gix::objs::Write::write_buf(&repo.objects, *kind, data)
@@ -184,14 +186,32 @@ impl Repo {
         Ok(())
     }
 
-    /// Counts one more pack in this epoch, unless it has had [`MAX_PACKS_PER_EPOCH`].
-    fn take_pack_slot(&self) -> bool {
+    /// Counts one more pack in this epoch; with `limited`, only if the epoch has had fewer than
+    /// [`MAX_PACKS_PER_EPOCH`]. (Merges are not limited: they lead to the deletion that ends the
+    /// epoch.)
+    fn count_pack(&self, limited: bool) -> bool {
         let mut pool = self.pool();
-        if pool.packs_written >= MAX_PACKS_PER_EPOCH {
+        if limited && pool.packs_written >= MAX_PACKS_PER_EPOCH {
             return false;
         }
         pool.packs_written += 1;
         true
+    }
+
+    /// Whether [`maintain`](Self::maintain) has work: a full tier, or merged packs to delete.
+    pub(crate) fn needs_maintenance(&self) -> bool {
+        let retired = match self.maintenance.try_lock() {
+            Ok(retired) => !retired.is_empty(),
+            // Someone is maintaining already.
+            Err(_) => return false,
+        };
+        retired
+            || self
+                .tiers
+                .lock()
+                .expect("pack tiers lock poisoned")
+                .full_tier()
+                .is_some()
     }
 
     /// Merges packs while some size tier is full, then deletes the merged ones once no handle is on
@@ -209,9 +229,7 @@ impl Repo {
                 .expect("pack tiers lock poisoned")
                 .full_tier();
             let Some(group) = full else { break };
-            if !self.take_pack_slot() {
-                break;
-            }
+            self.count_pack(false);
             match self.merge(&group) {
                 Ok(merged) => {
                     tracing::debug!(merged = group.len(), objects = merged.count, "merged packs");
@@ -354,5 +372,65 @@ impl Drop for PooledRepo {
             drop(pool);
             self.home.pool_changed.notify_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{BranchName, Store, StorePath};
+
+    /// Regression: after as many packs as gix's object database has slots (64 in tests), gix
+    /// reused slots and lookups missed objects ("no commit … in the store"). Every deletion now
+    /// starts a new object database, and commits write loose objects rather than fill one up.
+    #[tokio::test]
+    async fn commits_outlast_the_slots_of_an_object_database() -> Result<(), crate::Error> {
+        let dir = tempfile::tempdir().expect("make a temporary directory");
+        let store = Store::open(&dir.path().join("state.git"))?;
+        let main = store.branch(&BranchName::new("main")?);
+        let file = StorePath::new("n")?;
+        for n in 0..400 {
+            let mut transaction = main.transaction().await?;
+            transaction.create_file(&file, n.to_string())?;
+            transaction.commit("commit").await?;
+            let head = main.head().await?.expect("just committed");
+            assert_eq!(
+                head.tree().read_file(&file)?,
+                Some(n.to_string().into_bytes())
+            );
+        }
+        Ok(())
+    }
+
+    /// While a handle stays on loan, merged packs cannot be deleted; commits go on, as loose
+    /// objects once the object database has had its share of packs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commits_go_on_while_a_reader_never_pauses() -> Result<(), crate::Error> {
+        let dir = tempfile::tempdir().expect("make a temporary directory");
+        let git_dir = dir.path().join("state.git");
+        let store = Store::open(&git_dir)?;
+        let main = store.branch(&BranchName::new("main")?);
+        let file = StorePath::new("n")?;
+        let reader = store.repo().get();
+        for n in 0..super::MAX_PACKS_PER_EPOCH + 8 {
+            let mut transaction = main.transaction().await?;
+            transaction.create_file(&file, n.to_string())?;
+            transaction.commit("commit").await?;
+        }
+        let loose = std::fs::read_dir(git_dir.join("objects"))
+            .expect("read objects/")
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_name().len() == 2)
+            .count();
+        assert!(loose > 0, "the last commits are loose");
+        drop(reader);
+        let mut transaction = main.transaction().await?;
+        transaction.create_file(&file, "after")?;
+        transaction.commit("after the reader").await?;
+        let head = main.head().await?.expect("just committed");
+        assert_eq!(head.tree().read_file(&file)?, Some(b"after".to_vec()));
+        let parent = store.commit(head.parents()[0]).await?;
+        let last = (super::MAX_PACKS_PER_EPOCH + 7).to_string();
+        assert_eq!(parent.tree().read_file(&file)?, Some(last.into_bytes()));
+        Ok(())
     }
 }
