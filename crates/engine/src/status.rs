@@ -1,7 +1,7 @@
 //! This CI's commit statuses in the metadata branch (DESIGN §6.1, spec §3.6 step 3): where they
 //! live, what they contain, and the links they carry.
 
-use datakit_ci_store::{StorePath, Transaction};
+use datakit_ci_store::{Snapshot, StorePath, Transaction};
 use datakit_ci_term::metadata::MetadataReader;
 use datakit_ci_term::{CiState, CommitHash, JobResult, RepoId};
 
@@ -31,6 +31,35 @@ pub(crate) fn truncate_description(description: &str) -> String {
         end -= 1;
     }
     description[..end].trim().to_owned()
+}
+
+/// Reads the statuses of one commit's jobs, checking first whether this CI reported anything
+/// for the commit at all: a new head usually has no status yet, and one lookup through the
+/// metadata's `commit/` directory (which has an entry per commit ever reported, so each lookup
+/// decodes a big tree) then answers for every job.
+pub(crate) struct ReportedStatuses<'a> {
+    repo: &'a RepoId,
+    commit: &'a CommitHash,
+    any: bool,
+}
+
+impl<'a> ReportedStatuses<'a> {
+    pub(crate) fn read(tree: &Snapshot, repo: &'a RepoId, commit: &'a CommitHash) -> Self {
+        let any = StorePath::new(format!("{repo}/commit/{commit}/status/{CONTEXT}"))
+            .ok()
+            .and_then(|dir| tree.kind(&dir).ok())
+            // Unsure (an unreadable tree) means: read each job's status as before.
+            .is_none_or(|kind| kind.is_some());
+        ReportedStatuses { repo, commit, any }
+    }
+
+    /// The status of job `test`, as [`read_reported`].
+    pub(crate) fn get(&self, reader: &MetadataReader<'_>, test: &str) -> Option<ReportedStatus> {
+        if !self.any {
+            return None;
+        }
+        read_reported(reader, self.repo, self.commit, test)
+    }
 }
 
 /// The status of job `test` on `commit` as currently recorded in the metadata, if any.
@@ -83,7 +112,7 @@ fn percent_encode(s: &str) -> String {
 }
 
 /// Writes the status of `test` on `commit` into `transaction` (files `state`, `description`,
-/// `target_url`, each ending with a newline).
+/// `target_url`, each ending with a newline); returns the paths written.
 pub(crate) fn write_status(
     transaction: &mut Transaction,
     repo: &RepoId,
@@ -91,13 +120,15 @@ pub(crate) fn write_status(
     test: &str,
     status: &ReportedStatus,
     url: &str,
-) -> Result<(), datakit_ci_store::Error> {
+) -> Result<[StorePath; 3], datakit_ci_store::Error> {
     let dir = format!("{repo}/commit/{commit}/status/{CONTEXT}/{test}");
     let file = |name: &str| StorePath::new(format!("{dir}/{name}"));
-    transaction.create_file(&file("state")?, format!("{}\n", status.state))?;
-    transaction.create_file(&file("description")?, format!("{}\n", status.description))?;
-    transaction.create_file(&file("target_url")?, format!("{url}\n"))?;
-    Ok(())
+    let paths = [file("state")?, file("description")?, file("target_url")?];
+    let [state, description, target_url] = &paths;
+    transaction.create_file(state, format!("{}\n", status.state))?;
+    transaction.create_file(description, format!("{}\n", status.description))?;
+    transaction.create_file(target_url, format!("{url}\n"))?;
+    Ok(paths)
 }
 
 #[cfg(test)]

@@ -258,6 +258,74 @@ async fn a_moved_head_gets_new_statuses_and_history_follows() -> anyhow::Result<
     running.stop().await
 }
 
+/// The engine's own status commits are not diffed (it knows what it wrote); a job reading this
+/// CI's statuses must still be woken by them. And the statuses of a moved head go into one
+/// metadata commit.
+#[tokio::test]
+async fn jobs_see_this_cis_own_statuses_and_a_moved_head_is_reported_in_one_commit()
+-> anyhow::Result<()> {
+    let h = Harness::new()?;
+    let project = Project::new("me/proj", |target| {
+        let head = Term::head(target.clone());
+        vec![
+            (
+                "build".to_owned(),
+                head.clone().map(|h| format!("Built {}", h.short(7))),
+            ),
+            (
+                "lint".to_owned(),
+                head.map(|h| format!("Linted {}", h.short(7))),
+            ),
+            (
+                "deploy".to_owned(),
+                Term::ci_success_target_url("ci/datakit/build", target.clone())
+                    .map(|url| format!("after {url}")),
+            ),
+        ]
+    })?;
+    h.edit(&[("me/proj/ref/heads/main/head", Some(A))]).await?;
+    let running = h.start(vec![project], vec![]);
+    let url = |commit: &str| format!("https://ci.example/me/proj/commit/{commit}?test=build");
+    h.wait_status(
+        "me/proj",
+        A,
+        "deploy",
+        "success",
+        &format!("after {}", url(A)),
+    )
+    .await?;
+    h.edit(&[("me/proj/ref/heads/main/head", Some(B))]).await?;
+    h.wait_status(
+        "me/proj",
+        B,
+        "deploy",
+        "success",
+        &format!("after {}", url(B)),
+    )
+    .await?;
+
+    // The oldest metadata commit with B's `build` status has B's `lint` status too.
+    let mut commit = h.metadata().head().await?.expect("metadata exists");
+    while let [parent] = commit.parents() {
+        let parent = h.store.commit(*parent).await?;
+        let has_build = parent.tree().exists(&StorePath::new(format!(
+            "me/proj/commit/{B}/status/ci/datakit/build/state"
+        ))?)?;
+        if !has_build {
+            break;
+        }
+        commit = parent;
+    }
+    assert!(
+        commit.tree().exists(&StorePath::new(format!(
+            "me/proj/commit/{B}/status/ci/datakit/lint/state"
+        ))?)?,
+        "B's build status was written without lint's, by {:?}",
+        commit.message()
+    );
+    running.stop().await
+}
+
 #[tokio::test]
 async fn only_affected_jobs_are_evaluated_again() -> anyhow::Result<()> {
     let h = Harness::new()?;

@@ -33,6 +33,36 @@ pub struct History {
 struct Inner {
     store: Store,
     entries: Mutex<HashMap<TargetId, Arc<Entry>>>,
+    /// Commit-index entries not yet committed (see [`History::queue_index`]).
+    index_queue: Mutex<IndexQueue>,
+    /// Serialises commits to the commit index, so that concurrent writers coalesce.
+    index_write: tokio::sync::Mutex<()>,
+}
+
+/// One commit-index entry: target, source commit, status-branch commit.
+type IndexEntry = (TargetId, CommitHash, CommitId);
+
+/// Commit-index entries known in memory but not yet in the `commit-index` branch. Readers
+/// ([`History::builds_of_commit`]) see them at once, so writing the index late loses nothing
+/// for them.
+#[derive(Default)]
+struct IndexQueue {
+    /// Waiting for the next index commit, oldest first.
+    queued: Vec<IndexEntry>,
+    /// Taken by the index commit now being written; they leave memory once it succeeded.
+    in_flight: Vec<IndexEntry>,
+}
+
+impl IndexQueue {
+    /// The not-yet-committed entries for source commit `hash` of `repo`, oldest first.
+    fn entries_for(&self, repo: &RepoId, hash: &CommitHash) -> Vec<(TargetId, CommitId)> {
+        self.in_flight
+            .iter()
+            .chain(&self.queued)
+            .filter(|(target, source, _)| target.repo() == repo && source == hash)
+            .map(|(target, _, status)| (target.clone(), *status))
+            .collect()
+    }
 }
 
 /// The cache entry of one target.
@@ -105,6 +135,8 @@ impl History {
             inner: Arc::new(Inner {
                 store,
                 entries: Mutex::new(HashMap::new()),
+                index_queue: Mutex::new(IndexQueue::default()),
+                index_write: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -211,17 +243,71 @@ impl History {
 
     /// Writes commit-index entries (spec §3.8.3 step 5): for each `(target, source, status)`, file
     /// `<user>/<repo>/commit/<source>/<sub(target)>` of branch `commit-index` gets the status-branch
-    /// commit id `status` (no newline), replacing any previous value.
+    /// commit id `status` (no newline), replacing any previous value. Entries queued earlier with
+    /// [`queue_index`](Self::queue_index) and not yet written go into the same commit; when this
+    /// returns `Ok`, all of them are in the branch.
     ///
     /// **Deviation** (spec §9 item 15): all entries go into *one* commit, not one commit per status
     /// commit, so recording 10,000 targets makes one index commit. Its message is
     /// `Update <sub>:<source> -> <status>` for one entry, and for several
-    /// `<N> index updates`, a blank line, then those lines in the order given. Nothing is committed
-    /// when `entries` is empty or every entry already has that value.
-    pub async fn index(&self, entries: &[(TargetId, CommitHash, CommitId)]) -> Result<(), Error> {
-        if entries.is_empty() {
+    /// `<N> index updates`, a blank line, then those lines in the order given (queued entries
+    /// first). Nothing is committed when there is no entry or every entry already has that value.
+    ///
+    /// Concurrent calls coalesce: a call whose entries another call already committed returns
+    /// without writing. On failure the entries stay queued for the next call.
+    pub async fn index(&self, entries: &[IndexEntry]) -> Result<(), Error> {
+        self.queue_index(entries);
+        let _serialised = self.inner.index_write.lock().await;
+        let batch = {
+            let mut queue = self.index_queue();
+            debug_assert!(queue.in_flight.is_empty(), "only one index write at a time");
+            queue.in_flight = std::mem::take(&mut queue.queued);
+            queue.in_flight.clone()
+        };
+        if batch.is_empty() {
             return Ok(());
         }
+        let result = self.write_index(&batch).await;
+        let mut queue = self.index_queue();
+        let written = std::mem::take(&mut queue.in_flight);
+        if result.is_err() {
+            // Keep them, oldest first, for the next call.
+            written
+                .into_iter()
+                .rev()
+                .for_each(|e| queue.queued.insert(0, e));
+        }
+        result
+    }
+
+    /// Adds commit-index entries to write with the next [`index`](Self::index) call, without
+    /// writing anything now. [`builds_of_commit`](Self::builds_of_commit) sees them at once.
+    ///
+    /// The index's tree holds one directory per source commit of a repository, so each index
+    /// commit rewrites a tree that grows with the number of builds; queueing lets a caller keep
+    /// that write off its path (e.g. the engine reports statuses first) and lets one commit
+    /// carry the entries of several batches.
+    pub fn queue_index(&self, entries: &[IndexEntry]) {
+        if !entries.is_empty() {
+            self.index_queue().queued.extend_from_slice(entries);
+        }
+    }
+
+    /// Whether commit-index entries are waiting for an [`index`](Self::index) call.
+    pub fn index_pending(&self) -> bool {
+        !self.index_queue().queued.is_empty()
+    }
+
+    fn index_queue(&self) -> MutexGuard<'_, IndexQueue> {
+        // Every update of the queue is a single move or extend; a panic cannot leave it torn.
+        self.inner
+            .index_queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Commits `entries` (oldest first; a later entry for the same file wins) to the index.
+    async fn write_index(&self, entries: &[IndexEntry]) -> Result<(), Error> {
         let name = commit_index_branch();
         let write = |source| Error::Write {
             branch: name.clone(),
@@ -273,7 +359,8 @@ impl History {
     }
 
     /// Every target of `repo` recorded for the source commit `hash`, with the latest state recorded
-    /// for it while it had that source commit (spec §3.8.4). Empty if the index has none.
+    /// for it while it had that source commit (spec §3.8.4). Empty if the index has none. Entries
+    /// queued but not yet written ([`queue_index`](Self::queue_index)) count.
     ///
     /// Fails with [`Error::InvalidIndexEntry`] for an index entry that names no target.
     pub async fn builds_of_commit(
@@ -281,6 +368,24 @@ impl History {
         repo: &RepoId,
         hash: &CommitHash,
     ) -> Result<BTreeMap<TargetId, HistoryState>, Error> {
+        // Read the queue before the branch: an entry leaves the queue only after its commit moved
+        // the branch, so it is seen in one or the other.
+        let unwritten = self.index_queue().entries_for(repo, hash);
+        let mut statuses = self.indexed_statuses(repo, hash).await?;
+        statuses.extend(unwritten);
+        let mut builds = BTreeMap::new();
+        for (target, status) in statuses {
+            builds.insert(target, self.load(status).await?);
+        }
+        Ok(builds)
+    }
+
+    /// The status commits the `commit-index` branch holds for source commit `hash` of `repo`.
+    async fn indexed_statuses(
+        &self,
+        repo: &RepoId,
+        hash: &CommitHash,
+    ) -> Result<BTreeMap<TargetId, CommitId>, Error> {
         let mut builds = BTreeMap::new();
         let name = commit_index_branch();
         let Some(head) = self
@@ -320,7 +425,7 @@ impl History {
                 .trim()
                 .parse()
                 .map_err(|error: datakit_ci_store::Error| invalid(error.to_string()))?;
-            builds.insert(target, self.load(status).await?);
+            builds.insert(target, status);
         }
         Ok(builds)
     }

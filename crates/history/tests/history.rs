@@ -553,6 +553,48 @@ async fn the_commit_index_lists_the_builds_of_a_commit() -> Result<()> {
 }
 
 #[tokio::test]
+async fn queued_index_entries_are_seen_before_they_are_written_and_then_batched() -> Result<()> {
+    let fixture = Fixture::new().await?;
+    let history = History::new(fixture.store.clone());
+    let repo = "me/repo".parse()?;
+    let a = source(SOURCE_A);
+    let pr_jobs = jobs([("build", JobResult::Pending("queued".into()))]);
+    let main_status = history
+        .record(&main_branch(), &a, fixture.metadata, &pr_jobs)
+        .await?
+        .context("main")?;
+    let pr_status = history
+        .record(&pr(7), &a, fixture.metadata, &pr_jobs)
+        .await?
+        .context("pr")?;
+    history.queue_index(&[(main_branch(), a.clone(), main_status)]);
+    history.queue_index(&[(pr(7), a.clone(), pr_status)]);
+    assert!(history.index_pending());
+    let index = BranchName::new("commit-index")?;
+    assert!(
+        fixture.store.branch(&index).head().await?.is_none(),
+        "nothing written yet"
+    );
+    let builds = history.builds_of_commit(&repo, &a).await?;
+    assert_eq!(
+        builds.keys().cloned().collect::<Vec<_>>(),
+        [main_branch(), pr(7)]
+    );
+
+    history.index(&[]).await?;
+    assert!(!history.index_pending());
+    assert_eq!(
+        fixture.messages(&index)?,
+        [format!(
+            "2 index updates\n\nUpdate ref-heads-main:{SOURCE_A} -> {main_status}\nUpdate pr-7:{SOURCE_A} -> {pr_status}"
+        )]
+    );
+    let builds = history.builds_of_commit(&repo, &a).await?;
+    assert_eq!(builds[&pr(7)].commit, Some(pr_status));
+    fixture.assert_fsck_clean()
+}
+
+#[tokio::test]
 async fn bad_index_entries_and_outputs_are_reported() -> Result<()> {
     let fixture = Fixture::new().await?;
     let history = History::new(fixture.store.clone());

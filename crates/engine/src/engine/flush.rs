@@ -1,7 +1,16 @@
 //! Flushing: recording changed outputs in history and writing statuses to the metadata, in
-//! batches (one status commit and one commit-index commit per flush).
+//! batches (one status commit per flush; the commit index in commits of its own).
+//!
+//! The cost of a flush is dominated by its commits, and the metadata commit rewrites the
+//! `<repo>/commit/` tree, which has an entry per commit ever reported. So a flush waits briefly
+//! (`STATUS_GRACE`) for the jobs of a moved target that are not yet evaluated, so that all its
+//! statuses share one commit; and the commit index (whose tree is as big) is written by a task
+//! of its own after the statuses, batching the entries of the flushes that happened meanwhile.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
 
 use datakit_ci_store::{Commit, CommitId};
 use datakit_ci_term::{CommitHash, JobOutput, TargetId};
@@ -9,40 +18,99 @@ use datakit_ci_term::{CommitHash, JobOutput, TargetId};
 use super::{Engine, State, StatusChange, StatusWrite, lock};
 use crate::status::{self, ReportedStatus};
 
+/// How long the statuses of a target whose head moved wait for its other jobs' first evaluation
+/// for that head. Evaluations take microseconds to milliseconds (they never wait for builds); a
+/// term that takes longer only delays the other jobs' statuses by this much.
+const STATUS_GRACE: Duration = Duration::from_millis(100);
+
+/// How many status branches are written at once. Each history record is a small commit whose
+/// time goes mostly to file-system calls, so a few in parallel overlap them (thousands of
+/// targets are recorded together when the engine starts).
+const HISTORY_PARALLELISM: usize = 8;
+
+/// What one flush did.
+struct Flushed {
+    /// False if something could not be written (it stays dirty).
+    ok: bool,
+    /// When the earliest target held back by [`STATUS_GRACE`] must be flushed anyway.
+    deferred_until: Option<Instant>,
+}
+
 impl Engine {
     pub(super) async fn flush_loop(self) {
+        let mut deferred_until: Option<Instant> = None;
         loop {
+            let grace_over = async {
+                match deferred_until {
+                    Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = self.inner.flush_wanted.notified() => {}
+                _ = grace_over => {}
                 _ = self.inner.shutdown.cancelled() => {
-                    self.flush().await;
+                    self.flush(true).await;
                     return;
                 }
             }
             // Let the other evaluations of this round land, so that they share one commit.
             tokio::task::yield_now().await;
-            if !self.flush().await {
+            let flushed = self.flush(false).await;
+            deferred_until = flushed.deferred_until;
+            if !flushed.ok {
                 // The store refused; try again shortly rather than on the next event only.
                 tokio::select! {
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => self.inner.flush_wanted.notify_one(),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => self.inner.flush_wanted.notify_one(),
                     _ = self.inner.shutdown.cancelled() => {}
                 }
             }
         }
     }
 
-    /// Records history and writes statuses for every dirty target. Returns false if something
-    /// could not be written (it stays dirty).
-    async fn flush(&self) -> bool {
+    /// Writes the queued commit-index entries whenever a flush queued some, in one commit for
+    /// all the flushes since the last write; on `stop`, writes what is left and returns.
+    pub(super) async fn index_loop(self, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            let stopping = tokio::select! {
+                _ = self.inner.index_wanted.notified() => false,
+                _ = stop.cancelled() => true,
+            };
+            if let Err(e) = self.inner.history.index(&[]).await {
+                tracing::warn!(error = %error_chain(&e), "failed to update the commit index");
+                if !stopping {
+                    // The entries stay queued; try again shortly.
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => self.inner.index_wanted.notify_one(),
+                        _ = stop.cancelled() => {}
+                    }
+                }
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+
+    /// Records history and writes statuses for every dirty target, except (unless `last`) the
+    /// statuses of targets whose head moved less than [`STATUS_GRACE`] ago and whose jobs are
+    /// not all evaluated for it yet.
+    async fn flush(&self, last: bool) -> Flushed {
         let _one_at_a_time = self.inner.flush_lock.lock().await;
+        let now = Instant::now();
+        let mut deferred_until: Option<Instant> = None;
         let (records, writes, metadata_commit) = {
             let mut state = lock(&self.inner.state);
             let Some(metadata_commit) = state.snapshot.as_ref().map(Commit::id) else {
-                return true;
+                return Flushed {
+                    ok: true,
+                    deferred_until,
+                };
             };
             let State { targets, dirty, .. } = &mut *state;
             let mut records = Vec::new();
             let mut writes = Vec::new();
+            let mut deferred = Vec::new();
             for id in std::mem::take(dirty) {
                 let Some(target) = targets.get_mut(&id) else {
                     continue;
@@ -54,6 +122,12 @@ impl Engine {
                     .jobs
                     .values()
                     .all(|job| job.output_for(&head).is_some());
+                let grace_end = target.head_since + STATUS_GRACE;
+                if !all_current && !last && now < grace_end {
+                    deferred_until = Some(deferred_until.map_or(grace_end, |d| d.min(grace_end)));
+                    deferred.push(id);
+                    continue;
+                }
                 if target.history_dirty && all_current {
                     target.history_dirty = false;
                     let jobs: BTreeMap<String, JobOutput> = target
@@ -78,29 +152,34 @@ impl Engine {
                     }
                 }
             }
+            dirty.extend(deferred);
             (records, writes, metadata_commit)
         };
         let mut ok = self.record_history(records, metadata_commit).await;
         if !writes.is_empty() {
             ok &= self.write_statuses(writes).await;
         }
-        ok
+        Flushed { ok, deferred_until }
     }
 
+    /// Records the states in history (a few targets at a time) and queues their commit-index
+    /// entries for [`index_loop`](Self::index_loop); the history's readers see them at once.
     async fn record_history(
         &self,
         records: Vec<(TargetId, CommitHash, BTreeMap<String, JobOutput>)>,
         metadata_commit: CommitId,
     ) -> bool {
+        let history = &self.inner.history;
+        let mut results = futures::stream::iter(records)
+            .map(|(id, head, jobs)| async move {
+                let result = history.record(&id, &head, metadata_commit, &jobs).await;
+                (id, head, result)
+            })
+            .buffered(HISTORY_PARALLELISM);
         let mut ok = true;
         let mut index = Vec::new();
-        for (id, head, jobs) in records {
-            match self
-                .inner
-                .history
-                .record(&id, &head, metadata_commit, &jobs)
-                .await
-            {
+        while let Some((id, head, result)) = results.next().await {
+            match result {
                 Ok(Some(commit)) => index.push((id, head, commit)),
                 Ok(None) => {}
                 Err(e) => {
@@ -110,11 +189,9 @@ impl Engine {
                 }
             }
         }
-        if !index.is_empty()
-            && let Err(e) = self.inner.history.index(&index).await
-        {
-            tracing::warn!(error = %error_chain(&e), "failed to update the commit index");
-            ok = false;
+        if !index.is_empty() {
+            history.queue_index(&index);
+            self.inner.index_wanted.notify_one();
         }
         ok
     }
@@ -136,17 +213,18 @@ impl Engine {
         }
         let result = async {
             let mut transaction = self.inner.metadata.transaction().await?;
+            let mut paths = Vec::with_capacity(3 * writes.len());
             for write in &writes {
                 let repo = write.target.repo();
                 let url = status::target_url(&self.inner.web_ui, repo, &write.head, &write.job);
-                status::write_status(
+                paths.extend(status::write_status(
                     &mut transaction,
                     repo,
                     &write.head,
                     &write.job,
                     &write.status,
                     &url,
-                )?;
+                )?);
             }
             let message = match messages.as_slice() {
                 [one] => one.clone(),
@@ -155,7 +233,9 @@ impl Engine {
                     format!("{} updates\n\n{}", several.len(), lines.join("\n"))
                 }
             };
-            transaction.commit(&message).await
+            let id = transaction.commit(&message).await?;
+            lock(&self.inner.state).remember_own_commit(id, paths);
+            Ok::<_, datakit_ci_store::Error>(id)
         }
         .await;
         if let Err(e) = result {

@@ -7,9 +7,14 @@
 //! from path prefix to jobs). A job's task re-evaluates its term when woken, when a `ready` future
 //! of its pending parts resolves, or after a rebuild; a superseded evaluation's watches are
 //! dropped with its `Dependencies`. Nothing here walks every job of every target per event.
+//!
+//! The engine's own status commits come back through the same watch; their changed paths are
+//! known (the engine wrote them), so they are not diffed again: the metadata's `commit/` tree holds
+//! one directory per commit ever reported, and diffing it costs as much as there are commits.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use prometheus_client::registry::Registry;
 use tokio::sync::{Notify, broadcast};
@@ -118,6 +123,8 @@ struct Inner {
     state: Mutex<State>,
     flush_wanted: Notify,
     flush_lock: tokio::sync::Mutex<()>,
+    /// Commit-index entries were queued (`flush::index_loop` writes them).
+    index_wanted: Notify,
     events: broadcast::Sender<StatusChange>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -131,12 +138,22 @@ struct State {
     index: HashMap<StorePath, HashSet<JobKey>>,
     /// Targets with outputs not yet recorded in history, or statuses not yet written.
     dirty: BTreeSet<TargetId>,
+    /// The engine's latest status commits and the paths each wrote, newest last, so that
+    /// `apply_head` need not diff them (see the module docs).
+    own_commits: VecDeque<(CommitId, Vec<StorePath>)>,
 }
+
+/// How many of the engine's own status commits are remembered: more than can be committed
+/// while one `apply_head` runs; an older one is diffed like any other commit.
+const OWN_COMMITS_KEPT: usize = 16;
 
 struct TargetState {
     target: Target,
     jobs: BTreeMap<String, JobState>,
     history_dirty: bool,
+    /// When the target appeared or its head last moved: statuses for a new head wait (a
+    /// little) for all its jobs, so that they share one metadata commit.
+    head_since: Instant,
 }
 
 struct JobState {
@@ -183,6 +200,22 @@ struct StatusWrite {
     status: ReportedStatus,
 }
 
+impl State {
+    /// The paths written by the engine's own commit `id`, if it is a recent one (forgotten then).
+    fn take_own_commit(&mut self, id: CommitId) -> Option<Vec<StorePath>> {
+        let position = self.own_commits.iter().position(|(own, _)| *own == id)?;
+        self.own_commits.remove(position).map(|(_, paths)| paths)
+    }
+
+    /// Remembers that the engine's commit `id` changed `paths`.
+    fn remember_own_commit(&mut self, id: CommitId, paths: Vec<StorePath>) {
+        if self.own_commits.len() == OWN_COMMITS_KEPT {
+            self.own_commits.pop_front();
+        }
+        self.own_commits.push_back((id, paths));
+    }
+}
+
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     // Updates under this lock are small and complete; a panic cannot leave them half-done.
     state.lock().unwrap_or_else(|p| p.into_inner())
@@ -210,6 +243,7 @@ impl Engine {
                 state: Mutex::new(State::default()),
                 flush_wanted: Notify::new(),
                 flush_lock: tokio::sync::Mutex::new(()),
+                index_wanted: Notify::new(),
                 events: broadcast::channel(4096).0,
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
@@ -265,6 +299,8 @@ impl Engine {
     pub async fn run(&self, cancel: CancellationToken) -> Result<(), Error> {
         self.enable_monitoring().await?;
         let flusher = tokio::spawn(self.clone().flush_loop());
+        let index_stop = CancellationToken::new();
+        let indexer = tokio::spawn(self.clone().index_loop(index_stop.clone()));
         let mut watch = self.inner.metadata.watch();
         let mut current = *watch.borrow_and_update();
         let result = async {
@@ -302,6 +338,11 @@ impl Engine {
         self.inner.flush_wanted.notify_one();
         if let Err(e) = flusher.await {
             tracing::error!(error = %e, "the flush task failed");
+        }
+        // After the last flush, so that the index gets its entries too.
+        index_stop.cancel();
+        if let Err(e) = indexer.await {
+            tracing::error!(error = %e, "the commit-index task failed");
         }
         result
     }
@@ -362,11 +403,19 @@ impl Engine {
     /// Brings the tracked targets and jobs up to date with metadata commit `head`.
     async fn apply_head(&self, head: CommitId) -> Result<(), Error> {
         let commit = self.inner.store.commit(head).await?;
-        let previous = lock(&self.inner.state).snapshot.replace(commit.clone());
+        let (previous, known) = {
+            let mut state = lock(&self.inner.state);
+            let previous = state.snapshot.replace(commit.clone());
+            let known = previous
+                .as_ref()
+                .filter(|previous| commit.parents() == [previous.id()])
+                .and_then(|_| state.take_own_commit(commit.id()));
+            (previous, known)
+        };
         let new_tree = commit.tree();
         let engine = self.clone();
         let (changed, observed) = tokio::task::spawn_blocking(move || {
-            engine.observe_targets(previous.as_ref().map(Commit::tree), &new_tree)
+            engine.observe_targets(previous.as_ref().map(Commit::tree), &new_tree, known)
         })
         .await??;
 
@@ -400,12 +449,14 @@ impl Engine {
     }
 
     /// The targets to re-read: every target of every project the first time, then only those
-    /// whose files changed. Returns the changed paths and each observed target (None = gone).
+    /// whose files changed (`known`: the changes, when the engine made the commit itself; else
+    /// they are diffed). Returns the changed paths and each observed target (None = gone).
     #[allow(clippy::type_complexity)]
     fn observe_targets(
         &self,
         previous: Option<Snapshot>,
         tree: &Snapshot,
+        known: Option<Vec<StorePath>>,
     ) -> Result<(Option<Vec<StorePath>>, Vec<(TargetId, Option<Target>)>), Error> {
         let reader = MetadataReader::new(tree);
         let Some(previous) = previous else {
@@ -434,7 +485,10 @@ impl Engine {
             observed.extend(gone.into_iter().map(|id| (id, None)));
             return Ok((None, observed));
         };
-        let changed = previous.changed_files(tree)?;
+        let changed = match known {
+            Some(changed) => changed,
+            None => previous.changed_files(tree)?,
+        };
         let candidates: BTreeSet<TargetId> = changed
             .iter()
             .filter_map(|path| self.target_of_path(path))
@@ -491,12 +545,13 @@ impl Engine {
                     return Ok(());
                 }
                 if tracked.target.head() != target.head() {
+                    let reported = status::ReportedStatuses::read(tree, id.repo(), target.head());
                     for (name, job) in &mut tracked.jobs {
-                        job.reported =
-                            status::read_reported(&reader, id.repo(), target.head(), name);
+                        job.reported = reported.get(&reader, name);
                     }
                     // The history records the new source commit even if no output changes.
                     tracked.history_dirty = true;
+                    tracked.head_since = Instant::now();
                     dirty.insert(id.clone());
                 }
                 tracked.target = target;
@@ -514,10 +569,11 @@ impl Engine {
         let tests = project.tests_for(&id);
         let mut jobs = BTreeMap::new();
         let mut spawn = Vec::new();
+        let reported_statuses = status::ReportedStatuses::read(tree, id.repo(), target.head());
         for (name, term) in tests {
             let wake = Arc::new(Notify::new());
             let cancel = self.inner.shutdown.child_token();
-            let reported = status::read_reported(&reader, id.repo(), target.head(), &name);
+            let reported = reported_statuses.get(&reader, &name);
             spawn.push((
                 (id.clone(), name.clone()),
                 Arc::clone(&wake),
@@ -545,6 +601,7 @@ impl Engine {
                     target,
                     jobs,
                     history_dirty: false,
+                    head_since: Instant::now(),
                 },
             );
             self.update_gauges(&state);
