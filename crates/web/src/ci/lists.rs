@@ -67,23 +67,38 @@ async fn list_page(
     access::require(state, viewer, &[Role::Reader], uri)?;
     let (tab, _, _) = list_heading(kind);
     let engine = ci.engine.clone();
+    let chrome = Chrome::new(state, viewer);
     // Thousands of rows take milliseconds of CPU: keep them off the runtime's workers.
-    let content = tokio::task::spawn_blocking(move || render_tables(&engine, kind)).await?;
-    Ok(page(
-        &Chrome::new(state, viewer),
-        &title(&ci.engine),
-        tab,
-        content,
-    ))
+    tokio::task::spawn_blocking(move || {
+        // The chrome is rendered around a placeholder, so that the rows are written into the
+        // page once rather than copied into it; escaped text cannot produce the placeholder.
+        let frame = page(
+            &chrome,
+            &title(&engine),
+            tab,
+            PreEscaped(PLACEHOLDER.to_owned()),
+        );
+        let frame = frame.into_string();
+        let (head, tail) = frame
+            .split_once(PLACEHOLDER)
+            .expect("the page holds its content once");
+        render_tables(&engine, kind, head, tail)
+    })
+    .await
+    .map_err(Error::from)
 }
 
-/// One table per project of its targets of `kind` with jobs, in list order.
+/// Where the tables go in the rendered chrome.
+const PLACEHOLDER: &str = "<!--TABLES-->";
+
+/// The page: `head`, one table per project of its targets of `kind` with jobs, in list order,
+/// then `tail`.
 ///
 /// The rows are written while visiting the engine's targets in place
 /// ([`Engine::visit_targets`]), straight into one buffer per project, so the page copies no
 /// target and allocates nothing per row; they are reordered afterwards only if the engine's
 /// order (by [`TargetId`]) differs from the list's.
-fn render_tables(engine: &Engine, kind: Kind) -> Markup {
+fn render_tables(engine: &Engine, kind: Kind, head: &str, tail: &str) -> Markup {
     let repos: Vec<&RepoId> = engine.projects().map(|project| project.id()).collect();
     let mut tables: Vec<Table> = repos.iter().map(|_| Table::default()).collect();
     let mut scratch = String::new();
@@ -97,7 +112,8 @@ fn render_tables(engine: &Engine, kind: Kind) -> Markup {
     });
     let (_, heading, first_column) = list_heading(kind);
     let rows_len: usize = tables.iter().map(|table| table.html.len()).sum();
-    let mut out = String::with_capacity(rows_len + 512 * repos.len());
+    let mut out = String::with_capacity(head.len() + rows_len + 512 * repos.len() + tail.len());
+    out.push_str(head);
     for (repo, table) in repos.iter().zip(&tables) {
         out.push_str(r#"<div class="project"><h2>"#);
         out.push_str(heading);
@@ -113,6 +129,7 @@ fn render_tables(engine: &Engine, kind: Kind) -> Markup {
         table.write_sorted(&mut out);
         out.push_str("</table></div>");
     }
+    out.push_str(tail);
     PreEscaped(out)
 }
 
@@ -209,10 +226,22 @@ fn push_ref_name(out: &mut String, name: &RefName) {
 }
 
 /// Appends `text`, escaped as maud escapes it.
+/// (maud pushes byte by byte; this copies the runs between special characters at once.)
 fn escape(out: &mut String, text: &str) {
-    maud::Escaper::new(out)
-        .write_str(text)
-        .expect("escaping into a String cannot fail");
+    let mut start = 0;
+    for (index, byte) in text.bytes().enumerate() {
+        let replacement = match byte {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            _ => continue,
+        };
+        out.push_str(&text[start..index]);
+        out.push_str(replacement);
+        start = index + 1;
+    }
+    out.push_str(&text[start..]);
 }
 
 /// Appends one row, exactly as the template in the tests renders it: the target's link, the PR
