@@ -95,6 +95,22 @@ pub enum Error {
         /// The id that was looked up.
         id: CommitId,
     },
+    /// An object a tree or commit refers to is not in the store (the repository is damaged).
+    #[error("object {id} is missing from the store")]
+    MissingObject {
+        /// The object's id.
+        id: gix::ObjectId,
+    },
+    /// An object is not of the kind its reference says (the repository is damaged).
+    #[error("object {id} is a {found}, not a {expected}")]
+    UnexpectedObject {
+        /// The object's id.
+        id: gix::ObjectId,
+        /// The kind the reference to it implies.
+        expected: gix::objs::Kind,
+        /// Its actual kind.
+        found: gix::objs::Kind,
+    },
     /// A tree entry name stored in the repository is not valid UTF-8.
     #[error("entry name {name:?} in {dir:?} is not valid UTF-8")]
     NonUtf8Name {

@@ -180,15 +180,12 @@ pub(crate) fn read_head(
 
 pub(crate) fn load_commit(repo: &Arc<Repo>, id: CommitId) -> Result<Commit, Error> {
     let handle = repo.get();
-    let object = handle
-        .try_find_object(id.object_id())
-        .map_err(Error::git("read commit"))?
-        .ok_or(Error::MissingCommit { id })?;
-    if object.kind != gix::objs::Kind::Commit {
+    let Some((gix::objs::Kind::Commit, data)) = crate::repo::find_object(&handle, &id.object_id())?
+    else {
         return Err(Error::MissingCommit { id });
-    }
-    let commit = object.into_commit();
-    let decoded = commit.decode().map_err(Error::git("decode commit"))?;
+    };
+    let decoded = gix::objs::CommitRef::from_bytes(&data, handle.object_hash())
+        .map_err(Error::git("decode commit"))?;
     let data = CommitData {
         id,
         parents: decoded.parents().map(CommitId::from_object_id).collect(),

@@ -28,8 +28,9 @@ pub(crate) fn read_tree(repo: &gix::Repository, id: ObjectId) -> Result<Vec<Stor
     if id == empty_tree() {
         return Ok(Vec::new());
     }
-    let tree = repo.find_tree(id).map_err(Error::git("read tree"))?;
-    let decoded = tree.decode().map_err(Error::git("decode tree"))?;
+    let data = read_object(repo, id, gix::objs::Kind::Tree)?;
+    let decoded = gix::objs::TreeRef::from_bytes(&data, repo.object_hash())
+        .map_err(Error::git("decode tree"))?;
     Ok(decoded
         .entries
         .iter()
@@ -50,8 +51,9 @@ fn find_in_tree(
     if id == empty_tree() {
         return Ok(None);
     }
-    let tree = repo.find_tree(id).map_err(Error::git("read tree"))?;
-    let decoded = tree.decode().map_err(Error::git("decode tree"))?;
+    let data = read_object(repo, id, gix::objs::Kind::Tree)?;
+    let decoded = gix::objs::TreeRef::from_bytes(&data, repo.object_hash())
+        .map_err(Error::git("decode tree"))?;
     let name: &BStr = name.as_bytes().as_bstr();
     let found = decoded
         .bisect_entry(name, true)
@@ -80,8 +82,24 @@ pub(crate) fn lookup_stored<'a>(
 
 /// Reads a blob's contents.
 pub(crate) fn read_blob(repo: &gix::Repository, id: ObjectId) -> Result<Vec<u8>, Error> {
-    let mut blob = repo.find_blob(id).map_err(Error::git("read blob"))?;
-    Ok(blob.take_data())
+    read_object(repo, id, gix::objs::Kind::Blob)
+}
+
+/// The data of object `id`, which must exist and be of `kind`.
+fn read_object(
+    repo: &gix::Repository,
+    id: ObjectId,
+    kind: gix::objs::Kind,
+) -> Result<Vec<u8>, Error> {
+    match crate::repo::find_object(repo, &id)? {
+        Some((found, data)) if found == kind => Ok(data),
+        Some((found, _)) => Err(Error::UnexpectedObject {
+            id,
+            expected: kind,
+            found,
+        }),
+        None => Err(Error::MissingObject { id }),
+    }
 }
 
 /// Converts stored entry names to sorted strings.
