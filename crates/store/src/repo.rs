@@ -31,6 +31,7 @@ use gix::ObjectId;
 
 use crate::Error;
 use crate::pack::{self, PackInfo, Tiers};
+use crate::tree::TreeCache;
 
 /// Bytes of decoded objects each pooled handle keeps in its cache.
 const OBJECT_CACHE_BYTES: usize = 8 * 1024 * 1024;
@@ -61,6 +62,8 @@ pub(crate) struct Repo {
     /// Held while merging or deleting packs, which only one thread does at a time; holds the packs
     /// already merged into another but not yet deleted.
     maintenance: Mutex<Vec<PackInfo>>,
+    /// Decoded trees by id, so that big trees are not decoded again by every reader.
+    tree_cache: TreeCache,
 }
 
 /// Idle handles and the readers/deleter exclusion.
@@ -123,7 +126,13 @@ impl Repo {
             pool_changed: Condvar::new(),
             tiers: Mutex::new(tiers),
             maintenance: Mutex::new(Vec::new()),
+            tree_cache: TreeCache::default(),
         })
+    }
+
+    /// The decoded trees shared by every reader of this store.
+    pub(crate) fn tree_cache(&self) -> &TreeCache {
+        &self.tree_cache
     }
 
     fn pool(&self) -> MutexGuard<'_, Pool> {

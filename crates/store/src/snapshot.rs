@@ -4,7 +4,6 @@
 //! handle with an object cache, which takes microseconds, so calling them from async code is fine
 //! (the same reasoning as reading a small local file). Only commits go through `spawn_blocking`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use gix::ObjectId;
@@ -13,7 +12,7 @@ use gix::objs::tree::EntryMode;
 
 use crate::file_reader::FileReader;
 use crate::repo::Repo;
-use crate::tree::{self, read_tree};
+use crate::tree::{self, SortedEntries, StoredEntry, TreeSource, read_tree};
 use crate::{EntryKind, Error, StorePath, TreeId};
 
 /// A read-only tree: the state of a branch at one commit. Cheap to clone.
@@ -124,20 +123,18 @@ impl Snapshot {
     }
 }
 
-type Entries = BTreeMap<BString, (EntryMode, ObjectId)>;
-
-fn entries_of(repo: &gix::Repository, id: Option<ObjectId>) -> Result<Entries, Error> {
+fn entries_of<S: TreeSource + ?Sized>(
+    source: &S,
+    id: Option<ObjectId>,
+) -> Result<SortedEntries, Error> {
     match id {
-        None => Ok(BTreeMap::new()),
-        Some(id) => Ok(read_tree(repo, id)?
-            .into_iter()
-            .map(|e| (e.name, (e.mode, e.id)))
-            .collect()),
+        None => Ok(Arc::from([])),
+        Some(id) => read_tree(source, id),
     }
 }
 
-fn diff_trees(
-    repo: &gix::Repository,
+fn diff_trees<S: TreeSource + ?Sized>(
+    source: &S,
     old: Option<ObjectId>,
     new: Option<ObjectId>,
     dir: &StorePath,
@@ -146,14 +143,35 @@ fn diff_trees(
     if old == new {
         return Ok(());
     }
-    let old_entries = entries_of(repo, old)?;
-    let new_entries = entries_of(repo, new)?;
-    let mut names: Vec<&BString> = old_entries.keys().chain(new_entries.keys()).collect();
-    names.sort();
-    names.dedup();
-    for name in names {
-        let before = old_entries.get(name).copied();
-        let after = new_entries.get(name).copied();
+    let old_entries = entries_of(source, old)?;
+    let new_entries = entries_of(source, new)?;
+    // Both lists are sorted by name: walk them together, as a merge does.
+    let (mut o, mut n) = (0, 0);
+    while o < old_entries.len() || n < new_entries.len() {
+        let older = old_entries.get(o);
+        let newer = new_entries.get(n);
+        let order = match (older, newer) {
+            (Some(older), Some(newer)) => older.name.cmp(&newer.name),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, _) => std::cmp::Ordering::Greater,
+        };
+        let side = |entry: &StoredEntry| Some((entry.mode, entry.id));
+        let (name, before, after) = match (order, older, newer) {
+            (std::cmp::Ordering::Equal, Some(older), Some(newer)) => {
+                o += 1;
+                n += 1;
+                (&older.name, side(older), side(newer))
+            }
+            (std::cmp::Ordering::Less, Some(older), _) => {
+                o += 1;
+                (&older.name, side(older), None)
+            }
+            (_, _, Some(newer)) => {
+                n += 1;
+                (&newer.name, None, side(newer))
+            }
+            _ => unreachable!("the loop runs while either list has an entry left"),
+        };
         if before == after {
             continue;
         }
@@ -167,7 +185,7 @@ fn diff_trees(
         }
         let (old_tree, new_tree) = (tree_of(before), tree_of(after));
         if old_tree.is_some() || new_tree.is_some() {
-            diff_trees(repo, old_tree, new_tree, &path, out)?;
+            diff_trees(source, old_tree, new_tree, &path, out)?;
         }
     }
     Ok(())
@@ -177,4 +195,120 @@ fn child_path(dir: &StorePath, name: &BString) -> Result<StorePath, Error> {
     let names = tree::names(dir, std::iter::once(name.as_ref()))?;
     let name = names.into_iter().next().expect("one name in, one name out");
     Ok(dir.push_unchecked(&name))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::diff_trees;
+    use crate::tree::lookup_stored;
+    use crate::{BranchName, Store, StorePath};
+
+    fn git(dir: &std::path::Path, args: &[&str]) -> String {
+        let output = Command::new("git")
+            .arg("--git-dir")
+            .arg(dir)
+            .args(args)
+            .output()
+            .expect("run git");
+        assert!(output.status.success(), "git {args:?} failed");
+        String::from_utf8(output.stdout).expect("git prints UTF-8")
+    }
+
+    /// Lookups and diffs read trees through the store's cache; they must give what reading the
+    /// objects afresh gives (and what Git says), cold and warm. The names include ones where Git's
+    /// order (a directory sorts as if its name ended with `/`) differs from byte order.
+    #[tokio::test]
+    async fn cached_trees_give_the_same_lookups_and_diffs() -> Result<(), crate::Error> {
+        let dir = tempfile::tempdir().expect("make a temporary directory");
+        let git_dir = dir.path().join("state.git");
+        let store = Store::open(&git_dir)?;
+        let main = store.branch(&BranchName::new("main")?);
+        let mut transaction = main.transaction().await?;
+        let mut before = vec![
+            "a/x", "a.b", "a-", "a0", "ab", "b", "c/d/e", "c/d.e", "dir/file",
+        ];
+        let many: Vec<String> = (0..300).map(|n| format!("big/{n}")).collect();
+        before.extend(many.iter().map(String::as_str));
+        for path in &before {
+            transaction.create_file(&StorePath::new(*path)?, *path)?;
+        }
+        let old = transaction.commit("before").await?;
+        let mut transaction = main.transaction().await?;
+        transaction.remove(&StorePath::new("a.b")?)?;
+        transaction.create_file(&StorePath::new("a.b/now-a-dir")?, "x")?;
+        transaction.remove(&StorePath::new("dir")?)?;
+        transaction.create_file(&StorePath::new("dir")?, "now a file")?;
+        transaction.create_file(&StorePath::new("c/d/e")?, "changed")?;
+        transaction.create_file(&StorePath::new("big/7")?, "changed")?;
+        transaction.remove(&StorePath::new("big/250")?)?;
+        transaction.create_file(&StorePath::new("big/a")?, "added")?;
+        let new = transaction.commit("after").await?;
+
+        let old_snapshot = store.commit(old).await?.tree();
+        let new_snapshot = store.commit(new).await?.tree();
+        let expected = git(
+            &git_dir,
+            &[
+                "diff-tree",
+                "-r",
+                "--name-only",
+                "--no-renames",
+                &old.to_string(),
+                &new.to_string(),
+            ],
+        );
+        let mut expected: Vec<&str> = expected.lines().collect();
+        expected.sort();
+        let handle = store.repo().get();
+        let uncached: &gix::Repository = &handle;
+        let mut fresh = Vec::new();
+        diff_trees(
+            uncached,
+            Some(old_snapshot.root),
+            Some(new_snapshot.root),
+            &StorePath::root(),
+            &mut fresh,
+        )?;
+        fresh.sort();
+        let as_strings =
+            |paths: &[StorePath]| paths.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(as_strings(&fresh), expected);
+        drop(handle);
+        // The transactions above filled the cache.
+        store.repo().tree_cache().clear();
+        // Cold, then warm.
+        for _ in 0..2 {
+            assert_eq!(
+                as_strings(&old_snapshot.changed_files(&new_snapshot)?),
+                expected
+            );
+        }
+        assert!(store.repo().tree_cache().entries() > 300, "warm");
+
+        for (commit, snapshot) in [(old, &old_snapshot), (new, &new_snapshot)] {
+            let listed = git(
+                &git_dir,
+                &["ls-tree", "-r", "-t", "--name-only", &commit.to_string()],
+            );
+            let mut paths: Vec<&str> = listed.lines().collect();
+            paths.extend(["missing", "a/missing", "a.b/x/y", "big/1/x", "a/x/y"]);
+            for path in paths {
+                store.repo().tree_cache().clear();
+                let path = StorePath::new(path)?;
+                let handle = store.repo().get();
+                let uncached: &gix::Repository = &handle;
+                let fresh = lookup_stored(uncached, snapshot.root, path.components())?;
+                for _ in 0..2 {
+                    let cached = lookup_stored(&handle, snapshot.root, path.components())?;
+                    assert_eq!(cached, fresh, "{path}");
+                }
+                drop(handle);
+                let kind = fresh.map(|(mode, _)| crate::EntryKind::from_mode(mode));
+                assert_eq!(snapshot.kind(&path)?, kind, "{path}");
+            }
+        }
+        Ok(())
+    }
 }

@@ -3,13 +3,19 @@
 //! loaded and, at commit, only changed trees are written; unchanged subtrees keep their ids.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use gix::ObjectId;
 use gix::bstr::{BStr, BString, ByteSlice};
 use gix::objs::tree::{EntryKind as GitEntryKind, EntryMode};
 
 use crate::pending::PendingObjects;
+use crate::repo::PooledRepo;
 use crate::{EntryKind, Error, StorePath};
+
+mod cache;
+
+pub(crate) use cache::{SortedEntries, TreeCache};
 
 /// One entry of a stored tree, owned.
 pub(crate) struct StoredEntry {
@@ -23,15 +29,51 @@ pub(crate) fn empty_tree() -> ObjectId {
     ObjectId::empty_tree(gix::hash::Kind::Sha1)
 }
 
-/// Reads the entries of the stored tree `id`, in Git order.
-pub(crate) fn read_tree(repo: &gix::Repository, id: ObjectId) -> Result<Vec<StoredEntry>, Error> {
-    if id == empty_tree() {
-        return Ok(Vec::new());
+/// Where trees are read from. A handle from the store's pool reads through the store's cache of
+/// decoded trees; a bare `gix::Repository` (replaying a transaction's edits, which is rare) decodes
+/// every time. A trait rather than a cache parameter so that callers keep passing their handle.
+pub(crate) trait TreeSource {
+    /// The repository holding the objects.
+    fn objects(&self) -> &gix::Repository;
+    /// The cache of decoded trees, if any.
+    fn tree_cache(&self) -> Option<&TreeCache>;
+}
+
+impl TreeSource for gix::Repository {
+    fn objects(&self) -> &gix::Repository {
+        self
     }
+    fn tree_cache(&self) -> Option<&TreeCache> {
+        None
+    }
+}
+
+impl TreeSource for PooledRepo {
+    fn objects(&self) -> &gix::Repository {
+        self
+    }
+    fn tree_cache(&self) -> Option<&TreeCache> {
+        Some(self.home().tree_cache())
+    }
+}
+
+/// The entries of the stored tree `id`, sorted by name bytes; from the cache if there is one.
+pub(crate) fn read_tree<S: TreeSource + ?Sized>(
+    source: &S,
+    id: ObjectId,
+) -> Result<SortedEntries, Error> {
+    if id == empty_tree() {
+        return Ok(Arc::from([]));
+    }
+    let cache = source.tree_cache();
+    if let Some(found) = cache.and_then(|cache| cache.get(&id)) {
+        return Ok(found);
+    }
+    let repo = source.objects();
     let data = read_object(repo, id, gix::objs::Kind::Tree)?;
     let decoded = gix::objs::TreeRef::from_bytes(&data, repo.object_hash())
         .map_err(Error::git("decode tree"))?;
-    Ok(decoded
+    let mut entries: Vec<StoredEntry> = decoded
         .entries
         .iter()
         .map(|entry| StoredEntry {
@@ -39,31 +81,38 @@ pub(crate) fn read_tree(repo: &gix::Repository, id: ObjectId) -> Result<Vec<Stor
             mode: entry.mode,
             id: entry.oid.to_owned(),
         })
-        .collect())
+        .collect();
+    // Git's order differs from byte order only around names that are prefixes of others, so the
+    // entries are nearly sorted and this (adaptive) sort is close to linear.
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    let entries: SortedEntries = entries.into();
+    if let Some(cache) = cache {
+        cache.insert(id, Arc::clone(&entries));
+    }
+    Ok(entries)
+}
+
+/// Finds `name` among entries sorted by name.
+pub(crate) fn find_entry<'a>(entries: &'a [StoredEntry], name: &[u8]) -> Option<&'a StoredEntry> {
+    entries
+        .binary_search_by(|entry| entry.name.as_slice().cmp(name))
+        .ok()
+        .map(|index| &entries[index])
 }
 
 /// Finds `name` in the stored tree `id`.
-fn find_in_tree(
-    repo: &gix::Repository,
+fn find_in_tree<S: TreeSource + ?Sized>(
+    source: &S,
     id: ObjectId,
     name: &str,
 ) -> Result<Option<(EntryMode, ObjectId)>, Error> {
-    if id == empty_tree() {
-        return Ok(None);
-    }
-    let data = read_object(repo, id, gix::objs::Kind::Tree)?;
-    let decoded = gix::objs::TreeRef::from_bytes(&data, repo.object_hash())
-        .map_err(Error::git("decode tree"))?;
-    let name: &BStr = name.as_bytes().as_bstr();
-    let found = decoded
-        .bisect_entry(name, true)
-        .or_else(|| decoded.bisect_entry(name, false));
-    Ok(found.map(|entry| (entry.mode, entry.oid.to_owned())))
+    let entries = read_tree(source, id)?;
+    Ok(find_entry(&entries, name.as_bytes()).map(|entry| (entry.mode, entry.id)))
 }
 
 /// Follows `components` from the stored tree `root`; `None` if some component is missing or a file.
-pub(crate) fn lookup_stored<'a>(
-    repo: &gix::Repository,
+pub(crate) fn lookup_stored<'a, S: TreeSource + ?Sized>(
+    source: &S,
     root: ObjectId,
     components: impl IntoIterator<Item = &'a str>,
 ) -> Result<Option<(EntryMode, ObjectId)>, Error> {
@@ -72,7 +121,7 @@ pub(crate) fn lookup_stored<'a>(
         if !current.0.is_tree() {
             return Ok(None);
         }
-        match find_in_tree(repo, current.1, name)? {
+        match find_in_tree(source, current.1, name)? {
             Some(found) => current = found,
             None => return Ok(None),
         }
@@ -170,18 +219,18 @@ impl DirNode {
         }
     }
 
-    fn load(&mut self, repo: &gix::Repository) -> Result<(), Error> {
+    fn load<S: TreeSource + ?Sized>(&mut self, repo: &S) -> Result<(), Error> {
         if self.entries.is_none() {
             let id = self.stored.expect("an unloaded directory has a stored id");
             let entries = read_tree(repo, id)?
-                .into_iter()
+                .iter()
                 .map(|entry| {
                     let node = if entry.mode.is_tree() {
                         Node::Dir(DirNode::from_stored(entry.id))
                     } else {
                         Node::Leaf(entry.mode, entry.id)
                     };
-                    (entry.name, node)
+                    (entry.name.clone(), node)
                 })
                 .collect();
             self.entries = Some(entries);
@@ -190,7 +239,10 @@ impl DirNode {
     }
 
     /// Loads this directory and marks it as edited, returning its entries.
-    fn edit(&mut self, repo: &gix::Repository) -> Result<&mut BTreeMap<BString, Node>, Error> {
+    fn edit<S: TreeSource + ?Sized>(
+        &mut self,
+        repo: &S,
+    ) -> Result<&mut BTreeMap<BString, Node>, Error> {
         self.load(repo)?;
         self.stored = None;
         Ok(self.entries.as_mut().expect("loaded just above"))
@@ -198,9 +250,9 @@ impl DirNode {
 
     /// Walks to the directory at the first `depth` components of `path`, marking every directory on
     /// the way as edited. With `create`, missing directories are made.
-    fn descend(
+    fn descend<S: TreeSource + ?Sized>(
         &mut self,
-        repo: &gix::Repository,
+        repo: &S,
         path: &StorePath,
         depth: usize,
         create: bool,
@@ -242,9 +294,9 @@ impl DirNode {
 
     /// Puts a file (or other non-tree entry) at `path`, replacing a file or an empty directory there
     /// and creating missing parents.
-    pub(crate) fn upsert_leaf(
+    pub(crate) fn upsert_leaf<S: TreeSource + ?Sized>(
         &mut self,
-        repo: &gix::Repository,
+        repo: &S,
         path: &StorePath,
         mode: EntryMode,
         id: ObjectId,
@@ -266,9 +318,9 @@ impl DirNode {
     }
 
     /// Makes the directory at `path` and its parents.
-    pub(crate) fn make_dirs(
+    pub(crate) fn make_dirs<S: TreeSource + ?Sized>(
         &mut self,
-        repo: &gix::Repository,
+        repo: &S,
         path: &StorePath,
     ) -> Result<(), Error> {
         let depth = path.components().count();
@@ -276,7 +328,11 @@ impl DirNode {
     }
 
     /// Removes whatever is at `path` (recursively); the root empties the whole tree.
-    pub(crate) fn remove(&mut self, repo: &gix::Repository, path: &StorePath) -> Result<(), Error> {
+    pub(crate) fn remove<S: TreeSource + ?Sized>(
+        &mut self,
+        repo: &S,
+        path: &StorePath,
+    ) -> Result<(), Error> {
         let Some(name) = path.file_name() else {
             *self = DirNode::new_empty();
             return Ok(());
@@ -295,9 +351,9 @@ impl DirNode {
     }
 
     /// Finds what `path` names without loading anything into the tree.
-    pub(crate) fn lookup(
+    pub(crate) fn lookup<S: TreeSource + ?Sized>(
         &self,
-        repo: &gix::Repository,
+        repo: &S,
         path: &StorePath,
     ) -> Result<Option<Found<'_>>, Error> {
         let mut dir = self;
@@ -330,9 +386,9 @@ impl DirNode {
     }
 
     /// The sorted entry names of this directory (including empty directories made in memory).
-    pub(crate) fn entry_names(
+    pub(crate) fn entry_names<S: TreeSource + ?Sized>(
         &self,
-        repo: &gix::Repository,
+        repo: &S,
         path: &StorePath,
     ) -> Result<Vec<String>, Error> {
         match &self.entries {

@@ -1,0 +1,158 @@
+//! A bounded cache of decoded trees, shared by every reader of one store.
+//!
+//! The metadata branch has trees of tens of thousands of entries, and every head change used to
+//! decode each of them several times (a path lookup, a transaction's first edit, a diff). Trees are
+//! immutable and named by their contents, so a decoded tree can be kept by id and never invalidated.
+//!
+//! The bound is on entries, not trees: two generations of at most [`TreeCache::generation_limit`]
+//! entries each. Inserts go into the young generation; when it is full it becomes the old one (the
+//! previous old one is dropped), and a hit in the old generation moves the tree back to the young
+//! one. That keeps what is used recently for the cost of a hash map, without per-hit bookkeeping.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use gix::ObjectId;
+
+use super::StoredEntry;
+
+/// The entries of a decoded tree, sorted by name bytes (not Git's order, in which a directory sorts
+/// as if its name ended with `/`), so that a name is found by binary search.
+pub(crate) type SortedEntries = Arc<[StoredEntry]>;
+
+/// Entries the cache holds per generation by default; at most twice that in all, about 20 MB.
+const DEFAULT_GENERATION_LIMIT: usize = 100_000;
+
+/// Decoded trees by id, bounded by their total number of entries.
+pub(crate) struct TreeCache {
+    generation_limit: usize,
+    generations: Mutex<Generations>,
+}
+
+#[derive(Default)]
+struct Generations {
+    young: HashMap<ObjectId, SortedEntries>,
+    young_entries: usize,
+    old: HashMap<ObjectId, SortedEntries>,
+    old_entries: usize,
+}
+
+impl Default for TreeCache {
+    fn default() -> Self {
+        TreeCache::with_generation_limit(DEFAULT_GENERATION_LIMIT)
+    }
+}
+
+impl TreeCache {
+    /// A cache holding at most `limit` entries per generation (`2 * limit` in all).
+    pub(crate) fn with_generation_limit(limit: usize) -> TreeCache {
+        TreeCache {
+            generation_limit: limit,
+            generations: Mutex::new(Generations::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Generations> {
+        // The maps are consistent after every statement that panics can interrupt (only allocation
+        // can), so a poisoned lock is still usable.
+        self.generations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The decoded tree `id`, if cached.
+    pub(crate) fn get(&self, id: &ObjectId) -> Option<SortedEntries> {
+        let mut generations = self.lock();
+        if let Some(found) = generations.young.get(id) {
+            return Some(Arc::clone(found));
+        }
+        let found = generations.old.remove(id)?;
+        generations.old_entries -= found.len();
+        generations.insert_young(*id, Arc::clone(&found), self.generation_limit);
+        Some(found)
+    }
+
+    /// Keeps the decoded tree `id` (unless it alone is bigger than a generation).
+    pub(crate) fn insert(&self, id: ObjectId, entries: SortedEntries) {
+        if entries.len() > self.generation_limit {
+            return;
+        }
+        let mut generations = self.lock();
+        if generations.young.contains_key(&id) {
+            return;
+        }
+        if let Some(old) = generations.old.remove(&id) {
+            generations.old_entries -= old.len();
+        }
+        generations.insert_young(id, entries, self.generation_limit);
+    }
+
+    /// Forgets every tree (for tests that need a cold cache).
+    #[cfg(test)]
+    pub(crate) fn clear(&self) {
+        *self.lock() = Generations::default();
+    }
+
+    /// The number of entries held, over all trees.
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> usize {
+        let generations = self.lock();
+        generations.young_entries + generations.old_entries
+    }
+}
+
+impl Generations {
+    fn insert_young(&mut self, id: ObjectId, entries: SortedEntries, limit: usize) {
+        if self.young_entries + entries.len() > limit {
+            self.old = std::mem::take(&mut self.young);
+            self.old_entries = std::mem::take(&mut self.young_entries);
+        }
+        self.young_entries += entries.len();
+        self.young.insert(id, entries);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gix::objs::tree::{EntryKind, EntryMode};
+
+    fn tree(entries: usize) -> SortedEntries {
+        (0..entries)
+            .map(|n| StoredEntry {
+                name: format!("{n:06}").into(),
+                mode: EntryMode::from(EntryKind::Blob),
+                id: ObjectId::null(gix::hash::Kind::Sha1),
+            })
+            .collect()
+    }
+
+    fn id(n: u8) -> ObjectId {
+        ObjectId::from_bytes_or_panic(&[n; 20])
+    }
+
+    #[test]
+    fn stays_bounded_and_keeps_what_is_used() {
+        let cache = TreeCache::with_generation_limit(100);
+        cache.insert(id(0), tree(40));
+        for n in 1..50 {
+            cache.insert(id(n), tree(30));
+            // Used all along, so never dropped.
+            assert!(cache.get(&id(0)).is_some(), "tree 0 dropped at {n}");
+            assert!(cache.entries() <= 200, "{} entries", cache.entries());
+        }
+        assert!(
+            cache.get(&id(1)).is_none(),
+            "the oldest unused tree is dropped"
+        );
+        assert!(cache.get(&id(49)).is_some(), "the newest tree is kept");
+    }
+
+    #[test]
+    fn a_tree_bigger_than_a_generation_is_not_kept() {
+        let cache = TreeCache::with_generation_limit(10);
+        cache.insert(id(1), tree(11));
+        assert!(cache.get(&id(1)).is_none());
+        assert_eq!(cache.entries(), 0);
+    }
+}
