@@ -3,7 +3,7 @@
 
 mod local;
 mod scale;
-mod sys;
+pub(crate) mod sys;
 
 use anyhow::Context;
 

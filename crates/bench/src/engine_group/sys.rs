@@ -68,7 +68,7 @@ impl CpuTimes {
 }
 
 /// `getconf CLK_TCK` (the unit of `/proc/<pid>/stat` times), 100 if it cannot be run.
-fn clock_ticks_per_second() -> f64 {
+pub(crate) fn clock_ticks_per_second() -> f64 {
     static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     *TICKS.get_or_init(|| {
         std::process::Command::new("getconf")

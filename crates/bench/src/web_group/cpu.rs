@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::engine_group::sys::clock_ticks_per_second;
+
 /// The name of every thread of the web server's runtime (at most 15 bytes: Linux truncates).
 pub(super) const SERVER_THREADS: &str = "bench-web-srv";
 
@@ -40,19 +42,4 @@ pub(super) fn server_cpu() -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(
         ticks as f64 / clock_ticks_per_second(),
     ))
-}
-
-/// `getconf CLK_TCK` (the unit of the times in `stat`), 100 if it cannot be run.
-fn clock_ticks_per_second() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|out| String::from_utf8(out.stdout).ok())
-            .and_then(|text| text.trim().parse().ok())
-            .filter(|ticks: &f64| *ticks > 0.0)
-            .unwrap_or(100.0)
-    })
 }
