@@ -20,7 +20,7 @@ const REPOSITORY_VARIABLES: [&str; 7] = [
 
 /// Configuration for every git command the plugin runs (through `GIT_CONFIG_*`, so logged command
 /// lines stay as written). Many builds run git at once in one repository: automatic `gc`/
-/// maintenance after a fetch repacks objects while `git clone --shared` reads them, and every
+/// maintenance after a fetch repacks objects while temporary clones read them, and every
 /// fetch rewrites `FETCH_HEAD`; under load (500 concurrent builds in the engine benchmark) both
 /// made about 2% of builds fail.
 const GIT_CONFIG: [(&str, &str); 3] = [

@@ -12,8 +12,11 @@
 //! - [`Repo::fetch_head`] is a [`Term`] with the head [`Commit`] of a target, fetched into the
 //!   local repository and recorded on the cache branch `git-pull-of-<hash>`.
 //! - [`Repo::with_checkout`] runs a closure in the working directory reset to a commit, holding the
-//!   directory lock; [`Repo::with_clone`] runs it in a temporary clone instead, holding the lock
-//!   only while cloning.
+//!   directory lock; [`Repo::with_clone`] runs it in a temporary clone instead ([`SharedClone`]:
+//!   it borrows the repository's objects and takes no lock), so builds of different commits run
+//!   concurrently.
+//! - When `origin` is a directory on this machine, [`Repo::fetch_head`] copies a missing commit's
+//!   objects from it in-process instead of running `git fetch`.
 //! - [`Command`] runs a list of argument vectors on a commit, in a clone or the checkout, cached
 //!   on the branch `shell-of-<label>-on-<hash>`: the log and any failure are kept in the store, and
 //!   the command runs again only when a rebuild is requested.
