@@ -5,7 +5,7 @@
 use anyhow::{bail, ensure};
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use datakit_ci::engine::StatusChange;
+use datakit_ci::engine::{Engine, StatusChange};
 use datakit_ci::store::StorePath;
 
 /// The repository every synthetic target belongs to.
@@ -57,5 +57,22 @@ pub(crate) async fn count_successes(
             Err(RecvError::Closed) => bail!("the engine stopped after {seen} statuses"),
         }
     }
+    Ok(())
+}
+
+/// Checks that `engine` tracks `targets` targets and that every job has an output (after a load).
+pub(crate) fn check_loaded(engine: &Engine, targets: usize) -> anyhow::Result<()> {
+    let tracked = engine.targets();
+    ensure!(
+        tracked.len() == targets,
+        "the engine tracks {} targets, {targets} were written",
+        tracked.len()
+    );
+    let missing = tracked
+        .iter()
+        .flat_map(|t| &t.jobs)
+        .filter(|job| job.output.is_none())
+        .count();
+    ensure!(missing == 0, "{missing} jobs have no output after the load");
     Ok(())
 }

@@ -20,7 +20,7 @@ use crate::Scale;
 use crate::engine_group::sys::{Background, rss_bytes};
 use crate::report::{Figure, Report, Target};
 use crate::stats::quantile;
-use crate::targets::{JOBS, REPO, count_successes, fake_hash, head_path};
+use crate::targets::{JOBS, REPO, check_loaded, count_successes, fake_hash, head_path};
 
 /// The project all targets belong to.
 /// The few targets of the baseline case.
@@ -201,18 +201,7 @@ impl Loaded {
             .context("the engine")?;
         let load_time = started.elapsed();
 
-        let tracked = engine.targets();
-        ensure!(
-            tracked.len() == targets,
-            "the engine tracks {} targets, {targets} were written",
-            tracked.len()
-        );
-        let missing = tracked
-            .iter()
-            .flat_map(|t| &t.jobs)
-            .filter(|job| job.output.is_none())
-            .count();
-        ensure!(missing == 0, "{missing} jobs have no output after the load");
+        check_loaded(&engine, targets)?;
         let head = metadata.head().await?.context("no metadata head")?;
         let commits = head
             .tree()

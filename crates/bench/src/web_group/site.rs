@@ -28,7 +28,7 @@ use crate::report::{Figure, Report};
 
 use super::cpu::SERVER_THREADS;
 pub(super) use crate::targets::{JOBS, REPO, branch_name};
-use crate::targets::{count_successes, fake_hash, head_path};
+use crate::targets::{check_loaded, count_successes, fake_hash, head_path};
 
 /// The longest the load may take before the run fails instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(600);
@@ -124,18 +124,7 @@ impl Site {
             }
         }
         let load_time = started.elapsed();
-        let tracked = engine.targets();
-        ensure!(
-            tracked.len() == targets,
-            "the engine tracks {} targets, {targets} were written",
-            tracked.len()
-        );
-        let missing = tracked
-            .iter()
-            .flat_map(|t| &t.jobs)
-            .filter(|job| job.output.is_none())
-            .count();
-        ensure!(missing == 0, "{missing} jobs have no output after the load");
+        check_loaded(&engine, targets)?;
         // Let the engine's own status commit come back through its watch and settle.
         tokio::time::sleep(Duration::from_millis(300)).await;
 
