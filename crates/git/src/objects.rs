@@ -77,6 +77,12 @@ impl Objects {
         })
     }
 
+    /// The repository's object database directory (absolute if the repository was opened by an
+    /// absolute path).
+    pub(crate) fn objects_dir(&self) -> std::path::PathBuf {
+        self.local.to_thread_local().common_dir().join("objects")
+    }
+
     /// The local directory `origin` points at, if objects can be copied from it.
     pub(crate) fn local_origin(&self) -> Option<&Path> {
         self.origin.as_ref().map(|origin| origin.dir.as_path())

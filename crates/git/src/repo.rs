@@ -91,7 +91,8 @@ impl Repo {
                     dir: dir.clone(),
                     detail: e.to_string(),
                 })?;
-                Ok((objects, SharedClone::new(&dir)?))
+                let clones = SharedClone::with_objects(&dir, &objects.objects_dir())?;
+                Ok((objects, clones))
             })
         };
         let (objects, clones) = opened.await.map_err(|e| Error::Io {

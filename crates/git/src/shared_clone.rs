@@ -64,9 +64,17 @@ impl SharedClone {
             dir: source.clone(),
             detail: e.to_string(),
         })?;
-        let objects = repo.common_dir().join("objects");
-        let objects = std::path::absolute(&objects).map_err(|e| io_error(&objects, e))?;
-        Ok(SharedClone { source, objects })
+        SharedClone::with_objects(&source, &repo.common_dir().join("objects"))
+    }
+
+    /// Clones of `source` whose object database is `objects` (for a caller that has the
+    /// repository open already).
+    pub(crate) fn with_objects(source: &Path, objects: &Path) -> Result<SharedClone, Error> {
+        let absolute = |path: &Path| std::path::absolute(path).map_err(|e| io_error(path, e));
+        Ok(SharedClone {
+            source: absolute(source)?,
+            objects: absolute(objects)?,
+        })
     }
 
     /// Makes `dest` (an empty or missing directory) a clone of the source with `HEAD` detached at
