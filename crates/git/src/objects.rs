@@ -8,6 +8,7 @@
 //! starts `git upload-pack` and `git pack-objects`, and writes a pack per fetch).
 
 use std::collections::HashSet;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use gix::ObjectId;
@@ -38,6 +39,10 @@ pub(crate) enum ObjectsError {
     },
 }
 
+/// How long [`Objects::set_branch`] waits for another writer's lock on the branch (git's default
+/// `core.filesRefLockTimeout`).
+const REF_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A repository's objects and refs, opened once and shared by its fetches.
 pub(crate) struct Objects {
     local: gix::ThreadSafeRepository,
@@ -54,10 +59,14 @@ struct LocalOrigin {
 impl Objects {
     /// Opens the repository whose work tree is `dir`, and its `origin` if that is a local path.
     pub(crate) fn open(dir: &Path) -> Result<Objects, ObjectsError> {
-        let local = gix::open(dir).map_err(|e| ObjectsError::Open {
+        let mut local = gix::open(dir).map_err(|e| ObjectsError::Open {
             path: dir.to_owned(),
             message: e.to_string(),
         })?;
+        // The CI's `git-pull-of-<hash>` branches only keep commits from being collected; a reflog
+        // per branch would be one more file to create per build, and file creation is what builds
+        // mostly wait for (see `crate::shared_clone`).
+        local.refs.write_reflog = gix::refs::store::WriteReflog::Disable;
         let origin = local_origin_dir(&local, dir).and_then(|origin_dir| {
             match gix::open(&origin_dir) {
                 Ok(repo) => Some(LocalOrigin {
@@ -144,26 +153,33 @@ impl Objects {
     }
 
     /// Points the local branch `branch` at `id`, creating or moving it.
+    ///
+    /// Writes the loose ref under its lock file rather than through `Repository::reference`: for
+    /// every ref edit, gix also locks `packed-refs` when the repository has one (every clone has),
+    /// which is one more file created and deleted per build. A loose ref takes precedence over a
+    /// packed one of the same name, so writing it alone is a complete update.
     pub(crate) fn set_branch(&self, branch: &str, id: ObjectId) -> Result<(), ObjectsError> {
         let branch_error = |message: String| ObjectsError::Branch {
             branch: branch.to_owned(),
             id,
             message,
         };
-        let local = self.local.to_thread_local();
         let name = format!("refs/heads/{branch}");
-        let name: gix::refs::FullName = name
+        let _valid: gix::refs::FullName = name
             .as_str()
             .try_into()
             .map_err(|e: gix::validate::reference::name::Error| branch_error(e.to_string()))?;
-        local
-            .reference(
-                name,
-                id,
-                gix::refs::transaction::PreviousValue::Any,
-                format!("branch: set by datakit-ci to {id}"),
-            )
-            .map_err(|e| branch_error(e.to_string()))?;
+        let git_dir = self.local.to_thread_local().common_dir().to_owned();
+        let mut lock = gix::lock::File::acquire_to_update_resource(
+            git_dir.join(&name),
+            gix::lock::acquire::Fail::AfterDurationWithBackoff(REF_LOCK_TIMEOUT),
+            Some(git_dir),
+            0,
+        )
+        .map_err(|e| branch_error(e.to_string()))?;
+        writeln!(lock, "{id}").map_err(|e| branch_error(e.to_string()))?;
+        lock.commit()
+            .map_err(|e| branch_error(e.error.to_string()))?;
         Ok(())
     }
 }

@@ -438,8 +438,19 @@ async fn clone_remote(remote: &str, dir: &Path) -> Result<(), Error> {
             source,
         })?;
     let target = dir.to_str().ok_or_else(|| not_utf8(dir))?;
-    let mut cmd = git(parent, ["clone", "--", remote, target])
-        .stdout(|chunk| tracing::info!("git clone: {}", String::from_utf8_lossy(chunk).trim_end()));
+    // No reflogs: see `Objects::open` (`git fetch` of a target's ref would write them otherwise).
+    let mut cmd = git(
+        parent,
+        [
+            "clone",
+            "--config",
+            "core.logAllRefUpdates=false",
+            "--",
+            remote,
+            target,
+        ],
+    )
+    .stdout(|chunk| tracing::info!("git clone: {}", String::from_utf8_lossy(chunk).trim_end()));
     if std::env::var_os("GIT_SSH_COMMAND").is_none() {
         cmd = cmd.env("GIT_SSH_COMMAND", "ssh -o StrictHostKeyChecking=accept-new");
     }

@@ -1,6 +1,7 @@
 //! The store's error type: every failure of the public API, naming the path, branch or PID involved.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::{BranchName, CommitId, StorePath};
 
@@ -88,6 +89,21 @@ pub enum Error {
         branch: BranchName,
         /// How many compare-and-swap attempts failed.
         attempts: usize,
+    },
+    /// The new objects of a commit could not be written, so its branch did not move. Commits made
+    /// at the same time write their objects together (one pack), so every commit of that group
+    /// fails with the same cause; nothing stored before is affected, and a later commit may succeed.
+    #[error(
+        "cannot write the objects of the commit to branch {branch:?} (one pack for {group} commits)"
+    )]
+    WriteObjects {
+        /// The branch that was being committed to.
+        branch: BranchName,
+        /// How many commits shared the pack.
+        group: usize,
+        /// Why the pack could not be written (shared by the commits of the group).
+        #[source]
+        source: Arc<Error>,
     },
     /// A commit id does not name a commit in the store.
     #[error("no commit {id} in the store")]

@@ -278,6 +278,13 @@ impl Index {
     }
 }
 
+/// Trees this big are stored without compression (zlib "stored" blocks). They are the flat trees
+/// of the metadata branch (`ref/heads/`, `commit/`: tens of thousands of entries, hundreds of KB),
+/// rewritten by every commit that touches one of their entries: deflating them was the largest
+/// cost of a head change with 10,000 targets, and their entries (hex names, binary ids) compress
+/// only to about two thirds anyway. Blobs (logs, which compress well) are always compressed.
+const STORE_UNCOMPRESSED_FROM: usize = 64 * 1024;
+
 /// Computes the SHA-1 of everything written through it.
 struct HashingWriter<W> {
     inner: W,
@@ -305,15 +312,27 @@ struct PackWriter {
     expected: usize,
     /// Reused for every entry: a compressor's state is costly to set up.
     compress: gix::zlib::stream::deflate::Compress,
+    /// For trees of [`STORE_UNCOMPRESSED_FROM`] bytes or more (see there); made on first use.
+    store: Option<gix::zlib::stream::deflate::Compress>,
     compressed: Vec<u8>,
 }
 
 impl PackWriter {
     fn new(dir: &Path, count: usize) -> io::Result<PackWriter> {
-        std::fs::create_dir_all(dir)?;
-        let file = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .tempfile_in(dir)?;
+        let temporary = || {
+            tempfile::Builder::new()
+                .prefix(TEMP_PREFIX)
+                .tempfile_in(dir)
+        };
+        // The directory exists but for the first pack: `mkdir` of an existing directory still
+        // takes its parent's lock, which every commit would contend for.
+        let file = match temporary() {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir)?;
+                temporary()?
+            }
+            other => other?,
+        };
         let mut out = HashingWriter {
             inner: BufWriter::with_capacity(64 * 1024, file),
             hasher: gix::hash::hasher(gix::hash::Kind::Sha1),
@@ -332,6 +351,7 @@ impl PackWriter {
             entries: Vec::with_capacity(count),
             expected: count,
             compress: gix::zlib::stream::deflate::Compress::new(gix::zlib::Compression::BEST_SPEED),
+            store: None,
             compressed: Vec::new(),
         })
     }
@@ -349,7 +369,15 @@ impl PackWriter {
             size >>= 7;
         }
         entry.push(byte);
-        deflate(&mut self.compress, data, &mut entry)?;
+        if kind == Kind::Tree && data.len() >= STORE_UNCOMPRESSED_FROM {
+            let store = self.store.get_or_insert_with(|| {
+                gix::zlib::stream::deflate::Compress::new(gix::zlib::Compression::NONE)
+            });
+            // Stored blocks: 5 bytes of header per 64 KiB block, plus the zlib header and checksum.
+            deflate(store, data, data.len() + data.len() / 8192 + 64, &mut entry)?;
+        } else {
+            deflate(&mut self.compress, data, data.len() / 2 + 64, &mut entry)?;
+        }
         let crc = crc32(&entry);
         let result = self.add_raw(id, &entry, crc);
         self.compressed = entry;
@@ -443,18 +471,21 @@ impl PackWriter {
     }
 }
 
-/// Appends the zlib stream of `data` to `out`.
+/// Appends the zlib stream of `data` to `out`, growing `out` by `first_guess` bytes at first (zeroing
+/// them costs, so a good guess matters), then by half the input left plus a little.
 fn deflate(
     compress: &mut gix::zlib::stream::deflate::Compress,
     data: &[u8],
+    first_guess: usize,
     out: &mut Vec<u8>,
 ) -> io::Result<()> {
     use gix::zlib::stream::deflate::FlushCompress;
     compress.reset();
     let mut input = data;
+    let mut grow = first_guess;
     loop {
         let start = out.len();
-        out.resize(start + input.len() / 2 + 64, 0);
+        out.resize(start + grow, 0);
         let (before_in, before_out) = (compress.total_in(), compress.total_out());
         let status = compress
             .compress(input, &mut out[start..], FlushCompress::Finish)
@@ -468,6 +499,7 @@ fn deflate(
         if status == gix::zlib::Status::StreamEnd {
             return Ok(());
         }
+        grow = input.len() / 2 + 64;
     }
 }
 
@@ -482,58 +514,5 @@ fn type_code(kind: Kind) -> u8 {
 
 /// CRC-32 (IEEE), as used in pack indices.
 fn crc32(data: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut table = [0u32; 256];
-        let mut n = 0;
-        while n < 256 {
-            let mut c = n as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    0xedb8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            table[n] = c;
-            n += 1;
-        }
-        table
-    };
-    let mut crc = !0u32;
-    for &byte in data {
-        crc = TABLE[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn crc32_check_value() {
-        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
-    }
-
-    #[test]
-    fn tiers_group_by_object_count() {
-        let pack = |n: usize, count: usize| PackInfo {
-            index: PathBuf::from(format!("pack-{n}.idx")),
-            count,
-        };
-        let mut tiers = Tiers::default();
-        for n in 0..TIER_WIDTH - 1 {
-            tiers.add(pack(n, 3));
-        }
-        tiers.add(pack(100, 20));
-        assert!(tiers.full_tier().is_none(), "a pack of 20 is one tier up");
-        tiers.add(pack(101, 15));
-        let full = tiers.full_tier().expect("sixteen packs below 16 objects");
-        assert_eq!(full.len(), TIER_WIDTH);
-        assert!(full.iter().all(|pack| pack.count < TIER_WIDTH));
-        tiers.remove(&full);
-        assert_eq!(tiers.len(), 1);
-    }
+    crc32fast::hash(data)
 }

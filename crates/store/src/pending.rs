@@ -1,6 +1,7 @@
 //! New objects waiting to be written at commit. A transaction hashes the objects it makes as it
-//! goes (so it can read its own writes) and writes them only when it commits, as one pack: objects
-//! first, then the reference, so a branch never points at a missing object.
+//! goes (so it can read its own writes) and hands them over only when it commits, to be written
+//! as one pack with those of concurrent commits ([`crate::group`]): objects first, then the
+//! reference, so a branch never points at a missing object.
 //!
 //! Packs used to be merged and deleted while other handles looked objects up, so readers sometimes
 //! missed commits ("no commit … in the store"); see [`crate::repo`] for how deletions now wait.
@@ -11,12 +12,12 @@ use gix::ObjectId;
 use gix::objs::Kind;
 
 use crate::Error;
-use crate::repo::PooledRepo;
+use crate::group::Object;
 
 /// Objects made by a transaction but not yet in the object database.
 #[derive(Default)]
 pub(crate) struct PendingObjects {
-    objects: Vec<(ObjectId, Kind, Vec<u8>)>,
+    objects: Vec<Object>,
     index: HashMap<ObjectId, usize>,
 }
 
@@ -39,18 +40,15 @@ impl PendingObjects {
             .map(|&index| self.objects[index].2.as_slice())
     }
 
-    /// Writes the pending objects the object database does not have yet as one pack, and forgets
+    /// The pending objects the object database does not have yet, for the commit to write; forgets
     /// them all.
-    pub(crate) fn flush(&mut self, repo: &PooledRepo) -> Result<(), Error> {
+    pub(crate) fn take_new(&mut self, repo: &gix::Repository) -> Vec<Object> {
         self.index.clear();
         let mut objects = std::mem::take(&mut self.objects);
         // Looking in the packs already known is a few binary searches; an object missed because its
         // pack is too new to be known costs only a duplicate in the new pack. (A lookup that
         // refreshes would list the pack directory for every new object.)
         objects.retain(|(id, _, _)| !repo.objects.exists_without_refresh(id));
-        if objects.is_empty() {
-            return Ok(());
-        }
-        repo.home().write_objects(repo, &objects)
+        objects
     }
 }

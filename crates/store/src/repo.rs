@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use gix::ObjectId;
 
 use crate::Error;
+use crate::group::CommitQueue;
 use crate::pack::{self, PackInfo, Tiers};
 use crate::tree::TreeCache;
 
@@ -64,6 +65,8 @@ pub(crate) struct Repo {
     maintenance: Mutex<Vec<PackInfo>>,
     /// Decoded trees by id, so that big trees are not decoded again by every reader.
     tree_cache: TreeCache,
+    /// Commits waiting to be written together (see [`crate::group`]).
+    commits: CommitQueue,
 }
 
 /// Idle handles and the readers/deleter exclusion.
@@ -127,12 +130,23 @@ impl Repo {
             tiers: Mutex::new(tiers),
             maintenance: Mutex::new(Vec::new()),
             tree_cache: TreeCache::default(),
+            commits: CommitQueue::default(),
         })
     }
 
     /// The decoded trees shared by every reader of this store.
     pub(crate) fn tree_cache(&self) -> &TreeCache {
         &self.tree_cache
+    }
+
+    /// Where packs are written.
+    pub(crate) fn pack_dir(&self) -> &Path {
+        &self.pack_dir
+    }
+
+    /// The queue through which commits write their objects and move their branches.
+    pub(crate) fn commits(&self) -> &CommitQueue {
+        &self.commits
     }
 
     fn pool(&self) -> MutexGuard<'_, Pool> {

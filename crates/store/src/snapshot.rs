@@ -4,15 +4,16 @@
 //! handle with an object cache, which takes microseconds, so calling them from async code is fine
 //! (the same reasoning as reading a small local file). Only commits go through `spawn_blocking`.
 
+use std::cmp::Ordering;
 use std::sync::Arc;
 
 use gix::ObjectId;
-use gix::bstr::BString;
-use gix::objs::tree::EntryMode;
+use gix::bstr::BStr;
+use gix::objs::tree::{EntryMode, name_order};
 
 use crate::file_reader::FileReader;
 use crate::repo::Repo;
-use crate::tree::{self, SortedEntries, StoredEntry, TreeSource, read_tree};
+use crate::tree::{self, DecodedTree, EntryRef, TreeSource, read_tree};
 use crate::{EntryKind, Error, StorePath, TreeId};
 
 /// A read-only tree: the state of a branch at one commit. Cheap to clone.
@@ -79,7 +80,7 @@ impl Snapshot {
         match tree::lookup_stored(&repo, self.root, path.components())? {
             Some((mode, id)) if mode.is_tree() => {
                 let entries = read_tree(&repo, id)?;
-                tree::names(path, entries.iter().map(|e| e.name.as_ref())).map(Some)
+                tree::names(path, entries.iter().map(|entry| entry.name)).map(Some)
             }
             _ => Ok(None),
         }
@@ -126,9 +127,9 @@ impl Snapshot {
 fn entries_of<S: TreeSource + ?Sized>(
     source: &S,
     id: Option<ObjectId>,
-) -> Result<SortedEntries, Error> {
+) -> Result<DecodedTree, Error> {
     match id {
-        None => Ok(Arc::from([])),
+        None => Ok(DecodedTree::empty()),
         Some(id) => read_tree(source, id),
     }
 }
@@ -145,30 +146,40 @@ fn diff_trees<S: TreeSource + ?Sized>(
     }
     let old_entries = entries_of(source, old)?;
     let new_entries = entries_of(source, new)?;
-    // Both lists are sorted by name: walk them together, as a merge does.
-    let (mut o, mut n) = (0, 0);
-    while o < old_entries.len() || n < new_entries.len() {
-        let older = old_entries.get(o);
-        let newer = new_entries.get(n);
+    // Both lists are in Git's order: walk them together, as a merge does. A name that is a file on
+    // one side and a directory on the other sorts apart, so it is seen as a removal and an addition,
+    // which reports the same paths as a change would.
+    // Versions of a big tree mostly differ in a few entries: skip the equal ones at both ends.
+    let (head, tail) = old_entries.common_ends(&new_entries);
+    let (old_end, new_end) = (old_entries.len() - tail, new_entries.len() - tail);
+    let (mut o, mut n) = (head, head);
+    while o < old_end || n < new_end {
+        let older = (o < old_end).then(|| old_entries.get(o)).flatten();
+        let newer = (n < new_end).then(|| new_entries.get(n)).flatten();
         let order = match (older, newer) {
-            (Some(older), Some(newer)) => older.name.cmp(&newer.name),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, _) => std::cmp::Ordering::Greater,
+            (Some(older), Some(newer)) => name_order(
+                older.name,
+                older.mode.is_tree(),
+                newer.name,
+                newer.mode.is_tree(),
+            ),
+            (Some(_), None) => Ordering::Less,
+            (None, _) => Ordering::Greater,
         };
-        let side = |entry: &StoredEntry| Some((entry.mode, entry.id));
+        let side = |entry: EntryRef<'_>| Some((entry.mode, entry.id));
         let (name, before, after) = match (order, older, newer) {
-            (std::cmp::Ordering::Equal, Some(older), Some(newer)) => {
+            (Ordering::Equal, Some(older), Some(newer)) => {
                 o += 1;
                 n += 1;
-                (&older.name, side(older), side(newer))
+                (older.name, side(older), side(newer))
             }
-            (std::cmp::Ordering::Less, Some(older), _) => {
+            (Ordering::Less, Some(older), _) => {
                 o += 1;
-                (&older.name, side(older), None)
+                (older.name, side(older), None)
             }
             (_, _, Some(newer)) => {
                 n += 1;
-                (&newer.name, None, side(newer))
+                (newer.name, None, side(newer))
             }
             _ => unreachable!("the loop runs while either list has an entry left"),
         };
@@ -191,30 +202,19 @@ fn diff_trees<S: TreeSource + ?Sized>(
     Ok(())
 }
 
-fn child_path(dir: &StorePath, name: &BString) -> Result<StorePath, Error> {
-    let names = tree::names(dir, std::iter::once(name.as_ref()))?;
+fn child_path(dir: &StorePath, name: &BStr) -> Result<StorePath, Error> {
+    let names = tree::names(dir, std::iter::once(name))?;
     let name = names.into_iter().next().expect("one name in, one name out");
     Ok(dir.push_unchecked(&name))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::process::Command;
 
     use super::diff_trees;
+    use crate::test_git;
     use crate::tree::lookup_stored;
     use crate::{BranchName, Store, StorePath};
-
-    fn git(dir: &std::path::Path, args: &[&str]) -> String {
-        let output = Command::new("git")
-            .arg("--git-dir")
-            .arg(dir)
-            .args(args)
-            .output()
-            .expect("run git");
-        assert!(output.status.success(), "git {args:?} failed");
-        String::from_utf8(output.stdout).expect("git prints UTF-8")
-    }
 
     /// Lookups and diffs read trees through the store's cache; they must give what reading the
     /// objects afresh gives (and what Git says), cold and warm. The names include ones where Git's
@@ -248,7 +248,8 @@ mod tests {
 
         let old_snapshot = store.commit(old).await?.tree();
         let new_snapshot = store.commit(new).await?.tree();
-        let expected = git(
+        // Run inside the bare repository, which git finds as its own directory.
+        let expected = test_git::git(
             &git_dir,
             &[
                 "diff-tree",
@@ -288,7 +289,7 @@ mod tests {
         assert!(store.repo().tree_cache().entries() > 300, "warm");
 
         for (commit, snapshot) in [(old, &old_snapshot), (new, &new_snapshot)] {
-            let listed = git(
+            let listed = test_git::git(
                 &git_dir,
                 &["ls-tree", "-r", "-t", "--name-only", &commit.to_string()],
             );

@@ -178,6 +178,55 @@ pub(crate) fn read_head(
     }
 }
 
+/// Name and e-mail of the author and committer of every commit.
+const IDENTITY: (&str, &str) = ("datakit-ci", "datakit-ci@localhost");
+
+/// The author and committer of every commit, now.
+pub(crate) fn signature() -> gix::actor::Signature {
+    gix::actor::Signature {
+        name: IDENTITY.0.into(),
+        email: IDENTITY.1.into(),
+        time: gix::date::Time::now_utc(),
+    }
+}
+
+/// Moves `refs/heads/<branch>` to `new` if it still is `expected` (compare-and-swap).
+pub(crate) fn update_head(
+    repo: &gix::Repository,
+    branch: &BranchName,
+    new: gix::ObjectId,
+    expected: Option<CommitId>,
+) -> Result<(), Error> {
+    use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
+
+    let name = branch
+        .full_ref()
+        .try_into()
+        .map_err(Error::git_other("make reference name"))?;
+    let expected = match expected {
+        Some(id) => PreviousValue::MustExistAndMatch(gix::refs::Target::Object(id.object_id())),
+        None => PreviousValue::MustNotExist,
+    };
+    let edit = RefEdit {
+        change: Change::Update {
+            log: LogChange {
+                mode: RefLog::AndReference,
+                force_create_reflog: false,
+                message: "datakit-ci commit".into(),
+            },
+            expected,
+            new: gix::refs::Target::Object(new),
+        },
+        name,
+        deref: false,
+    };
+    let signature = signature();
+    let mut time = gix::date::parse::TimeBuf::default();
+    repo.edit_references_as(Some(edit), Some(signature.to_ref(&mut time)))
+        .map_err(Error::git("update branch reference"))?;
+    Ok(())
+}
+
 pub(crate) fn load_commit(repo: &Arc<Repo>, id: CommitId) -> Result<Commit, Error> {
     let handle = repo.get();
     let Some((gix::objs::Kind::Commit, data)) = crate::repo::find_object(&handle, &id.object_id())?

@@ -5,22 +5,26 @@ use std::io::{Read, Seek, Write};
 
 use gix::ObjectId;
 use gix::objs::tree::{EntryKind as GitEntryKind, EntryMode};
-use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 
+use crate::group::{Member, OpenTransaction};
 use crate::pending::PendingObjects;
 use crate::repo::PooledRepo;
-use crate::store::{load_commit, read_head, run_blocking};
-use crate::tree::{DirNode, Found, empty_tree};
+use crate::store::{load_commit, read_head, run_blocking, signature};
+use crate::tree::{DirNode, Found, TreeSource, empty_tree};
 use crate::{BranchName, CommitId, EntryKind, Error, Store, StorePath};
-
-/// Name and e-mail of the author and committer of every commit.
-const IDENTITY: (&str, &str) = ("datakit-ci", "datakit-ci@localhost");
 
 /// How many times a commit retries when the branch keeps moving under it (only possible when
 /// something outside this store writes to the repository).
 const MAX_ATTEMPTS: usize = 10;
 
-/// Blobs up to this size are kept in memory until commit; bigger ones are written at once.
+/// Blobs up to this size are kept in memory until commit (and then packed); bigger ones are
+/// written at once, as loose objects.
+///
+/// Streamed contents use the same limit. A loose object costs a file, which matters for small
+/// objects (a few hundred microseconds for an inode against a few for compressing 4 KiB) but not
+/// for big ones (compressing 256 KiB takes milliseconds). Packed objects cost memory until the
+/// commit (the pack of a group holds every member's objects at once) and a copy at every tier
+/// merge, both of which grow with the limit.
 const INLINE_BLOB_LIMIT: usize = 256 * 1024;
 
 /// One recorded edit, kept so the transaction can be replayed on a newer head.
@@ -61,6 +65,8 @@ pub struct Transaction {
     edits: Vec<Edit>,
     /// Small blobs written so far, kept in memory until commit.
     pending: PendingObjects,
+    /// Lets group commits know how many commits may be coming (see `crate::group`).
+    _open: OpenTransaction,
 }
 
 impl std::fmt::Debug for Transaction {
@@ -76,6 +82,7 @@ impl std::fmt::Debug for Transaction {
 impl Transaction {
     /// Opens a transaction on the current head of `branch` (blocking).
     pub(crate) fn open(store: Store, branch: BranchName) -> Result<Transaction, Error> {
+        let open = OpenTransaction::new(store.repo());
         let repo = store.repo().get();
         let parent = read_head(&repo, &branch)?;
         let base_tree = match parent {
@@ -90,6 +97,7 @@ impl Transaction {
             root: DirNode::from_stored(base_tree),
             edits: Vec::new(),
             pending: PendingObjects::default(),
+            _open: open,
         })
     }
 
@@ -171,27 +179,45 @@ impl Transaction {
     }
 
     /// Like [`create_file`](Self::create_file), but streams the contents from `reader` so big files
-    /// (a 200 MB build log) are never held in memory whole: they are spooled to a temporary file in
-    /// the repository (Git's object header needs the size first), then compressed into the object
-    /// database.
+    /// (a 200 MB build log) are never held in memory whole. Contents up to 256 KiB are kept in
+    /// memory and packed at commit like those of `create_file`; bigger ones are spooled to a
+    /// temporary file in the repository (Git's object header needs the size first), then
+    /// compressed into the object database as a loose object.
     pub fn create_file_from_reader(
         &mut self,
         path: &StorePath,
         mut reader: impl Read,
     ) -> Result<(), Error> {
-        let id = {
-            let repo = self.repo();
-            let git_dir = repo.git_dir().to_owned();
-            let io_error = |source| Error::Io {
-                path: git_dir.clone(),
-                source,
-            };
+        // No handle is on loan while reading: the reader may be slow, and deleting merged packs
+        // waits for every handle.
+        let git_dir = self.repo().git_dir().to_owned();
+        let io_error = |source| Error::Io {
+            path: git_dir.clone(),
+            source,
+        };
+        // One byte past the limit tells whether the contents fit.
+        let mut head = Vec::new();
+        (&mut reader)
+            .take(INLINE_BLOB_LIMIT as u64 + 1)
+            .read_to_end(&mut head)
+            .map_err(io_error)?;
+        let id = if head.len() <= INLINE_BLOB_LIMIT {
+            self.pending.add(gix::objs::Kind::Blob, head)?
+        } else {
             let mut spool = tempfile::tempfile_in(&git_dir).map_err(io_error)?;
-            let size = std::io::copy(&mut reader, &mut spool).map_err(io_error)?;
+            spool.write_all(&head).map_err(io_error)?;
+            let rest = std::io::copy(&mut reader, &mut spool).map_err(io_error)?;
+            let size = head.len() as u64 + rest;
+            drop(head);
             spool.flush().map_err(io_error)?;
             spool.rewind().map_err(io_error)?;
-            gix::objs::Write::write_stream(&repo.objects, gix::objs::Kind::Blob, size, &mut spool)
-                .map_err(Error::git("write blob"))?
+            gix::objs::Write::write_stream(
+                &self.repo().objects,
+                gix::objs::Kind::Blob,
+                size,
+                &mut spool,
+            )
+            .map_err(Error::git("write blob"))?
         };
         self.put_blob(path, id)
     }
@@ -237,8 +263,8 @@ impl Transaction {
         if self.edits.is_empty() {
             return true;
         }
-        match self.root.hash() {
-            Ok((id, _)) => id == self.base_tree,
+        match self.root.is_stored(self.base_tree) {
+            Ok(same) => same,
             Err(error) => {
                 tracing::warn!(%error, "cannot hash transaction tree; assuming it changed");
                 false
@@ -249,6 +275,11 @@ impl Transaction {
     /// Commits the transaction with `message` and moves the branch to the new commit, replaying the
     /// edits on the new head if the branch moved since the transaction opened (see the type's docs).
     /// Commits to one branch are serialised within the store.
+    ///
+    /// Commits to other branches made while this one's objects are being written wait for that
+    /// write and are then written together, as one pack; each still moves its own branch and gets
+    /// its own result. If the pack cannot be written, every commit of the group fails with
+    /// [`Error::WriteObjects`] and no branch moves.
     pub async fn commit(self, message: &str) -> Result<CommitId, Error> {
         let state = self.store.branch_state(&self.branch);
         let _serialised = state.commit_lock.lock().await;
@@ -283,22 +314,35 @@ impl Transaction {
             mut pending,
             ..
         } = self;
-        let repo = store.repo().get();
+        let repo = store.repo();
         let mut expected = parent;
         for _ in 0..MAX_ATTEMPTS {
-            let current = read_head(&repo, &branch)?;
-            if current != expected {
-                tracing::debug!(%branch, "branch moved since the transaction opened; replaying its edits");
-                root = replay(&repo, &branch, current, &edits)?;
-                expected = current;
-            }
-            let (tree, _) = root.write(&mut pending)?;
-            let commit = add_commit(&mut pending, tree, expected, message)?;
-            pending.flush(&repo)?;
-            match update_ref(&repo, &branch, commit, expected) {
+            let (commit, objects) = {
+                let handle = repo.get();
+                let current = read_head(&handle, &branch)?;
+                if current != expected {
+                    tracing::debug!(%branch, "branch moved since the transaction opened; replaying its edits");
+                    root = replay(&handle, &branch, current, &edits)?;
+                    expected = current;
+                }
+                let (tree, _) = root.write(&mut pending)?;
+                let commit = add_commit(&mut pending, tree, expected, message)?;
+                (commit, pending.take_new(&handle))
+            };
+            // No handle is held while the group is written: deleting merged packs waits for them all.
+            let member = Member {
+                objects,
+                branch: branch.clone(),
+                new: commit,
+                expected,
+            };
+            match repo.commits().commit(repo, member) {
                 Ok(()) => return Ok(CommitId::from_object_id(commit)),
+                Err(error @ Error::WriteObjects { .. }) => return Err(error),
                 Err(error) => {
-                    if read_head(&repo, &branch)? == expected {
+                    // The objects are stored; only the compare-and-swap failed. Replay if the
+                    // branch moved, fail otherwise.
+                    if read_head(&repo.get(), &branch)? == expected {
                         return Err(error);
                     }
                 }
@@ -312,8 +356,8 @@ impl Transaction {
 }
 
 /// Applies `edits` to the tree of `head`.
-fn replay(
-    repo: &gix::Repository,
+fn replay<S: TreeSource + ?Sized>(
+    repo: &S,
     branch: &BranchName,
     head: Option<CommitId>,
     edits: &[Edit],
@@ -321,6 +365,7 @@ fn replay(
     let base = match head {
         Some(id) => {
             let commit = repo
+                .objects()
                 .find_commit(id.object_id())
                 .map_err(Error::git("read commit"))?;
             commit
@@ -360,14 +405,6 @@ fn replay(
     Ok(root)
 }
 
-fn signature() -> gix::actor::Signature {
-    gix::actor::Signature {
-        name: IDENTITY.0.into(),
-        email: IDENTITY.1.into(),
-        time: gix::date::Time::now_utc(),
-    }
-}
-
 fn add_commit(
     pending: &mut PendingObjects,
     tree: ObjectId,
@@ -385,39 +422,4 @@ fn add_commit(
         extra_headers: Vec::new(),
     };
     pending.add(gix::objs::Kind::Commit, crate::tree::encode(&commit)?)
-}
-
-/// Moves `refs/heads/<branch>` to `new` if it still is `expected` (compare-and-swap).
-fn update_ref(
-    repo: &gix::Repository,
-    branch: &BranchName,
-    new: ObjectId,
-    expected: Option<CommitId>,
-) -> Result<(), Error> {
-    let name = branch
-        .full_ref()
-        .try_into()
-        .map_err(Error::git_other("make reference name"))?;
-    let expected = match expected {
-        Some(id) => PreviousValue::MustExistAndMatch(gix::refs::Target::Object(id.object_id())),
-        None => PreviousValue::MustNotExist,
-    };
-    let edit = RefEdit {
-        change: Change::Update {
-            log: LogChange {
-                mode: RefLog::AndReference,
-                force_create_reflog: false,
-                message: "datakit-ci commit".into(),
-            },
-            expected,
-            new: gix::refs::Target::Object(new),
-        },
-        name,
-        deref: false,
-    };
-    let signature = signature();
-    let mut time = gix::date::parse::TimeBuf::default();
-    repo.edit_references_as(Some(edit), Some(signature.to_ref(&mut time)))
-        .map_err(Error::git("update branch reference"))?;
-    Ok(())
 }

@@ -1,5 +1,5 @@
-//! How the store lays out objects: one pack per commit, packs merged in tiers so their number stays
-//! bounded, big streamed files loose, and readers that never miss an object while merged packs are
+//! How the store lays out objects: one pack per commit (or group of concurrent commits), packs
+//! merged in tiers so their number stays bounded, small files packed and big ones loose, and readers that never miss an object while merged packs are
 //! deleted. Cross-checked with the real `git` binary (`git fsck --strict` runs after every test).
 
 mod common;
@@ -110,6 +110,94 @@ async fn big_streamed_files_stay_loose() -> anyhow::Result<()> {
         1,
         "the tree and commit are packed"
     );
+    Ok(())
+}
+
+/// Streamed files up to 256 KiB (most build logs) go into the commit's pack rather than a file
+/// each; one byte more and they are loose.
+#[tokio::test]
+async fn small_streamed_files_are_packed() -> anyhow::Result<()> {
+    const LIMIT: usize = 256 * 1024;
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    let small: Vec<u8> = (0..10_000u32).map(|n| (n % 251) as u8).collect();
+    let at_limit: Vec<u8> = (0..LIMIT).map(|n| (n % 253) as u8).collect();
+    let mut transaction = main.transaction().await?;
+    transaction.create_file_from_reader(&path("logs/small"), small.as_slice())?;
+    transaction.create_file_from_reader(&path("logs/at-limit"), at_limit.as_slice())?;
+    transaction.create_file_from_reader(&path("logs/empty"), std::io::empty())?;
+    assert_eq!(
+        transaction.read_file(&path("logs/small"))?,
+        Some(small.clone()),
+        "the transaction reads its own streamed write"
+    );
+    transaction.commit("logs").await?;
+    assert_eq!(loose_objects(&fixture.path), 0, "nothing loose");
+    assert_eq!(packs(&fixture.path).len(), 1);
+    let tree = main.head().await?.expect("committed").tree();
+    assert_eq!(tree.read_file(&path("logs/small"))?, Some(small));
+    assert_eq!(
+        tree.read_file(&path("logs/at-limit"))?,
+        Some(at_limit.clone())
+    );
+    assert_eq!(tree.read_file(&path("logs/empty"))?, Some(Vec::new()));
+
+    let mut over = at_limit;
+    over.push(b'!');
+    let mut transaction = main.transaction().await?;
+    transaction.create_file_from_reader(&path("logs/over"), over.as_slice())?;
+    transaction.commit("one byte over").await?;
+    assert_eq!(
+        loose_objects(&fixture.path),
+        1,
+        "a byte over the limit is loose"
+    );
+    let tree = main.head().await?.expect("committed").tree();
+    assert_eq!(tree.read_file(&path("logs/over"))?, Some(over));
+    Ok(())
+}
+
+/// Commits to many branches at once (written in groups, one pack per group) and several to each
+/// branch (serialised): every one lands, on the right branch, with the right parent and files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_commits_on_many_branches_all_land() -> anyhow::Result<()> {
+    const BRANCHES: usize = 24;
+    const COMMITS: usize = 5;
+    let fixture = Fixture::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for b in 0..BRANCHES {
+        for c in 0..COMMITS {
+            let branch = fixture.store.branch(&branch(&format!("b{b}")));
+            tasks.spawn(async move {
+                let mut transaction = branch.transaction().await?;
+                transaction.create_file(&path(&format!("c/{c}")), format!("{b}/{c}"))?;
+                transaction.commit(&format!("{b}/{c}")).await
+            });
+        }
+    }
+    while let Some(result) = tasks.join_next().await {
+        result??;
+    }
+    for b in 0..BRANCHES {
+        let name = format!("b{b}");
+        let tree = fixture
+            .store
+            .branch(&branch(&name))
+            .head()
+            .await?
+            .expect("committed")
+            .tree();
+        for c in 0..COMMITS {
+            assert_eq!(
+                tree.read_file(&path(&format!("c/{c}")))?,
+                Some(format!("{b}/{c}").into_bytes())
+            );
+        }
+        assert_eq!(
+            fixture.git(&["rev-list", "--count", &name]).trim(),
+            COMMITS.to_string()
+        );
+    }
     Ok(())
 }
 
@@ -300,5 +388,65 @@ async fn readers_never_miss_objects_while_packs_are_merged_and_deleted() -> anyh
     assert!(reads.load(Ordering::Relaxed) > 100, "readers kept up");
     assert!(packs(&fixture.path).len() <= 3 * 15 + 1);
     assert_eq!(fixture.git(&["rev-list", "--count", "main"]).trim(), "2000");
+    Ok(())
+}
+
+#[tokio::test]
+async fn big_trees_are_packed_without_compression_and_blobs_compressed() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    let mut transaction = main.transaction().await?;
+    // Compressible contents, so that a compressed entry would be much smaller than the object.
+    let big = "a".repeat(100 * 1024);
+    transaction.create_file(&path("big"), big.clone())?;
+    transaction.create_file(&path("small"), "b".repeat(1024))?;
+    // A flat directory whose tree is over 64 KiB, like `ref/heads/` with many branches.
+    for n in 0..3_000 {
+        transaction.create_file(&path(&format!("heads/b{n:05}/head")), "0".repeat(40))?;
+    }
+    transaction.commit("big and small").await?;
+
+    let packs = packs(&fixture.path);
+    assert_eq!(packs.len(), 1);
+    let listing = fixture.git(&["verify-pack", "-v", packs[0].to_str().expect("UTF-8 path")]);
+    // `<id> <type> <size> <size in pack> <offset>` per object.
+    let entry = |id: &str| -> (u64, u64) {
+        let line = listing
+            .lines()
+            .find(|line| line.starts_with(id))
+            .unwrap_or_else(|| panic!("{id} not in the pack:\n{listing}"));
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (
+            fields[2].parse().expect("size"),
+            fields[3].parse().expect("size in pack"),
+        )
+    };
+    let heads = fixture.git(&["rev-parse", "main:heads"]).trim().to_owned();
+    let (size, in_pack) = entry(&heads);
+    assert!(size > 64 * 1024, "the tree is {size} bytes");
+    assert!(
+        in_pack > size,
+        "the tree: {in_pack} bytes in the pack for {size}, so it was compressed"
+    );
+    // Blobs, big or small, are compressed (logs compress well).
+    for object in ["main:big", "main:small"] {
+        let id = fixture.git(&["rev-parse", object]).trim().to_owned();
+        let (size, in_pack) = entry(&id);
+        assert!(
+            in_pack < size / 4,
+            "{object}: {in_pack} bytes in the pack for {size}"
+        );
+    }
+
+    assert_eq!(fixture.git(&["cat-file", "-p", "main:big"]), big);
+    assert_eq!(
+        fixture.git(&["cat-file", "-p", "main:heads/b02999/head"]),
+        "0".repeat(40)
+    );
+    let snapshot = main.head().await?.expect("a head").tree();
+    assert_eq!(
+        snapshot.read_file(&path("big"))?.as_deref(),
+        Some(big.as_bytes())
+    );
     Ok(())
 }

@@ -11,17 +11,33 @@ use crate::Scale;
 use crate::report::Report;
 
 /// Measures every figure of the group, adding them to `report`.
-pub(crate) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()> {
+/// With `only`, measures only the part of that name (`scale` or `local`).
+pub(crate) async fn run(
+    scale: Scale,
+    only: Option<&str>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    if let Some(part) = only {
+        anyhow::ensure!(
+            matches!(part, "scale" | "local"),
+            "the engine group has no part `{part}` (its parts: scale, local)"
+        );
+    }
+    let wanted = |part: &str| only.is_none_or(|only| only == part);
     println!(
         "note: every store, repository and clone is in the system temporary directory {} \
          (as in the core group, not /dev/shm)",
         std::env::temp_dir().display()
     );
-    scale::run(scale, report)
-        .await
-        .context("engine scale figures")?;
-    local::run(scale, report)
-        .await
-        .context("local CI figures")?;
+    if wanted("scale") {
+        scale::run(scale, report)
+            .await
+            .context("engine scale figures")?;
+    }
+    if wanted("local") {
+        local::run(scale, report)
+            .await
+            .context("local CI figures")?;
+    }
     Ok(())
 }

@@ -24,11 +24,12 @@ use crate::status::{self, ReportedStatus};
 const STATUS_GRACE: Duration = Duration::from_millis(100);
 
 /// How many status branches are written at once. Each history record is a small commit whose
-/// time goes mostly to file-system calls, so a few in parallel overlap them (thousands of
-/// targets are recorded together when the engine starts). Each writer holds a pooled store
-/// handle with its own object cache (~8 MiB), so more writers cost memory: 8 added ~45 MiB at
-/// 10,000 targets for ~20% less load time.
-const HISTORY_PARALLELISM: usize = 3;
+/// time goes mostly to file-system calls; commits made at the same time share one pack (the
+/// store's group commit), and under load a group waits a few milliseconds for more members, so
+/// with few writers a flush of hundreds of targets was a queue of such waits. Commits no longer hold
+/// a pooled store handle while their group is written, so more writers cost little memory: with 16,
+/// 10,000 targets loaded in 10.8–11.4 s against 14.3–14.9 s with 3, for the same resident size.
+const HISTORY_PARALLELISM: usize = 16;
 
 /// What one flush did.
 struct Flushed {

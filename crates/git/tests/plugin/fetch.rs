@@ -156,6 +156,11 @@ async fn a_commit_in_a_local_origin_is_copied_without_git_fetch() -> anyhow::Res
             &hash(&fx.local, &format!("git-pull-of-{expected}")),
             expected
         );
+        // The branch only keeps the commit from being collected: no reflog file for it.
+        let reflog = fx
+            .local
+            .join(format!(".git/logs/refs/heads/git-pull-of-{expected}"));
+        assert!(!reflog.exists(), "{} exists", reflog.display());
         let log = fx.saved_log(&status.output).await?;
         assert!(
             log.contains(&format!(

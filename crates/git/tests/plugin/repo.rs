@@ -54,6 +54,11 @@ async fn a_missing_directory_with_remote_is_cloned() -> anyhow::Result<()> {
     let repo = Repo::open(&dir, Some(remote), &fx.services).await?;
     assert_eq!(repo.dir(), dir);
     assert_eq!(hash(&dir, "HEAD"), fx.main);
+    // `git fetch` into the CI's clone keeps no reflogs (a file per branch, for nothing).
+    assert_eq!(
+        git(&dir, &["config", "core.logAllRefUpdates"]).trim(),
+        "false"
+    );
     let pools: Vec<String> = fx
         .services
         .pools

@@ -3,6 +3,8 @@
 //! The metadata branch has trees of tens of thousands of entries, and every head change used to
 //! decode each of them several times (a path lookup, a transaction's first edit, a diff). Trees are
 //! immutable and named by their contents, so a decoded tree can be kept by id and never invalidated.
+//! Trees this store writes are put in the cache as they are written (see [`super::DirNode::write`]),
+//! so reading back a commit just made decodes nothing.
 //!
 //! The bound is on entries, not trees: two generations of at most [`TreeCache::generation_limit`]
 //! entries each. Inserts go into the young generation; when it is full it becomes the old one (the
@@ -10,30 +12,36 @@
 //! one. That keeps what is used recently for the cost of a hash map, without per-hit bookkeeping.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use gix::ObjectId;
 
-use super::StoredEntry;
+use super::DecodedTree;
 
-/// The entries of a decoded tree, sorted by name bytes (not Git's order, in which a directory sorts
-/// as if its name ended with `/`), so that a name is found by binary search.
-pub(crate) type SortedEntries = Arc<[StoredEntry]>;
-
-/// Entries the cache holds per generation by default; at most twice that in all, about 20 MB.
+/// Entries the cache holds per generation by default; at most twice that in all. An entry costs its
+/// encoded bytes (about 40) plus a 16-byte index slot, so about 11 MB in all.
 const DEFAULT_GENERATION_LIMIT: usize = 100_000;
 
-/// Decoded trees by id, bounded by their total number of entries.
+/// Decoded trees by id, bounded by their total number of entries. Clones share the cache (so an
+/// edited tree can keep a handle to put the trees it writes in).
+#[derive(Clone)]
 pub(crate) struct TreeCache {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     generation_limit: usize,
     generations: Mutex<Generations>,
+    /// Trees decoded from the object database because they were not cached.
+    decodes: AtomicU64,
 }
 
 #[derive(Default)]
 struct Generations {
-    young: HashMap<ObjectId, SortedEntries>,
+    young: HashMap<ObjectId, DecodedTree>,
     young_entries: usize,
-    old: HashMap<ObjectId, SortedEntries>,
+    old: HashMap<ObjectId, DecodedTree>,
     old_entries: usize,
 }
 
@@ -47,34 +55,38 @@ impl TreeCache {
     /// A cache holding at most `limit` entries per generation (`2 * limit` in all).
     pub(crate) fn with_generation_limit(limit: usize) -> TreeCache {
         TreeCache {
-            generation_limit: limit,
-            generations: Mutex::new(Generations::default()),
+            shared: Arc::new(Shared {
+                generation_limit: limit,
+                generations: Mutex::new(Generations::default()),
+                decodes: AtomicU64::new(0),
+            }),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Generations> {
         // The maps are consistent after every statement that panics can interrupt (only allocation
         // can), so a poisoned lock is still usable.
-        self.generations
+        self.shared
+            .generations
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The decoded tree `id`, if cached.
-    pub(crate) fn get(&self, id: &ObjectId) -> Option<SortedEntries> {
+    pub(crate) fn get(&self, id: &ObjectId) -> Option<DecodedTree> {
         let mut generations = self.lock();
         if let Some(found) = generations.young.get(id) {
-            return Some(Arc::clone(found));
+            return Some(found.clone());
         }
         let found = generations.old.remove(id)?;
         generations.old_entries -= found.len();
-        generations.insert_young(*id, Arc::clone(&found), self.generation_limit);
+        generations.insert_young(*id, found.clone(), self.shared.generation_limit);
         Some(found)
     }
 
     /// Keeps the decoded tree `id` (unless it alone is bigger than a generation).
-    pub(crate) fn insert(&self, id: ObjectId, entries: SortedEntries) {
-        if entries.len() > self.generation_limit {
+    pub(crate) fn insert(&self, id: ObjectId, tree: DecodedTree) {
+        if tree.len() > self.shared.generation_limit {
             return;
         }
         let mut generations = self.lock();
@@ -84,7 +96,18 @@ impl TreeCache {
         if let Some(old) = generations.old.remove(&id) {
             generations.old_entries -= old.len();
         }
-        generations.insert_young(id, entries, self.generation_limit);
+        generations.insert_young(id, tree, self.shared.generation_limit);
+    }
+
+    /// Counts a tree decoded because it was not cached.
+    pub(crate) fn count_decode(&self) {
+        self.shared.decodes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many trees were decoded because they were not cached.
+    #[cfg(test)]
+    pub(crate) fn decodes(&self) -> u64 {
+        self.shared.decodes.load(Ordering::Relaxed)
     }
 
     /// Forgets every tree (for tests that need a cold cache).
@@ -102,29 +125,33 @@ impl TreeCache {
 }
 
 impl Generations {
-    fn insert_young(&mut self, id: ObjectId, entries: SortedEntries, limit: usize) {
-        if self.young_entries + entries.len() > limit {
+    fn insert_young(&mut self, id: ObjectId, tree: DecodedTree, limit: usize) {
+        if self.young_entries + tree.len() > limit {
             self.old = std::mem::take(&mut self.young);
             self.old_entries = std::mem::take(&mut self.young_entries);
         }
-        self.young_entries += entries.len();
-        self.young.insert(id, entries);
+        self.young_entries += tree.len();
+        self.young.insert(id, tree);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use gix::objs::tree::{EntryKind, EntryMode};
 
-    fn tree(entries: usize) -> SortedEntries {
-        (0..entries)
-            .map(|n| StoredEntry {
-                name: format!("{n:06}").into(),
-                mode: EntryMode::from(EntryKind::Blob),
-                id: ObjectId::null(gix::hash::Kind::Sha1),
-            })
-            .collect()
+    use super::*;
+    use crate::tree::TreeBuilder;
+
+    fn tree(entries: usize) -> DecodedTree {
+        let mut builder = TreeBuilder::with_capacity(0, entries);
+        for n in 0..entries {
+            builder.push(
+                format!("{n:06}").as_bytes(),
+                EntryMode::from(EntryKind::Blob),
+                &ObjectId::null(gix::hash::Kind::Sha1),
+            );
+        }
+        builder.finish()
     }
 
     fn id(n: u8) -> ObjectId {

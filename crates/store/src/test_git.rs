@@ -1,0 +1,59 @@
+//! The real `git`, for the crate's unit tests to check what the store wrote (the integration tests
+//! in `tests/` have their own copy in `tests/common`, a separate crate).
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Runs `git args` in `dir` with no system or user configuration, feeding it `input`; fails the
+/// test unless it succeeds, and returns what it printed.
+pub(crate) fn git_with_input(dir: &Path, args: &[&str], input: &str) -> String {
+    let mut child = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run git");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(input.as_bytes())
+        .expect("write git's input");
+    let output = child.wait_with_output().expect("wait for git");
+    assert!(
+        output.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("git prints UTF-8")
+}
+
+/// [`git_with_input`] with no input.
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
+    git_with_input(dir, args, "")
+}
+
+/// Fails the test unless `git fsck --strict` finds the repository at `git_dir` clean (dangling
+/// objects, left by aborted transactions, are fine).
+pub(crate) fn assert_fsck_clean(git_dir: &Path) {
+    let output = Command::new("git")
+        .arg("--git-dir")
+        .arg(git_dir)
+        .args(["fsck", "--strict", "--no-progress"])
+        .output()
+        .expect("run git fsck");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let problems: Vec<&str> = stderr
+        .lines()
+        .filter(|line| !line.starts_with("dangling ") && !line.starts_with("notice: "))
+        .collect();
+    assert!(
+        output.status.success() && problems.is_empty(),
+        "git fsck --strict failed: {stderr}"
+    );
+}
