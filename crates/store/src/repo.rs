@@ -275,14 +275,10 @@ impl Repo {
 
     fn merge(self: &Arc<Self>, group: &[PackInfo]) -> Result<PackInfo, Error> {
         let repo = self.get();
-        let mut buffer = Vec::new();
         let find = |id: &ObjectId| -> std::io::Result<(gix::objs::Kind, Vec<u8>)> {
-            let data = gix::objs::Find::try_find(&repo.objects, id, &mut buffer)
+            find_object(&repo, id)
                 .map_err(std::io::Error::other)?
-                .ok_or_else(|| {
-                    std::io::Error::other(format!("object {id} of a pack is missing"))
-                })?;
-            Ok((data.kind, data.data.to_vec()))
+                .ok_or_else(|| std::io::Error::other(format!("object {id} of a pack is missing")))
         };
         pack::merge(&self.pack_dir, group, find).map_err(|source| Error::Io {
             path: self.pack_dir.clone(),
@@ -350,9 +346,14 @@ impl Repo {
 ///
 /// Defence in depth for the guarantee in the module docs: with faster readers (a decoded-tree
 /// cache), the stress test `readers_never_miss_objects_while_packs_are_merged_and_deleted` still
-/// saw a pooled handle miss a commit in about 1 run of 4, a race not yet understood. The caller
-/// holds a loan (`repo` is a borrowed handle), so no pack is deleted while the fresh database
-/// lists the pack directory: it sees every pack that existed when the read began.
+/// saw a pooled handle miss a commit in about 1 run of 4, and a transaction replaying its edits once
+/// missed the commit its branch had just moved to (it read through gix directly, without this
+/// fallback; every read of an object now comes here). The likely cause, not confirmed: gix-odb
+/// tells index states apart by the address of its `SlotMapIndex` and its count of loaded indices
+/// (`state_id`), so when a later index is allocated where a freed one was, with the same count, a
+/// handle's stale snapshot looks current and its miss is final. The caller holds a loan (`repo` is
+/// a borrowed handle), so no pack is deleted while the fresh database lists the pack directory: it
+/// sees every pack that existed when the read began.
 pub(crate) fn find_object(
     repo: &gix::Repository,
     id: &gix::oid,

@@ -228,22 +228,28 @@ pub(crate) fn update_head(
 }
 
 pub(crate) fn load_commit(repo: &Arc<Repo>, id: CommitId) -> Result<Commit, Error> {
-    let handle = repo.get();
-    let Some((gix::objs::Kind::Commit, data)) = crate::repo::find_object(&handle, &id.object_id())?
+    let data = read_commit(&repo.get(), id)?;
+    Ok(Commit {
+        data: Arc::new(data),
+        repo: Arc::clone(repo),
+    })
+}
+
+/// Reads and decodes the stored commit `id`. Every read of a commit goes through here (and so
+/// through [`crate::repo::find_object`]): a commit that a branch was just moved to may be in a pack
+/// this handle has not seen yet.
+pub(crate) fn read_commit(handle: &gix::Repository, id: CommitId) -> Result<CommitData, Error> {
+    let Some((gix::objs::Kind::Commit, data)) = crate::repo::find_object(handle, &id.object_id())?
     else {
         return Err(Error::MissingCommit { id });
     };
     let decoded = gix::objs::CommitRef::from_bytes(&data, handle.object_hash())
         .map_err(Error::git("decode commit"))?;
-    let data = CommitData {
+    Ok(CommitData {
         id,
         parents: decoded.parents().map(CommitId::from_object_id).collect(),
         message: String::from_utf8_lossy(decoded.message).into_owned(),
         tree: decoded.tree(),
-    };
-    Ok(Commit {
-        data: Arc::new(data),
-        repo: Arc::clone(repo),
     })
 }
 
@@ -292,11 +298,13 @@ impl Branch {
     }
 }
 
-struct CommitData {
+/// A decoded commit.
+pub(crate) struct CommitData {
     id: CommitId,
     parents: Vec<CommitId>,
     message: String,
-    tree: gix::ObjectId,
+    /// Its root tree.
+    pub(crate) tree: gix::ObjectId,
 }
 
 /// A commit of the store. Cheap to clone.

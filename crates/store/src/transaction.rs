@@ -9,7 +9,7 @@ use gix::objs::tree::{EntryKind as GitEntryKind, EntryMode};
 use crate::group::{Member, OpenTransaction};
 use crate::pending::PendingObjects;
 use crate::repo::PooledRepo;
-use crate::store::{load_commit, read_head, run_blocking, signature};
+use crate::store::{load_commit, read_commit, read_head, run_blocking, signature};
 use crate::tree::{DirNode, Found, TreeSource, empty_tree};
 use crate::{BranchName, CommitId, EntryKind, Error, Store, StorePath};
 
@@ -363,16 +363,7 @@ fn replay<S: TreeSource + ?Sized>(
     edits: &[Edit],
 ) -> Result<DirNode, Error> {
     let base = match head {
-        Some(id) => {
-            let commit = repo
-                .objects()
-                .find_commit(id.object_id())
-                .map_err(Error::git("read commit"))?;
-            commit
-                .tree_id()
-                .map_err(Error::git("decode commit"))?
-                .detach()
-        }
+        Some(id) => read_commit(repo.objects(), id)?.tree,
         None => empty_tree(),
     };
     let mut root = DirNode::from_stored(base);
