@@ -713,28 +713,31 @@ async fn rebuilding_a_cache_branch_reruns_the_step_and_its_dependants() -> anyho
         }
     };
     tokio::time::timeout(Duration::from_secs(20), wait).await?;
-    // The job saw the rebuild: its output now points at the new build's commit.
-    let cache_head = h
-        .store
-        .branch(&BranchName::new("double-21")?)
-        .head()
-        .await?
-        .expect("built");
+    // The job saw the rebuild: its output ends up pointing at the commit that saved the second run.
+    // (The branch's head is read in the loop: when the second run starts, the branch still holds the
+    // commit that asked for the rebuild.)
+    let cache = h.store.branch(&BranchName::new("double-21")?);
+    let log = StorePath::new("log")?;
     let wait = async {
         loop {
+            let head = cache.head().await?.expect("built");
+            let rebuilt = head
+                .tree()
+                .read_file(&log)?
+                .is_some_and(|log| String::from_utf8_lossy(&log).contains("run 2"));
             let target = running
                 .engine
                 .target(&branch("me/proj", "main"))
                 .expect("tracked");
-            let output = target.jobs[0].output.clone();
-            if let Some(output) = output
-                && output.to_json().contains(&cache_head.id().to_string())
+            if rebuilt
+                && let Some(output) = target.jobs[0].output.clone()
+                && output.to_json().contains(&head.id().to_string())
             {
-                return;
+                return anyhow::Ok(());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(20), wait).await?;
+    tokio::time::timeout(Duration::from_secs(20), wait).await??;
     running.stop().await
 }
