@@ -1,18 +1,29 @@
 //! Pack files written by hand: each commit's new objects go into the object database as one pack
-//! (format v2, whole undeltified objects) plus its index (v2), instead of one loose file per object.
-//! Creating a file is the dominant cost of a commit on some file systems (hundreds of microseconds
-//! for an inode on ext4 without a journal), so a commit creates two files whatever its size.
+//! (format v2, whole objects) plus its index (v2), instead of one loose file per object. Creating
+//! a file is the dominant cost of a commit on some file systems (hundreds of microseconds for an
+//! inode on ext4 without a journal), so a commit creates two files whatever its size.
 //!
 //! [`Tiers`] keeps the number of packs bounded, like a log-structured merge tree: packs are grouped
 //! by object count (`[16^n, 16^(n+1))`), and [`TIER_WIDTH`] packs of one tier are merged into one
 //! ([`merge`]). Merging only *adds* a pack; deleting the merged ones is the job of
 //! [`Repo`](crate::repo::Repo), which knows when no reader can still be looking at them.
 //!
+//! A merged pack stores big trees (from [`STORE_UNCOMPRESSED_FROM`] bytes: the flat directories of
+//! the metadata, rewritten by every commit with one entry changed) as deltas (`OFS_DELTA`) against
+//! another version written whole earlier in the same pack ([`delta`]), so it holds about one whole
+//! copy per directory instead of one per commit. Deltas have depth 1 (a base is always whole), so
+//! reading one costs one inflate of the base and one of the delta; every merge recomputes them
+//! against its own bases. Every other object is written whole.
+//!
 //! This module knows the file formats and nothing of readers, gix handles or transactions.
 
-use std::collections::HashSet;
+mod delta;
+mod merge;
+
+pub(crate) use merge::merge;
+
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use gix::ObjectId;
@@ -26,6 +37,7 @@ pub(crate) const TIER_WIDTH: usize = 16;
 const TEMP_PREFIX: &str = "tmp_pack_";
 
 /// Pack entry type codes (Git's `OBJ_*`).
+const TREE: u8 = 2;
 const OFS_DELTA: u8 = 6;
 const REF_DELTA: u8 = 7;
 
@@ -126,63 +138,6 @@ pub(crate) fn write_objects(
     writer.finish()
 }
 
-/// Merges `packs` into one new pack in `pack_dir` (each object once) and returns it; the old packs
-/// are left in place. Whole objects are copied as they are stored; deltas (only in packs made by
-/// git) are resolved through `find`.
-pub(crate) fn merge(
-    pack_dir: &Path,
-    packs: &[PackInfo],
-    mut find: impl FnMut(&ObjectId) -> io::Result<(Kind, Vec<u8>)>,
-) -> io::Result<PackInfo> {
-    let mut indices = Vec::with_capacity(packs.len());
-    let mut seen = HashSet::new();
-    for pack in packs {
-        let index = Index::read(&pack.index)?;
-        // An entry ends where the next one in the file starts (whether or not that one is copied).
-        let mut all_offsets: Vec<u64> = index.entries.iter().map(|entry| entry.offset).collect();
-        all_offsets.sort_unstable();
-        let entries: Vec<_> = index
-            .entries
-            .into_iter()
-            .filter(|entry| seen.insert(entry.id))
-            .collect();
-        indices.push((pack, entries, all_offsets));
-    }
-    let mut writer = PackWriter::new(pack_dir, seen.len())?;
-    let mut buffer = Vec::new();
-    for (pack, mut entries, all_offsets) in indices {
-        let path = pack.data_path();
-        let file = File::open(&path)?;
-        let end = file.metadata()?.len().saturating_sub(20);
-        let mut reader = BufReader::with_capacity(64 * 1024, file);
-        // Read in file order.
-        entries.sort_unstable_by_key(|entry| entry.offset);
-        for entry in entries {
-            let next = match all_offsets.binary_search(&entry.offset) {
-                Ok(at) => all_offsets.get(at + 1).copied().unwrap_or(end),
-                Err(_) => end,
-            };
-            let size = next.checked_sub(entry.offset).ok_or_else(|| {
-                invalid(format!(
-                    "pack {} lists an entry past its end",
-                    path.display()
-                ))
-            })?;
-            reader.seek(SeekFrom::Start(entry.offset))?;
-            buffer.resize(usize::try_from(size).map_err(io::Error::other)?, 0);
-            reader.read_exact(&mut buffer)?;
-            let kind_code = buffer.first().map(|byte| (byte >> 4) & 0x07);
-            if matches!(kind_code, Some(OFS_DELTA | REF_DELTA)) {
-                let (kind, data) = find(&entry.id)?;
-                writer.add_object(entry.id, kind, &data)?;
-            } else {
-                writer.add_raw(entry.id, &buffer, entry.crc)?;
-            }
-        }
-    }
-    writer.finish()
-}
-
 /// Deletes the temporary files of packs a crashed process was writing. Call only while no one else
 /// writes packs (the store's lock is held).
 pub(crate) fn remove_temporary_files(pack_dir: &Path) -> io::Result<()> {
@@ -232,50 +187,6 @@ struct IndexEntry {
     id: ObjectId,
     crc: u32,
     offset: u64,
-}
-
-/// A version 2 pack index, read whole.
-struct Index {
-    entries: Vec<IndexEntry>,
-}
-
-impl Index {
-    fn read(path: &Path) -> io::Result<Index> {
-        let data = std::fs::read(path)?;
-        let bad = || invalid(format!("malformed pack index {}", path.display()));
-        if data.len() < 8 + 256 * 4 || data[..8] != *b"\xfftOc\0\0\0\x02" {
-            return Err(bad());
-        }
-        let word = |at: usize| -> io::Result<u32> {
-            let bytes = data.get(at..at + 4).ok_or_else(bad)?;
-            Ok(u32::from_be_bytes(bytes.try_into().expect("four bytes")))
-        };
-        let count = word(8 + 255 * 4)? as usize;
-        let names = 8 + 256 * 4;
-        let crcs = names + count * 20;
-        let offsets = crcs + count * 4;
-        let large = offsets + count * 4;
-        let mut entries = Vec::with_capacity(count);
-        for n in 0..count {
-            let name = data
-                .get(names + n * 20..names + n * 20 + 20)
-                .ok_or_else(bad)?;
-            let small = word(offsets + n * 4)?;
-            let offset = if small & 0x8000_0000 == 0 {
-                u64::from(small)
-            } else {
-                let at = large + (small & 0x7fff_ffff) as usize * 8;
-                let bytes = data.get(at..at + 8).ok_or_else(bad)?;
-                u64::from_be_bytes(bytes.try_into().expect("eight bytes"))
-            };
-            entries.push(IndexEntry {
-                id: ObjectId::from_bytes_or_panic(name),
-                crc: word(crcs + n * 4)?,
-                offset,
-            });
-        }
-        Ok(Index { entries })
-    }
 }
 
 /// Trees this big are stored without compression (zlib "stored" blocks). They are the flat trees
@@ -360,15 +271,7 @@ impl PackWriter {
     fn add_object(&mut self, id: ObjectId, kind: Kind, data: &[u8]) -> io::Result<()> {
         let mut entry = std::mem::take(&mut self.compressed);
         entry.clear();
-        let mut size = data.len() as u64;
-        let mut byte = (type_code(kind) << 4) | (size & 0x0f) as u8;
-        size >>= 4;
-        while size != 0 {
-            entry.push(byte | 0x80);
-            byte = (size & 0x7f) as u8;
-            size >>= 7;
-        }
-        entry.push(byte);
+        push_entry_header(&mut entry, type_code(kind), data.len() as u64);
         if kind == Kind::Tree && data.len() >= STORE_UNCOMPRESSED_FROM {
             let store = self.store.get_or_insert_with(|| {
                 gix::zlib::stream::deflate::Compress::new(gix::zlib::Compression::NONE)
@@ -382,6 +285,33 @@ impl PackWriter {
         let result = self.add_raw(id, &entry, crc);
         self.compressed = entry;
         result
+    }
+
+    /// Appends object `id` as `delta` (Git's delta format) of the entry written at `base_offset`.
+    fn add_ofs_delta(&mut self, id: ObjectId, base_offset: u64, delta: &[u8]) -> io::Result<()> {
+        let distance = self
+            .out
+            .written
+            .checked_sub(base_offset)
+            .filter(|&distance| distance > 0)
+            .ok_or_else(|| {
+                io::Error::other(format!("delta base at {base_offset} not written yet"))
+            })?;
+        let mut entry = std::mem::take(&mut self.compressed);
+        entry.clear();
+        // The size is the delta's, not the object's.
+        push_entry_header(&mut entry, OFS_DELTA, delta.len() as u64);
+        push_base_distance(&mut entry, distance);
+        deflate(&mut self.compress, delta, delta.len() / 2 + 64, &mut entry)?;
+        let crc = crc32(&entry);
+        let result = self.add_raw(id, &entry, crc);
+        self.compressed = entry;
+        result
+    }
+
+    /// Where the next entry will be written.
+    fn next_offset(&self) -> u64 {
+        self.out.written
     }
 
     /// Appends an entry exactly as stored in another pack.
@@ -501,6 +431,36 @@ fn deflate(
         }
         grow = input.len() / 2 + 64;
     }
+}
+
+/// An entry's header: the type code and the size, four bits in the first byte then seven in each
+/// next one, the high bit meaning "more bytes follow".
+fn push_entry_header(entry: &mut Vec<u8>, type_code: u8, mut size: u64) {
+    let mut byte = (type_code << 4) | (size & 0x0f) as u8;
+    size >>= 4;
+    while size != 0 {
+        entry.push(byte | 0x80);
+        byte = (size & 0x7f) as u8;
+        size >>= 7;
+    }
+    entry.push(byte);
+}
+
+/// How far back an `OFS_DELTA`'s base is, as Git encodes it: big-endian base-128, the high bit
+/// meaning "more bytes follow", and one added to each but the last group so that no two encodings
+/// mean the same distance.
+fn push_base_distance(entry: &mut Vec<u8>, distance: u64) {
+    let mut bytes = [0u8; 10];
+    let mut at = bytes.len() - 1;
+    bytes[at] = (distance & 0x7f) as u8;
+    let mut rest = distance >> 7;
+    while rest != 0 {
+        rest -= 1;
+        at -= 1;
+        bytes[at] = 0x80 | (rest & 0x7f) as u8;
+        rest >>= 7;
+    }
+    entry.extend_from_slice(&bytes[at..]);
 }
 
 fn type_code(kind: Kind) -> u8 {

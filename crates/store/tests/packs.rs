@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::{Fixture, branch, path};
+use common::{Fixture, branch, git_in, path};
 use datakit_ci_store::{CommitId, Snapshot, Store};
 
 /// The packs (their `.idx` files) of the store at `git_dir`.
@@ -448,5 +448,232 @@ async fn big_trees_are_packed_without_compression_and_blobs_compressed() -> anyh
         snapshot.read_file(&path("big"))?.as_deref(),
         Some(big.as_bytes())
     );
+    Ok(())
+}
+
+/// Files in the flat directory of [`merged_packs_store_big_trees_as_deltas`]: its tree is about
+/// 100 KiB, over the size from which trees are stored uncompressed.
+const FLAT_FILES: usize = 3_000;
+
+/// Commits in [`merged_packs_store_big_trees_as_deltas`]: enough for a merge of merged packs (the
+/// 256th commit merges 16 packs of 16 commits each), whose deltas are recomputed.
+const FLAT_COMMITS: usize = 300;
+
+/// The file commit `n` of [`merged_packs_store_big_trees_as_deltas`] rewrites: scattered, so that
+/// versions drift apart the way `ref/heads/` does.
+fn flat_file(n: usize) -> usize {
+    (n * 7919) % FLAT_FILES
+}
+
+/// A flat directory whose ~100 KiB tree is rewritten by every commit, one entry at a time (like
+/// the metadata's `ref/heads/`): merged packs hold a few whole copies of it and small deltas of
+/// depth 1, which git and the store read back.
+#[tokio::test]
+async fn merged_packs_store_big_trees_as_deltas() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let git_dir = dir.path().join("state.git");
+    let store = Store::open(&git_dir)?;
+    let main = store.branch(&branch("main"));
+    let mut transaction = main.transaction().await?;
+    for n in 0..FLAT_FILES {
+        transaction.create_file(&path(&format!("flat/f{n:05}")), "initial")?;
+    }
+    let mut commits = vec![transaction.commit("initial").await?];
+    let mut merge_times = Vec::new();
+    for n in 1..FLAT_COMMITS {
+        let mut transaction = main.transaction().await?;
+        transaction.create_file(
+            &path(&format!("flat/f{:05}", flat_file(n))),
+            format!("commit {n}"),
+        )?;
+        let packs_before = packs(&git_dir).len();
+        let started = std::time::Instant::now();
+        commits.push(transaction.commit(&format!("commit {n}")).await?);
+        if packs(&git_dir).len() < packs_before {
+            merge_times.push((n, started.elapsed()));
+        }
+    }
+    // Not an assertion (timing is the bench's job): the figures for the record.
+    eprintln!("commits that merged packs, with their duration: {merge_times:?}");
+    drop((main, store));
+
+    let pack_dir = git_dir.join("objects/pack");
+    let pack_bytes: u64 = std::fs::read_dir(&pack_dir)?
+        .map(|entry| Ok(entry?.metadata()?.len()))
+        .sum::<std::io::Result<u64>>()?;
+    let tree_bytes: u64 = commits
+        .iter()
+        .map(|id| {
+            git_in(&git_dir, &["cat-file", "-s", &format!("{id}:flat")])
+                .trim()
+                .parse::<u64>()
+                .expect("a size")
+        })
+        .sum();
+    eprintln!("objects/pack: {pack_bytes} bytes; whole versions of the tree: {tree_bytes} bytes");
+    assert!(
+        pack_bytes < tree_bytes / 8,
+        "objects/pack holds {pack_bytes} bytes for {tree_bytes} bytes of trees"
+    );
+
+    // The merged packs hold the big trees as deltas of depth 1.
+    let mut deltas = 0;
+    for idx in packs(&git_dir) {
+        let listing = git_in(
+            &git_dir,
+            &["verify-pack", "-v", idx.to_str().expect("UTF-8 path")],
+        );
+        assert!(
+            !listing.contains("chain length = 2"),
+            "deltas of deltas in {}:\n{listing}",
+            idx.display()
+        );
+        deltas += listing
+            .lines()
+            .find_map(|line| line.strip_prefix("chain length = 1: "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .map_or(0, |count| count.parse::<usize>().expect("a count"));
+    }
+    assert!(
+        deltas > FLAT_COMMITS / 2,
+        "only {deltas} deltas for {FLAT_COMMITS} versions of the tree"
+    );
+    git_in(&git_dir, &["fsck", "--full", "--strict", "--no-progress"]);
+    common::assert_fsck_clean(&git_dir);
+
+    // Read back through a fresh store (nothing cached): every version of the tree as git sees it.
+    let store = Store::open(&git_dir)?;
+    for (n, id) in commits.iter().enumerate() {
+        let tree = store.commit(*id).await?.tree();
+        let names = tree.read_dir(&path("flat"))?.expect("a directory");
+        let listed = git_in(&git_dir, &["ls-tree", "--name-only", &format!("{id}:flat")]);
+        assert!(
+            names.iter().map(String::as_str).eq(listed.lines()),
+            "the names of flat/ in commit {n}"
+        );
+        let tree_id = tree.tree_id(&path("flat"))?.expect("a directory");
+        assert_eq!(
+            tree_id.to_string(),
+            git_in(&git_dir, &["rev-parse", &format!("{id}:flat")]).trim(),
+            "commit {n}"
+        );
+        if n > 0 {
+            assert_eq!(
+                tree.read_file(&path(&format!("flat/f{:05}", flat_file(n))))?,
+                Some(format!("commit {n}").into_bytes()),
+                "the file commit {n} wrote"
+            );
+        }
+    }
+    let last = store
+        .commit(*commits.last().expect("commits"))
+        .await?
+        .tree();
+    for n in 0..FLAT_FILES {
+        let expected = (1..FLAT_COMMITS)
+            .rev()
+            .find(|&c| flat_file(c) == n)
+            .map_or_else(|| "initial".to_owned(), |c| format!("commit {c}"));
+        assert_eq!(
+            last.read_file(&path(&format!("flat/f{n:05}")))?,
+            Some(expected.into_bytes()),
+            "flat/f{n:05} in the last commit"
+        );
+    }
+    Ok(())
+}
+
+/// Two flat directories, each a big tree of its own, rewritten in turn: each merged pack holds
+/// versions of both interleaved, so the last whole tree written is often of the other directory.
+/// Deltas are only ever made against a version of the same directory (a delta against the other
+/// one would be bigger than the tree, so that base is passed over), and every version reads back.
+#[tokio::test]
+async fn big_trees_of_another_directory_are_not_delta_bases() -> anyhow::Result<()> {
+    const FILES: usize = 2_500;
+    const COMMITS: usize = 48;
+    let dir = tempfile::tempdir()?;
+    let git_dir = dir.path().join("state.git");
+    let store = Store::open(&git_dir)?;
+    let main = store.branch(&branch("main"));
+    let mut transaction = main.transaction().await?;
+    for n in 0..FILES {
+        transaction.create_file(&path(&format!("left/l{n:05}")), "initial")?;
+        transaction.create_file(&path(&format!("right/r{n:05}")), "initial")?;
+    }
+    let mut commits = vec![transaction.commit("initial").await?];
+    for n in 1..COMMITS {
+        let file = if n % 2 == 0 {
+            format!("left/l{:05}", n * 37 % FILES)
+        } else {
+            format!("right/r{:05}", n * 37 % FILES)
+        };
+        let mut transaction = main.transaction().await?;
+        transaction.create_file(&path(&file), format!("commit {n}"))?;
+        commits.push(transaction.commit(&format!("commit {n}")).await?);
+    }
+    drop((main, store));
+
+    // Every version of each directory, by id.
+    let versions = |dir: &str| -> std::collections::HashSet<String> {
+        commits
+            .iter()
+            .map(|id| {
+                git_in(&git_dir, &["rev-parse", &format!("{id}:{dir}")])
+                    .trim()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let (left, right) = (versions("left"), versions("right"));
+    let mut deltas = 0;
+    for idx in packs(&git_dir) {
+        let listing = git_in(
+            &git_dir,
+            &["verify-pack", "-v", idx.to_str().expect("UTF-8 path")],
+        );
+        // `<id> <type> <size> <size in pack> <offset> <depth> <base id>` for a delta.
+        for line in listing.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if let [id, "tree", _, _, _, depth, base] = fields[..] {
+                assert_eq!(depth, "1", "{line}");
+                let same_family = (left.contains(id) && left.contains(base))
+                    || (right.contains(id) && right.contains(base));
+                assert!(same_family, "a delta of another directory: {line}");
+                deltas += 1;
+            }
+        }
+    }
+    // One whole version of each directory per merged pack (of 16 commits), deltas of it for the
+    // other versions (the first commit wrote both directories).
+    assert_eq!(
+        deltas,
+        COMMITS + 1 - 2 * (COMMITS / 16),
+        "big trees stored as deltas"
+    );
+
+    let store = Store::open(&git_dir)?;
+    for (n, id) in commits.iter().enumerate() {
+        let tree = store.commit(*id).await?.tree();
+        for dir in ["left", "right"] {
+            let tree_id = tree.tree_id(&path(dir))?.expect("a directory");
+            assert_eq!(
+                tree_id.to_string(),
+                git_in(&git_dir, &["rev-parse", &format!("{id}:{dir}")]).trim(),
+                "{dir} in commit {n}"
+            );
+            let names = tree.read_dir(&path(dir))?.expect("a directory");
+            let listed = git_in(
+                &git_dir,
+                &["ls-tree", "--name-only", &format!("{id}:{dir}")],
+            );
+            assert!(
+                names.iter().map(String::as_str).eq(listed.lines()),
+                "the names of {dir}/ in commit {n}"
+            );
+        }
+    }
+    drop(store);
+    git_in(&git_dir, &["fsck", "--full", "--strict", "--no-progress"]);
+    common::assert_fsck_clean(&git_dir);
     Ok(())
 }
