@@ -67,6 +67,8 @@ pub(crate) struct Repo {
     tree_cache: TreeCache,
     /// Commits waiting to be written together (see [`crate::group`]).
     commits: CommitQueue,
+    /// Maintenance runs started in the background and not finished yet.
+    maintenance_running: tokio::sync::watch::Sender<usize>,
 }
 
 /// Idle handles and the readers/deleter exclusion.
@@ -131,6 +133,7 @@ impl Repo {
             maintenance: Mutex::new(Vec::new()),
             tree_cache: TreeCache::default(),
             commits: CommitQueue::default(),
+            maintenance_running: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -237,6 +240,27 @@ impl Repo {
                 .is_some()
     }
 
+    /// Runs [`maintain`](Self::maintain) on a blocking thread of the current tokio runtime if it
+    /// has work, without waiting for it: the commit that triggers a merge of hundreds of packs
+    /// should not wait for it. [`wait_for_maintenance`](Self::wait_for_maintenance) waits.
+    pub(crate) fn maintain_in_background(self: &Arc<Self>) {
+        if !self.needs_maintenance() {
+            return;
+        }
+        self.maintenance_running
+            .send_modify(|running| *running += 1);
+        let running = RunningMaintenance(Arc::clone(self));
+        tokio::task::spawn_blocking(move || running.0.maintain());
+    }
+
+    /// Waits until no maintenance started by
+    /// [`maintain_in_background`](Self::maintain_in_background) is running.
+    pub(crate) async fn wait_for_maintenance(&self) {
+        let mut running = self.maintenance_running.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = running.wait_for(|running| *running == 0).await;
+    }
+
     /// Merges packs while some size tier is full, then deletes the merged ones once no handle is on
     /// loan. Does nothing if another thread is at it. Failures are only logged: the commit that
     /// triggered this has already succeeded, and the next one tries again. The caller must not hold a
@@ -338,6 +362,17 @@ impl Repo {
         drop(pool);
         self.pool_changed.notify_all();
         drop(stale);
+    }
+}
+
+/// Counts a background maintenance run as running until dropped (even if it panics).
+struct RunningMaintenance(Arc<Repo>);
+
+impl Drop for RunningMaintenance {
+    fn drop(&mut self) {
+        self.0
+            .maintenance_running
+            .send_modify(|running| *running -= 1);
     }
 }
 

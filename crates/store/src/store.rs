@@ -69,6 +69,27 @@ impl Store {
         &self.shared.path
     }
 
+    /// Waits until the pack maintenance started by earlier commits has finished.
+    ///
+    /// Every commit writes one pack, and packs are merged (and the merged ones deleted) in the
+    /// background once enough have gathered, so a commit never waits for a merge. Nothing needs to
+    /// wait for it: a merge only makes lookups cheaper, and a run cut short by the process ending
+    /// leaves at most a temporary file, removed the next time the store is opened. Tests and
+    /// benchmarks that count the store's files wait for it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), datakit_ci_store::Error> {
+    /// # let dir = tempfile::tempdir().expect("a temporary directory");
+    /// let store = datakit_ci_store::Store::open(&dir.path().join("state.git"))?;
+    /// store.wait_for_maintenance().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn wait_for_maintenance(&self) {
+        self.shared.repo.wait_for_maintenance().await;
+    }
+
     /// A handle on the branch `name`, which may not exist yet.
     pub fn branch(&self, name: &BranchName) -> Branch {
         Branch {

@@ -289,15 +289,7 @@ impl Transaction {
         state.head.send_replace(Some(id));
         drop(_serialised);
         // Merging packs (every few commits) keeps lookups cheap; the commit is already visible.
-        if repo.needs_maintenance()
-            && let Err(error) = run_blocking(move || {
-                repo.maintain();
-                Ok(())
-            })
-            .await
-        {
-            tracing::warn!(%error, "pack maintenance did not run");
-        }
+        repo.maintain_in_background();
         Ok(id)
     }
 

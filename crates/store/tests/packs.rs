@@ -210,6 +210,8 @@ async fn many_commits_keep_the_number_of_packs_bounded() -> anyhow::Result<()> {
         let mut transaction = main.transaction().await?;
         transaction.create_file(&path(&format!("n/{}", n % 50)), n.to_string())?;
         transaction.commit(&format!("commit {n}")).await?;
+        // Merges run in the background; count what they leave.
+        fixture.store.wait_for_maintenance().await;
         most = most.max(packs(&fixture.path).len());
     }
     // 600 commits of 3 objects: at most 15 packs in each of the tiers below 16, 256 and 4096
@@ -223,6 +225,26 @@ async fn many_commits_keep_the_number_of_packs_bounded() -> anyhow::Result<()> {
     assert_eq!(fixture.git(&["rev-list", "--count", "main"]).trim(), "600");
     let head = main.head().await?.expect("committed");
     assert_eq!(head.tree().read_file(&path("n/0"))?, Some(b"550".to_vec()));
+    Ok(())
+}
+
+/// The commit that fills a tier does not wait for the merge; `wait_for_maintenance` does, and then
+/// the tier's packs are one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packs_are_merged_in_the_background_after_the_commit_that_fills_a_tier()
+-> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    // `pack::TIER_WIDTH`, which is private: 16 packs of one tier are merged into one.
+    for n in 0..16 {
+        let mut transaction = main.transaction().await?;
+        transaction.create_file(&path("n"), n.to_string())?;
+        transaction.commit(&format!("commit {n}")).await?;
+    }
+    fixture.store.wait_for_maintenance().await;
+    assert_eq!(packs(&fixture.path).len(), 1, "{:?}", packs(&fixture.path));
+    assert_eq!(fixture.git(&["cat-file", "-p", "main:n"]), "15");
+    assert_eq!(fixture.git(&["rev-list", "--count", "main"]).trim(), "16");
     Ok(())
 }
 
@@ -386,6 +408,7 @@ async fn readers_never_miss_objects_while_packs_are_merged_and_deleted() -> anyh
     }
     result?;
     assert!(reads.load(Ordering::Relaxed) > 100, "readers kept up");
+    fixture.store.wait_for_maintenance().await;
     assert!(packs(&fixture.path).len() <= 3 * 15 + 1);
     assert_eq!(fixture.git(&["rev-list", "--count", "main"]).trim(), "2000");
     Ok(())
@@ -489,6 +512,8 @@ async fn merged_packs_store_big_trees_as_deltas() -> anyhow::Result<()> {
         let packs_before = packs(&git_dir).len();
         let started = std::time::Instant::now();
         commits.push(transaction.commit(&format!("commit {n}")).await?);
+        // The merge runs in the background after the commit.
+        store.wait_for_maintenance().await;
         if packs(&git_dir).len() < packs_before {
             merge_times.push((n, started.elapsed()));
         }
@@ -611,6 +636,7 @@ async fn big_trees_of_another_directory_are_not_delta_bases() -> anyhow::Result<
         transaction.create_file(&path(&file), format!("commit {n}"))?;
         commits.push(transaction.commit(&format!("commit {n}")).await?);
     }
+    store.wait_for_maintenance().await;
     drop((main, store));
 
     // Every version of each directory, by id.
