@@ -35,7 +35,9 @@ impl RefWatcher {
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
                 Ok(event) => {
-                    if event.paths.iter().any(|path| relevant(path)) {
+                    if may_change_a_file(&event.kind)
+                        && event.paths.iter().any(|path| relevant(path))
+                    {
                         match wake.try_send(()) {
                             // Full: a wake-up is already pending, which covers this event too.
                             Ok(()) | Err(mpsc::error::TrySendError::Full(())) => {}
@@ -52,6 +54,18 @@ impl RefWatcher {
             watcher.watch(refs_dir, RecursiveMode::Recursive)?;
         }
         Ok(RefWatcher { _watcher: watcher })
+    }
+}
+
+/// Whether an event of this kind can mean that a file changed. Opening or reading one cannot, and
+/// every sync opens the ref files (`git for-each-ref`), as does the Git plugin when it copies a
+/// commit: waking on those made the bridge sync again after its own syncs and after every build.
+fn may_change_a_file(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        notify::EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        notify::EventKind::Access(_) => false,
+        _ => true,
     }
 }
 
@@ -105,5 +119,58 @@ fn hash_entry(
             std::os::unix::fs::MetadataExt::ino(&metadata).hash(hasher);
         }
         Err(error) => error.kind().hash(hasher),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+
+    use super::RefWatcher;
+
+    fn git(dir: &std::path::Path, args: &[&str]) {
+        let status = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .status()
+            .expect("git runs");
+        assert!(status.success(), "git {args:?}");
+    }
+
+    /// Reading refs (as every sync does) wakes no one; moving one does.
+    #[tokio::test]
+    async fn reading_refs_does_not_wake_the_bridge_but_moving_one_does() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        git(dir.path(), &["init", "--quiet", "--initial-branch=main"]);
+        git(
+            dir.path(),
+            &["commit", "--quiet", "--allow-empty", "-m", "first"],
+        );
+        let git_dir = dir.path().join(".git");
+        let (wake, mut woken) = mpsc::channel(1);
+        let _watcher = RefWatcher::start(std::slice::from_ref(&git_dir), wake).expect("watching");
+
+        for _ in 0..3 {
+            std::fs::read(git_dir.join("HEAD")).expect("HEAD");
+            std::fs::read(git_dir.join("refs/heads/main")).expect("the branch");
+            std::fs::read_dir(git_dir.join("refs/heads"))
+                .expect("the refs")
+                .for_each(drop);
+            git(dir.path(), &["for-each-ref"]);
+        }
+        let read = tokio::time::timeout(Duration::from_millis(300), woken.recv()).await;
+        assert!(read.is_err(), "reading refs woke the bridge");
+
+        git(dir.path(), &["branch", "second"]);
+        let moved = tokio::time::timeout(Duration::from_secs(10), woken.recv()).await;
+        assert_eq!(moved, Ok(Some(())), "a new branch woke the bridge");
     }
 }
