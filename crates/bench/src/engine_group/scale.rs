@@ -17,7 +17,7 @@ use datakit_ci::store::{Branch, BranchName, Store, StorePath};
 use datakit_ci::term::{CommitHash, Term};
 
 use crate::Scale;
-use crate::engine_group::sys::{Background, rss_bytes};
+use crate::engine_group::sys::{Background, dir_bytes, rss_bytes};
 use crate::report::{Figure, Report, Target};
 use crate::stats::quantile;
 use crate::targets::{JOBS, REPO, check_loaded, count_successes, fake_hash, head_path};
@@ -73,7 +73,11 @@ pub(super) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()>
     // Let the engine's last commits (its own status commit, seen by its watch) settle.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let rss_loaded = rss_bytes()?;
+    large.store.wait_for_maintenance().await;
+    let store_loaded = dir_bytes(large.store.path())?;
     let large_changes = large.head_changes(sizes.changes).await?;
+    large.store.wait_for_maintenance().await;
+    let store_growth = dir_bytes(large.store.path())?.saturating_sub(store_loaded);
     let (refs_time, load_time) = (large.refs_time, large.load_time);
     stale += large.stale;
     engine_errors += large.engine_errors.len();
@@ -142,6 +146,13 @@ pub(super) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()>
         ),
         rss_loaded as f64 / MIB,
         "MiB",
+    ));
+    report.add(Figure::new(
+        format!(
+            "engine: store growth per head change, {n_large} targets (bytes on disk after {count} changes and pack maintenance)"
+        ),
+        store_growth as f64 / count as f64 / 1024.0,
+        "KiB",
     ));
     report.add(Figure::new(
         format!("engine: VmRSS growth from loading {n_large} targets × {jobs} jobs"),

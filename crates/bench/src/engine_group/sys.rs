@@ -23,6 +23,21 @@ pub(super) fn rss_bytes() -> anyhow::Result<u64> {
     Ok(kilobytes * 1024)
 }
 
+/// The bytes of the files under `dir`, recursively (a store's size on disk, without block rounding).
+pub(super) fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("list {}", dir.display()))? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            total += dir_bytes(&entry.path())?;
+        } else if kind.is_file() {
+            total += entry.metadata()?.len();
+        }
+    }
+    Ok(total)
+}
+
 /// CPU time used so far, from `/proc/self/stat`.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct CpuTimes {
