@@ -132,9 +132,11 @@ mod tests {
     use super::RefWatcher;
 
     fn git(dir: &std::path::Path, args: &[&str]) {
+        // No automatic maintenance: detached, it could touch the refs while the test watches.
         let status = Command::new("git")
             .arg("-C")
             .arg(dir)
+            .args(["-c", "maintenance.auto=false", "-c", "gc.auto=0"])
             .args(args)
             .env("GIT_AUTHOR_NAME", "t")
             .env("GIT_AUTHOR_EMAIL", "t@example.com")
