@@ -1,5 +1,5 @@
-//! The real `git`, for the crate's unit tests to check what the store wrote (the integration tests
-//! in `tests/` have their own copy in `tests/common`, a separate crate).
+//! The real `git`, for the crate's tests to check what the store wrote. The integration tests in
+//! `tests/` compile this file into their own crate (`tests/common` includes it by path).
 
 use std::io::Write as _;
 use std::path::Path;
@@ -54,6 +54,8 @@ pub(crate) fn assert_fsck_clean(git_dir: &Path) {
         .collect();
     assert!(
         output.status.success() && problems.is_empty(),
-        "git fsck --strict failed: {stderr}"
+        "git fsck --strict failed ({}):\n{}\n{stderr}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout)
     );
 }

@@ -1,10 +1,15 @@
 //! Test fixture: a store in a fresh temporary directory, cross-checked with the real `git` binary,
 //! and `git fsck --strict` run on it at the end of every test.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use datakit_ci_store::{BranchName, Store, StorePath};
+
+// The git helpers of the crate's unit tests, compiled into this test crate too.
+#[path = "../../src/test_git.rs"]
+mod test_git;
+
+pub(crate) use test_git::{assert_fsck_clean, git as git_in};
 
 /// A store in a temporary directory; checked with `git fsck --strict` when dropped.
 pub(crate) struct Fixture {
@@ -37,44 +42,6 @@ impl Drop for Fixture {
             assert_fsck_clean(&self.path);
         }
     }
-}
-
-/// Fails the test unless `git fsck --strict` finds the repository clean (dangling objects, left by
-/// aborted transactions, are fine).
-pub(crate) fn assert_fsck_clean(git_dir: &Path) {
-    let output = Command::new("git")
-        .arg("--git-dir")
-        .arg(git_dir)
-        .args(["fsck", "--strict", "--no-progress"])
-        .output()
-        .expect("run git fsck");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let problems: Vec<&str> = stderr
-        .lines()
-        .filter(|line| !line.starts_with("dangling ") && !line.starts_with("notice: "))
-        .collect();
-    assert!(
-        output.status.success() && problems.is_empty(),
-        "git fsck --strict failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        stderr
-    );
-}
-
-pub(crate) fn git_in(git_dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .arg("--git-dir")
-        .arg(git_dir)
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(
-        output.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("git prints UTF-8")
 }
 
 pub(crate) fn branch(name: &str) -> BranchName {
