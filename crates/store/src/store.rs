@@ -74,8 +74,9 @@ impl Store {
     /// Every commit writes one pack, and packs are merged (and the merged ones deleted) in the
     /// background once enough have gathered, so a commit never waits for a merge. Nothing needs to
     /// wait for it: a merge only makes lookups cheaper, and a run cut short by the process ending
-    /// leaves at most a temporary file, removed the next time the store is opened. Tests and
-    /// benchmarks that count the store's files wait for it.
+    /// leaves at most a temporary file (removed the next time the store is opened) or packs whose
+    /// objects are also in the merged one (merged again later). Tests and benchmarks that count the
+    /// store's files wait for it.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
