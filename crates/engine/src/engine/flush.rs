@@ -158,20 +158,26 @@ impl Engine {
             dirty.extend(deferred);
             (records, writes, metadata_commit)
         };
-        let mut ok = self.record_history(records, metadata_commit).await;
+        let (mut ok, indexed) = self.record_history(records, metadata_commit).await;
         if !writes.is_empty() {
             ok &= self.write_statuses(writes).await;
+        }
+        if indexed {
+            // Only now: the index commit rewrites a tree as big as the status commit's, and
+            // written alongside it, it would delay the statuses.
+            self.inner.index_wanted.notify_one();
         }
         Flushed { ok, deferred_until }
     }
 
     /// Records the states in history (a few targets at a time) and queues their commit-index
     /// entries for [`index_loop`](Self::index_loop); the history's readers see them at once.
+    /// Returns whether all were recorded, and whether index entries were queued.
     async fn record_history(
         &self,
         records: Vec<(TargetId, CommitHash, BTreeMap<String, JobOutput>)>,
         metadata_commit: CommitId,
-    ) -> bool {
+    ) -> (bool, bool) {
         let history = &self.inner.history;
         let mut results = futures::stream::iter(records)
             .map(|(id, head, jobs)| async move {
@@ -194,9 +200,8 @@ impl Engine {
         }
         if !index.is_empty() {
             history.queue_index(&index);
-            self.inner.index_wanted.notify_one();
         }
-        ok
+        (ok, !index.is_empty())
     }
 
     async fn write_statuses(&self, writes: Vec<StatusWrite>) -> bool {
