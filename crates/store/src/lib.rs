@@ -94,6 +94,7 @@ mod lock;
 mod names;
 mod pack;
 mod pending;
+mod recent;
 mod repo;
 mod snapshot;
 mod store;

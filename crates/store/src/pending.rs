@@ -13,6 +13,7 @@ use gix::objs::Kind;
 
 use crate::Error;
 use crate::group::Object;
+use crate::recent::RecentWrites;
 
 /// Objects made by a transaction but not yet in the object database.
 #[derive(Default)]
@@ -42,13 +43,20 @@ impl PendingObjects {
 
     /// The pending objects the object database does not have yet, for the commit to write; forgets
     /// them all.
-    pub(crate) fn take_new(&mut self, repo: &gix::Repository) -> Vec<Object> {
+    pub(crate) fn take_new(
+        &mut self,
+        repo: &gix::Repository,
+        recent: &RecentWrites,
+    ) -> Vec<Object> {
         self.index.clear();
         let mut objects = std::mem::take(&mut self.objects);
-        // Looking in the packs already known is a few binary searches; an object missed because its
-        // pack is too new to be known costs only a duplicate in the new pack. (A lookup that
-        // refreshes would list the pack directory for every new object.)
-        objects.retain(|(id, _, _)| !repo.objects.exists_without_refresh(id));
+        // Looking in the packs already known is a few binary searches, and the objects written
+        // last are known without them; an object missed because its pack is too new for both
+        // costs only a duplicate in the new pack. (A lookup that refreshes would list the pack
+        // directory for every new object.)
+        objects.retain(|(id, _, _)| {
+            !recent.has_object(id) && !repo.objects.exists_without_refresh(id)
+        });
         objects
     }
 }

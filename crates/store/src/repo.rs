@@ -6,7 +6,8 @@
 //!
 //! Every object read goes through a handle borrowed from the pool ([`Repo::get`]); a borrowed handle
 //! is a *reader*. Merged packs are deleted only by [`Repo::maintain`], and only while no handle is
-//! borrowed: it waits until there are no readers, blocks new ones, deletes, opens a fresh gix object
+//! borrowed: it stops lending handles, waits until the readers are done (at most [`DELETE_WAIT`];
+//! a busy store otherwise never has an instant without one), deletes, opens a fresh gix object
 //! database for the handles made from then on, drops every pooled handle (their lists of packs may
 //! name the deleted ones) and lets readers in again. So:
 //!
@@ -24,6 +25,7 @@
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -32,12 +34,15 @@ use gix::ObjectId;
 use crate::Error;
 use crate::group::CommitQueue;
 use crate::pack::{self, PackInfo, Tiers};
+use crate::recent::RecentWrites;
 use crate::tree::TreeCache;
 
 /// Bytes of decoded objects each pooled handle keeps in its cache.
 const OBJECT_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
-/// How long maintenance waits for readers to finish before leaving merged packs for next time.
+/// How long maintenance waits for readers to finish before leaving merged packs for next time. New
+/// readers wait meanwhile, so a reader waits at most this long (a handle borrowed while the same
+/// thread holds another waits this long, then gets it: the deletion gives up).
 const DELETE_WAIT: Duration = Duration::from_millis(50);
 
 /// Slots gix's object database has for packs, at least: each pack added while it is open takes a
@@ -67,8 +72,13 @@ pub(crate) struct Repo {
     tree_cache: TreeCache,
     /// Commits waiting to be written together (see [`crate::group`]).
     commits: CommitQueue,
+    /// The commits and objects written last.
+    recent: RecentWrites,
     /// Maintenance runs started in the background and not finished yet.
     maintenance_running: tokio::sync::watch::Sender<usize>,
+    /// Set by a commit that found maintenance already running: the packs it wrote may fill a tier
+    /// after the running maintenance looked, so that maintenance looks again before it ends.
+    maintenance_rerun: AtomicBool,
 }
 
 /// Idle handles and the readers/deleter exclusion.
@@ -83,6 +93,9 @@ struct Pool {
     readers: usize,
     /// Packs are being deleted: no new loans until it is done.
     deleting: bool,
+    /// A deletion waits for the handles on loan to come back: no new loans meanwhile, or a busy
+    /// store (one loan starting as another ends) would never let it happen.
+    delete_waiting: bool,
     /// Incremented by every deletion; handles from an older epoch are dropped instead of reused.
     epoch: u64,
 }
@@ -126,6 +139,7 @@ impl Repo {
                 idle: Vec::new(),
                 readers: 0,
                 deleting: false,
+                delete_waiting: false,
                 epoch: 0,
             }),
             pool_changed: Condvar::new(),
@@ -133,13 +147,20 @@ impl Repo {
             maintenance: Mutex::new(Vec::new()),
             tree_cache: TreeCache::default(),
             commits: CommitQueue::default(),
+            recent: RecentWrites::default(),
             maintenance_running: tokio::sync::watch::Sender::new(0),
+            maintenance_rerun: AtomicBool::new(false),
         })
     }
 
     /// The decoded trees shared by every reader of this store.
     pub(crate) fn tree_cache(&self) -> &TreeCache {
         &self.tree_cache
+    }
+
+    /// The commits and objects this process wrote last.
+    pub(crate) fn recent(&self) -> &RecentWrites {
+        &self.recent
     }
 
     /// Where packs are written.
@@ -157,10 +178,11 @@ impl Repo {
     }
 
     /// Borrows an idle thread-local handle (or makes one) until the returned guard is dropped. Waits
-    /// while merged packs are being deleted (a few milliseconds).
+    /// while merged packs are being deleted, or wait for the handles on loan to come back to be deleted (a few
+    /// milliseconds, at most [`DELETE_WAIT`] and the deletion).
     pub(crate) fn get(self: &Arc<Self>) -> PooledRepo {
         let mut pool = self.pool();
-        while pool.deleting {
+        while pool.deleting || pool.delete_waiting {
             pool = self
                 .pool_changed
                 .wait(pool)
@@ -199,6 +221,8 @@ impl Repo {
                 gix::objs::Write::write_buf(&repo.objects, *kind, data)
                     .map_err(Error::git("write object"))?;
             }
+            self.recent
+                .remember_objects(objects.iter().map(|(id, _, _)| *id));
             return Ok(());
         }
         let pack = pack::write_objects(&self.pack_dir, objects).map_err(|source| Error::Io {
@@ -209,6 +233,8 @@ impl Repo {
             .lock()
             .expect("pack tiers lock poisoned")
             .add(pack);
+        self.recent
+            .remember_objects(objects.iter().map(|(id, _, _)| *id));
         Ok(())
     }
 
@@ -228,8 +254,11 @@ impl Repo {
     pub(crate) fn needs_maintenance(&self) -> bool {
         let retired = match self.maintenance.try_lock() {
             Ok(retired) => !retired.is_empty(),
-            // Someone is maintaining already.
-            Err(_) => return false,
+            // Someone is maintaining already; they look again before they end.
+            Err(_) => {
+                self.maintenance_rerun.store(true, Ordering::SeqCst);
+                return false;
+            }
         };
         retired
             || self
@@ -262,13 +291,28 @@ impl Repo {
     }
 
     /// Merges packs while some size tier is full, then deletes the merged ones once no handle is on
-    /// loan. Does nothing if another thread is at it. Failures are only logged: the commit that
-    /// triggered this has already succeeded, and the next one tries again. The caller must not hold a
-    /// handle from the pool (the deletion waits for every handle to come back).
+    /// loan; again if a commit asked for it meanwhile. Leaves it to the thread at it, if another
+    /// is. Failures are only logged: the commit that triggered this has already succeeded, and the
+    /// next one tries again. The caller must not hold a handle from the pool (the deletion waits
+    /// for every handle to come back).
     pub(crate) fn maintain(self: &Arc<Self>) {
-        let Ok(mut retired) = self.maintenance.try_lock() else {
-            return;
-        };
+        loop {
+            {
+                let Ok(mut retired) = self.maintenance.try_lock() else {
+                    self.maintenance_rerun.store(true, Ordering::SeqCst);
+                    return;
+                };
+                self.maintenance_rerun.store(false, Ordering::SeqCst);
+                self.merge_and_delete(&mut retired);
+            }
+            // After releasing the lock: a commit that failed to take it set the flag before.
+            if !self.maintenance_rerun.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+    }
+
+    fn merge_and_delete(self: &Arc<Self>, retired: &mut Vec<PackInfo>) {
         loop {
             let full = self
                 .tiers
@@ -293,7 +337,7 @@ impl Repo {
             }
         }
         if !retired.is_empty() {
-            self.delete_retired(&mut retired);
+            self.delete_retired(retired);
         }
     }
 
@@ -314,6 +358,7 @@ impl Repo {
     fn delete_retired(&self, retired: &mut Vec<PackInfo>) {
         let deadline = Instant::now() + DELETE_WAIT;
         let mut pool = self.pool();
+        pool.delete_waiting = true;
         while pool.readers > 0 {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 tracing::debug!(
@@ -321,6 +366,9 @@ impl Repo {
                     packs = retired.len(),
                     "readers busy; deleting merged packs later"
                 );
+                pool.delete_waiting = false;
+                drop(pool);
+                self.pool_changed.notify_all();
                 return;
             };
             pool = self
@@ -329,6 +377,7 @@ impl Repo {
                 .expect("repo pool lock poisoned")
                 .0;
         }
+        pool.delete_waiting = false;
         pool.deleting = true;
         drop(pool);
 
@@ -486,6 +535,49 @@ mod tests {
                 Some(n.to_string().into_bytes())
             );
         }
+        Ok(())
+    }
+
+    /// Readers that overlap (so that some handle is always on loan) do not keep merged packs from
+    /// being deleted: new loans wait while a deletion waits for the current ones. Without that, the
+    /// packs were never deleted and commits went on as loose objects.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn merged_packs_are_deleted_while_readers_overlap() -> Result<(), crate::Error> {
+        let dir = tempfile::tempdir().expect("make a temporary directory");
+        let git_dir = dir.path().join("state.git");
+        let store = Store::open(&git_dir)?;
+        let main = store.branch(&BranchName::new("main")?);
+        let file = StorePath::new("n")?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|n| {
+                let (repo, stop) = (std::sync::Arc::clone(store.repo()), stop.clone());
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_micros(500 * n));
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let handle = repo.get();
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                        drop(handle);
+                    }
+                })
+            })
+            .collect();
+        for n in 0..2 * super::MAX_PACKS_PER_EPOCH {
+            let mut transaction = main.transaction().await?;
+            transaction.create_file(&file, n.to_string())?;
+            transaction.commit("commit").await?;
+            store.wait_for_maintenance().await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for reader in readers {
+            reader.join().expect("a reader thread");
+        }
+        let loose = std::fs::read_dir(git_dir.join("objects"))
+            .expect("read objects/")
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_name().len() == 2)
+            .count();
+        assert_eq!(loose, 0, "every commit is in a pack");
         Ok(())
     }
 

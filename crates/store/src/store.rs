@@ -128,6 +128,9 @@ impl Store {
     /// Loads the commit `id`.
     pub async fn commit(&self, id: CommitId) -> Result<Commit, Error> {
         let repo = Arc::clone(&self.shared.repo);
+        if let Some(data) = repo.recent().commit(id) {
+            return Ok(Commit { data, repo });
+        }
         run_blocking(move || load_commit(&repo, id)).await
     }
 
@@ -249,10 +252,14 @@ pub(crate) fn update_head(
     Ok(())
 }
 
+/// Loads commit `id`: one of the last written if it is, else from the object database.
 pub(crate) fn load_commit(repo: &Arc<Repo>, id: CommitId) -> Result<Commit, Error> {
-    let data = read_commit(&repo.get(), id)?;
+    let data = match repo.recent().commit(id) {
+        Some(data) => data,
+        None => Arc::new(read_commit(&repo.get(), id)?),
+    };
     Ok(Commit {
-        data: Arc::new(data),
+        data,
         repo: Arc::clone(repo),
     })
 }
@@ -322,9 +329,9 @@ impl Branch {
 
 /// A decoded commit.
 pub(crate) struct CommitData {
-    id: CommitId,
-    parents: Vec<CommitId>,
-    message: String,
+    pub(crate) id: CommitId,
+    pub(crate) parents: Vec<CommitId>,
+    pub(crate) message: String,
     /// Its root tree.
     pub(crate) tree: gix::ObjectId,
 }

@@ -9,7 +9,7 @@ use gix::objs::tree::{EntryKind as GitEntryKind, EntryMode};
 use crate::group::{Member, OpenTransaction};
 use crate::pending::PendingObjects;
 use crate::repo::PooledRepo;
-use crate::store::{load_commit, read_commit, read_head, run_blocking, signature};
+use crate::store::{CommitData, load_commit, read_commit, read_head, run_blocking, signature};
 use crate::tree::{DirNode, Found, TreeSource, empty_tree};
 use crate::{BranchName, CommitId, EntryKind, Error, Store, StorePath};
 
@@ -309,7 +309,7 @@ impl Transaction {
         let repo = store.repo();
         let mut expected = parent;
         for _ in 0..MAX_ATTEMPTS {
-            let (commit, objects) = {
+            let (tree, commit, objects) = {
                 let handle = repo.get();
                 let current = read_head(&handle, &branch)?;
                 if current != expected {
@@ -319,7 +319,7 @@ impl Transaction {
                 }
                 let (tree, _) = root.write(&mut pending)?;
                 let commit = add_commit(&mut pending, tree, expected, message)?;
-                (commit, pending.take_new(&handle))
+                (tree, commit, pending.take_new(&handle, repo.recent()))
             };
             // No handle is held while the group is written: deleting merged packs waits for them all.
             let member = Member {
@@ -329,7 +329,17 @@ impl Transaction {
                 expected,
             };
             match repo.commits().commit(repo, member) {
-                Ok(()) => return Ok(CommitId::from_object_id(commit)),
+                Ok(()) => {
+                    let id = CommitId::from_object_id(commit);
+                    repo.recent()
+                        .remember_commit(std::sync::Arc::new(CommitData {
+                            id,
+                            parents: expected.into_iter().collect(),
+                            message: message.to_owned(),
+                            tree,
+                        }));
+                    return Ok(id);
+                }
                 Err(error @ Error::WriteObjects { .. }) => return Err(error),
                 Err(error) => {
                     // The objects are stored; only the compare-and-swap failed. Replay if the

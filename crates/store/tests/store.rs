@@ -824,3 +824,43 @@ async fn readers_see_every_new_head_while_commits_go_on() -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+/// A commit read right after it was written (from the store's memory of its latest commits) is
+/// the same as the one read back from disk by another process's store, and as `git` sees it.
+#[tokio::test]
+async fn a_commit_just_written_reads_the_same_as_from_disk() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store_path = dir.path().join("state.git");
+    let message = "Ünïcode subject\n\nbody line\n  indented\n";
+    let (written, parent) = {
+        let store = Store::open(&store_path)?;
+        let main = store.branch(&branch("main"));
+        let mut transaction = main.transaction().await?;
+        transaction.create_file(&path("a"), "1")?;
+        let parent = transaction.commit("first").await?;
+        let mut transaction = main.transaction().await?;
+        transaction.create_file(&path("dir/b"), "2")?;
+        let id = transaction.commit(message).await?;
+        let commit = store.commit(id).await?;
+        let head = main.head().await?.expect("a head");
+        assert_eq!(head.id(), id);
+        (
+            (
+                commit.id(),
+                commit.parents().to_vec(),
+                commit.message().to_owned(),
+                commit.tree().read_file(&path("dir/b"))?,
+            ),
+            parent,
+        )
+    };
+    let store = Store::open(&store_path)?;
+    let from_disk = store.commit(written.0).await?;
+    assert_eq!(written.1, vec![parent]);
+    assert_eq!(from_disk.parents(), written.1.as_slice());
+    assert_eq!(from_disk.message(), written.2);
+    assert_eq!(from_disk.tree().read_file(&path("dir/b"))?, written.3);
+    let git_message = common::git_in(&store_path, &["log", "-1", "--format=%B", "main"]);
+    assert_eq!(git_message.trim_end(), message.trim_end());
+    Ok(())
+}
