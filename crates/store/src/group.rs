@@ -33,12 +33,13 @@ use std::time::Duration;
 
 use gix::ObjectId;
 
+use crate::pending::ObjectData;
 use crate::repo::Repo;
 use crate::store::update_head;
 use crate::{BranchName, CommitId, Error};
 
 /// An object ready to be stored: its id, kind and encoded data (without header).
-pub(crate) type Object = (ObjectId, gix::objs::Kind, Vec<u8>);
+pub(crate) type Object = (ObjectId, gix::objs::Kind, ObjectData);
 
 /// A commit ready to be written: its new objects and the branch move that publishes them.
 pub(crate) struct Member {

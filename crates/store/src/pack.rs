@@ -127,13 +127,13 @@ fn tier(count: usize) -> usize {
 }
 
 /// Writes `objects` (encoded data without header) as one pack and its index in `pack_dir`.
-pub(crate) fn write_objects(
+pub(crate) fn write_objects<D: AsRef<[u8]>>(
     pack_dir: &Path,
-    objects: &[(ObjectId, Kind, Vec<u8>)],
+    objects: &[(ObjectId, Kind, D)],
 ) -> io::Result<PackInfo> {
     let mut writer = PackWriter::new(pack_dir, objects.len())?;
     for (id, kind, data) in objects {
-        writer.add_object(*id, *kind, data)?;
+        writer.add_object(*id, *kind, data.as_ref())?;
     }
     writer.finish()
 }

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use gix::ObjectId;
 
 use crate::Error;
-use crate::group::CommitQueue;
+use crate::group::{CommitQueue, Object};
 use crate::pack::{self, PackInfo, Tiers};
 use crate::recent::RecentWrites;
 use crate::tree::TreeCache;
@@ -213,16 +213,15 @@ impl Repo {
     pub(crate) fn write_objects(
         &self,
         repo: &gix::Repository,
-        objects: &[(ObjectId, gix::objs::Kind, Vec<u8>)],
+        objects: &[Object],
     ) -> Result<(), Error> {
         if !self.count_pack(true) {
             tracing::debug!("too many packs since the last deletion; writing loose objects");
             for (_, kind, data) in objects {
-                gix::objs::Write::write_buf(&repo.objects, *kind, data)
+                gix::objs::Write::write_buf(&repo.objects, *kind, data.as_ref())
                     .map_err(Error::git("write object"))?;
             }
-            self.recent
-                .remember_objects(objects.iter().map(|(id, _, _)| *id));
+            self.recent.remember_objects(objects);
             return Ok(());
         }
         let pack = pack::write_objects(&self.pack_dir, objects).map_err(|source| Error::Io {
@@ -233,8 +232,7 @@ impl Repo {
             .lock()
             .expect("pack tiers lock poisoned")
             .add(pack);
-        self.recent
-            .remember_objects(objects.iter().map(|(id, _, _)| *id));
+        self.recent.remember_objects(objects);
         Ok(())
     }
 

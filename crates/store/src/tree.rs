@@ -105,9 +105,12 @@ pub(crate) fn lookup_stored<'a, S: TreeSource + ?Sized>(
     Ok(Some(current))
 }
 
-/// Reads a blob's contents.
-pub(crate) fn read_blob(repo: &gix::Repository, id: ObjectId) -> Result<Vec<u8>, Error> {
-    read_object(repo, id, gix::objs::Kind::Blob)
+/// Reads a blob's contents: a small one written last from memory, others from the object database.
+pub(crate) fn read_blob(repo: &PooledRepo, id: ObjectId) -> Result<Vec<u8>, Error> {
+    match repo.home().recent().small_blob(&id) {
+        Some(data) => Ok(data.to_vec()),
+        None => read_object(repo, id, gix::objs::Kind::Blob),
+    }
 }
 
 /// The data of object `id`, which must exist and be of `kind`.

@@ -80,7 +80,9 @@ impl TreeCache {
         }
         let found = generations.old.remove(id)?;
         generations.old_entries -= found.len();
-        generations.insert_young(*id, found.clone(), self.shared.generation_limit);
+        let evicted = generations.insert_young(*id, found.clone(), self.shared.generation_limit);
+        drop(generations);
+        drop_in_background(evicted);
         Some(found)
     }
 
@@ -96,7 +98,9 @@ impl TreeCache {
         if let Some(old) = generations.old.remove(&id) {
             generations.old_entries -= old.len();
         }
-        generations.insert_young(id, tree, self.shared.generation_limit);
+        let evicted = generations.insert_young(id, tree, self.shared.generation_limit);
+        drop(generations);
+        drop_in_background(evicted);
     }
 
     /// Counts a tree decoded because it was not cached.
@@ -125,13 +129,37 @@ impl TreeCache {
 }
 
 impl Generations {
-    fn insert_young(&mut self, id: ObjectId, tree: DecodedTree, limit: usize) {
-        if self.young_entries + tree.len() > limit {
-            self.old = std::mem::take(&mut self.young);
+    /// Inserts into the young generation; returns the old generation if this made it go.
+    #[must_use]
+    fn insert_young(
+        &mut self,
+        id: ObjectId,
+        tree: DecodedTree,
+        limit: usize,
+    ) -> Option<HashMap<ObjectId, DecodedTree>> {
+        let evicted = (self.young_entries + tree.len() > limit).then(|| {
             self.old_entries = std::mem::take(&mut self.young_entries);
-        }
+            std::mem::replace(&mut self.old, std::mem::take(&mut self.young))
+        });
         self.young_entries += tree.len();
         self.young.insert(id, tree);
+        evicted
+    }
+}
+
+/// Frees an evicted generation on a thread of its own. It holds about a generation's worth of
+/// entries, at 10,000 targets a dozen trees of hundreds of KB: freeing them took milliseconds of the
+/// head change whose commit happened to fill the young generation.
+fn drop_in_background(evicted: Option<HashMap<ObjectId, DecodedTree>>) {
+    let Some(evicted) = evicted.filter(|evicted| !evicted.is_empty()) else {
+        return;
+    };
+    let spawned = std::thread::Builder::new()
+        .name("tree-cache-evict".to_owned())
+        .spawn(move || drop(evicted));
+    // Without a thread (resources exhausted), the generation was dropped with the error.
+    if let Err(error) = spawned {
+        tracing::debug!(%error, "cannot start a thread to free evicted trees");
     }
 }
 

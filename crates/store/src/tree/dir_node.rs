@@ -435,7 +435,7 @@ impl DirNode {
             Some(builder) => {
                 let empty = builder.is_empty();
                 let tree = builder.finish();
-                let id = pending.add(gix::objs::Kind::Tree, tree.data().to_vec())?;
+                let id = pending.add_tree(tree.clone())?;
                 if let Some(cache) = cache {
                     cache.insert(id, tree.clone());
                 }
