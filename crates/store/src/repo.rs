@@ -6,8 +6,9 @@
 //!
 //! Every object read goes through a handle borrowed from the pool ([`Repo::get`]); a borrowed handle
 //! is a *reader*. Merged packs are deleted only by [`Repo::maintain`], and only while no handle is
-//! borrowed: it stops lending handles, waits until the readers are done (at most [`DELETE_WAIT`];
-//! a busy store otherwise never has an instant without one), deletes, opens a fresh gix object
+//! borrowed: it waits until there are no readers (at most [`DELETE_WAIT`]; if deletions keep
+//! failing, it also stops lending handles meanwhile, as a busy store may never have an instant
+//! without a reader), blocks new ones, deletes, opens a fresh gix object
 //! database for the handles made from then on, drops every pooled handle (their lists of packs may
 //! name the deleted ones) and lets readers in again. So:
 //!
@@ -40,9 +41,10 @@ use crate::tree::TreeCache;
 /// Bytes of decoded objects each pooled handle keeps in its cache.
 const OBJECT_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
-/// How long maintenance waits for readers to finish before leaving merged packs for next time. New
-/// readers wait meanwhile, so a reader waits at most this long (a handle borrowed while the same
-/// thread holds another waits this long, then gets it: the deletion gives up).
+/// How long maintenance waits for readers to finish before leaving merged packs for next time. When
+/// new readers wait meanwhile (see [`Repo::delete_retired`]), a reader waits at most this long (a
+/// handle borrowed while the same thread holds another waits this long, then gets it: the deletion
+/// gives up).
 const DELETE_WAIT: Duration = Duration::from_millis(50);
 
 /// Slots gix's object database has for packs, at least: each pack added while it is open takes a
@@ -178,8 +180,8 @@ impl Repo {
     }
 
     /// Borrows an idle thread-local handle (or makes one) until the returned guard is dropped. Waits
-    /// while merged packs are being deleted, or wait for the handles on loan to come back to be deleted (a few
-    /// milliseconds, at most [`DELETE_WAIT`] and the deletion).
+    /// while merged packs are being deleted (a few milliseconds), and while a deletion that failed
+    /// before waits for the handles on loan (at most [`DELETE_WAIT`]).
     pub(crate) fn get(self: &Arc<Self>) -> PooledRepo {
         let mut pool = self.pool();
         while pool.deleting || pool.delete_waiting {
@@ -353,10 +355,15 @@ impl Repo {
     }
 
     /// Deletes `retired` packs if no handle is on loan within [`DELETE_WAIT`] (see the module docs).
+    ///
+    /// It first waits for an instant without readers while still lending handles, so that readers
+    /// never wait for it. Once the epoch has had half its share of packs (earlier deletions found
+    /// no such instant), it stops lending while it waits: a reader may then wait up to
+    /// [`DELETE_WAIT`], but the epoch ends before commits must write loose objects.
     fn delete_retired(&self, retired: &mut Vec<PackInfo>) {
         let deadline = Instant::now() + DELETE_WAIT;
         let mut pool = self.pool();
-        pool.delete_waiting = true;
+        pool.delete_waiting = pool.packs_written >= MAX_PACKS_PER_EPOCH / 2;
         while pool.readers > 0 {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 tracing::debug!(
@@ -537,8 +544,9 @@ mod tests {
     }
 
     /// Readers that overlap (so that some handle is always on loan) do not keep merged packs from
-    /// being deleted: new loans wait while a deletion waits for the current ones. Without that, the
-    /// packs were never deleted and commits went on as loose objects.
+    /// being deleted: once deletions have failed for half an epoch, new loans wait while a deletion
+    /// waits for the current ones. Without that, the packs were never deleted and commits went on
+    /// as loose objects.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn merged_packs_are_deleted_while_readers_overlap() -> Result<(), crate::Error> {
         let dir = tempfile::tempdir().expect("make a temporary directory");
