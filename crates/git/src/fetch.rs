@@ -39,7 +39,7 @@ impl Fetcher {
         let hash = target.head();
         let id = object_id(&self.core, hash)?;
         if self
-            .blocking(move |core| core.objects().contains(&id))
+            .blocking(move |core| core.objects().contains_known(&id))
             .await?
         {
             log.log(&format!(

@@ -324,3 +324,32 @@ async fn packs_of_copied_commits_are_consolidated_past_a_limit() -> anyhow::Resu
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_commit_packed_by_another_process_after_opening_is_not_copied_again() -> anyhow::Result<()>
+{
+    let fx = Fixture::new().await?;
+    let repo = fx.repo().await?;
+    // The repository's view of its packs is loaded now...
+    let status = fx.eval(&repo.fetch_head(branch_target("main"))).await;
+    assert_eq!(value(status.result)?.hash(), &fx.main);
+    // ...and another process then brings PR 1 in a new pack.
+    git(
+        &fx.local,
+        &[
+            "-c",
+            "fetch.unpackLimit=1",
+            "fetch",
+            "--quiet",
+            "origin",
+            "refs/pull/1/head",
+        ],
+    );
+    let status = fx.eval(&repo.fetch_head(TargetId::Pr(repo_id(), 1))).await;
+    assert_eq!(value(status.result.clone())?.hash(), &fx.pr);
+    let log = fx.saved_log(&status.output).await?;
+    // Lookups before a copy do not list the pack directory again, but the copy does, once.
+    assert!(log.contains("Copied 0 objects"), "{log}");
+    git(&fx.local, &["fsck", "--strict", "--no-dangling"]);
+    Ok(())
+}
