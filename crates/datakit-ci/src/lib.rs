@@ -30,7 +30,7 @@ pub mod cli;
 pub mod local;
 mod run;
 
-pub use run::run;
+pub use run::{disable_transparent_huge_pages, run};
 
 /// The engine: projects, evaluation, statuses.
 pub mod engine {

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::git::git;
+use crate::objects::{Objects, ObjectsError, PACK_LIMIT};
 use crate::repo::{Core, run_git};
 use crate::{Error, error_chain};
 
@@ -38,7 +39,7 @@ impl Fetcher {
         let hash = target.head();
         let id = object_id(&self.core, hash)?;
         if self
-            .blocking(move |core| core.objects().contains(&id))
+            .blocking(move |core| core.objects().contains_known(&id))
             .await?
         {
             log.log(&format!(
@@ -48,10 +49,7 @@ impl Fetcher {
         }
         if let Some(origin) = self.core.objects().local_origin() {
             log.log(&format!("Copying commit {hash} from {}", origin.display()));
-            match self
-                .blocking(move |core| core.objects().copy_from_origin(id))
-                .await?
-            {
+            match self.copy_from_origin(log, id).await? {
                 Ok(copied) => {
                     log.log(&format!("Copied {} objects", copied.unwrap_or(0)));
                     return self.set_branch(hash).await;
@@ -84,6 +82,57 @@ impl Fetcher {
             });
         }
         self.set_branch(hash).await
+    }
+
+    /// Copies commit `id` from the local origin, in one pack with the copies other fetches asked
+    /// for meanwhile (`Objects::queue_copy`).
+    async fn copy_from_origin(
+        &self,
+        log: &LiveLog,
+        id: gix::ObjectId,
+    ) -> Result<Result<Option<usize>, ObjectsError>, Error> {
+        let (outcome, lead) = self.core.objects().queue_copy(id);
+        if lead {
+            // Runs to the end even if this fetch is cancelled meanwhile, so the copies queued
+            // behind it are served.
+            self.blocking(|core| core.objects().copy_queued()).await?;
+        }
+        let outcome = outcome.await.map_err(|_| Error::Objects {
+            dir: self.core.dir().to_owned(),
+            message: "the copy of the commit from origin stopped without an outcome".to_owned(),
+        })?;
+        if lead {
+            self.repack_if_needed(log).await;
+        }
+        Ok(outcome)
+    }
+
+    /// Consolidates the repository's small packs (`git repack --geometric=2 -d`: rolls the
+    /// small packs and any loose objects into one, reachable or not, and leaves the big packs
+    /// alone) when copies have made more than `objects::PACK_LIMIT` of them. Git readers, such as
+    /// builds' clones borrowing these objects, cope with packs replaced under them. A failure
+    /// only costs lookup speed: it is logged, not returned.
+    async fn repack_if_needed(&self, log: &LiveLog) {
+        /// Ends the claim even if the fetch is cancelled during the repack.
+        struct Claim<'a>(&'a Objects);
+        impl Drop for Claim<'_> {
+            fn drop(&mut self) {
+                self.0.repacked();
+            }
+        }
+        if !self.core.objects().claim_repack() {
+            return;
+        }
+        let _claim = Claim(self.core.objects());
+        let dir = self.core.dir();
+        log.log(&format!(
+            "More than {PACK_LIMIT} packs in {}: consolidating them",
+            dir.display()
+        ));
+        let repack = git(dir, ["repack", "-d", "-q", "--geometric=2"]).log(log.clone());
+        if let Err(e) = run_git(dir, repack).await {
+            tracing::warn!(dir = %dir.display(), error = %error_chain(&e), "cannot consolidate packs");
+        }
     }
 
     /// Points the local branch `git-pull-of-<hash>` at the commit, in-process.

@@ -92,6 +92,7 @@ mod command;
 mod fetch;
 mod git;
 mod objects;
+mod pack;
 mod repo;
 mod shared_clone;
 

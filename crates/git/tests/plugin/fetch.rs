@@ -5,6 +5,43 @@ use datakit_ci_term::{Problem, TargetId};
 
 use crate::fixture::{Fixture, branch_target, git, git_succeeds, hash, repo_id, tag_target, value};
 
+/// Fetches every target of `targets` with `repo` in `snapshot`, `concurrently` or one by one, and
+/// checks each result and local branch.
+async fn fetch_all(
+    fx: &Fixture,
+    repo: &datakit_ci_git::Repo,
+    targets: &[(TargetId, datakit_ci_term::CommitHash)],
+    snapshot: &datakit_ci_store::Snapshot,
+    concurrently: bool,
+) -> anyhow::Result<()> {
+    let fetch = |target: TargetId| {
+        let term = repo.fetch_head(target);
+        let snapshot = snapshot.clone();
+        async move {
+            term.evaluate_until_settled(fx.job(), Some(snapshot))
+                .await
+                .status
+        }
+    };
+    let statuses = if concurrently {
+        futures::future::join_all(targets.iter().map(|(target, _)| fetch(target.clone()))).await
+    } else {
+        let mut statuses = Vec::new();
+        for (target, _) in targets {
+            statuses.push(fetch(target.clone()).await);
+        }
+        statuses
+    };
+    for ((_, expected), status) in targets.iter().zip(statuses) {
+        assert_eq!(value(status.result)?.hash(), expected);
+        assert_eq!(
+            &hash(&fx.local, &format!("git-pull-of-{expected}")),
+            expected
+        );
+    }
+    Ok(())
+}
+
 /// Fetches `target` and checks the commit, the local branch and the absence of the temporary tag;
 /// returns the saved log.
 async fn fetch_and_check(
@@ -228,5 +265,91 @@ async fn a_commit_missing_from_a_local_origin_is_fetched_by_ref() -> anyhow::Res
             &format!("refs/heads/git-pull-of-{}", fx.pr)
         ]
     ));
+    Ok(())
+}
+
+/// How many loose objects the local clone has.
+fn loose_objects(fx: &Fixture) -> String {
+    let counts = git(&fx.local, &["count-objects", "-v"]);
+    counts
+        .lines()
+        .find(|line| line.starts_with("count: "))
+        .unwrap_or("no count")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn commits_copied_from_a_local_origin_go_into_packs_not_loose_objects() -> anyhow::Result<()>
+{
+    let fx = Fixture::new().await?;
+    let (targets, snapshot) = fx.new_branches(12).await?;
+    let repo = fx.repo().await?;
+    // (`git clone` of a path hard-links origin's loose objects.)
+    let loose_before = loose_objects(&fx);
+    fetch_all(&fx, &repo, &targets, &snapshot, true).await?;
+    // Each loose object is a file to create; copies write packs instead (copies made while one
+    // is being written share the next pack).
+    assert_eq!(loose_objects(&fx), loose_before);
+    assert!(
+        fx.local_packs()? <= 1 + targets.len(),
+        "{} packs",
+        fx.local_packs()?
+    );
+    // What was copied is complete: every object a branch reaches is there.
+    git(&fx.local, &["fsck", "--strict", "--no-dangling"]);
+    for (i, (_, commit)) in targets.iter().enumerate() {
+        assert_eq!(
+            git(&fx.local, &["show", &format!("{commit}:b{i}.txt")]),
+            format!("{i}\n")
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn packs_of_copied_commits_are_consolidated_past_a_limit() -> anyhow::Result<()> {
+    let fx = Fixture::new().await?;
+    // One by one, each copy writes its own pack: more than the limit of 32 in the end.
+    let (targets, snapshot) = fx.new_branches(40).await?;
+    let repo = fx.repo().await?;
+    fetch_all(&fx, &repo, &targets, &snapshot, false).await?;
+    let packs = fx.local_packs()?;
+    assert!(packs <= 10, "{packs} packs after 40 copies");
+    git(&fx.local, &["fsck", "--strict", "--no-dangling"]);
+    for (i, (_, commit)) in targets.iter().enumerate() {
+        assert_eq!(
+            git(&fx.local, &["show", &format!("{commit}:b{i}.txt")]),
+            format!("{i}\n")
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_commit_packed_by_another_process_after_opening_is_not_copied_again() -> anyhow::Result<()>
+{
+    let fx = Fixture::new().await?;
+    let repo = fx.repo().await?;
+    // The repository's view of its packs is loaded now...
+    let status = fx.eval(&repo.fetch_head(branch_target("main"))).await;
+    assert_eq!(value(status.result)?.hash(), &fx.main);
+    // ...and another process then brings PR 1 in a new pack.
+    git(
+        &fx.local,
+        &[
+            "-c",
+            "fetch.unpackLimit=1",
+            "fetch",
+            "--quiet",
+            "origin",
+            "refs/pull/1/head",
+        ],
+    );
+    let status = fx.eval(&repo.fetch_head(TargetId::Pr(repo_id(), 1))).await;
+    assert_eq!(value(status.result.clone())?.hash(), &fx.pr);
+    let log = fx.saved_log(&status.output).await?;
+    // Lookups before a copy do not list the pack directory again, but the copy does, once.
+    assert!(log.contains("Copied 0 objects"), "{log}");
+    git(&fx.local, &["fsck", "--strict", "--no-dangling"]);
     Ok(())
 }

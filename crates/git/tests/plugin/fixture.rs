@@ -145,6 +145,49 @@ impl Fixture {
         Ok(String::from_utf8(text)?)
     }
 
+    /// Makes `count` root commits in origin, each with its own file, on branches `b0`, `b1`, …
+    /// (so the local clone lacks them), and adds those branches to the metadata; returns the
+    /// targets with their commits and the new metadata snapshot.
+    pub(crate) async fn new_branches(
+        &self,
+        count: usize,
+    ) -> anyhow::Result<(Vec<(TargetId, CommitHash)>, Snapshot)> {
+        let mut targets = Vec::new();
+        let mut files = Vec::new();
+        for i in 0..count {
+            let name = format!("b{i}");
+            git(&self.origin, &["checkout", "--quiet", "--orphan", &name]);
+            git(&self.origin, &["rm", "--quiet", "-rf", "--cached", "."]);
+            std::fs::write(self.origin.join(format!("{name}.txt")), format!("{i}\n"))?;
+            git(&self.origin, &["add", &format!("{name}.txt")]);
+            git(&self.origin, &["commit", "--quiet", "-m", &name]);
+            let commit = hash(&self.origin, "HEAD");
+            files.push((
+                format!("me/proj/ref/heads/{name}/head"),
+                format!("{commit}\n"),
+            ));
+            targets.push((branch_target(&name), commit));
+        }
+        git(&self.origin, &["checkout", "--quiet", "--force", "main"]);
+        let files: Vec<(&str, String)> = files
+            .iter()
+            .map(|(path, contents)| (path.as_str(), contents.clone()))
+            .collect();
+        let snapshot = write_metadata(&self.services.store, &files).await?;
+        Ok((targets, snapshot))
+    }
+
+    /// How many packs the local clone has.
+    pub(crate) fn local_packs(&self) -> anyhow::Result<usize> {
+        let mut count = 0;
+        for entry in std::fs::read_dir(self.local.join(".git/objects/pack"))? {
+            if entry?.file_name().to_string_lossy().ends_with(".idx") {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
     /// How many commits the store branch `branch` has.
     pub(crate) fn store_commits(&self, branch: &str) -> usize {
         let count = git(
