@@ -171,6 +171,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if args.only.is_some() && !matches!(args.group, Group::Engine) {
         anyhow::bail!("--only picks a part of the engine group; the other groups have no parts");
     }
+    // As the `datakit-ci` binary does (`datakit_ci::run`), for every group: the figures are the
+    // product's. The floors run in this process too.
+    datakit_ci::disable_transparent_huge_pages();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -57,8 +57,6 @@ impl Sizes {
 
 /// Measures figures 2 (push-to-status latency) and 3 (throughput against the floor).
 pub(super) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()> {
-    // As the `datakit-ci` binary does (`datakit_ci::run`); the floor runs in this process too.
-    datakit_ci::disable_transparent_huge_pages();
     let sizes = Sizes::new(scale);
     let mut ci = Harness::start().await.context("start the local CI")?;
 
