@@ -95,8 +95,9 @@ struct Pool {
     readers: usize,
     /// Packs are being deleted: no new loans until it is done.
     deleting: bool,
-    /// A deletion waits for the handles on loan to come back: no new loans meanwhile, or a busy
-    /// store (one loan starting as another ends) would never let it happen.
+    /// A deletion, after earlier ones failed, waits for the handles on loan to come back: no new
+    /// loans meanwhile, or a busy store (one loan starting as another ends) would never let it
+    /// happen.
     delete_waiting: bool,
     /// Incremented by every deletion; handles from an older epoch are dropped instead of reused.
     epoch: u64,
