@@ -108,4 +108,10 @@ pub use file_reader::FileReader;
 pub use names::{BranchName, CommitId, EntryKind, StorePath, TreeId, escape, unescape};
 pub use snapshot::Snapshot;
 pub use store::{Branch, Commit, Store};
+
+/// The store's pack writer, for other code that writes packs into a Git repository (the Git
+/// plugin's copies of commits into its clone): one implementation of Git's pack and index format.
+pub mod pack_format {
+    pub use crate::pack::{EncodedEntry, write_encoded};
+}
 pub use transaction::Transaction;

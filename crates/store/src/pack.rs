@@ -138,6 +138,57 @@ pub(crate) fn write_objects<D: AsRef<[u8]>>(
     writer.finish()
 }
 
+/// An object encoded as a pack entry (its header, then its zlib stream), with the entry's CRC-32,
+/// ready for [`write_encoded`]. For writers of packs into other repositories (the Git plugin's
+/// copies of commits), which gather entries before deciding what goes into one pack.
+pub struct EncodedEntry {
+    /// The object's id.
+    pub id: ObjectId,
+    crc: u32,
+    bytes: Vec<u8>,
+}
+
+impl EncodedEntry {
+    /// Encodes a whole object (its data without the loose-object header), compressed with
+    /// `compress` (whose level the caller chose; its state is reused from entry to entry).
+    pub fn new(
+        compress: &mut gix::zlib::stream::deflate::Compress,
+        id: ObjectId,
+        kind: Kind,
+        data: &[u8],
+    ) -> io::Result<EncodedEntry> {
+        let mut bytes = Vec::with_capacity(data.len() / 2 + 32);
+        push_entry_header(&mut bytes, type_code(kind), data.len() as u64);
+        deflate(compress, data, data.len() / 2 + 64, &mut bytes)?;
+        Ok(EncodedEntry {
+            id,
+            crc: crc32(&bytes),
+            bytes,
+        })
+    }
+
+    /// The entry's size in the pack, in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether the entry has no bytes (never: an entry has at least a header).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+/// Writes `entries` as `pack-<checksum>.pack` and `.idx` in `pack_dir`, through temporary files
+/// (`tmp_pack_*`, git's own prefix, so `git gc` removes a crash's leftovers), the index renamed into
+/// place last so that no reader finds a partial pack; returns the index's path.
+pub fn write_encoded(pack_dir: &Path, entries: &[EncodedEntry]) -> io::Result<PathBuf> {
+    let mut writer = PackWriter::new(pack_dir, entries.len())?;
+    for entry in entries {
+        writer.add_raw(entry.id, &entry.bytes, entry.crc)?;
+    }
+    Ok(writer.finish()?.index)
+}
+
 /// Deletes the temporary files of packs a crashed process was writing. Call only while no one else
 /// writes packs (the store's lock is held).
 pub(crate) fn remove_temporary_files(pack_dir: &Path) -> io::Result<()> {
