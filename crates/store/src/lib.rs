@@ -42,9 +42,9 @@
 //! - **Readers never miss an object.** A merged pack is complete before the packs it replaces are
 //!   retired, and retired packs are deleted only while no object read is in progress (reads wait
 //!   for the deletion, a few milliseconds, and the deletion gives up and retries after a later commit
-//!   if reads keep going for 50 ms; once 512 packs were written without a deletion, new reads also wait,
-//!   at most 50 ms, while a deletion waits for the reads under way). Every handle that may remember a deleted pack is then dropped,
-//!   and new handles come from a freshly opened object database (gix's database misses objects
+//!   if reads keep going for 50 ms; once 512 packs were written without a deletion, new reads
+//!   also wait, at most 50 ms, while a deletion waits for the reads under way). Every handle that
+//!   may remember a deleted pack is then dropped, and new handles come from a freshly opened object database (gix's database misses objects
 //!   once it has had more packs than it has slots; if deletions are held off for over 1,024
 //!   commits, commits write loose objects until the next deletion). Long-lived [`Snapshot`]s and
 //!   [`Commit`]s hold no handle between reads, so they keep working. A race not yet understood
