@@ -3,7 +3,8 @@
 //!
 //! The refs are written straight into `github-metadata` in one store transaction (an in-process
 //! bridge); each target has three cheap jobs (`Term::head(target).map(..)`), so what is measured
-//! is the engine and the store, not builds.
+//! is the engine and the store, not builds. Both cases stay loaded and their head changes
+//! alternate, each starting once neither store runs pack maintenance.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -29,6 +30,8 @@ const SMALL: usize = 100;
 const RATIO_TARGET: f64 = 2.0;
 /// The longest a load or a head change may take before the run fails instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(600);
+/// How many times an engine that stopped with an error is restarted before the run fails.
+const MAX_RESTARTS: usize = 20;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -60,12 +63,9 @@ pub(super) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()>
     let sizes = Sizes::new(scale);
     let jobs = JOBS.len();
 
+    // Both cases stay loaded and take turns, so that neither is always timed on the state the
+    // other left behind (the file system after many deletions, the allocator, the page cache).
     let mut small = Loaded::start(SMALL).await.context("load the small case")?;
-    let small_changes = small.head_changes(sizes.changes).await?;
-    let mut stale = small.stale;
-    let mut engine_errors = small.engine_errors.len();
-    small.stop().await?;
-
     let rss_before = rss_bytes()?;
     let mut large = Loaded::start(sizes.large)
         .await
@@ -75,12 +75,33 @@ pub(super) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()>
     let rss_loaded = rss_bytes()?;
     large.store.wait_for_maintenance().await;
     let store_loaded = dir_bytes(large.store.path())?;
-    let large_changes = large.head_changes(sizes.changes).await?;
+    let mut small_changes = Vec::with_capacity(sizes.changes);
+    let mut large_changes = Vec::with_capacity(sizes.changes);
+    for round in 0..sizes.changes {
+        for large_turn in [round % 2 == 1, round % 2 == 0] {
+            let (this, other) = if large_turn {
+                (&mut large, &small)
+            } else {
+                (&mut small, &large)
+            };
+            // Each change starts on quiet stores: no pack maintenance of an earlier change (of
+            // either case) runs during it.
+            other.store.wait_for_maintenance().await;
+            this.store.wait_for_maintenance().await;
+            let time = this.head_change().await?;
+            if large_turn {
+                large_changes.push(time);
+            } else {
+                small_changes.push(time);
+            }
+        }
+    }
     large.store.wait_for_maintenance().await;
     let store_growth = dir_bytes(large.store.path())?.saturating_sub(store_loaded);
     let (refs_time, load_time) = (large.refs_time, large.load_time);
-    stale += large.stale;
-    engine_errors += large.engine_errors.len();
+    let stale = small.stale + large.stale;
+    let engine_errors = small.engine_errors.len() + large.engine_errors.len();
+    small.stop().await?;
     large.stop().await?;
 
     let (n_small, n_large) = (SMALL, sizes.large);
@@ -177,6 +198,8 @@ struct Loaded {
     engine_errors: Vec<String>,
     /// The next fake commit number.
     next_commit: u64,
+    /// Head changes made so far, repeated ones included.
+    rounds: usize,
     refs_time: Duration,
     load_time: Duration,
 }
@@ -233,25 +256,25 @@ impl Loaded {
             stale: 0,
             engine_errors: Vec::new(),
             next_commit: targets as u64,
+            rounds: 0,
             refs_time,
             load_time,
         })
     }
 
-    /// Moves `count` branches (spread over the targets) to new commits, one at a time, and
-    /// returns the time from each commit to the last of its statuses being announced.
-    async fn head_changes(&mut self, count: usize) -> anyhow::Result<Vec<Duration>> {
-        let mut times = Vec::with_capacity(count);
-        let mut round = 0;
-        while times.len() < count {
-            round += 1;
-            // Let the previous round's trailing work (its status commit seen by the watch) end.
+    /// Moves one branch (a different one each time, spread over the targets) to a new commit
+    /// and returns the time from that commit to the last of its statuses being announced. If
+    /// the engine stops meanwhile, restarts it and moves the branch again.
+    async fn head_change(&mut self) -> anyhow::Result<Duration> {
+        loop {
+            self.rounds += 1;
+            // Let the previous change's trailing work (its status commit seen by the watch) end.
             tokio::time::sleep(Duration::from_millis(20)).await;
             while !matches!(
                 self.events.try_recv(),
                 Err(broadcast::error::TryRecvError::Empty)
             ) {}
-            let branch = (round * 7_919 + 13) % self.targets;
+            let branch = (self.rounds * 7_919 + 13) % self.targets;
             let commit = fake_hash(self.next_commit);
             self.next_commit += 1;
 
@@ -272,8 +295,10 @@ impl Loaded {
                 })
                 .await;
             match waited {
-                Ok(()) => times.push(started.elapsed()),
-                Err(error) if self.running.has_stopped() && self.engine_errors.len() < count => {
+                Ok(()) => return Ok(started.elapsed()),
+                Err(error)
+                    if self.running.has_stopped() && self.engine_errors.len() < MAX_RESTARTS =>
+                {
                     eprintln!(
                         "warning: the engine ({} targets) stopped during a head change: {error:#}; \
                          restarting it and repeating the change",
@@ -285,7 +310,6 @@ impl Loaded {
                 Err(error) => return Err(error.context("the engine")),
             }
         }
-        Ok(times)
     }
 
     /// Starts a new engine on the store after the old one stopped, and waits until it has

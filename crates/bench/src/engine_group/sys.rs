@@ -73,6 +73,22 @@ impl CpuTimes {
         })
     }
 
+    /// No time.
+    pub(super) fn zero() -> CpuTimes {
+        CpuTimes {
+            own: Duration::ZERO,
+            children: Duration::ZERO,
+        }
+    }
+
+    /// The sum of both times.
+    pub(super) fn plus(self, other: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            own: self.own + other.own,
+            children: self.children + other.children,
+        }
+    }
+
     /// The time used since `earlier`.
     pub(super) fn since(self, earlier: CpuTimes) -> CpuTimes {
         CpuTimes {
