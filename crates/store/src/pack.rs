@@ -279,8 +279,6 @@ struct PackWriter {
     expected: usize,
     /// Reused for every entry: a compressor's state is costly to set up.
     compress: gix::zlib::stream::deflate::Compress,
-    /// For trees of [`STORE_UNCOMPRESSED_FROM`] bytes or more (see there); made on first use.
-    store: Option<gix::zlib::stream::deflate::Compress>,
     compressed: Vec<u8>,
 }
 
@@ -318,29 +316,52 @@ impl PackWriter {
             entries: Vec::with_capacity(count),
             expected: count,
             compress: gix::zlib::stream::deflate::Compress::new(gix::zlib::Compression::BEST_SPEED),
-            store: None,
             compressed: Vec::new(),
         })
     }
 
     /// Appends a whole object, compressing it.
     fn add_object(&mut self, id: ObjectId, kind: Kind, data: &[u8]) -> io::Result<()> {
+        if kind == Kind::Tree && data.len() >= STORE_UNCOMPRESSED_FROM {
+            return self.add_stored(id, kind, data);
+        }
         let mut entry = std::mem::take(&mut self.compressed);
         entry.clear();
         push_entry_header(&mut entry, type_code(kind), data.len() as u64);
-        if kind == Kind::Tree && data.len() >= STORE_UNCOMPRESSED_FROM {
-            let store = self.store.get_or_insert_with(|| {
-                gix::zlib::stream::deflate::Compress::new(gix::zlib::Compression::NONE)
-            });
-            // Stored blocks: 5 bytes of header per 64 KiB block, plus the zlib header and checksum.
-            deflate(store, data, data.len() + data.len() / 8192 + 64, &mut entry)?;
-        } else {
-            deflate(&mut self.compress, data, data.len() / 2 + 64, &mut entry)?;
-        }
+        deflate(&mut self.compress, data, data.len() / 2 + 64, &mut entry)?;
         let crc = crc32(&entry);
         let result = self.add_raw(id, &entry, crc);
         self.compressed = entry;
         result
+    }
+
+    /// Appends a whole object as a zlib stream of stored (uncompressed) blocks, written straight
+    /// from `data`: going through a compressor set to store meant zeroing an output buffer as big
+    /// as the object and copying the object into it, about a third of the time a pack holding a
+    /// flat tree of hundreds of KB took to write.
+    fn add_stored(&mut self, id: ObjectId, kind: Kind, data: &[u8]) -> io::Result<()> {
+        let offset = self.out.written;
+        let mut crc = crc32fast::Hasher::new();
+        let mut header = Vec::with_capacity(16);
+        push_entry_header(&mut header, type_code(kind), data.len() as u64);
+        header.extend_from_slice(&ZLIB_HEADER);
+        crc.update(&header);
+        self.out.write_all(&header)?;
+        for_each_stored_block(data, |block_header, block| {
+            crc.update(block_header);
+            crc.update(block);
+            self.out.write_all(block_header)?;
+            self.out.write_all(block)
+        })?;
+        let adler = zlib_rs::adler32::adler32(1, data).to_be_bytes();
+        crc.update(&adler);
+        self.out.write_all(&adler)?;
+        self.entries.push(IndexEntry {
+            id,
+            crc: crc.finalize(),
+            offset,
+        });
+        Ok(())
     }
 
     /// Appends object `id` as `delta` (Git's delta format) of the entry written at `base_offset`.
@@ -455,6 +476,34 @@ impl PackWriter {
     }
 }
 
+/// The two bytes that open a zlib stream: deflate with a 32 KiB window (`0x78`), no preset
+/// dictionary, the "fastest" level hint, and the check bits that make the pair a multiple of 31.
+const ZLIB_HEADER: [u8; 2] = [0x78, 0x01];
+
+/// The most a deflate stored block holds.
+const STORED_BLOCK: usize = u16::MAX as usize;
+
+/// Cuts `data` into deflate stored blocks (RFC 1951, 3.2.4) and passes each block's 5-byte header
+/// and its bytes to `emit`, in order; the last block has the final bit set. Empty data is one
+/// empty final block.
+fn for_each_stored_block(
+    data: &[u8],
+    mut emit: impl FnMut(&[u8], &[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let blocks = data.len().div_ceil(STORED_BLOCK).max(1);
+    for n in 0..blocks {
+        let block =
+            &data[(n * STORED_BLOCK).min(data.len())..((n + 1) * STORED_BLOCK).min(data.len())];
+        let len = u16::try_from(block.len()).map_err(io::Error::other)?;
+        let mut header = [0u8; 5];
+        header[0] = u8::from(n + 1 == blocks);
+        header[1..3].copy_from_slice(&len.to_le_bytes());
+        header[3..5].copy_from_slice(&(!len).to_le_bytes());
+        emit(&header, block)?;
+    }
+    Ok(())
+}
+
 /// Appends the zlib stream of `data` to `out`, growing `out` by `first_guess` bytes at first (zeroing
 /// them costs, so a good guess matters), then by half the input left plus a little.
 fn deflate(
@@ -529,4 +578,48 @@ fn type_code(kind: Kind) -> u8 {
 /// CRC-32 (IEEE), as used in pack indices.
 fn crc32(data: &[u8]) -> u32 {
     crc32fast::hash(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{STORED_BLOCK, ZLIB_HEADER, for_each_stored_block};
+
+    /// The zlib stream `add_stored` writes for `data`.
+    fn stored_stream(data: &[u8]) -> Vec<u8> {
+        let mut stream = ZLIB_HEADER.to_vec();
+        for_each_stored_block(data, |header, block| {
+            stream.extend_from_slice(header);
+            stream.extend_from_slice(block);
+            Ok(())
+        })
+        .expect("writing to a Vec cannot fail");
+        stream.extend_from_slice(&zlib_rs::adler32::adler32(1, data).to_be_bytes());
+        stream
+    }
+
+    #[test]
+    fn stored_streams_inflate_to_their_data_at_every_block_boundary() {
+        for len in [
+            0,
+            1,
+            STORED_BLOCK - 1,
+            STORED_BLOCK,
+            STORED_BLOCK + 1,
+            3 * STORED_BLOCK + 7,
+        ] {
+            let data: Vec<u8> = (0..len).map(|n| (n * 7 % 251) as u8).collect();
+            let stream = stored_stream(&data);
+            let mut out = vec![0u8; len + 1];
+            let (inflated, code) = zlib_rs::decompress_slice(&mut out, &stream, Default::default());
+            assert_eq!(code, zlib_rs::ReturnCode::Ok, "{len} bytes");
+            assert_eq!(inflated, &data[..], "{len} bytes");
+            // A corrupted byte of data is caught by the checksum.
+            if len > 0 {
+                let mut corrupt = stream.clone();
+                corrupt[ZLIB_HEADER.len() + 5] ^= 1;
+                let (_, code) = zlib_rs::decompress_slice(&mut out, &corrupt, Default::default());
+                assert_ne!(code, zlib_rs::ReturnCode::Ok, "{len} bytes, corrupted");
+            }
+        }
+    }
 }
