@@ -39,8 +39,9 @@ const BUSY_TARGETS: usize = 8;
 /// commit, and a fast build's states (pending while fetching, pending while building, success)
 /// each got theirs: 2.2 history commits per build of `true`, each a new ref file. Pacing lets the
 /// states that last less than this share one. A single change (a push, a build ending) is
-/// written at once.
-const BUSY_PACE: Duration = Duration::from_millis(50);
+/// written at once. With 500 builds at once, 200 ms took 9.2–9.4 s for three rounds against
+/// 10.0–10.4 s with 50 ms, and 6.0 ms of CPU per build against 6.8–7.2 ms.
+const BUSY_PACE: Duration = Duration::from_millis(200);
 
 /// The pause before the next flush, after one that wrote `targets` targets.
 fn pace_after(targets: usize) -> Option<Duration> {
