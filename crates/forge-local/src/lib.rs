@@ -98,6 +98,13 @@ const METADATA_BRANCH: &str = "github-metadata";
 /// is followed by another (events that arrive during a sync wake the loop again).
 const DEBOUNCE: Duration = Duration::from_millis(2);
 
+/// The least time between the starts of two syncs woken by file-system events. A sync lists
+/// every ref (`git for-each-ref`) and may commit the metadata, so its cost grows with the
+/// repository; a burst of ref changes (a fetch or push of hundreds of branches, each its own lock
+/// file and rename) woke one sync per [`DEBOUNCE`], about 170 for 500 new branches. A change
+/// after a quiet spell is still synced after [`DEBOUNCE`] only.
+const MIN_SYNC_GAP: Duration = Duration::from_millis(50);
+
 /// The default interval of the polling fallback.
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -305,9 +312,11 @@ impl LocalBridge {
         let mut fingerprints: Option<Vec<u64>> = None;
         let mut polls_since_sync = 0;
         let mut sync_needed = true;
+        let mut last_sync = tokio::time::Instant::now();
         loop {
             if sync_needed {
                 polls_since_sync = 0;
+                last_sync = tokio::time::Instant::now();
                 let before = fingerprints_of(&git_dirs).await?;
                 match self.sync_once().await {
                     Ok(_) => fingerprints = Some(before),
@@ -322,9 +331,10 @@ impl LocalBridge {
                 biased;
                 () = cancel.cancelled() => return Ok(()),
                 Some(()) = woken.recv() => {
+                    let settled = tokio::time::Instant::now() + DEBOUNCE;
                     tokio::select! {
                         () = cancel.cancelled() => return Ok(()),
-                        () = tokio::time::sleep(DEBOUNCE) => {}
+                        () = tokio::time::sleep_until(settled.max(last_sync + MIN_SYNC_GAP)) => {}
                     }
                     while woken.try_recv().is_ok() {}
                     sync_needed = true;

@@ -678,6 +678,54 @@ async fn run_follows_changes_by_polling() {
     check_run_follows(bridge, &repo, &store).await;
 }
 
+/// A burst of ref changes (here 40 branches made one `git branch` at a time, a few milliseconds
+/// apart, as a fetch of many branches makes them) is synced a few times, not once per change:
+/// syncs woken by events start at least 50 ms apart.
+#[tokio::test]
+async fn a_burst_of_ref_changes_is_synced_a_few_times() {
+    const BRANCHES: usize = 40;
+    let repo = WorkTree::new();
+    let store = StoreFixture::new();
+    let local = LocalRepo::new(repo_id("me/burst"), &repo.path).expect("valid");
+    let bridge = LocalBridge::new(store.store.clone(), vec![local])
+        .with_poll_interval(Duration::from_secs(3600));
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(bridge.run(cancel.clone()));
+    let branch_count = |tree: &Snapshot| refs(tree, "me/burst").len();
+    store
+        .wait_for("the first sync", |tree| branch_count(tree) == 1)
+        .await;
+    let commits_before = git(&store.path, &["rev-list", "--count", "github-metadata"]);
+
+    let started = std::time::Instant::now();
+    let path = repo.path.clone();
+    tokio::task::spawn_blocking(move || {
+        for n in 0..BRANCHES {
+            git(&path, &["branch", &format!("burst-{n:02}")]);
+        }
+    })
+    .await
+    .expect("the branches are made");
+    let burst = started.elapsed();
+    store
+        .wait_for("every branch", |tree| branch_count(tree) == BRANCHES + 1)
+        .await;
+    cancel.cancel();
+    task.await
+        .expect("run task did not panic")
+        .expect("run ends cleanly");
+
+    let count = |text: String| text.trim().parse::<u128>().expect("a commit count");
+    let commits = count(git(&store.path, &["rev-list", "--count", "github-metadata"]))
+        - count(commits_before);
+    // One sync per 50 ms of the burst, one for its end, and one to spare.
+    let most = burst.as_millis() / 50 + 2;
+    assert!(
+        commits <= most,
+        "{commits} metadata commits for {BRANCHES} branches made in {burst:?} (at most {most})"
+    );
+}
+
 #[tokio::test]
 async fn run_survives_a_failing_sync() {
     let repo = WorkTree::new();
