@@ -716,8 +716,10 @@ async fn a_burst_of_ref_changes_is_synced_a_few_times() {
         .expect("run ends cleanly");
 
     let count = |text: String| text.trim().parse::<u128>().expect("a commit count");
-    let commits = count(git(&store.path, &["rev-list", "--count", "github-metadata"]))
-        - count(commits_before);
+    let commits = count(git(
+        &store.path,
+        &["rev-list", "--count", "github-metadata"],
+    )) - count(commits_before);
     // One sync per 50 ms of the burst, one for its end, and one to spare.
     let most = burst.as_millis() / 50 + 2;
     assert!(

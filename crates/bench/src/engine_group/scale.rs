@@ -58,8 +58,12 @@ impl Sizes {
     }
 }
 
-/// Measures figures 1 (event cost vs scale, load time) and 4 (memory).
-pub(super) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()> {
+/// Measures figures 1 (event cost vs scale, load time) and 4 (memory). Returns the stores'
+/// directories, for the caller to delete once every figure is measured.
+pub(super) async fn run(
+    scale: Scale,
+    report: &mut Report,
+) -> anyhow::Result<Vec<tempfile::TempDir>> {
     let sizes = Sizes::new(scale);
     let jobs = JOBS.len();
 
@@ -101,8 +105,7 @@ pub(super) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()>
     let (refs_time, load_time) = (large.refs_time, large.load_time);
     let stale = small.stale + large.stale;
     let engine_errors = small.engine_errors.len() + large.engine_errors.len();
-    small.stop().await?;
-    large.stop().await?;
+    let stores = vec![small.stop().await?, large.stop().await?];
 
     let (n_small, n_large) = (SMALL, sizes.large);
     let count = sizes.changes;
@@ -180,12 +183,12 @@ pub(super) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()>
         rss_loaded.saturating_sub(rss_before) as f64 / MIB,
         "MiB",
     ));
-    Ok(())
+    Ok(stores)
 }
 
 /// An engine running on a fresh store with `targets` branches loaded and every status written.
 struct Loaded {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     engine: Engine,
     store: Store,
     metadata: Branch,
@@ -246,7 +249,7 @@ impl Loaded {
             "statuses are written for {commits} commits, expected {targets}"
         );
         Ok(Loaded {
-            _dir: dir,
+            dir,
             engine,
             store,
             metadata,
@@ -352,10 +355,11 @@ impl Loaded {
             .context("the restarted engine")
     }
 
-    async fn stop(self) -> anyhow::Result<()> {
+    /// Stops the engine; returns the store's directory.
+    async fn stop(self) -> anyhow::Result<tempfile::TempDir> {
         self.running.stop().await.context("the engine")?;
         drop(self.engine);
-        Ok(())
+        Ok(self.dir)
     }
 }
 
