@@ -369,6 +369,19 @@ async fn target_pages_show_jobs_logs_buttons_and_history() -> anyhow::Result<()>
         ],
     );
     assert!(old_page.contains("class=\"state current\""), "{old_page}");
+    // The same recorded state is not another target's.
+    let recorded = last_of_b["commit"].as_str().expect("commit");
+    let response = agents[1]
+        .get(&format!("/me/proj/ref/heads/main?history={recorded}"))
+        .await?;
+    assert_eq!(response.status().as_u16(), 404);
+    let body = Agent::text(response).await?;
+    assert!(
+        body.contains(&format!(
+            "No recorded state {recorded} of me/proj/heads/main"
+        )),
+        "{body}"
+    );
     assert!(!old_page.contains("/rebuild-failed/"), "{old_page}");
 
     // Refs of every shape, and the PR title.

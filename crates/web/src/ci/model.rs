@@ -195,6 +195,11 @@ pub(crate) async fn shown_state(
     let latest_commit = latest.as_ref().and_then(|s| s.commit);
     let target = view.as_ref().map(|v| v.target.clone());
     if let Some(commit) = history {
+        if !is_recorded_state_of(engine.history(), latest_commit, commit).await? {
+            return Err(Error::NotFound(format!(
+                "No recorded state {commit} of {id}"
+            )));
+        }
         let state = load_state(engine.history(), commit).await?;
         return Ok(Some(Shown {
             target,
@@ -221,6 +226,24 @@ pub(crate) async fn shown_state(
         }),
         (None, None) => None,
     })
+}
+
+/// Whether `commit` is one of the states recorded for a target whose status branch head is
+/// `latest`: on its first-parent chain, which is its history. Any other store commit (another
+/// target's state, which another project's ACL may guard, or a cache entry) is not.
+async fn is_recorded_state_of(
+    history: &History,
+    latest: Option<CommitId>,
+    commit: CommitId,
+) -> Result<bool, Error> {
+    let mut next = latest;
+    while let Some(id) = next {
+        if id == commit {
+            return Ok(true);
+        }
+        next = history.store().commit(id).await?.parents().first().copied();
+    }
+    Ok(false)
 }
 
 /// Loads a recorded state; a commit that is not in the store is a `404`.
