@@ -1,7 +1,7 @@
 //! `Repo::fetch_head`: resolving targets in the metadata, fetching only what is missing, and
 //! sharing one cache entry per head commit.
 
-use datakit_ci_term::{Problem, TargetId};
+use datakit_ci_term::{CommitHash, Problem, TargetId};
 
 use crate::fixture::{Fixture, branch_target, git, git_succeeds, hash, repo_id, tag_target, value};
 
@@ -268,6 +268,18 @@ async fn a_commit_missing_from_a_local_origin_is_fetched_by_ref() -> anyhow::Res
     Ok(())
 }
 
+/// Checks that the copies of the commits of [`Fixture::new_branches`] are complete: `git fsck`
+/// passes and each commit has its file.
+fn assert_copies_complete(fx: &Fixture, targets: &[(TargetId, CommitHash)]) {
+    git(&fx.local, &["fsck", "--strict", "--no-dangling"]);
+    for (i, (_, commit)) in targets.iter().enumerate() {
+        assert_eq!(
+            git(&fx.local, &["show", &format!("{commit}:b{i}.txt")]),
+            format!("{i}\n")
+        );
+    }
+}
+
 /// How many loose objects the local clone has.
 fn loose_objects(fx: &Fixture) -> String {
     let counts = git(&fx.local, &["count-objects", "-v"]);
@@ -296,13 +308,7 @@ async fn commits_copied_from_a_local_origin_go_into_packs_not_loose_objects() ->
         fx.local_packs()?
     );
     // What was copied is complete: every object a branch reaches is there.
-    git(&fx.local, &["fsck", "--strict", "--no-dangling"]);
-    for (i, (_, commit)) in targets.iter().enumerate() {
-        assert_eq!(
-            git(&fx.local, &["show", &format!("{commit}:b{i}.txt")]),
-            format!("{i}\n")
-        );
-    }
+    assert_copies_complete(&fx, &targets);
     Ok(())
 }
 
@@ -315,13 +321,7 @@ async fn packs_of_copied_commits_are_consolidated_past_a_limit() -> anyhow::Resu
     fetch_all(&fx, &repo, &targets, &snapshot, false).await?;
     let packs = fx.local_packs()?;
     assert!(packs <= 10, "{packs} packs after 40 copies");
-    git(&fx.local, &["fsck", "--strict", "--no-dangling"]);
-    for (i, (_, commit)) in targets.iter().enumerate() {
-        assert_eq!(
-            git(&fx.local, &["show", &format!("{commit}:b{i}.txt")]),
-            format!("{i}\n")
-        );
-    }
+    assert_copies_complete(&fx, &targets);
     Ok(())
 }
 
