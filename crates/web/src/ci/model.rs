@@ -200,7 +200,7 @@ pub(crate) async fn shown_state(
                 "No recorded state {commit} of {id}"
             )));
         }
-        let state = load_state(engine.history(), commit).await?;
+        let state = engine.history().load(commit).await?;
         return Ok(Some(Shown {
             target,
             head: state.source_commit.clone(),
@@ -244,14 +244,6 @@ async fn is_recorded_state_of(
         next = history.store().commit(id).await?.parents().first().copied();
     }
     Ok(false)
-}
-
-/// Loads a recorded state; a commit that is not in the store is a `404`.
-pub(crate) async fn load_state(history: &History, commit: CommitId) -> Result<HistoryState, Error> {
-    if history.store().commit(commit).await.is_err() {
-        return Err(Error::NotFound(format!("No recorded state {commit}")));
-    }
-    Ok(history.load(commit).await?)
 }
 
 /// Up to `limit` recorded states, newest first, following first parents from `start`.
