@@ -43,6 +43,12 @@ const BUSY_TARGETS: usize = 8;
 /// 10.0–10.4 s with 50 ms, and 6.0 ms of CPU per build against 6.8–7.2 ms.
 const BUSY_PACE: Duration = Duration::from_millis(200);
 
+/// A pause ends early once no job has changed for this long: the changes it waits to batch have
+/// stopped coming (the last builds of a burst have ended), and the last states should not wait
+/// out the rest of [`BUSY_PACE`]. With 500 builds at once, rounds take under 2 s on a fresh file
+/// system, and that wait was up to a tenth of one.
+const PACE_QUIET: Duration = Duration::from_millis(20);
+
 /// The pause before the next flush, after one that wrote `targets` targets.
 fn pace_after(targets: usize) -> Option<Duration> {
     (targets >= BUSY_TARGETS).then_some(BUSY_PACE)
@@ -81,10 +87,7 @@ impl Engine {
             let flushed = self.flush(false).await;
             deferred_until = flushed.deferred_until;
             if let Some(pause) = pace_after(flushed.targets) {
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = self.inner.shutdown.cancelled() => {}
-                }
+                self.pace(pause).await;
             }
             if !flushed.ok {
                 // The store refused; try again shortly rather than on the next event only.
@@ -93,6 +96,29 @@ impl Engine {
                     _ = self.inner.shutdown.cancelled() => {}
                 }
             }
+        }
+    }
+
+    /// Waits `pause`, or less once no job has changed for [`PACE_QUIET`], before the next flush
+    /// (which happens at once if a job changed meanwhile).
+    async fn pace(&self, pause: Duration) {
+        let end = tokio::time::Instant::now() + pause;
+        let mut changed = false;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(end) => break,
+                _ = self.inner.shutdown.cancelled() => break,
+                woken = tokio::time::timeout(PACE_QUIET, self.inner.flush_wanted.notified()) => {
+                    if woken.is_err() {
+                        break;
+                    }
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            // The loop consumed the notifications the next flush waits for.
+            self.inner.flush_wanted.notify_one();
         }
     }
 
