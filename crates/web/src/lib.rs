@@ -107,6 +107,7 @@ mod config;
 mod csrf;
 mod error;
 mod logs;
+mod memory_sessions;
 mod metrics;
 pub mod pages;
 mod router;

@@ -12,22 +12,23 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::cookie::time::Duration;
-use tower_sessions::{Expiry, MemoryStore, SessionManagerLayer, SessionStore};
+use tower_sessions::{Expiry, SessionManagerLayer, SessionStore};
 
+use crate::memory_sessions::MemorySessions;
 use crate::pages::{auth, errors, home, settings};
 use crate::{AppState, actions, csrf, logs, metrics, static_files};
 
 /// How long an unused session lives.
 const SESSION_LIFETIME: Duration = Duration::days(7);
 
-/// The web UI's router with sessions kept in memory, whatever the configuration says (the
-/// server uses the configured backend). For driving the routes in-process, e.g. with
+/// The web UI's router with sessions kept in memory (at most 100,000, expired ones dropped),
+/// whatever the configuration says (the server uses the configured backend). For driving the routes in-process, e.g. with
 /// `tower::ServiceExt::oneshot`.
 ///
 /// `pages` are the engine-facing pages (dashboard, target and commit pages…); they must include
 /// `/`. Without them, `/` is a placeholder saying that no engine is attached.
 pub fn router(state: &AppState, pages: Option<Router<AppState>>) -> Router {
-    with_sessions(state, pages, MemoryStore::default())
+    with_sessions(state, pages, MemorySessions::default())
 }
 
 /// The router with sessions in `store`.
