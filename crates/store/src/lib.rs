@@ -34,7 +34,8 @@
 //!   [`Transaction::create_file_from_reader`]) are written as loose objects, so they are never
 //!   held in memory whole and not copied again when packs are merged. Trees of 64 KiB or more
 //!   (the flat trees of the metadata branch) are packed without compression: deflating them was
-//!   the largest cost of a head change with 10,000 targets.
+//!   the largest cost of a head change with 10,000 targets. So are objects under 512 bytes, most
+//!   of a commit's: starting a deflate stream costs more than it saves on them.
 //! - **Packs merged in tiers.** Packs are grouped by object count (below 16, 256, 4096, …); when 16
 //!   packs share a tier they are merged into one pack of the next tier. At most 15 packs per tier
 //!   are left, so 100,000 commits of ten objects leave at most 90 packs, and each object is
