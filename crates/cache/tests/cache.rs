@@ -2,7 +2,6 @@
 //! cancellation, panics and metrics.
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -145,16 +144,9 @@ impl Fixture {
 impl Drop for Fixture {
     fn drop(&mut self) {
         self.store = None;
-        let output = Command::new("git")
-            .args(["fsck", "--strict"])
-            .current_dir(self.dir.path().join("state.git"))
-            .output()
-            .expect("git runs");
-        assert!(
-            output.status.success(),
-            "git fsck: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        if !std::thread::panicking() {
+            datakit_ci_testkit::assert_fsck_clean(&self.dir.path().join("state.git"));
+        }
     }
 }
 

@@ -137,16 +137,9 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        let output = std::process::Command::new("git")
-            .args(["fsck", "--strict"])
-            .current_dir(self.dir.path().join("state.git"))
-            .output()
-            .expect("git runs");
-        assert!(
-            output.status.success(),
-            "git fsck: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        if !std::thread::panicking() {
+            datakit_ci_testkit::assert_fsck_clean(&self.dir.path().join("state.git"));
+        }
     }
 }
 

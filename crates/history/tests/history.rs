@@ -61,7 +61,7 @@ impl Fixture {
 
 /// `git fsck --strict` finds nothing wrong with the store at `path`.
 fn assert_fsck_clean(path: &Path) -> Result<()> {
-    git(path, &["fsck", "--strict", "--no-progress"])?;
+    datakit_ci_testkit::assert_fsck_clean(path);
     Ok(())
 }
 

@@ -100,8 +100,6 @@ mod recent;
 mod repo;
 mod snapshot;
 mod store;
-#[cfg(test)]
-mod test_git;
 mod transaction;
 mod tree;
 

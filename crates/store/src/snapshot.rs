@@ -212,9 +212,9 @@ fn child_path(dir: &StorePath, name: &BStr) -> Result<StorePath, Error> {
 mod tests {
 
     use super::diff_trees;
-    use crate::test_git;
     use crate::tree::lookup_stored;
     use crate::{BranchName, Store, StorePath};
+    use datakit_ci_testkit as test_git;
 
     /// Lookups and diffs read trees through the store's cache; they must give what reading the
     /// objects afresh gives (and what Git says), cold and warm. The names include ones where Git's

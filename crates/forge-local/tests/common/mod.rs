@@ -162,25 +162,9 @@ impl StoreFixture {
 
 impl Drop for StoreFixture {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            return;
+        if !std::thread::panicking() {
+            datakit_ci_testkit::assert_fsck_clean(&self.path);
         }
-        let output = Command::new("git")
-            .arg("--git-dir")
-            .arg(&self.path)
-            .args(["fsck", "--strict", "--no-progress"])
-            .output()
-            .expect("run git fsck");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let problems: Vec<&str> = stderr
-            .lines()
-            .filter(|line| !line.starts_with("dangling ") && !line.starts_with("notice: "))
-            .collect();
-        assert!(
-            output.status.success() && problems.is_empty(),
-            "git fsck --strict failed ({}):\n{stderr}",
-            output.status
-        );
     }
 }
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::repo::Repo;
 use crate::store::update_head;
-use crate::test_git::assert_fsck_clean;
 use crate::{BranchName, CommitId, Error, Store, StorePath, Transaction};
+use datakit_ci_testkit::assert_fsck_clean;
 
 fn branch(name: &str) -> BranchName {
     BranchName::new(name).expect("valid branch name")

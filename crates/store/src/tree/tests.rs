@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::test_git::{assert_fsck_clean, git, git_with_input};
 use crate::{BranchName, CommitId, Store, StorePath};
+use datakit_ci_testkit::{assert_fsck_clean, git, git_with_input};
 
 /// The files of a tree: path to contents.
 type Files = BTreeMap<String, String>;

@@ -5,11 +5,7 @@ use std::path::PathBuf;
 
 use datakit_ci_store::{BranchName, Store, StorePath};
 
-// The git helpers of the crate's unit tests, compiled into this test crate too.
-#[path = "../../src/test_git.rs"]
-mod test_git;
-
-pub(crate) use test_git::{assert_fsck_clean, git as git_in};
+pub(crate) use datakit_ci_testkit::{assert_fsck_clean, git as git_in};
 
 /// A store in a temporary directory; checked with `git fsck --strict` when dropped.
 pub(crate) struct Fixture {

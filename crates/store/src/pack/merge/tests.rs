@@ -7,7 +7,7 @@ use gix::ObjectId;
 
 use super::merge;
 use crate::pack::{self, Tiers};
-use crate::test_git::{assert_fsck_clean, git, git_with_input};
+use datakit_ci_testkit::{assert_fsck_clean, git, git_with_input};
 
 /// Files in the big tree of the tests: about 100 KiB.
 const FILES: usize = 2_500;

@@ -1,5 +1,11 @@
-//! The real `git`, for the crate's tests to check what the store wrote. The integration tests in
-//! `tests/` compile this file into their own crate (`tests/common` includes it by path).
+//! Test support shared by datakit-ci's crates (a dev-dependency only): the real `git`, to check
+//! what a store or a repository holds.
+//!
+//! ```no_run
+//! # let git_dir = std::path::Path::new("state.git");
+//! datakit_ci_testkit::assert_fsck_clean(git_dir);
+//! let branches = datakit_ci_testkit::git(git_dir, &["branch", "--list"]);
+//! ```
 
 use std::io::Write as _;
 use std::path::Path;
@@ -7,7 +13,7 @@ use std::process::{Command, Stdio};
 
 /// Runs `git args` in `dir` with no system or user configuration, feeding it `input`; fails the
 /// test unless it succeeds, and returns what it printed.
-pub(crate) fn git_with_input(dir: &Path, args: &[&str], input: &str) -> String {
+pub fn git_with_input(dir: &Path, args: &[&str], input: &str) -> String {
     let mut child = Command::new("git")
         .args(args)
         .current_dir(dir)
@@ -34,13 +40,14 @@ pub(crate) fn git_with_input(dir: &Path, args: &[&str], input: &str) -> String {
 }
 
 /// [`git_with_input`] with no input.
-pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
+pub fn git(dir: &Path, args: &[&str]) -> String {
     git_with_input(dir, args, "")
 }
 
 /// Fails the test unless `git fsck --strict` finds the repository at `git_dir` clean (dangling
-/// objects, left by aborted transactions, are fine).
-pub(crate) fn assert_fsck_clean(git_dir: &Path) {
+/// objects, left by aborted transactions, are fine). Call it from a fixture's `Drop` only when the
+/// thread is not already panicking (`std::thread::panicking()`): a second panic aborts the tests.
+pub fn assert_fsck_clean(git_dir: &Path) {
     let output = Command::new("git")
         .arg("--git-dir")
         .arg(git_dir)
