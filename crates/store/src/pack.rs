@@ -108,7 +108,11 @@ impl Tiers {
             .retain(|pack| !gone.iter().any(|other| other.index == pack.index));
     }
 
-    /// The packs of the lowest tier that holds [`TIER_WIDTH`] of them, if any.
+    /// The first [`TIER_WIDTH`] packs (in the order they were added, so oldest first among those
+    /// written since the store was opened) of the lowest tier that holds that many, if any. Never
+    /// more: a merge started late (after more commits) merges the same groups as one started at
+    /// once, so which packs end up together does not depend on timing. (Merging the whole tier
+    /// made `big_trees_of_another_directory_are_not_delta_bases` fail now and then.)
     pub(crate) fn full_tier(&self) -> Option<Vec<PackInfo>> {
         let mut tiers: Vec<Vec<PackInfo>> = Vec::new();
         for pack in &self.packs {
@@ -118,7 +122,9 @@ impl Tiers {
             }
             tiers[tier].push(pack.clone());
         }
-        tiers.into_iter().find(|group| group.len() >= TIER_WIDTH)
+        let mut group = tiers.into_iter().find(|group| group.len() >= TIER_WIDTH)?;
+        group.truncate(TIER_WIDTH);
+        Some(group)
     }
 }
 
