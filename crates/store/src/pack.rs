@@ -362,20 +362,14 @@ impl PackWriter {
     fn add_stored(&mut self, id: ObjectId, kind: Kind, data: &[u8]) -> io::Result<()> {
         let offset = self.out.written;
         let mut crc = crc32fast::Hasher::new();
-        let mut header = Vec::with_capacity(16);
+        let mut header = Vec::with_capacity(10);
         push_entry_header(&mut header, type_code(kind), data.len() as u64);
-        header.extend_from_slice(&ZLIB_HEADER);
         crc.update(&header);
         self.out.write_all(&header)?;
-        for_each_stored_block(data, |block_header, block| {
-            crc.update(block_header);
-            crc.update(block);
-            self.out.write_all(block_header)?;
-            self.out.write_all(block)
+        emit_stored(data, |bytes| {
+            crc.update(bytes);
+            self.out.write_all(bytes)
         })?;
-        let adler = zlib_rs::adler32::adler32(1, data).to_be_bytes();
-        crc.update(&adler);
-        self.out.write_all(&adler)?;
         self.entries.push(IndexEntry {
             id,
             crc: crc.finalize(),
@@ -503,13 +497,11 @@ const ZLIB_HEADER: [u8; 2] = [0x78, 0x01];
 /// The most a deflate stored block holds.
 const STORED_BLOCK: usize = u16::MAX as usize;
 
-/// Cuts `data` into deflate stored blocks (RFC 1951, 3.2.4) and passes each block's 5-byte header
-/// and its bytes to `emit`, in order; the last block has the final bit set. Empty data is one
-/// empty final block.
-fn for_each_stored_block(
-    data: &[u8],
-    mut emit: impl FnMut(&[u8], &[u8]) -> io::Result<()>,
-) -> io::Result<()> {
+/// Passes the zlib stream of `data` as stored blocks (RFC 1951, 3.2.4) to `emit`, piece by piece
+/// and without copying `data`: the zlib header, each block's 5-byte header and its bytes (the last
+/// block with the final bit set; empty data is one empty final block), then the Adler-32.
+fn emit_stored(data: &[u8], mut emit: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+    emit(&ZLIB_HEADER)?;
     let blocks = data.len().div_ceil(STORED_BLOCK).max(1);
     for n in 0..blocks {
         let block =
@@ -519,9 +511,10 @@ fn for_each_stored_block(
         header[0] = u8::from(n + 1 == blocks);
         header[1..3].copy_from_slice(&len.to_le_bytes());
         header[3..5].copy_from_slice(&(!len).to_le_bytes());
-        emit(&header, block)?;
+        emit(&header)?;
+        emit(block)?;
     }
-    Ok(())
+    emit(&zlib_rs::adler32::adler32(1, data).to_be_bytes())
 }
 
 /// Appends the zlib stream of `data` to `out`, growing `out` by `first_guess` bytes at first (zeroing
@@ -559,14 +552,10 @@ fn deflate(
 /// Appends `data` as a zlib stream of stored blocks (see [`STORE_UNCOMPRESSED_BELOW`]).
 fn push_stored(data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
     out.reserve(data.len() + 16);
-    out.extend_from_slice(&ZLIB_HEADER);
-    for_each_stored_block(data, |block_header, block| {
-        out.extend_from_slice(block_header);
-        out.extend_from_slice(block);
+    emit_stored(data, |bytes| {
+        out.extend_from_slice(bytes);
         Ok(())
-    })?;
-    out.extend_from_slice(&zlib_rs::adler32::adler32(1, data).to_be_bytes());
-    Ok(())
+    })
 }
 
 /// An entry's header: the type code and the size, four bits in the first byte then seven in each
@@ -617,7 +606,8 @@ fn crc32(data: &[u8]) -> u32 {
 mod tests {
     use super::{STORED_BLOCK, ZLIB_HEADER, push_stored};
 
-    /// The zlib stream of stored blocks for `data`, as `add_stored` writes it too.
+    /// The zlib stream of stored blocks for `data` (`add_stored` writes the same, from
+    /// `emit_stored`).
     fn stored_stream(data: &[u8]) -> Vec<u8> {
         let mut stream = Vec::new();
         push_stored(data, &mut stream).expect("writing to a Vec cannot fail");

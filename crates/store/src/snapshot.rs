@@ -214,7 +214,6 @@ mod tests {
     use super::diff_trees;
     use crate::tree::lookup_stored;
     use crate::{BranchName, Store, StorePath};
-    use datakit_ci_testkit as test_git;
 
     /// Lookups and diffs read trees through the store's cache; they must give what reading the
     /// objects afresh gives (and what Git says), cold and warm. The names include ones where Git's
@@ -249,7 +248,7 @@ mod tests {
         let old_snapshot = store.commit(old).await?.tree();
         let new_snapshot = store.commit(new).await?.tree();
         // Run inside the bare repository, which git finds as its own directory.
-        let expected = test_git::git(
+        let expected = datakit_ci_testkit::git(
             &git_dir,
             &[
                 "diff-tree",
@@ -289,7 +288,7 @@ mod tests {
         assert!(store.repo().tree_cache().entries() > 300, "warm");
 
         for (commit, snapshot) in [(old, &old_snapshot), (new, &new_snapshot)] {
-            let listed = test_git::git(
+            let listed = datakit_ci_testkit::git(
                 &git_dir,
                 &["ls-tree", "-r", "-t", "--name-only", &commit.to_string()],
             );
