@@ -323,6 +323,16 @@ impl TreeBuilder {
         }
     }
 
+    /// The bytes an entry takes in a tree's data: mode, space, name, NUL, binary id.
+    pub(crate) fn entry_len(name: &[u8], mode: EntryMode) -> usize {
+        let mut mode_buffer = [0; 6];
+        mode.as_bytes(&mut mode_buffer).len()
+            + 1
+            + name.len()
+            + 1
+            + gix::hash::Kind::Sha1.len_in_bytes()
+    }
+
     /// Appends a new entry.
     pub(crate) fn push(&mut self, name: &[u8], mode: EntryMode, id: &gix::oid) {
         let start = self.data.len();
@@ -482,6 +492,26 @@ mod tests {
         let data = encode(&[("a", EntryKind::Blob, 1)]);
         for len in [1, 7, data.len() - 1] {
             assert!(DecodedTree::decode(data[..len].to_vec()).is_err(), "{len}");
+        }
+    }
+
+    #[test]
+    fn an_entry_takes_the_bytes_entry_len_says() {
+        for kind in [
+            EntryKind::Tree,
+            EntryKind::Blob,
+            EntryKind::BlobExecutable,
+            EntryKind::Link,
+            EntryKind::Commit,
+        ] {
+            let name = format!("{:040x}", 7);
+            let mut builder = TreeBuilder::with_capacity(0, 0);
+            builder.push(name.as_bytes(), kind.into(), &id(3));
+            assert_eq!(
+                builder.data().len(),
+                TreeBuilder::entry_len(name.as_bytes(), kind.into()),
+                "{kind:?}"
+            );
         }
     }
 }

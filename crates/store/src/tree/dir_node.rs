@@ -512,17 +512,21 @@ impl DirNode {
         }
         dropped.sort_unstable();
         added.sort_by(|a, b| name_order(a.0, a.1.is_tree(), b.0, b.1.is_tree()));
+        // Exact, not estimated: a flat tree of 10,000 entries outgrowing its estimate by one
+        // entry was reallocated and copied whole, on every head change.
+        let added_bytes: usize = added
+            .iter()
+            .map(|(name, mode, _)| TreeBuilder::entry_len(name, *mode))
+            .sum();
         let Some(base) = base else {
-            let mut builder = TreeBuilder::with_capacity(added.len() * 64, added.len());
+            let mut builder = TreeBuilder::with_capacity(added_bytes, added.len());
             for (name, mode, id) in added {
                 builder.push(name, mode, &id);
             }
             return Some(builder);
         };
-        let mut builder = TreeBuilder::with_capacity(
-            base.data_len() + added.len() * 64,
-            base.len() + added.len(),
-        );
+        let mut builder =
+            TreeBuilder::with_capacity(base.data_len() + added_bytes, base.len() + added.len());
         let mut runs = Runs {
             base,
             next: 0,
