@@ -17,7 +17,7 @@ mod dir_node;
 mod tests;
 
 pub(crate) use cache::TreeCache;
-pub(crate) use decoded::{DecodedTree, EntryRef, TreeBuilder};
+pub(crate) use decoded::{BufferPool, DecodedTree, EntryRef, TreeBuilder};
 pub(crate) use dir_node::{DirNode, Found};
 
 /// The id of the empty tree.

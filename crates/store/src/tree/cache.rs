@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use gix::ObjectId;
 
-use super::DecodedTree;
+use super::{BufferPool, DecodedTree};
 
 /// Entries the cache holds per generation by default; at most twice that in all. An entry costs its
 /// encoded bytes (about 40) plus a 16-byte index slot, so about 11 MB in all.
@@ -32,6 +32,8 @@ pub(crate) struct TreeCache {
 
 struct Shared {
     generation_limit: usize,
+    /// The buffers of big trees that were dropped, for the store's next big trees.
+    buffers: BufferPool,
     generations: Mutex<Generations>,
     /// Trees decoded from the object database because they were not cached.
     decodes: AtomicU64,
@@ -57,6 +59,7 @@ impl TreeCache {
         TreeCache {
             shared: Arc::new(Shared {
                 generation_limit: limit,
+                buffers: BufferPool::default(),
                 generations: Mutex::new(Generations::default()),
                 decodes: AtomicU64::new(0),
             }),
@@ -70,6 +73,11 @@ impl TreeCache {
             .generations
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Where the store's big trees are built.
+    pub(crate) fn buffers(&self) -> &BufferPool {
+        &self.shared.buffers
     }
 
     /// The decoded tree `id`, if cached.

@@ -8,7 +8,7 @@
 //! tree's index without decoding it.
 
 use std::cmp::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use gix::ObjectId;
 use gix::bstr::{BStr, ByteSlice};
@@ -31,6 +31,92 @@ struct Inner {
     /// of `data`. True for every tree written by Git or this store; a tree stored out of order is
     /// indexed in order anyway and copied entry by entry.
     contiguous: bool,
+    /// Where the buffers go back to when the tree is dropped, if they came from a pool.
+    pool: Option<BufferPool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            pool.give(Buffers {
+                data: std::mem::take(&mut self.data),
+                slots: std::mem::take(&mut self.slots),
+            });
+        }
+    }
+}
+
+/// Trees from this many bytes are built in buffers of a [`BufferPool`].
+const POOLED_FROM: usize = 64 * 1024;
+
+/// How many pairs of buffers a pool keeps: a few head changes' worth of flat trees (each writes
+/// two or three, and the tree cache frees a dozen at once when a generation goes).
+const POOL_CAPACITY: usize = 8;
+
+/// The buffers of a tree.
+struct Buffers {
+    data: Vec<u8>,
+    slots: Vec<Slot>,
+}
+
+/// Buffers of big trees that were dropped, kept for the next big trees to be built in.
+///
+/// Every head change with 10,000 targets builds flat trees of hundreds of KB. Built in fresh
+/// memory, each took a page fault per 4 KiB (the allocator had returned the memory of the versions
+/// before to the system): copying the 672 KB `commit/` tree took 0.44 ms, in warm memory 0.19 ms.
+#[derive(Clone, Default)]
+pub(crate) struct BufferPool(Arc<Mutex<Vec<Buffers>>>);
+
+impl BufferPool {
+    /// Empty buffers for a tree of about `bytes` bytes and `entries` entries: the smallest kept
+    /// ones that fit, else new ones with an eighth to spare, so that they still fit the next
+    /// versions of a directory that grows.
+    fn take(&self, bytes: usize, entries: usize) -> Buffers {
+        let found = {
+            let mut free = self.lock();
+            let fitting = free
+                .iter()
+                .enumerate()
+                .filter(|(_, buffers)| {
+                    buffers.data.capacity() >= bytes && buffers.slots.capacity() >= entries
+                })
+                .min_by_key(|(_, buffers)| buffers.data.capacity())
+                .map(|(index, _)| index);
+            fitting.map(|index| free.swap_remove(index))
+        };
+        match found {
+            Some(mut buffers) => {
+                buffers.data.clear();
+                buffers.slots.clear();
+                buffers
+            }
+            None => Buffers {
+                data: Vec::with_capacity(bytes + bytes / 8),
+                slots: Vec::with_capacity(entries + entries / 8),
+            },
+        }
+    }
+
+    /// Keeps the buffers of a dropped tree, unless the pool is full.
+    fn give(&self, buffers: Buffers) {
+        let mut free = self.lock();
+        if free.len() < POOL_CAPACITY {
+            free.push(buffers);
+        }
+    }
+
+    /// How many pairs of buffers are kept.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Buffers>> {
+        // A vector of buffers is consistent whatever panicked while holding it.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Where one entry lies in the tree's data.
@@ -85,6 +171,7 @@ impl DecodedTree {
             data: Vec::new(),
             slots: Vec::new(),
             contiguous: true,
+            pool: None,
         }))
     }
 
@@ -142,6 +229,7 @@ impl DecodedTree {
             data,
             slots,
             contiguous: in_order,
+            pool: None,
         })))
     }
 
@@ -290,6 +378,7 @@ fn slot_order(a_data: &[u8], a: &Slot, b_data: &[u8], b: &Slot) -> Ordering {
 pub(crate) struct TreeBuilder {
     data: Vec<u8>,
     slots: Vec<Slot>,
+    pool: Option<BufferPool>,
 }
 
 impl TreeBuilder {
@@ -298,6 +387,27 @@ impl TreeBuilder {
         TreeBuilder {
             data: Vec::with_capacity(bytes),
             slots: Vec::with_capacity(entries),
+            pool: None,
+        }
+    }
+
+    /// Like [`with_capacity`](Self::with_capacity), but a big tree is built in buffers of `pool`
+    /// (and gives them back when dropped).
+    pub(crate) fn with_capacity_in(
+        pool: Option<&BufferPool>,
+        bytes: usize,
+        entries: usize,
+    ) -> TreeBuilder {
+        match pool {
+            Some(pool) if bytes >= POOLED_FROM => {
+                let Buffers { data, slots } = pool.take(bytes, entries);
+                TreeBuilder {
+                    data,
+                    slots,
+                    pool: Some(pool.clone()),
+                }
+            }
+            _ => TreeBuilder::with_capacity(bytes, entries),
         }
     }
 
@@ -379,6 +489,7 @@ impl TreeBuilder {
             data: self.data,
             slots: self.slots,
             contiguous: true,
+            pool: self.pool,
         }))
     }
 }
@@ -513,5 +624,43 @@ mod tests {
                 "{kind:?}"
             );
         }
+    }
+
+    fn big_tree(pool: &BufferPool, entries: usize) -> DecodedTree {
+        let bytes = entries * TreeBuilder::entry_len(b"000000", EntryKind::Blob.into());
+        let mut builder = TreeBuilder::with_capacity_in(Some(pool), bytes, entries);
+        for n in 0..entries {
+            builder.push(format!("{n:06}").as_bytes(), EntryKind::Blob.into(), &id(1));
+        }
+        builder.finish()
+    }
+
+    #[test]
+    fn big_trees_reuse_the_buffers_of_dropped_ones() {
+        let pool = BufferPool::default();
+        let first = big_tree(&pool, 3_000);
+        let first_data = first.data().as_ptr();
+        assert_eq!(pool.len(), 0);
+        drop(first);
+        assert_eq!(pool.len(), 1, "a dropped big tree gives its buffers back");
+        // A little bigger, as the next version of a growing directory is: it still fits.
+        let second = big_tree(&pool, 3_010);
+        assert_eq!(second.data().as_ptr(), first_data);
+        assert_eq!(pool.len(), 0);
+        assert_eq!(
+            second.iter().last().map(|entry| entry.name.to_string()),
+            Some("003009".to_owned())
+        );
+
+        // Small trees and trees without a pool keep their own memory.
+        drop(big_tree(&pool, 10));
+        assert_eq!(pool.len(), 0);
+        let trees: Vec<_> = (0..POOL_CAPACITY + 3)
+            .map(|_| big_tree(&pool, 3_000))
+            .collect();
+        drop(trees);
+        assert_eq!(pool.len(), POOL_CAPACITY, "the pool stays bounded");
+        drop(second);
+        assert_eq!(pool.len(), POOL_CAPACITY);
     }
 }

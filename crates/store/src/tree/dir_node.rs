@@ -518,15 +518,19 @@ impl DirNode {
             .iter()
             .map(|(name, mode, _)| TreeBuilder::entry_len(name, *mode))
             .sum();
+        let pool = self.cache.as_ref().map(TreeCache::buffers);
         let Some(base) = base else {
-            let mut builder = TreeBuilder::with_capacity(added_bytes, added.len());
+            let mut builder = TreeBuilder::with_capacity_in(pool, added_bytes, added.len());
             for (name, mode, id) in added {
                 builder.push(name, mode, &id);
             }
             return Some(builder);
         };
-        let mut builder =
-            TreeBuilder::with_capacity(base.data_len() + added_bytes, base.len() + added.len());
+        let mut builder = TreeBuilder::with_capacity_in(
+            pool,
+            base.data_len() + added_bytes,
+            base.len() + added.len(),
+        );
         let mut runs = Runs {
             base,
             next: 0,
