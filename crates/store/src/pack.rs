@@ -15,11 +15,18 @@
 //! reading one costs one inflate of the base and one of the delta; every merge recomputes them
 //! against its own bases. Every other object is written whole.
 //!
-//! This module knows the file formats and nothing of readers, gix handles or transactions.
+//! A commit's pack starts with its big trees, written while the store's checksum thread
+//! ([`ChecksumThread`]) computes the pack's checksum over them: at 10,000 targets a head change
+//! writes two flat trees of hundreds of KB, and hashing them cost as much as writing them.
+//!
+//! This module knows the file formats and nothing of readers, gix handles or transactions (the
+//! objects it writes are the pending objects of commits, big trees shared with the tree cache).
 
+mod checksum;
 mod delta;
 mod merge;
 
+pub(crate) use checksum::ChecksumThread;
 pub(crate) use merge::merge;
 
 use std::fs::File;
@@ -28,6 +35,10 @@ use std::path::{Path, PathBuf};
 
 use gix::ObjectId;
 use gix::objs::Kind;
+
+use crate::group::Object;
+use crate::pending::ObjectData;
+use crate::tree::DecodedTree;
 
 /// How many packs of one size tier trigger their merge into one pack of a higher tier.
 pub(crate) const TIER_WIDTH: usize = 16;
@@ -133,15 +144,50 @@ fn tier(count: usize) -> usize {
 }
 
 /// Writes `objects` (encoded data without header) as one pack and its index in `pack_dir`.
-pub(crate) fn write_objects<D: AsRef<[u8]>>(
+///
+/// Big trees go first, written while `checksums` computes the pack's checksum over them (see
+/// [`PackWriter::add_trees_checksummed_aside`]); the other objects follow in their order.
+pub(crate) fn write_objects(
     pack_dir: &Path,
-    objects: &[(ObjectId, Kind, D)],
+    objects: &[Object],
+    checksums: &ChecksumThread,
 ) -> io::Result<PackInfo> {
-    let mut writer = PackWriter::new(pack_dir, objects.len())?;
+    let mut big_trees = Vec::new();
+    let mut rest = Vec::with_capacity(objects.len());
     for (id, kind, data) in objects {
-        writer.add_object(*id, *kind, data.as_ref())?;
+        match data {
+            ObjectData::Tree(tree) if is_big_tree(*kind, tree.data()) => {
+                big_trees.push((*id, tree.clone()));
+            }
+            _ => rest.push((*id, *kind, data.as_ref())),
+        }
+    }
+    let checksumming = if big_trees.is_empty() {
+        None
+    } else {
+        let trees = big_trees.iter().map(|(_, tree)| (Kind::Tree, tree.clone()));
+        checksums.submit(pack_header(objects.len())?, trees.collect())
+    };
+    // Creating the file overlaps the thread's start.
+    let mut writer = PackWriter::new(pack_dir, objects.len())?;
+    match checksumming {
+        Some(checksumming) => writer.add_trees_checksummed_aside(&big_trees, checksumming)?,
+        None => {
+            for (id, tree) in &big_trees {
+                writer.add_stored(*id, Kind::Tree, tree.data())?;
+            }
+        }
+    }
+    for (id, kind, data) in rest {
+        writer.add_object(id, kind, data)?;
     }
     writer.finish()
+}
+
+/// Whether an object is one of the big trees stored without compression
+/// ([`STORE_UNCOMPRESSED_FROM`]).
+fn is_big_tree(kind: Kind, data: &[u8]) -> bool {
+    kind == Kind::Tree && data.len() >= STORE_UNCOMPRESSED_FROM
 }
 
 /// An object encoded as a pack entry (its header, then its zlib stream), with the entry's CRC-32,
@@ -277,6 +323,16 @@ struct HashingWriter<W> {
     written: u64,
 }
 
+impl<W: Write> HashingWriter<W> {
+    /// Writes `buf` without hashing it, for bytes whose hash is computed elsewhere and then put in
+    /// [`hasher`](Self::hasher).
+    fn write_all_unhashed(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.inner.write_all(buf)?;
+        self.written += buf.len() as u64;
+        Ok(())
+    }
+}
+
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
@@ -321,13 +377,7 @@ impl PackWriter {
             hasher: sha1::Sha1::default(),
             written: 0,
         };
-        out.write_all(b"PACK")?;
-        out.write_all(&2u32.to_be_bytes())?;
-        out.write_all(
-            &u32::try_from(count)
-                .map_err(io::Error::other)?
-                .to_be_bytes(),
-        )?;
+        out.write_all(&pack_header(count)?)?;
         Ok(PackWriter {
             dir: dir.to_owned(),
             out,
@@ -340,9 +390,7 @@ impl PackWriter {
 
     /// Appends a whole object, compressed unless tiny or a big tree.
     fn add_object(&mut self, id: ObjectId, kind: Kind, data: &[u8]) -> io::Result<()> {
-        if data.len() < STORE_UNCOMPRESSED_BELOW
-            || (kind == Kind::Tree && data.len() >= STORE_UNCOMPRESSED_FROM)
-        {
+        if data.len() < STORE_UNCOMPRESSED_BELOW || is_big_tree(kind, data) {
             return self.add_stored(id, kind, data);
         }
         let mut entry = std::mem::take(&mut self.compressed);
@@ -362,11 +410,7 @@ impl PackWriter {
     fn add_stored(&mut self, id: ObjectId, kind: Kind, data: &[u8]) -> io::Result<()> {
         let offset = self.out.written;
         let mut crc = crc32fast::Hasher::new();
-        let mut header = Vec::with_capacity(10);
-        push_entry_header(&mut header, type_code(kind), data.len() as u64);
-        crc.update(&header);
-        self.out.write_all(&header)?;
-        emit_stored(data, |bytes| {
+        emit_stored_entry(kind, data, |bytes| {
             crc.update(bytes);
             self.out.write_all(bytes)
         })?;
@@ -375,6 +419,43 @@ impl PackWriter {
             crc: crc.finalize(),
             offset,
         });
+        Ok(())
+    }
+
+    /// Appends `trees` as [stored](Self::add_stored) entries right after the pack's header, while
+    /// the store's checksum thread computes the pack's checksum over the header and them
+    /// (`checksumming`). Hashing a flat tree of a head change with 10,000 targets (hundreds of KB)
+    /// and writing it into the page cache cost about the same, so doing both at once saves about
+    /// half. Only first entries: the checksum starts at the header.
+    fn add_trees_checksummed_aside(
+        &mut self,
+        trees: &[(ObjectId, DecodedTree)],
+        checksumming: checksum::Pending,
+    ) -> io::Result<()> {
+        if !self.entries.is_empty() || checksumming.header() != pack_header(self.expected)? {
+            return Err(io::Error::other(
+                "entries checksummed aside must come first in their pack",
+            ));
+        }
+        let mut written = Vec::with_capacity(trees.len());
+        for (_, tree) in trees {
+            let offset = self.out.written;
+            let mut crc = crc32fast::Hasher::new();
+            emit_stored_entry(Kind::Tree, tree.data(), |bytes| {
+                crc.update(bytes);
+                self.out.write_all_unhashed(bytes)
+            })?;
+            written.push((offset, crc.finalize()));
+        }
+        self.out.hasher =
+            checksumming.wait(trees.iter().map(|(_, tree)| (Kind::Tree, tree.data())))?;
+        for ((id, _), (offset, crc)) in trees.iter().zip(written) {
+            self.entries.push(IndexEntry {
+                id: *id,
+                crc,
+                offset,
+            });
+        }
         Ok(())
     }
 
@@ -547,6 +628,32 @@ fn deflate(
         }
         grow = input.len() / 2 + 64;
     }
+}
+
+/// Passes a whole object's pack entry, stored without compression, to `emit`: its header, then
+/// [`emit_stored`].
+fn emit_stored_entry(
+    kind: Kind,
+    data: &[u8],
+    mut emit: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut header = Vec::with_capacity(10);
+    push_entry_header(&mut header, type_code(kind), data.len() as u64);
+    emit(&header)?;
+    emit_stored(data, emit)
+}
+
+/// A pack's header: signature, version 2, object count.
+fn pack_header(count: usize) -> io::Result<[u8; 12]> {
+    let mut header = [0u8; 12];
+    header[..4].copy_from_slice(b"PACK");
+    header[4..8].copy_from_slice(&2u32.to_be_bytes());
+    header[8..].copy_from_slice(
+        &u32::try_from(count)
+            .map_err(io::Error::other)?
+            .to_be_bytes(),
+    );
+    Ok(header)
 }
 
 /// Appends `data` as a zlib stream of stored blocks (see [`STORE_UNCOMPRESSED_BELOW`]).

@@ -72,6 +72,8 @@ pub(crate) struct Repo {
     maintenance: Mutex<Vec<PackInfo>>,
     /// Decoded trees by id, so that big trees are not decoded again by every reader.
     tree_cache: TreeCache,
+    /// Computes the checksums of packs that start with big trees.
+    checksums: pack::ChecksumThread,
     /// Commits waiting to be written together (see [`crate::group`]).
     commits: CommitQueue,
     /// The commits and objects written last.
@@ -149,6 +151,7 @@ impl Repo {
             tiers: Mutex::new(tiers),
             maintenance: Mutex::new(Vec::new()),
             tree_cache: TreeCache::default(),
+            checksums: pack::ChecksumThread::default(),
             commits: CommitQueue::default(),
             recent: RecentWrites::default(),
             maintenance_running: tokio::sync::watch::Sender::new(0),
@@ -227,10 +230,13 @@ impl Repo {
             self.recent.remember_objects(objects);
             return Ok(());
         }
-        let pack = pack::write_objects(&self.pack_dir, objects).map_err(|source| Error::Io {
-            path: self.pack_dir.clone(),
-            source,
-        })?;
+        let pack =
+            pack::write_objects(&self.pack_dir, objects, &self.checksums).map_err(|source| {
+                Error::Io {
+                    path: self.pack_dir.clone(),
+                    source,
+                }
+            })?;
         self.tiers
             .lock()
             .expect("pack tiers lock poisoned")

@@ -423,9 +423,13 @@ async fn big_trees_are_packed_without_compression_and_blobs_compressed() -> anyh
     let big = "a".repeat(100 * 1024);
     transaction.create_file(&path("big"), big.clone())?;
     transaction.create_file(&path("small"), "b".repeat(1024))?;
-    // A flat directory whose tree is over 64 KiB, like `ref/heads/` with many branches.
+    // Flat directories whose trees are over 64 KiB, like `ref/heads/` with many branches; two, so
+    // that the pack starts with two big trees, checksummed on the store's checksum thread.
     for n in 0..3_000 {
         transaction.create_file(&path(&format!("heads/b{n:05}/head")), "0".repeat(40))?;
+    }
+    for n in 0..2_500 {
+        transaction.create_file(&path(&format!("tags/t{n:05}/head")), "1".repeat(40))?;
     }
     transaction.commit("big and small").await?;
 
@@ -444,13 +448,15 @@ async fn big_trees_are_packed_without_compression_and_blobs_compressed() -> anyh
             fields[3].parse().expect("size in pack"),
         )
     };
-    let heads = fixture.git(&["rev-parse", "main:heads"]).trim().to_owned();
-    let (size, in_pack) = entry(&heads);
-    assert!(size > 64 * 1024, "the tree is {size} bytes");
-    assert!(
-        in_pack > size,
-        "the tree: {in_pack} bytes in the pack for {size}, so it was compressed"
-    );
+    for dir in ["main:heads", "main:tags"] {
+        let tree = fixture.git(&["rev-parse", dir]).trim().to_owned();
+        let (size, in_pack) = entry(&tree);
+        assert!(size > 64 * 1024, "{dir} is {size} bytes");
+        assert!(
+            in_pack > size,
+            "{dir}: {in_pack} bytes in the pack for {size}, so it was compressed"
+        );
+    }
     // Blobs, big or small, are compressed (logs compress well).
     for object in ["main:big", "main:small"] {
         let id = fixture.git(&["rev-parse", object]).trim().to_owned();
@@ -465,6 +471,10 @@ async fn big_trees_are_packed_without_compression_and_blobs_compressed() -> anyh
     assert_eq!(
         fixture.git(&["cat-file", "-p", "main:heads/b02999/head"]),
         "0".repeat(40)
+    );
+    assert_eq!(
+        fixture.git(&["cat-file", "-p", "main:tags/t02499/head"]),
+        "1".repeat(40)
     );
     let snapshot = main.head().await?.expect("a head").tree();
     assert_eq!(
