@@ -157,7 +157,7 @@ pub(crate) fn write_objects(
     for (id, kind, data) in objects {
         match data {
             ObjectData::Tree(tree) if is_big_tree(*kind, tree.data()) => {
-                big_trees.push((*id, tree.clone()));
+                big_trees.push((*id, tree))
             }
             _ => rest.push((*id, *kind, data.as_ref())),
         }
@@ -165,7 +165,7 @@ pub(crate) fn write_objects(
     let checksumming = if big_trees.is_empty() {
         None
     } else {
-        let trees = big_trees.iter().map(|(_, tree)| (Kind::Tree, tree.clone()));
+        let trees = big_trees.iter().map(|(_, tree)| DecodedTree::clone(tree));
         checksums.submit(pack_header(objects.len())?, trees.collect())
     };
     // Creating the file overlaps the thread's start.
@@ -429,7 +429,7 @@ impl PackWriter {
     /// half. Only first entries: the checksum starts at the header.
     fn add_trees_checksummed_aside(
         &mut self,
-        trees: &[(ObjectId, DecodedTree)],
+        trees: &[(ObjectId, &DecodedTree)],
         checksumming: checksum::Pending,
     ) -> io::Result<()> {
         if !self.entries.is_empty() || checksumming.header() != pack_header(self.expected)? {
@@ -447,8 +447,7 @@ impl PackWriter {
             })?;
             written.push((offset, crc.finalize()));
         }
-        self.out.hasher =
-            checksumming.wait(trees.iter().map(|(_, tree)| (Kind::Tree, tree.data())))?;
+        self.out.hasher = checksumming.wait(trees.iter().map(|(_, tree)| tree.data()))?;
         for ((id, _), (offset, crc)) in trees.iter().zip(written) {
             self.entries.push(IndexEntry {
                 id: *id,

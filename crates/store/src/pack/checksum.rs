@@ -8,14 +8,12 @@ use std::io;
 use std::sync::OnceLock;
 use std::sync::mpsc;
 
-use gix::objs::Kind;
-
 use crate::tree::DecodedTree;
 
 /// The header and the trees of a pack's first entries, and where to send what was computed.
 struct Job {
     header: [u8; 12],
-    trees: Vec<(Kind, DecodedTree)>,
+    trees: Vec<DecodedTree>,
     reply: mpsc::SyncSender<io::Result<sha1::Sha1>>,
 }
 
@@ -30,11 +28,7 @@ pub(crate) struct ChecksumThread {
 impl ChecksumThread {
     /// Hands the checksum of `header` followed by the stored entries of `trees` to the thread;
     /// `None` if there is no thread (the caller computes it).
-    pub(super) fn submit(
-        &self,
-        header: [u8; 12],
-        trees: Vec<(Kind, DecodedTree)>,
-    ) -> Option<Pending> {
+    pub(super) fn submit(&self, header: [u8; 12], trees: Vec<DecodedTree>) -> Option<Pending> {
         let jobs = self.jobs.get_or_init(start).as_ref()?;
         let (reply, result) = mpsc::sync_channel(1);
         let job = Job {
@@ -58,17 +52,14 @@ impl Pending {
         self.header
     }
 
-    /// Waits for the SHA-1 state after the header and the entries; computes it from `entries`
-    /// (the same as submitted) if the thread is gone.
-    pub(super) fn wait<'a>(
-        self,
-        entries: impl Iterator<Item = (Kind, &'a [u8])>,
-    ) -> io::Result<sha1::Sha1> {
+    /// Waits for the SHA-1 state after the header and the trees' entries; computes it from
+    /// `trees` (the same as submitted) if the thread is gone.
+    pub(super) fn wait<'a>(self, trees: impl Iterator<Item = &'a [u8]>) -> io::Result<sha1::Sha1> {
         match self.result.recv() {
             Ok(result) => result,
             Err(_) => {
                 tracing::warn!("the pack checksum thread is gone; computing the checksum here");
-                checksum(self.header, entries)
+                checksum(self.header, trees)
             }
         }
     }
@@ -80,9 +71,9 @@ fn start() -> Option<mpsc::Sender<Job>> {
         .name("pack-checksum".to_owned())
         .spawn(move || {
             for job in received {
-                let entries = job.trees.iter().map(|(kind, tree)| (*kind, tree.data()));
+                let trees = job.trees.iter().map(DecodedTree::data);
                 // The committing thread may have given up waiting; nothing to do then.
-                let _ = job.reply.send(checksum(job.header, entries));
+                let _ = job.reply.send(checksum(job.header, trees));
             }
         });
     match started {
@@ -94,15 +85,15 @@ fn start() -> Option<mpsc::Sender<Job>> {
     }
 }
 
-/// The SHA-1 state after `header` and the stored entries of `entries`.
+/// The SHA-1 state after `header` and the stored entries of the trees whose data is `trees`.
 pub(super) fn checksum<'a>(
     header: [u8; 12],
-    entries: impl Iterator<Item = (Kind, &'a [u8])>,
+    trees: impl Iterator<Item = &'a [u8]>,
 ) -> io::Result<sha1::Sha1> {
     let mut hasher = sha1::Sha1::default();
     sha1::Digest::update(&mut hasher, header);
-    for (kind, data) in entries {
-        super::emit_stored_entry(kind, data, |bytes| {
+    for data in trees {
+        super::emit_stored_entry(gix::objs::Kind::Tree, data, |bytes| {
             sha1::Digest::update(&mut hasher, bytes);
             Ok(())
         })?;
