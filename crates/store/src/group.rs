@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use gix::ObjectId;
 
+use crate::pack::EarlyChecksum;
 use crate::pending::ObjectData;
 use crate::repo::Repo;
 use crate::store::update_head;
@@ -45,6 +46,8 @@ pub(crate) type Object = (ObjectId, gix::objs::Kind, ObjectData);
 pub(crate) struct Member {
     /// Objects the store may not have yet (the commit object among them).
     pub(crate) objects: Vec<Object>,
+    /// The checksum of a pack of just these objects, started while the commit was made.
+    pub(crate) early_checksum: Option<EarlyChecksum>,
     /// The branch to move.
     pub(crate) branch: BranchName,
     /// The commit the branch is to point at.
@@ -241,6 +244,11 @@ fn write_members(repo: &Arc<Repo>, mut members: Vec<Member>) -> Vec<Result<(), E
     let handle = repo.get();
     let mut objects = Vec::new();
     let mut seen = HashSet::new();
+    // A checksum started early is for a pack of one commit's objects.
+    let early = match members.as_mut_slice() {
+        [alone] => alone.early_checksum.take(),
+        _ => None,
+    };
     for member in &mut members {
         // Two commits may make the same object (the same log, the same subtree); a pack must hold
         // it once.
@@ -252,7 +260,7 @@ fn write_members(repo: &Arc<Repo>, mut members: Vec<Member>) -> Vec<Result<(), E
         );
     }
     if !objects.is_empty()
-        && let Err(error) = repo.write_objects(&handle, &objects)
+        && let Err(error) = repo.write_objects(&handle, &objects, early)
     {
         tracing::warn!(%error, commits = group, "cannot write the objects of a group of commits");
         let source = Arc::new(error);

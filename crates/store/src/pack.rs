@@ -26,7 +26,7 @@ mod checksum;
 mod delta;
 mod merge;
 
-pub(crate) use checksum::ChecksumThread;
+pub(crate) use checksum::{ChecksumThread, EarlyChecksum};
 pub(crate) use merge::merge;
 
 use std::fs::File;
@@ -146,11 +146,13 @@ fn tier(count: usize) -> usize {
 /// Writes `objects` (encoded data without header) as one pack and its index in `pack_dir`.
 ///
 /// Big trees go first, written while `checksums` computes the pack's checksum over them (see
-/// [`PackWriter::add_trees_checksummed_aside`]); the other objects follow in their order.
+/// [`PackWriter::add_trees_checksummed_aside`]); the other objects follow in their order. `early`
+/// is the checksum the commit started over its first big tree, used if it applies to this pack.
 pub(crate) fn write_objects(
     pack_dir: &Path,
     objects: &[Object],
     checksums: &ChecksumThread,
+    early: Option<EarlyChecksum>,
 ) -> io::Result<PackInfo> {
     let mut big_trees = Vec::new();
     let mut rest = Vec::with_capacity(objects.len());
@@ -162,21 +164,32 @@ pub(crate) fn write_objects(
             _ => rest.push((*id, *kind, data.as_ref())),
         }
     }
-    let checksumming = if big_trees.is_empty() {
-        None
-    } else {
-        let trees = big_trees.iter().map(|(_, tree)| DecodedTree::clone(tree));
-        checksums.submit(pack_header(objects.len())?, trees.collect())
+    let early = early.and_then(|early| {
+        let (first, _) = big_trees.first()?;
+        early.applies_to(objects.len(), *first)
+    });
+    // How many of the big trees the checksum in progress covers, and the checksum.
+    let checksumming = match early {
+        Some(early) => Some((1, early)),
+        None if big_trees.is_empty() => None,
+        None => {
+            let trees = big_trees.iter().map(|(_, tree)| DecodedTree::clone(tree));
+            checksums
+                .submit(pack_header(objects.len())?, trees.collect())
+                .map(|pending| (big_trees.len(), pending))
+        }
     };
     // Creating the file overlaps the thread's start.
     let mut writer = PackWriter::new(pack_dir, objects.len())?;
-    match checksumming {
-        Some(checksumming) => writer.add_trees_checksummed_aside(&big_trees, checksumming)?,
-        None => {
-            for (id, tree) in &big_trees {
-                writer.add_stored(*id, Kind::Tree, tree.data())?;
-            }
+    let covered = match checksumming {
+        Some((covered, pending)) => {
+            writer.add_trees_checksummed_aside(&big_trees[..covered], pending)?;
+            covered
         }
+        None => 0,
+    };
+    for (id, tree) in &big_trees[covered..] {
+        writer.add_stored(*id, Kind::Tree, tree.data())?;
     }
     for (id, kind, data) in rest {
         writer.add_object(id, kind, data)?;
@@ -185,8 +198,8 @@ pub(crate) fn write_objects(
 }
 
 /// Whether an object is one of the big trees stored without compression
-/// ([`STORE_UNCOMPRESSED_FROM`]).
-fn is_big_tree(kind: Kind, data: &[u8]) -> bool {
+/// ([`STORE_UNCOMPRESSED_FROM`]), which lead their pack.
+pub(crate) fn is_big_tree(kind: Kind, data: &[u8]) -> bool {
     kind == Kind::Tree && data.len() >= STORE_UNCOMPRESSED_FROM
 }
 

@@ -7,12 +7,14 @@
 //! missed commits ("no commit … in the store"); see [`crate::repo`] for how deletions now wait.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use gix::ObjectId;
 use gix::objs::Kind;
 
 use crate::Error;
 use crate::group::Object;
+use crate::pack::{self, ChecksumThread, EarlyChecksum};
 use crate::recent::RecentWrites;
 use crate::tree::DecodedTree;
 
@@ -38,9 +40,45 @@ impl AsRef<[u8]> for ObjectData {
 pub(crate) struct PendingObjects {
     objects: Vec<Object>,
     index: HashMap<ObjectId, usize>,
+    /// How many of the first objects are known not to be in the object database.
+    checked: usize,
+    early: Option<EarlyPack>,
+}
+
+/// The pack a commit expects to write, whose checksum the first big tree starts (see
+/// [`EarlyChecksum`]).
+enum EarlyPack {
+    /// The pack will hold `count` objects; no big tree yet.
+    Expected {
+        count: usize,
+        checksums: Arc<ChecksumThread>,
+    },
+    /// The checksum of a pack of `count` objects is being computed.
+    Started {
+        count: usize,
+        checksum: EarlyChecksum,
+    },
 }
 
 impl PendingObjects {
+    /// Drops the pending objects the object database has already and announces that `more`
+    /// objects are to be added before [`take_new`](Self::take_new) (a commit's trees and the
+    /// commit itself), so that the first big tree added starts the checksum of a pack holding
+    /// every pending object.
+    pub(crate) fn expect_pack(
+        &mut self,
+        repo: &gix::Repository,
+        recent: &RecentWrites,
+        checksums: Arc<ChecksumThread>,
+        more: usize,
+    ) {
+        self.drop_stored(repo, recent);
+        self.early = Some(EarlyPack::Expected {
+            count: self.objects.len() + more,
+            checksums,
+        });
+    }
+
     /// Adds an object (its encoded data, without header) and returns its id.
     pub(crate) fn add(&mut self, kind: Kind, data: Vec<u8>) -> Result<ObjectId, Error> {
         self.add_data(kind, ObjectData::Bytes(data))
@@ -52,8 +90,23 @@ impl PendingObjects {
     }
 
     fn add_data(&mut self, kind: Kind, data: ObjectData) -> Result<ObjectId, Error> {
+        // Before hashing the id, so that the thread hashes the pack entry meanwhile.
+        let started = match (&data, &self.early) {
+            (ObjectData::Tree(tree), Some(EarlyPack::Expected { count, checksums }))
+                if pack::is_big_tree(kind, tree.data()) =>
+            {
+                checksums
+                    .start_early(*count, tree)
+                    .map(|checksum| (*count, checksum))
+            }
+            _ => None,
+        };
         let id = gix::objs::compute_hash(gix::hash::Kind::Sha1, kind, data.as_ref())
             .map_err(Error::git("hash object"))?;
+        if let Some((count, mut checksum)) = started {
+            checksum.set_tree_id(id);
+            self.early = Some(EarlyPack::Started { count, checksum });
+        }
         if !self.index.contains_key(&id) {
             self.index.insert(id, self.objects.len());
             self.objects.push((id, kind, data));
@@ -68,22 +121,54 @@ impl PendingObjects {
             .map(|&index| self.objects[index].2.as_ref())
     }
 
-    /// The pending objects the object database does not have yet, for the commit to write; forgets
-    /// them all.
+    /// The pending objects for the commit to write, and the checksum started for their pack if
+    /// there is one; forgets them all.
+    ///
+    /// With a checksum started, they are all of them: the pack's object count is fixed, the
+    /// objects stored already were dropped [before](Self::expect_pack), and what was added since
+    /// are new trees and a new commit (a tree that happens to be stored already is only a
+    /// duplicate, which merging packs drops). Otherwise only those the object database does not
+    /// have yet.
     pub(crate) fn take_new(
         &mut self,
         repo: &gix::Repository,
         recent: &RecentWrites,
-    ) -> Vec<Object> {
+    ) -> (Vec<Object>, Option<EarlyChecksum>) {
+        let early = match self.early.take() {
+            Some(EarlyPack::Started { count, checksum }) if count == self.objects.len() => {
+                Some(checksum)
+            }
+            _ => {
+                self.drop_stored(repo, recent);
+                None
+            }
+        };
         self.index.clear();
-        let mut objects = std::mem::take(&mut self.objects);
+        self.checked = 0;
+        (std::mem::take(&mut self.objects), early)
+    }
+
+    /// Drops the objects the object database has, among those not checked yet.
+    fn drop_stored(&mut self, repo: &gix::Repository, recent: &RecentWrites) {
         // Looking in the packs already known is a few binary searches, and the objects written
         // last are known without them; an object missed because its pack is too new for both
         // costs only a duplicate in the new pack. (A lookup that refreshes would list the pack
         // directory for every new object.)
-        objects.retain(|(id, _, _)| {
-            !recent.has_object(id) && !repo.objects.exists_without_refresh(id)
-        });
-        objects
+        let mut kept = self.checked;
+        for at in self.checked..self.objects.len() {
+            let id = self.objects[at].0;
+            if recent.has_object(&id) || repo.objects.exists_without_refresh(&id) {
+                self.index.remove(&id);
+            } else {
+                self.objects.swap(kept, at);
+                self.index.insert(id, kept);
+                kept += 1;
+            }
+        }
+        self.objects.truncate(kept);
+        self.checked = kept;
     }
 }
+
+#[cfg(test)]
+mod tests;

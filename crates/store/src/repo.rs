@@ -73,7 +73,7 @@ pub(crate) struct Repo {
     /// Decoded trees by id, so that big trees are not decoded again by every reader.
     tree_cache: TreeCache,
     /// Computes the checksums of packs that start with big trees.
-    checksums: pack::ChecksumThread,
+    checksums: Arc<pack::ChecksumThread>,
     /// Commits waiting to be written together (see [`crate::group`]).
     commits: CommitQueue,
     /// The commits and objects written last.
@@ -151,7 +151,7 @@ impl Repo {
             tiers: Mutex::new(tiers),
             maintenance: Mutex::new(Vec::new()),
             tree_cache: TreeCache::default(),
-            checksums: pack::ChecksumThread::default(),
+            checksums: Arc::default(),
             commits: CommitQueue::default(),
             recent: RecentWrites::default(),
             maintenance_running: tokio::sync::watch::Sender::new(0),
@@ -162,6 +162,11 @@ impl Repo {
     /// The decoded trees shared by every reader of this store.
     pub(crate) fn tree_cache(&self) -> &TreeCache {
         &self.tree_cache
+    }
+
+    /// The thread computing pack checksums, for commits to start theirs early.
+    pub(crate) fn checksums(&self) -> &Arc<pack::ChecksumThread> {
+        &self.checksums
     }
 
     /// The commits and objects this process wrote last.
@@ -220,6 +225,7 @@ impl Repo {
         &self,
         repo: &gix::Repository,
         objects: &[Object],
+        early: Option<pack::EarlyChecksum>,
     ) -> Result<(), Error> {
         if !self.count_pack(true) {
             tracing::debug!("too many packs since the last deletion; writing loose objects");
@@ -230,13 +236,12 @@ impl Repo {
             self.recent.remember_objects(objects);
             return Ok(());
         }
-        let pack =
-            pack::write_objects(&self.pack_dir, objects, &self.checksums).map_err(|source| {
-                Error::Io {
-                    path: self.pack_dir.clone(),
-                    source,
-                }
-            })?;
+        let pack = pack::write_objects(&self.pack_dir, objects, &self.checksums, early).map_err(
+            |source| Error::Io {
+                path: self.pack_dir.clone(),
+                source,
+            },
+        )?;
         self.tiers
             .lock()
             .expect("pack tiers lock poisoned")

@@ -2,6 +2,7 @@
 //! first, then a compare-and-swap of the branch reference), replayed on the new head if it moved.
 
 use std::io::{Read, Seek, Write};
+use std::sync::Arc;
 
 use gix::ObjectId;
 use gix::objs::tree::{EntryKind as GitEntryKind, EntryMode};
@@ -284,7 +285,7 @@ impl Transaction {
         let state = self.store.branch_state(&self.branch);
         let _serialised = state.commit_lock.lock().await;
         let message = message.to_owned();
-        let repo = std::sync::Arc::clone(self.store.repo());
+        let repo = Arc::clone(self.store.repo());
         let id = run_blocking(move || self.commit_blocking(&message)).await?;
         state.head.send_replace(Some(id));
         drop(_serialised);
@@ -309,7 +310,7 @@ impl Transaction {
         let repo = store.repo();
         let mut expected = parent;
         for _ in 0..MAX_ATTEMPTS {
-            let (tree, commit, objects) = {
+            let (tree, commit, (objects, early_checksum)) = {
                 let handle = repo.get();
                 let current = read_head(&handle, &branch)?;
                 if current != expected {
@@ -317,6 +318,13 @@ impl Transaction {
                     root = replay(&handle, &branch, current, &edits)?;
                     expected = current;
                 }
+                // Its trees and the commit.
+                pending.expect_pack(
+                    &handle,
+                    repo.recent(),
+                    Arc::clone(repo.checksums()),
+                    root.changed_dirs() + 1,
+                );
                 let (tree, _) = root.write(&mut pending)?;
                 let commit = add_commit(&mut pending, tree, expected, message)?;
                 (tree, commit, pending.take_new(&handle, repo.recent()))
@@ -324,6 +332,7 @@ impl Transaction {
             // No handle is held while the group is written: deleting merged packs waits for them all.
             let member = Member {
                 objects,
+                early_checksum,
                 branch: branch.clone(),
                 new: commit,
                 expected,
@@ -331,13 +340,12 @@ impl Transaction {
             match repo.commits().commit(repo, member) {
                 Ok(()) => {
                     let id = CommitId::from_object_id(commit);
-                    repo.recent()
-                        .remember_commit(std::sync::Arc::new(CommitData {
-                            id,
-                            parents: expected.into_iter().collect(),
-                            message: message.to_owned(),
-                            tree,
-                        }));
+                    repo.recent().remember_commit(Arc::new(CommitData {
+                        id,
+                        parents: expected.into_iter().collect(),
+                        message: message.to_owned(),
+                        tree,
+                    }));
                     return Ok(id);
                 }
                 Err(error @ Error::WriteObjects { .. }) => return Err(error),

@@ -424,12 +424,14 @@ async fn big_trees_are_packed_without_compression_and_blobs_compressed() -> anyh
     transaction.create_file(&path("big"), big.clone())?;
     transaction.create_file(&path("small"), "b".repeat(1024))?;
     // Flat directories whose trees are over 64 KiB, like `ref/heads/` with many branches; two, so
-    // that the pack starts with two big trees, checksummed on the store's checksum thread.
+    // that the pack starts with two big trees, checksummed on the store's checksum thread: the
+    // first from when it was built, the second when the pack is written. (Every `head` differs, so
+    // that no two new trees are the same and the commit makes as many trees as it predicted.)
     for n in 0..3_000 {
-        transaction.create_file(&path(&format!("heads/b{n:05}/head")), "0".repeat(40))?;
+        transaction.create_file(&path(&format!("heads/b{n:05}/head")), format!("{n:040}"))?;
     }
     for n in 0..2_500 {
-        transaction.create_file(&path(&format!("tags/t{n:05}/head")), "1".repeat(40))?;
+        transaction.create_file(&path(&format!("tags/t{n:05}/head")), format!("{n:039}t"))?;
     }
     transaction.commit("big and small").await?;
 
@@ -470,11 +472,11 @@ async fn big_trees_are_packed_without_compression_and_blobs_compressed() -> anyh
     assert_eq!(fixture.git(&["cat-file", "-p", "main:big"]), big);
     assert_eq!(
         fixture.git(&["cat-file", "-p", "main:heads/b02999/head"]),
-        "0".repeat(40)
+        format!("{:040}", 2999)
     );
     assert_eq!(
         fixture.git(&["cat-file", "-p", "main:tags/t02499/head"]),
-        "1".repeat(40)
+        format!("{:039}t", 2499)
     );
     let snapshot = main.head().await?.expect("a head").tree();
     assert_eq!(

@@ -397,6 +397,23 @@ impl DirNode {
         Ok(true)
     }
 
+    /// How many trees [`write`](Self::write) adds at most: one per directory with changes (fewer
+    /// if some changes undo others, or two new trees are the same).
+    pub(crate) fn changed_dirs(&self) -> usize {
+        if self.changes.is_empty() {
+            return 0;
+        }
+        let below: usize = self
+            .changes
+            .values()
+            .map(|change| match change {
+                Some(Node::Dir(child)) => child.changed_dirs(),
+                _ => 0,
+            })
+            .sum();
+        below + 1
+    }
+
     /// Adds this directory's changed trees to `pending` (dropping empty directories), puts them in
     /// the store's tree cache and remembers them as unchanged. Returns the tree id and whether the
     /// tree is empty.

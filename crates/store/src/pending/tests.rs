@@ -1,0 +1,210 @@
+//! The checksum a commit's first big tree starts for its pack, with a real store: when the pack
+//! the commit predicted is the pack written, and that a pack is sound whichever checksum it used.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use gix::ObjectId;
+use gix::objs::Kind;
+use gix::objs::tree::{EntryKind, EntryMode};
+
+use super::PendingObjects;
+use crate::group::Object;
+use crate::pack::EarlyChecksum;
+use crate::repo::Repo;
+use crate::tree::TreeBuilder;
+use crate::{BranchName, Store, StorePath};
+use datakit_ci_testkit::git;
+
+/// Entries of the big trees: about 85 KiB, over the 64 KiB from which a tree is big.
+const ENTRIES: usize = 2_500;
+
+struct Fixture {
+    store: Store,
+    git_dir: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("make a temporary directory");
+        let git_dir = dir.path().join("state.git");
+        let store = Store::open(&git_dir).expect("open store");
+        Fixture {
+            store,
+            git_dir,
+            _dir: dir,
+        }
+    }
+
+    fn repo(&self) -> &Arc<Repo> {
+        self.store.repo()
+    }
+
+    /// The `.idx` files of the store's packs.
+    fn packs(&self) -> Vec<PathBuf> {
+        let mut packs: Vec<PathBuf> = std::fs::read_dir(self.git_dir.join("objects/pack"))
+            .expect("list the pack directory")
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "idx"))
+            .collect();
+        packs.sort();
+        packs
+    }
+
+    /// Writes `objects` as a pack, with `early` as the checksum started for it, and returns the
+    /// ids `git verify-pack` finds in that pack (which it only lists if the checksum is right).
+    fn write(&self, objects: &[Object], early: Option<EarlyChecksum>) -> Vec<ObjectId> {
+        let before = self.packs();
+        self.repo()
+            .write_objects(&self.repo().get(), objects, early)
+            .expect("write the pack");
+        let new: Vec<PathBuf> = self
+            .packs()
+            .into_iter()
+            .filter(|pack| !before.contains(pack))
+            .collect();
+        assert_eq!(new.len(), 1, "one new pack");
+        verified_ids(&self.git_dir, &new[0])
+    }
+
+    /// A pending set like a commit's: `blobs`, then `expect_pack` announcing `more` objects, then
+    /// `objects` (trees or blobs) added after.
+    fn pending(&self, blobs: &[&str], more: usize, objects: Vec<(Kind, Vec<u8>)>) -> Pending {
+        let repo = self.repo();
+        let handle = repo.get();
+        let mut pending = PendingObjects::default();
+        for blob in blobs {
+            pending
+                .add(Kind::Blob, blob.as_bytes().to_vec())
+                .expect("add a blob");
+        }
+        pending.expect_pack(&handle, repo.recent(), Arc::clone(repo.checksums()), more);
+        for (kind, data) in objects {
+            match kind {
+                Kind::Tree => pending
+                    .add_tree(crate::tree::DecodedTree::decode(data).expect("a tree"))
+                    .expect("add a tree"),
+                other => pending.add(other, data).expect("add an object"),
+            };
+        }
+        let (objects, early) = pending.take_new(&handle, repo.recent());
+        Pending { objects, early }
+    }
+}
+
+struct Pending {
+    objects: Vec<Object>,
+    early: Option<EarlyChecksum>,
+}
+
+impl Pending {
+    fn ids(&self) -> Vec<ObjectId> {
+        let mut ids: Vec<ObjectId> = self.objects.iter().map(|(id, _, _)| *id).collect();
+        ids.sort();
+        ids
+    }
+}
+
+/// The ids in the pack `idx`, as `git verify-pack -v` lists them after checking the pack.
+fn verified_ids(git_dir: &Path, idx: &Path) -> Vec<ObjectId> {
+    let listing = git(
+        git_dir,
+        &["verify-pack", "-v", idx.to_str().expect("UTF-8 path")],
+    );
+    let mut ids: Vec<ObjectId> = listing
+        .lines()
+        .filter(|line| line.len() > 41 && line.as_bytes()[40] == b' ')
+        .map(|line| ObjectId::from_hex(&line.as_bytes()[..40]).expect("an object id"))
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The data of a flat tree of [`ENTRIES`] files named after `prefix`, all `blob`.
+fn big_tree(prefix: &str, blob: ObjectId) -> Vec<u8> {
+    let mut builder = TreeBuilder::with_capacity(ENTRIES * 40, ENTRIES);
+    for n in 0..ENTRIES {
+        let name = format!("{prefix}-{n:05}");
+        builder.push(name.as_bytes(), EntryMode::from(EntryKind::Blob), &blob);
+    }
+    builder.finish().data().to_vec()
+}
+
+fn blob_id(contents: &str) -> ObjectId {
+    gix::objs::compute_hash(gix::hash::Kind::Sha1, Kind::Blob, contents.as_bytes())
+        .expect("hash a blob")
+}
+
+#[tokio::test]
+async fn a_commit_as_predicted_checksums_its_pack_from_its_first_big_tree() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let branch = BranchName::new("main")?;
+    let mut transaction = fixture.store.branch(&branch).transaction().await?;
+    transaction.create_file(&StorePath::new("stored")?, "stored")?;
+    transaction.commit("a stored blob").await?;
+
+    // A stored blob, a new one, then two big trees and a commit-like object, as announced.
+    let pending = fixture.pending(
+        &["stored", "new"],
+        3,
+        vec![
+            (Kind::Tree, big_tree("a", blob_id("new"))),
+            (Kind::Tree, big_tree("b", blob_id("new"))),
+            (Kind::Blob, b"the commit".to_vec()),
+        ],
+    );
+    assert!(pending.early.is_some(), "the checksum was started early");
+    assert!(
+        !pending.ids().contains(&blob_id("stored")),
+        "stored objects are dropped before the count is fixed"
+    );
+    assert_eq!(pending.objects.len(), 4);
+    let expected = pending.ids();
+    assert_eq!(fixture.write(&pending.objects, pending.early), expected);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_commit_with_more_objects_than_announced_checksums_its_pack_as_usual()
+-> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let pending = fixture.pending(
+        &["new"],
+        1,
+        vec![
+            (Kind::Tree, big_tree("a", blob_id("new"))),
+            (Kind::Blob, b"one more than announced".to_vec()),
+        ],
+    );
+    assert!(pending.early.is_none());
+    let expected = pending.ids();
+    assert_eq!(expected.len(), 3);
+    assert_eq!(fixture.write(&pending.objects, None), expected);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_checksum_started_for_another_pack_is_not_used() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let first = |prefix: &str, extra: usize| {
+        let mut objects = vec![(Kind::Tree, big_tree(prefix, blob_id("new")))];
+        for n in 0..extra {
+            objects.push((Kind::Blob, format!("extra {n}").into_bytes()));
+        }
+        fixture.pending(&["new"], objects.len(), objects)
+    };
+    // The same count, another first tree.
+    let started = first("a", 0);
+    let other = first("b", 0);
+    assert!(started.early.is_some() && other.early.is_some());
+    let expected = other.ids();
+    assert_eq!(fixture.write(&other.objects, started.early), expected);
+    // The same first tree, another count.
+    let started = first("c", 0);
+    let bigger = first("c", 1);
+    let expected = bigger.ids();
+    assert_eq!(fixture.write(&bigger.objects, started.early), expected);
+    Ok(())
+}
