@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use gix::ObjectId;
 
-use crate::pack::EarlyChecksum;
+use crate::pack::StartedPack;
 use crate::pending::ObjectData;
 use crate::repo::Repo;
 use crate::store::update_head;
@@ -46,8 +46,8 @@ pub(crate) type Object = (ObjectId, gix::objs::Kind, ObjectData);
 pub(crate) struct Member {
     /// Objects the store may not have yet (the commit object among them).
     pub(crate) objects: Vec<Object>,
-    /// The checksum of a pack of just these objects, started while the commit was made.
-    pub(crate) early_checksum: Option<EarlyChecksum>,
+    /// A pack of just these objects, started while the commit was made.
+    pub(crate) started_pack: Option<StartedPack>,
     /// The branch to move.
     pub(crate) branch: BranchName,
     /// The commit the branch is to point at.
@@ -244,9 +244,9 @@ fn write_members(repo: &Arc<Repo>, mut members: Vec<Member>) -> Vec<Result<(), E
     let handle = repo.get();
     let mut objects = Vec::new();
     let mut seen = HashSet::new();
-    // A checksum started early is for a pack of one commit's objects.
-    let early = match members.as_mut_slice() {
-        [alone] => alone.early_checksum.take(),
+    // A pack started early is for one commit's objects.
+    let started = match members.as_mut_slice() {
+        [alone] => alone.started_pack.take(),
         _ => None,
     };
     for member in &mut members {
@@ -260,7 +260,7 @@ fn write_members(repo: &Arc<Repo>, mut members: Vec<Member>) -> Vec<Result<(), E
         );
     }
     if !objects.is_empty()
-        && let Err(error) = repo.write_objects(&handle, &objects, early)
+        && let Err(error) = repo.write_objects(&handle, &objects, started)
     {
         tracing::warn!(%error, commits = group, "cannot write the objects of a group of commits");
         let source = Arc::new(error);

@@ -15,19 +15,20 @@
 //! reading one costs one inflate of the base and one of the delta; every merge recomputes them
 //! against its own bases. Every other object is written whole.
 //!
-//! A commit's pack starts with its big trees, written while the store's checksum thread
-//! ([`ChecksumThread`]) computes the pack's checksum over them: at 10,000 targets a head change
-//! writes two flat trees of hundreds of KB, and hashing them cost as much as writing them.
+//! A commit's pack starts with its big trees: at 10,000 targets a head change writes flat trees of
+//! hundreds of KB, and hashing them cost as much as writing them. The store's pack thread
+//! ([`PackThread`]) writes the start of the pack (its first big tree) while the commit is still
+//! computing that tree's id, or else computes the pack's checksum while the commit writes them.
 //!
 //! This module knows the file formats and nothing of readers, gix handles or transactions (the
 //! objects it writes are the pending objects of commits, big trees shared with the tree cache).
 
-mod checksum;
 mod delta;
 mod merge;
+mod thread;
 
-pub(crate) use checksum::{ChecksumThread, EarlyChecksum};
 pub(crate) use merge::merge;
+pub(crate) use thread::{PackThread, StartedPack};
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -145,14 +146,15 @@ fn tier(count: usize) -> usize {
 
 /// Writes `objects` (encoded data without header) as one pack and its index in `pack_dir`.
 ///
-/// Big trees go first, written while `checksums` computes the pack's checksum over them (see
-/// [`PackWriter::add_trees_checksummed_aside`]); the other objects follow in their order. `early`
-/// is the checksum the commit started over its first big tree, used if it applies to this pack.
+/// Big trees go first. If the commit had `thread` start the pack with its first big tree
+/// (`started`) and the pack is the one predicted, the rest is appended to it. Otherwise big trees
+/// are written while `thread` computes the pack's checksum over them (see
+/// [`PackWriter::add_trees_checksummed_aside`]). The other objects follow in their order.
 pub(crate) fn write_objects(
     pack_dir: &Path,
     objects: &[Object],
-    checksums: &ChecksumThread,
-    early: Option<EarlyChecksum>,
+    thread: &PackThread,
+    started: Option<StartedPack>,
 ) -> io::Result<PackInfo> {
     let mut big_trees = Vec::new();
     let mut rest = Vec::with_capacity(objects.len());
@@ -164,33 +166,39 @@ pub(crate) fn write_objects(
             _ => rest.push((*id, *kind, data.as_ref())),
         }
     }
-    let early = early.and_then(|early| {
+    let started = started.and_then(|started| {
         let (first, _) = big_trees.first()?;
-        early.applies_to(objects.len(), *first)
+        started.into_writer(objects.len(), *first)
     });
-    // How many of the big trees the checksum in progress covers, and the checksum.
-    let checksumming = match early {
-        Some(early) => Some((1, early)),
-        None if big_trees.is_empty() => None,
+    let mut writer = match started {
+        Some(mut writer) => {
+            for (id, tree) in &big_trees[1..] {
+                writer.add_stored(*id, Kind::Tree, tree.data())?;
+            }
+            writer
+        }
         None => {
-            let trees = big_trees.iter().map(|(_, tree)| DecodedTree::clone(tree));
-            checksums
-                .submit(pack_header(objects.len())?, trees.collect())
-                .map(|pending| (big_trees.len(), pending))
+            let checksumming = if big_trees.is_empty() {
+                None
+            } else {
+                let trees = big_trees.iter().map(|(_, tree)| DecodedTree::clone(tree));
+                thread.checksum(pack_header(objects.len())?, trees.collect())
+            };
+            // Creating the file overlaps the thread's start.
+            let mut writer = PackWriter::new(pack_dir, objects.len())?;
+            match checksumming {
+                Some(checksumming) => {
+                    writer.add_trees_checksummed_aside(&big_trees, checksumming)?
+                }
+                None => {
+                    for (id, tree) in &big_trees {
+                        writer.add_stored(*id, Kind::Tree, tree.data())?;
+                    }
+                }
+            }
+            writer
         }
     };
-    // Creating the file overlaps the thread's start.
-    let mut writer = PackWriter::new(pack_dir, objects.len())?;
-    let covered = match checksumming {
-        Some((covered, pending)) => {
-            writer.add_trees_checksummed_aside(&big_trees[..covered], pending)?;
-            covered
-        }
-        None => 0,
-    };
-    for (id, tree) in &big_trees[covered..] {
-        writer.add_stored(*id, Kind::Tree, tree.data())?;
-    }
     for (id, kind, data) in rest {
         writer.add_object(id, kind, data)?;
     }
@@ -309,6 +317,12 @@ struct IndexEntry {
     offset: u64,
 }
 
+/// Where an entry was written and its CRC-32, waiting for its object's id.
+struct StoredEntry {
+    offset: u64,
+    crc: u32,
+}
+
 /// Trees this big are stored without compression (zlib "stored" blocks). They are the flat trees
 /// of the metadata branch (`ref/heads/`, `commit/`: tens of thousands of entries, hundreds of KB),
 /// rewritten by every commit that touches one of their entries: deflating them was the largest
@@ -421,29 +435,44 @@ impl PackWriter {
     /// as the object and copying the object into it: a head change with 10,000 targets (two packs
     /// holding a flat tree of hundreds of KB) took 8.8–9.3 ms that way, 7.9 ms this way.
     fn add_stored(&mut self, id: ObjectId, kind: Kind, data: &[u8]) -> io::Result<()> {
+        let entry = self.add_stored_unnamed(kind, data)?;
+        self.name_entry(id, entry);
+        Ok(())
+    }
+
+    /// Appends a whole object like [`add_stored`](Self::add_stored), before its id is known:
+    /// the entry goes into the index when [named](Self::name_entry).
+    fn add_stored_unnamed(&mut self, kind: Kind, data: &[u8]) -> io::Result<StoredEntry> {
         let offset = self.out.written;
         let mut crc = crc32fast::Hasher::new();
         emit_stored_entry(kind, data, |bytes| {
             crc.update(bytes);
             self.out.write_all(bytes)
         })?;
+        Ok(StoredEntry {
+            offset,
+            crc: crc.finalize(),
+        })
+    }
+
+    /// Lists an entry written by [`add_stored_unnamed`](Self::add_stored_unnamed) as object `id`.
+    fn name_entry(&mut self, id: ObjectId, entry: StoredEntry) {
         self.entries.push(IndexEntry {
             id,
-            crc: crc.finalize(),
-            offset,
+            crc: entry.crc,
+            offset: entry.offset,
         });
-        Ok(())
     }
 
     /// Appends `trees` as [stored](Self::add_stored) entries right after the pack's header, while
-    /// the store's checksum thread computes the pack's checksum over the header and them
+    /// the store's pack thread computes the pack's checksum over the header and them
     /// (`checksumming`). Hashing a flat tree of a head change with 10,000 targets (hundreds of KB)
     /// and writing it into the page cache cost about the same, so doing both at once saves about
     /// half. Only first entries: the checksum starts at the header.
     fn add_trees_checksummed_aside(
         &mut self,
         trees: &[(ObjectId, &DecodedTree)],
-        checksumming: checksum::Pending,
+        checksumming: thread::PendingChecksum,
     ) -> io::Result<()> {
         if !self.entries.is_empty() || checksumming.header() != pack_header(self.expected)? {
             return Err(io::Error::other(

@@ -14,7 +14,7 @@ use gix::objs::Kind;
 
 use crate::Error;
 use crate::group::Object;
-use crate::pack::{self, ChecksumThread, EarlyChecksum};
+use crate::pack::{self, PackThread, StartedPack};
 use crate::recent::RecentWrites;
 use crate::tree::DecodedTree;
 
@@ -45,37 +45,33 @@ pub(crate) struct PendingObjects {
     early: Option<EarlyPack>,
 }
 
-/// The pack a commit expects to write, whose checksum the first big tree starts (see
-/// [`EarlyChecksum`]).
+/// The pack a commit expects to write, which its first big tree starts (see [`StartedPack`]).
 enum EarlyPack {
     /// The pack will hold `count` objects; no big tree yet.
     Expected {
         count: usize,
-        checksums: Arc<ChecksumThread>,
+        thread: Arc<PackThread>,
     },
-    /// The checksum of a pack of `count` objects is being computed.
-    Started {
-        count: usize,
-        checksum: EarlyChecksum,
-    },
+    /// A pack of `count` objects is being started.
+    Started { count: usize, pack: StartedPack },
 }
 
 impl PendingObjects {
     /// Drops the pending objects the object database has already and announces that `more`
     /// objects are to be added before [`take_new`](Self::take_new) (a commit's trees and the
-    /// commit itself), so that the first big tree added starts the checksum of a pack holding
-    /// every pending object.
+    /// commit itself), so that the first big tree added has `thread` start a pack holding every
+    /// pending object.
     pub(crate) fn expect_pack(
         &mut self,
         repo: &gix::Repository,
         recent: &RecentWrites,
-        checksums: Arc<ChecksumThread>,
+        thread: Arc<PackThread>,
         more: usize,
     ) {
         self.drop_stored(repo, recent);
         self.early = Some(EarlyPack::Expected {
             count: self.objects.len() + more,
-            checksums,
+            thread,
         });
     }
 
@@ -90,22 +86,20 @@ impl PendingObjects {
     }
 
     fn add_data(&mut self, kind: Kind, data: ObjectData) -> Result<ObjectId, Error> {
-        // Before hashing the id, so that the thread hashes the pack entry meanwhile.
+        // Before hashing the id, so that the thread writes the pack entry meanwhile.
         let started = match (&data, &self.early) {
-            (ObjectData::Tree(tree), Some(EarlyPack::Expected { count, checksums }))
+            (ObjectData::Tree(tree), Some(EarlyPack::Expected { count, thread }))
                 if pack::is_big_tree(kind, tree.data()) =>
             {
-                checksums
-                    .start_early(*count, tree)
-                    .map(|checksum| (*count, checksum))
+                thread.start(*count, tree).map(|pack| (*count, pack))
             }
             _ => None,
         };
         let id = gix::objs::compute_hash(gix::hash::Kind::Sha1, kind, data.as_ref())
             .map_err(Error::git("hash object"))?;
-        if let Some((count, mut checksum)) = started {
-            checksum.set_tree_id(id);
-            self.early = Some(EarlyPack::Started { count, checksum });
+        if let Some((count, mut pack)) = started {
+            pack.set_tree_id(id);
+            self.early = Some(EarlyPack::Started { count, pack });
         }
         if !self.index.contains_key(&id) {
             self.index.insert(id, self.objects.len());
@@ -121,10 +115,10 @@ impl PendingObjects {
             .map(|&index| self.objects[index].2.as_ref())
     }
 
-    /// The pending objects for the commit to write, and the checksum started for their pack if
-    /// there is one; forgets them all.
+    /// The pending objects for the commit to write, and the pack started for them if there is
+    /// one; forgets them all.
     ///
-    /// With a checksum started, they are all of them: the pack's object count is fixed, the
+    /// With a pack started, they are all of them: the pack's object count is fixed, the
     /// objects stored already were dropped [before](Self::expect_pack), and what was added since
     /// are new trees and a new commit (a tree that happens to be stored already is only a
     /// duplicate, which merging packs drops). Otherwise only those the object database does not
@@ -133,11 +127,9 @@ impl PendingObjects {
         &mut self,
         repo: &gix::Repository,
         recent: &RecentWrites,
-    ) -> (Vec<Object>, Option<EarlyChecksum>) {
+    ) -> (Vec<Object>, Option<StartedPack>) {
         let early = match self.early.take() {
-            Some(EarlyPack::Started { count, checksum }) if count == self.objects.len() => {
-                Some(checksum)
-            }
+            Some(EarlyPack::Started { count, pack }) if count == self.objects.len() => Some(pack),
             _ => {
                 self.drop_stored(repo, recent);
                 None

@@ -72,8 +72,8 @@ pub(crate) struct Repo {
     maintenance: Mutex<Vec<PackInfo>>,
     /// Decoded trees by id, so that big trees are not decoded again by every reader.
     tree_cache: TreeCache,
-    /// Computes the checksums of packs that start with big trees.
-    checksums: Arc<pack::ChecksumThread>,
+    /// Writes the start of packs, or their checksums, beside commits (see [`pack::PackThread`]).
+    pack_thread: Arc<pack::PackThread>,
     /// Commits waiting to be written together (see [`crate::group`]).
     commits: CommitQueue,
     /// The commits and objects written last.
@@ -137,6 +137,7 @@ impl Repo {
         let tiers = Tiers::scan(&pack_dir).map_err(io_error)?;
         Ok(Repo {
             path: path.to_owned(),
+            pack_thread: Arc::new(pack::PackThread::new(pack_dir.clone())),
             pack_dir,
             pool: Mutex::new(Pool {
                 shared,
@@ -151,7 +152,6 @@ impl Repo {
             tiers: Mutex::new(tiers),
             maintenance: Mutex::new(Vec::new()),
             tree_cache: TreeCache::default(),
-            checksums: Arc::default(),
             commits: CommitQueue::default(),
             recent: RecentWrites::default(),
             maintenance_running: tokio::sync::watch::Sender::new(0),
@@ -164,9 +164,9 @@ impl Repo {
         &self.tree_cache
     }
 
-    /// The thread computing pack checksums, for commits to start theirs early.
-    pub(crate) fn checksums(&self) -> &Arc<pack::ChecksumThread> {
-        &self.checksums
+    /// The thread writing the start of packs, for commits to start theirs early.
+    pub(crate) fn pack_thread(&self) -> &Arc<pack::PackThread> {
+        &self.pack_thread
     }
 
     /// The commits and objects this process wrote last.
@@ -225,7 +225,7 @@ impl Repo {
         &self,
         repo: &gix::Repository,
         objects: &[Object],
-        early: Option<pack::EarlyChecksum>,
+        started: Option<pack::StartedPack>,
     ) -> Result<(), Error> {
         if !self.count_pack(true) {
             tracing::debug!("too many packs since the last deletion; writing loose objects");
@@ -236,12 +236,11 @@ impl Repo {
             self.recent.remember_objects(objects);
             return Ok(());
         }
-        let pack = pack::write_objects(&self.pack_dir, objects, &self.checksums, early).map_err(
-            |source| Error::Io {
+        let pack = pack::write_objects(&self.pack_dir, objects, &self.pack_thread, started)
+            .map_err(|source| Error::Io {
                 path: self.pack_dir.clone(),
                 source,
-            },
-        )?;
+            })?;
         self.tiers
             .lock()
             .expect("pack tiers lock poisoned")

@@ -310,7 +310,7 @@ impl Transaction {
         let repo = store.repo();
         let mut expected = parent;
         for _ in 0..MAX_ATTEMPTS {
-            let (tree, commit, (objects, early_checksum)) = {
+            let (tree, commit, (objects, started_pack)) = {
                 let handle = repo.get();
                 let current = read_head(&handle, &branch)?;
                 if current != expected {
@@ -322,7 +322,7 @@ impl Transaction {
                 pending.expect_pack(
                     &handle,
                     repo.recent(),
-                    Arc::clone(repo.checksums()),
+                    Arc::clone(repo.pack_thread()),
                     root.changed_dirs() + 1,
                 );
                 let (tree, _) = root.write(&mut pending)?;
@@ -332,7 +332,7 @@ impl Transaction {
             // No handle is held while the group is written: deleting merged packs waits for them all.
             let member = Member {
                 objects,
-                early_checksum,
+                started_pack,
                 branch: branch.clone(),
                 new: commit,
                 expected,

@@ -1,5 +1,6 @@
-//! The checksum a commit's first big tree starts for its pack, with a real store: when the pack
-//! the commit predicted is the pack written, and that a pack is sound whichever checksum it used.
+//! The pack a commit's first big tree starts, with a real store: when the pack the commit
+//! predicted is the pack written, that a pack is sound whether it was started early or not, and
+//! that a started pack not used is deleted.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use gix::objs::tree::{EntryKind, EntryMode};
 
 use super::PendingObjects;
 use crate::group::Object;
-use crate::pack::EarlyChecksum;
+use crate::pack::StartedPack;
 use crate::repo::Repo;
 use crate::tree::TreeBuilder;
 use crate::{BranchName, Store, StorePath};
@@ -53,9 +54,22 @@ impl Fixture {
         packs
     }
 
-    /// Writes `objects` as a pack, with `early` as the checksum started for it, and returns the
-    /// ids `git verify-pack` finds in that pack (which it only lists if the checksum is right).
-    fn write(&self, objects: &[Object], early: Option<EarlyChecksum>) -> Vec<ObjectId> {
+    /// The temporary files in the pack directory (packs being written).
+    fn temporary_files(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.git_dir.join("objects/pack"))
+            .expect("list the pack directory")
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| {
+                path.file_name()
+                    .is_some_and(|name| name.to_string_lossy().starts_with("tmp_pack_"))
+            })
+            .collect()
+    }
+
+    /// Writes `objects` as a pack, with `early` as the pack started for it, and returns the ids
+    /// `git verify-pack` finds in that pack (which it only lists if the pack is sound).
+    fn write(&self, objects: &[Object], early: Option<StartedPack>) -> Vec<ObjectId> {
         let before = self.packs();
         self.repo()
             .write_objects(&self.repo().get(), objects, early)
@@ -80,7 +94,7 @@ impl Fixture {
                 .add(Kind::Blob, blob.as_bytes().to_vec())
                 .expect("add a blob");
         }
-        pending.expect_pack(&handle, repo.recent(), Arc::clone(repo.checksums()), more);
+        pending.expect_pack(&handle, repo.recent(), Arc::clone(repo.pack_thread()), more);
         for (kind, data) in objects {
             match kind {
                 Kind::Tree => pending
@@ -96,7 +110,7 @@ impl Fixture {
 
 struct Pending {
     objects: Vec<Object>,
-    early: Option<EarlyChecksum>,
+    early: Option<StartedPack>,
 }
 
 impl Pending {
@@ -138,7 +152,8 @@ fn blob_id(contents: &str) -> ObjectId {
 }
 
 #[tokio::test]
-async fn a_commit_as_predicted_checksums_its_pack_from_its_first_big_tree() -> anyhow::Result<()> {
+async fn a_commit_as_predicted_has_its_pack_started_with_its_first_big_tree() -> anyhow::Result<()>
+{
     let fixture = Fixture::new();
     let branch = BranchName::new("main")?;
     let mut transaction = fixture.store.branch(&branch).transaction().await?;
@@ -155,7 +170,7 @@ async fn a_commit_as_predicted_checksums_its_pack_from_its_first_big_tree() -> a
             (Kind::Blob, b"the commit".to_vec()),
         ],
     );
-    assert!(pending.early.is_some(), "the checksum was started early");
+    assert!(pending.early.is_some(), "the pack was started early");
     assert!(
         !pending.ids().contains(&blob_id("stored")),
         "stored objects are dropped before the count is fixed"
@@ -167,8 +182,8 @@ async fn a_commit_as_predicted_checksums_its_pack_from_its_first_big_tree() -> a
 }
 
 #[tokio::test]
-async fn a_commit_with_more_objects_than_announced_checksums_its_pack_as_usual()
--> anyhow::Result<()> {
+async fn a_commit_with_more_objects_than_announced_writes_its_pack_as_usual() -> anyhow::Result<()>
+{
     let fixture = Fixture::new();
     let pending = fixture.pending(
         &["new"],
@@ -186,7 +201,7 @@ async fn a_commit_with_more_objects_than_announced_checksums_its_pack_as_usual()
 }
 
 #[tokio::test]
-async fn a_checksum_started_for_another_pack_is_not_used() -> anyhow::Result<()> {
+async fn a_pack_started_for_another_pack_is_not_used_and_deleted() -> anyhow::Result<()> {
     let fixture = Fixture::new();
     let first = |prefix: &str, extra: usize| {
         let mut objects = vec![(Kind::Tree, big_tree(prefix, blob_id("new")))];
@@ -206,5 +221,20 @@ async fn a_checksum_started_for_another_pack_is_not_used() -> anyhow::Result<()>
     let bigger = first("c", 1);
     let expected = bigger.ids();
     assert_eq!(fixture.write(&bigger.objects, started.early), expected);
+    // And packs started for nothing (their commits failed before writing).
+    drop((other, bigger, first("d", 0)));
+    // The started packs were deleted: at once if the thread had written them, else once it has.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let temporary = fixture.temporary_files();
+        if temporary.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "started packs left behind: {temporary:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     Ok(())
 }
