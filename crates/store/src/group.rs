@@ -150,6 +150,12 @@ impl CommitQueue {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether so many transactions are open that commits are likely to be written in groups
+    /// (counting the caller's own).
+    pub(crate) fn busy(&self) -> bool {
+        self.open.load(Ordering::Relaxed).saturating_sub(1) >= SIBLINGS
+    }
+
     /// Writes `member`'s objects, with those of the commits made at the same time, and then moves
     /// its branch (blocking until done). The caller must not hold a handle from the pool: the
     /// write may wait for a deletion of merged packs, which waits for every handle.
@@ -244,10 +250,16 @@ fn write_members(repo: &Arc<Repo>, mut members: Vec<Member>) -> Vec<Result<(), E
     let handle = repo.get();
     let mut objects = Vec::new();
     let mut seen = HashSet::new();
-    // A pack started early is for one commit's objects.
+    // A pack started early is for one commit's objects; in a group, the others are dropped at
+    // once, so that the pack thread skips them if it has not started them yet.
     let started = match members.as_mut_slice() {
         [alone] => alone.started_pack.take(),
-        _ => None,
+        group => {
+            for member in group {
+                member.started_pack = None;
+            }
+            None
+        }
     };
     for member in &mut members {
         // Two commits may make the same object (the same log, the same subtree); a pack must hold

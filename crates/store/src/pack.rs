@@ -205,6 +205,17 @@ pub(crate) fn write_objects(
     writer.finish()
 }
 
+/// Trees this big have the pack thread start their commit's pack (see [`PackThread`]). Smaller
+/// ones take less time to hash than it took to start a pack beside them, and under load (hundreds
+/// of builds committing, flat trees of about 100 KB) starting packs that went unused, as commits
+/// were written in groups, made the whole 4–8% slower.
+const START_EARLY_FROM: usize = 256 * 1024;
+
+/// Whether a new object is a tree big enough to start its pack early ([`START_EARLY_FROM`]).
+pub(crate) fn starts_pack_early(kind: Kind, data: &[u8]) -> bool {
+    kind == Kind::Tree && data.len() >= START_EARLY_FROM
+}
+
 /// Whether an object is one of the big trees stored without compression
 /// ([`STORE_UNCOMPRESSED_FROM`]), which lead their pack.
 pub(crate) fn is_big_tree(kind: Kind, data: &[u8]) -> bool {

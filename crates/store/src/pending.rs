@@ -59,17 +59,17 @@ enum EarlyPack {
 impl PendingObjects {
     /// Drops the pending objects the object database has already and announces that `more`
     /// objects are to be added before [`take_new`](Self::take_new) (a commit's trees and the
-    /// commit itself), so that the first big tree added has `thread` start a pack holding every
-    /// pending object.
+    /// commit itself), so that the first big tree added has `thread` (if any) start a pack holding
+    /// every pending object.
     pub(crate) fn expect_pack(
         &mut self,
         repo: &gix::Repository,
         recent: &RecentWrites,
-        thread: Arc<PackThread>,
+        thread: Option<Arc<PackThread>>,
         more: usize,
     ) {
         self.drop_stored(repo, recent);
-        self.early = Some(EarlyPack::Expected {
+        self.early = thread.map(|thread| EarlyPack::Expected {
             count: self.objects.len() + more,
             thread,
         });
@@ -89,7 +89,7 @@ impl PendingObjects {
         // Before hashing the id, so that the thread writes the pack entry meanwhile.
         let started = match (&data, &self.early) {
             (ObjectData::Tree(tree), Some(EarlyPack::Expected { count, thread }))
-                if pack::is_big_tree(kind, tree.data()) =>
+                if pack::starts_pack_early(kind, tree.data()) =>
             {
                 thread.start(*count, tree).map(|pack| (*count, pack))
             }

@@ -318,13 +318,11 @@ impl Transaction {
                     root = replay(&handle, &branch, current, &edits)?;
                     expected = current;
                 }
+                // A pack started early is for this commit alone: when it is likely to be written
+                // with others, starting one would only take a core from them.
+                let thread = (!repo.commits().busy()).then(|| Arc::clone(repo.pack_thread()));
                 // Its trees and the commit.
-                pending.expect_pack(
-                    &handle,
-                    repo.recent(),
-                    Arc::clone(repo.pack_thread()),
-                    root.changed_dirs() + 1,
-                );
+                pending.expect_pack(&handle, repo.recent(), thread, root.changed_dirs() + 1);
                 let (tree, _) = root.write(&mut pending)?;
                 let commit = add_commit(&mut pending, tree, expected, message)?;
                 (tree, commit, pending.take_new(&handle, repo.recent()))

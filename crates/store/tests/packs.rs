@@ -414,6 +414,44 @@ async fn readers_never_miss_objects_while_packs_are_merged_and_deleted() -> anyh
     Ok(())
 }
 
+/// A commit that makes fewer trees than it predicted (here thousands of directories holding the
+/// same file, so the same tree) writes its pack itself, its big trees checksummed on the pack
+/// thread while it writes them; the pack its first big tree (over 256 KiB) started is not used.
+#[tokio::test]
+async fn big_trees_of_a_commit_unlike_its_prediction_are_packed_soundly() -> anyhow::Result<()> {
+    let fixture = Fixture::new();
+    let main = fixture.store.branch(&branch("main"));
+    let mut transaction = main.transaction().await?;
+    for n in 0..8_000 {
+        transaction.create_file(&path(&format!("heads/b{n:05}/head")), "same")?;
+    }
+    for n in 0..2_500 {
+        transaction.create_file(&path(&format!("tags/t{n:05}/head")), "same")?;
+    }
+    transaction.commit("two big trees").await?;
+
+    let packs = packs(&fixture.path);
+    assert_eq!(packs.len(), 1);
+    let listing = fixture.git(&["verify-pack", "-v", packs[0].to_str().expect("UTF-8 path")]);
+    for dir in [
+        "main:heads",
+        "main:tags",
+        "main:heads/b00000",
+        "main:heads/b07999",
+    ] {
+        let id = fixture.git(&["rev-parse", dir]).trim().to_owned();
+        assert!(
+            listing.contains(&id),
+            "{dir} ({id}) not in the pack:\n{listing}"
+        );
+    }
+    assert_eq!(
+        fixture.git(&["cat-file", "-p", "main:tags/t02499/head"]),
+        "same"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn big_trees_are_packed_without_compression_and_blobs_compressed() -> anyhow::Result<()> {
     let fixture = Fixture::new();
@@ -424,10 +462,10 @@ async fn big_trees_are_packed_without_compression_and_blobs_compressed() -> anyh
     transaction.create_file(&path("big"), big.clone())?;
     transaction.create_file(&path("small"), "b".repeat(1024))?;
     // Flat directories whose trees are over 64 KiB, like `ref/heads/` with many branches; two, so
-    // that the pack starts with two big trees, checksummed on the store's checksum thread: the
-    // first from when it was built, the second when the pack is written. (Every `head` differs, so
-    // that no two new trees are the same and the commit makes as many trees as it predicted.)
-    for n in 0..3_000 {
+    // that the pack starts with two big trees: the store's pack thread writes the first (over 256
+    // KiB) while the commit hashes it, and the commit appends the second. (Every `head` differs,
+    // so that no two new trees are the same and the commit makes as many trees as it predicted.)
+    for n in 0..8_000 {
         transaction.create_file(&path(&format!("heads/b{n:05}/head")), format!("{n:040}"))?;
     }
     for n in 0..2_500 {
@@ -471,8 +509,8 @@ async fn big_trees_are_packed_without_compression_and_blobs_compressed() -> anyh
 
     assert_eq!(fixture.git(&["cat-file", "-p", "main:big"]), big);
     assert_eq!(
-        fixture.git(&["cat-file", "-p", "main:heads/b02999/head"]),
-        format!("{:040}", 2999)
+        fixture.git(&["cat-file", "-p", "main:heads/b07999/head"]),
+        format!("{:040}", 7999)
     );
     assert_eq!(
         fixture.git(&["cat-file", "-p", "main:tags/t02499/head"]),

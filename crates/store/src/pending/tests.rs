@@ -17,8 +17,8 @@ use crate::tree::TreeBuilder;
 use crate::{BranchName, Store, StorePath};
 use datakit_ci_testkit::git;
 
-/// Entries of the big trees: about 85 KiB, over the 64 KiB from which a tree is big.
-const ENTRIES: usize = 2_500;
+/// Entries of the big trees: about 280 KiB, over the 256 KiB from which a tree starts its pack.
+const ENTRIES: usize = 8_000;
 
 struct Fixture {
     store: Store,
@@ -94,7 +94,12 @@ impl Fixture {
                 .add(Kind::Blob, blob.as_bytes().to_vec())
                 .expect("add a blob");
         }
-        pending.expect_pack(&handle, repo.recent(), Arc::clone(repo.pack_thread()), more);
+        pending.expect_pack(
+            &handle,
+            repo.recent(),
+            Some(Arc::clone(repo.pack_thread())),
+            more,
+        );
         for (kind, data) in objects {
             match kind {
                 Kind::Tree => pending
