@@ -100,6 +100,8 @@ mod recent;
 mod repo;
 mod snapshot;
 mod store;
+#[cfg(test)]
+mod temp_store;
 mod transaction;
 mod tree;
 

@@ -2,13 +2,11 @@
 //! [`CommitQueue::pause`](super::CommitQueue::pause) until every commit of a test has queued, so
 //! each test knows which commits share a group.
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::repo::Repo;
 use crate::store::update_head;
-use crate::{BranchName, CommitId, Error, Store, StorePath, Transaction};
+use crate::temp_store::TempStore;
+use crate::{BranchName, CommitId, Error, StorePath, Transaction};
 use datakit_ci_testkit::assert_fsck_clean;
 
 fn branch(name: &str) -> BranchName {
@@ -19,35 +17,24 @@ fn path(path: &str) -> StorePath {
     StorePath::new(path).expect("valid path")
 }
 
-struct Fixture {
-    store: Store,
-    git_dir: PathBuf,
-    _dir: tempfile::TempDir,
+/// A temporary store and the commits of these tests.
+struct Fixture(TempStore);
+
+impl std::ops::Deref for Fixture {
+    type Target = TempStore;
+    fn deref(&self) -> &TempStore {
+        &self.0
+    }
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let dir = tempfile::tempdir().expect("make a temporary directory");
-        let git_dir = dir.path().join("state.git");
-        let store = Store::open(&git_dir).expect("open store");
-        Fixture {
-            store,
-            git_dir,
-            _dir: dir,
-        }
+        Fixture(TempStore::new())
     }
 
-    fn repo(&self) -> &Arc<Repo> {
-        self.store.repo()
-    }
-
-    /// The packs (`.idx` files) of the store.
+    /// How many packs the store has.
     fn packs(&self) -> usize {
-        std::fs::read_dir(self.git_dir.join("objects/pack"))
-            .expect("list the pack directory")
-            .filter_map(Result::ok)
-            .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "idx"))
-            .count()
+        self.pack_indexes().len()
     }
 
     /// Commits with one file `file` holding `contents`.

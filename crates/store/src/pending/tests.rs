@@ -12,105 +12,63 @@ use gix::objs::tree::{EntryKind, EntryMode};
 use super::PendingObjects;
 use crate::group::Object;
 use crate::pack::StartedPack;
-use crate::repo::Repo;
+use crate::temp_store::TempStore;
 use crate::tree::TreeBuilder;
-use crate::{BranchName, Store, StorePath};
+use crate::{BranchName, StorePath};
 use datakit_ci_testkit::git;
 
 /// Entries of the big trees: about 280 KiB, over the 256 KiB from which a tree starts its pack.
 const ENTRIES: usize = 8_000;
 
-struct Fixture {
-    store: Store,
-    git_dir: PathBuf,
-    _dir: tempfile::TempDir,
+/// Writes `objects` as a pack of `store`, with `early` as the pack started for it, and returns the
+/// ids `git verify-pack` finds in that pack (which it only lists if the pack is sound).
+fn write(store: &TempStore, objects: &[Object], early: Option<StartedPack>) -> Vec<ObjectId> {
+    let before = store.pack_indexes();
+    store
+        .repo()
+        .write_objects(&store.repo().get(), objects, early)
+        .expect("write the pack");
+    let new: Vec<PathBuf> = store
+        .pack_indexes()
+        .into_iter()
+        .filter(|pack| !before.contains(pack))
+        .collect();
+    assert_eq!(new.len(), 1, "one new pack");
+    verified_ids(&store.git_dir, &new[0])
 }
 
-impl Fixture {
-    fn new() -> Fixture {
-        let dir = tempfile::tempdir().expect("make a temporary directory");
-        let git_dir = dir.path().join("state.git");
-        let store = Store::open(&git_dir).expect("open store");
-        Fixture {
-            store,
-            git_dir,
-            _dir: dir,
-        }
+/// A pending set like a commit's in `store`: `blobs`, then `expect_pack` announcing `more`
+/// objects, then `objects` (trees or blobs) added after.
+fn pending(
+    store: &TempStore,
+    blobs: &[&str],
+    more: usize,
+    objects: Vec<(Kind, Vec<u8>)>,
+) -> Pending {
+    let repo = store.repo();
+    let handle = repo.get();
+    let mut pending = PendingObjects::default();
+    for blob in blobs {
+        pending
+            .add(Kind::Blob, blob.as_bytes().to_vec())
+            .expect("add a blob");
     }
-
-    fn repo(&self) -> &Arc<Repo> {
-        self.store.repo()
+    pending.expect_pack(
+        &handle,
+        repo.recent(),
+        Some(Arc::clone(repo.pack_thread())),
+        more,
+    );
+    for (kind, data) in objects {
+        match kind {
+            Kind::Tree => pending
+                .add_tree(crate::tree::DecodedTree::decode(data).expect("a tree"))
+                .expect("add a tree"),
+            other => pending.add(other, data).expect("add an object"),
+        };
     }
-
-    /// The `.idx` files of the store's packs.
-    fn packs(&self) -> Vec<PathBuf> {
-        let mut packs: Vec<PathBuf> = std::fs::read_dir(self.git_dir.join("objects/pack"))
-            .expect("list the pack directory")
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|ext| ext == "idx"))
-            .collect();
-        packs.sort();
-        packs
-    }
-
-    /// The temporary files in the pack directory (packs being written).
-    fn temporary_files(&self) -> Vec<PathBuf> {
-        std::fs::read_dir(self.git_dir.join("objects/pack"))
-            .expect("list the pack directory")
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|path| {
-                path.file_name()
-                    .is_some_and(|name| name.to_string_lossy().starts_with("tmp_pack_"))
-            })
-            .collect()
-    }
-
-    /// Writes `objects` as a pack, with `early` as the pack started for it, and returns the ids
-    /// `git verify-pack` finds in that pack (which it only lists if the pack is sound).
-    fn write(&self, objects: &[Object], early: Option<StartedPack>) -> Vec<ObjectId> {
-        let before = self.packs();
-        self.repo()
-            .write_objects(&self.repo().get(), objects, early)
-            .expect("write the pack");
-        let new: Vec<PathBuf> = self
-            .packs()
-            .into_iter()
-            .filter(|pack| !before.contains(pack))
-            .collect();
-        assert_eq!(new.len(), 1, "one new pack");
-        verified_ids(&self.git_dir, &new[0])
-    }
-
-    /// A pending set like a commit's: `blobs`, then `expect_pack` announcing `more` objects, then
-    /// `objects` (trees or blobs) added after.
-    fn pending(&self, blobs: &[&str], more: usize, objects: Vec<(Kind, Vec<u8>)>) -> Pending {
-        let repo = self.repo();
-        let handle = repo.get();
-        let mut pending = PendingObjects::default();
-        for blob in blobs {
-            pending
-                .add(Kind::Blob, blob.as_bytes().to_vec())
-                .expect("add a blob");
-        }
-        pending.expect_pack(
-            &handle,
-            repo.recent(),
-            Some(Arc::clone(repo.pack_thread())),
-            more,
-        );
-        for (kind, data) in objects {
-            match kind {
-                Kind::Tree => pending
-                    .add_tree(crate::tree::DecodedTree::decode(data).expect("a tree"))
-                    .expect("add a tree"),
-                other => pending.add(other, data).expect("add an object"),
-            };
-        }
-        let (objects, early) = pending.take_new(&handle, repo.recent());
-        Pending { objects, early }
-    }
+    let (objects, early) = pending.take_new(&handle, repo.recent());
+    Pending { objects, early }
 }
 
 struct Pending {
@@ -159,14 +117,15 @@ fn blob_id(contents: &str) -> ObjectId {
 #[tokio::test]
 async fn a_commit_as_predicted_has_its_pack_started_with_its_first_big_tree() -> anyhow::Result<()>
 {
-    let fixture = Fixture::new();
+    let fixture = TempStore::new();
     let branch = BranchName::new("main")?;
     let mut transaction = fixture.store.branch(&branch).transaction().await?;
     transaction.create_file(&StorePath::new("stored")?, "stored")?;
     transaction.commit("a stored blob").await?;
 
     // A stored blob, a new one, then two big trees and a commit-like object, as announced.
-    let pending = fixture.pending(
+    let pending = pending(
+        &fixture,
         &["stored", "new"],
         3,
         vec![
@@ -182,15 +141,16 @@ async fn a_commit_as_predicted_has_its_pack_started_with_its_first_big_tree() ->
     );
     assert_eq!(pending.objects.len(), 4);
     let expected = pending.ids();
-    assert_eq!(fixture.write(&pending.objects, pending.early), expected);
+    assert_eq!(write(&fixture, &pending.objects, pending.early), expected);
     Ok(())
 }
 
 #[tokio::test]
 async fn a_commit_with_more_objects_than_announced_writes_its_pack_as_usual() -> anyhow::Result<()>
 {
-    let fixture = Fixture::new();
-    let pending = fixture.pending(
+    let fixture = TempStore::new();
+    let pending = pending(
+        &fixture,
         &["new"],
         1,
         vec![
@@ -201,37 +161,37 @@ async fn a_commit_with_more_objects_than_announced_writes_its_pack_as_usual() ->
     assert!(pending.early.is_none());
     let expected = pending.ids();
     assert_eq!(expected.len(), 3);
-    assert_eq!(fixture.write(&pending.objects, None), expected);
+    assert_eq!(write(&fixture, &pending.objects, None), expected);
     Ok(())
 }
 
 #[tokio::test]
 async fn a_pack_started_for_another_pack_is_not_used_and_deleted() -> anyhow::Result<()> {
-    let fixture = Fixture::new();
+    let fixture = TempStore::new();
     let first = |prefix: &str, extra: usize| {
         let mut objects = vec![(Kind::Tree, big_tree(prefix, blob_id("new")))];
         for n in 0..extra {
             objects.push((Kind::Blob, format!("extra {n}").into_bytes()));
         }
-        fixture.pending(&["new"], objects.len(), objects)
+        pending(&fixture, &["new"], objects.len(), objects)
     };
     // The same count, another first tree.
     let started = first("a", 0);
     let other = first("b", 0);
     assert!(started.early.is_some() && other.early.is_some());
     let expected = other.ids();
-    assert_eq!(fixture.write(&other.objects, started.early), expected);
+    assert_eq!(write(&fixture, &other.objects, started.early), expected);
     // The same first tree, another count.
     let started = first("c", 0);
     let bigger = first("c", 1);
     let expected = bigger.ids();
-    assert_eq!(fixture.write(&bigger.objects, started.early), expected);
+    assert_eq!(write(&fixture, &bigger.objects, started.early), expected);
     // And packs started for nothing (their commits failed before writing).
     drop((other, bigger, first("d", 0)));
     // The started packs were deleted: at once if the thread had written them, else once it has.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let temporary = fixture.temporary_files();
+        let temporary = fixture.pack_dir_files(|name| name.starts_with("tmp_pack_"));
         if temporary.is_empty() {
             break;
         }
