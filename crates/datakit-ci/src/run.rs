@@ -2,12 +2,14 @@
 //! local bridge, the engine, the web UI, status lines on stdout and clean shutdown. The
 //! `datakit-ci` binary is `run` with shell tests; other programs bring their own projects.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Args, FromArgMatches, Parser};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use datakit_ci_engine::Project;
+use datakit_ci_engine::{Project, StatusChange};
 use datakit_ci_git::Services;
 
 use crate::cli::CommonArgs;
@@ -127,14 +129,9 @@ where
             }
         }
         let cancel = CancellationToken::new();
-        let mut events = ci.engine().subscribe();
+        let events = ci.engine().subscribe();
         tokio::spawn(async move {
-            while let Ok(change) = events.recv().await {
-                println!(
-                    "{} {}: {} ({})",
-                    change.target, change.job, change.state, change.description
-                );
-            }
+            print_status_changes(events, &mut std::io::stdout(), &mut std::io::stderr()).await
         });
         tokio::spawn(stop_on_signal(cancel.clone()));
         match ci.run(cancel).await {
@@ -197,5 +194,72 @@ async fn stop_on_signal(cancel: CancellationToken) {
 pub fn disable_transparent_huge_pages() {
     if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
         tracing::debug!(error = %e, "cannot turn transparent huge pages off");
+    }
+}
+
+/// Prints a line per status change to `out` until the engine stops. If printing falls behind by
+/// more than the engine's channel holds (a first run over thousands of branches, a slow
+/// terminal), the changes missed are counted on `err` and printing goes on with the next.
+async fn print_status_changes(
+    mut events: broadcast::Receiver<StatusChange>,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) {
+    loop {
+        // A closed terminal or pipe is no reason to stop the CI: the lines are lost, that is all.
+        let _ = match events.recv().await {
+            Ok(change) => writeln!(
+                out,
+                "{} {}: {} ({})",
+                change.target, change.job, change.state, change.description
+            ),
+            Err(broadcast::error::RecvError::Lagged(missed)) => writeln!(
+                err,
+                "({missed} status changes not shown: printing fell behind)"
+            ),
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datakit_ci_term::{CommitHash, RefName, RepoId, TargetId};
+
+    use super::*;
+
+    fn change(n: usize) -> StatusChange {
+        let repo = RepoId::new("local", "sample").expect("a valid repository id");
+        let name = RefName::new(["heads", &format!("b{n}")]).expect("a valid ref name");
+        StatusChange {
+            target: TargetId::Ref(repo, name),
+            job: "build".to_owned(),
+            commit: "0123456789abcdef0123456789abcdef01234567"
+                .parse::<CommitHash>()
+                .expect("a valid hash"),
+            state: "success",
+            description: "Passed".to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn status_lines_go_on_after_printing_fell_behind() {
+        let (sender, receiver) = broadcast::channel(2);
+        // Five changes into a channel of two, before any is printed: the first three are missed.
+        for n in 0..5 {
+            sender.send(change(n)).expect("a receiver");
+        }
+        drop(sender);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        print_status_changes(receiver, &mut out, &mut err).await;
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "local/sample/heads/b3 build: success (Passed)\n\
+             local/sample/heads/b4 build: success (Passed)\n"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&err),
+            "(3 status changes not shown: printing fell behind)\n"
+        );
     }
 }
