@@ -219,7 +219,7 @@ pub(crate) fn starts_pack_early(kind: Kind, data: &[u8]) -> bool {
 
 /// Whether an object is one of the big trees stored without compression
 /// ([`STORE_UNCOMPRESSED_FROM`]), which lead their pack.
-pub(crate) fn is_big_tree(kind: Kind, data: &[u8]) -> bool {
+fn is_big_tree(kind: Kind, data: &[u8]) -> bool {
     kind == Kind::Tree && data.len() >= STORE_UNCOMPRESSED_FROM
 }
 
@@ -384,10 +384,13 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// Where a pack's bytes go: its temporary file, through a buffer and the pack's checksum.
+type PackOut = HashingWriter<BufWriter<tempfile::NamedTempFile>>;
+
 /// A pack being written to a temporary file, entry by entry.
 struct PackWriter {
     dir: PathBuf,
-    out: HashingWriter<BufWriter<tempfile::NamedTempFile>>,
+    out: PackOut,
     entries: Vec<IndexEntry>,
     expected: usize,
     /// Reused for every entry: a compressor's state is costly to set up.
@@ -455,11 +458,22 @@ impl PackWriter {
     /// Appends a whole object like [`add_stored`](Self::add_stored), before its id is known:
     /// the entry goes into the index when [named](Self::name_entry).
     fn add_stored_unnamed(&mut self, kind: Kind, data: &[u8]) -> io::Result<StoredEntry> {
+        self.write_stored_entry(kind, data, |out, bytes| out.write_all(bytes))
+    }
+
+    /// Writes a whole object's stored entry through `write` (hashing it or not) and computes its
+    /// CRC-32.
+    fn write_stored_entry(
+        &mut self,
+        kind: Kind,
+        data: &[u8],
+        mut write: impl FnMut(&mut PackOut, &[u8]) -> io::Result<()>,
+    ) -> io::Result<StoredEntry> {
         let offset = self.out.written;
         let mut crc = crc32fast::Hasher::new();
         emit_stored_entry(kind, data, |bytes| {
             crc.update(bytes);
-            self.out.write_all(bytes)
+            write(&mut self.out, bytes)
         })?;
         Ok(StoredEntry {
             offset,
@@ -493,21 +507,15 @@ impl PackWriter {
         }
         let mut written = Vec::with_capacity(trees.len());
         for (_, tree) in trees {
-            let offset = self.out.written;
-            let mut crc = crc32fast::Hasher::new();
-            emit_stored_entry(Kind::Tree, tree.data(), |bytes| {
-                crc.update(bytes);
-                self.out.write_all_unhashed(bytes)
-            })?;
-            written.push((offset, crc.finalize()));
+            written.push(
+                self.write_stored_entry(Kind::Tree, tree.data(), |out, bytes| {
+                    out.write_all_unhashed(bytes)
+                })?,
+            );
         }
         self.out.hasher = checksumming.wait(trees.iter().map(|(_, tree)| tree.data()))?;
-        for ((id, _), (offset, crc)) in trees.iter().zip(written) {
-            self.entries.push(IndexEntry {
-                id: *id,
-                crc,
-                offset,
-            });
+        for ((id, _), entry) in trees.iter().zip(written) {
+            self.name_entry(*id, entry);
         }
         Ok(())
     }

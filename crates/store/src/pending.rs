@@ -52,8 +52,8 @@ enum EarlyPack {
         count: usize,
         thread: Arc<PackThread>,
     },
-    /// A pack of `count` objects is being started.
-    Started { count: usize, pack: StartedPack },
+    /// A pack is being started.
+    Started(StartedPack),
 }
 
 impl PendingObjects {
@@ -91,15 +91,15 @@ impl PendingObjects {
             (ObjectData::Tree(tree), Some(EarlyPack::Expected { count, thread }))
                 if pack::starts_pack_early(kind, tree.data()) =>
             {
-                thread.start(*count, tree).map(|pack| (*count, pack))
+                thread.start(*count, tree)
             }
             _ => None,
         };
         let id = gix::objs::compute_hash(gix::hash::Kind::Sha1, kind, data.as_ref())
             .map_err(Error::git("hash object"))?;
-        if let Some((count, mut pack)) = started {
+        if let Some(mut pack) = started {
             pack.set_tree_id(id);
-            self.early = Some(EarlyPack::Started { count, pack });
+            self.early = Some(EarlyPack::Started(pack));
         }
         if !self.index.contains_key(&id) {
             self.index.insert(id, self.objects.len());
@@ -129,7 +129,7 @@ impl PendingObjects {
         recent: &RecentWrites,
     ) -> (Vec<Object>, Option<StartedPack>) {
         let early = match self.early.take() {
-            Some(EarlyPack::Started { count, pack }) if count == self.objects.len() => Some(pack),
+            Some(EarlyPack::Started(pack)) if pack.count() == self.objects.len() => Some(pack),
             _ => {
                 self.drop_stored(repo, recent);
                 None

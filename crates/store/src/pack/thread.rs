@@ -4,7 +4,8 @@
 //! - **Checksums** ([`PackThread::checksum`]): for a pack starting with big trees, it computes
 //!   the pack's checksum over the header and those trees while the committing thread writes them
 //!   and computes their CRC-32s (see `PackWriter::add_trees_checksummed_aside`).
-//! - **Started packs** ([`PackThread::start`]): a commit that builds a big tree has the thread
+//! - **Started packs** ([`PackThread::start`]): a commit that builds a tree of 256 KiB or more
+//!   (`START_EARLY_FROM`), while few other transactions are open, has the thread
 //!   write the start of its pack (temporary file, header, the tree's entry, checksum and CRC-32
 //!   as it goes) as soon as the tree is built, while the commit computes the tree's id (SHA-1 with
 //!   collision detection, the slowest hash here) and builds the trees above it. The commit then
@@ -187,6 +188,11 @@ pub(crate) struct StartedPack {
 }
 
 impl StartedPack {
+    /// The object count the pack was started for.
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
     /// Records the id of the tree the pack starts with.
     pub(crate) fn set_tree_id(&mut self, id: ObjectId) {
         self.tree = Some(id);
