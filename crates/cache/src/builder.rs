@@ -71,6 +71,16 @@ pub trait Builder: Send + Sync + 'static {
     /// The store branch holding the result. It must differ for different keys.
     fn branch(&self, key: &Self::Key) -> BranchName;
 
+    /// Everything besides the key that decides the result (e.g. the command a shell step runs
+    /// and the environment it gets), as text. The cache records it with the result (the file
+    /// `recipe`) and treats a recorded result whose recipe differs as absent, so that changing
+    /// the recipe builds again instead of showing the old result. Must not contain secrets
+    /// (it is stored in plain text): give a digest of them instead. Empty by default.
+    fn recipe(&self, key: &Self::Key) -> String {
+        let _ = key;
+        String::new()
+    }
+
     /// Performs the build. An `Err` is a failed build: its message is recorded and shown, and
     /// it can be rebuilt. A panic is recorded as a failure too.
     fn generate(

@@ -42,6 +42,7 @@ const LOG_FILE: &str = "log";
 const FAILURE_FILE: &str = "failure";
 const VALUE_DIR: &str = "value";
 const REBUILD_FILE: &str = "rebuild-requested";
+const RECIPE_FILE: &str = "recipe";
 
 fn path(name: &str) -> StorePath {
     StorePath::new(name).expect("cache file names are valid store paths")
@@ -148,24 +149,7 @@ impl<B: Builder> Cache<B> {
             tracing::info!(branch = %branch, "rebuild requested while building; ignored");
             return Ok(());
         }
-        let store_error = |source| Error::Store {
-            branch: branch.to_string(),
-            source,
-        };
-        let mut transaction = self
-            .inner
-            .store
-            .branch(branch)
-            .transaction()
-            .await
-            .map_err(store_error)?;
-        transaction
-            .create_file(&path(REBUILD_FILE), b"")
-            .map_err(store_error)?;
-        transaction
-            .commit("Marked for rebuild")
-            .await
-            .map_err(store_error)?;
+        mark_in_store(&self.inner.store, branch).await?;
         *entry = None;
         Ok(())
     }
@@ -186,14 +170,16 @@ impl<B: Builder> Cache<B> {
     fn rebuild_trigger(&self, branch: BranchName) -> RebuildTrigger {
         // Weak: the trigger lives inside the cache's own entries.
         let cache: Weak<Inner<B>> = Arc::downgrade(&self.inner);
+        let store = self.inner.store.clone();
         RebuildTrigger::new(async move {
-            match cache.upgrade() {
-                Some(inner) => Cache { inner }
-                    .mark_for_rebuild(&branch)
-                    .await
-                    .map_err(|e| e.to_string()),
-                None => Err(format!("the cache of {branch} is gone")),
-            }
+            let marked = match cache.upgrade() {
+                // Through the cache, so that it forgets the result it remembers.
+                Some(inner) => Cache { inner }.mark_for_rebuild(&branch).await,
+                // The cache that made the result is gone (e.g. the program made new caches
+                // over the same store): the mark in the store is all a new lookup reads.
+                None => mark_in_store(&store, &branch).await,
+            };
+            marked.map_err(|e| format!("{e}: {}", error_chain(&e)))
         })
     }
 
@@ -229,6 +215,13 @@ impl<B: Builder> Cache<B> {
         };
         let tree: Snapshot = head.tree();
         if tree.exists(&path(REBUILD_FILE)).map_err(store_error)? {
+            return Ok(None);
+        }
+        let recorded_recipe = tree.read_file(&path(RECIPE_FILE)).map_err(store_error)?;
+        if recorded_recipe.as_deref().unwrap_or_default()
+            != self.inner.builder.recipe(key).as_bytes()
+        {
+            tracing::info!(branch = %branch, "cached result was made by another recipe; building again");
             return Ok(None);
         }
         let result = match tree.read_file(&path(FAILURE_FILE)).map_err(store_error)? {
@@ -308,7 +301,8 @@ impl<B: Builder> Cache<B> {
                 .await;
             log.finish();
             let last = monitor.await;
-            *slot.lock().await = Some(status);
+            // A discarded build leaves nothing behind: the next lookup builds again.
+            *slot.lock().await = status;
             match last {
                 Ok(sender) => sender.resolve(),
                 Err(e) => tracing::error!(branch = %branch, error = %e, "pending monitor failed"),
@@ -317,6 +311,8 @@ impl<B: Builder> Cache<B> {
         pending
     }
 
+    /// Runs the build and records its result; `None` if the build was discarded (see
+    /// [`Outcome::Discarded`]).
     async fn run_build(
         &self,
         branch: &BranchName,
@@ -324,7 +320,7 @@ impl<B: Builder> Cache<B> {
         cancel: &CancellationToken,
         context: &B::Context,
         key: &B::Key,
-    ) -> Status<B::Value> {
+    ) -> Option<Status<B::Value>> {
         let inner = &self.inner;
         let in_progress = inner
             .metrics
@@ -343,19 +339,20 @@ impl<B: Builder> Cache<B> {
             .get_or_create(&inner.label)
             .observe(start.elapsed().as_secs_f64());
         match outcome {
-            Ok((result, commit)) => {
+            Ok(Outcome::Recorded(result, commit)) => {
                 let output = self.saved_log(branch, key, commit, result.is_err());
-                Status {
+                Some(Status {
                     result: result.map_err(Problem::Failure),
                     output,
-                }
+                })
             }
+            Ok(Outcome::Discarded) => None,
             Err(e) => {
                 // The store failed, so nothing could be recorded; keep the failure in memory.
                 tracing::error!(branch = %branch, error = %e, "Uncaught exception in do_build");
                 inner.metrics.exceptions.get_or_create(&inner.label).inc();
                 log.log(&format!("Failed to record the result: {e}"));
-                Status::failure(format!("{e}: {}", error_chain(&e)))
+                Some(Status::failure(format!("{e}: {}", error_chain(&e))))
             }
         }
     }
@@ -367,7 +364,7 @@ impl<B: Builder> Cache<B> {
         cancel: &CancellationToken,
         context: &B::Context,
         key: &B::Key,
-    ) -> Result<(Result<B::Value, String>, CommitId), Error> {
+    ) -> Result<Outcome<B::Value>, Error> {
         let inner = &self.inner;
         let store_error = |source| Error::Store {
             branch: branch.to_string(),
@@ -379,7 +376,7 @@ impl<B: Builder> Cache<B> {
             .transaction()
             .await
             .map_err(store_error)?;
-        for stale in [REBUILD_FILE, VALUE_DIR, FAILURE_FILE] {
+        for stale in [REBUILD_FILE, VALUE_DIR, FAILURE_FILE, RECIPE_FILE] {
             if transaction.exists(&path(stale)).map_err(store_error)? {
                 transaction.remove(&path(stale)).map_err(store_error)?;
             }
@@ -397,8 +394,15 @@ impl<B: Builder> Cache<B> {
             .catch_unwind()
             .await
             .unwrap_or_else(|panic| Err(format!("build panicked: {}", panic_message(&panic))));
+        // Read before cancelling below: was the build stopped because nothing needs it?
+        let stopped_unneeded = log.was_abandoned() || inner.shutdown.is_cancelled();
         // The build is over: nothing may still be running on its behalf.
         cancel.cancel();
+        if result.is_err() && stopped_unneeded {
+            log.log("Not recorded: the build was stopped because nothing needed it");
+            tracing::info!(branch = %branch, "build stopped unneeded; nothing recorded");
+            return Ok(Outcome::Discarded);
+        }
 
         let message = match &result {
             Ok(_) => {
@@ -415,12 +419,50 @@ impl<B: Builder> Cache<B> {
                 format!("Cached failure: {failure}")
             }
         };
+        let recipe = inner.builder.recipe(key);
+        if !recipe.is_empty() {
+            transaction
+                .create_file(&path(RECIPE_FILE), recipe)
+                .map_err(store_error)?;
+        }
         transaction
             .create_file_from_reader(&path(LOG_FILE), log.reader())
             .map_err(store_error)?;
         let commit = transaction.commit(&message).await.map_err(store_error)?;
-        Ok((result, commit))
+        Ok(Outcome::Recorded(result, commit))
     }
+}
+
+/// How a build ended, for the cache.
+enum Outcome<V> {
+    /// The result was committed.
+    Recorded(Result<V, String>, CommitId),
+    /// The build failed after being stopped because nothing needed it any more (its live log
+    /// was abandoned, or the cache shut down): that failure is not the key's result, so nothing
+    /// is recorded and the next lookup builds again. A person's cancel is a result.
+    Discarded,
+}
+
+/// Marks the result on `branch` as stale in the store (`rebuild-requested`): the next lookup of
+/// any cache over `store` builds again.
+async fn mark_in_store(store: &Store, branch: &BranchName) -> Result<(), Error> {
+    let store_error = |source| Error::Store {
+        branch: branch.to_string(),
+        source,
+    };
+    let mut transaction = store
+        .branch(branch)
+        .transaction()
+        .await
+        .map_err(store_error)?;
+    transaction
+        .create_file(&path(REBUILD_FILE), b"")
+        .map_err(store_error)?;
+    transaction
+        .commit("Marked for rebuild")
+        .await
+        .map_err(store_error)?;
+    Ok(())
 }
 
 /// Resolves when `log` (if any) is finished.

@@ -1,6 +1,7 @@
 //! Cached builds for datakit-ci: a [`Builder`] describes one kind of slow computation, and a
 //! [`Cache`] runs it at most once per key, recording the value, the log and any failure on a
-//! store branch per key (DESIGN §6.1: files `log`, `failure`, `value/…`, `rebuild-requested`).
+//! store branch per key (DESIGN §6.1: files `log`, `failure`, `value/…`, `rebuild-requested`, and
+//! `recipe`: what besides the key decided the result, see [`Builder::recipe`]).
 //!
 //! - [`Cache::find`] gives a [`Term`](datakit_ci_term::Term) for a key: pending while the build
 //!   runs (with the build's current pending reason and live log), then its result with the saved

@@ -15,5 +15,7 @@ mod metrics;
 mod status;
 
 pub use config::{ConfigError, EngineConfig, Project, TestsFn, parse_canary};
-pub use engine::{Engine, Error, JobView, METADATA_BRANCH, StatusChange, TargetView};
+pub use engine::{
+    Engine, Error, JobView, METADATA_BRANCH, StatusChange, TargetView, UnreadableTarget,
+};
 pub use metrics::EngineMetrics;

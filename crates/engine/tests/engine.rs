@@ -734,3 +734,299 @@ async fn rebuilding_a_cache_branch_reruns_the_step_and_its_dependants() -> anyho
     tokio::time::timeout(Duration::from_secs(20), wait).await??;
     running.stop().await
 }
+
+/// Issue 14, defect 1: a metadata commit adding a PR whose head is not a commit hash together
+/// with a valid branch: the branch is tested, the PR is shown as unreadable with the reason, and
+/// once the PR is corrected it is tested too. The same at start-up.
+#[tokio::test]
+async fn issue_14_a_bad_target_does_not_lose_the_rest_of_its_commit() -> anyhow::Result<()> {
+    let h = Harness::new()?;
+    h.edit(&[("me/proj/ref/heads/main/head", Some(A))]).await?;
+    let running = h.start(vec![simple_project("me/proj")], vec![]);
+    h.wait_status("me/proj", A, "build", "success", "Built aaaaaaa")
+        .await?;
+    h.edit(&[
+        ("me/proj/pr/7/head", Some("not-a-commit-hash")),
+        ("me/proj/pr/7/state", Some("open")),
+        ("me/proj/pr/7/owner", Some("mallory")),
+        ("me/proj/ref/heads/good/head", Some(B)),
+    ])
+    .await?;
+    h.wait_status("me/proj", B, "build", "success", "Built bbbbbbb")
+        .await?;
+    let pr = TargetId::Pr("me/proj".parse()?, 7);
+    let unreadable = running.engine.unreadable_targets();
+    assert_eq!(unreadable.len(), 1, "{unreadable:?}");
+    assert_eq!(unreadable[0].id, pr);
+    assert!(
+        unreadable[0].reason.contains("me/proj/pr/7/head")
+            && unreadable[0].reason.contains("not-a-commit-hash"),
+        "{}",
+        unreadable[0].reason
+    );
+    assert!(running.engine.target(&pr).is_none());
+
+    // Corrected: the PR is tested and no longer unreadable.
+    h.edit(&[("me/proj/pr/7/head", Some(C))]).await?;
+    h.wait_status("me/proj", C, "build", "success", "Built ccccccc")
+        .await?;
+    assert_eq!(running.engine.unreadable_targets(), []);
+    assert!(running.engine.target(&pr).is_some());
+    running.stop().await?;
+
+    // Broken again while the CI is down: a new engine starts with the rest.
+    h.edit(&[
+        ("me/proj/pr/7/head", Some("zzz")),
+        ("me/proj/ref/heads/late/head", Some(C)),
+    ])
+    .await?;
+    let restarted = h.start(vec![simple_project("me/proj")], vec![]);
+    let wait = async {
+        loop {
+            let late = restarted.engine.target(&branch("me/proj", "late"));
+            if late.is_some() && restarted.engine.unreadable_target(&pr).is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait).await?;
+    assert!(restarted.engine.target(&pr).is_none());
+    restarted.stop().await
+}
+
+/// Issue 14, defect 5: a target that appears on a commit already tested announces the statuses
+/// it starts with (the CLI prints them), though the metadata already has them; a restart
+/// announces nothing.
+#[tokio::test]
+async fn issue_14_a_new_branch_on_a_tested_commit_announces_its_statuses() -> anyhow::Result<()> {
+    let h = Harness::new()?;
+    h.edit(&[("me/proj/ref/heads/main/head", Some(A))]).await?;
+    let running = h.start(vec![simple_project("me/proj")], vec![]);
+    h.wait_status("me/proj", A, "lint", "failure", "lint errors")
+        .await?;
+    let mut events = running.engine.subscribe();
+    h.edit(&[("me/proj/ref/heads/copy/head", Some(A))]).await?;
+    let copy = branch("me/proj", "copy");
+    let mut seen = BTreeMap::new();
+    let wait = async {
+        while seen.len() < 2 {
+            let event = events.recv().await?;
+            assert_eq!(event.target, copy, "{event:?}");
+            assert_eq!(event.commit.as_str(), A);
+            seen.insert(event.job, (event.state, event.description));
+        }
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait).await??;
+    assert_eq!(
+        seen,
+        BTreeMap::from([
+            ("build".to_owned(), ("success", "Built aaaaaaa".to_owned())),
+            ("lint".to_owned(), ("failure", "lint errors".to_owned())),
+        ])
+    );
+    running.stop().await?;
+
+    let restarted = h.start(vec![simple_project("me/proj")], vec![]);
+    let mut events = restarted.engine.subscribe();
+    let wait = async {
+        loop {
+            let targets = restarted.engine.targets();
+            if targets.len() == 2
+                && targets
+                    .iter()
+                    .all(|t| t.jobs.iter().all(|j| j.output.is_some()))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait).await?;
+    restarted.stop().await?;
+    assert!(
+        matches!(
+            events.try_recv(),
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty
+                | tokio::sync::broadcast::error::TryRecvError::Closed)
+        ),
+        "a restart announces nothing"
+    );
+    Ok(())
+}
+
+/// A cached step that runs until released or cancelled, counting its runs.
+#[derive(Clone)]
+struct Blocker {
+    runs: Arc<AtomicUsize>,
+    stopped: Arc<AtomicUsize>,
+    release: tokio::sync::watch::Receiver<bool>,
+}
+
+impl datakit_ci_cache::Builder for Blocker {
+    type Key = u32;
+    type Context = ();
+    type Value = u32;
+
+    fn name(&self) -> String {
+        "blocker".into()
+    }
+    fn title(&self, key: &u32) -> String {
+        format!("Block {key}")
+    }
+    fn branch(&self, key: &u32) -> BranchName {
+        BranchName::new(format!("block-{key}")).expect("valid")
+    }
+    async fn generate(
+        &self,
+        build: datakit_ci_cache::Build<'_>,
+        _: &(),
+        key: &u32,
+    ) -> Result<u32, String> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        let mut release = self.release.clone();
+        tokio::select! {
+            released = release.wait_for(|released| *released) => {
+                released.map_err(|e| e.to_string())?;
+                Ok(*key)
+            }
+            () = build.cancel.cancelled() => {
+                self.stopped.fetch_add(1, Ordering::SeqCst);
+                Err("cancelled".to_owned())
+            }
+        }
+    }
+    fn load(&self, _: &Snapshot, key: &u32) -> Result<u32, String> {
+        Ok(*key)
+    }
+}
+
+/// Issue 14, defect 6: renaming a branch while its build runs keeps the build for the renamed
+/// target; deleting the branch stops the build without recording the cancellation as a result,
+/// and pushing the commit again builds it again, to its real result.
+#[tokio::test]
+async fn issue_14_a_build_nothing_needs_any_more_is_not_a_result() -> anyhow::Result<()> {
+    let h = Harness::new()?;
+    let (release, released) = tokio::sync::watch::channel(false);
+    let builder = Blocker {
+        runs: Arc::new(AtomicUsize::new(0)),
+        stopped: Arc::new(AtomicUsize::new(0)),
+        release: released,
+    };
+    let (runs, stopped) = (builder.runs.clone(), builder.stopped.clone());
+    let mut registry = Registry::default();
+    let cache = datakit_ci_cache::Cache::new(
+        builder,
+        h.store.clone(),
+        datakit_ci_log::LogManager::new(),
+        &datakit_ci_cache::CacheMetrics::new(&mut registry),
+    );
+    let project = Project::new("me/proj", move |_| {
+        vec![(
+            "block".to_owned(),
+            cache.find((), 1).map(|v| format!("got {v}")),
+        )]
+    })?;
+    h.edit(&[("me/proj/ref/heads/feature/head", Some(A))])
+        .await?;
+    let running = h.start(vec![project], vec![]);
+    h.wait_status("me/proj", A, "block", "pending", "Block 1")
+        .await?;
+
+    // Renamed in one metadata commit: the new name shows the same running build.
+    h.edit(&[
+        ("me/proj/ref/heads/feature/head", None),
+        ("me/proj/ref/heads/renamed/head", Some(A)),
+    ])
+    .await?;
+    let renamed = branch("me/proj", "renamed");
+    let wait = async {
+        while running
+            .engine
+            .target(&renamed)
+            .is_none_or(|t| t.jobs[0].output.is_none())
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait).await?;
+
+    // Deleted: nothing needs the build, so it stops, and records nothing.
+    h.edit(&[("me/proj/ref/heads/renamed/head", None)]).await?;
+    let wait = async {
+        while stopped.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait).await?;
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the rename kept the build");
+    let block = h.store.branch(&BranchName::new("block-1")?);
+
+    // Pushed again: built again, to its real result.
+    h.edit(&[("me/proj/ref/heads/again/head", Some(A))]).await?;
+    let wait = async {
+        while runs.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait).await?;
+    assert!(
+        block.head().await?.is_none(),
+        "the stopped build recorded nothing"
+    );
+    release.send(true)?;
+    h.wait_status("me/proj", A, "block", "success", "got 1")
+        .await?;
+    let recorded = block.head().await?.expect("the second build is recorded");
+    assert!(!recorded.tree().exists(&StorePath::new("failure")?)?);
+    running.stop().await
+}
+
+/// Issue 14, defect 3: a rebuild works through the store when the `Cache` that loaded the result
+/// is gone (here each evaluation makes a new one, as a program that rebuilds its configuration
+/// would).
+#[tokio::test]
+async fn issue_14_a_rebuild_works_when_the_cache_that_made_the_result_is_gone() -> anyhow::Result<()>
+{
+    let h = Harness::new()?;
+    let builder = Doubler::default();
+    let runs = builder.runs.clone();
+    let store = h.store.clone();
+    let logs = datakit_ci_log::LogManager::new();
+    let metrics = datakit_ci_cache::CacheMetrics::new(&mut Registry::default());
+    let project = Project::new("me/proj", move |_| {
+        let (builder, store, logs, metrics) = (
+            builder.clone(),
+            store.clone(),
+            logs.clone(),
+            metrics.clone(),
+        );
+        let term = Term::from_status(move || {
+            let cache = datakit_ci_cache::Cache::new(
+                builder.clone(),
+                store.clone(),
+                logs.clone(),
+                &metrics,
+            );
+            async move { cache.lookup((), 21).await }
+        });
+        vec![("double".to_owned(), term.map(|v| format!("got {v}")))]
+    })?;
+    h.edit(&[("me/proj/ref/heads/main/head", Some(A))]).await?;
+    let running = h.start(vec![project], vec![]);
+    h.wait_status("me/proj", A, "double", "success", "got 42")
+        .await?;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    running
+        .engine
+        .rebuild(&BranchName::new("double-21")?)
+        .await?;
+    let wait = async {
+        while runs.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait).await?;
+    running.stop().await
+}

@@ -1,6 +1,7 @@
 //! The shell command cache (spec §5.5): `Command` runs a fixed list of argument vectors on a
 //! commit, in a temporary clone or the checkout, and caches the outcome on the branch
-//! `shell-of-<label>-on-<hash>`.
+//! `shell-of-<label>-on-<hash>`, with the commands as the cache's recipe (so that a changed
+//! command is run again rather than shown with the old result).
 
 use std::path::Path;
 use std::time::Duration;
@@ -207,6 +208,28 @@ impl Builder for Shell {
     fn branch(&self, commit: &Commit) -> BranchName {
         BranchName::new(format!("shell-of-{}-on-{}", self.label, commit.hash()))
             .expect("Command::new checked that the label makes a valid branch name")
+    }
+
+    /// The argument vectors and how they run: a result recorded for other commands (the test
+    /// was changed on the command line) is not reused.
+    fn recipe(&self, _commit: &Commit) -> String {
+        use std::fmt::Write;
+        let mut recipe = String::new();
+        for argv in &self.commands {
+            recipe.push_str("run");
+            for argument in argv {
+                write!(recipe, " {argument:?}").expect("writing to a String cannot fail");
+            }
+            recipe.push('\n');
+        }
+        if let Some(timeout) = self.config.timeout {
+            writeln!(recipe, "timeout {}", format_duration(timeout))
+                .expect("writing to a String cannot fail");
+        }
+        if !self.config.clone {
+            recipe.push_str("in the repository's checkout\n");
+        }
+        recipe
     }
 
     async fn generate(&self, build: Build<'_>, job: &JobId, commit: &Commit) -> Result<(), String> {

@@ -181,8 +181,14 @@ impl Builder for Fetcher {
         format!("git:{}", self.core.dir().display())
     }
 
+    /// Names the commit, not the target: the result is shared by every target whose head it
+    /// is, and the first target to ask would name it for all of them.
     fn title(&self, target: &Target) -> String {
-        format!("Git fetch {} ({})", target.id(), target.head().short(8))
+        format!(
+            "Git fetch commit {} of {}",
+            target.head().short(8),
+            target.id().repo()
+        )
     }
 
     fn branch(&self, target: &Target) -> BranchName {

@@ -139,7 +139,7 @@ impl Repo {
     /// fetch cache, on the branch `git-pull-of-<head hash>`, so that all targets with that head
     /// share one entry. The build makes the local branch `git-pull-of-<hash>` point at the commit,
     /// fetching it from `origin` (`pull/<N>/head` for a PR, `refs/<ref name>` for a ref) unless it
-    /// is already available locally. Its title is `Git fetch <target id> (<short hash>)`.
+    /// is already available locally. Its title is `Git fetch commit <short hash> of <repo id>`.
     pub fn fetch_head(&self, target: TargetId) -> Term<Commit> {
         let repo = self.clone();
         Term::target(target).and_then(move |resolved| {

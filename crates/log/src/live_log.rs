@@ -5,6 +5,7 @@ use std::fmt;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::Poll;
 
@@ -58,6 +59,8 @@ struct Inner {
     pending: Mutex<Vec<String>>,
     pending_tx: watch::Sender<PendingState>,
     manager: Weak<Registry>,
+    /// Cancelled by [`LiveLog::abandon`]: nothing needs the build's result any more.
+    abandoned: AtomicBool,
 }
 
 impl LiveLog {
@@ -79,6 +82,7 @@ impl LiveLog {
                 pending: Mutex::new(vec![spec.pending]),
                 pending_tx,
                 manager,
+                abandoned: AtomicBool::new(false),
             }),
         }
     }
@@ -280,6 +284,39 @@ impl LiveLog {
             "live log cancelled at user's request"
         );
         Ok(())
+    }
+}
+
+impl LiveLog {
+    /// Cancels the build because nothing needs its result any more (e.g. the only target
+    /// showing it was deleted or renamed): logs why, then cancels the token. Unlike
+    /// [`cancel`](Self::cancel), which a person asks for, this is not the build's result: the
+    /// builder should record nothing ([`was_abandoned`](Self::was_abandoned)), so that the
+    /// build runs again if something needs it later.
+    ///
+    /// Fails with [`Error::NotCancellable`] if the log has no cancellation token.
+    pub fn abandon(&self) -> Result<(), Error> {
+        let token = self
+            .inner
+            .cancel
+            .as_ref()
+            .ok_or_else(|| Error::NotCancellable {
+                branch: self.branch().to_owned(),
+            })?;
+        self.inner.abandoned.store(true, Ordering::Release);
+        self.log("Stopped: no target needs this build any more");
+        token.cancel();
+        tracing::info!(
+            branch = self.branch(),
+            "live log abandoned: no longer needed"
+        );
+        Ok(())
+    }
+
+    /// Whether [`abandon`](Self::abandon) was called: the build was stopped because nothing
+    /// needed it, so its outcome is not a result.
+    pub fn was_abandoned(&self) -> bool {
+        self.inner.abandoned.load(Ordering::Acquire)
     }
 }
 

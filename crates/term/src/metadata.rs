@@ -257,6 +257,30 @@ impl<'a> MetadataReader<'a> {
             }))
     }
 
+    /// The id of every target of `repo` in the metadata (every `pr/<n>` directory, every
+    /// directory under `ref/` holding a `head` file), without reading their values: a target
+    /// whose values are malformed is still listed, for [`MetadataReader::target`] to report.
+    pub fn target_ids(&self, repo: &RepoId) -> Result<Vec<TargetId>, MetadataError> {
+        let mut ids = Vec::new();
+        let mut numbers: Vec<u64> = Vec::new();
+        for entry in self.list(&format!("{repo}/pr"))? {
+            match entry.parse() {
+                Ok(n) => numbers.push(n),
+                Err(_) => {
+                    tracing::warn!(repo = %repo, entry, "skipping PR directory that is not a number")
+                }
+            }
+        }
+        numbers.sort_unstable();
+        ids.extend(numbers.into_iter().map(|n| TargetId::Pr(repo.clone(), n)));
+        ids.extend(
+            self.ref_names(repo)?
+                .into_iter()
+                .map(|name| TargetId::Ref(repo.clone(), name)),
+        );
+        Ok(ids)
+    }
+
     /// Every pull request of `repo`, by number.
     pub fn prs(&self, repo: &RepoId) -> Result<Vec<PrInfo>, MetadataError> {
         let mut numbers: Vec<u64> = Vec::new();
@@ -279,6 +303,15 @@ impl<'a> MetadataReader<'a> {
     /// Every ref of `repo` (any directory under `ref/` with a `head` file), by name.
     pub fn refs(&self, repo: &RepoId) -> Result<Vec<RefInfo>, MetadataError> {
         let mut refs = Vec::new();
+        for name in self.ref_names(repo)? {
+            refs.extend(self.git_ref(repo, &name)?);
+        }
+        Ok(refs)
+    }
+
+    /// The name of every directory under `ref/` of `repo` holding a `head` file, sorted.
+    fn ref_names(&self, repo: &RepoId) -> Result<Vec<RefName>, MetadataError> {
+        let mut names = Vec::new();
         let mut stack: Vec<Vec<String>> = vec![Vec::new()];
         while let Some(prefix) = stack.pop() {
             let dir = if prefix.is_empty() {
@@ -289,7 +322,7 @@ impl<'a> MetadataReader<'a> {
             for entry in self.list(&dir)? {
                 if entry == "head" && !prefix.is_empty() {
                     match RefName::new(&prefix) {
-                        Ok(name) => refs.extend(self.git_ref(repo, &name)?),
+                        Ok(name) => names.push(name),
                         Err(e) => tracing::warn!(repo = %repo, error = %e, "skipping ref"),
                     }
                 } else if RefName::new([entry.as_str()]).is_ok() {
@@ -301,8 +334,8 @@ impl<'a> MetadataReader<'a> {
                 }
             }
         }
-        refs.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(refs)
+        names.sort();
+        Ok(names)
     }
 
     /// The status `context` (e.g. `ci/circleci`) of `commit` in `repo`, if one was reported.

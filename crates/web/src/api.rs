@@ -53,6 +53,19 @@ pub struct ProjectJson {
 pub struct Targets {
     /// Every tracked target, in the engine's order (refs, then PRs, per repository).
     pub targets: Vec<TargetSummary>,
+    /// The targets not tested because their metadata is invalid.
+    pub unreadable: Vec<UnreadableJson>,
+}
+
+/// A target whose metadata is invalid (e.g. a PR whose head is not a commit hash).
+#[derive(Debug, Serialize)]
+pub struct UnreadableJson {
+    /// The target's id, as in [`TargetInfo::id`].
+    pub id: String,
+    /// The target's page.
+    pub url: String,
+    /// What is wrong with its metadata.
+    pub error: String,
 }
 
 /// A target and its jobs' states.
@@ -86,6 +99,9 @@ pub struct TargetDetail {
     pub target: TargetInfo,
     /// Whether the engine tracks the target now (if not, the jobs are its latest recorded state).
     pub tracked: bool,
+    /// Why the target is not tested, when its metadata is invalid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// The target's recorded states in the API.
     pub history_url: String,
     /// The jobs with their logs.
@@ -155,9 +171,11 @@ pub struct LogJson {
     /// A saved log's rebuild state: `rebuildable`, `rebuilding` or `archived`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rebuild: Option<&'static str>,
-    /// Whether the build can be cancelled (`POST` [`cancel_url`](Self::cancel_url), role `Builder`).
+    /// Whether the caller can cancel the build now (`POST` [`cancel_url`](Self::cancel_url)):
+    /// it is running and the caller has the role `Builder`.
     pub can_cancel: bool,
-    /// Whether the build can be redone (`POST` [`rebuild_url`](Self::rebuild_url), role `Builder`).
+    /// Whether the caller can redo the build now (`POST` [`rebuild_url`](Self::rebuild_url)):
+    /// it is rebuildable and the caller has the role `Builder`.
     pub can_rebuild: bool,
     /// Where to cancel a live log's build.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -307,15 +325,17 @@ fn info(
     }
 }
 
-impl From<&Job> for JobDetail {
-    fn from(job: &Job) -> Self {
+impl JobDetail {
+    /// `job` as shown to a caller who may (`may_build`: has the `Builder` role) or may not
+    /// cancel and rebuild.
+    pub(crate) fn new(job: &Job, may_build: bool) -> Self {
         let mut seen = std::collections::HashSet::new();
         let logs = job
             .output
             .iter()
             .flat_map(|output| output.logs.leaves())
             .filter_map(|leaf| {
-                let log = LogJson::from(leaf);
+                let log = LogJson::new(leaf, may_build);
                 seen.insert(log.branch.clone()).then_some(log)
             })
             .collect();
@@ -328,10 +348,13 @@ impl From<&Job> for JobDetail {
     }
 }
 
-impl From<LogLeaf<'_>> for LogJson {
-    fn from(leaf: LogLeaf<'_>) -> Self {
+impl LogJson {
+    /// `leaf` as shown to a caller who may (`may_build`) or may not cancel and rebuild: the
+    /// `can_…` flags and action URLs say what this caller can do.
+    fn new(leaf: LogLeaf<'_>, may_build: bool) -> Self {
         match leaf {
             LogLeaf::Live(log) => {
+                let can_cancel = may_build && log.can_cancel();
                 let url = urls::live_log(log.branch());
                 LogJson {
                     kind: "live",
@@ -342,10 +365,9 @@ impl From<LogLeaf<'_>> for LogJson {
                     commit: None,
                     failed: None,
                     rebuild: None,
-                    can_cancel: log.can_cancel(),
+                    can_cancel,
                     can_rebuild: false,
-                    cancel_url: log
-                        .can_cancel()
+                    cancel_url: can_cancel
                         .then(|| format!("/cancel/{}", urls::encode_segment(log.branch()))),
                     rebuild_url: None,
                 }
@@ -354,7 +376,7 @@ impl From<LogLeaf<'_>> for LogJson {
                 let branch = saved.branch().as_str();
                 let url = urls::saved_log(branch, &saved.commit().to_string());
                 let rebuild = saved.rebuild_state();
-                let can_rebuild = rebuild == RebuildStateKind::Rebuildable;
+                let can_rebuild = may_build && rebuild == RebuildStateKind::Rebuildable;
                 LogJson {
                     kind: "saved",
                     title: saved.title().to_owned(),

@@ -80,7 +80,7 @@ fn routes(pages: Option<Router<AppState>>) -> Router<AppState> {
         .route("/error/{id}", get(errors::get_error))
         .route("/metrics", get(metrics::get_metrics))
         .route("/css/{name}", get(static_files::get_css))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "Not found") });
+        .fallback(errors::get_not_found);
     match pages {
         Some(pages) => router.merge(pages),
         None => router.route("/", get(home::get_home)),

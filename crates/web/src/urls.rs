@@ -157,12 +157,12 @@ pub(crate) fn parse_ref(user: &str, repo: &str, path: &str) -> Result<TargetId, 
     Ok(TargetId::Ref(repo, name))
 }
 
-/// A link into the published state repository, or `/error/no-state-repo` if none is configured.
-pub(crate) fn state_repo(config: &WebConfig, path: &str) -> String {
-    match config.state_repo_url() {
-        Some(base) => format!("{}/{path}", base.trim_end_matches('/')),
-        None => "/error/no-state-repo".to_owned(),
-    }
+/// A link into the published state repository, if one is configured (pages show no such link
+/// otherwise).
+pub(crate) fn state_repo(config: &WebConfig, path: &str) -> Option<String> {
+    config
+        .state_repo_url()
+        .map(|base| format!("{}/{path}", base.trim_end_matches('/')))
 }
 
 /// `target` if it is a path on this site (`/…`, but not `//host` or `/\host`), for redirects.

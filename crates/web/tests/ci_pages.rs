@@ -511,9 +511,22 @@ async fn json_api() -> anyhow::Result<()> {
         Some(format!("/log/saved/step-fail-lint-aaaaaaa/{commit}").as_str())
     );
     assert_eq!(log["failed"], true);
-    assert_eq!(log["can_rebuild"], true);
+    // Issue 14, defect 9: the flags say what this caller may do; a reader may not rebuild.
+    assert_eq!(log["rebuild"], "rebuildable");
+    assert_eq!(log["can_rebuild"], false);
     assert_eq!(log["can_cancel"], false);
-    assert_eq!(log["rebuild_url"], "/log/rebuild/step-fail-lint-aaaaaaa");
+    assert_eq!(log.get("rebuild_url"), None);
+    let mut builder = agents(&ci).await?.swap_remove(2);
+    let as_builder = json(&mut builder, "/api/v1/targets/me/proj/pr/3").await?;
+    let builder_log = &as_builder["jobs"][1]["logs"][0];
+    assert_eq!(builder_log["can_rebuild"], true);
+    assert_eq!(
+        builder_log["rebuild_url"],
+        "/log/rebuild/step-fail-lint-aaaaaaa"
+    );
+    let mut anonymous = agents(&ci).await?.swap_remove(0);
+    let response = anonymous.get("/api/v1/targets/me/proj/pr/3").await?;
+    assert_eq!(response.status(), 401, "anonymous readers must log in here");
     // The log URL works.
     let raw = reader
         .get(log["raw_url"].as_str().expect("raw url"))
@@ -584,5 +597,81 @@ async fn bulk_rebuild_reruns_only_failed_jobs() -> anyhow::Result<()> {
     // The page shows the new build's log.
     let tag = page(&mut builder, "/me/proj/ref/tags/v0.1").await?;
     assert!(tag.contains("Rebuild failed jobs (2)"), "{tag}");
+    ci.stop().await
+}
+
+/// Issue 14, defect 1: a target whose metadata is invalid is listed with the reason on the
+/// dashboard, its own page and the API, while the others are tested.
+#[tokio::test]
+async fn issue_14_unreadable_targets_are_shown_with_the_reason() -> anyhow::Result<()> {
+    let ci = fixture().await?;
+    ci.edit(&[
+        ("me/proj/pr/11/head", "<not a hash>"),
+        ("me/proj/pr/11/state", "open"),
+        ("me/proj/pr/11/owner", "mallory"),
+    ])
+    .await?;
+    wait_for("PR 11 to be unreadable", || async {
+        !ci.engine.unreadable_targets().is_empty()
+    })
+    .await?;
+    let mut reader = agents(&ci).await?.swap_remove(1);
+    let dashboard = page(&mut reader, "/").await?;
+    assert_in_order(
+        &dashboard,
+        &[
+            "Targets with invalid metadata",
+            "href=\"/me/proj/pr/11\"",
+            "invalid metadata at &quot;me/proj/pr/11/head&quot;: invalid commit hash &quot;&lt;not a hash&gt;&quot;",
+        ],
+    );
+    let target = page(&mut reader, "/me/proj/pr/11").await?;
+    assert!(
+        target.contains("This target is not tested: its metadata is invalid: invalid metadata at"),
+        "{target}"
+    );
+    let targets = json(&mut reader, "/api/v1/targets").await?;
+    assert_eq!(targets["targets"].as_array().map(Vec::len), Some(6));
+    assert_eq!(targets["unreadable"][0]["id"], "me/proj/prs/11");
+    assert_eq!(targets["unreadable"][0]["url"], "/me/proj/pr/11");
+    let error = targets["unreadable"][0]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("invalid commit hash"), "{error}");
+    let detail = json(&mut reader, "/api/v1/targets/me/proj/pr/11").await?;
+    assert_eq!(detail["tracked"], false);
+    assert_eq!(detail["error"].as_str(), Some(error));
+    ci.stop().await
+}
+
+/// Issue 14, defect 9: unknown paths get the site's 404 page; a saved log links nowhere that
+/// does not exist (no published state repository is configured here).
+#[tokio::test]
+async fn issue_14_unknown_pages_and_saved_log_links() -> anyhow::Result<()> {
+    let ci = fixture().await?;
+    let mut reader = agents(&ci).await?.swap_remove(1);
+    let response = reader.get("/no/such/page").await?;
+    assert_eq!(response.status(), 404);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/html; charset=utf-8"
+    );
+    let html = Agent::text(response).await?;
+    assert!(
+        html.contains("There is no page at <code>/no/such/page</code>"),
+        "{html}"
+    );
+    assert!(html.contains("<nav"), "the site's chrome: {html}");
+
+    let pr = json(&mut reader, "/api/v1/targets/me/proj/pr/3").await?;
+    let url = pr["jobs"][1]["logs"][0]["url"]
+        .as_str()
+        .expect("saved log url");
+    let log = page(&mut reader, url).await?;
+    assert!(!log.contains("no-state-repo"), "{log}");
+    assert!(
+        !log.contains(">History<") && !log.contains(">Artefacts<"),
+        "{log}"
+    );
     ci.stop().await
 }

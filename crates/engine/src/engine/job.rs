@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use datakit_ci_store::StorePath;
 use datakit_ci_term::{CommitHash, EvalContext, JobId, JobOutput, JobResult};
 
-use super::{Engine, JobKey, State, lock};
+use super::{Engine, JobKey, State, StatusChange, lock};
 
 impl Engine {
     /// One job's evaluation loop.
@@ -91,6 +91,23 @@ impl Engine {
             job.output = Some(output);
             job.output_head = Some(head.clone());
             target.history_dirty = true;
+        }
+        if job.announce && job.output_for(head).is_some() {
+            job.announce = false;
+            // A status to write is announced when written; one the metadata already has is
+            // announced now.
+            if !job.wants_status_write(head)
+                && let Some(reported) = &job.reported
+            {
+                // Nobody listening is fine.
+                let _ = self.inner.events.send(StatusChange {
+                    target: key.0.clone(),
+                    job: key.1.clone(),
+                    commit: head.clone(),
+                    state: reported.state,
+                    description: reported.description.clone(),
+                });
+            }
         }
         if target.history_dirty || job.wants_status_write(head) {
             dirty.insert(key.0.clone());

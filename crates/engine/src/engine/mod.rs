@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use datakit_ci_history::History;
 use datakit_ci_store::{Branch, BranchName, Commit, CommitId, Snapshot, Store, StorePath};
-use datakit_ci_term::metadata::MetadataReader;
+use datakit_ci_term::metadata::{MetadataError, MetadataReader};
 use datakit_ci_term::{CommitHash, JobOutput, LogLeaf, RefName, RepoId, Target, TargetId, Term};
 
 use crate::config::{EngineConfig, Project};
@@ -71,7 +71,9 @@ pub enum Error {
     },
 }
 
-/// A status written to the metadata, as announced to subscribers (the CLI prints these).
+/// A status written to the metadata, as announced to subscribers (the CLI prints these); also,
+/// for a target that appears or moves while the engine runs, the status it starts with when the
+/// metadata already has it (e.g. a new branch on a commit already tested).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatusChange {
     /// The target.
@@ -93,6 +95,16 @@ pub struct JobView {
     pub name: String,
     /// Its latest output for the target's current head, if evaluated yet.
     pub output: Option<JobOutput>,
+}
+
+/// A target whose metadata is malformed (e.g. a PR whose `head` is not a commit hash): it is not
+/// tested until the metadata is corrected, and shown with the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnreadableTarget {
+    /// The target.
+    pub id: TargetId,
+    /// What is wrong with its metadata.
+    pub reason: String,
 }
 
 /// One target as seen from outside.
@@ -132,7 +144,14 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
+    /// The newest metadata commit: what job evaluations read.
     snapshot: Option<Commit>,
+    /// The newest metadata commit whose target changes were all applied: the next head is
+    /// diffed against it, so that changes a failed `apply_head` did not apply are applied by
+    /// the next attempt (or with the next head).
+    applied: Option<Commit>,
+    /// Targets whose metadata cannot be read, with the reason: shown, not tested.
+    unreadable: BTreeMap<TargetId, String>,
     targets: BTreeMap<TargetId, TargetState>,
     /// Metadata path prefix → jobs whose last evaluation read below it.
     index: HashMap<StorePath, HashSet<JobKey>>,
@@ -142,6 +161,11 @@ struct State {
     /// `apply_head` need not diff them (see the module docs).
     own_commits: VecDeque<(CommitId, Vec<StorePath>)>,
 }
+
+/// How long the builds of a removed target keep running before they are stopped as unneeded:
+/// long enough for the jobs of a target that appeared in the same metadata commit (a renamed
+/// branch) to be evaluated and show them.
+const ABANDON_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How many of the engine's own status commits are remembered: more than can be committed
 /// while one `apply_head` runs; an older one is diffed like any other commit.
@@ -167,6 +191,10 @@ struct JobState {
     /// What the metadata says for (head, job), as far as the engine knows.
     reported: Option<ReportedStatus>,
     deps: Vec<StorePath>,
+    /// The target appeared or moved while the engine ran (not at its start): its first status
+    /// for the head is announced to subscribers even if the metadata already has it (a new
+    /// branch on a tested commit), so that the CLI shows what the new target starts with.
+    announce: bool,
 }
 
 impl JobState {
@@ -401,11 +429,16 @@ impl Engine {
     }
 
     /// Brings the tracked targets and jobs up to date with metadata commit `head`.
+    ///
+    /// A target whose metadata is malformed becomes an [`UnreadableTarget`] and the rest of the
+    /// commit applies. Any other failure (the store's) leaves the applied commit unchanged, so
+    /// that the next attempt diffs against it again and loses nothing.
     async fn apply_head(&self, head: CommitId) -> Result<(), Error> {
         let commit = self.inner.store.commit(head).await?;
         let (previous, known) = {
             let mut state = lock(&self.inner.state);
-            let previous = state.snapshot.replace(commit.clone());
+            state.snapshot = Some(commit.clone());
+            let previous = state.applied.clone();
             let known = previous
                 .as_ref()
                 .filter(|previous| commit.parents() == [previous.id()])
@@ -419,16 +452,27 @@ impl Engine {
         })
         .await??;
 
-        // Targets appeared, moved or vanished.
-        for (id, target) in observed {
-            match target {
-                Some(target) => self.upsert_target(target, &commit.tree()).await?,
-                None => self.remove_target(&id),
+        // Targets appeared, moved, vanished or became unreadable.
+        for (id, observation) in observed {
+            match observation {
+                Observed::Present(target) => {
+                    self.set_unreadable(&id, None);
+                    self.upsert_target(target, &commit.tree()).await?;
+                }
+                Observed::Gone => {
+                    self.set_unreadable(&id, None);
+                    self.remove_target(&id);
+                }
+                Observed::Unreadable(reason) => {
+                    tracing::warn!(target = %id, reason, "cannot read the target's metadata");
+                    self.remove_target(&id);
+                    self.set_unreadable(&id, Some(reason));
+                }
             }
         }
         // Jobs that read a changed path.
+        let mut state = lock(&self.inner.state);
         if let Some(changed) = changed {
-            let state = lock(&self.inner.state);
             let mut woken = HashSet::new();
             for path in &changed {
                 let mut prefix = Some(path.clone());
@@ -445,44 +489,62 @@ impl Engine {
                 }
             }
         }
+        state.applied = Some(commit);
         Ok(())
+    }
+
+    /// Records (`Some`) or clears (`None`) why `id`'s metadata cannot be read.
+    fn set_unreadable(&self, id: &TargetId, reason: Option<String>) {
+        let mut state = lock(&self.inner.state);
+        match reason {
+            Some(reason) => {
+                state.unreadable.insert(id.clone(), reason);
+            }
+            None => {
+                state.unreadable.remove(id);
+            }
+        }
     }
 
     /// The targets to re-read: every target of every project the first time, then only those
     /// whose files changed (`known`: the changes, when the engine made the commit itself; else
-    /// they are diffed). Returns the changed paths and each observed target (None = gone).
+    /// they are diffed). Returns the changed paths and what was observed of each target.
+    ///
+    /// A malformed value makes its target [`Observed::Unreadable`]; only a store failure fails
+    /// the whole observation.
     #[allow(clippy::type_complexity)]
     fn observe_targets(
         &self,
         previous: Option<Snapshot>,
         tree: &Snapshot,
         known: Option<Vec<StorePath>>,
-    ) -> Result<(Option<Vec<StorePath>>, Vec<(TargetId, Option<Target>)>), Error> {
+    ) -> Result<(Option<Vec<StorePath>>, Vec<(TargetId, Observed)>), Error> {
         let reader = MetadataReader::new(tree);
         let Some(previous) = previous else {
             let mut observed = Vec::new();
             let mut present = BTreeSet::new();
             for repo in self.inner.projects.keys() {
-                let prs = reader.prs(repo)?;
-                let refs = reader.refs(repo)?;
-                for target in prs
-                    .into_iter()
-                    .map(Target::Pr)
-                    .chain(refs.into_iter().map(Target::Ref))
-                {
-                    if self.wanted(&target.id()) {
-                        present.insert(target.id());
-                        observed.push((target.id(), Some(target)));
+                for id in reader.target_ids(repo)? {
+                    if self.wanted(&id) {
+                        let observation = observe(&reader, &id)?;
+                        if !matches!(observation, Observed::Gone) {
+                            present.insert(id.clone());
+                        }
+                        observed.push((id, observation));
                     }
                 }
             }
-            let gone = lock(&self.inner.state)
-                .targets
-                .keys()
-                .filter(|id| !present.contains(*id))
-                .cloned()
-                .collect::<Vec<_>>();
-            observed.extend(gone.into_iter().map(|id| (id, None)));
+            let gone = {
+                let state = lock(&self.inner.state);
+                state
+                    .targets
+                    .keys()
+                    .chain(state.unreadable.keys())
+                    .filter(|id| !present.contains(*id))
+                    .cloned()
+                    .collect::<BTreeSet<_>>()
+            };
+            observed.extend(gone.into_iter().map(|id| (id, Observed::Gone)));
             return Ok((None, observed));
         };
         let changed = match known {
@@ -495,12 +557,12 @@ impl Engine {
             .collect();
         let mut observed = Vec::new();
         for id in candidates {
-            let target = if self.wanted(&id) {
-                reader.target(&id)?
+            let observation = if self.wanted(&id) {
+                observe(&reader, &id)?
             } else {
-                None
+                Observed::Gone
             };
-            observed.push((id, target));
+            observed.push((id, observation));
         }
         Ok((Some(changed), observed))
     }
@@ -548,6 +610,7 @@ impl Engine {
                     let reported = status::ReportedStatuses::read(tree, id.repo(), target.head());
                     for (name, job) in &mut tracked.jobs {
                         job.reported = reported.get(&reader, name);
+                        job.announce = true;
                     }
                     // The history records the new source commit even if no output changes.
                     tracked.history_dirty = true;
@@ -570,6 +633,8 @@ impl Engine {
         let mut jobs = BTreeMap::new();
         let mut spawn = Vec::new();
         let reported_statuses = status::ReportedStatuses::read(tree, id.repo(), target.head());
+        // Targets found when the engine starts are not news (a restart prints nothing).
+        let announce = lock(&self.inner.state).applied.is_some();
         for (name, term) in tests {
             let wake = Arc::new(Notify::new());
             let cancel = self.inner.shutdown.child_token();
@@ -589,6 +654,7 @@ impl Engine {
                     output_head: None,
                     reported,
                     deps: Vec::new(),
+                    announce,
                 },
             );
         }
@@ -614,7 +680,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Stops tracking `id`: its evaluations stop, and builds only it was showing are cancelled.
+    /// Stops tracking `id`: its evaluations stop, and builds only it was showing are abandoned
+    /// (see [`LiveLog::abandon`](datakit_ci_log::LiveLog::abandon): not a result) unless a
+    /// target shows them again within [`ABANDON_GRACE`] (a renamed branch, or the same commit
+    /// pushed again).
     fn remove_target(&self, id: &TargetId) {
         let mut state = lock(&self.inner.state);
         let Some(removed) = state.targets.remove(id) else {
@@ -622,13 +691,7 @@ impl Engine {
         };
         tracing::info!(target = %id, "Removing closed target");
         state.dirty.remove(id);
-        let still_shown: HashSet<String> = state
-            .targets
-            .values()
-            .flat_map(|t| t.jobs.values())
-            .filter_map(|j| j.output.as_ref())
-            .flat_map(|o| live_branches(o).into_iter().map(|l| l.branch().to_owned()))
-            .collect();
+        let mut unneeded = Vec::new();
         for (name, job) in removed.jobs {
             job.cancel.cancel();
             let key = (id.clone(), name);
@@ -637,16 +700,43 @@ impl Engine {
                     keys.remove(&key);
                 }
             }
-            for log in job.output.iter().flat_map(live_branches) {
-                if !still_shown.contains(log.branch())
-                    && log.can_cancel()
-                    && let Err(e) = log.cancel()
-                {
-                    tracing::warn!(branch = log.branch(), error = %e, "cannot cancel build");
-                }
-            }
+            unneeded.extend(job.output.iter().flat_map(live_branches));
         }
         self.update_gauges(&state);
+        drop(state);
+        if unneeded.is_empty() {
+            return;
+        }
+        let engine = self.clone();
+        self.inner.tasks.spawn(async move {
+            tokio::select! {
+                () = engine.inner.shutdown.cancelled() => return,
+                () = tokio::time::sleep(ABANDON_GRACE) => {}
+            }
+            engine.abandon_unneeded(unneeded);
+        });
+    }
+
+    /// Abandons the builds of `logs` that no tracked job shows.
+    fn abandon_unneeded(&self, logs: Vec<datakit_ci_log::LiveLog>) {
+        let still_shown: HashSet<String> = {
+            let state = lock(&self.inner.state);
+            state
+                .targets
+                .values()
+                .flat_map(|t| t.jobs.values())
+                .filter_map(|j| j.output.as_ref())
+                .flat_map(|o| live_branches(o).into_iter().map(|l| l.branch().to_owned()))
+                .collect()
+        };
+        for log in logs {
+            if !still_shown.contains(log.branch())
+                && log.can_cancel()
+                && let Err(e) = log.abandon()
+            {
+                tracing::warn!(branch = log.branch(), error = %e, "cannot stop build");
+            }
+        }
     }
 
     fn update_gauges(&self, state: &State) {
@@ -675,6 +765,29 @@ impl Engine {
             tree: state.snapshot.as_ref()?.tree(),
             head: target.target.head().clone(),
         })
+    }
+}
+
+/// What the metadata says of one target.
+enum Observed {
+    /// Present and well-formed.
+    Present(Target),
+    /// Not in the metadata (or not wanted).
+    Gone,
+    /// Present but malformed: the reason.
+    Unreadable(String),
+}
+
+/// Reads `id` from the metadata; a malformed value is [`Observed::Unreadable`], a store failure
+/// an error.
+fn observe(reader: &MetadataReader<'_>, id: &TargetId) -> Result<Observed, Error> {
+    match reader.target(id) {
+        Ok(Some(target)) => Ok(Observed::Present(target)),
+        Ok(None) => Ok(Observed::Gone),
+        Err(MetadataError::Invalid { path, problem }) => Ok(Observed::Unreadable(format!(
+            "invalid metadata at {path:?}: {problem}"
+        ))),
+        Err(e) => Err(e.into()),
     }
 }
 

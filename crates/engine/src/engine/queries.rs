@@ -6,7 +6,7 @@
 
 use datakit_ci_term::{JobOutput, Target, TargetId};
 
-use super::{Engine, lock};
+use super::{Engine, UnreadableTarget, lock};
 
 impl Engine {
     /// Calls `visit` once per tracked target, in the engine's order (by [`TargetId`]), with the
@@ -46,5 +46,24 @@ impl Engine {
             );
             visit(id, &tracked.target, &jobs);
         }
+    }
+
+    /// The targets whose metadata cannot be read, in order, with the reason: they are not
+    /// tested until their metadata is corrected.
+    pub fn unreadable_targets(&self) -> Vec<UnreadableTarget> {
+        let state = lock(&self.inner.state);
+        state
+            .unreadable
+            .iter()
+            .map(|(id, reason)| UnreadableTarget {
+                id: id.clone(),
+                reason: reason.clone(),
+            })
+            .collect()
+    }
+
+    /// Why `id`'s metadata cannot be read, if it cannot.
+    pub fn unreadable_target(&self, id: &TargetId) -> Option<String> {
+        lock(&self.inner.state).unreadable.get(id).cloned()
     }
 }

@@ -316,3 +316,41 @@ async fn bad_labels_and_empty_commands_are_rejected() -> anyhow::Result<()> {
     assert_eq!(error.to_string(), r#"command 1 of "ok" has no arguments"#);
     Ok(())
 }
+
+/// Issue 14, defect 2: restarting with another command under the same test name runs it, rather
+/// than showing the result recorded for the old command; the same command again reuses its
+/// result.
+#[tokio::test]
+async fn issue_14_a_changed_command_is_run_again() -> anyhow::Result<()> {
+    let fx = Fixture::new().await?;
+    let repo = fx.repo().await?;
+    let head = || repo.fetch_head(branch_target("main"));
+    let passing = Command::new(
+        &repo,
+        "build",
+        vec![sh("echo passing")],
+        CommandConfig::default(),
+    )?;
+    assert_eq!(fx.eval(&passing.run(head())).await.result, Ok(()));
+    let branch = passing.branch(&main_commit(&fx, &repo).await?);
+
+    // A new program (a restart) with a changed command under the same name.
+    let failing = || {
+        Command::new(
+            &repo,
+            "build",
+            vec![sh("echo now failing; exit 3")],
+            CommandConfig::default(),
+        )
+    };
+    let status = fx.eval(&failing()?.run(head())).await;
+    let message = failure(&status.result);
+    assert!(message.contains("exited with status 3"), "{message}");
+    let commits = fx.store_commits(branch.as_str());
+
+    // The same command again: its recorded result, without running it.
+    let status = fx.eval(&failing()?.run(head())).await;
+    assert!(failure(&status.result).contains("exited with status 3"));
+    assert_eq!(fx.store_commits(branch.as_str()), commits, "not run again");
+    Ok(())
+}

@@ -80,7 +80,7 @@ async fn a_commit_available_locally_is_not_fetched() -> anyhow::Result<()> {
     assert!(!log.contains("Fetching"), "{log}");
     assert!(
         log.starts_with(&format!(
-            "=== Git fetch me/proj/heads/main ({})\n",
+            "=== Git fetch commit {} of me/proj\n",
             fx.main.short(8)
         )),
         "{log}"

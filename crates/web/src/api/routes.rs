@@ -11,9 +11,9 @@ use datakit_ci_term::TargetId;
 
 use super::{
     ErrorJson, JobDetail, ProjectJson, Projects, RecordedState, TargetDetail, TargetHistory,
-    TargetSummary, Targets, target_info,
+    TargetSummary, Targets, UnreadableJson, target_info,
 };
-use crate::acl::Role;
+use crate::acl::{Decision, Role};
 use crate::ci::model::{self, API_HISTORY};
 use crate::ci::{Ci, pr_target, ref_target};
 use crate::{AppState, Error, Viewer, access};
@@ -90,7 +90,20 @@ async fn get_targets(
     ci.engine.visit_targets(|id, target, jobs| {
         targets.push(TargetSummary::of_live(id, target, jobs));
     });
-    Ok(Json(Targets { targets }))
+    let unreadable = ci
+        .engine
+        .unreadable_targets()
+        .into_iter()
+        .map(|target| UnreadableJson {
+            id: target.id.to_string(),
+            url: crate::urls::target(&target.id),
+            error: target.reason,
+        })
+        .collect();
+    Ok(Json(Targets {
+        targets,
+        unreadable,
+    }))
 }
 
 async fn get_pr_target(
@@ -101,7 +114,7 @@ async fn get_pr_target(
     params: RawPathParams,
 ) -> Result<Json<TargetDetail>, ApiError> {
     access::require(&state, &viewer, &[Role::Reader], &uri)?;
-    target_detail(&ci, &pr_target(&params)?).await
+    target_detail(&state, &viewer, &ci, &pr_target(&params)?).await
 }
 
 async fn get_ref_target(
@@ -112,7 +125,7 @@ async fn get_ref_target(
     params: RawPathParams,
 ) -> Result<Json<TargetDetail>, ApiError> {
     access::require(&state, &viewer, &[Role::Reader], &uri)?;
-    target_detail(&ci, &ref_target(&params)?).await
+    target_detail(&state, &viewer, &ci, &ref_target(&params)?).await
 }
 
 async fn get_pr_history(
@@ -145,11 +158,24 @@ fn check_project(ci: &Ci, id: &TargetId) -> Result<(), ApiError> {
     }
 }
 
-async fn target_detail(ci: &Ci, id: &TargetId) -> Result<Json<TargetDetail>, ApiError> {
+async fn target_detail(
+    state: &AppState,
+    viewer: &Viewer,
+    ci: &Ci,
+    id: &TargetId,
+) -> Result<Json<TargetDetail>, ApiError> {
     check_project(ci, id)?;
-    let shown = model::shown_state(&ci.engine, id, None)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("No target {id}")))?;
+    let may_build = state
+        .config()
+        .access()
+        .check(Role::Builder, viewer.user(), viewer.attrs())
+        == Decision::Yes;
+    let error = ci.engine.unreadable_target(id);
+    let shown = match model::shown_state(&ci.engine, id, None).await? {
+        Some(shown) => shown,
+        None if error.is_some() => model::Shown::default(),
+        None => return Err(Error::NotFound(format!("No target {id}")).into()),
+    };
     Ok(Json(TargetDetail {
         target: target_info(
             id,
@@ -158,8 +184,13 @@ async fn target_detail(ci: &Ci, id: &TargetId) -> Result<Json<TargetDetail>, Api
             &shown.jobs,
         ),
         tracked: shown.target.is_some(),
+        error,
         history_url: crate::urls::api_history(id),
-        jobs: shown.jobs.iter().map(JobDetail::from).collect(),
+        jobs: shown
+            .jobs
+            .iter()
+            .map(|job| JobDetail::new(job, may_build))
+            .collect(),
     }))
 }
 

@@ -61,8 +61,21 @@ pub(crate) async fn get_dashboard(
             }
         })
         .collect();
+    let unreadable = ci.engine.unreadable_targets();
     let content = html! {
         @for project in projects { (project) }
+        @if !unreadable.is_empty() {
+            h2 { "Targets with invalid metadata" }
+            p { "These targets are not tested until the forge's metadata for them is corrected." }
+            table.table.table-bordered.unreadable-targets {
+                @for target in &unreadable {
+                    tr {
+                        th { a href=(urls::target(&target.id)) { (target.id) } }
+                        td.error { (target.reason) }
+                    }
+                }
+            }
+        }
         h2 { "Resource pools" }
         table.table.table-bordered.table-hover.pools {
             tr { th { "Name" } th { "Utilisation" } }

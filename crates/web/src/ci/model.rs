@@ -167,8 +167,9 @@ pub(crate) fn write_summary<'a>(
     state
 }
 
-/// What a target page shows: the live jobs of a tracked target, or a recorded state.
-#[derive(Clone, Debug)]
+/// What a target page shows: the live jobs of a tracked target, or a recorded state (nothing, by
+/// default: a target whose metadata is invalid and that was never recorded).
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Shown {
     /// The target's current metadata, if the engine tracks it.
     pub(crate) target: Option<Target>,

@@ -76,8 +76,10 @@ async fn target_page(
             return Ok(not_found_page(state, viewer, "Invalid history commit id"));
         }
     };
+    let unreadable = ci.engine.unreadable_target(id);
     let shown = match model::shown_state(&ci.engine, id, history).await {
         Ok(Some(shown)) => shown,
+        Ok(None) if unreadable.is_some() => model::Shown::default(),
         Ok(None) => {
             return Ok(not_found_page(
                 state,
@@ -106,6 +108,11 @@ async fn target_page(
     let history_nav = history_nav(id, &shown, &states);
     let content = html! {
         h1 { (title) }
+        @if let Some(reason) = &unreadable {
+            div.alert.alert-danger.unreadable {
+                "This target is not tested: its metadata is invalid: " (reason)
+            }
+        }
         (history_nav)
         p.head {
             @match &shown.head {

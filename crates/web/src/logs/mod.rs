@@ -84,10 +84,10 @@ pub(crate) async fn get_live_log(
             div.row {
                 div.col-md-9 { p { "Still running..." } }
                 div."col-md-3".btn-group {
-                    @if head.is_some() {
+                    @if let (Some(_), Some(history)) = (&head, &history) {
                         a.btn.btn-default.btn-sm href=(history) { "History" }
+                        " "
                     }
-                    " "
                     a.btn.btn-default.btn-sm href=(format!("{}?raw", urls::live_log(&branch))) { "Raw" }
                     @if let Some(form) = cancel_form {
                         " "
@@ -134,13 +134,24 @@ pub(crate) async fn get_saved_log(
         header: html! {
             div.row {
                 div.col-md-9 {
-                    p { "Loaded from commit " a href=(urls::state_repo(config, &format!("commit/{id}"))) { (id) } }
+                    p {
+                        "Loaded from commit "
+                        @match urls::state_repo(config, &format!("commit/{id}")) {
+                            Some(link) => a href=(link) { (id) },
+                            None => code { (id) },
+                        }
+                    }
                 }
                 div."col-md-3".btn-group {
-                    a.btn.btn-default.btn-sm href=(urls::state_repo(config, &format!("commits/{branch}/log"))) { "History" }
-                    " "
-                    a.btn.btn-default.btn-sm href=(urls::state_repo(config, &format!("tree/{branch}"))) { "Artefacts" }
-                    " "
+                    // Links into the published state repository, when there is one.
+                    @if let Some(history) = urls::state_repo(config, &format!("commits/{branch}/log")) {
+                        a.btn.btn-default.btn-sm href=(history) { "History" }
+                        " "
+                    }
+                    @if let Some(tree) = urls::state_repo(config, &format!("tree/{branch}")) {
+                        a.btn.btn-default.btn-sm href=(tree) { "Artefacts" }
+                        " "
+                    }
                     a.btn.btn-default.btn-sm href=(format!("{}?raw", urls::saved_log(&branch, &commit))) { "Raw" }
                 }
             }

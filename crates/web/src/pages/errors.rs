@@ -1,6 +1,9 @@
-//! The error page `/error/<id>` (spec §1.5.11) and the `403` page of refused viewers.
+//! The error page `/error/<id>` (spec §1.5.11), the `403` page of refused viewers and the `404`
+//! page of paths no route serves.
 
-use axum::extract::{Path, State};
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 
 use super::{Chrome, Tab, page};
@@ -28,6 +31,29 @@ pub(crate) async fn get_error(
         Tab::Home,
         content,
     ))
+}
+
+/// Any path no route serves: the site's page saying so, with `404`.
+pub(crate) async fn get_not_found(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    OriginalUri(uri): OriginalUri,
+) -> Response {
+    let content = html! {
+        h2 { "Not found" }
+        p.error { "There is no page at " code { (uri.path()) } "." }
+        p { a href="/" { "Back to the dashboard" } }
+    };
+    (
+        StatusCode::NOT_FOUND,
+        page(
+            &Chrome::new(&state, &viewer),
+            "Not found",
+            Tab::Home,
+            content,
+        ),
+    )
+        .into_response()
 }
 
 /// The page shown with `403` to a logged-in viewer who lacks a role.
