@@ -8,7 +8,7 @@
 //! | Route | Response |
 //! |---|---|
 //! | `GET /api/v1/projects` | [`Projects`]: each project's `id` and `dashboards` (target ids) |
-//! | `GET /api/v1/targets` | [`Targets`]: every tracked target — `id`, `kind` (`pr`, `branch`, `tag`), `head`, summary `state`/`description`, `jobs` (`name`, `state`, `description`) |
+//! | `GET /api/v1/targets` | [`Targets`]: every tracked target — `id`, `kind` (`pr`, `branch`, `tag`), `head`, summary `state`/`description`, `jobs` (`name`, `state`, `description`) — and the `unreadable` ones ([`UnreadableJson`]) |
 //! | `GET /api/v1/targets/<user>/<repo>/pr/<n>` | [`TargetDetail`]: the target and its jobs with their `logs` (`kind` `live`/`saved`, `url`, `raw_url`, `can_cancel`, `can_rebuild`, `rebuild`) |
 //! | `GET /api/v1/targets/<user>/<repo>/ref/<path…>` | the same for a ref (e.g. `ref/heads/main`, `ref/tags/v1.0`) |
 //! | `GET /api/v1/history/<user>/<repo>/pr/<n>` | [`TargetHistory`]: the recorded states, newest first (at most 50): `commit`, `parents`, `source_commit`, `metadata_commit`, `url`, `jobs` |
