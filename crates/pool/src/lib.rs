@@ -2,7 +2,8 @@
 //!
 //! A [`MonitoredPool`] has a name and a capacity; [`MonitoredPool::use_`] waits (first come,
 //! first served) for a free slot, then runs a future holding it as a [`Holder`]. While a user
-//! waits, its live log shows the pending reason `Waiting for resource in "<name>"`. The
+//! waits, its live log shows the pending reason `Waiting for resource in "<name>" (<n> of <m> in
+//! the queue)`, kept up to date as the queue moves. The
 //! application owns one [`Pools`] (listing every pool for the UI) and one [`PoolMetrics`]
 //! (the `DataKitCI_pool_*` Prometheus metrics, registered on its registry).
 //!
