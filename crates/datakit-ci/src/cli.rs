@@ -10,7 +10,7 @@ use datakit_ci_engine::parse_canary;
 use datakit_ci_term::RepoId;
 use datakit_ci_web::{Acl, ListenAddr, MetricsToken, PublicUrl, SessionsBackend, WebConfig};
 
-use crate::local::{CiOptions, LocalCiConfig, LocalRepoSpec, TestSpec};
+use crate::local::{CiOptions, LocalCiConfig, LocalRepoSpec, ShellConfig, TestSpec};
 
 /// Continuous integration for local Git repositories: runs every test on every branch, tag and
 /// pull-request ref (`refs/pull/<n>/head`), and keeps statuses, logs and history in a Git
@@ -26,17 +26,30 @@ pub struct Cli {
     pub tests: ShellTests,
 }
 
-/// The `datakit-ci` binary's tests: shell commands.
+/// The `datakit-ci` binary's tests: shell commands, and how they run.
 #[derive(Debug, Args)]
 pub struct ShellTests {
     /// A test, `NAME=COMMAND`: COMMAND runs with `sh -c` in a fresh clone of each target's head.
     #[arg(long = "test", value_name = "NAME=COMMAND", required = true)]
     pub tests: Vec<String>,
+    /// The longest a test may run (e.g. `90s`, `20m`, `1h 30m`); a test that takes longer
+    /// fails with `timed out after …` and its processes are killed.
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub timeout: humantime::Duration,
+    /// How many tests may run at once (default: the number of CPUs); the others wait, shown
+    /// with their place in the queue.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Hand this variable of the CI's environment on to the tests (repeatable); they get only
+    /// `CI`, `DATAKIT_CI_*`, `HOME` and `PATH` otherwise.
+    #[arg(long = "pass-env", value_name = "NAME")]
+    pub pass_env: Vec<String>,
 }
 
 impl ShellTests {
-    /// Checks the tests' names and commands.
-    pub fn into_specs(self) -> Result<Vec<TestSpec>, UsageError> {
+    /// Checks the tests' names and commands, and reads the variables to pass on from this
+    /// process's environment.
+    pub fn into_config(self) -> Result<ShellConfig, UsageError> {
         let mut tests: Vec<TestSpec> = Vec::new();
         for value in &self.tests {
             let test = parse_test(value)?;
@@ -45,7 +58,37 @@ impl ShellTests {
             }
             tests.push(test);
         }
-        Ok(tests)
+        let timeout: std::time::Duration = self.timeout.into();
+        if timeout.is_zero() {
+            return Err(UsageError::Timeout);
+        }
+        let jobs = match self.jobs {
+            Some(0) => return Err(UsageError::Jobs),
+            Some(jobs) => jobs,
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+        };
+        let mut pass_env = Vec::new();
+        for name in self.pass_env {
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                return Err(UsageError::PassEnv {
+                    name,
+                    reason: "not a variable name",
+                });
+            }
+            let Some(value) = std::env::var_os(&name) else {
+                return Err(UsageError::PassEnv {
+                    name,
+                    reason: "not set in the CI's environment",
+                });
+            };
+            pass_env.push((name, value));
+        }
+        Ok(ShellConfig {
+            tests,
+            timeout: Some(timeout),
+            jobs: Some(jobs),
+            pass_env,
+        })
     }
 }
 
@@ -129,16 +172,30 @@ pub enum UsageError {
     /// `--web-ui` is not an http(s) URL.
     #[error("--web-ui {0:?}: must start with http:// or https://")]
     WebUi(String),
+    /// `--timeout` is zero.
+    #[error("--timeout: must be longer than 0s")]
+    Timeout,
+    /// `--jobs` is zero.
+    #[error("--jobs: must be at least 1")]
+    Jobs,
+    /// A `--pass-env` variable cannot be passed on.
+    #[error("--pass-env {name:?}: {reason}")]
+    PassEnv {
+        /// The variable's name.
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
 }
 
 impl Cli {
     /// Checks the arguments and turns them into a configuration.
     pub fn into_config(self) -> Result<LocalCiConfig, UsageError> {
         let options = self.common.into_options()?;
-        let tests = self.tests.into_specs()?;
+        let shell = self.tests.into_config()?;
         Ok(LocalCiConfig {
             repos: options.repos,
-            tests,
+            shell,
             state_dir: options.state_dir,
             web_ui: options.web_ui,
             canaries: options.canaries,
@@ -313,6 +370,45 @@ mod tests {
     }
 
     #[test]
+    fn tests_run_with_a_timeout_a_job_limit_and_chosen_variables() {
+        let config = cli(&["--repo", "/x", "--test", "t=true"]).expect("valid");
+        assert_eq!(
+            config.shell.timeout,
+            Some(std::time::Duration::from_secs(3600))
+        );
+        assert_eq!(
+            config.shell.jobs,
+            Some(std::thread::available_parallelism().map_or(1, usize::from))
+        );
+        assert!(config.shell.pass_env.is_empty());
+        let config = cli(&[
+            "--repo",
+            "/x",
+            "--test",
+            "t=true",
+            "--timeout",
+            "1h 30m",
+            "--jobs",
+            "3",
+            "--pass-env",
+            "PATH",
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.shell.timeout,
+            Some(std::time::Duration::from_secs(5400))
+        );
+        assert_eq!(config.shell.jobs, Some(3));
+        assert_eq!(
+            config.shell.pass_env,
+            [(
+                "PATH".to_owned(),
+                std::env::var_os("PATH").expect("PATH is set")
+            )]
+        );
+    }
+
+    #[test]
     fn bad_arguments_are_named() {
         for (args, message) in [
             (
@@ -342,6 +438,33 @@ mod tests {
             (
                 &["--repo", "/x", "--test", "t=true", "--web-ui", "ftp://x"],
                 r#"--web-ui "ftp://x": must start with"#,
+            ),
+            (
+                &["--repo", "/x", "--test", "t=true", "--timeout", "soon"],
+                "error: invalid value 'soon' for '--timeout <DURATION>'",
+            ),
+            (
+                &["--repo", "/x", "--test", "t=true", "--timeout", "0s"],
+                "--timeout: must be longer than 0s",
+            ),
+            (
+                &["--repo", "/x", "--test", "t=true", "--jobs", "0"],
+                "--jobs: must be at least 1",
+            ),
+            (
+                &[
+                    "--repo",
+                    "/x",
+                    "--test",
+                    "t=true",
+                    "--pass-env",
+                    "NO_SUCH_VARIABLE_HERE",
+                ],
+                r#"--pass-env "NO_SUCH_VARIABLE_HERE": not set in the CI's environment"#,
+            ),
+            (
+                &["--repo", "/x", "--test", "t=true", "--pass-env", "A=B"],
+                r#"--pass-env "A=B": not a variable name"#,
             ),
         ] {
             let error = cli(args).expect_err("invalid");

@@ -2,8 +2,10 @@
 //! every configured shell test runs, through the Git plugin's cached `Command`, in a fresh clone
 //! of each target's head. This is what the `datakit-ci` binary runs.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -11,9 +13,9 @@ use tokio_util::sync::CancellationToken;
 use datakit_ci_cache::CacheMetrics;
 use datakit_ci_engine::{Engine, EngineConfig, Project};
 use datakit_ci_forge_local::{LocalBridge, LocalRepo};
-use datakit_ci_git::{Command, CommandConfig, Repo, Services};
+use datakit_ci_git::{Command, CommandConfig, JobEnvironment, Repo, Services};
 use datakit_ci_log::LogManager;
-use datakit_ci_pool::{PoolMetrics, Pools};
+use datakit_ci_pool::{MonitoredPool, PoolMetrics, Pools};
 use datakit_ci_store::Store;
 use datakit_ci_term::{RepoId, TargetId};
 use datakit_ci_web::{AppState, WebConfig, WebServer};
@@ -36,13 +38,39 @@ pub struct TestSpec {
     pub command: String,
 }
 
+/// The shell tests and how they run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShellConfig {
+    /// The tests to run on every target of every repository.
+    pub tests: Vec<TestSpec>,
+    /// The longest a test may run; `None`: no limit.
+    pub timeout: Option<Duration>,
+    /// How many tests may run at once (a pool named `jobs`); `None`: no limit.
+    pub jobs: Option<usize>,
+    /// Variables handed on to the tests, with their values, besides the documented ones (see
+    /// [`JobEnvironment::variables`]).
+    pub pass_env: Vec<(String, OsString)>,
+}
+
+impl ShellConfig {
+    /// `tests`, with no timeout, no job limit and nothing passed on.
+    pub fn new(tests: Vec<TestSpec>) -> Self {
+        ShellConfig {
+            tests,
+            timeout: None,
+            jobs: None,
+            pass_env: Vec::new(),
+        }
+    }
+}
+
 /// Everything a local CI needs.
 #[derive(Clone, Debug)]
 pub struct LocalCiConfig {
     /// The repositories to test.
     pub repos: Vec<LocalRepoSpec>,
-    /// The tests to run on every target of every repository.
-    pub tests: Vec<TestSpec>,
+    /// The tests to run on every target of every repository, and how.
+    pub shell: ShellConfig,
     /// Where the state lives: `<state_dir>/state.git` and the CI's own clones.
     pub state_dir: PathBuf,
     /// The public URL of the web UI, for status links.
@@ -84,6 +112,9 @@ pub enum StartError {
     /// The program's projects could not be made.
     #[error("{0}")]
     Projects(String),
+    /// A pool of the tests cannot be made.
+    #[error(transparent)]
+    Pool(#[from] datakit_ci_pool::Error),
     /// The web UI cannot start (secrets, listener, sessions backend).
     #[error(transparent)]
     Web(#[from] datakit_ci_web::Error),
@@ -131,18 +162,32 @@ pub struct SourceRepo {
 /// One project per repository, each running `tests` as shell commands in a fresh clone of each
 /// target's head (what the `datakit-ci` binary does).
 pub fn shell_projects(
-    tests: &[TestSpec],
+    config: &ShellConfig,
     repos: &[SourceRepo],
+    services: &Services,
 ) -> Result<Vec<Project>, StartError> {
+    let job_slots = config
+        .jobs
+        .map(|jobs| MonitoredPool::new("jobs", jobs, &services.pool_metrics, &services.pools))
+        .transpose()?;
+    let command_config = CommandConfig {
+        timeout: config.timeout,
+        environment: JobEnvironment::Clean {
+            pass: config.pass_env.clone(),
+        },
+        job_slots,
+        ..CommandConfig::default()
+    };
     repos
         .iter()
         .map(|source| {
             let repo = source.repo.clone();
-            let commands = tests
+            let commands = config
+                .tests
                 .iter()
                 .map(|test| {
                     let argv = vec!["sh".to_owned(), "-c".to_owned(), test.command.clone()];
-                    Command::new(&repo, &test.name, vec![argv], CommandConfig::default())
+                    Command::new(&repo, &test.name, vec![argv], command_config.clone())
                         .map(|command| (test.name.clone(), command))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -175,7 +220,7 @@ impl LocalCi {
     /// Opens the state, makes the CI's clones (under `<state_dir>/repos/`) and configures one
     /// project per repository running the shell tests.
     pub async fn start(config: LocalCiConfig) -> Result<Self, StartError> {
-        let tests = config.tests;
+        let shell = config.shell;
         let options = CiOptions {
             repos: config.repos,
             state_dir: config.state_dir,
@@ -183,7 +228,10 @@ impl LocalCi {
             canaries: config.canaries,
             web: config.web,
         };
-        LocalCi::start_with(options, |repos, _| shell_projects(&tests, repos)).await
+        LocalCi::start_with(options, |repos, services| {
+            shell_projects(&shell, repos, services)
+        })
+        .await
     }
 
     /// Opens the state and the CI's clones of `options.repos`, then asks `make_projects` for the

@@ -23,7 +23,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     datakit_ci::run(|tests: ShellTests| {
-        let tests = tests.into_specs().map_err(|e| e.to_string())?;
-        Ok(move |repos: &[_], _: &_| shell_projects(&tests, repos).map_err(|e| e.to_string()))
+        let shell = tests.into_config().map_err(|e| e.to_string())?;
+        Ok(move |repos: &[_], services: &_| {
+            shell_projects(&shell, repos, services).map_err(|e| e.to_string())
+        })
     })
 }

@@ -8,33 +8,44 @@ use std::time::Duration;
 
 use datakit_ci_cache::{Build, Builder, Cache};
 use datakit_ci_log::LiveLog;
-use datakit_ci_process::{Cmd, format_duration, run};
+use datakit_ci_pool::{Holder, MonitoredPool};
+use datakit_ci_process::{Cmd, run};
 use datakit_ci_store::{BranchName, Snapshot};
 use datakit_ci_term::{JobId, Term};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::environment::JobEnvironment;
 use crate::repo::{Commit, Repo};
 use crate::{Error, error_chain};
 
 /// How a [`Command`] runs.
 #[derive(Clone, Debug)]
 pub struct CommandConfig {
-    /// The longest the commands may take together (not counting the wait for the directory
-    /// lock, nor the clone or checkout). `None`: no limit.
+    /// The longest the commands may take together (not counting the wait for a job slot or the
+    /// directory lock, nor the clone or checkout). `None`: no limit. A build that exceeds it
+    /// fails with `timed out after <timeout>`, its processes killed.
     pub timeout: Option<Duration>,
     /// `true`: run in a temporary clone ([`Repo::with_clone`]), so builds of different commits
     /// run concurrently; `false`: run in the repository's own checkout
     /// ([`Repo::with_checkout`]), holding its lock throughout.
     pub clone: bool,
+    /// The environment the commands get (default: a clean one, see [`JobEnvironment`]).
+    pub environment: JobEnvironment,
+    /// If given, a build holds one of this pool's slots from before its clone to its end, so
+    /// that at most the pool's capacity of builds run at once (the binary's `--jobs`); queued
+    /// builds are pending with their place in the queue.
+    pub job_slots: Option<MonitoredPool>,
 }
 
 impl Default for CommandConfig {
-    /// No timeout, in a temporary clone.
+    /// No timeout, in a temporary clone, with a clean environment, no job limit.
     fn default() -> CommandConfig {
         CommandConfig {
             timeout: None,
             clone: true,
+            environment: JobEnvironment::default(),
+            job_slots: None,
         }
     }
 }
@@ -113,7 +124,7 @@ impl Command {
     /// repository's lock, shown as the evaluating job), then for each argument vector logs
     /// `Running "<a0>" "<a1>"…` and runs it there with its output streamed into the log. The
     /// first non-zero exit fails the build with a message naming the command and its exit
-    /// status; exceeding the timeout fails it with `exceeded timeout of …`; cancelling the build
+    /// status; exceeding the timeout fails it with `timed out after …`; cancelling the build
     /// (from its live log) kills the running command and fails it.
     ///
     /// A commit of another repository than the command's fails at once.
@@ -159,13 +170,19 @@ struct Shell {
 }
 
 impl Shell {
-    /// Runs every command in `dir`, within the timeout.
+    /// Runs every command in `dir` for `job` on `commit`, within the timeout.
     async fn run_commands(
         &self,
         dir: &Path,
+        job: &JobId,
+        commit: &Commit,
         log: &LiveLog,
         cancel: &CancellationToken,
     ) -> Result<(), String> {
+        let home = tempfile::Builder::new()
+            .prefix("home-")
+            .tempdir()
+            .map_err(|e| format!("cannot make the build's HOME directory: {e}"))?;
         let commands = async {
             for argv in &self.commands {
                 let cmd = Cmd::new(argv.iter().map(String::as_str))
@@ -173,6 +190,10 @@ impl Shell {
                     .cwd(dir)
                     .log(log.clone())
                     .cancel(cancel.clone());
+                let cmd = self
+                    .config
+                    .environment
+                    .apply(cmd, job, commit.hash(), home.path());
                 run(cmd).await.map_err(|e| e.to_string())?;
             }
             Ok(())
@@ -184,9 +205,9 @@ impl Shell {
         match tokio::time::timeout(timeout, commands).await {
             Ok(result) => result,
             Err(_elapsed) => {
-                let timeout = format_duration(timeout);
-                log.log(&format!("Timeout (of {timeout}) expired"));
-                Err(format!("exceeded timeout of {timeout}"))
+                let timeout = humantime::format_duration(timeout);
+                log.log(&format!("Timed out after {timeout}"));
+                Err(format!("timed out after {timeout}"))
             }
         }
     }
@@ -210,8 +231,9 @@ impl Builder for Shell {
             .expect("Command::new checked that the label makes a valid branch name")
     }
 
-    /// The argument vectors and how they run: a result recorded for other commands (the test
-    /// was changed on the command line) is not reused.
+    /// The argument vectors and how they run (timeout, checkout, the environment passed on):
+    /// a result recorded for other commands (the test was changed on the command line) is not
+    /// reused.
     fn recipe(&self, _commit: &Commit) -> String {
         use std::fmt::Write;
         let mut recipe = String::new();
@@ -223,25 +245,40 @@ impl Builder for Shell {
             recipe.push('\n');
         }
         if let Some(timeout) = self.config.timeout {
-            writeln!(recipe, "timeout {}", format_duration(timeout))
+            writeln!(recipe, "timeout {}", humantime::format_duration(timeout))
                 .expect("writing to a String cannot fail");
         }
         if !self.config.clone {
             recipe.push_str("in the repository's checkout\n");
         }
+        recipe.push_str(&self.config.environment.recipe());
         recipe
     }
 
     async fn generate(&self, build: Build<'_>, job: &JobId, commit: &Commit) -> Result<(), String> {
         let (log, cancel) = (build.log, build.cancel);
         let repo = commit.repo();
-        let run_all =
-            |dir: std::path::PathBuf| async move { self.run_commands(&dir, log, cancel).await };
-        let work = async {
+        let run_all = |dir: std::path::PathBuf| async move {
+            self.run_commands(&dir, job, commit, log, cancel).await
+        };
+        let build = async {
             if self.config.clone {
                 repo.with_clone(log, commit, run_all).await
             } else {
                 repo.with_checkout(log, job, commit, run_all).await
+            }
+        };
+        let work = async {
+            match &self.config.job_slots {
+                Some(slots) => {
+                    let holder = Holder {
+                        job: job.to_string(),
+                        label: format!("{} on {}", self.label, commit.hash().short(8)),
+                        log_branch: None,
+                    };
+                    slots.use_(holder, Some(log), build).await
+                }
+                None => build.await,
             }
         };
         // Cancelling also stops the wait for the lock and the clone or checkout.

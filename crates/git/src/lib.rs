@@ -89,6 +89,7 @@ use datakit_ci_pool::{PoolMetrics, Pools};
 use datakit_ci_store::Store;
 
 mod command;
+mod environment;
 mod fetch;
 mod git;
 mod objects;
@@ -97,6 +98,7 @@ mod repo;
 mod shared_clone;
 
 pub use command::{Command, CommandConfig};
+pub use environment::JobEnvironment;
 pub use repo::{Commit, Repo};
 pub use shared_clone::SharedClone;
 

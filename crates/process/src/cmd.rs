@@ -25,7 +25,7 @@ const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
 /// [`crate::run_with_exit_status`].
 ///
 /// Defaults:
-/// - working directory and environment are inherited from this process;
+/// - working directory and environment are inherited from this process (see [`Cmd::env_clear`]);
 /// - **stdin is `/dev/null`**: a CI job must never read the server's terminal. Use
 ///   [`Cmd::stdin`] to feed data;
 /// - stdout and stderr are merged (`2>&1`, the same pipe, so their relative order is kept) and
@@ -37,6 +37,7 @@ pub struct Cmd {
     pub(crate) shown: Option<Vec<String>>,
     pub(crate) cwd: Option<PathBuf>,
     pub(crate) env: Vec<(OsString, Option<OsString>)>,
+    pub(crate) env_clear: bool,
     pub(crate) stdin: Option<Vec<u8>>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) cancel: Option<CancellationToken>,
@@ -64,6 +65,7 @@ impl Cmd {
             shown: None,
             cwd: None,
             env: Vec::new(),
+            env_clear: false,
             stdin: None,
             timeout: None,
             cancel: None,
@@ -83,6 +85,14 @@ impl Cmd {
     /// Sets the environment variable `key` to `value` for the child.
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.env.push((key.into(), Some(value.into())));
+        self
+    }
+
+    /// Starts the child's environment empty instead of inheriting this process's (the variables
+    /// set with [`Cmd::env`] are still given): a build must not see the server's credentials.
+    pub fn env_clear(mut self) -> Self {
+        self.env_clear = true;
+        self.env.clear();
         self
     }
 

@@ -44,6 +44,7 @@ pub async fn run_with_exit_status(cmd: Cmd) -> Result<ExitStatus, Error> {
         shown: _,
         cwd,
         env,
+        env_clear,
         stdin,
         timeout,
         cancel,
@@ -68,6 +69,9 @@ pub async fn run_with_exit_status(cmd: Cmd) -> Result<ExitStatus, Error> {
     command.args(args).process_group(0);
     if let Some(dir) = &cwd {
         command.current_dir(dir);
+    }
+    if env_clear {
+        command.env_clear();
     }
     for (key, value) in &env {
         match value {

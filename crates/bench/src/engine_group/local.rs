@@ -13,7 +13,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 
 use datakit_ci::engine::StatusChange;
 use datakit_ci::git::SharedClone;
-use datakit_ci::local::{LocalCi, LocalCiConfig, LocalRepoSpec, TestSpec};
+use datakit_ci::local::{LocalCi, LocalCiConfig, LocalRepoSpec, ShellConfig, TestSpec};
 use datakit_ci::term::CommitHash;
 
 use crate::Scale;
@@ -219,10 +219,11 @@ impl Harness {
                 id,
                 path: repo.clone(),
             }],
-            tests: vec![TestSpec {
+            // No job limit: the bench measures the engine, not a queue.
+            shell: ShellConfig::new(vec![TestSpec {
                 name: TEST.to_owned(),
                 command: TEST.to_owned(),
-            }],
+            }]),
             state_dir,
             web_ui: "https://ci.example/".to_owned(),
             canaries: Vec::new(),

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use datakit_ci_git::{Command, CommandConfig, Commit, Error, Repo};
+use datakit_ci_git::{Command, CommandConfig, Commit, Error, JobEnvironment, Repo};
 use datakit_ci_term::{LogLeaf, Logs, Problem, TargetId};
 
 use crate::fixture::{Fixture, branch_target, repo_id, value};
@@ -179,8 +179,8 @@ async fn a_command_can_run_in_the_checkout() -> anyhow::Result<()> {
     let fx = Fixture::new().await?;
     let repo = fx.repo().await?;
     let config = CommandConfig {
-        timeout: None,
         clone: false,
+        ..CommandConfig::default()
     };
     let command = Command::new(&repo, "pwd", vec![vec!["pwd".to_owned()]], config)?;
     let status = fx
@@ -205,7 +205,7 @@ async fn a_timeout_kills_the_command() -> anyhow::Result<()> {
     let repo = fx.repo().await?;
     let config = CommandConfig {
         timeout: Some(Duration::from_millis(300)),
-        clone: true,
+        ..CommandConfig::default()
     };
     let command = Command::new(
         &repo,
@@ -216,9 +216,9 @@ async fn a_timeout_kills_the_command() -> anyhow::Result<()> {
     let status = fx
         .eval(&command.run(repo.fetch_head(branch_target("main"))))
         .await;
-    assert_eq!(failure(&status.result), "exceeded timeout of 0.30 seconds");
+    assert_eq!(failure(&status.result), "timed out after 300ms");
     let log = fx.saved_log(&status.output).await?;
-    assert!(log.contains("Timeout (of 0.30 seconds) expired"), "{log}");
+    assert!(log.contains("Timed out after 300ms"), "{log}");
     Ok(())
 }
 
@@ -352,5 +352,86 @@ async fn issue_14_a_changed_command_is_run_again() -> anyhow::Result<()> {
     let status = fx.eval(&failing()?.run(head())).await;
     assert!(failure(&status.result).contains("exited with status 3"));
     assert_eq!(fx.store_commits(branch.as_str()), commits, "not run again");
+    Ok(())
+}
+
+/// Issue 20: the commands get exactly the documented environment, not the server's, plus what
+/// the operator passes on; a passed value is part of the recipe (a new value runs again).
+#[tokio::test]
+async fn issue_20_commands_get_a_clean_documented_environment() -> anyhow::Result<()> {
+    let fx = Fixture::new().await?;
+    let repo = fx.repo().await?;
+    let with_extra = |value: &str| CommandConfig {
+        environment: JobEnvironment::Clean {
+            pass: vec![("EXTRA".to_owned(), value.into())],
+        },
+        ..CommandConfig::default()
+    };
+    // A variable of the test process (the server) that must not leak.
+    assert!(
+        std::env::var_os("CARGO").is_some(),
+        "cargo sets CARGO for tests"
+    );
+    let command = Command::new(&repo, "env", vec![sh("env")], with_extra("one"))?;
+    let status = fx
+        .eval(&command.run(repo.fetch_head(branch_target("main"))))
+        .await;
+    assert_eq!(status.result, Ok(()));
+    let log = fx.saved_log(&status.output).await?;
+    let mut variables: Vec<(&str, &str)> = log
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .filter(|(name, _)| {
+            name.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        // Set by the shell itself.
+        .filter(|(name, _)| !matches!(*name, "PWD" | "SHLVL" | "_" | "OLDPWD"))
+        .collect();
+    variables.sort_unstable();
+    let names: Vec<&str> = variables.iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        names,
+        [
+            "CI",
+            "DATAKIT_CI_BRANCH",
+            "DATAKIT_CI_COMMIT",
+            "DATAKIT_CI_JOB",
+            "DATAKIT_CI_TARGET",
+            "EXTRA",
+            "HOME",
+            "PATH"
+        ],
+        "{log}"
+    );
+    let value = |name: &str| {
+        variables
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string())
+    };
+    assert_eq!(value("CI").as_deref(), Some("true"));
+    assert_eq!(value("DATAKIT_CI_BRANCH").as_deref(), Some("main"));
+    assert_eq!(value("DATAKIT_CI_COMMIT"), Some(fx.main.to_string()));
+    assert_eq!(value("DATAKIT_CI_JOB").as_deref(), Some("test"));
+    assert_eq!(
+        value("DATAKIT_CI_TARGET"),
+        Some(format!("{}/heads/main", repo_id()))
+    );
+    assert_eq!(value("EXTRA").as_deref(), Some("one"));
+    let home = value("HOME").expect("HOME is set");
+    assert_ne!(Some(home.as_str()), std::env::var("HOME").ok().as_deref());
+
+    // Another value of a passed variable is another recipe: run again.
+    let command = Command::new(&repo, "env", vec![sh("env")], with_extra("two"))?;
+    let status = fx
+        .eval(&command.run(repo.fetch_head(branch_target("main"))))
+        .await;
+    let log = fx.saved_log(&status.output).await?;
+    assert!(log.contains("EXTRA=two"), "{log}");
+    assert!(
+        !log.contains("one"),
+        "the recipe holds a digest, not the value: {log}"
+    );
     Ok(())
 }
