@@ -72,6 +72,8 @@ where
     V: FnOnce(A) -> Result<P, String>,
     P: FnOnce(&[SourceRepo], &Services) -> Result<Vec<Project>, String>,
 {
+    // A guardian is this program started again: it only waits for this process to exit.
+    datakit_ci_process::guardian_main_if_asked();
     let cli = RunCli::<A>::parse();
     let program = std::env::args()
         .next()
@@ -98,6 +100,14 @@ where
         }
     };
     disable_transparent_huge_pages();
+    // Own the builds' whole process trees: adopt what they orphan, and have a guardian kill
+    // them if this process dies. Without either, the next start still kills what is left.
+    if let Err(e) = datakit_ci_process::become_subreaper() {
+        tracing::warn!("{:#}", anyhow::Error::new(e));
+    }
+    let guardian = datakit_ci_process::Guardian::start()
+        .inspect_err(|e| tracing::warn!("{:#}", anyhow::Error::new(e)))
+        .ok();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -144,6 +154,8 @@ where
     });
     // Everything we own has stopped; don't let a stray blocking task hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    // Its last sweep kills what a build still running (a blocking task cut short) left.
+    drop(guardian);
     code
 }
 
