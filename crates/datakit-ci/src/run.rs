@@ -41,6 +41,12 @@ struct RunCli<A: Args> {
 /// 2. once the state is open and the repositories given with `--repo` are cloned, the second
 ///    stage makes the projects from those clones and the build services.
 ///
+/// The program owns its builds' whole process trees: it becomes a child subreaper (it adopts what
+/// its builds orphan, which is killed and reaped at the end of each build) and starts a
+/// [guardian](datakit_ci_process::Guardian), this program started again, which kills the builds
+/// if this process dies, even by SIGKILL: call `run` first thing in `main`, so that the guardian
+/// does nothing else.
+///
 /// ```no_run
 /// use datakit_ci::engine::Project;
 /// use datakit_ci::term::Term;
