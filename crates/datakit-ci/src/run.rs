@@ -111,9 +111,13 @@ where
     if let Err(e) = datakit_ci_process::become_subreaper() {
         tracing::warn!("{:#}", anyhow::Error::new(e));
     }
-    let guardian = datakit_ci_process::Guardian::start()
-        .inspect_err(|e| tracing::warn!("{:#}", anyhow::Error::new(e)))
-        .ok();
+    let guardian = match datakit_ci_process::Guardian::start() {
+        Ok(guardian) => Some(guardian),
+        Err(e) => {
+            tracing::warn!("{:#}", anyhow::Error::new(e));
+            None
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
