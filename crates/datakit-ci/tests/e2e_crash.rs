@@ -202,8 +202,10 @@ fn issue_14_kill_9_kills_the_builds_and_a_restart_removes_their_clones() {
     for commit in lines(&scratch.path("runs")) {
         *runs.entry(commit).or_default() += 1;
     }
-    let expected: BTreeMap<String, usize> =
-        targets.iter().map(|(_, commit)| (commit.clone(), 2)).collect();
+    let expected: BTreeMap<String, usize> = targets
+        .iter()
+        .map(|(_, commit)| (commit.clone(), 2))
+        .collect();
     assert_eq!(runs, expected, "{}", second.report());
     wait_until(
         "the clones to be removed",
@@ -343,7 +345,9 @@ fn issue_14_crash_trials() {
         ci.kill();
         for (branch, commit) in &targets {
             if ci.lines().contains(&success(branch)) {
-                finished.entry(commit.clone()).or_insert_with(|| starts(commit));
+                finished
+                    .entry(commit.clone())
+                    .or_insert_with(|| starts(commit));
             }
         }
         eprintln!(

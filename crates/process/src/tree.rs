@@ -126,7 +126,13 @@ pub fn kill_owned_by(owner: &str) -> usize {
 pub(crate) fn sweep_run_blocking(marker: &str, pgid: Pid) {
     let entry = format!("{MARKER_VAR}={marker}");
     if is_subreaper() {
-        sweep_blocking(&|_| false, Some(Adopted { pgid, entry: &entry }));
+        sweep_blocking(
+            &|_| false,
+            Some(Adopted {
+                pgid,
+                entry: &entry,
+            }),
+        );
     } else {
         sweep_blocking(&|pid| marker_matches(pid, entry.as_bytes(), true), None);
     }
@@ -143,7 +149,10 @@ pub(crate) async fn sweep_run(marker: &str, pgid: Pid, scan_all: bool) {
     }
     for _ in 0..MAX_ROUNDS {
         let killed = if subreaper {
-            sweep_children(&Adopted { pgid, entry: &entry })
+            sweep_children(&Adopted {
+                pgid,
+                entry: &entry,
+            })
         } else {
             sweep_all(&|pid| marker_matches(pid, entry.as_bytes(), true))
         };
@@ -215,8 +224,7 @@ fn sweep_children(run: &Adopted<'_>) -> usize {
         };
         // What this program starts is in its process group, or leads a group of its own, in
         // its session; anything else among its children was adopted.
-        let adopted =
-            stat.session != own_session || (stat.group != own_group && stat.group != pid);
+        let adopted = stat.session != own_session || (stat.group != own_group && stat.group != pid);
         if !adopted {
             continue;
         }
@@ -291,7 +299,11 @@ fn parse_pid(name: &OsStr) -> Option<Pid> {
     if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(name).ok()?.parse().ok().map(Pid::from_raw)
+    std::str::from_utf8(name)
+        .ok()?
+        .parse()
+        .ok()
+        .map(Pid::from_raw)
 }
 
 /// What `/proc/<pid>/stat` says of a process.

@@ -22,7 +22,11 @@ async fn cancel_kills_the_escapee(script: &str) -> Result<()> {
     let running = tokio::spawn(run(cmd));
     let pid = escapee(dir.path()).await?;
     assert!(alive(pid));
-    assert_eq!(session(pid), Some(pid), "the escapee has a session of its own");
+    assert_eq!(
+        session(pid),
+        Some(pid),
+        "the escapee has a session of its own"
+    );
     assert_ne!(session(pid), getsid(None).ok());
     token.cancel();
     let error = running.await?.expect_err("a cancelled run fails");

@@ -74,7 +74,10 @@ pub(crate) async fn assert_dies(pid: Pid) -> Result<()> {
 
 /// Waits (with a deadline) until `pid` is gone entirely: dead and reaped.
 pub(crate) async fn assert_reaped(pid: Pid) -> Result<()> {
-    wait_for(&format!("process {pid} to be reaped"), || state(pid).is_none()).await
+    wait_for(&format!("process {pid} to be reaped"), || {
+        state(pid).is_none()
+    })
+    .await
 }
 
 async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) -> Result<()> {
