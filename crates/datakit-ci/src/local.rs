@@ -3,7 +3,7 @@
 //! of each target's head. This is what the `datakit-ci` binary runs.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use datakit_ci_forge_local::{LocalBridge, LocalRepo};
 use datakit_ci_git::{Command, CommandConfig, JobEnvironment, Repo, Services};
 use datakit_ci_log::LogManager;
 use datakit_ci_pool::{MonitoredPool, PoolMetrics, Pools};
+use datakit_ci_process as process;
 use datakit_ci_store::Store;
 use datakit_ci_term::{RepoId, TargetId};
 use datakit_ci_web::{AppState, WebConfig, WebServer};
@@ -71,7 +72,8 @@ pub struct LocalCiConfig {
     pub repos: Vec<LocalRepoSpec>,
     /// The tests to run on every target of every repository, and how.
     pub shell: ShellConfig,
-    /// Where the state lives: `<state_dir>/state.git` and the CI's own clones.
+    /// Where the state lives: `<state_dir>/state.git`, the CI's own clones (`repos/`) and the
+    /// builds' temporary clones (`tmp/`).
     pub state_dir: PathBuf,
     /// The public URL of the web UI, for status links.
     pub web_ui: String,
@@ -236,6 +238,12 @@ impl LocalCi {
 
     /// Opens the state and the CI's clones of `options.repos`, then asks `make_projects` for the
     /// projects to test (given those clones and the services builds use).
+    ///
+    /// Once the store's lock is taken (so no other instance uses this state directory), it
+    /// kills the processes a previous run on it left (by the [owner id](process::owner_id) it
+    /// recorded in `<state_dir>/builds-owner`: builds survive a `kill -9` of the CI if its
+    /// guardian died too) and empties `<state_dir>/tmp/`, where the builds' temporary clones are
+    /// made, before anything is built; then it records this process's owner id.
     pub async fn start_with<F>(options: CiOptions, make_projects: F) -> Result<Self, StartError>
     where
         F: FnOnce(&[SourceRepo], &Services) -> Result<Vec<Project>, StartError>,
@@ -248,6 +256,13 @@ impl LocalCi {
                 source,
             })?;
         let store = Store::open(&state_dir.join("state.git"))?;
+        let temp_dir = state_dir.join(TEMP_DIR);
+        {
+            let state_dir = state_dir.clone();
+            tokio::task::spawn_blocking(move || clean_up_previous_run(&state_dir))
+                .await
+                .expect("cleaning up does not panic")?;
+        }
         let mut registry = Registry::default();
         let services = Services {
             store: store.clone(),
@@ -255,6 +270,7 @@ impl LocalCi {
             cache_metrics: CacheMetrics::new(&mut registry),
             pool_metrics: PoolMetrics::new(&mut registry),
             pools: Pools::new(),
+            temp_dir: Some(temp_dir),
         };
         let mut local_repos: Vec<LocalRepo> = Vec::new();
         let mut sources = Vec::new();
@@ -356,6 +372,51 @@ impl LocalCi {
         web?;
         Ok(())
     }
+}
+
+/// The directory of the builds' temporary clones, under the state directory.
+const TEMP_DIR: &str = "tmp";
+
+/// The file recording the process owner id of the last run on a state directory.
+const OWNER_FILE: &str = "builds-owner";
+
+/// Kills the processes the previous run on `state_dir` left, empties its temporary directory
+/// and records this process as the owner of the builds to come. The caller holds the store's
+/// lock.
+fn clean_up_previous_run(state_dir: &Path) -> Result<(), StartError> {
+    let owner_file = state_dir.join(OWNER_FILE);
+    let error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| StartError::StateDir { path, source }
+    };
+    match std::fs::read_to_string(&owner_file) {
+        Ok(previous) => {
+            let previous = previous.trim();
+            // The same owner: an earlier `LocalCi` of this very process, which is alive.
+            if !previous.is_empty() && previous != process::owner_id() {
+                let killed = process::kill_owned_by(previous);
+                if killed > 0 {
+                    tracing::warn!(
+                        "killed {killed} processes left running by a previous run ({previous})"
+                    );
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(error(&owner_file)(source)),
+    }
+    let temp_dir = state_dir.join(TEMP_DIR);
+    match std::fs::remove_dir_all(&temp_dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(error(&temp_dir)(source)),
+    }
+    std::fs::create_dir(&temp_dir).map_err(error(&temp_dir))?;
+    let new_file = state_dir.join(format!("{OWNER_FILE}.new"));
+    std::fs::write(&new_file, format!("{}\n", process::owner_id()))
+        .and_then(|()| std::fs::rename(&new_file, &owner_file))
+        .map_err(error(&owner_file))?;
+    Ok(())
 }
 
 /// Binds the web UI with the engine's pages; rebuild requests go to the engine.

@@ -41,6 +41,12 @@ struct RunCli<A: Args> {
 /// 2. once the state is open and the repositories given with `--repo` are cloned, the second
 ///    stage makes the projects from those clones and the build services.
 ///
+/// The program owns its builds' whole process trees: it becomes a child subreaper (it adopts what
+/// its builds orphan, which is killed and reaped at the end of each build) and starts a
+/// [guardian](datakit_ci_process::Guardian), this program started again, which kills the builds
+/// if this process dies, even by SIGKILL: call `run` first thing in `main`, so that the guardian
+/// does nothing else.
+///
 /// ```no_run
 /// use datakit_ci::engine::Project;
 /// use datakit_ci::term::Term;
@@ -72,6 +78,8 @@ where
     V: FnOnce(A) -> Result<P, String>,
     P: FnOnce(&[SourceRepo], &Services) -> Result<Vec<Project>, String>,
 {
+    // A guardian is this program started again: it only waits for this process to exit.
+    datakit_ci_process::guardian_main_if_asked();
     let cli = RunCli::<A>::parse();
     let program = std::env::args()
         .next()
@@ -98,6 +106,18 @@ where
         }
     };
     disable_transparent_huge_pages();
+    // Own the builds' whole process trees: adopt what they orphan, and have a guardian kill
+    // them if this process dies. Without either, the next start still kills what is left.
+    if let Err(e) = datakit_ci_process::become_subreaper() {
+        tracing::warn!("{:#}", anyhow::Error::new(e));
+    }
+    let guardian = match datakit_ci_process::Guardian::start() {
+        Ok(guardian) => Some(guardian),
+        Err(e) => {
+            tracing::warn!("{:#}", anyhow::Error::new(e));
+            None
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -144,6 +164,8 @@ where
     });
     // Everything we own has stopped; don't let a stray blocking task hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    // Its last sweep kills what a build still running (a blocking task cut short) left.
+    drop(guardian);
     code
 }
 

@@ -54,6 +54,7 @@
 //! #     cache_metrics: datakit_ci_cache::CacheMetrics::new(&mut registry),
 //! #     pool_metrics: datakit_ci_pool::PoolMetrics::new(&mut registry),
 //! #     pools: Default::default(),
+//! #     temp_dir: None,
 //! # };
 //! # let metadata = services.store.branch(&BranchName::new("github-metadata")?);
 //! # let mut transaction = metadata.transaction().await?;
@@ -119,6 +120,10 @@ pub struct Services {
     pub pool_metrics: PoolMetrics,
     /// The pools shown on the UI's main page; each repository adds its directory lock.
     pub pools: Pools,
+    /// Where [`Repo::with_clone`] makes its temporary clones; `None`: the system's temporary
+    /// directory. A CI gives a directory of its state, which it empties when it starts, so that
+    /// the clones of builds a crash interrupted do not pile up.
+    pub temp_dir: Option<PathBuf>,
 }
 
 /// Errors of the Git plugin.

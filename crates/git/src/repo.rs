@@ -220,7 +220,8 @@ impl Repo {
     /// Runs `f(clone)` in a temporary clone of this repository at `commit`, then deletes the
     /// clone (also when `f` fails or the returned future is dropped).
     ///
-    /// The clone is a fresh directory with the prefix `with_clone` in the system's temporary
+    /// The clone is a fresh directory with the prefix `with_clone` in the services'
+    /// [`temp_dir`](Services::temp_dir) (created if missing) or else the system's temporary
     /// directory, mode 0700, made by [`SharedClone`]: it shares this repository's object database
     /// (like `git clone --shared`), has `HEAD` detached at `commit` and `origin` set to this
     /// directory, and copies no refs. The directory lock is not taken: objects are only ever
@@ -235,7 +236,7 @@ impl Repo {
         F: FnOnce(PathBuf) -> Fut,
         Fut: Future<Output = R>,
     {
-        let tmp = temp_dir()?;
+        let tmp = temp_dir(self.core.services.temp_dir.as_deref())?;
         let clone_dir = tmp.path().to_owned();
         log.log(&format!(
             "Cloning {} at {} into {}",
@@ -410,17 +411,21 @@ fn lock_guard(
         .expect("no code panics while holding the pending-reason slot")
 }
 
-/// A fresh temporary directory `with_clone…`, mode 0700.
-fn temp_dir() -> Result<tempfile::TempDir, Error> {
+/// A fresh temporary directory `with_clone…`, mode 0700, in `parent` (created if missing) or
+/// the system's temporary directory.
+fn temp_dir(parent: Option<&Path>) -> Result<tempfile::TempDir, Error> {
     use std::os::unix::fs::PermissionsExt;
-    tempfile::Builder::new()
-        .prefix("with_clone")
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir()
-        .map_err(|source| Error::Io {
-            path: std::env::temp_dir(),
-            source,
-        })
+    let parent = parent.map_or_else(std::env::temp_dir, Path::to_owned);
+    let made = std::fs::create_dir_all(&parent).and_then(|()| {
+        tempfile::Builder::new()
+            .prefix("with_clone")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in(&parent)
+    });
+    made.map_err(|source| Error::Io {
+        path: parent,
+        source,
+    })
 }
 
 /// `git clone <remote> <dir>`, output to the application log.

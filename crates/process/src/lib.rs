@@ -8,7 +8,15 @@
 //!
 //! Each child runs in its own process group. When the command is cancelled or times out, the
 //! whole group gets SIGTERM and, after a grace period, SIGKILL, so grandchildren die too; the
-//! same happens (SIGKILL at once) if the future returned by [`run`] is dropped.
+//! same happens (SIGKILL at once) if the future returned by [`run`] is dropped. When the child
+//! exits, what is left of its group is killed.
+//!
+//! Every process of a run carries a marker in its environment ([`MARKER_VAR`]), so that the
+//! processes that leave the group (`setsid`, a double fork) are killed with it: on cancellation,
+//! timeout or drop by a scan of the machine's processes; at every end of a run, among this
+//! program's children, if it is a [subreaper](become_subreaper) (which also reaps the orphans
+//! it adopts). A [`Guardian`] kills a program's processes when the program dies, even by
+//! SIGKILL, and [`kill_owned_by`] kills what a previous run of a program left.
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
@@ -41,9 +49,13 @@ use std::time::Duration;
 
 mod cmd;
 mod run;
+mod tree;
 
 pub use cmd::Cmd;
 pub use run::{run, run_with_exit_status};
+pub use tree::{
+    Guardian, MARKER_VAR, become_subreaper, guardian_main_if_asked, kill_owned_by, owner_id,
+};
 
 /// How a child process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +132,20 @@ pub enum Error {
     Timeout {
         /// The timeout that expired.
         timeout: Duration,
+    },
+    /// This process could not become a child subreaper ([`become_subreaper`]).
+    #[error("cannot become the subreaper of the builds' processes")]
+    Subreaper {
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The [`Guardian`] process could not be started.
+    #[error("cannot start the guardian process that kills the builds if this program dies")]
+    Guardian {
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
 }
 

@@ -1,5 +1,6 @@
 //! Running a [`Cmd`]: spawning it in its own process group, streaming its output, and killing
-//! the whole group on cancellation, timeout or when the run future is dropped.
+//! the whole group on cancellation, timeout or when the run future is dropped, with the
+//! processes that left the group (found by their marker, see `tree`).
 //!
 //! Knows nothing of caches or terms; the only outside component it talks to is the live log.
 
@@ -21,6 +22,7 @@ use tokio::time::Instant;
 use datakit_ci_log::LiveLog;
 
 use crate::cmd::{Cmd, OutputCallback};
+use crate::tree::{self, MARKER_VAR};
 use crate::{Error, ExitStatus, format_duration};
 
 /// Largest chunk of output read (and passed to callbacks) at once.
@@ -36,7 +38,10 @@ const KILL_POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// [`Error::Cancelled`] and [`Error::Timeout`]. On cancellation or timeout the child's whole
 /// process group gets SIGTERM, then SIGKILL once the [grace period](Cmd::kill_grace) is over,
 /// and the child is reaped before this returns. Dropping the returned future kills the group
-/// with SIGKILL.
+/// with SIGKILL. In all these cases the processes of the run that left the group are killed too
+/// (see the [crate docs](crate)); when the child exits by itself, what is left of its group gets
+/// SIGKILL, and so do the processes that left it if this program is a
+/// [subreaper](crate::become_subreaper).
 pub async fn run_with_exit_status(cmd: Cmd) -> Result<ExitStatus, Error> {
     let command_line = cmd.display();
     let Cmd {
@@ -79,6 +84,9 @@ pub async fn run_with_exit_status(cmd: Cmd) -> Result<ExitStatus, Error> {
             None => command.env_remove(key),
         };
     }
+    // Last, so that the caller's environment cannot hide it.
+    let marker = tree::new_marker();
+    command.env(MARKER_VAR, &marker);
     command.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {
@@ -105,7 +113,10 @@ pub async fn run_with_exit_status(cmd: Cmd) -> Result<ExitStatus, Error> {
         .id()
         .expect("a child that has not been waited for has a pid");
     let pgid = Pid::from_raw(i32::try_from(pid).expect("a pid fits in pid_t"));
-    let mut group = GroupGuard { pgid: Some(pgid) };
+    let mut group = GroupGuard {
+        pgid: Some(pgid),
+        marker: marker.clone(),
+    };
 
     let stdout_reader: Option<Pin<Box<dyn AsyncRead + Send>>> = match merged_output {
         Some(reader) => Some(Box::pin(reader)),
@@ -155,7 +166,10 @@ pub async fn run_with_exit_status(cmd: Cmd) -> Result<ExitStatus, Error> {
 
     let error = match outcome {
         Outcome::Finished(Ok(status)) => {
+            // The child is reaped; its group lives on while a member does.
+            signal_group(pgid, Signal::SIGKILL);
             group.disarm();
+            tree::sweep_run(&marker, pgid, false).await;
             return exit_status(status, &command_line);
         }
         Outcome::Finished(Err(error)) => {
@@ -181,6 +195,7 @@ pub async fn run_with_exit_status(cmd: Cmd) -> Result<ExitStatus, Error> {
         }
     };
     kill_group(&mut child, &mut group, kill_grace).await;
+    tree::sweep_run(&marker, pgid, true).await;
     Err(error)
 }
 
@@ -215,10 +230,12 @@ enum Outcome {
     TimedOut,
 }
 
-/// Kills a process group with SIGKILL when dropped, unless disarmed: a dropped run future
-/// must not leave its processes behind.
+/// Kills a process group with SIGKILL when dropped, unless disarmed, and then (on a thread of
+/// its own) the processes marked with `marker`: a dropped run future must not leave its
+/// processes behind.
 struct GroupGuard {
     pgid: Option<Pid>,
+    marker: String,
 }
 
 impl GroupGuard {
@@ -232,6 +249,13 @@ impl Drop for GroupGuard {
         if let Some(pgid) = self.pgid.take() {
             tracing::info!("Run dropped, so killing process group {pgid}");
             signal_group(pgid, Signal::SIGKILL);
+            let marker = std::mem::take(&mut self.marker);
+            let sweep = std::thread::Builder::new()
+                .name("kill-dropped-run".to_owned())
+                .spawn(move || tree::sweep_run_blocking(&marker, pgid));
+            if let Err(error) = sweep {
+                tracing::warn!("Cannot start a thread to kill the rest of run {pgid}: {error}");
+            }
         }
     }
 }

@@ -367,8 +367,7 @@ impl Ci {
         self.wait()
     }
 
-    /// Kills the binary with SIGKILL (its builds, in their own process groups, survive) and
-    /// reaps it.
+    /// Kills the binary with SIGKILL (its guardian then kills its builds) and reaps it.
     pub(crate) fn kill(&mut self) {
         self.signal(Signal::SIGKILL);
         self.wait();

@@ -73,6 +73,7 @@ impl Fixture {
             cache_metrics: CacheMetrics::new(&mut registry),
             pool_metrics: PoolMetrics::new(&mut registry),
             pools: Pools::new(),
+            temp_dir: None,
         };
         let snapshot = write_metadata(
             &services.store,

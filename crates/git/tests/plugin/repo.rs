@@ -297,3 +297,29 @@ async fn with_clone_removes_the_clone_when_cancelled() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Issue 14, defect 8: a CI keeps its temporary clones under its state directory (given as
+/// `Services::temp_dir`), so that it can remove those a crash left behind.
+#[tokio::test]
+async fn issue_14_with_clone_makes_its_clone_in_the_services_temp_dir() -> anyhow::Result<()> {
+    let mut fx = Fixture::new().await?;
+    let temp_dir = fx.root.join("state").join("tmp");
+    fx.services.temp_dir = Some(temp_dir.clone());
+    let repo = fx.repo().await?;
+    let main = fetch(&fx, &repo, branch_target("main")).await?;
+    let log = live_log(&fx, "clone-temp-dir-test")?;
+    let (dir, listed) = repo
+        .with_clone(&log, &main, async |dir: PathBuf| {
+            let listed: Vec<PathBuf> = std::fs::read_dir(&temp_dir)
+                .expect("the temporary directory is made")
+                .map(|entry| entry.expect("a directory entry").path())
+                .collect();
+            (dir, listed)
+        })
+        .await?;
+    assert_eq!(dir.parent(), Some(temp_dir.as_path()));
+    assert_eq!(listed, vec![dir.clone()]);
+    assert!(!dir.exists(), "the clone is removed afterwards");
+    assert_eq!(std::fs::read_dir(&temp_dir)?.count(), 0);
+    Ok(())
+}
