@@ -2,7 +2,9 @@
 //! commit statuses of any repository.
 //!
 //! Values are trimmed; a PR needs `head`, `state` and `owner`; a ref is any directory under
-//! `ref/` holding a `head` file. Entries whose names do not fit the layout are skipped with a
+//! `ref/` holding a `head` file (a directory named `head` is a component of a longer ref name, as
+//! in `ref/heads/x/head/head` for the branch `x/head`). Ref components are stored as they are:
+//! every name Git accepts is a valid store path. Entries whose names do not fit the layout are skipped with a
 //! warning rather than failing the whole read (the original raised, spec §9 item 14).
 
 use std::fmt;
@@ -288,16 +290,30 @@ impl<'a> MetadataReader<'a> {
             };
             for entry in self.list(&dir)? {
                 if entry == "head" && !prefix.is_empty() {
+                    // A `head` file marks a ref; a directory of that name is a component of a
+                    // longer ref (`heads/x/head`), which Git never holds beside the ref `heads/x`.
                     match RefName::new(&prefix) {
-                        Ok(name) => refs.extend(self.git_ref(repo, &name)?),
-                        Err(e) => tracing::warn!(repo = %repo, error = %e, "skipping ref"),
+                        Ok(name) => {
+                            if let Some(found) = self.git_ref(repo, &name)? {
+                                refs.push(found);
+                                continue;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(repo = %repo, error = %e, "skipping ref");
+                            continue;
+                        }
                     }
-                } else if RefName::new([entry.as_str()]).is_ok() {
-                    let mut child = prefix.clone();
-                    child.push(entry);
-                    stack.push(child);
-                } else {
-                    tracing::warn!(repo = %repo, entry, "skipping ref component with invalid characters");
+                }
+                match RefName::check_component(&entry) {
+                    Ok(()) => {
+                        let mut child = prefix.clone();
+                        child.push(entry);
+                        stack.push(child);
+                    }
+                    Err(e) => {
+                        tracing::warn!(repo = %repo, entry, error = %e, "skipping ref component that Git would not accept")
+                    }
                 }
             }
         }
