@@ -249,6 +249,9 @@ fn check_ref_component(component: &str, input: &str) -> Result<(), Error> {
             name: component.to_owned(),
         });
     }
+    if component.contains('/') {
+        return Err(invalid("has a component containing '/'"));
+    }
     if component.starts_with('.') {
         return Err(invalid("has a component starting with '.'"));
     }
@@ -437,6 +440,10 @@ mod tests {
             assert!(RefName::branch(bad).is_err(), "{bad:?}");
         }
         assert!(RefName::new(["@"]).is_err(), "the single character '@'");
+        assert!(
+            RefName::new(["heads", "a/b"]).is_err(),
+            "a '/' inside a component"
+        );
     }
 
     #[test]

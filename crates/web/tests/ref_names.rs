@@ -73,11 +73,11 @@ fn repository(dir: &Path, names: &[String]) {
 
 async fn get(agent: &mut Agent, path: &str) -> anyhow::Result<(String, String)> {
     let response = agent.get(path).await?;
-    anyhow::ensure!(
-        response.status() == 200,
-        "GET {path}: {}",
-        response.status()
-    );
+    let status = response.status();
+    if status != 200 {
+        let body = Agent::text(response).await?;
+        anyhow::bail!("GET {path}: {status}: {body}");
+    }
     let kind = response
         .headers()
         .get(header::CONTENT_TYPE)
