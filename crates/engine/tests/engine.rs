@@ -1030,3 +1030,90 @@ async fn issue_14_a_rebuild_works_when_the_cache_that_made_the_result_is_gone() 
     tokio::time::timeout(Duration::from_secs(20), wait).await?;
     running.stop().await
 }
+
+/// Issue 14, defect 7: a branch of 125 × `a-` (whose escaped status-branch name would be three
+/// times as long as a file name can be) gets its statuses and history; and a target whose
+/// history cannot be recorded (here: a job name that cannot be a file name) delays no other
+/// target: while its history keeps failing, another branch moved twice gets each status and
+/// history state, and the failing target's own statuses are written.
+#[tokio::test]
+async fn issue_14_long_names_get_a_history_and_a_failing_history_delays_no_one()
+-> anyhow::Result<()> {
+    const D: &str = "dddddddddddddddddddddddddddddddddddddddd";
+    const E: &str = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
+    let h = Harness::new()?;
+    let long_name = "a-".repeat(125);
+    let long = branch("me/proj", &long_name);
+    let broken = branch("me/proj", "broken");
+    let main = branch("me/proj", "main");
+    h.edit(&[
+        ("me/proj/ref/heads/broken/head", Some(C)),
+        (&format!("me/proj/ref/heads/{long_name}/head"), Some(D)),
+        ("me/proj/ref/heads/main/head", Some(A)),
+    ])
+    .await?;
+    let project = Project::new("me/proj", {
+        let broken = broken.clone();
+        move |target| {
+            let build = Term::head(target.clone()).map(|h| format!("Built {}", h.short(7)));
+            let mut tests = vec![("build".to_owned(), build)];
+            if *target == broken {
+                tests.push(("bad/name".to_owned(), Term::ok("never recorded".to_owned())));
+            }
+            tests
+        }
+    })?;
+    let running = h.start(vec![project], vec![]);
+    let history = running.engine.history().clone();
+    let recorded = |target: TargetId, source: &'static str| {
+        let history = history.clone();
+        async move {
+            let wait = async {
+                loop {
+                    if let Some(state) = history.latest(&target).await?
+                        && state.source_commit.as_ref().map(|c| c.as_str()) == Some(source)
+                    {
+                        return anyhow::Ok(state);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(20), wait)
+                .await
+                .map_err(|_| anyhow::anyhow!("{target} never recorded {source}"))?
+        }
+    };
+    h.wait_status("me/proj", C, "build", "success", "Built ccccccc")
+        .await?;
+    h.wait_status("me/proj", D, "build", "success", "Built ddddddd")
+        .await?;
+    let state = recorded(long.clone(), D).await?;
+    assert_eq!(state.jobs.len(), 1);
+    let long_branch = datakit_ci_history::status_branch(&long);
+    assert!(long_branch.as_str().len() <= BranchName::MAX_COMPONENT_LEN);
+    assert_eq!(
+        history.status_branch_target(&long_branch).await?,
+        Some(long.clone())
+    );
+    recorded(main.clone(), A).await?;
+    for (commit, short) in [(B, "bbbbbbb"), (E, "eeeeeee")] {
+        h.edit(&[("me/proj/ref/heads/main/head", Some(commit))])
+            .await?;
+        h.wait_status(
+            "me/proj",
+            commit,
+            "build",
+            "success",
+            &format!("Built {short}"),
+        )
+        .await?;
+        recorded(main.clone(), commit).await?;
+    }
+    // All that time, the broken target's history failed; its statuses were written.
+    assert!(history.latest(&broken).await?.is_none());
+    assert_eq!(
+        h.status("me/proj", C, "bad/name").await?,
+        Some(("success".into(), "never recorded".into()))
+    );
+    running.stop().await
+}

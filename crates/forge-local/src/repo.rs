@@ -163,11 +163,6 @@ impl LocalRepo {
         };
         if let Some(name) = name {
             let name = name.map_err(|error| error.to_string())?;
-            // The layout marks a ref by a `head` file in its directory, so a component named
-            // `head` would be read back as a different ref (or none).
-            if name.components().iter().skip(1).any(|c| c == "head") {
-                return Err("a component named \"head\" cannot be stored in the layout".to_owned());
-            }
             StorePath::new(format!("{}/ref/{name}/head", self.id))
                 .map_err(|error| error.to_string())?;
             return Ok(Some(Classified::Ref(name, peeled_commit(line)?)));

@@ -419,18 +419,28 @@ async fn files_written_by_others_survive_and_external_edits_are_repaired() {
     );
 }
 
+/// Issue 14, defect 4: every branch and tag name Git accepts is mirrored, stored as it is (a
+/// component named `head` included); only what is not a branch, tag or PR head is skipped.
 #[tokio::test]
-async fn refs_the_layout_cannot_hold_are_skipped() {
+async fn issue_14_every_ref_name_git_accepts_is_mirrored() {
     let project = Project::new();
-    let bad = [
+    let accepted = [
         "refs/heads/a@b",
         "refs/heads/ü",
+        "refs/heads/feature/ü",
+        "refs/heads/emoji-🚀",
+        "refs/heads/a&q",
+        "refs/heads/x<b>",
+        "refs/heads/$(id)",
+        "refs/heads/quo\"te",
+        "refs/heads/weird#hash",
+        "refs/heads/pct%2Fenc",
         "refs/tags/v1+build",
         "refs/heads/x/head",
-        "refs/pull/abc/head",
-        "refs/pull/007/head",
+        "refs/heads/y/head/z",
     ];
-    for name in bad {
+    let bad = ["refs/pull/abc/head", "refs/pull/007/head"];
+    for name in accepted.iter().chain(&bad) {
         project.repo.git(&["check-ref-format", name]);
         project.repo.git(&["update-ref", name, &project.main]);
     }
@@ -440,14 +450,31 @@ async fn refs_the_layout_cannot_hold_are_skipped() {
     let store = StoreFixture::new();
     let bridge = LocalBridge::new(store.store.clone(), vec![project.local("me/project")]);
     let sync = bridge.sync_once().await.expect("sync despite bad names");
-    assert_eq!(counts(sync), report(5, 0, 0, bad.len() + 1));
-    let tree = store.tree().await;
     assert_eq!(
-        refs(&tree, "me/project")
-            .into_iter()
-            .map(|(name, _)| name)
-            .collect::<Vec<_>>(),
-        ["heads/feature/x", "heads/main", "tags/v1", "tags/v2"]
+        counts(sync),
+        report(5 + accepted.len(), 0, 0, bad.len() + 1)
+    );
+    let tree = store.tree().await;
+    let mut expected: Vec<String> = ["heads/feature/x", "heads/main", "tags/v1", "tags/v2"]
+        .iter()
+        .map(|name| (*name).to_owned())
+        .chain(accepted.iter().map(|name| name["refs/".len()..].to_owned()))
+        .collect();
+    expected.sort_by_key(|name| RefName::new(name.split('/')).expect("valid ref name"));
+    let mirrored = refs(&tree, "me/project");
+    assert_eq!(
+        mirrored.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+        expected.iter().collect::<Vec<_>>()
+    );
+    for (name, head) in &mirrored {
+        if accepted.contains(&format!("refs/{name}").as_str()) {
+            assert_eq!(head, &project.main, "{name}");
+        }
+    }
+    assert_eq!(
+        read(&tree, "me/project/ref/heads/x/head/head"),
+        Some(format!("{}\n", project.main)),
+        "stored as it is"
     );
     assert_eq!(
         prs(&tree, "me/project")
@@ -456,7 +483,7 @@ async fn refs_the_layout_cannot_hold_are_skipped() {
             .collect::<Vec<_>>(),
         [7]
     );
-    // Still skipped, and nothing to commit, on the next sync.
+    // Nothing to commit on the next sync; the bad ones are still skipped.
     assert_eq!(
         bridge.sync_once().await.expect("sync"),
         report(0, 0, 0, bad.len() + 1)

@@ -320,7 +320,7 @@ fn validate_label(label: &str) -> Result<(), Error> {
             "{c:?} is not an ASCII letter, digit, '.', '_' or '-'"
         )));
     }
-    let example = format!("shell-of-{label}-on-{}", "0".repeat(40));
+    let example = format!("shell-of-{label}-on-{}", "0".repeat(64));
     BranchName::new(example).map_err(|e| invalid(&e.to_string()))?;
     Ok(())
 }

@@ -8,7 +8,10 @@ use datakit_ci_store::{BranchName, CommitId, Store, StorePath, Transaction};
 use datakit_ci_term::{CommitHash, JobOutput, RepoId, TargetId};
 
 use crate::Error;
-use crate::names::{parse_target_sub, status_branch, target_sub};
+use crate::names::{
+    TARGET_FILE, full_name_if_shortened, is_shortened, parse_shortened, parse_status_branch,
+    parse_target_sub, status_branch, target_sub,
+};
 use crate::state::{self, HistoryState, METADATA_COMMIT, SOURCE_COMMIT};
 
 /// The branch holding the commit index.
@@ -68,6 +71,8 @@ impl IndexQueue {
 /// The cache entry of one target.
 struct Entry {
     branch: BranchName,
+    /// The branch's full name when `branch` is shortened, written to its [`TARGET_FILE`].
+    full_name: Option<String>,
     /// Serialises the loading of the branch head and the recording of new states.
     write_lock: tokio::sync::Mutex<()>,
     /// The state; only changed while `write_lock` is held, read at any time.
@@ -220,6 +225,7 @@ impl History {
         let messages = apply(
             &mut transaction,
             &entry.branch,
+            entry.full_name.as_deref(),
             source_commit,
             metadata_commit,
             &patch,
@@ -430,6 +436,33 @@ impl History {
         Ok(builds)
     }
 
+    /// The target whose history the status branch `name` holds: parsed from the name
+    /// ([`parse_status_branch`]), or for a shortened name read from the `target` file of the
+    /// branch's head (see [`status_branch`]); `None` for a shortened name whose branch does not
+    /// exist.
+    pub async fn status_branch_target(&self, name: &BranchName) -> Result<Option<TargetId>, Error> {
+        if !is_shortened(name.as_str()) {
+            return parse_status_branch(name.as_str()).map(Some);
+        }
+        let Some(head) = self
+            .inner
+            .store
+            .branch(name)
+            .head()
+            .await
+            .map_err(Error::read(format!("branch {:?}", name.as_str())))?
+        else {
+            return Ok(None);
+        };
+        let full = state::read_text(&head.tree(), head.id(), TARGET_FILE)?.ok_or_else(|| {
+            Error::InvalidStatusBranch {
+                name: name.as_str().to_owned(),
+                reason: format!("a shortened name without a {TARGET_FILE} file"),
+            }
+        })?;
+        parse_shortened(name.as_str(), full.trim()).map(Some)
+    }
+
     /// The cache entry of `target`, made on first use.
     fn entry(&self, target: &TargetId) -> Arc<Entry> {
         let mut entries = self
@@ -442,6 +475,7 @@ impl History {
         }
         let entry = Arc::new(Entry {
             branch: status_branch(target),
+            full_name: full_name_if_shortened(target),
             write_lock: tokio::sync::Mutex::new(()),
             slot: Mutex::new(Slot::Unloaded),
         });
@@ -510,6 +544,7 @@ fn diff(
 fn apply(
     transaction: &mut Transaction,
     branch: &BranchName,
+    full_name: Option<&str>,
     source_commit: &CommitHash,
     metadata_commit: CommitId,
     patch: &BTreeMap<String, Change>,
@@ -525,6 +560,11 @@ fn apply(
     transaction
         .create_file(&fixed(METADATA_COMMIT), metadata_commit.to_string())
         .map_err(write)?;
+    if let Some(full_name) = full_name {
+        transaction
+            .create_file(&fixed(TARGET_FILE), format!("{full_name}\n"))
+            .map_err(write)?;
+    }
     let mut messages = Vec::with_capacity(patch.len());
     for (name, change) in patch {
         let message = match change {

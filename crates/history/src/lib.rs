@@ -13,7 +13,8 @@
 //!   memory; [`History::record`] writes a new state only when something changed,
 //!   [`History::index`] writes index entries in one batch, [`History::load`] reads any old state and
 //!   [`History::builds_of_commit`] answers the index.
-//! - [`status_branch`], [`target_sub`], [`parse_status_branch`], [`parse_target_sub`] — the names.
+//! - [`status_branch`], [`target_sub`], [`parse_status_branch`], [`parse_target_sub`],
+//!   [`is_shortened`] — the names.
 //!
 //! This crate knows the store layout of history, and nothing of terms' evaluation, the forge or HTTP.
 //!
@@ -23,6 +24,9 @@
 //!   one commit per recorded state (spec §9 item 15).
 //! - Status branches of targets whose names Git would refuse (`a..b`, `x.lock`) escape `.` too
 //!   (see [`status_branch`]).
+//! - A status-branch name longer than a file name can be (250 bytes, with `.lock`) is shortened
+//!   to a prefix, `--` and a hash, and its branch holds the full name in a file `target`
+//!   (see [`status_branch`], [`History::status_branch_target`]).
 //! - A corrupt job output fails the load with [`Error::InvalidOutput`] (naming commit and job)
 //!   instead of raising an exception.
 //!
@@ -73,5 +77,8 @@ mod state;
 
 pub use error::Error;
 pub use history::{History, commit_index_branch};
-pub use names::{parse_status_branch, parse_target_sub, status_branch, target_sub};
+pub use names::{
+    SHORTENED_PREFIX_LEN, TARGET_FILE, is_shortened, parse_status_branch, parse_target_sub,
+    status_branch, target_sub,
+};
 pub use state::HistoryState;

@@ -20,13 +20,94 @@ use crate::Error;
 /// **Deviation:** escaping keeps `.`, so a few valid targets would give names Git refuses (a user
 /// `a..b`, a tag `v1.` or `x.lock`). For those only, every `.` is escaped too (`_2e`); the name is
 /// still unique and [`parse_status_branch`] reads it back.
+///
+/// **Deviation:** a name longer than [`BranchName::MAX_COMPONENT_LEN`] (250 bytes: a 250-byte
+/// branch, or 125 × `a-`, which escapes to three times its length) cannot be a ref file, so it
+/// is *shortened*: its first [`SHORTENED_PREFIX_LEN`] bytes, `--`, and the SHA-1 of the whole
+/// name in hex (a full name never contains `--`). The branch then holds the full name in a file
+/// `target` ([`TARGET_FILE`]), which [`History::status_branch_target`](crate::History::status_branch_target)
+/// reads back. Names that fit keep their spelling.
+///
+/// ```
+/// use datakit_ci_history::{is_shortened, status_branch};
+/// use datakit_ci_store::BranchName;
+/// use datakit_ci_term::{RefName, TargetId};
+/// let long = TargetId::Ref("u/r".parse()?, RefName::branch(&"a-".repeat(125))?);
+/// let branch = status_branch(&long);
+/// assert!(branch.as_str().len() <= BranchName::MAX_COMPONENT_LEN);
+/// assert!(is_shortened(branch.as_str()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn status_branch(target: &TargetId) -> BranchName {
+    let full = full_status_branch(target);
+    let name = if full.len() <= BranchName::MAX_COMPONENT_LEN {
+        full
+    } else {
+        shorten(&full)
+    };
+    BranchName::new(name)
+        .expect("a name of only [A-Za-z0-9._-] starting with a letter, without '..', not ending with '.' or '.lock' and of at most 250 bytes is a valid branch name")
+}
+
+/// The bytes of the full name that a shortened status-branch name keeps.
+pub const SHORTENED_PREFIX_LEN: usize = 180;
+
+/// The file of a shortened status branch that holds its full name (see [`status_branch`]).
+pub const TARGET_FILE: &str = "target";
+
+/// Whether `name` is a shortened status-branch name (see [`status_branch`]): its target is
+/// known only from the branch's [`TARGET_FILE`].
+pub fn is_shortened(name: &str) -> bool {
+    name.starts_with("status-") && name.contains("--")
+}
+
+/// The status branch's full name, which [`status_branch`] shortens if it is too long for a file name
+/// (`None` if it is not shortened).
+pub(crate) fn full_name_if_shortened(target: &TargetId) -> Option<String> {
+    let full = full_status_branch(target);
+    (full.len() > BranchName::MAX_COMPONENT_LEN).then_some(full)
+}
+
+/// The unshortened status-branch name of `target`.
+fn full_status_branch(target: &TargetId) -> String {
     let original = branch_name_with(target, escape);
-    match BranchName::new(original) {
-        Ok(name) => name,
-        Err(_) => BranchName::new(branch_name_with(target, escape_with_dots))
-            .expect("a name of only [A-Za-z0-9_-] starting with a letter is a valid branch name"),
+    // Escaped names are made of [A-Za-z0-9._-] only: these are the only rules they can break.
+    if original.contains("..") || original.ends_with('.') || original.ends_with(".lock") {
+        branch_name_with(target, escape_with_dots)
+    } else {
+        original
     }
+}
+
+/// `<first SHORTENED_PREFIX_LEN bytes>--<SHA-1 of full in hex>`.
+fn shorten(full: &str) -> String {
+    use sha1::Digest;
+    let digest = sha1::Sha1::digest(full.as_bytes());
+    let mut name = String::with_capacity(SHORTENED_PREFIX_LEN + 2 + 40);
+    // Full names are ASCII, so any byte index is a character boundary.
+    name.push_str(&full[..SHORTENED_PREFIX_LEN.min(full.len())]);
+    name.push_str("--");
+    for byte in digest {
+        name.push_str(&format!("{byte:02x}"));
+    }
+    name
+}
+
+/// The target whose full status-branch name is `full` and whose [`status_branch`] is `name`
+/// (the contents of a shortened branch's [`TARGET_FILE`], checked against its name).
+pub(crate) fn parse_shortened(name: &str, full: &str) -> Result<TargetId, Error> {
+    let target = parse_status_branch(full)?;
+    let canonical = status_branch(&target);
+    if canonical.as_str() != name {
+        return Err(Error::InvalidStatusBranch {
+            name: name.to_owned(),
+            reason: format!(
+                "its {TARGET_FILE} file names {full:?}, whose branch is {:?}",
+                canonical.as_str()
+            ),
+        });
+    }
+    Ok(target)
 }
 
 /// The part of a status branch's name (and of a commit-index path) that names the target within its
@@ -48,12 +129,19 @@ pub fn target_sub(target: &TargetId) -> String {
 ///
 /// Fails with [`Error::InvalidStatusBranch`] if `name` is not exactly the status branch of a target
 /// (including names that decode to a target but are not spelled the way [`status_branch`] spells it,
-/// so that each target has one branch).
+/// so that each target has one branch), and for a shortened name (see [`status_branch`]), whose
+/// target only [`History::status_branch_target`](crate::History::status_branch_target) knows.
+/// The full name of a target whose branch is shortened parses.
 pub fn parse_status_branch(name: &str) -> Result<TargetId, Error> {
     let invalid = |reason: String| Error::InvalidStatusBranch {
         name: name.to_owned(),
         reason,
     };
+    if is_shortened(name) {
+        return Err(invalid(format!(
+            "a shortened name: its {TARGET_FILE} file names the target"
+        )));
+    }
     let parts: Vec<&str> = name.split('-').collect();
     let (user, repo, sub) = match parts.as_slice() {
         ["status", user, repo, sub @ ..] if !sub.is_empty() => (*user, *repo, sub),
@@ -67,11 +155,10 @@ pub fn parse_status_branch(name: &str) -> Result<TargetId, Error> {
     };
     let repo = parse_repo(user, repo).map_err(invalid)?;
     let target = parse_sub_parts(repo, sub).map_err(invalid)?;
-    let canonical = status_branch(&target);
-    if canonical.as_str() != name {
+    let canonical = full_status_branch(&target);
+    if canonical != name {
         return Err(invalid(format!(
-            "not the canonical name of {target} (which is {:?})",
-            canonical.as_str()
+            "not the canonical name of {target} (which is {canonical:?})"
         )));
     }
     Ok(target)
@@ -168,13 +255,17 @@ mod tests {
         assert_eq!(branch.as_str(), "status-a_2e_2eb-r-pr-1");
         assert_eq!(parse_status_branch(branch.as_str()).ok(), Some(target));
 
+        // Ref names Git accepts never end with '.' or '.lock' (issue 14): their dots stay.
         let tag = TargetId::Ref(
             "u/r".parse().expect("valid repo id"),
-            RefName::tag("x.lock").expect("valid tag"),
+            RefName::tag("a./v1.0").expect("valid tag"),
         );
-        assert_eq!(status_branch(&tag).as_str(), "status-u-r-ref-tags-x_2elock");
         assert_eq!(
-            parse_status_branch("status-u-r-ref-tags-x_2elock").ok(),
+            status_branch(&tag).as_str(),
+            "status-u-r-ref-tags-a._2fv1.0"
+        );
+        assert_eq!(
+            parse_status_branch(status_branch(&tag).as_str()).ok(),
             Some(tag)
         );
     }

@@ -8,11 +8,17 @@ use crate::Error;
 
 /// A validated branch name, following `git check-ref-format --branch` rules: non-empty, no `..`, no
 /// control characters, space, `~^:?*[\`, no `@{`, not `@` or `HEAD`, no leading `-`, no component
-/// starting with `.` or ending with `.lock`, no empty component, no trailing `/` or `.`.
+/// starting with `.` or ending with `.lock`, no empty component, no trailing `/` or `.`; and no
+/// component longer than [`BranchName::MAX_COMPONENT_LEN`] bytes, so that the ref's file and its
+/// `.lock` fit in a file name (255 bytes on the usual file systems).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BranchName(String);
 
 impl BranchName {
+    /// The longest `/`-separated component a branch name may have, in bytes: a file system's 255,
+    /// less the `.lock` that Git and gix append while they update the ref.
+    pub const MAX_COMPONENT_LEN: usize = 250;
+
     /// Validates `name` as a branch name.
     pub fn new(name: impl Into<String>) -> Result<Self, Error> {
         let name = name.into();
@@ -70,6 +76,9 @@ fn branch_name_problem(name: &str) -> Option<&'static str> {
         }
         if component.ends_with(".lock") {
             return Some("has a component ending with '.lock'");
+        }
+        if component.len() > BranchName::MAX_COMPONENT_LEN {
+            return Some("has a component longer than 250 bytes, which no file name can hold");
         }
     }
     None
@@ -390,6 +399,10 @@ mod tests {
         ] {
             assert!(BranchName::new(bad).is_err(), "{bad:?}");
         }
+        let longest = "x".repeat(BranchName::MAX_COMPONENT_LEN);
+        assert!(BranchName::new(longest.as_str()).is_ok());
+        assert!(BranchName::new(format!("{longest}/{longest}")).is_ok());
+        assert!(BranchName::new(format!("{longest}y")).is_err());
     }
 
     #[test]

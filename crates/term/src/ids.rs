@@ -1,7 +1,11 @@
 //! Validated identifiers of the forge's domain: repositories, refs, targets, jobs and commit hashes.
 //!
-//! Every name is checked once, here, at the boundary (spec §0.1: user, repo and ref components are
-//! trimmed and may only contain `[A-Za-z0-9._-]`); the rest of the code relies on these types.
+//! Every name is checked once, here, at the boundary; the rest of the code relies on these types.
+//! User and repository names are trimmed and may only contain `[A-Za-z0-9._-]` (spec §0.1). Ref
+//! names accept exactly what `git check-ref-format` accepts for a ref below `refs/` (any UTF-8
+//! text but control characters, space, `~^:?*[\`, `..` and `@{`; no component starting with `.`
+//! or ending with `.lock`; not ending with `.`), untrimmed: escaping them for store branch names
+//! and URLs is the job of the layers that use them.
 
 use std::fmt;
 use std::str::FromStr;
@@ -19,6 +23,14 @@ pub enum Error {
         name: String,
         /// The first character that is not allowed.
         character: char,
+    },
+    /// A ref name breaks one of `git check-ref-format`'s rules.
+    #[error("invalid ref name {name:?}: {reason}")]
+    InvalidRefName {
+        /// The offending name (the components joined by `/`).
+        name: String,
+        /// The rule it breaks.
+        reason: &'static str,
     },
     /// A user, repository or ref component is empty.
     #[error("empty {what} in {input:?}")]
@@ -124,12 +136,22 @@ impl fmt::Display for RepoId {
     }
 }
 
-/// The name of a Git ref below `refs/`, as a list of components: `heads/main`, `tags/v1.0`.
+/// The name of a Git ref below `refs/`, as a list of components: `heads/main`, `tags/v1.0`,
+/// `heads/feature/ü`. Any name `git check-ref-format refs/<name>` accepts is valid, provided it is
+/// UTF-8.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RefName(Vec<String>);
 
 impl RefName {
-    /// Builds a ref name from its components, validating each.
+    /// Builds a ref name from its components, validating each with `git check-ref-format`'s rules.
+    ///
+    /// ```
+    /// use datakit_ci_term::RefName;
+    /// assert!(RefName::new(["heads", "feature", "ü"]).is_ok());
+    /// assert!(RefName::new(["heads", "quo\"te<&>#%2F"]).is_ok());
+    /// assert!(RefName::new(["heads", "a b"]).is_err());
+    /// assert!(RefName::new(["heads", ".hidden"]).is_err());
+    /// ```
     pub fn new<I, S>(components: I) -> Result<Self, Error>
     where
         I: IntoIterator<Item = S>,
@@ -146,11 +168,33 @@ impl RefName {
                 input,
             });
         }
-        let components = components
-            .iter()
-            .map(|c| validate_component("ref component", c, &input))
-            .collect::<Result<_, _>>()?;
+        for component in &components {
+            check_ref_component(component, &input)?;
+        }
+        let invalid = |reason| Error::InvalidRefName {
+            name: input.clone(),
+            reason,
+        };
+        if input == "@" {
+            return Err(invalid("is the single character '@'"));
+        }
+        if input.ends_with('.') {
+            return Err(invalid("ends with '.'"));
+        }
         Ok(RefName(components))
+    }
+
+    /// Checks one component of a ref name (the text between two `/`) against the rules of
+    /// `git check-ref-format` that apply to components: not empty, not starting with `.`, not
+    /// ending with `.lock`, and without control characters, space, `~^:?*[\`, `..` or `@{`.
+    ///
+    /// ```
+    /// use datakit_ci_term::RefName;
+    /// assert!(RefName::check_component("emoji-🚀").is_ok());
+    /// assert!(RefName::check_component("x.lock").is_err());
+    /// ```
+    pub fn check_component(component: &str) -> Result<(), Error> {
+        check_ref_component(component, component)
     }
 
     /// A branch: `heads/<name>` where `name` may contain `/`.
@@ -185,6 +229,51 @@ impl fmt::Display for RefName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0.join("/"))
     }
+}
+
+/// `git check-ref-format`'s rules for one component of a ref name; `input` is the whole name.
+fn check_ref_component(component: &str, input: &str) -> Result<(), Error> {
+    let invalid = |reason| Error::InvalidRefName {
+        name: input.to_owned(),
+        reason,
+    };
+    if component.is_empty() {
+        return Err(Error::Empty {
+            what: "ref component",
+            input: input.to_owned(),
+        });
+    }
+    if component == "." || component == ".." {
+        return Err(Error::DotComponent {
+            what: "ref component",
+            name: component.to_owned(),
+        });
+    }
+    if component.contains('/') {
+        return Err(invalid("has a component containing '/'"));
+    }
+    if component.starts_with('.') {
+        return Err(invalid("has a component starting with '.'"));
+    }
+    if component.ends_with(".lock") {
+        return Err(invalid("has a component ending with '.lock'"));
+    }
+    if component.contains("..") {
+        return Err(invalid("contains '..'"));
+    }
+    if component.contains("@{") {
+        return Err(invalid("contains '@{'"));
+    }
+    if let Some(character) = component.chars().find(|&c| {
+        c.is_ascii_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\')
+    }) {
+        return Err(Error::InvalidCharacter {
+            what: "ref component",
+            name: component.to_owned(),
+            character,
+        });
+    }
+    Ok(())
 }
 
 /// A commit hash in a source repository, as written in the metadata (lowercase hex).
@@ -323,6 +412,38 @@ mod tests {
             RefName::branch(".."),
             Err(Error::DotComponent { .. })
         ));
+    }
+
+    #[test]
+    fn issue_14_every_name_git_accepts_is_a_ref_name() {
+        for good in [
+            "feature/ü",
+            "emoji-🚀",
+            "a&q",
+            "x<b>",
+            "$(id)",
+            "quo\"te",
+            "weird#hash",
+            "pct%2Fenc",
+            "x/head",
+            "@",
+            "a./b",
+            "\u{a0}nbsp\u{3000}",
+        ] {
+            let name = RefName::branch(good).map(|r| r.to_string());
+            assert_eq!(name, Ok(format!("heads/{good}")), "{good:?}");
+        }
+        for bad in [
+            "a..b", "a@{b", "x.", ".x", "a/.x", "x.lock", "a~1", "a^", "a:b", "a?", "a*", "a[",
+            "a\\b", "a\u{7f}", "a\tb",
+        ] {
+            assert!(RefName::branch(bad).is_err(), "{bad:?}");
+        }
+        assert!(RefName::new(["@"]).is_err(), "the single character '@'");
+        assert!(
+            RefName::new(["heads", "a/b"]).is_err(),
+            "a '/' inside a component"
+        );
     }
 
     #[test]

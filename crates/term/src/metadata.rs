@@ -2,7 +2,9 @@
 //! commit statuses of any repository.
 //!
 //! Values are trimmed; a PR needs `head`, `state` and `owner`; a ref is any directory under
-//! `ref/` holding a `head` file. Entries whose names do not fit the layout are skipped with a
+//! `ref/` holding a `head` file (a directory named `head` is a component of a longer ref name, as
+//! in `ref/heads/x/head/head` for the branch `x/head`). Ref components are stored as they are:
+//! every name Git accepts is a valid store path. Entries whose names do not fit the layout are skipped with a
 //! warning rather than failing the whole read (the original raised, spec §9 item 14).
 
 use std::fmt;
@@ -195,6 +197,18 @@ impl<'a> MetadataReader<'a> {
         Ok(entries.unwrap_or_default())
     }
 
+    fn is_file(&self, path: &str) -> Result<bool, MetadataError> {
+        let store_path = store_path(path)?;
+        let kind = self
+            .snapshot
+            .kind(&store_path)
+            .map_err(|source| MetadataError::Store {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(kind == Some(datakit_ci_store::EntryKind::File))
+    }
+
     fn hash(&self, path: &str) -> Result<Option<CommitHash>, MetadataError> {
         self.read(path)?
             .map(|text| {
@@ -320,17 +334,24 @@ impl<'a> MetadataReader<'a> {
                 format!("{repo}/ref/{}", prefix.join("/"))
             };
             for entry in self.list(&dir)? {
-                if entry == "head" && !prefix.is_empty() {
+                if entry == "head" && !prefix.is_empty() && self.is_file(&format!("{dir}/head"))? {
+                    // A `head` file marks a ref; a directory of that name is a component of a
+                    // longer ref (`heads/x/head`), which Git never holds beside the ref `heads/x`.
                     match RefName::new(&prefix) {
                         Ok(name) => names.push(name),
                         Err(e) => tracing::warn!(repo = %repo, error = %e, "skipping ref"),
                     }
-                } else if RefName::new([entry.as_str()]).is_ok() {
-                    let mut child = prefix.clone();
-                    child.push(entry);
-                    stack.push(child);
-                } else {
-                    tracing::warn!(repo = %repo, entry, "skipping ref component with invalid characters");
+                    continue;
+                }
+                match RefName::check_component(&entry) {
+                    Ok(()) => {
+                        let mut child = prefix.clone();
+                        child.push(entry);
+                        stack.push(child);
+                    }
+                    Err(e) => {
+                        tracing::warn!(repo = %repo, entry, error = %e, "skipping ref component that Git would not accept")
+                    }
                 }
             }
         }

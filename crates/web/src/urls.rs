@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use axum::http::{HeaderMap, header};
 use datakit_ci_term::{CommitHash, RefName, RepoId, TargetId};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::{Error, WebConfig};
 
@@ -144,14 +144,12 @@ pub(crate) fn parse_pr(user: &str, repo: &str, number: &str) -> Result<TargetId,
     Ok(TargetId::Pr(repo, number))
 }
 
-/// The ref target of `/<user>/<repo>/ref/<path…>`; `path` is the raw (still encoded) rest of
-/// the URL path, split on `/` and decoded component by component (spec §1.4 row 12).
+/// The ref target of `/<user>/<repo>/ref/<path…>`; `path` is the rest of the URL path, already
+/// percent-decoded (by axum), split on `/` (spec §1.4 row 12). It is not decoded again: a ref
+/// may be named `pct%2Fenc` (issue 14).
 pub(crate) fn parse_ref(user: &str, repo: &str, path: &str) -> Result<TargetId, Error> {
     let repo = parse_repo(user, repo)?;
-    let components: Vec<String> = path
-        .split('/')
-        .map(|c| percent_decode_str(c).decode_utf8_lossy().into_owned())
-        .collect();
+    let components: Vec<&str> = path.split('/').collect();
     let name =
         RefName::new(&components).map_err(|e| Error::NotFound(format!("Invalid ref name: {e}")))?;
     Ok(TargetId::Ref(repo, name))

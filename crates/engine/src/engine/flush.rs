@@ -49,6 +49,30 @@ const BUSY_PACE: Duration = Duration::from_millis(200);
 /// system, and that wait was up to a tenth of one.
 const PACE_QUIET: Duration = Duration::from_millis(20);
 
+/// How long a target whose history could not be recorded waits before the first new attempt;
+/// each further failure in a row doubles it, up to [`MAX_RETRY_DELAY`]. Other targets do not
+/// wait: their statuses and history are written meanwhile (issue 14, defect 7).
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// The longest wait between two attempts to record a target's history.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
+/// How long to wait before the next attempt after `failures` failed attempts in a row.
+fn retry_delay(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    RETRY_DELAY
+        .saturating_mul(1 << doublings)
+        .min(MAX_RETRY_DELAY)
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// The pause before the next flush, after one that wrote `targets` targets.
 fn pace_after(targets: usize) -> Option<Duration> {
     (targets >= BUSY_TARGETS).then_some(BUSY_PACE)
@@ -56,11 +80,10 @@ fn pace_after(targets: usize) -> Option<Duration> {
 
 /// What one flush did.
 struct Flushed {
-    /// False if something could not be written (it stays dirty).
-    ok: bool,
     /// How many targets it recorded or wrote statuses of.
     targets: usize,
-    /// When the earliest target held back by [`STATUS_GRACE`] must be flushed anyway.
+    /// When the next flush must happen even if nothing changes: the earliest end of a target's
+    /// [`STATUS_GRACE`], or the earliest retry of something that could not be written.
     deferred_until: Option<Instant>,
 }
 
@@ -85,16 +108,11 @@ impl Engine {
             // Let the other evaluations of this round land, so that they share one commit.
             tokio::task::yield_now().await;
             let flushed = self.flush(false).await;
+            // What could not be written is retried at its deadline, without holding up the
+            // flushes of everything else meanwhile.
             deferred_until = flushed.deferred_until;
             if let Some(pause) = pace_after(flushed.targets) {
                 self.pace(pause).await;
-            }
-            if !flushed.ok {
-                // The store refused; try again shortly rather than on the next event only.
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => self.inner.flush_wanted.notify_one(),
-                    _ = self.inner.shutdown.cancelled() => {}
-                }
             }
         }
     }
@@ -158,7 +176,6 @@ impl Engine {
             let mut state = lock(&self.inner.state);
             let Some(metadata_commit) = state.snapshot.as_ref().map(Commit::id) else {
                 return Flushed {
-                    ok: true,
                     targets: 0,
                     deferred_until,
                 };
@@ -185,7 +202,15 @@ impl Engine {
                     continue;
                 }
                 let queued = records.len() + writes.len();
-                if target.history_dirty && all_current {
+                let retry_at = target
+                    .history_retry
+                    .map(|(at, _)| at)
+                    .filter(|&at| !last && now < at);
+                if target.history_dirty && all_current && retry_at.is_some() {
+                    // Its last attempt failed: its statuses go on, its history waits.
+                    deferred_until = earliest(deferred_until, retry_at);
+                    deferred.push(id.clone());
+                } else if target.history_dirty && all_current {
                     target.history_dirty = false;
                     let jobs: BTreeMap<String, JobOutput> = target
                         .jobs
@@ -215,9 +240,12 @@ impl Engine {
             dirty.extend(deferred);
             (records, writes, metadata_commit)
         };
-        let (mut ok, indexed) = self.record_history(records, metadata_commit).await;
-        if !writes.is_empty() {
-            ok &= self.write_statuses(writes).await;
+        let (retry_history, indexed) = self.record_history(records, metadata_commit).await;
+        deferred_until = earliest(deferred_until, retry_history);
+        if !writes.is_empty() && !self.write_statuses(writes).await {
+            // The store refused the status commit; try again shortly rather than on the next
+            // event only.
+            deferred_until = earliest(deferred_until, Some(Instant::now() + RETRY_DELAY));
         }
         if indexed {
             // Only now: the index commit rewrites a tree as big as the status commit's, and
@@ -225,7 +253,6 @@ impl Engine {
             self.inner.index_wanted.notify_one();
         }
         Flushed {
-            ok,
             targets: flushed_targets,
             deferred_until,
         }
@@ -233,12 +260,13 @@ impl Engine {
 
     /// Records the states in history (a few targets at a time) and queues their commit-index
     /// entries for [`index_loop`](Self::index_loop); the history's readers see them at once.
-    /// Returns whether all were recorded, and whether index entries were queued.
+    /// A target whose record fails is retried later (see [`retry_delay`]), and only it waits.
+    /// Returns the earliest retry, if any failed, and whether index entries were queued.
     async fn record_history(
         &self,
         records: Vec<(TargetId, CommitHash, BTreeMap<String, JobOutput>)>,
         metadata_commit: CommitId,
-    ) -> (bool, bool) {
+    ) -> (Option<Instant>, bool) {
         let history = &self.inner.history;
         let mut results = futures::stream::iter(records)
             .map(|(id, head, jobs)| async move {
@@ -246,23 +274,48 @@ impl Engine {
                 (id, head, result)
             })
             .buffered(HISTORY_PARALLELISM);
-        let mut ok = true;
+        let mut retry = None;
         let mut index = Vec::new();
         while let Some((id, head, result)) = results.next().await {
+            let failed = result.as_ref().err().map(|e| error_chain(e));
+            let retry_at = self.history_recorded(&id, failed.is_some());
             match result {
                 Ok(Some(commit)) => index.push((id, head, commit)),
                 Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(target = %id, error = %error_chain(&e), "failed to record history");
-                    self.mark_dirty(&id, true);
-                    ok = false;
+                Err(_) => {
+                    let (at, failures) = retry_at.expect("a failed record is retried");
+                    tracing::warn!(
+                        target = %id,
+                        error = failed.as_deref().unwrap_or_default(),
+                        failures,
+                        retry_in = ?at.saturating_duration_since(Instant::now()),
+                        "failed to record history"
+                    );
+                    retry = earliest(retry, Some(at));
                 }
             }
         }
         if !index.is_empty() {
             history.queue_index(&index);
         }
-        (ok, !index.is_empty())
+        (retry, !index.is_empty())
+    }
+
+    /// Notes the outcome of recording `id`'s history: a failure marks it for a retry (returned:
+    /// when, and how many attempts failed in a row), a success clears any retry.
+    fn history_recorded(&self, id: &TargetId, failed: bool) -> Option<(Instant, u32)> {
+        let mut state = lock(&self.inner.state);
+        let target = state.targets.get_mut(id)?;
+        if !failed {
+            target.history_retry = None;
+            return None;
+        }
+        let failures = target.history_retry.map_or(0, |(_, n)| n) + 1;
+        let retry = (Instant::now() + retry_delay(failures), failures);
+        target.history_retry = Some(retry);
+        target.history_dirty = true;
+        state.dirty.insert(id.clone());
+        Some(retry)
     }
 
     async fn write_statuses(&self, writes: Vec<StatusWrite>) -> bool {
@@ -310,7 +363,7 @@ impl Engine {
         if let Err(e) = result {
             tracing::warn!(error = %error_chain(&e), "Failed to update statuses: {}", messages.join("; "));
             for write in &writes {
-                self.mark_dirty(&write.target, false);
+                self.mark_dirty(&write.target);
             }
             return false;
         }
@@ -338,10 +391,9 @@ impl Engine {
         true
     }
 
-    fn mark_dirty(&self, id: &TargetId, history: bool) {
+    fn mark_dirty(&self, id: &TargetId) {
         let mut state = lock(&self.inner.state);
-        if let Some(target) = state.targets.get_mut(id) {
-            target.history_dirty |= history;
+        if state.targets.contains_key(id) {
             state.dirty.insert(id.clone());
         }
     }
@@ -377,5 +429,13 @@ mod tests {
         assert_eq!(pace_after(BUSY_TARGETS - 1), None);
         assert_eq!(pace_after(BUSY_TARGETS), Some(BUSY_PACE));
         assert_eq!(pace_after(500), Some(BUSY_PACE));
+    }
+
+    #[test]
+    fn failed_history_is_retried_later_and_later() {
+        assert_eq!(retry_delay(1), RETRY_DELAY);
+        assert_eq!(retry_delay(2), 2 * RETRY_DELAY);
+        assert_eq!(retry_delay(4), 8 * RETRY_DELAY);
+        assert_eq!(retry_delay(u32::MAX), MAX_RETRY_DELAY);
     }
 }

@@ -178,6 +178,9 @@ struct TargetState {
     /// When the target appeared or its head last moved: statuses for a new head wait (a
     /// little) for all its jobs, so that they share one metadata commit.
     head_since: Instant,
+    /// Set while recording the target's history fails: when to try again, and how many
+    /// attempts failed in a row (see `flush::retry_delay`).
+    history_retry: Option<(Instant, u32)>,
 }
 
 struct JobState {
@@ -668,6 +671,7 @@ impl Engine {
                     jobs,
                     history_dirty: false,
                     head_since: Instant::now(),
+                    history_retry: None,
                 },
             );
             self.update_gauges(&state);

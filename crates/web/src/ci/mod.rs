@@ -19,7 +19,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use maud::html;
-use percent_encoding::percent_decode_str;
 
 use datakit_ci_engine::Engine;
 use datakit_ci_pool::Pools;
@@ -138,9 +137,10 @@ fn raw_param<'a>(params: &'a RawPathParams, name: &str) -> Result<&'a str, Error
         .ok_or_else(|| Error::BadRequest(format!("missing path parameter {name:?}")))
 }
 
+/// A path parameter, which axum has already percent-decoded (decoding it again would turn a
+/// ref named `pct%2Fenc` into `pct/enc`, issue 14).
 fn decoded_param(params: &RawPathParams, name: &str) -> Result<String, Error> {
-    let raw = raw_param(params, name)?;
-    Ok(percent_decode_str(raw).decode_utf8_lossy().into_owned())
+    raw_param(params, name).map(str::to_owned)
 }
 
 /// The repository of a `/{user}/{repo}/…` route.
@@ -160,8 +160,8 @@ pub(crate) fn pr_target(params: &RawPathParams) -> Result<TargetId, Error> {
     )
 }
 
-/// The target of a `/{user}/{repo}/ref/{*path}` route; the path's components are decoded one by
-/// one, so an encoded `/` stays inside its component (and is then refused).
+/// The target of a `/{user}/{repo}/ref/{*path}` route; axum has decoded the path, which is
+/// split on `/` (no ref component contains one, so `%2F` and `/` mean the same here).
 pub(crate) fn ref_target(params: &RawPathParams) -> Result<TargetId, Error> {
     urls::parse_ref(
         &decoded_param(params, "user")?,
