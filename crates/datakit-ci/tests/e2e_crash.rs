@@ -14,6 +14,9 @@ use nix::unistd::Pid;
 
 use common::{Ci, Repo, Scratch, State, wait_until};
 
+/// Every build of these tests runs at once, whatever the number of CPUs (`--jobs`).
+const ALL_AT_ONCE: &[&str] = &["--jobs", "1000"];
+
 /// The PIDs written, one a line, to `path`.
 fn pids(path: &Path) -> Vec<Pid> {
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -178,7 +181,7 @@ fn issue_14_kill_9_kills_the_builds_and_a_restart_removes_their_clones() {
     let state = State::new();
     let build = blocking_build(&scratch);
     let tests = [("build", build.as_str())];
-    let mut first = Ci::start(&[&repo], &tests, &state, &[]);
+    let mut first = Ci::start(&[&repo], &tests, &state, ALL_AT_ONCE);
     wait_for_builds(&scratch, targets.len(), &first);
     assert!(guardian_of(first.pid()).is_some(), "{}", first.report());
     // Every clone is in the state directory.
@@ -195,7 +198,7 @@ fn issue_14_kill_9_kills_the_builds_and_a_restart_removes_their_clones() {
     wait_for_deaths(&scratch, &["pids", "escapees"], || first.report());
     std::fs::write(scratch.path("go"), "").expect("create the marker");
 
-    let second = Ci::start(&[&repo], &tests, &state, &[]);
+    let second = Ci::start(&[&repo], &tests, &state, ALL_AT_ONCE);
     wait_for_successes(&second, &repo, &targets);
     // Each commit ran twice: interrupted, then again after the restart.
     let mut runs: BTreeMap<String, usize> = BTreeMap::new();
@@ -227,7 +230,7 @@ fn issue_14_a_restart_kills_what_a_crashed_run_left_when_its_guardian_died_too()
     let state = State::new();
     let build = blocking_build(&scratch);
     let tests = [("build", build.as_str())];
-    let mut first = Ci::start(&[&repo], &tests, &state, &[]);
+    let mut first = Ci::start(&[&repo], &tests, &state, ALL_AT_ONCE);
     wait_for_builds(&scratch, targets.len(), &first);
     let guardian = wait_until(
         "the guardian to be found",
@@ -242,7 +245,7 @@ fn issue_14_a_restart_kills_what_a_crashed_run_left_when_its_guardian_died_too()
         "without a guardian the builds outlive the binary"
     );
 
-    let second = Ci::start(&[&repo], &tests, &state, &[]);
+    let second = Ci::start(&[&repo], &tests, &state, ALL_AT_ONCE);
     // The leftovers die, and the builds run again (once each).
     for pid in &escapees {
         wait_until(
@@ -329,7 +332,7 @@ fn issue_14_crash_trials() {
     };
     let mut kills_while_building = 0;
     for trial in 0..trials {
-        let mut ci = Ci::start(&[&repo], &tests, &state, &[]);
+        let mut ci = Ci::start(&[&repo], &tests, &state, ALL_AT_ONCE);
         let delay = Duration::from_millis(200 + random.below(3000));
         let start = Instant::now();
         while start.elapsed() < delay {
@@ -357,7 +360,7 @@ fn issue_14_crash_trials() {
         );
         wait_for_deaths(&scratch, &["pids", "escapees"], || ci.report());
     }
-    let last = Ci::start(&[&repo], &tests, &state, &[]);
+    let last = Ci::start(&[&repo], &tests, &state, ALL_AT_ONCE);
     // A restart prints no line for a status it finds already written: read the statuses.
     for (_, commit) in &targets {
         state.wait_for_status(&last, &repo.id(), commit, "build", "success");

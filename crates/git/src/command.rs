@@ -179,10 +179,18 @@ impl Shell {
         log: &LiveLog,
         cancel: &CancellationToken,
     ) -> Result<(), String> {
-        let home = tempfile::Builder::new()
-            .prefix("home-")
-            .tempdir()
-            .map_err(|e| format!("cannot make the build's HOME directory: {e}"))?;
+        // Beside the build's clone, where a CI's start-up cleans up what a crash left.
+        let home_parent =
+            (commit.repo().services().temp_dir.clone()).unwrap_or_else(std::env::temp_dir);
+        let home = std::fs::create_dir_all(&home_parent)
+            .and_then(|()| {
+                tempfile::Builder::new()
+                    .prefix("home-")
+                    .tempdir_in(&home_parent)
+            })
+            .map_err(|e| {
+                format!("cannot make the build's HOME directory in {home_parent:?}: {e}")
+            })?;
         let commands = async {
             for argv in &self.commands {
                 let cmd = Cmd::new(argv.iter().map(String::as_str))

@@ -50,6 +50,9 @@ impl JobEnvironment {
     /// - `HOME` (an empty directory of the build's own) and `PATH` (the server's, else a
     ///   standard one).
     ///
+    /// Running a command adds `DATAKIT_CI_PROCESS`, the marker by which the CI finds every
+    /// process of the build (see `datakit_ci_process`).
+    ///
     /// A commit shared by several targets is built once, with the variables of the target whose
     /// job asked first.
     pub fn variables(job: &JobId, commit: &CommitHash, home: &Path) -> Vec<(String, OsString)> {

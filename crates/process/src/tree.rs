@@ -125,37 +125,37 @@ pub fn kill_owned_by(owner: &str) -> usize {
 /// killed), blocking until it is gone: used when a run future is dropped.
 pub(crate) fn sweep_run_blocking(marker: &str, pgid: Pid) {
     let entry = format!("{MARKER_VAR}={marker}");
-    if is_subreaper() {
-        sweep_blocking(
-            &|_| false,
-            Some(Adopted {
-                pgid,
-                entry: &entry,
-            }),
-        );
-    } else {
-        sweep_blocking(&|pid| marker_matches(pid, entry.as_bytes(), true), None);
-    }
+    let adopted = is_subreaper().then_some(Adopted {
+        pgid,
+        entry: &entry,
+    });
+    sweep_blocking(&|pid| marker_matches(pid, entry.as_bytes(), true), adopted);
 }
 
 /// Kills what is left of the run marked `marker` whose process group was `pgid` (already
-/// killed). With `scan_all`, a program that is not a subreaper scans every process; otherwise
-/// only a subreaper's own children are looked at (nothing is done without a subreaper).
+/// killed). With `scan_all` (a cancel or timeout), every process of the machine is scanned for
+/// the marker, as well as a subreaper's adopted children: a process killed in one round may
+/// leave children that the kernel re-parents only after the next round has looked, so only a
+/// scan by marker finds them for sure. Without `scan_all` (a run that ended by itself), only a
+/// subreaper's own children are looked at (nothing is done without a subreaper).
 pub(crate) async fn sweep_run(marker: &str, pgid: Pid, scan_all: bool) {
     let entry = format!("{MARKER_VAR}={marker}");
     let subreaper = is_subreaper();
     if !subreaper && !scan_all {
         return;
     }
+    let adopted = Adopted {
+        pgid,
+        entry: &entry,
+    };
     for _ in 0..MAX_ROUNDS {
-        let killed = if subreaper {
-            sweep_children(&Adopted {
-                pgid,
-                entry: &entry,
-            })
-        } else {
-            sweep_all(&|pid| marker_matches(pid, entry.as_bytes(), true))
-        };
+        let mut killed = 0;
+        if subreaper {
+            killed += sweep_children(&adopted);
+        }
+        if scan_all {
+            killed += sweep_all(&|pid| marker_matches(pid, entry.as_bytes(), true));
+        }
         if killed == 0 {
             return;
         }
@@ -172,14 +172,12 @@ struct Adopted<'a> {
     entry: &'a str,
 }
 
-/// Rounds of [`sweep_all`] (or [`sweep_children`], given `adopted`) until one kills nothing.
+/// Rounds of [`sweep_all`] (and of [`sweep_children`], given `adopted`) until one kills
+/// nothing.
 fn sweep_blocking(matches: &dyn Fn(Pid) -> bool, adopted: Option<Adopted<'_>>) -> usize {
     let mut total = 0;
     for _ in 0..MAX_ROUNDS {
-        let killed = match &adopted {
-            Some(adopted) => sweep_children(adopted),
-            None => sweep_all(matches),
-        };
+        let killed = adopted.as_ref().map_or(0, sweep_children) + sweep_all(matches);
         if killed == 0 {
             return total;
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use datakit_ci_git::{Command, CommandConfig, Commit, Error, JobEnvironment, Repo};
 use datakit_ci_term::{LogLeaf, Logs, Problem, TargetId};
 
-use crate::fixture::{Fixture, branch_target, repo_id, value};
+use crate::fixture::{Fixture, branch_target, git, repo_id, value};
 
 fn sh(script: &str) -> Vec<String> {
     vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()]
@@ -382,8 +382,10 @@ async fn issue_20_commands_get_a_clean_documented_environment() -> anyhow::Resul
         .lines()
         .filter_map(|line| line.split_once('='))
         .filter(|(name, _)| {
-            name.chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
         })
         // Set by the shell itself.
         .filter(|(name, _)| !matches!(*name, "PWD" | "SHLVL" | "_" | "OLDPWD"))
@@ -397,6 +399,7 @@ async fn issue_20_commands_get_a_clean_documented_environment() -> anyhow::Resul
             "DATAKIT_CI_BRANCH",
             "DATAKIT_CI_COMMIT",
             "DATAKIT_CI_JOB",
+            "DATAKIT_CI_PROCESS",
             "DATAKIT_CI_TARGET",
             "EXTRA",
             "HOME",
@@ -429,9 +432,12 @@ async fn issue_20_commands_get_a_clean_documented_environment() -> anyhow::Resul
         .await;
     let log = fx.saved_log(&status.output).await?;
     assert!(log.contains("EXTRA=two"), "{log}");
+    let branch = command.branch(&main_commit(&fx, &repo).await?);
+    let recipe = git(&fx.store_path, &["show", &format!("{branch}:recipe")]);
+    assert!(recipe.contains("\nenv EXTRA sha256:"), "{recipe}");
     assert!(
-        !log.contains("one"),
-        "the recipe holds a digest, not the value: {log}"
+        !recipe.contains("two"),
+        "the recipe holds a digest, not the value: {recipe}"
     );
     Ok(())
 }

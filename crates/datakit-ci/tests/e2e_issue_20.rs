@@ -1,0 +1,162 @@
+//! End-to-end tests of issue 20 ("operating it for real") through the real binary on real Git
+//! repositories: `--jobs` bounds how many tests run at once and queued jobs show their place
+//! (on standard output and in the JSON API), and `--timeout` kills a test's whole process tree.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+
+use common::{Ci, Repo, Scratch, State, wait_until};
+
+/// `--jobs 2` with 10 branches: never more than 2 tests at once; the others are queued, with
+/// their place, in the status lines and the API.
+#[test]
+fn issue_20_jobs_bounds_the_tests_running_at_once_and_shows_the_queue() {
+    let repo = Repo::new("queued");
+    let main = repo.rev("main");
+    for index in 0..10 {
+        let commit = repo.commit(
+            &main,
+            &format!("Commit {index}"),
+            &[("n", &format!("{index}\n"))],
+        );
+        repo.set_ref(&format!("refs/heads/b{index}"), &commit);
+    }
+    let scratch = Scratch::new();
+    std::fs::create_dir(scratch.path("running")).expect("create the running directory");
+    // Each test notes how many tests run beside it, holding its place for a while.
+    let test = format!(
+        "mkdir {running}/$$ && ls {running} | wc -l >> {seen} && sleep 1 && rmdir {running}/$$",
+        running = scratch.shell_path("running"),
+        seen = scratch.shell_path("seen"),
+    );
+    let port = free_port();
+    let listen = format!("http://127.0.0.1:{port}");
+    let state = State::new();
+    let ci = Ci::start(
+        &[&repo],
+        &[("build", &test)],
+        &state,
+        &["--jobs", "2", "--listen", &listen],
+    );
+    // The API shows a queued job with its place while the queue is long.
+    let queued = wait_until(
+        "the API to show a queued job",
+        || {
+            let targets = http_get(port, "/api/v1/targets")?;
+            targets
+                .contains(r#"Waiting for resource in \"jobs\" ("#)
+                .then_some(targets)
+        },
+        || ci.report(),
+    );
+    assert!(queued.contains(" in the queue)"), "{queued}");
+    for index in 0..10 {
+        ci.wait_for_line(&format!(
+            "local/queued/heads/b{index} build: success (Passed)"
+        ));
+    }
+    ci.wait_for("a queued status line", |line| {
+        line.contains(r#"build: pending (Waiting for resource in "jobs" ("#)
+    });
+    let seen = std::fs::read_to_string(scratch.path("seen")).expect("read the counts");
+    let counts: Vec<usize> = seen
+        .lines()
+        .map(|line| line.trim().parse().expect("a count"))
+        .collect();
+    assert!(counts.len() >= 10, "{counts:?}");
+    assert!(
+        counts.iter().all(|&n| n <= 2),
+        "more than 2 at once: {counts:?}"
+    );
+}
+
+/// `--timeout`: 20 tests (and main's) that each start a process tree (a child in a session of its own, a
+/// grandchild in the background) time out with `timed out after 1s`, and none of their
+/// processes is left.
+#[test]
+fn issue_20_a_timeout_kills_the_whole_process_tree() {
+    let repo = Repo::new("slow");
+    let main = repo.rev("main");
+    for index in 0..20 {
+        let commit = repo.commit(
+            &main,
+            &format!("Commit {index}"),
+            &[("n", &format!("{index}\n"))],
+        );
+        repo.set_ref(&format!("refs/heads/s{index}"), &commit);
+    }
+    let scratch = Scratch::new();
+    let pids = scratch.shell_path("pids");
+    let test = format!(
+        "setsid sh -c 'echo $$ >> {pids}; sleep 600' & \
+         (sleep 600 & echo $! >> {pids}; wait) & \
+         echo $$ >> {pids}; sleep 600"
+    );
+    let state = State::new();
+    let ci = Ci::start(
+        &[&repo],
+        &[("build", &test)],
+        &state,
+        &["--timeout", "1s", "--jobs", "21"],
+    );
+    for index in 0..20 {
+        ci.wait_for_line(&format!(
+            "local/slow/heads/s{index} build: failure (timed out after 1s)"
+        ));
+    }
+    let pids: Vec<u32> = std::fs::read_to_string(scratch.path("pids"))
+        .expect("read the pids")
+        .lines()
+        .map(|line| line.trim().parse().expect("a pid"))
+        .collect();
+    assert_eq!(
+        pids.len(),
+        3 * 21,
+        "three processes per test, on main and 20 branches: {pids:?}"
+    );
+    let alive = || -> Vec<u32> {
+        pids.iter()
+            .copied()
+            .filter(|pid| is_running(*pid))
+            .collect()
+    };
+    wait_until(
+        "every process of the timed-out tests to be gone",
+        || alive().is_empty().then_some(()),
+        || format!("still running: {:?}\n{}", alive(), ci.report()),
+    );
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("a bound address").port()
+}
+
+/// The body of `GET path` on 127.0.0.1:`port`, if the server answers `200`.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
+/// Whether process `pid` exists and is not a zombie.
+fn is_running(pid: u32) -> bool {
+    match std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")) {
+        // The state follows the command name in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
