@@ -41,25 +41,38 @@ fn issue_20_jobs_bounds_the_tests_running_at_once_and_shows_the_queue() {
         &state,
         &["--jobs", "2", "--listen", &listen],
     );
-    // The API shows a queued job with its place while the queue is long.
+    // While the queue is long, the API shows a queued job with its place, and the dashboard
+    // lists the queue.
     let queued = wait_until(
         "the API to show a queued job",
         || {
-            let targets = http_get(port, "/api/v1/targets")?;
-            targets
-                .contains(r#"Waiting for resource in \"jobs\" ("#)
-                .then_some(targets)
+            (0..10).find_map(|index| {
+                let path = format!("/api/v1/targets/local/queued/ref/heads/b{index}");
+                let detail = http_get(port, &path)?;
+                detail
+                    .contains(r#""queue":{"pool":"jobs","place":"#)
+                    .then_some(detail)
+            })
         },
         || ci.report(),
     );
-    assert!(queued.contains(" in the queue)"), "{queued}");
+    assert!(
+        queued.contains(r#""description":"Waiting for resource in \"jobs\"""#),
+        "{queued}"
+    );
+    let dashboard = wait_until(
+        "the dashboard to list the queue",
+        || http_get(port, "/").filter(|page| page.contains(r#"<ol class="queue">"#)),
+        || ci.report(),
+    );
+    assert!(dashboard.contains("local/queued/heads/b"), "{dashboard}");
     for index in 0..10 {
         ci.wait_for_line(&format!(
             "local/queued/heads/b{index} build: success (Passed)"
         ));
     }
     ci.wait_for("a queued status line", |line| {
-        line.contains(r#"build: pending (Waiting for resource in "jobs" ("#)
+        line.ends_with(r#"build: pending (Waiting for resource in "jobs")"#)
     });
     let seen = std::fs::read_to_string(scratch.path("seen")).expect("read the counts");
     let counts: Vec<usize> = seen

@@ -2,8 +2,9 @@
 //!
 //! A [`MonitoredPool`] has a name and a capacity; [`MonitoredPool::use_`] waits (first come,
 //! first served) for a free slot, then runs a future holding it as a [`Holder`]. While a user
-//! waits, its live log shows the pending reason `Waiting for resource in "<name>" (<n> of <m> in
-//! the queue)`, kept up to date as the queue moves. The
+//! waits, its live log shows the pending reason `Waiting for resource in "<name>"` and
+//! [`MonitoredPool::queue`] lists it with the others, in order (the UI shows each one's place).
+//! The
 //! application owns one [`Pools`] (listing every pool for the UI) and one [`PoolMetrics`]
 //! (the `DataKitCI_pool_*` Prometheus metrics, registered on its registry).
 //!

@@ -3,13 +3,13 @@
 //!
 //! Knows nothing of terms, caches or HTML; holders are plain strings.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use tokio::sync::{Semaphore, TryAcquireError, watch};
+use tokio::sync::{Semaphore, TryAcquireError};
 
 use datakit_ci_log::LiveLog;
 
@@ -74,8 +74,6 @@ struct Inner {
     capacity: usize,
     slots: Semaphore,
     state: Mutex<State>,
-    /// Bumped whenever a waiter leaves the queue, so the others update their place.
-    queue_moved: watch::Sender<u64>,
     labels: PoolLabels,
     metrics: PoolMetrics,
 }
@@ -85,8 +83,8 @@ struct State {
     qlen: usize,
     /// Most recent first.
     holders: Vec<Holder>,
-    /// The tickets of the users waiting for a slot, in arrival order (the semaphore's order).
-    waiting: BTreeSet<u64>,
+    /// The users waiting for a slot, by ticket: in arrival order, the semaphore's order.
+    waiting: BTreeMap<u64, Holder>,
     next_ticket: u64,
 }
 
@@ -116,7 +114,6 @@ impl MonitoredPool {
                 capacity,
                 slots: Semaphore::new(capacity),
                 state: Mutex::new(State::default()),
-                queue_moved: watch::channel(0).0,
                 labels,
                 metrics: metrics.clone(),
             }),
@@ -158,12 +155,18 @@ impl MonitoredPool {
         self.inner.lock().holders.clone()
     }
 
+    /// The users waiting for a slot, first served first: a user's place in the queue is its
+    /// index plus one. (Users that [`use_`](Self::use_) found a free slot for at once never
+    /// appear here.)
+    pub fn queue(&self) -> Vec<Holder> {
+        self.inner.lock().waiting.values().cloned().collect()
+    }
+
     /// Waits (FIFO) for a free slot, then runs `fut` holding it as `holder`.
     ///
-    /// While queued, if `log` is given, the reason `Waiting for resource in "<name>" (<n> of
-    /// <m> in the queue)` is on its pending stack, its place kept up to date as the queue moves.
-    /// If `holder.log_branch` is `None` and `log` is given, the log's branch is recorded as the
-    /// holder's.
+    /// While queued, if `log` is given, the reason `Waiting for resource in "<name>"` is on its
+    /// pending stack, and the holder is in [`MonitoredPool::queue`]. If `holder.log_branch` is
+    /// `None` and `log` is given, the log's branch is recorded as the holder's.
     ///
     /// Cancellation-safe: dropping the returned future while it is queued leaves the queue
     /// (qlen is decremented exactly once); dropping it while `fut` runs releases the slot.
@@ -182,20 +185,17 @@ impl MonitoredPool {
         let permit = match inner.slots.try_acquire() {
             Ok(permit) => permit,
             Err(TryAcquireError::NoPermits) => {
-                let waiter = Waiter::enter(inner);
-                let mut moved = inner.queue_moved.subscribe();
-                let acquire = inner.slots.acquire();
-                tokio::pin!(acquire);
-                loop {
-                    let _reason = log.map(|log| log.push_pending_reason(waiter.reason()));
-                    tokio::select! {
-                        permit = &mut acquire => {
-                            break permit.expect("the pool's semaphore is never closed");
-                        }
-                        // The sender lives in `inner`, which outlives this wait.
-                        Ok(()) = moved.changed() => {}
-                    }
-                }
+                // Not in the reason, which becomes the job's status: a place that changes at
+                // every build's end would rewrite every queued job's status and history.
+                let _waiter = Waiter::enter(inner, &holder);
+                let _reason = log.map(|log| {
+                    log.push_pending_reason(format!("Waiting for resource in {:?}", inner.name))
+                });
+                inner
+                    .slots
+                    .acquire()
+                    .await
+                    .expect("the pool's semaphore is never closed")
             }
             Err(TryAcquireError::Closed) => unreachable!("the pool's semaphore is never closed"),
         };
@@ -233,40 +233,25 @@ impl Inner {
     }
 }
 
-/// A user waiting for a slot, with its place in the queue; entering and leaving (dropping it)
-/// tell the other waiters that the queue changed.
+/// A user waiting for a slot, in [`MonitoredPool::queue`] until dropped.
 struct Waiter<'a> {
     inner: &'a Inner,
     ticket: u64,
 }
 
 impl<'a> Waiter<'a> {
-    fn enter(inner: &'a Inner) -> Self {
+    fn enter(inner: &'a Inner, holder: &Holder) -> Self {
         let mut state = inner.lock();
         let ticket = state.next_ticket;
         state.next_ticket += 1;
-        state.waiting.insert(ticket);
-        drop(state);
-        inner.queue_moved.send_modify(|moves| *moves += 1);
+        state.waiting.insert(ticket, holder.clone());
         Waiter { inner, ticket }
-    }
-
-    /// `Waiting for resource in "<name>" (<place> of <waiting> in the queue)`.
-    fn reason(&self) -> String {
-        let state = self.inner.lock();
-        let place = state.waiting.range(..self.ticket).count() + 1;
-        format!(
-            "Waiting for resource in {:?} ({place} of {} in the queue)",
-            self.inner.name,
-            state.waiting.len()
-        )
     }
 }
 
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
         self.inner.lock().waiting.remove(&self.ticket);
-        self.inner.queue_moved.send_modify(|moves| *moves += 1);
     }
 }
 

@@ -28,6 +28,7 @@ use datakit_ci_history::HistoryState;
 use datakit_ci_term::{JobOutput, LogLeaf, RebuildStateKind, Target, TargetId};
 
 use crate::ci::model::{self, Job, JobState};
+use crate::ci::queue::{QueuePlace, QueuePlaces};
 use crate::urls;
 
 pub(crate) use routes::routes;
@@ -145,8 +146,32 @@ pub struct JobDetail {
     pub state: &'static str,
     /// The description, failure message or pending reason.
     pub description: String,
+    /// Where its build waits for a slot, if it is queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueJson>,
     /// Its logs, in order, each once.
     pub logs: Vec<LogJson>,
+}
+
+/// Where a job's build waits for a slot of a pool (e.g. `jobs`, the `--jobs` limit).
+#[derive(Debug, Serialize)]
+pub struct QueueJson {
+    /// The pool's name.
+    pub pool: String,
+    /// Its place in the pool's queue: 1 for the next to get a slot.
+    pub place: usize,
+    /// How many wait in that queue.
+    pub of: usize,
+}
+
+impl From<&QueuePlace> for QueueJson {
+    fn from(place: &QueuePlace) -> Self {
+        QueueJson {
+            pool: place.pool.clone(),
+            place: place.place,
+            of: place.of,
+        }
+    }
 }
 
 /// One log of a job.
@@ -327,8 +352,8 @@ fn info(
 
 impl JobDetail {
     /// `job` as shown to a caller who may (`may_build`: has the `Builder` role) or may not
-    /// cancel and rebuild.
-    pub(crate) fn new(job: &Job, may_build: bool) -> Self {
+    /// cancel and rebuild, with its place in `queues` if its build waits.
+    pub(crate) fn new(job: &Job, may_build: bool, queues: &QueuePlaces) -> Self {
         let mut seen = std::collections::HashSet::new();
         let logs = job
             .output
@@ -343,6 +368,7 @@ impl JobDetail {
             name: job.name.clone(),
             state: job.state().word(),
             description: job.description().to_owned(),
+            queue: queues.of_output(job.output.as_ref()).map(QueueJson::from),
             logs,
         }
     }

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::acl::{Decision, Role};
 use crate::ci::model::{self, API_HISTORY};
+use crate::ci::queue::QueuePlaces;
 use crate::ci::{Ci, pr_target, ref_target};
 use crate::{AppState, Error, Viewer, access};
 
@@ -171,6 +172,7 @@ async fn target_detail(
         .check(Role::Builder, viewer.user(), viewer.attrs())
         == Decision::Yes;
     let error = ci.engine.unreadable_target(id);
+    let queues = QueuePlaces::of_pools(&ci.pools);
     let shown = match model::shown_state(&ci.engine, id, None).await? {
         Some(shown) => shown,
         None if error.is_some() => model::Shown::default(),
@@ -189,7 +191,7 @@ async fn target_detail(
         jobs: shown
             .jobs
             .iter()
-            .map(|job| JobDetail::new(job, may_build))
+            .map(|job| JobDetail::new(job, may_build, &queues))
             .collect(),
     }))
 }

@@ -183,7 +183,27 @@ fn pool_row(state: &AppState, pool: &MonitoredPool, actions: &Actions) -> Markup
                     (holder.job)
                     @if !holder.label.is_empty() { ": " (holder.label) }
                 }
+                @let queue = pool.queue();
+                @if !queue.is_empty() {
+                    ol.queue {
+                        @for waiter in queue.iter().take(QUEUE_SHOWN) {
+                            li {
+                                @if let Some(branch) = &waiter.log_branch {
+                                    "[ " a href=(urls::live_log(branch)) { "log" } " ] "
+                                }
+                                (waiter.job)
+                                @if !waiter.label.is_empty() { ": " (waiter.label) }
+                            }
+                        }
+                    }
+                    @if queue.len() > QUEUE_SHOWN {
+                        p.queue-more { "… and " (queue.len() - QUEUE_SHOWN) " more queued" }
+                    }
+                }
             }
         }
     }
 }
+
+/// How many queued users a pool's row lists, in order (the rest are counted).
+const QUEUE_SHOWN: usize = 20;

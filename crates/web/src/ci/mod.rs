@@ -9,6 +9,7 @@ mod commit;
 mod dashboard;
 mod lists;
 pub(crate) mod model;
+pub(crate) mod queue;
 mod rebuild;
 mod target;
 pub(crate) mod widgets;

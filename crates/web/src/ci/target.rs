@@ -12,6 +12,7 @@ use datakit_ci_store::CommitId;
 use datakit_ci_term::TargetId;
 
 use super::model::{self, PAGE_HISTORY, Shown};
+use super::queue::QueuePlaces;
 use super::widgets::{Actions, job_logs, status_label};
 use super::{Ci, actions, not_found_page};
 use crate::acl::Role;
@@ -124,7 +125,7 @@ async fn target_page(
             }
             @if shown.target.is_none() { " (no longer tracked)" }
         }
-        (jobs_table(&shown, &path, query.test.as_deref(), &actions))
+        (jobs_table(&shown, &path, query.test.as_deref(), &actions, &QueuePlaces::of_pools(&ci.pools)))
         (rebuild_failed_button(&shown, &path, &actions))
     };
     Ok(page(&Chrome::new(state, viewer), &title, tab, content).into_response())
@@ -169,14 +170,26 @@ fn short(commit: CommitId) -> String {
     text[..8.min(text.len())].to_owned()
 }
 
-fn jobs_table(shown: &Shown, page: &str, test: Option<&str>, actions: &Actions) -> Markup {
+fn jobs_table(
+    shown: &Shown,
+    page: &str,
+    test: Option<&str>,
+    actions: &Actions,
+    queues: &QueuePlaces,
+) -> Markup {
     html! {
         table.table.table-bordered.results {
             @for job in &shown.jobs {
                 @let selected = test == Some(job.name.as_str());
                 tr id=(format!("job-{}", job.name)) class=(if selected { "job selected-job" } else { "job" }) data-job=(job.name) {
                     th { (job.name) }
-                    td.state { (status_label(job.state())) }
+                    td.state {
+                        (status_label(job.state()))
+                        // Only the live state has queued builds.
+                        @if let (None, Some(place)) = (shown.recorded, queues.of_output(job.output.as_ref())) {
+                            " " span.queued { "Queued: " (place.text()) }
+                        }
+                    }
                     td.logs { (job_logs(job, page, actions)) }
                 }
             }
