@@ -189,9 +189,19 @@ fn issue_14_kill_9_kills_the_builds_and_a_restart_removes_their_clones() {
     for dir in lines(&scratch.path("dirs")) {
         assert!(Path::new(&dir).starts_with(&temp), "{dir}");
     }
-    let clones = temp_entries(&state);
-    assert_eq!(clones.len(), targets.len(), "{clones:?}");
-    assert!(clones.iter().all(|name| name.starts_with("with_clone")));
+    // One clone and one HOME directory per build.
+    let entries = temp_entries(&state);
+    let clones: Vec<&String> = entries
+        .iter()
+        .filter(|name| name.starts_with("with_clone"))
+        .collect();
+    assert_eq!(clones.len(), targets.len(), "{entries:?}");
+    assert!(
+        entries
+            .iter()
+            .all(|name| name.starts_with("with_clone") || name.starts_with("home-")),
+        "{entries:?}"
+    );
 
     first.kill();
     // The guardian kills the builds, the processes that left their group included.
