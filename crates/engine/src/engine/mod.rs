@@ -164,8 +164,12 @@ struct State {
 
 /// How long the builds of a removed target keep running before they are stopped as unneeded:
 /// long enough for the jobs of a target that appeared in the same metadata commit (a renamed
-/// branch) to be evaluated and show them.
+/// branch) to be evaluated and show them. While some job is not yet evaluated for its target's
+/// head, the check waits again, at most [`ABANDON_ROUNDS`] times in all.
 const ABANDON_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How many times the check for unneeded builds waits [`ABANDON_GRACE`] at most.
+const ABANDON_ROUNDS: u32 = 10;
 
 /// How many of the engine's own status commits are remembered: more than can be committed
 /// while one `apply_head` runs; an older one is diffed like any other commit.
@@ -686,8 +690,8 @@ impl Engine {
 
     /// Stops tracking `id`: its evaluations stop, and builds only it was showing are abandoned
     /// (see [`LiveLog::abandon`](datakit_ci_log::LiveLog::abandon): not a result) unless a
-    /// target shows them again within [`ABANDON_GRACE`] (a renamed branch, or the same commit
-    /// pushed again).
+    /// target shows them again after [`ABANDON_GRACE`], once every job is evaluated (a renamed
+    /// branch, or the same commit pushed again).
     fn remove_target(&self, id: &TargetId) {
         let mut state = lock(&self.inner.state);
         let Some(removed) = state.targets.remove(id) else {
@@ -713,12 +717,29 @@ impl Engine {
         }
         let engine = self.clone();
         self.inner.tasks.spawn(async move {
-            tokio::select! {
-                () = engine.inner.shutdown.cancelled() => return,
-                () = tokio::time::sleep(ABANDON_GRACE) => {}
+            for round in 1..=ABANDON_ROUNDS {
+                tokio::select! {
+                    () = engine.inner.shutdown.cancelled() => return,
+                    () = tokio::time::sleep(ABANDON_GRACE) => {}
+                }
+                // A job not yet evaluated for its target's head may be about to show the build.
+                if round == ABANDON_ROUNDS || engine.all_jobs_evaluated() {
+                    engine.abandon_unneeded(unneeded);
+                    return;
+                }
             }
-            engine.abandon_unneeded(unneeded);
         });
+    }
+
+    /// Whether every job of every tracked target has an output for its target's head.
+    fn all_jobs_evaluated(&self) -> bool {
+        let state = lock(&self.inner.state);
+        state.targets.values().all(|target| {
+            target
+                .jobs
+                .values()
+                .all(|job| job.output_for(target.target.head()).is_some())
+        })
     }
 
     /// Abandons the builds of `logs` that no tracked job shows.
