@@ -54,6 +54,11 @@ async fn self_signed_certificate_is_generated_then_reused() -> anyhow::Result<()
     let dirs = Dirs::new()?;
     let response = fetch_login(&dirs, None).await?;
     assert_eq!(response.status(), 200);
+    // Issue 20: on https, browsers are told to stay on https.
+    assert_eq!(
+        response.headers()[header::STRICT_TRANSPORT_SECURITY],
+        "max-age=31536000"
+    );
     let cookie = response.headers()[header::SET_COOKIE].to_str()?.to_owned();
     assert!(cookie.starts_with("__ci_session-secure-ci="), "{cookie}");
     for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {

@@ -133,6 +133,19 @@ async fn get_routes_by_role() -> anyhow::Result<()> {
         response.headers()[header::X_CONTENT_TYPE_OPTIONS],
         "nosniff"
     );
+    // Issue 20: no script, and only this site's style sheet and images; plain http has no HSTS.
+    let policy = response.headers()[header::CONTENT_SECURITY_POLICY].to_str()?;
+    assert!(
+        policy.starts_with("default-src 'none'; style-src 'self';"),
+        "{policy}"
+    );
+    assert!(!policy.contains("script-src"), "{policy}");
+    assert!(
+        response
+            .headers()
+            .get(header::STRICT_TRANSPORT_SECURITY)
+            .is_none()
+    );
 
     // Where the redirects go.
     let anonymous = &mut f.agents[0];
