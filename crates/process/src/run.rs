@@ -4,10 +4,12 @@
 //!
 //! Knows nothing of caches or terms; the only outside component it talks to is the live log.
 
+use std::ffi::OsString;
 use std::future;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::Stdio;
 use std::time::Duration;
@@ -70,7 +72,14 @@ pub async fn run_with_exit_status(cmd: Cmd) -> Result<ExitStatus, Error> {
     };
 
     let (program, args) = argv.split_first().expect("Cmd::new rejects an empty argv");
-    let mut command = Command::new(program);
+    let mut command = match program_in_child_path(program, &env) {
+        Some(path) => {
+            let mut command = Command::new(path);
+            command.arg0(program);
+            command
+        }
+        None => Command::new(program),
+    };
     command.args(args).process_group(0);
     if let Some(dir) = &cwd {
         command.current_dir(dir);
@@ -228,6 +237,32 @@ enum Outcome {
     Finished(Result<std::process::ExitStatus, Error>),
     Cancelled,
     TimedOut,
+}
+
+/// Where `program` is in the `PATH` the child gets, when that is not this process's: `None` if
+/// `program` holds a `/`, if the child keeps this process's `PATH` (or has none), or if it is
+/// not found there (the spawn then says so).
+///
+/// When the child's `PATH` differs from ours, the standard library must look the program up
+/// after forking, so it cannot use `posix_spawn` and forks instead, copying the page tables of
+/// this process, which is large: with 500 builds at once in a clean environment (which sets
+/// `PATH`), each build cost about 30 ms more CPU. Given a path, it spawns without copying.
+fn program_in_child_path(program: &str, env: &[(OsString, Option<OsString>)]) -> Option<PathBuf> {
+    if program.contains('/') {
+        return None;
+    }
+    let (_, path) = env.iter().rev().find(|(key, _)| key == "PATH")?;
+    std::env::split_paths(path.as_ref()?)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable_file(candidate))
+}
+
+/// Whether `path` is a regular file (or a link to one) that someone may execute.
+fn is_executable_file(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
 }
 
 /// Kills a process group with SIGKILL when dropped, unless disarmed, and then (on a thread of

@@ -64,6 +64,41 @@ async fn exit_zero_is_ok_and_output_arrives() -> Result<()> {
     Ok(())
 }
 
+/// A clean environment with its own `PATH`: the program is found in that `PATH` (which the
+/// process crate looks up itself, so that it can spawn without forking) and still sees its name
+/// as given, and only the given variables.
+#[tokio::test]
+async fn a_clean_environment_finds_programs_in_its_own_path() -> Result<()> {
+    let bin = tempfile::tempdir()?;
+    let tool = bin.path().join("only-here");
+    fs::write(&tool, "#!/bin/sh\necho \"$0 sees $GREETING\"\n")?;
+    fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let path = format!("{}:/usr/bin:/bin", bin.path().display());
+    let out = Sink::default();
+    let cmd = Cmd::new(["only-here"])?
+        .env_clear()
+        .env("PATH", &path)
+        .env("GREETING", "hello")
+        .stdout(out.callback());
+    run(cmd).await?;
+    assert_eq!(out.text(), format!("{} sees hello\n", tool.display()));
+
+    let out = Sink::default();
+    let cmd = sh("echo \"$0\" $PATH")
+        .env_clear()
+        .env("PATH", &path)
+        .stdout(out.callback());
+    run(cmd).await?;
+    assert_eq!(out.text(), format!("sh {path}\n"), "argv[0] stays as given");
+
+    let missing = Cmd::new(["not-in-this-path"])?
+        .env_clear()
+        .env("PATH", &path);
+    let error = run(missing).await.expect_err("no such program");
+    assert!(matches!(error, Error::Spawn { .. }), "{error:?}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn non_zero_exit_names_command_and_status() -> Result<()> {
     let error = run(sh("exit 3")).await.expect_err("exit 3 must fail");
