@@ -32,6 +32,9 @@ impl Running {
     async fn stop(self) -> anyhow::Result<()> {
         self.cancel.cancel();
         self.task.await??;
+        // A pack merge may still run in the background; `git fsck` (when the harness is
+        // dropped) must not see a merged pack's files half deleted.
+        self.engine.store().wait_for_maintenance().await;
         Ok(())
     }
 }
