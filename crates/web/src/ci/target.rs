@@ -187,7 +187,7 @@ fn jobs_table(
                         (status_label(job.state()))
                         // Only the live state has queued builds.
                         @if let (None, Some(place)) = (shown.recorded, queues.of_output(job.output.as_ref())) {
-                            " " span.queued { "Queued: " (place.text()) }
+                            br; span.queued { "Queued: " (place.text()) }
                         }
                     }
                     td.logs { (job_logs(job, page, actions)) }
