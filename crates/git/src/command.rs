@@ -162,37 +162,6 @@ impl std::fmt::Debug for Command {
     }
 }
 
-/// The empty `HOME` directory of a build, removed with it.
-enum BuildHome {
-    /// In a temporary clone: its `.git` directory, which exists anyway (a new directory per
-    /// build cost an inode, and creating inodes is most of a build's own CPU on our file
-    /// systems) and is removed with the clone. Git ignores files it does not know there.
-    Clone(std::path::PathBuf),
-    /// In the repository's own checkout: a directory of its own, beside the builds' clones.
-    Own(tempfile::TempDir),
-}
-
-impl BuildHome {
-    fn new(dir: &Path, in_clone: bool, commit: &Commit) -> Result<BuildHome, String> {
-        if in_clone {
-            return Ok(BuildHome::Clone(dir.join(".git")));
-        }
-        // Where a CI's start-up cleans up what a crash left.
-        let parent = (commit.repo().services().temp_dir.clone()).unwrap_or_else(std::env::temp_dir);
-        std::fs::create_dir_all(&parent)
-            .and_then(|()| tempfile::Builder::new().prefix("home-").tempdir_in(&parent))
-            .map(BuildHome::Own)
-            .map_err(|e| format!("cannot make the build's HOME directory in {parent:?}: {e}"))
-    }
-
-    fn path(&self) -> &Path {
-        match self {
-            BuildHome::Clone(path) => path,
-            BuildHome::Own(dir) => dir.path(),
-        }
-    }
-}
-
 /// The builder behind a [`Command`].
 struct Shell {
     label: String,
@@ -210,7 +179,14 @@ impl Shell {
         log: &LiveLog,
         cancel: &CancellationToken,
     ) -> Result<(), String> {
-        let home = BuildHome::new(dir, self.config.clone, commit)?;
+        // An empty directory of the build's own, beside its clone (where a CI's start-up
+        // cleans up what a crash left).
+        let home = commit.repo().temp_dir("home-").map_err(|e| {
+            format!(
+                "cannot make the build's HOME directory: {}",
+                error_chain(&e)
+            )
+        })?;
         let commands = async {
             for argv in &self.commands {
                 let cmd = Cmd::new(argv.iter().map(String::as_str))

@@ -47,8 +47,8 @@ impl JobEnvironment {
     ///   (the full hash) and `DATAKIT_CI_JOB` (the test's name);
     /// - `DATAKIT_CI_BRANCH`, `DATAKIT_CI_TAG` or `DATAKIT_CI_PR` (the branch or tag name, or
     ///   the PR number) for a branch, a tag or a PR;
-    /// - `HOME` (a directory of the build's own, removed with it: the `.git` directory of its
-    ///   temporary clone) and `PATH` (the server's, else a standard one).
+    /// - `HOME` (an empty directory of the build's own, removed with it) and `PATH` (the
+    ///   server's, else a standard one).
     ///
     /// Running a command adds `DATAKIT_CI_PROCESS`, the marker by which the CI finds every
     /// process of the build (see `datakit_ci_process`).

@@ -236,7 +236,7 @@ impl Repo {
         F: FnOnce(PathBuf) -> Fut,
         Fut: Future<Output = R>,
     {
-        let tmp = temp_dir(self.core.services.temp_dir.as_deref())?;
+        let tmp = self.temp_dir("with_clone")?;
         let clone_dir = tmp.path().to_owned();
         log.log(&format!(
             "Cloning {} at {} into {}",
@@ -260,6 +260,13 @@ impl Repo {
     }
 
     /// The application's services this repository records its builds with.
+    /// A fresh directory `<prefix>…` (mode 0700, removed when dropped) where the builds of
+    /// this repository make their temporary files: the services'
+    /// [`temp_dir`](Services::temp_dir), else the system's temporary directory.
+    pub(crate) fn temp_dir(&self, prefix: &str) -> Result<tempfile::TempDir, Error> {
+        temp_dir(self.core.services.temp_dir.as_deref(), prefix)
+    }
+
     pub(crate) fn services(&self) -> &Services {
         &self.core.services
     }
@@ -411,14 +418,14 @@ fn lock_guard(
         .expect("no code panics while holding the pending-reason slot")
 }
 
-/// A fresh temporary directory `with_clone…`, mode 0700, in `parent` (created if missing) or
+/// A fresh temporary directory `<prefix>…`, mode 0700, in `parent` (created if missing) or
 /// the system's temporary directory.
-fn temp_dir(parent: Option<&Path>) -> Result<tempfile::TempDir, Error> {
+fn temp_dir(parent: Option<&Path>, prefix: &str) -> Result<tempfile::TempDir, Error> {
     use std::os::unix::fs::PermissionsExt;
     let parent = parent.map_or_else(std::env::temp_dir, Path::to_owned);
     let made = std::fs::create_dir_all(&parent).and_then(|()| {
         tempfile::Builder::new()
-            .prefix("with_clone")
+            .prefix(prefix)
             .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(&parent)
     });

@@ -270,13 +270,7 @@ impl LiveLog {
     /// Fails with [`Error::NotCancellable`] if the log has no cancellation token. As in the
     /// original, cancelling twice logs the line twice (the token stays cancelled).
     pub fn cancel(&self) -> Result<(), Error> {
-        let token = self
-            .inner
-            .cancel
-            .as_ref()
-            .ok_or_else(|| Error::NotCancellable {
-                branch: self.branch().to_owned(),
-            })?;
+        let token = self.token()?;
         self.log("Cancelled at user's request");
         token.cancel();
         tracing::info!(
@@ -285,9 +279,7 @@ impl LiveLog {
         );
         Ok(())
     }
-}
 
-impl LiveLog {
     /// Cancels the build because nothing needs its result any more (e.g. the only target
     /// showing it was deleted or renamed): logs why, then cancels the token. Unlike
     /// [`cancel`](Self::cancel), which a person asks for, this is not the build's result: the
@@ -296,13 +288,7 @@ impl LiveLog {
     ///
     /// Fails with [`Error::NotCancellable`] if the log has no cancellation token.
     pub fn abandon(&self) -> Result<(), Error> {
-        let token = self
-            .inner
-            .cancel
-            .as_ref()
-            .ok_or_else(|| Error::NotCancellable {
-                branch: self.branch().to_owned(),
-            })?;
+        let token = self.token()?;
         self.inner.abandoned.store(true, Ordering::Release);
         self.log("Stopped: no target needs this build any more");
         token.cancel();
@@ -317,6 +303,16 @@ impl LiveLog {
     /// needed it, so its outcome is not a result.
     pub fn was_abandoned(&self) -> bool {
         self.inner.abandoned.load(Ordering::Acquire)
+    }
+
+    /// The build's cancellation token, or [`Error::NotCancellable`].
+    fn token(&self) -> Result<&CancellationToken, Error> {
+        self.inner
+            .cancel
+            .as_ref()
+            .ok_or_else(|| Error::NotCancellable {
+                branch: self.branch().to_owned(),
+            })
     }
 }
 

@@ -275,18 +275,9 @@ impl<'a> MetadataReader<'a> {
     /// directory under `ref/` holding a `head` file), without reading their values: a target
     /// whose values are malformed is still listed, for [`MetadataReader::target`] to report.
     pub fn target_ids(&self, repo: &RepoId) -> Result<Vec<TargetId>, MetadataError> {
-        let mut ids = Vec::new();
-        let mut numbers: Vec<u64> = Vec::new();
-        for entry in self.list(&format!("{repo}/pr"))? {
-            match entry.parse() {
-                Ok(n) => numbers.push(n),
-                Err(_) => {
-                    tracing::warn!(repo = %repo, entry, "skipping PR directory that is not a number")
-                }
-            }
-        }
-        numbers.sort_unstable();
-        ids.extend(numbers.into_iter().map(|n| TargetId::Pr(repo.clone(), n)));
+        let mut ids: Vec<TargetId> = (self.pr_numbers(repo)?.into_iter())
+            .map(|n| TargetId::Pr(repo.clone(), n))
+            .collect();
         ids.extend(
             self.ref_names(repo)?
                 .into_iter()
@@ -297,6 +288,15 @@ impl<'a> MetadataReader<'a> {
 
     /// Every pull request of `repo`, by number.
     pub fn prs(&self, repo: &RepoId) -> Result<Vec<PrInfo>, MetadataError> {
+        let mut prs = Vec::new();
+        for n in self.pr_numbers(repo)? {
+            prs.extend(self.pr(repo, n)?);
+        }
+        Ok(prs)
+    }
+
+    /// The number of every `pr/<n>` directory of `repo`, sorted.
+    fn pr_numbers(&self, repo: &RepoId) -> Result<Vec<u64>, MetadataError> {
         let mut numbers: Vec<u64> = Vec::new();
         for entry in self.list(&format!("{repo}/pr"))? {
             match entry.parse() {
@@ -307,11 +307,7 @@ impl<'a> MetadataReader<'a> {
             }
         }
         numbers.sort_unstable();
-        let mut prs = Vec::new();
-        for n in numbers {
-            prs.extend(self.pr(repo, n)?);
-        }
-        Ok(prs)
+        Ok(numbers)
     }
 
     /// Every ref of `repo` (any directory under `ref/` with a `head` file), by name.
