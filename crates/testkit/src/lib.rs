@@ -7,6 +7,9 @@
 //! let branches = datakit_ci_testkit::git(git_dir, &["branch", "--list"]);
 //! ```
 
+#[cfg(feature = "github")]
+pub mod github;
+
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -1,0 +1,548 @@
+//! The GitHub bridge against a fake GitHub (`datakit_ci_testkit::github`) serving the fixtures of
+//! `shared/fixtures/github/`: signed webhooks move targets; refused deliveries write nothing;
+//! full syncs converge, paginated, and cost only `304`s when nothing changed; App tokens.
+
+use anyhow::Context as _;
+use datakit_ci_forge_github::{
+    Credentials, GithubBridge, GithubConfig, MAX_PAYLOAD_BYTES, Receipt, Secret, WebhookError,
+    WebhookRequest, sign,
+};
+use datakit_ci_store::{BranchName, Store, StorePath};
+use datakit_ci_term::RepoId;
+use datakit_ci_testkit::github::{FakeGithub, FakePr, FakeRepo, fixtures_dir};
+
+const SECRET: &str = "It's a Secret to Everybody";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    bridge: GithubBridge,
+}
+
+fn start(fake: &FakeGithub, repos: &[&str], credentials: Credentials) -> anyhow::Result<Fixture> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(&dir.path().join("state.git"))?;
+    let repos = repos
+        .iter()
+        .map(|r| r.parse::<RepoId>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut config = GithubConfig::new(repos, credentials);
+    config.api_url = fake.url();
+    config.webhook_secret = Some(Secret::new(SECRET));
+    let bridge = GithubBridge::new(store.clone(), config)?;
+    Ok(Fixture {
+        _dir: dir,
+        store,
+        bridge,
+    })
+}
+
+fn token() -> Credentials {
+    Credentials::Token(Secret::new("ghp_test_token"))
+}
+
+impl Fixture {
+    /// The value of a metadata file, trimmed.
+    async fn read(&self, path: &str) -> anyhow::Result<Option<String>> {
+        let branch = self.store.branch(&BranchName::new("github-metadata")?);
+        let Some(head) = branch.head().await? else {
+            return Ok(None);
+        };
+        Ok(head
+            .tree()
+            .read_file(&StorePath::new(path)?)?
+            .map(|b| String::from_utf8_lossy(&b).trim().to_owned()))
+    }
+
+    async fn head(&self) -> anyhow::Result<Option<String>> {
+        let branch = self.store.branch(&BranchName::new("github-metadata")?);
+        Ok(branch.head().await?.map(|c| c.id().to_string()))
+    }
+
+    /// Delivers a fixture payload, signed.
+    fn deliver(&self, event: &str, file: &str, delivery: &str) -> anyhow::Result<Receipt> {
+        let body = std::fs::read(fixtures_dir().join("webhooks").join(file))
+            .with_context(|| format!("fixture {file}"))?;
+        let signature = sign(SECRET.as_bytes(), &body);
+        Ok(self.bridge.receive(WebhookRequest {
+            event: Some(event),
+            delivery: Some(delivery),
+            signature: Some(&signature),
+            body: &body,
+        })?)
+    }
+}
+
+const HELLO: &str = "Codertocat/Hello-World";
+const MASTER: &str = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
+const PR_HEAD: &str = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
+
+#[tokio::test]
+async fn signed_webhooks_from_the_fixtures_move_targets() -> anyhow::Result<()> {
+    let fake = FakeGithub::start();
+    let ci = start(&fake, &[HELLO], token())?;
+
+    assert_eq!(
+        ci.deliver("push", "push.branch.1.json", "d1")?,
+        Receipt::Queued
+    );
+    assert_eq!(
+        ci.deliver("push", "push.tag.1.json", "d2")?,
+        Receipt::Queued
+    );
+    assert_eq!(
+        ci.deliver("pull_request", "pull_request.opened.2.json", "d3")?,
+        Receipt::Queued
+    );
+    assert_eq!(
+        ci.read("Codertocat/Hello-World/ref/heads/master/head")
+            .await?,
+        None,
+        "applied in the background"
+    );
+    assert_eq!(ci.bridge.apply_queued().await?, 3);
+    let read = |p: &'static str| ci.read(p);
+    assert_eq!(
+        read("Codertocat/Hello-World/ref/heads/master/head")
+            .await?
+            .as_deref(),
+        Some(MASTER)
+    );
+    assert_eq!(
+        read("Codertocat/Hello-World/ref/tags/simple-tag/head")
+            .await?
+            .as_deref(),
+        Some(MASTER)
+    );
+    assert_eq!(
+        read("Codertocat/Hello-World/pr/2/head").await?.as_deref(),
+        Some(PR_HEAD)
+    );
+    assert_eq!(
+        read("Codertocat/Hello-World/pr/2/state").await?.as_deref(),
+        Some("open")
+    );
+    assert_eq!(
+        read("Codertocat/Hello-World/pr/2/title").await?.as_deref(),
+        Some("Update the README with new information.")
+    );
+    assert_eq!(
+        read("Codertocat/Hello-World/pr/2/owner").await?.as_deref(),
+        Some("Codertocat")
+    );
+    assert_eq!(
+        read("Codertocat/Hello-World/pr/2/base").await?.as_deref(),
+        Some("master")
+    );
+
+    ci.deliver("pull_request", "pull_request.closed.1.json", "d4")?;
+    ci.deliver("push", "push.tag-deleted.1.json", "d5")?;
+    ci.bridge.apply_queued().await?;
+    assert_eq!(
+        read("Codertocat/Hello-World/pr/2/state").await?.as_deref(),
+        Some("closed")
+    );
+    assert_eq!(
+        read("Codertocat/Hello-World/ref/tags/simple-tag/head").await?,
+        None
+    );
+    assert_eq!(
+        read("Codertocat/Hello-World/ref/heads/master/head")
+            .await?
+            .as_deref(),
+        Some(MASTER)
+    );
+
+    ci.deliver("pull_request", "pull_request.reopened.1.json", "d6")?;
+    ci.bridge.apply_queued().await?;
+    assert_eq!(
+        read("Codertocat/Hello-World/pr/2/state").await?.as_deref(),
+        Some("open")
+    );
+
+    // A branch deleted (no such fixture: the tag deletion's shape, as the fixtures' README says).
+    let mut deletion = datakit_ci_testkit::github::fixture("webhooks/push.tag-deleted.1.json");
+    deletion["ref"] = "refs/heads/master".into();
+    let body = serde_json::to_vec(&deletion)?;
+    let signature = sign(SECRET.as_bytes(), &body);
+    ci.bridge.receive(WebhookRequest {
+        event: Some("push"),
+        delivery: Some("d7"),
+        signature: Some(&signature),
+        body: &body,
+    })?;
+    ci.bridge.apply_queued().await?;
+    assert_eq!(
+        read("Codertocat/Hello-World/ref/heads/master/head").await?,
+        None
+    );
+
+    // The title and base of an edited PR.
+    let mut edited = datakit_ci_testkit::github::fixture("webhooks/pull_request.opened.2.json");
+    edited["action"] = "edited".into();
+    edited["pull_request"]["title"] = "A better title".into();
+    edited["pull_request"]["base"]["ref"] = "develop".into();
+    edited["changes"] =
+        serde_json::json!({"title": {"from": "Update the README with new information."}});
+    let body = serde_json::to_vec(&edited)?;
+    let signature = sign(SECRET.as_bytes(), &body);
+    ci.bridge.receive(WebhookRequest {
+        event: Some("pull_request"),
+        delivery: Some("d8"),
+        signature: Some(&signature),
+        body: &body,
+    })?;
+    ci.bridge.apply_queued().await?;
+    assert_eq!(
+        read("Codertocat/Hello-World/pr/2/title").await?.as_deref(),
+        Some("A better title")
+    );
+    assert_eq!(
+        read("Codertocat/Hello-World/pr/2/base").await?.as_deref(),
+        Some("develop")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn pings_and_unmonitored_repositories_are_acknowledged_and_ignored() -> anyhow::Result<()> {
+    let fake = FakeGithub::start();
+    let ci = start(&fake, &["me/proj"], token())?;
+    assert_eq!(
+        ci.deliver("ping", "ping.repository.1.json", "p1")?,
+        Receipt::Ignored
+    );
+    assert_eq!(
+        ci.deliver("push", "push.branch.1.json", "p2")?,
+        Receipt::Ignored
+    );
+    assert_eq!(ci.bridge.apply_queued().await?, 0);
+    assert_eq!(ci.head().await?, None, "nothing written");
+    Ok(())
+}
+
+#[tokio::test]
+async fn refused_and_replayed_deliveries_change_nothing() -> anyhow::Result<()> {
+    let fake = FakeGithub::start();
+    let ci = start(&fake, &[HELLO], token())?;
+    let body = std::fs::read(fixtures_dir().join("webhooks/push.branch.1.json"))?;
+    let good = sign(SECRET.as_bytes(), &body);
+    let request = |signature: Option<&'static str>, body: &'static [u8]| WebhookRequest {
+        event: Some("push"),
+        delivery: Some("x"),
+        signature,
+        body,
+    };
+    let body: &'static [u8] = Box::leak(body.into_boxed_slice());
+    let good: &'static str = Box::leak(good.into_boxed_str());
+
+    let unsigned = ci.bridge.receive(request(None, body));
+    assert!(
+        matches!(unsigned, Err(WebhookError::MissingSignature)),
+        "{unsigned:?}"
+    );
+    let wrong: &'static str = Box::leak(sign(b"not the secret", body).into_boxed_str());
+    let wrongly = ci.bridge.receive(request(Some(wrong), body));
+    assert!(
+        matches!(wrongly, Err(WebhookError::BadSignature)),
+        "{wrongly:?}"
+    );
+    // Truncated in transit: the signature no longer matches.
+    let truncated = &body[..body.len() / 2];
+    let cut = ci.bridge.receive(request(Some(good), truncated));
+    assert!(matches!(cut, Err(WebhookError::BadSignature)), "{cut:?}");
+    // Truncated before signing: the JSON is refused, naming the problem.
+    let signed_cut: &'static str = Box::leak(sign(SECRET.as_bytes(), truncated).into_boxed_str());
+    let malformed = ci.bridge.receive(request(Some(signed_cut), truncated));
+    let Err(error @ WebhookError::Malformed { .. }) = malformed else {
+        panic!("expected a malformed payload: {malformed:?}");
+    };
+    assert!(
+        error
+            .to_string()
+            .starts_with("malformed push payload: EOF while parsing"),
+        "{error}"
+    );
+    let huge: &'static [u8] = Box::leak(vec![b' '; MAX_PAYLOAD_BYTES + 1].into_boxed_slice());
+    let huge_signature: &'static str = Box::leak(sign(SECRET.as_bytes(), huge).into_boxed_str());
+    let oversized = ci.bridge.receive(request(Some(huge_signature), huge));
+    assert!(
+        matches!(oversized, Err(WebhookError::TooLarge { .. })),
+        "{oversized:?}"
+    );
+    assert_eq!(ci.bridge.apply_queued().await?, 0);
+    assert_eq!(ci.head().await?, None, "nothing written");
+
+    assert_eq!(
+        ci.bridge.receive(request(Some(good), body))?,
+        Receipt::Queued
+    );
+    assert_eq!(
+        ci.bridge.receive(request(Some(good), body))?,
+        Receipt::Replayed
+    );
+    assert_eq!(
+        ci.bridge.apply_queued().await?,
+        1,
+        "the replay was not queued"
+    );
+    assert!(ci.head().await?.is_some());
+    Ok(())
+}
+
+fn repo_with(branches: &[(&str, &str)], tags: &[(&str, &str)], prs: &[(u64, &str)]) -> FakeRepo {
+    FakeRepo {
+        clone_url: "https://github.example/me/proj.git".to_owned(),
+        branches: branches
+            .iter()
+            .map(|(n, h)| (n.to_string(), h.to_string()))
+            .collect(),
+        tags: tags
+            .iter()
+            .map(|(n, h)| (n.to_string(), h.to_string()))
+            .collect(),
+        prs: prs
+            .iter()
+            .map(|(n, h)| {
+                (
+                    *n,
+                    FakePr {
+                        number: *n,
+                        head: h.to_string(),
+                        title: format!("PR {n}"),
+                        user: "octocat".to_owned(),
+                        base: "main".to_owned(),
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+const A: &str = "1111111111111111111111111111111111111111";
+const B: &str = "2222222222222222222222222222222222222222";
+const C: &str = "3333333333333333333333333333333333333333";
+
+#[tokio::test]
+async fn a_full_sync_after_missed_webhooks_converges() -> anyhow::Result<()> {
+    let fake = FakeGithub::start();
+    fake.set_max_per_page(1);
+    fake.set_repo(
+        "me/proj",
+        repo_with(
+            &[("main", A), ("feature", B)],
+            &[("v1.0", A)],
+            &[(1, B), (2, C)],
+        ),
+    );
+    let ci = start(&fake, &["me/proj"], token())?;
+    let report = ci.bridge.sync_once().await?;
+    assert_eq!(report.changes.len(), 5, "{:?}", report.changes);
+    assert_eq!(
+        ci.read("me/proj/ref/heads/feature/head").await?.as_deref(),
+        Some(B)
+    );
+    assert_eq!(
+        ci.read("me/proj/ref/tags/v1.0/head").await?.as_deref(),
+        Some(A)
+    );
+    assert_eq!(ci.read("me/proj/pr/2/head").await?.as_deref(), Some(C));
+    assert_eq!(
+        ci.read("me/proj/pr/2/title").await?.as_deref(),
+        Some("PR 2")
+    );
+    assert_eq!(
+        ci.read("me/proj/pr/2/owner").await?.as_deref(),
+        Some("octocat")
+    );
+    assert!(
+        fake.requests()
+            .iter()
+            .any(|r| r.path.starts_with("/repos/me/proj/branches") && r.path.contains("page=2")),
+        "listings are paginated: {:?}",
+        fake.requests()
+    );
+    assert!(
+        fake.requests()
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some("Bearer ghp_test_token")),
+        "every request carries the token"
+    );
+
+    // While the CI was down: `feature` deleted, `main` moved, PR 2 closed, PR 3 opened.
+    fake.set_repo(
+        "me/proj",
+        repo_with(&[("main", C)], &[("v1.0", A)], &[(1, B), (3, A)]),
+    );
+    let report = ci.bridge.sync_once().await?;
+    assert_eq!(report.changes.len(), 4, "{:?}", report.changes);
+    assert_eq!(ci.read("me/proj/ref/heads/feature/head").await?, None);
+    assert_eq!(
+        ci.read("me/proj/ref/heads/main/head").await?.as_deref(),
+        Some(C)
+    );
+    assert_eq!(
+        ci.read("me/proj/pr/2/state").await?.as_deref(),
+        Some("closed")
+    );
+    assert_eq!(
+        ci.read("me/proj/pr/2/head").await?.as_deref(),
+        Some(C),
+        "a closed PR keeps its files"
+    );
+    assert_eq!(
+        ci.read("me/proj/pr/3/state").await?.as_deref(),
+        Some("open")
+    );
+    assert_eq!(
+        ci.read("me/proj/pr/1/state").await?.as_deref(),
+        Some("open")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unchanged_repository_is_answered_304_and_writes_nothing() -> anyhow::Result<()> {
+    let fake = FakeGithub::start();
+    fake.set_max_per_page(2);
+    fake.set_repo(
+        "me/proj",
+        repo_with(
+            &[("main", A), ("b", B), ("c", C)],
+            &[("v1.0", A)],
+            &[(1, B), (2, C), (3, A)],
+        ),
+    );
+    let ci = start(&fake, &["me/proj"], token())?;
+    let first = ci.bridge.sync_once().await?;
+    assert_eq!(first.unchanged_repos, 0);
+    let head = ci.head().await?;
+    let before = fake.requests().len();
+
+    let second = ci.bridge.sync_once().await?;
+    assert_eq!(second.unchanged_repos, 1);
+    assert!(second.changes.is_empty());
+    assert_eq!(ci.head().await?, head, "no commit");
+    let again = &fake.requests()[before..];
+    assert_eq!(
+        again.len(),
+        5,
+        "two pages of PRs, two of branches, one of tags: {again:?}"
+    );
+    assert!(again.iter().all(|r| r.status == 304), "{again:?}");
+    assert_eq!(ci.bridge.health().api.not_modified, 5);
+
+    // One change: that page is 200 again, and the sync sees it.
+    fake.edit_repo("me/proj", |repo| {
+        repo.branches.insert("main".to_owned(), C.to_owned());
+    });
+    let third = ci.bridge.sync_once().await?;
+    assert_eq!(third.unchanged_repos, 0);
+    assert_eq!(
+        ci.read("me/proj/ref/heads/main/head").await?.as_deref(),
+        Some(C)
+    );
+    Ok(())
+}
+
+/// An RSA key made by `openssl` (PKCS#1, as GitHub hands out App keys) and its public half.
+fn rsa_key(dir: &std::path::Path) -> anyhow::Result<(String, String)> {
+    let key = dir.join("app.pem");
+    let run = |args: &[&str]| -> anyhow::Result<()> {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        anyhow::ensure!(status.success(), "openssl {args:?}");
+        Ok(())
+    };
+    let key_path = key.to_str().context("a UTF-8 path")?;
+    run(&["genrsa", "-traditional", "-out", key_path, "2048"])?;
+    let public = dir.join("app.pub");
+    run(&[
+        "rsa",
+        "-in",
+        key_path,
+        "-pubout",
+        "-out",
+        public.to_str().context("UTF-8")?,
+    ])?;
+    Ok((
+        std::fs::read_to_string(&key)?,
+        std::fs::read_to_string(&public)?,
+    ))
+}
+
+#[tokio::test]
+async fn an_app_uses_installation_tokens_renewed_before_they_expire() -> anyhow::Result<()> {
+    let keys = tempfile::tempdir()?;
+    let (private, public) = rsa_key(keys.path())?;
+    let fake = FakeGithub::start();
+    fake.set_repo("me/proj", repo_with(&[("main", A)], &[], &[]));
+    let app = Credentials::App {
+        app_id: 4242,
+        key: Secret::new(private),
+    };
+    let ci = start(&fake, &["me/proj"], app)?;
+    ci.bridge.sync_once().await?;
+    assert_eq!(fake.tokens_issued(), 1);
+    let requests = fake.requests();
+    assert_eq!(requests[0].path, "/repos/me/proj/installation");
+    assert_eq!(requests[1].path, "/app/installations/1/access_tokens");
+    let jwt = requests[1]
+        .authorization
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .context("a JWT")?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_required_spec_claims(&["exp", "iat", "iss"]);
+    let claims = jsonwebtoken::decode::<serde_json::Value>(
+        jwt,
+        &jsonwebtoken::DecodingKey::from_rsa_pem(public.as_bytes())?,
+        &validation,
+    )?
+    .claims;
+    assert_eq!(claims["iss"], "4242");
+    let lifetime =
+        claims["exp"].as_u64().context("exp")? - claims["iat"].as_u64().context("iat")?;
+    assert!(
+        lifetime <= 600,
+        "GitHub refuses JWTs over 10 minutes: {lifetime}"
+    );
+    assert!(
+        requests[2..]
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some("Bearer ghs_installation_token_1")),
+        "{requests:?}"
+    );
+
+    // Still fresh: the same token.
+    ci.bridge.sync_once().await?;
+    assert_eq!(fake.tokens_issued(), 1);
+
+    // A token that expires within five minutes is renewed before use.
+    let fake2 = FakeGithub::start();
+    fake2.set_repo("me/proj", repo_with(&[("main", A)], &[], &[]));
+    fake2.set_token_lifetime(240);
+    let ci2 = start(
+        &fake2,
+        &["me/proj"],
+        Credentials::App {
+            app_id: 4242,
+            key: Secret::new(std::fs::read_to_string(keys.path().join("app.pem"))?),
+        },
+    )?;
+    ci2.bridge.sync_once().await?;
+    let issued = fake2.tokens_issued();
+    ci2.bridge.sync_once().await?;
+    assert!(fake2.tokens_issued() > issued, "renewed");
+    let last = fake2.requests().last().cloned().context("requests")?;
+    assert_eq!(
+        last.authorization,
+        Some(format!(
+            "Bearer ghs_installation_token_{}",
+            fake2.tokens_issued()
+        ))
+    );
+    Ok(())
+}
