@@ -33,6 +33,7 @@
 //! | `GET /settings` | Admin | settings |
 //! | `GET /error/{id}` | – | explains an error code |
 //! | `GET /metrics` | bearer token | Prometheus metrics |
+//! | `POST /webhooks/github` | signature | a GitHub webhook delivery, handed to the [`WebhookReceiver`] (outside the CSRF check) |
 //! | `GET /css/{name}` | – | the stylesheet |
 //!
 //! Anonymous viewers of a protected page are redirected (`303`) to
@@ -117,6 +118,7 @@ mod session;
 mod state;
 mod static_files;
 pub mod urls;
+mod webhooks;
 
 pub use access::require;
 pub use acl::{AccessPolicy, Acl, Decision, Role, UserAttrs};
@@ -132,3 +134,4 @@ pub use secrets::{CERT_FILE, KEY_FILE};
 pub use server::{WebServer, serve};
 pub use session::Viewer;
 pub use state::{AppState, AppStateBuilder, RebuildHook};
+pub use webhooks::{WebhookDelivery, WebhookOutcome, WebhookReceiver, WebhookRejection};

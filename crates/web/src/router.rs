@@ -16,7 +16,7 @@ use tower_sessions::{Expiry, SessionManagerLayer, SessionStore};
 
 use crate::memory_sessions::MemorySessions;
 use crate::pages::{auth, errors, home, settings};
-use crate::{AppState, actions, csrf, logs, metrics, static_files};
+use crate::{AppState, actions, csrf, logs, metrics, static_files, webhooks};
 
 /// How long an unused session lives.
 const SESSION_LIFETIME: Duration = Duration::days(7);
@@ -45,9 +45,14 @@ pub(crate) fn with_sessions<S: SessionStore + Clone>(
         .with_secure(config.public().is_https())
         .with_path("/")
         .with_expiry(Expiry::OnInactivity(SESSION_LIFETIME));
+    // The webhook route is authenticated by its signature, not a session: outside the CSRF check.
+    let webhooks = Router::new()
+        .route("/webhooks/github", post(webhooks::post_github_webhook))
+        .with_state(state.clone());
     let router = routes(pages)
         .with_state(state.clone())
         .layer(middleware::from_fn(csrf::check))
+        .merge(webhooks)
         .layer(sessions)
         .layer(middleware::from_fn_with_state(
             state.metrics().clone(),

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
 use crate::metrics::WebMetrics;
+use crate::webhooks::WebhookReceiver;
 use crate::{Error, WebConfig, secrets};
 
 /// The engine's rebuild entry point: marks the cache entry on `branch` for rebuild. An `Err` holds
@@ -37,6 +38,7 @@ struct Inner {
     metrics: WebMetrics,
     auth: Auth,
     rebuild: Option<RebuildHook>,
+    webhooks: Option<Arc<dyn WebhookReceiver>>,
     /// Cancelled when the server shuts down, to end streaming responses.
     shutdown: CancellationToken,
 }
@@ -59,6 +61,7 @@ pub struct AppStateBuilder {
     logs: LogManager,
     registry: Arc<Mutex<Registry>>,
     rebuild: Option<RebuildHook>,
+    webhooks: Option<Arc<dyn WebhookReceiver>>,
 }
 
 impl std::fmt::Debug for AppStateBuilder {
@@ -76,6 +79,13 @@ impl AppStateBuilder {
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
         self.rebuild = Some(Arc::new(move |branch| Box::pin(hook(branch))));
+        self
+    }
+
+    /// Installs the receiver of `POST /webhooks/github` (the GitHub bridge, wired by the
+    /// program). Without one, that route answers `404`.
+    pub fn webhook_receiver(mut self, receiver: Arc<dyn WebhookReceiver>) -> Self {
+        self.webhooks = Some(receiver);
         self
     }
 
@@ -102,6 +112,7 @@ impl AppStateBuilder {
                 metrics,
                 auth,
                 rebuild: self.rebuild,
+                webhooks: self.webhooks,
                 shutdown: CancellationToken::new(),
             }),
         };
@@ -128,6 +139,7 @@ impl AppState {
             logs,
             registry,
             rebuild: None,
+            webhooks: None,
         }
     }
 
@@ -171,6 +183,10 @@ impl AppState {
 
     pub(crate) fn auth(&self) -> &Auth {
         &self.inner.auth
+    }
+
+    pub(crate) fn webhook_receiver(&self) -> Option<&Arc<dyn WebhookReceiver>> {
+        self.inner.webhooks.as_ref()
     }
 
     pub(crate) fn rebuild_hook(&self) -> Option<&RebuildHook> {
