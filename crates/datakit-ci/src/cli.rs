@@ -98,8 +98,15 @@ impl ShellTests {
 #[derive(Debug, Args)]
 pub struct CommonArgs {
     /// A repository to test, as `PATH` (id `local/<directory name>`) or `USER/REPO=PATH`.
-    #[arg(long = "repo", value_name = "[USER/REPO=]PATH", required = true)]
+    #[arg(
+        long = "repo",
+        value_name = "[USER/REPO=]PATH",
+        required_unless_present = "github_repos"
+    )]
     pub repos: Vec<String>,
+    /// The GitHub repositories and how to reach them.
+    #[command(flatten)]
+    pub github: crate::github::GithubArgs,
     /// Where to keep the state (`state.git`) and the CI's clones.
     #[arg(long, value_name = "DIR", default_value = "./var")]
     pub state_dir: PathBuf,
@@ -149,6 +156,14 @@ pub enum UsageError {
         /// What is wrong.
         reason: String,
     },
+    /// A `--github-*` option is malformed or missing.
+    #[error("{option}: {reason}")]
+    Github {
+        /// The option.
+        option: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// A `--test` value is malformed.
     #[error("--test {value:?}: {reason}")]
     Test {
@@ -195,6 +210,7 @@ impl Cli {
         let shell = self.tests.into_config()?;
         Ok(LocalCiConfig {
             repos: options.repos,
+            github: options.github,
             shell,
             state_dir: options.state_dir,
             web_ui: options.web_ui,
@@ -212,6 +228,7 @@ impl CommonArgs {
             .iter()
             .map(|value| parse_repo(value))
             .collect::<Result<_, _>>()?;
+        let github = self.github.into_options()?;
         let canaries = self
             .canaries
             .iter()
@@ -251,6 +268,7 @@ impl CommonArgs {
         });
         Ok(CiOptions {
             repos,
+            github,
             state_dir: self.state_dir,
             web_ui,
             canaries,

@@ -27,6 +27,7 @@
 //! ```
 
 pub mod cli;
+pub mod github;
 pub mod local;
 mod run;
 
@@ -40,6 +41,11 @@ pub mod engine {
 /// Target history: status branches and the commit index.
 pub mod history {
     pub use datakit_ci_history::*;
+}
+
+/// GitHub as a forge: webhooks, full syncs, commit statuses.
+pub mod forge_github {
+    pub use datakit_ci_forge_github::*;
 }
 
 /// Local Git repositories as a forge.

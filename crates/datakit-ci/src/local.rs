@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use datakit_ci_cache::CacheMetrics;
 use datakit_ci_engine::{Engine, EngineConfig, Project};
+use datakit_ci_forge_github::GithubBridge;
 use datakit_ci_forge_local::{LocalBridge, LocalRepo};
 use datakit_ci_git::{Command, CommandConfig, JobEnvironment, Repo, Services};
 use datakit_ci_log::LogManager;
@@ -19,7 +20,9 @@ use datakit_ci_pool::{MonitoredPool, PoolMetrics, Pools};
 use datakit_ci_process as process;
 use datakit_ci_store::Store;
 use datakit_ci_term::{RepoId, TargetId};
-use datakit_ci_web::{AppState, WebConfig, WebServer};
+use datakit_ci_web::{AppState, WebConfig, WebServer, WebhookReceiver};
+
+use crate::github::{GithubOptions, WebhookAdapter};
 
 /// A local repository to test, under a forge id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +73,8 @@ impl ShellConfig {
 pub struct LocalCiConfig {
     /// The repositories to test.
     pub repos: Vec<LocalRepoSpec>,
+    /// The GitHub repositories to test, and how to reach them.
+    pub github: Option<GithubOptions>,
     /// The tests to run on every target of every repository, and how.
     pub shell: ShellConfig,
     /// Where the state lives: `<state_dir>/state.git`, the CI's own clones (`repos/`) and the
@@ -120,6 +125,9 @@ pub enum StartError {
     /// The web UI cannot start (secrets, listener, sessions backend).
     #[error(transparent)]
     Web(#[from] datakit_ci_web::Error),
+    /// GitHub cannot be reached or configured (secret files, the repositories' clone URLs).
+    #[error(transparent)]
+    Github(#[from] datakit_ci_forge_github::Error),
 }
 
 /// The local CI could not keep running.
@@ -135,6 +143,9 @@ pub enum RunError {
     /// The web server failed.
     #[error("the web server stopped")]
     Web(#[from] datakit_ci_web::Error),
+    /// The GitHub bridge or status reporter failed.
+    #[error("the GitHub bridge stopped")]
+    Github(#[from] datakit_ci_forge_github::Error),
 }
 
 /// What every local CI needs besides its projects (the common command-line options).
@@ -142,6 +153,8 @@ pub enum RunError {
 pub struct CiOptions {
     /// The repositories to watch.
     pub repos: Vec<LocalRepoSpec>,
+    /// The GitHub repositories to watch, and how to reach them.
+    pub github: Option<GithubOptions>,
     /// Where the state lives.
     pub state_dir: PathBuf,
     /// The public URL of the web UI.
@@ -213,6 +226,7 @@ pub fn shell_projects(
 pub struct LocalCi {
     engine: Engine,
     bridge: LocalBridge,
+    github: Option<GithubBridge>,
     services: Services,
     registry: Arc<Mutex<Registry>>,
     web: Option<WebServer>,
@@ -225,6 +239,7 @@ impl LocalCi {
         let shell = config.shell;
         let options = CiOptions {
             repos: config.repos,
+            github: config.github,
             state_dir: config.state_dir,
             web_ui: config.web_ui,
             canaries: config.canaries,
@@ -291,6 +306,24 @@ impl LocalCi {
             });
             local_repos.push(local);
         }
+        let github = match &options.github {
+            Some(github) => Some(github.bridge(&store)?),
+            None => None,
+        };
+        for repo in github.iter().flat_map(|bridge| bridge.repos()) {
+            if sources.iter().any(|s| &s.id == repo) {
+                return Err(StartError::DuplicateRepo(repo.clone()));
+            }
+            let bridge = github.as_ref().expect("iterating over its repositories");
+            // Fetch from where GitHub says the repository is (any URL `git` can fetch).
+            let info = bridge.repo_info(repo).await?;
+            let clone_dir = state_dir.join("repos").join(repo.user()).join(repo.repo());
+            let clone = Repo::open(&clone_dir, Some(&info.clone_url), &services).await?;
+            sources.push(SourceRepo {
+                id: repo.clone(),
+                repo: clone,
+            });
+        }
         let projects = make_projects(&sources, &services)?;
         for project in &projects {
             if !sources.iter().any(|s| &s.id == project.id()) {
@@ -306,12 +339,24 @@ impl LocalCi {
         let bridge = LocalBridge::new(store.clone(), local_repos);
         let registry = Arc::new(Mutex::new(registry));
         let web = match options.web {
-            Some(web) => Some(start_web(web, &engine, &services, &registry).await?),
+            Some(web) => {
+                let webhooks = github
+                    .as_ref()
+                    .filter(|_| {
+                        options
+                            .github
+                            .as_ref()
+                            .is_some_and(|g| g.webhook_secret_file.is_some())
+                    })
+                    .map(|bridge| WebhookAdapter::shared(bridge.clone()));
+                Some(start_web(web, &engine, &services, &registry, webhooks).await?)
+            }
             None => None,
         };
         Ok(LocalCi {
             engine,
             bridge,
+            github,
             services,
             registry,
             web,
@@ -343,6 +388,16 @@ impl LocalCi {
         let stop_all = cancel.child_token();
         let bridge = self.bridge.run(stop_all.clone());
         let engine = self.engine.run(stop_all.clone());
+        let github = async {
+            let Some(bridge) = &self.github else {
+                return Ok(());
+            };
+            let reporter = bridge.status_reporter();
+            let result =
+                tokio::try_join!(bridge.run(stop_all.clone()), reporter.run(stop_all.clone()));
+            stop_all.cancel();
+            result.map(drop)
+        };
         let web = async {
             match self.web {
                 Some(web) => {
@@ -354,7 +409,7 @@ impl LocalCi {
                 None => Ok(()),
             }
         };
-        let (bridge, engine, web) = tokio::join!(
+        let (bridge, engine, web, github) = tokio::join!(
             async {
                 let result = bridge.await;
                 stop_all.cancel();
@@ -365,11 +420,13 @@ impl LocalCi {
                 stop_all.cancel();
                 result
             },
-            web
+            web,
+            github
         );
         engine?;
         bridge?;
         web?;
+        github?;
         Ok(())
     }
 }
@@ -425,15 +482,19 @@ async fn start_web(
     engine: &Engine,
     services: &Services,
     registry: &Arc<Mutex<Registry>>,
+    webhooks: Option<Arc<dyn WebhookReceiver>>,
 ) -> Result<WebServer, StartError> {
-    let state = AppState::builder(
+    let mut state = AppState::builder(
         config,
         services.store.clone(),
         services.logs.clone(),
         Arc::clone(registry),
     )
-    .engine_rebuilds(engine.clone())
-    .build()?;
+    .engine_rebuilds(engine.clone());
+    if let Some(webhooks) = webhooks {
+        state = state.webhook_receiver(webhooks);
+    }
+    let state = state.build()?;
     let pages = datakit_ci_web::ci_pages(engine.clone(), services.pools.clone());
     Ok(WebServer::bind(state, Some(pages)).await?)
 }

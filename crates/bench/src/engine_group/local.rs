@@ -215,6 +215,7 @@ impl Harness {
         let id: datakit_ci::term::RepoId = REPO_ID.parse()?;
         let clone_dir = state_dir.join("repos").join(id.user()).join(id.repo());
         let ci = LocalCi::start(LocalCiConfig {
+            github: None,
             repos: vec![LocalRepoSpec {
                 id,
                 path: repo.clone(),

@@ -1,0 +1,202 @@
+//! GitHub in the program: the `--github-*` options ([`GithubArgs`], validated without I/O into
+//! [`GithubOptions`]), reading their secret files and making the bridge ([`GithubOptions::bridge`]),
+//! and the adapter that hands the web server's `POST /webhooks/github` deliveries to the bridge
+//! ([`WebhookAdapter`]).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use datakit_ci_forge_github::{
+    Credentials, GithubBridge, GithubConfig, MAX_PAYLOAD_BYTES, Receipt, Secret, WebhookError,
+    WebhookRequest,
+};
+use datakit_ci_store::Store;
+use datakit_ci_term::RepoId;
+use datakit_ci_web::{WebhookDelivery, WebhookOutcome, WebhookReceiver, WebhookRejection};
+
+use crate::cli::UsageError;
+
+/// The GitHub options (issue 15).
+#[derive(Debug, Args)]
+pub struct GithubArgs {
+    /// A GitHub repository to test, `OWNER/REPO` (repeatable): its open pull requests, branches
+    /// and tags, with commit statuses posted back.
+    #[arg(long = "github-repo", value_name = "OWNER/REPO")]
+    pub github_repos: Vec<String>,
+    /// The GitHub REST API (a GitHub Enterprise server's is `https://HOST/api/v3`).
+    #[arg(long, value_name = "URL", default_value = datakit_ci_forge_github::DEFAULT_API_URL)]
+    pub github_api_url: String,
+    /// A file holding a GitHub token (a personal access token, or any token with the
+    /// `repo:status` and read access to the repositories).
+    #[arg(long, value_name = "FILE", conflicts_with = "github_app_id")]
+    pub github_token_file: Option<PathBuf>,
+    /// The id of the GitHub App to act as (with --github-app-key).
+    #[arg(long, value_name = "N", requires = "github_app_key")]
+    pub github_app_id: Option<u64>,
+    /// The GitHub App's private key (PEM file).
+    #[arg(long, value_name = "FILE", requires = "github_app_id")]
+    pub github_app_key: Option<PathBuf>,
+    /// A file holding the webhook secret; webhooks are served on `POST /webhooks/github` only
+    /// with one.
+    #[arg(long, value_name = "FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// How often to list every repository's PRs, branches and tags, in case a webhook was missed
+    /// (e.g. `10m`).
+    #[arg(long, value_name = "DURATION", default_value = "10m")]
+    pub github_sync_interval: humantime::Duration,
+}
+
+/// How the program reaches GitHub, checked but not yet read (the secret files are read at
+/// start).
+#[derive(Clone, Debug)]
+pub struct GithubOptions {
+    /// The repositories.
+    pub repos: Vec<RepoId>,
+    /// The API's base URL.
+    pub api_url: String,
+    /// The credentials' files.
+    pub auth: GithubAuth,
+    /// The webhook secret's file.
+    pub webhook_secret_file: Option<PathBuf>,
+    /// The interval between full syncs.
+    pub sync_interval: Duration,
+}
+
+/// Where the credentials are.
+#[derive(Clone, Debug)]
+pub enum GithubAuth {
+    /// `--github-token-file`.
+    TokenFile(PathBuf),
+    /// `--github-app-id`, `--github-app-key`.
+    App {
+        /// The App's id.
+        app_id: u64,
+        /// Its key's file.
+        key_file: PathBuf,
+    },
+}
+
+impl GithubArgs {
+    /// `None` without `--github-repo`; else the checked options.
+    pub fn into_options(self) -> Result<Option<GithubOptions>, UsageError> {
+        let error = |option: &'static str, reason: String| UsageError::Github { option, reason };
+        if self.github_repos.is_empty() {
+            return Ok(None);
+        }
+        let mut repos: Vec<RepoId> = Vec::new();
+        for value in &self.github_repos {
+            let repo: RepoId = value
+                .parse()
+                .map_err(|e| error("--github-repo", format!("{value:?}: {e}")))?;
+            if repos.contains(&repo) {
+                return Err(error("--github-repo", format!("{value:?} is given twice")));
+            }
+            repos.push(repo);
+        }
+        if !(self.github_api_url.starts_with("http://")
+            || self.github_api_url.starts_with("https://"))
+        {
+            return Err(error(
+                "--github-api-url",
+                format!(
+                    "{:?} must start with http:// or https://",
+                    self.github_api_url
+                ),
+            ));
+        }
+        let auth = match (
+            self.github_token_file,
+            self.github_app_id,
+            self.github_app_key,
+        ) {
+            (Some(file), None, None) => GithubAuth::TokenFile(file),
+            (None, Some(app_id), Some(key_file)) => GithubAuth::App { app_id, key_file },
+            _ => {
+                return Err(error(
+                    "--github-repo",
+                    "needs --github-token-file FILE, or --github-app-id N with --github-app-key FILE"
+                        .to_owned(),
+                ));
+            }
+        };
+        let sync_interval: Duration = self.github_sync_interval.into();
+        if sync_interval.is_zero() {
+            return Err(error(
+                "--github-sync-interval",
+                "must be longer than 0s".to_owned(),
+            ));
+        }
+        Ok(Some(GithubOptions {
+            repos,
+            api_url: self.github_api_url,
+            auth,
+            webhook_secret_file: self.webhook_secret_file,
+            sync_interval,
+        }))
+    }
+}
+
+impl GithubOptions {
+    /// Reads the secret files and makes the bridge over `store`.
+    pub fn bridge(&self, store: &Store) -> Result<GithubBridge, datakit_ci_forge_github::Error> {
+        let credentials = match &self.auth {
+            GithubAuth::TokenFile(file) => Credentials::Token(Secret::from_file(file)?),
+            GithubAuth::App { app_id, key_file } => Credentials::App {
+                app_id: *app_id,
+                key: Secret::from_file(key_file)?,
+            },
+        };
+        let mut config = GithubConfig::new(self.repos.clone(), credentials);
+        config.api_url = self.api_url.clone();
+        config.sync_interval = self.sync_interval;
+        config.webhook_secret = self
+            .webhook_secret_file
+            .as_deref()
+            .map(Secret::from_file)
+            .transpose()?;
+        GithubBridge::new(store.clone(), config)
+    }
+}
+
+/// Hands `POST /webhooks/github` deliveries to the bridge.
+pub struct WebhookAdapter(pub GithubBridge);
+
+impl WebhookAdapter {
+    /// The adapter as the web server takes it.
+    pub fn shared(bridge: GithubBridge) -> Arc<dyn WebhookReceiver> {
+        Arc::new(WebhookAdapter(bridge))
+    }
+}
+
+impl WebhookReceiver for WebhookAdapter {
+    fn max_body_bytes(&self) -> usize {
+        MAX_PAYLOAD_BYTES
+    }
+
+    fn receive(&self, delivery: WebhookDelivery) -> Result<WebhookOutcome, WebhookRejection> {
+        let request = WebhookRequest {
+            event: delivery.event.as_deref(),
+            delivery: delivery.delivery.as_deref(),
+            signature: delivery.signature.as_deref(),
+            body: &delivery.body,
+        };
+        match self.0.receive(request) {
+            Ok(Receipt::Queued) => Ok(WebhookOutcome::Accepted),
+            Ok(Receipt::Replayed) => Ok(WebhookOutcome::Replayed),
+            Ok(_) => Ok(WebhookOutcome::Ignored),
+            Err(error) => {
+                let message = error.to_string();
+                Err(match error {
+                    WebhookError::MissingSignature
+                    | WebhookError::BadSignature
+                    | WebhookError::NoSecret => WebhookRejection::Unauthorized(message),
+                    WebhookError::TooLarge { .. } => WebhookRejection::TooLarge(message),
+                    _ => WebhookRejection::BadRequest(message),
+                })
+            }
+        }
+    }
+}

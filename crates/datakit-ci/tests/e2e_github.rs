@@ -1,0 +1,246 @@
+//! Issue 15 end to end: the `datakit-ci` binary against a fake GitHub
+//! (`datakit_ci_testkit::github`) whose `clone_url` is a local bare repository. The PRs and
+//! branches the API lists are tested and their statuses POSTed back; a signed push webhook adds
+//! a branch; unsigned and replayed deliveries change nothing.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+
+use common::{Ci, Repo, State, run_git, wait_until};
+use datakit_ci::forge_github::sign;
+use datakit_ci_testkit::github::{FakeGithub, FakePr, FakeRepo, PostedStatus, fixture};
+
+const SECRET: &str = "webhook secret";
+const FAILING: &str = r#"command "sh" "-c" "test ! -e fail" exited with status 1"#;
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("a bound address").port()
+}
+
+/// POSTs a webhook delivery to the binary; returns the answer's status.
+fn deliver(port: u16, headers: &[(&str, &str)], body: &[u8]) -> u16 {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the web UI");
+    let mut request = format!(
+        "POST /webhooks/github HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send the head");
+    stream.write_all(body).expect("send the body");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the answer");
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {response:?}"))
+}
+
+fn status(commit: &str, state: &str, description: &str) -> PostedStatus {
+    PostedStatus {
+        repo: "me/proj".to_owned(),
+        sha: commit.to_owned(),
+        context: "ci/datakit/unit".to_owned(),
+        state: state.to_owned(),
+        description: description.to_owned(),
+        target_url: Some(format!(
+            "https://ci.example.test/me/proj/commit/{commit}?test=unit"
+        )),
+    }
+}
+
+#[test]
+fn the_binary_tests_what_github_lists_and_follows_signed_webhooks() {
+    // The repository GitHub "hosts": a bare mirror of a work tree.
+    let work = Repo::new("proj");
+    let main = work.rev("main");
+    let feature = work.commit(&main, "Feature", &[("feature", "yes\n")]);
+    work.set_ref("refs/heads/feature", &feature);
+    let broken = work.commit(&main, "Break it", &[("fail", "yes\n")]);
+    work.set_ref("refs/pull/1/head", &broken);
+    let hosting = tempfile::tempdir().expect("a temporary directory");
+    let bare = hosting.path().join("proj.git");
+    run_git(
+        hosting.path(),
+        &[
+            "clone",
+            "--quiet",
+            "--mirror",
+            &work.path().display().to_string(),
+            "proj.git",
+        ],
+    );
+
+    let fake = FakeGithub::start();
+    fake.set_repo(
+        "me/proj",
+        FakeRepo {
+            clone_url: bare.display().to_string(),
+            branches: [
+                ("main".to_owned(), main.clone()),
+                ("feature".to_owned(), feature.clone()),
+            ]
+            .into(),
+            tags: Default::default(),
+            prs: [(
+                1,
+                FakePr {
+                    number: 1,
+                    head: broken.clone(),
+                    title: "Break it".to_owned(),
+                    user: "octocat".to_owned(),
+                    base: "main".to_owned(),
+                },
+            )]
+            .into(),
+        },
+    );
+    let secrets = tempfile::tempdir().expect("a temporary directory");
+    let token_file = secrets.path().join("token");
+    std::fs::write(&token_file, "ghp_e2e_token\n").expect("write the token");
+    let secret_file = secrets.path().join("webhook-secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).expect("write the secret");
+
+    let state = State::new();
+    let port = free_port();
+    let listen = format!("http://127.0.0.1:{port}");
+    let api = fake.url();
+    let ci = Ci::start(
+        &[],
+        &[("unit", "test ! -e fail")],
+        &state,
+        &[
+            "--github-repo",
+            "me/proj",
+            "--github-api-url",
+            &api,
+            "--github-token-file",
+            &token_file.display().to_string(),
+            "--webhook-secret-file",
+            &secret_file.display().to_string(),
+            "--listen",
+            &listen,
+            "--web-ui",
+            "https://ci.example.test/",
+        ],
+    );
+    ci.wait_for_line("me/proj/heads/main unit: success (Passed)");
+    ci.wait_for_line("me/proj/heads/feature unit: success (Passed)");
+    ci.wait_for_line(&format!("me/proj/prs/1 unit: failure ({FAILING})"));
+    let wanted = [
+        status(&main, "success", "Passed"),
+        status(&feature, "success", "Passed"),
+        status(&broken, "failure", FAILING),
+    ];
+    wait_until(
+        "the final statuses to be POSTed",
+        || {
+            wanted
+                .iter()
+                .all(|s| fake.statuses().contains(s))
+                .then_some(())
+        },
+        || format!("posted: {:#?}\n{}", fake.statuses(), ci.report()),
+    );
+    assert!(
+        fake.requests()
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some("Bearer ghp_e2e_token")),
+        "every request carries the token"
+    );
+    assert!(
+        ci.stderr()
+            .iter()
+            .all(|line| !line.contains("ghp_e2e_token")),
+        "the token is never logged"
+    );
+
+    // A push GitHub announces by webhook: a new branch.
+    let hotfix = work.commit(&main, "Hotfix", &[("hotfix", "yes\n")]);
+    work.set_ref("refs/heads/hotfix", &hotfix);
+    run_git(
+        &bare,
+        &[
+            "fetch",
+            "--quiet",
+            &work.path().display().to_string(),
+            "refs/heads/hotfix:refs/heads/hotfix",
+        ],
+    );
+    let mut push = fixture("webhooks/push.branch.1.json");
+    push["ref"] = "refs/heads/hotfix".into();
+    push["after"] = hotfix.clone().into();
+    push["head_commit"]["id"] = hotfix.clone().into();
+    push["repository"]["full_name"] = "me/proj".into();
+    let body = serde_json::to_vec(&push).expect("JSON");
+    let signature = sign(SECRET.as_bytes(), &body);
+    let wrong = sign(b"guess", &body);
+    let headers = |signature: &'static str, delivery: &'static str| {
+        vec![
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", delivery),
+            ("X-Hub-Signature-256", signature),
+        ]
+    };
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    assert_eq!(
+        deliver(
+            port,
+            &[("X-GitHub-Event", "push"), ("X-GitHub-Delivery", "u1")],
+            &body
+        ),
+        401,
+        "unsigned"
+    );
+    assert_eq!(
+        deliver(port, &headers(leak(wrong), "u2"), &body),
+        401,
+        "wrongly signed"
+    );
+    assert_eq!(
+        deliver(
+            port,
+            &headers(leak(signature.clone()), "u3"),
+            &body[..body.len() / 2]
+        ),
+        401,
+        "truncated"
+    );
+    assert_eq!(
+        deliver(port, &headers(leak(signature.clone()), "d1"), &body),
+        202
+    );
+    assert_eq!(
+        deliver(port, &headers(leak(signature), "d1"), &body),
+        200,
+        "replayed"
+    );
+    ci.wait_for_line("me/proj/heads/hotfix unit: success (Passed)");
+    let wanted = status(&hotfix, "success", "Passed");
+    wait_until(
+        "the hotfix's status to be POSTed",
+        || fake.statuses().contains(&wanted).then_some(()),
+        || format!("posted: {:#?}\n{}", fake.statuses(), ci.report()),
+    );
+    let final_statuses = fake
+        .statuses()
+        .into_iter()
+        .filter(|s| s.state != "pending")
+        .count();
+    assert_eq!(
+        final_statuses,
+        4,
+        "one final status per target: {:#?}",
+        fake.statuses()
+    );
+}
