@@ -474,10 +474,8 @@ impl GithubBridge {
                 }
             }
             sync |= self.inner.resync.swap(false, Ordering::Relaxed);
-            if sync {
-                if let Err(error) = self.sync_once().await {
-                    tracing::warn!(error = %ErrorChain(&error), "GitHub full sync failed; trying again later");
-                }
+            if sync && let Err(error) = self.sync_once().await {
+                tracing::warn!(error = %ErrorChain(&error), "GitHub full sync failed; trying again later");
             }
             if !batch.is_empty()
                 && let Err(error) = self.apply(batch).await
