@@ -3,18 +3,20 @@
 //! and the adapter that hands the web server's `POST /webhooks/github` deliveries to the bridge
 //! ([`WebhookAdapter`]).
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 
+use datakit_ci_engine::Engine;
 use datakit_ci_forge_github::{
-    Credentials, GithubBridge, GithubConfig, MAX_PAYLOAD_BYTES, Receipt, Secret, WebhookError,
-    WebhookRequest,
+    Credentials, GithubBridge, GithubConfig, MAX_PAYLOAD_BYTES, Receipt, RerunHook, RerunRequest,
+    Secret, WebhookError, WebhookRequest,
 };
-use datakit_ci_store::Store;
-use datakit_ci_term::RepoId;
+use datakit_ci_store::{BranchName, Store};
+use datakit_ci_term::{LogLeaf, RebuildStateKind, RepoId, SavedLog};
 use datakit_ci_web::{WebhookDelivery, WebhookOutcome, WebhookReceiver, WebhookRejection};
 
 use crate::cli::UsageError;
@@ -159,6 +161,62 @@ impl GithubOptions {
             .transpose()?;
         GithubBridge::new(store.clone(), config)
     }
+}
+
+/// What GitHub's "Re-run" buttons do: `check_run.rerequested` (and the check run's `rebuild`
+/// action) rebuilds that job on every target at the commit (its failed steps, else its last
+/// step); `check_suite.rerequested` rebuilds the failed steps of every job there.
+pub fn rerun_hook(engine: Engine) -> RerunHook {
+    Arc::new(move |request: RerunRequest| {
+        let engine = engine.clone();
+        Box::pin(async move {
+            let mut branches: BTreeSet<BranchName> = BTreeSet::new();
+            for id in engine.targets_of_commit(&request.repo, &request.commit) {
+                let Some(view) = engine.target(&id) else {
+                    continue;
+                };
+                for job in &view.jobs {
+                    if request.job.as_ref().is_some_and(|name| name != &job.name) {
+                        continue;
+                    }
+                    let Some(output) = &job.output else { continue };
+                    let saved: Vec<&SavedLog> = output
+                        .logs
+                        .leaves()
+                        .into_iter()
+                        .filter_map(|leaf| match leaf {
+                            LogLeaf::Saved(saved)
+                                if saved.rebuild_state() == RebuildStateKind::Rebuildable =>
+                            {
+                                Some(saved)
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    let failed: Vec<&SavedLog> =
+                        saved.iter().copied().filter(|s| s.failed()).collect();
+                    if !failed.is_empty() {
+                        branches.extend(failed.iter().map(|s| s.branch().clone()));
+                    } else if request.job.is_some()
+                        && let Some(last) = saved.last()
+                    {
+                        branches.insert(last.branch().clone());
+                    }
+                }
+            }
+            if branches.is_empty() {
+                tracing::info!(repo = %request.repo, commit = %request.commit, job = request.job, "GitHub asked for a re-run of nothing this CI built");
+            }
+            for branch in branches {
+                match engine.rebuild(&branch).await {
+                    Ok(()) => tracing::info!(%branch, "rebuilding, as GitHub asked"),
+                    Err(error) => {
+                        tracing::warn!(%branch, %error, "cannot rebuild, as GitHub asked")
+                    }
+                }
+            }
+        })
+    })
 }
 
 /// Hands `POST /webhooks/github` deliveries to the bridge.

@@ -336,6 +336,9 @@ impl LocalCi {
             canaries: options.canaries.clone(),
         };
         let engine = Engine::new(engine_config, store.clone(), &mut registry);
+        if let Some(bridge) = &github {
+            bridge.on_rerun(crate::github::rerun_hook(engine.clone()));
+        }
         let bridge = LocalBridge::new(store.clone(), local_repos);
         let registry = Arc::new(Mutex::new(registry));
         let web = match options.web {

@@ -8,13 +8,11 @@ mod common;
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 
-use common::{Ci, Repo, State, run_git, wait_until};
+use common::{Ci, Repo, Scratch, State, run_git, wait_until};
 use datakit_ci::forge_github::sign;
 use datakit_ci_testkit::github::{FakeGithub, FakePr, FakeRepo, PostedStatus, fixture};
 
 const SECRET: &str = "webhook secret";
-const FAILING: &str = r#"command "sh" "-c" "test ! -e fail" exited with status 1"#;
-
 /// A port nothing listens on now.
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
@@ -112,12 +110,14 @@ fn the_binary_tests_what_github_lists_and_follows_signed_webhooks() {
     std::fs::write(&secret_file, format!("{SECRET}\n")).expect("write the secret");
 
     let state = State::new();
+    let scratch = Scratch::new();
+    let command = format!("echo run >> {}; test ! -e fail", scratch.shell_path("runs"));
     let port = free_port();
     let listen = format!("http://127.0.0.1:{port}");
     let api = fake.url();
     let ci = Ci::start(
         &[],
-        &[("unit", "test ! -e fail")],
+        &[("unit", &command)],
         &state,
         &[
             "--github-repo",
@@ -136,11 +136,19 @@ fn the_binary_tests_what_github_lists_and_follows_signed_webhooks() {
     );
     ci.wait_for_line("me/proj/heads/main unit: success (Passed)");
     ci.wait_for_line("me/proj/heads/feature unit: success (Passed)");
-    ci.wait_for_line(&format!("me/proj/prs/1 unit: failure ({FAILING})"));
+    let failed = ci.wait_for("the PR's failure", |line| {
+        line.starts_with("me/proj/prs/1 unit: failure (")
+    });
+    let failing = failed
+        .strip_prefix("me/proj/prs/1 unit: failure (")
+        .and_then(|rest| rest.strip_suffix(')'))
+        .expect("a description")
+        .to_owned();
+    assert!(failing.starts_with("command \"sh\" \"-c\""), "{failing}");
     let wanted = [
         status(&main, "success", "Passed"),
         status(&feature, "success", "Passed"),
-        status(&broken, "failure", FAILING),
+        status(&broken, "failure", &failing),
     ];
     wait_until(
         "the final statuses to be POSTed",
@@ -242,5 +250,25 @@ fn the_binary_tests_what_github_lists_and_follows_signed_webhooks() {
         4,
         "one final status per target: {:#?}",
         fake.statuses()
+    );
+
+    // GitHub's "Re-run" button on main's check run: the job runs again.
+    assert_eq!(scratch.count_lines("runs"), 4, "one run per target");
+    let mut rerun = fixture("webhooks/check_run.rerequested.1.json");
+    rerun["repository"]["full_name"] = "me/proj".into();
+    rerun["check_run"]["name"] = "ci/datakit/unit".into();
+    rerun["check_run"]["head_sha"] = main.clone().into();
+    let body = serde_json::to_vec(&rerun).expect("JSON");
+    let signature = leak(sign(SECRET.as_bytes(), &body));
+    let headers = [
+        ("X-GitHub-Event", "check_run"),
+        ("X-GitHub-Delivery", "r1"),
+        ("X-Hub-Signature-256", signature),
+    ];
+    assert_eq!(deliver(port, &headers, &body), 202);
+    wait_until(
+        "main's job to run again",
+        || (scratch.count_lines("runs") == 5).then_some(()),
+        || ci.report(),
     );
 }

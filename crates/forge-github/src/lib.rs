@@ -151,8 +151,12 @@ pub struct RerunRequest {
     pub job: Option<String>,
 }
 
-/// Called for each [`RerunRequest`].
-pub type RerunHook = Arc<dyn Fn(RerunRequest) + Send + Sync>;
+/// Called for each [`RerunRequest`]; the bridge awaits the future before applying further events.
+pub type RerunHook = Arc<
+    dyn Fn(RerunRequest) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// The bridge's state for the dashboard.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -543,7 +547,7 @@ impl GithubBridge {
             let hook = lock(&self.inner.rerun).clone();
             for rerun in reruns {
                 match &hook {
-                    Some(hook) => hook(rerun),
+                    Some(hook) => hook(rerun).await,
                     None => {
                         tracing::info!(repo = %rerun.repo, commit = %rerun.commit, "GitHub asked for a re-run; nothing is set up to do it")
                     }
