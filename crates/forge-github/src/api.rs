@@ -118,19 +118,44 @@ impl Client {
         decode(&url, &body)
     }
 
-    /// `POST path` with a JSON body as `owner`; the answer is not read beyond its status.
+    /// `POST path` with a JSON body about `repo`; the answer's body is returned.
     pub(crate) async fn post(
         &self,
         repo: &RepoId,
         path: &str,
         body: &serde_json::Value,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<u8>, Error> {
+        self.send_json(Method::POST, repo, path, body).await
+    }
+
+    /// `PATCH path` with a JSON body about `repo`; the answer's body is returned.
+    pub(crate) async fn patch(
+        &self,
+        repo: &RepoId,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<Vec<u8>, Error> {
+        self.send_json(Method::PATCH, repo, path, body).await
+    }
+
+    async fn send_json(
+        &self,
+        method: Method,
+        repo: &RepoId,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<Vec<u8>, Error> {
         let url = self.url(path);
         let auth = self.authorization(repo).await?;
         let body = serde_json::to_vec(body).expect("a JSON value serializes");
-        self.send(Method::POST, &url, &auth, Some(body), None)
+        self.send(method, &url, &auth, Some(body), None)
             .await
-            .map(drop)
+            .map(|answer| answer.body)
+    }
+
+    /// Whether the client acts as a GitHub App (which may create check runs).
+    pub(crate) fn is_app(&self) -> bool {
+        matches!(self.credentials, Credentials::App { .. })
     }
 
     /// One page of a listing as `owner`, conditionally: a page answered `304` is the remembered

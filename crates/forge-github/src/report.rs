@@ -1,10 +1,15 @@
-//! Commit statuses to GitHub ([`StatusReporter`]). What is still to be sent is derived from the
+//! Commit statuses (and, as a GitHub App, check runs) to GitHub ([`StatusReporter`]). What is still to be sent is derived from the
 //! store, never from memory: the statuses the engine wrote in `github-metadata` (`<owner>/<repo>/
 //! commit/<hash>/status/ci/datakit/<test>/{state,description,target_url}`) against what GitHub
 //! was last told, recorded on the branch `github-reported` (`<owner>/<repo>/commit/<hash>/
 //! <context>/told`, plus `cursor`: the metadata commit up to which everything was told). So a
 //! restart, even after `kill -9`, sends exactly what was not yet acknowledged, and only the latest
 //! state of each status.
+//!
+//! As an App, each status also has a check run (name and `external_id` = the context,
+//! `in_progress` while pending, then `completed` with a conclusion, the description as title and
+//! summary, `details_url` = the status link, and a `rebuild` action button): created once, its id
+//! recorded beside the status (`check_run`), then updated.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -69,12 +74,45 @@ impl Told {
     }
 }
 
+/// What is due for one status: the status itself, the check run, or both.
+#[derive(Debug)]
+struct Due {
+    told: Told,
+    /// The commit status differs from what GitHub was last told.
+    status: bool,
+    /// As an App: the check run differs; holds the check run's id if one was created.
+    check: Option<Option<u64>>,
+}
+
+/// What GitHub was last told of a check run.
+fn check_record(id: Option<u64>, told: &Told) -> String {
+    serde_json::json!({
+        "id": id,
+        "state": told.state,
+        "description": told.description,
+        "target_url": told.target_url,
+    })
+    .to_string()
+}
+
+/// The id and state of a recorded check run.
+fn parse_check_record(bytes: &[u8]) -> Option<(Option<u64>, Told)> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let told = Told::from_record(bytes)?;
+    Some((value.get("id").and_then(serde_json::Value::as_u64), told))
+}
+
+/// GitHub's limit on a check run's summary, in characters.
+const MAX_SUMMARY_CHARS: usize = 65_535;
+
 /// What one pass sent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReportPass {
     /// Statuses GitHub accepted.
     pub sent: usize,
+    /// Check runs created or updated (as a GitHub App).
+    pub check_runs: usize,
     /// Statuses GitHub refused for good (a 4xx other than a rate limit); recorded as told, so
     /// they are not sent again until they change.
     pub refused: usize,
@@ -177,33 +215,113 @@ impl StatusReporter {
         }
         let tree = head.tree();
         let repos = self.repos.clone();
+        let app = self.client.is_app();
         let wanted = {
             let tree = tree.clone();
             let cursor = cursor.map(|c| c.tree());
             let record_tree = record_tree.clone();
             tokio::task::spawn_blocking(move || {
-                to_send(&tree, cursor.as_ref(), record_tree.as_ref(), &repos)
+                to_send(&tree, cursor.as_ref(), record_tree.as_ref(), &repos, app)
             })
             .await??
         };
         let mut pass = ReportPass::default();
-        for (key, told) in wanted {
-            match self.send(&key, &told).await {
-                Ok(()) => pass.sent += 1,
-                Err(error) if error.is_transient() => return Err(error),
-                Err(error) => {
-                    if matches!(error, Error::Status { status: 401, .. }) {
-                        self.client.token_refused(&key.repo).await;
-                        return Err(error);
-                    }
-                    tracing::warn!(error = %crate::ErrorChain(&error), commit = %key.commit, context = key.context, "GitHub refused a commit status; not sending it again until it changes");
-                    pass.refused += 1;
+        for (key, due) in wanted {
+            let told = &due.told;
+            if due.status {
+                match self.send(&key, told).await {
+                    Ok(()) => pass.sent += 1,
+                    Err(error) => self.refused(&key, error, &mut pass).await?,
                 }
+                self.record(&key, "told", told.to_record()).await?;
             }
-            self.record_told(&key, &told).await?;
+            if let Some(id) = due.check {
+                let id = match self.send_check_run(&key, told, id).await {
+                    Ok(id) => {
+                        pass.check_runs += 1;
+                        Some(id)
+                    }
+                    Err(error) => {
+                        self.refused(&key, error, &mut pass).await?;
+                        id
+                    }
+                };
+                self.record(&key, "check_run", check_record(id, told))
+                    .await?;
+            }
         }
         self.record_cursor(head.id()).await?;
         Ok(pass)
+    }
+
+    /// Returns a transient error (to stop the pass), or counts a refusal (recorded as told, so
+    /// it is not sent again until it changes).
+    async fn refused(&self, key: &Key, error: Error, pass: &mut ReportPass) -> Result<(), Error> {
+        if error.is_transient() {
+            return Err(error);
+        }
+        if matches!(error, Error::Status { status: 401, .. }) {
+            self.client.token_refused(&key.repo).await;
+            return Err(error);
+        }
+        tracing::warn!(error = %crate::ErrorChain(&error), commit = %key.commit, context = key.context, "GitHub refused a status or check run; not sending it again until it changes");
+        pass.refused += 1;
+        Ok(())
+    }
+
+    /// Creates (no `id` yet) or updates the check run of `key`; returns its id.
+    async fn send_check_run(&self, key: &Key, told: &Told, id: Option<u64>) -> Result<u64, Error> {
+        let completed = told.state != "pending";
+        let mut body = serde_json::json!({
+            "name": key.context,
+            "external_id": key.context,
+            "status": if completed { "completed" } else { "in_progress" },
+            "output": {
+                "title": if told.description.is_empty() { told.state.clone() } else { told.description.clone() },
+                "summary": summary(told),
+            },
+        });
+        if !told.target_url.is_empty() {
+            body["details_url"] = serde_json::Value::String(told.target_url.clone());
+        }
+        if completed {
+            body["conclusion"] = serde_json::Value::String(conclusion(told).to_owned());
+            body["actions"] = serde_json::json!([{
+                "label": "Rebuild",
+                "description": "Run this job again",
+                "identifier": crate::webhook::REBUILD_ACTION,
+            }]);
+        }
+        let answer = match id {
+            Some(id) => {
+                self.client
+                    .patch(
+                        &key.repo,
+                        &format!("repos/{}/check-runs/{id}", key.repo),
+                        &body,
+                    )
+                    .await?
+            }
+            None => {
+                body["head_sha"] = serde_json::Value::String(key.commit.to_string());
+                self.client
+                    .post(&key.repo, &format!("repos/{}/check-runs", key.repo), &body)
+                    .await?
+            }
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&answer).map_err(|e| Error::Answer {
+                url: format!("repos/{}/check-runs", key.repo),
+                problem: e.to_string(),
+            })?;
+        value
+            .get("id")
+            .and_then(serde_json::Value::as_u64)
+            .or(id)
+            .ok_or_else(|| Error::Answer {
+                url: format!("repos/{}/check-runs", key.repo),
+                problem: "no check run id in the answer".to_owned(),
+            })
     }
 
     async fn send(&self, key: &Key, told: &Told) -> Result<(), Error> {
@@ -222,21 +340,23 @@ impl StatusReporter {
                 &body,
             )
             .await?;
+
         tracing::debug!(repo = %key.repo, commit = %key.commit, context = key.context, state = told.state, "status sent to GitHub");
         Ok(())
     }
 
-    async fn record_told(&self, key: &Key, told: &Told) -> Result<(), Error> {
+    /// Records `contents` as file `name` (`told`, `check_run`) of `key`.
+    async fn record(&self, key: &Key, name: &str, contents: String) -> Result<(), Error> {
         let path = StorePath::new(format!(
-            "{}/commit/{}/{}/told",
+            "{}/commit/{}/{}/{name}",
             key.repo, key.commit, key.context
         ))?;
         let mut transaction = self.record.transaction().await?;
-        transaction.create_file(&path, told.to_record())?;
+        transaction.create_file(&path, contents)?;
         transaction
             .commit(&format!(
-                "Told GitHub {} is {} on {}",
-                key.context, told.state, key.commit
+                "Told GitHub ({name}) {} on {}",
+                key.context, key.commit
             ))
             .await?;
         Ok(())
@@ -270,7 +390,8 @@ fn to_send(
     cursor: Option<&Snapshot>,
     record: Option<&Snapshot>,
     repos: &[RepoId],
-) -> Result<BTreeMap<Key, Told>, Error> {
+    app: bool,
+) -> Result<BTreeMap<Key, Due>, Error> {
     let keys: Vec<Key> = match cursor {
         Some(cursor) => cursor
             .changed_files(tree)?
@@ -293,18 +414,36 @@ fn to_send(
             description: cut(status.description.as_deref().unwrap_or("")),
             target_url: status.target_url.unwrap_or_default(),
         };
-        let last = match record {
-            Some(record) => {
-                let path = StorePath::new(format!(
-                    "{}/commit/{}/{}/told",
-                    key.repo, key.commit, key.context
-                ))?;
-                record.read_file(&path)?.and_then(|b| Told::from_record(&b))
-            }
-            None => None,
+        let read = |name: &str| -> Result<Option<Vec<u8>>, Error> {
+            let Some(record) = record else {
+                return Ok(None);
+            };
+            let path = StorePath::new(format!(
+                "{}/commit/{}/{}/{name}",
+                key.repo, key.commit, key.context
+            ))?;
+            Ok(record.read_file(&path)?)
         };
-        if last.as_ref() != Some(&told) {
-            wanted.insert(key, told);
+        let last = read("told")?.and_then(|b| Told::from_record(&b));
+        let status = last.as_ref() != Some(&told);
+        let check = if app {
+            match read("check_run")?.and_then(|b| parse_check_record(&b)) {
+                Some((_, last)) if last == told => None,
+                Some((id, _)) => Some(id),
+                None => Some(None),
+            }
+        } else {
+            None
+        };
+        if status || check.is_some() {
+            wanted.insert(
+                key,
+                Due {
+                    told,
+                    status,
+                    check,
+                },
+            );
         }
     }
     Ok(wanted)
@@ -370,6 +509,28 @@ fn all_keys(tree: &Snapshot, repos: &[RepoId]) -> Result<Vec<Key>, Error> {
         }
     }
     Ok(keys)
+}
+
+/// A check run's conclusion for a final state.
+fn conclusion(told: &Told) -> &'static str {
+    let description = told.description.to_ascii_lowercase();
+    match told.state.as_str() {
+        "success" => "success",
+        _ if description.starts_with("cancelled") || description.starts_with("canceled") => {
+            "cancelled"
+        }
+        _ if description.starts_with("timed out") => "timed_out",
+        _ => "failure",
+    }
+}
+
+/// A check run's summary: the description and the link to the logs, within GitHub's limit.
+fn summary(told: &Told) -> String {
+    let mut text = told.description.clone();
+    if !told.target_url.is_empty() {
+        text.push_str(&format!("\n\n[Logs and history]({})", told.target_url));
+    }
+    text.chars().take(MAX_SUMMARY_CHARS).collect()
 }
 
 /// A description within GitHub's 140 characters.

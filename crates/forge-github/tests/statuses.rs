@@ -234,3 +234,72 @@ async fn statuses_unsent_when_the_process_died_are_sent_by_the_next() -> anyhow:
     assert_eq!(reporter(&fake, &store)?.report_once().await?.sent, 0);
     Ok(())
 }
+
+/// An RSA key made by `openssl` (PKCS#1, as GitHub hands out App keys).
+fn app_key(dir: &std::path::Path) -> anyhow::Result<String> {
+    let key = dir.join("app.pem");
+    let status = std::process::Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "openssl genrsa");
+    Ok(std::fs::read_to_string(key)?)
+}
+
+#[tokio::test]
+async fn an_app_also_creates_then_updates_one_check_run_per_job() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(&dir.path().join("state.git"))?;
+    let fake = FakeGithub::start();
+    let mut config = GithubConfig::new(
+        vec!["me/proj".parse::<RepoId>()?],
+        Credentials::App {
+            app_id: 7,
+            key: Secret::new(app_key(dir.path())?),
+        },
+    );
+    config.api_url = fake.url();
+    let reporter = GithubBridge::new(store.clone(), config)?.status_reporter();
+    write_statuses(&store, &[(A, "build", "pending", "Building")]).await?;
+    let pass = reporter.report_once().await?;
+    assert_eq!((pass.sent, pass.check_runs), (1, 1));
+    let posts_before = fake.requests().len();
+    write_statuses(&store, &[(A, "build", "failure", "Cancelled by admin")]).await?;
+    let pass = reporter.report_once().await?;
+    assert_eq!((pass.sent, pass.check_runs), (1, 1));
+    assert_eq!(
+        fake.requests().len() - posts_before,
+        2,
+        "one status and one check-run update per state change"
+    );
+    assert_eq!(
+        reporter.report_once().await?,
+        Default::default(),
+        "nothing changed"
+    );
+
+    let calls = fake.check_runs();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(
+        (calls[0].method.as_str(), calls[1].method.as_str()),
+        ("POST", "PATCH")
+    );
+    assert_eq!(calls[0].id, calls[1].id, "the created run is updated");
+    let created = &calls[0].body;
+    assert_eq!(created["name"], "ci/datakit/build");
+    assert_eq!(created["head_sha"], A);
+    assert_eq!(created["status"], "in_progress");
+    assert_eq!(created["external_id"], "ci/datakit/build");
+    assert_eq!(
+        created["details_url"],
+        format!("https://ci.example/me/proj/commit/{A}?test=build")
+    );
+    let updated = &calls[1].body;
+    assert_eq!(updated["status"], "completed");
+    assert_eq!(updated["conclusion"], "cancelled");
+    assert_eq!(updated["output"]["title"], "Cancelled by admin");
+    assert_eq!(updated["actions"][0]["identifier"], "rebuild");
+    Ok(())
+}

@@ -81,6 +81,19 @@ pub struct PostedStatus {
     pub target_url: Option<String>,
 }
 
+/// A check-run request the CI sent (create or update).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckRunCall {
+    /// `owner/repo`.
+    pub repo: String,
+    /// `POST` (create) or `PATCH` (update).
+    pub method: String,
+    /// The check run's id (given to a created one).
+    pub id: u64,
+    /// The JSON sent.
+    pub body: Value,
+}
+
 /// A scripted failure for the next status POST.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
@@ -109,6 +122,7 @@ pub struct Request {
 struct Data {
     repos: HashMap<String, FakeRepo>,
     statuses: Vec<PostedStatus>,
+    check_runs: Vec<CheckRunCall>,
     failures: VecDeque<Failure>,
     requests: Vec<Request>,
     tokens_issued: u64,
@@ -205,6 +219,11 @@ impl FakeGithub {
         self.data().statuses.clone()
     }
 
+    /// The check-run requests accepted, in order.
+    pub fn check_runs(&self) -> Vec<CheckRunCall> {
+        self.data().check_runs.clone()
+    }
+
     /// Every request answered, in order.
     pub fn requests(&self) -> Vec<Request> {
         self.data().requests.clone()
@@ -242,6 +261,11 @@ fn router(data: Shared) -> Router {
         .route("/repos/{owner}/{repo}/tags", get(get_tags))
         .route("/repos/{owner}/{repo}/statuses/{sha}", post(post_status))
         .route("/repos/{owner}/{repo}/installation", get(get_installation))
+        .route("/repos/{owner}/{repo}/check-runs", post(post_check_run))
+        .route(
+            "/repos/{owner}/{repo}/check-runs/{id}",
+            axum::routing::patch(patch_check_run),
+        )
         .route(
             "/app/installations/{id}/access_tokens",
             post(post_access_token),
@@ -544,6 +568,74 @@ async fn post_status(
         },
     };
     record(&data, "POST", path, &headers, response.status());
+    response
+}
+
+async fn post_check_run(
+    State(data): State<Shared>,
+    Path((owner, repo)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    check_run(data, owner, repo, None, headers, body)
+}
+
+async fn patch_check_run(
+    State(data): State<Shared>,
+    Path((owner, repo, id)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    check_run(data, owner, repo, Some(id), headers, body)
+}
+
+/// Creates (`id` = `None`) or updates a check run; only an App's installation token may.
+fn check_run(
+    data: Shared,
+    owner: String,
+    repo: String,
+    id: Option<u64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let is_installation = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer ghs_"));
+    let response = match serde_json::from_slice::<Value>(&body) {
+        _ if !is_installation => json_response(
+            StatusCode::FORBIDDEN,
+            &json!({"message": "You must authenticate via a GitHub App."}),
+        ),
+        Err(e) => json_response(StatusCode::BAD_REQUEST, &json!({"message": e.to_string()})),
+        Ok(sent) => {
+            let mut data_guard = lock(&data);
+            let method = if id.is_some() { "PATCH" } else { "POST" };
+            let id = id.unwrap_or(1000 + data_guard.check_runs.len() as u64);
+            data_guard.check_runs.push(CheckRunCall {
+                repo: format!("{owner}/{repo}"),
+                method: method.to_owned(),
+                id,
+                body: sent.clone(),
+            });
+            drop(data_guard);
+            let mut answer = fixture(
+                "openapi/response-examples/checks.create.201.example-of-in-progress-conclusion.json",
+            );
+            answer["id"] = json!(id);
+            answer["name"] = sent["name"].clone();
+            answer["status"] = sent["status"].clone();
+            json_response(StatusCode::CREATED, &answer)
+        }
+    };
+    let method = if id.is_some() { "PATCH" } else { "POST" };
+    record(
+        &data,
+        method,
+        format!("/repos/{owner}/{repo}/check-runs"),
+        &headers,
+        response.status(),
+    );
     response
 }
 
