@@ -10,7 +10,7 @@ use std::net::{TcpListener, TcpStream};
 
 use common::{Ci, Repo, Scratch, State, run_git, wait_until};
 use datakit_ci::forge_github::sign;
-use datakit_ci_testkit::github::{FakeGithub, FakePr, FakeRepo, PostedStatus, fixture};
+use datakit_ci_testkit::github::{Failure, FakeGithub, FakePr, FakeRepo, PostedStatus, fixture};
 
 const SECRET: &str = "webhook secret";
 /// A port nothing listens on now.
@@ -271,4 +271,62 @@ fn the_binary_tests_what_github_lists_and_follows_signed_webhooks() {
         || (scratch.count_lines("runs") == 5).then_some(()),
         || ci.report(),
     );
+}
+
+#[test]
+fn statuses_github_never_acknowledged_are_sent_after_a_kill_9() {
+    let work = Repo::new("proj");
+    let main = work.rev("main");
+    let fake = FakeGithub::start();
+    fake.set_repo(
+        "me/proj",
+        FakeRepo {
+            clone_url: work.path().display().to_string(),
+            branches: [("main".to_owned(), main.clone())].into(),
+            ..FakeRepo::default()
+        },
+    );
+    // GitHub is down: every status POST fails.
+    fake.fail_next_statuses(&[Failure::Status(503); 1000]);
+    let secrets = tempfile::tempdir().expect("a temporary directory");
+    let token_file = secrets.path().join("token");
+    std::fs::write(&token_file, "ghp_e2e_token\n").expect("write the token");
+    let state = State::new();
+    let api = fake.url();
+    let token = token_file.display().to_string();
+    let args = [
+        "--github-repo",
+        "me/proj",
+        "--github-api-url",
+        &api,
+        "--github-token-file",
+        &token,
+        "--web-ui",
+        "https://ci.example.test/",
+    ];
+    let mut ci = Ci::start(&[], &[("unit", "true")], &state, &args);
+    ci.wait_for_line("me/proj/heads/main unit: success (Passed)");
+    wait_until(
+        "a status POST to fail",
+        || {
+            fake.requests()
+                .iter()
+                .any(|r| r.method == "POST" && r.status == 503)
+                .then_some(())
+        },
+        || ci.report(),
+    );
+    ci.kill();
+    assert_eq!(fake.statuses(), [], "nothing was acknowledged");
+
+    // GitHub is back; the CI restarts on the same state.
+    fake.clear_failures();
+    let ci = Ci::start(&[], &[("unit", "true")], &state, &args);
+    let wanted = status(&main, "success", "Passed");
+    wait_until(
+        "the status to arrive",
+        || fake.statuses().contains(&wanted).then_some(()),
+        || format!("posted: {:#?}\n{}", fake.statuses(), ci.report()),
+    );
+    assert_eq!(fake.statuses(), [wanted], "only the latest state, once");
 }

@@ -209,6 +209,11 @@ impl FakeGithub {
         self.data().max_per_page = max.max(1);
     }
 
+    /// Forgets the scripted failures not yet used.
+    pub fn clear_failures(&self) {
+        self.data().failures.clear();
+    }
+
     /// How long the installation tokens it issues live (default an hour).
     pub fn set_token_lifetime(&self, seconds: i64) {
         self.data().token_lifetime_secs = seconds;
