@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::Args;
 
@@ -17,7 +17,9 @@ use datakit_ci_forge_github::{
 };
 use datakit_ci_store::{BranchName, Store};
 use datakit_ci_term::{LogLeaf, RebuildStateKind, RepoId, SavedLog};
-use datakit_ci_web::{WebhookDelivery, WebhookOutcome, WebhookReceiver, WebhookRejection};
+use datakit_ci_web::{
+    ForgeHealth, WebhookDelivery, WebhookOutcome, WebhookReceiver, WebhookRejection,
+};
 
 use crate::cli::UsageError;
 
@@ -217,6 +219,38 @@ pub fn rerun_hook(engine: Engine) -> RerunHook {
             }
         })
     })
+}
+
+/// The dashboard's GitHub line: last webhook, last sync, rate limit left, statuses waiting.
+pub struct HealthAdapter(pub GithubBridge);
+
+impl ForgeHealth for HealthAdapter {
+    fn lines(&self) -> Vec<String> {
+        let health = self.0.health();
+        let ago = |time: Option<SystemTime>| match time {
+            None => "never".to_owned(),
+            Some(time) => {
+                let age = time.elapsed().unwrap_or_default();
+                format!(
+                    "{} ago",
+                    humantime::format_duration(Duration::from_secs(age.as_secs()))
+                )
+            }
+        };
+        let sync = match &health.last_sync_error {
+            Some(error) => format!("last sync failed: {error}"),
+            None => format!("last sync {}", ago(health.last_sync)),
+        };
+        let limit = health
+            .api
+            .rate_limit_remaining
+            .map_or_else(|| "unknown".to_owned(), |n| n.to_string());
+        vec![format!(
+            "GitHub: last webhook {} · {sync} · rate limit left {limit} · statuses waiting {}",
+            ago(health.last_webhook),
+            health.statuses_waiting
+        )]
+    }
 }
 
 /// Hands `POST /webhooks/github` deliveries to the bridge.

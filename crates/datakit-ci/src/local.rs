@@ -20,7 +20,7 @@ use datakit_ci_pool::{MonitoredPool, PoolMetrics, Pools};
 use datakit_ci_process as process;
 use datakit_ci_store::Store;
 use datakit_ci_term::{RepoId, TargetId};
-use datakit_ci_web::{AppState, WebConfig, WebServer, WebhookReceiver};
+use datakit_ci_web::{AppState, ForgeHealth, WebConfig, WebServer, WebhookReceiver};
 
 use crate::github::{GithubOptions, WebhookAdapter};
 
@@ -352,7 +352,10 @@ impl LocalCi {
                             .is_some_and(|g| g.webhook_secret_file.is_some())
                     })
                     .map(|bridge| WebhookAdapter::shared(bridge.clone()));
-                Some(start_web(web, &engine, &services, &registry, webhooks).await?)
+                let health = github.as_ref().map(|bridge| {
+                    Arc::new(crate::github::HealthAdapter(bridge.clone())) as Arc<dyn ForgeHealth>
+                });
+                Some(start_web(web, &engine, &services, &registry, webhooks, health).await?)
             }
             None => None,
         };
@@ -486,6 +489,7 @@ async fn start_web(
     services: &Services,
     registry: &Arc<Mutex<Registry>>,
     webhooks: Option<Arc<dyn WebhookReceiver>>,
+    health: Option<Arc<dyn ForgeHealth>>,
 ) -> Result<WebServer, StartError> {
     let mut state = AppState::builder(
         config,
@@ -496,6 +500,9 @@ async fn start_web(
     .engine_rebuilds(engine.clone());
     if let Some(webhooks) = webhooks {
         state = state.webhook_receiver(webhooks);
+    }
+    if let Some(health) = health {
+        state = state.forge_health(health);
     }
     let state = state.build()?;
     let pages = datakit_ci_web::ci_pages(engine.clone(), services.pools.clone());

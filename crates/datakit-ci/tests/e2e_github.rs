@@ -19,6 +19,21 @@ fn free_port() -> u16 {
     listener.local_addr().expect("a bound address").port()
 }
 
+/// The body of `GET path`, whatever the status.
+fn http_get(port: u16, path: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the web UI");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the answer");
+    response
+}
+
 /// POSTs a webhook delivery to the binary; returns the answer's status.
 fn deliver(port: u16, headers: &[(&str, &str)], body: &[u8]) -> u16 {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the web UI");
@@ -171,6 +186,14 @@ fn the_binary_tests_what_github_lists_and_follows_signed_webhooks() {
             .iter()
             .all(|line| !line.contains("ghp_e2e_token")),
         "the token is never logged"
+    );
+
+    // The dashboard shows the connection's health.
+    let dashboard = http_get(port, "/");
+    assert!(
+        dashboard.contains("GitHub: last webhook never · last sync ")
+            && dashboard.contains(" ago · rate limit left 4999 · statuses waiting "),
+        "{dashboard}"
     );
 
     // A push GitHub announces by webhook: a new branch.

@@ -170,6 +170,8 @@ pub struct Health {
     pub last_sync_error: Option<String>,
     /// The API requests counted.
     pub api: ApiCounts,
+    /// Statuses (and check runs) found different from what GitHub was last told, not yet sent.
+    pub statuses_waiting: usize,
 }
 
 /// Mirrors GitHub repositories into the metadata. Cheap to clone.
@@ -193,6 +195,8 @@ struct Inner {
     wake: Notify,
     health: Mutex<Health>,
     rerun: Mutex<Option<RerunHook>>,
+    /// Shared with the status reporters.
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
     /// Serialises metadata writes (webhook batches and syncs).
     writing: tokio::sync::Mutex<()>,
 }
@@ -243,6 +247,7 @@ impl GithubBridge {
                 wake: Notify::new(),
                 health: Mutex::new(Health::default()),
                 rerun: Mutex::new(None),
+                waiting: Arc::default(),
                 writing: tokio::sync::Mutex::new(()),
             }),
         })
@@ -262,6 +267,7 @@ impl GithubBridge {
     pub fn health(&self) -> Health {
         let mut health = lock(&self.inner.health).clone();
         health.api = self.inner.client.counts();
+        health.statuses_waiting = self.inner.waiting.load(Ordering::Relaxed);
         health
     }
 
@@ -276,6 +282,7 @@ impl GithubBridge {
             self.inner.store.clone(),
             Arc::clone(&self.inner.client),
             self.inner.repos.clone(),
+            Arc::clone(&self.inner.waiting),
         )
     }
 

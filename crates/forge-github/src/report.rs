@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use datakit_ci_store::{Branch, BranchName, Commit, CommitId, Snapshot, Store, StorePath};
@@ -126,6 +127,8 @@ pub struct StatusReporter {
     client: Arc<Client>,
     repos: Vec<RepoId>,
     retry_delay: Duration,
+    /// How many statuses the current pass still has to send (for the dashboard).
+    waiting: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for StatusReporter {
@@ -137,7 +140,12 @@ impl std::fmt::Debug for StatusReporter {
 }
 
 impl StatusReporter {
-    pub(crate) fn new(store: Store, client: Arc<Client>, repos: Vec<RepoId>) -> StatusReporter {
+    pub(crate) fn new(
+        store: Store,
+        client: Arc<Client>,
+        repos: Vec<RepoId>,
+        waiting: Arc<AtomicUsize>,
+    ) -> StatusReporter {
         let name = |n: &str| BranchName::new(n).expect("a valid branch name");
         StatusReporter {
             metadata: store.branch(&name(crate::METADATA_BRANCH)),
@@ -146,6 +154,7 @@ impl StatusReporter {
             client,
             repos,
             retry_delay: RETRY_DELAY,
+            waiting,
         }
     }
 
@@ -226,6 +235,7 @@ impl StatusReporter {
             .await??
         };
         let mut pass = ReportPass::default();
+        self.waiting.store(wanted.len(), Ordering::Relaxed);
         for (key, due) in wanted {
             let told = &due.told;
             if due.status {
@@ -249,6 +259,7 @@ impl StatusReporter {
                 self.record(&key, "check_run", check_record(id, told))
                     .await?;
             }
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
         }
         self.record_cursor(head.id()).await?;
         Ok(pass)

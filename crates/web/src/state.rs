@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
+use crate::forge_health::ForgeHealth;
 use crate::metrics::WebMetrics;
 use crate::webhooks::WebhookReceiver;
 use crate::{Error, WebConfig, secrets};
@@ -39,6 +40,7 @@ struct Inner {
     auth: Auth,
     rebuild: Option<RebuildHook>,
     webhooks: Option<Arc<dyn WebhookReceiver>>,
+    forge_health: Option<Arc<dyn ForgeHealth>>,
     /// Cancelled when the server shuts down, to end streaming responses.
     shutdown: CancellationToken,
 }
@@ -62,6 +64,7 @@ pub struct AppStateBuilder {
     registry: Arc<Mutex<Registry>>,
     rebuild: Option<RebuildHook>,
     webhooks: Option<Arc<dyn WebhookReceiver>>,
+    forge_health: Option<Arc<dyn ForgeHealth>>,
 }
 
 impl std::fmt::Debug for AppStateBuilder {
@@ -89,6 +92,12 @@ impl AppStateBuilder {
         self
     }
 
+    /// Installs what the dashboard says of the forge connections (the GitHub bridge's health).
+    pub fn forge_health(mut self, health: Arc<dyn ForgeHealth>) -> Self {
+        self.forge_health = Some(health);
+        self
+    }
+
     /// Creates the secrets directory if needed (mode 0700), loads the password file (or generates
     /// the first-run intro token, logging the setup URL as a warning) and registers the web
     /// metrics on the registry. Blocking file-system work: call at start-up.
@@ -113,6 +122,7 @@ impl AppStateBuilder {
                 auth,
                 rebuild: self.rebuild,
                 webhooks: self.webhooks,
+                forge_health: self.forge_health,
                 shutdown: CancellationToken::new(),
             }),
         };
@@ -140,6 +150,7 @@ impl AppState {
             registry,
             rebuild: None,
             webhooks: None,
+            forge_health: None,
         }
     }
 
@@ -183,6 +194,15 @@ impl AppState {
 
     pub(crate) fn auth(&self) -> &Auth {
         &self.inner.auth
+    }
+
+    /// The dashboard's forge-connection lines (none without a [`ForgeHealth`]).
+    pub(crate) fn forge_health_lines(&self) -> Vec<String> {
+        self.inner
+            .forge_health
+            .as_ref()
+            .map(|health| health.lines())
+            .unwrap_or_default()
     }
 
     pub(crate) fn webhook_receiver(&self) -> Option<&Arc<dyn WebhookReceiver>> {

@@ -62,7 +62,9 @@ pub(crate) async fn get_dashboard(
         })
         .collect();
     let unreadable = ci.engine.unreadable_targets();
+    let forges = state.forge_health_lines();
     let content = html! {
+        @for line in &forges { p.forge-health { (line) } }
         @for project in projects { (project) }
         @if !unreadable.is_empty() {
             h2 { "Targets with invalid metadata" }
