@@ -15,6 +15,7 @@ use datakit_ci_forge_github::{
     Credentials, GithubBridge, GithubConfig, MAX_PAYLOAD_BYTES, Receipt, RerunHook, RerunRequest,
     Secret, WebhookError, WebhookRequest,
 };
+use datakit_ci_git::RemoteCredentials;
 use datakit_ci_store::{BranchName, Store};
 use datakit_ci_term::{LogLeaf, RebuildStateKind, RepoId, SavedLog};
 use datakit_ci_web::{
@@ -219,6 +220,31 @@ pub fn rerun_hook(engine: Engine) -> RerunHook {
             }
         })
     })
+}
+
+/// The credentials `git` uses to fetch a GitHub repository over https: the bridge's token (or
+/// the owner's installation token), asked for before each clone or fetch.
+pub struct GitCredentials {
+    /// The bridge that knows the tokens.
+    pub bridge: GithubBridge,
+    /// The repository fetched.
+    pub repo: RepoId,
+}
+
+impl RemoteCredentials for GitCredentials {
+    fn authorization(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>> {
+        let bridge = self.bridge.clone();
+        let repo = self.repo.clone();
+        Box::pin(async move {
+            bridge
+                .git_authorization(&repo)
+                .await
+                .map(|header| header.expose().to_owned())
+                .map_err(|e| e.to_string())
+        })
+    }
 }
 
 /// The dashboard's GitHub line: last webhook, last sync, rate limit left, statuses waiting.

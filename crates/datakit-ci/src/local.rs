@@ -318,7 +318,17 @@ impl LocalCi {
             // Fetch from where GitHub says the repository is (any URL `git` can fetch).
             let info = bridge.repo_info(repo).await?;
             let clone_dir = state_dir.join("repos").join(repo.user()).join(repo.repo());
-            let clone = Repo::open(&clone_dir, Some(&info.clone_url), &services).await?;
+            let credentials = crate::github::GitCredentials {
+                bridge: bridge.clone(),
+                repo: repo.clone(),
+            };
+            let clone = Repo::open_with_credentials(
+                &clone_dir,
+                Some(&info.clone_url),
+                &services,
+                Some(Arc::new(credentials)),
+            )
+            .await?;
             sources.push(SourceRepo {
                 id: repo.clone(),
                 repo: clone,

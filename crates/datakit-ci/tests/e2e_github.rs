@@ -353,3 +353,85 @@ fn statuses_github_never_acknowledged_are_sent_after_a_kill_9() {
     );
     assert_eq!(fake.statuses(), [wanted], "only the latest state, once");
 }
+
+#[test]
+fn a_private_repository_is_cloned_and_fetched_over_https_with_the_token() {
+    let work = Repo::new("proj");
+    let main = work.rev("main");
+    let proposed = work.commit(&main, "Propose", &[("feature", "yes\n")]);
+    work.set_ref("refs/pull/1/head", &proposed);
+    let hosting = tempfile::tempdir().expect("a temporary directory");
+    run_git(
+        hosting.path(),
+        &[
+            "clone",
+            "--quiet",
+            "--mirror",
+            &work.path().display().to_string(),
+            "proj.git",
+        ],
+    );
+    let fake = FakeGithub::start();
+    fake.serve_git(hosting.path().to_owned(), "ghp_e2e_token");
+    fake.set_repo(
+        "me/proj",
+        FakeRepo {
+            clone_url: format!("{}/git/proj.git", fake.url()),
+            branches: [("main".to_owned(), main.clone())].into(),
+            prs: [(
+                1,
+                FakePr {
+                    number: 1,
+                    head: proposed.clone(),
+                    title: "Propose".to_owned(),
+                    user: "octocat".to_owned(),
+                    base: "main".to_owned(),
+                },
+            )]
+            .into(),
+            ..FakeRepo::default()
+        },
+    );
+    let secrets = tempfile::tempdir().expect("a temporary directory");
+    let token_file = secrets.path().join("token");
+    std::fs::write(&token_file, "ghp_e2e_token\n").expect("write the token");
+    let state = State::new();
+    let api = fake.url();
+    let token = token_file.display().to_string();
+    let ci = Ci::start(
+        &[],
+        &[("unit", "test -e README")],
+        &state,
+        &[
+            "--github-repo",
+            "me/proj",
+            "--github-api-url",
+            &api,
+            "--github-token-file",
+            &token,
+        ],
+    );
+    ci.wait_for_line("me/proj/heads/main unit: success (Passed)");
+    ci.wait_for_line("me/proj/prs/1 unit: success (Passed)");
+    let git_requests: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/git/"))
+        .collect();
+    assert!(
+        git_requests
+            .iter()
+            .any(|r| r.method == "POST" && r.path.ends_with("git-upload-pack")),
+        "objects came over https: {git_requests:?}"
+    );
+    assert!(
+        git_requests.iter().all(|r| r.status == 200),
+        "every git request was authenticated: {git_requests:?}"
+    );
+    assert!(
+        ci.stderr()
+            .iter()
+            .all(|line| !line.contains("ghp_e2e_token") && !line.contains("eC1hY2Nlc3MtdG9rZW46")),
+        "the credentials are never logged"
+    );
+}

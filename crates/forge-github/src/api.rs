@@ -249,16 +249,22 @@ impl Client {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The `Authorization` header value for requests about `repo` (an App's installation token
-    /// is per owner).
+    /// The `Authorization` header value for requests about `repo`.
     async fn authorization(&self, repo: &RepoId) -> Result<Secret, Error> {
+        let token = self.token(repo).await?;
+        Ok(Secret::new(format!("Bearer {}", token.expose())))
+    }
+
+    /// The token for requests about `repo`: the configured one, or the installation token of
+    /// `repo`'s owner (an App's tokens are per owner), made or renewed as needed.
+    pub(crate) async fn token(&self, repo: &RepoId) -> Result<Secret, Error> {
         let owner = repo.user();
         match &self.credentials {
-            Credentials::Token(token) => Ok(Secret::new(format!("Bearer {}", token.expose()))),
+            Credentials::Token(token) => Ok(token.clone()),
             Credentials::App { app_id, key } => {
                 let mut tokens = self.tokens.lock().await;
                 if let Some(token) = tokens.get(owner, SystemTime::now()) {
-                    return Ok(Secret::new(format!("Bearer {}", token.expose())));
+                    return Ok(token);
                 }
                 let jwt = Secret::new(format!(
                     "Bearer {}",
@@ -276,9 +282,9 @@ impl Client {
                     installation = installation.id,
                     "got an installation token"
                 );
-                let header = Secret::new(format!("Bearer {}", token.token));
+                let secret = Secret::new(token.token.clone());
                 tokens.insert(owner, token);
-                Ok(header)
+                Ok(secret)
             }
         }
     }

@@ -276,6 +276,18 @@ impl GithubBridge {
         sync::repo_info(&self.inner.client, repo).await
     }
 
+    /// The `Authorization` header for `git` fetching `repo` over https (`Basic`, user
+    /// `x-access-token`, the token or the owner's installation token as password).
+    pub async fn git_authorization(&self, repo: &RepoId) -> Result<Secret, Error> {
+        use base64::Engine as _;
+        let token = self.inner.client.token(repo).await?;
+        let pair = format!("x-access-token:{}", token.expose());
+        Ok(Secret::new(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )))
+    }
+
     /// The reporter of this CI's statuses, sharing the bridge's API client and rate limit.
     pub fn status_reporter(&self) -> StatusReporter {
         StatusReporter::new(

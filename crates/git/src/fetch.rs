@@ -10,7 +10,7 @@ use datakit_ci_term::{CommitHash, Target};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::git::git;
+use crate::git::{git, git_with_header};
 use crate::objects::{Objects, ObjectsError, PACK_LIMIT};
 use crate::repo::{Core, run_git};
 use crate::{Error, error_chain};
@@ -67,9 +67,14 @@ impl Fetcher {
         // refs (auto-followed tags and temporary refs made about 2% of 500 concurrent builds fail
         // on ref locks); the objects land in the object database, and the branch below makes
         // them reachable (automatic gc is off for the plugin's commands, see `git.rs`).
-        let fetch = git(dir, ["fetch", "--no-tags", "origin", &source])
-            .log(log.clone())
-            .cancel(cancel.clone());
+        let header = self.core.authorization().await;
+        let fetch = git_with_header(
+            dir,
+            ["fetch", "--no-tags", "origin", &source],
+            header.as_deref(),
+        )
+        .log(log.clone())
+        .cancel(cancel.clone());
         run_git(dir, fetch).await?;
         // The ref may have moved on since the metadata named this commit.
         if !self

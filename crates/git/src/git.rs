@@ -35,6 +35,16 @@ where
     I: IntoIterator<Item = S>,
     S: Into<String>,
 {
+    git_with_header(dir, args, None)
+}
+
+/// `git <args>` run in `dir`, sending `authorization` (if any) as the `Authorization` header of
+/// its http(s) requests (`http.extraHeader`, through the environment).
+pub(crate) fn git_with_header<I, S>(dir: &Path, args: I, authorization: Option<&str>) -> Cmd
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
     let argv = std::iter::once("git".to_owned()).chain(args.into_iter().map(Into::into));
     let mut cmd = Cmd::new(argv)
         .expect("the argument vector starts with \"git\"")
@@ -43,13 +53,19 @@ where
     for variable in REPOSITORY_VARIABLES {
         cmd = cmd.env_remove(variable);
     }
-    cmd = cmd.env("GIT_CONFIG_COUNT", GIT_CONFIG.len().to_string());
-    for (i, (key, value)) in GIT_CONFIG.iter().enumerate() {
+    let header = authorization.map(|value| format!("Authorization: {value}"));
+    let config = GIT_CONFIG
+        .iter()
+        .map(|(key, value)| (*key, *value))
+        .chain(header.as_deref().map(|header| ("http.extraHeader", header)));
+    let mut count = 0;
+    for (i, (key, value)) in config.enumerate() {
         cmd = cmd
-            .env(format!("GIT_CONFIG_KEY_{i}"), *key)
-            .env(format!("GIT_CONFIG_VALUE_{i}"), *value);
+            .env(format!("GIT_CONFIG_KEY_{i}"), key)
+            .env(format!("GIT_CONFIG_VALUE_{i}"), value);
+        count = i + 1;
     }
-    cmd
+    cmd.env("GIT_CONFIG_COUNT", count.to_string())
 }
 
 /// What a command printed and how it ended.

@@ -90,6 +90,7 @@ use datakit_ci_pool::{PoolMetrics, Pools};
 use datakit_ci_store::Store;
 
 mod command;
+mod credentials;
 mod environment;
 mod fetch;
 mod git;
@@ -99,6 +100,7 @@ mod repo;
 mod shared_clone;
 
 pub use command::{Command, CommandConfig};
+pub use credentials::RemoteCredentials;
 pub use environment::JobEnvironment;
 pub use repo::{Commit, Repo};
 pub use shared_clone::SharedClone;

@@ -18,8 +18,9 @@ use datakit_ci_pool::{Holder, MonitoredPool};
 use datakit_ci_process::{Cmd, ExitStatus, run, run_with_exit_status};
 use datakit_ci_term::{CommitHash, JobId, TargetId, Term};
 
+use crate::credentials::RemoteCredentials;
 use crate::fetch::Fetcher;
-use crate::git::{capture, git};
+use crate::git::{capture, git, git_with_header};
 use crate::objects::Objects;
 use crate::shared_clone::SharedClone;
 use crate::{Error, Services};
@@ -50,6 +51,8 @@ pub(crate) struct Core {
     clones: SharedClone,
     /// Where builds on this repository are recorded.
     services: Services,
+    /// The `Authorization` header for fetches from `origin` over https, if it needs one.
+    credentials: Option<Arc<dyn RemoteCredentials>>,
 }
 
 impl Repo {
@@ -68,6 +71,17 @@ impl Repo {
         remote: Option<&str>,
         services: &Services,
     ) -> Result<Repo, Error> {
+        Repo::open_with_credentials(dir, remote, services, None).await
+    }
+
+    /// [`Repo::open`], with `credentials` giving the `Authorization` header of the clone and of
+    /// every fetch from `origin` over http(s) (e.g. a GitHub installation token).
+    pub async fn open_with_credentials(
+        dir: &Path,
+        remote: Option<&str>,
+        services: &Services,
+        credentials: Option<Arc<dyn RemoteCredentials>>,
+    ) -> Result<Repo, Error> {
         let dir = std::path::absolute(dir).map_err(|source| Error::Io {
             path: dir.to_owned(),
             source,
@@ -80,7 +94,10 @@ impl Repo {
         if !exists {
             match remote {
                 None => return Err(Error::MissingDirectory { dir }),
-                Some(remote) => clone_remote(remote, &dir).await?,
+                Some(remote) => {
+                    let header = authorization(credentials.as_deref()).await;
+                    clone_remote(remote, &dir, header.as_deref()).await?
+                }
             }
         }
         check_work_tree(&dir).await?;
@@ -117,6 +134,7 @@ impl Repo {
             objects,
             clones,
             services: services.clone(),
+            credentials,
         });
         let fetch = Cache::new(
             Fetcher::new(Arc::clone(&core)),
@@ -320,6 +338,11 @@ impl Core {
         &self.dir
     }
 
+    /// The `Authorization` header for a fetch from `origin`, if credentials are configured.
+    pub(crate) async fn authorization(&self) -> Option<String> {
+        authorization(self.credentials.as_deref()).await
+    }
+
     /// The per-repository git mutex.
     pub(crate) fn objects(&self) -> &Objects {
         &self.objects
@@ -435,8 +458,19 @@ fn temp_dir(parent: Option<&Path>, prefix: &str) -> Result<tempfile::TempDir, Er
     })
 }
 
+/// The header `credentials` give now; a failure is logged and the command goes on without.
+pub(crate) async fn authorization(credentials: Option<&dyn RemoteCredentials>) -> Option<String> {
+    match credentials?.authorization().await {
+        Ok(header) => Some(header),
+        Err(message) => {
+            tracing::warn!(%message, "no credentials for the remote; trying without");
+            None
+        }
+    }
+}
+
 /// `git clone <remote> <dir>`, output to the application log.
-async fn clone_remote(remote: &str, dir: &Path) -> Result<(), Error> {
+async fn clone_remote(remote: &str, dir: &Path, header: Option<&str>) -> Result<(), Error> {
     let clone_error = |source| Error::Clone {
         remote: remote.to_owned(),
         dir: dir.to_owned(),
@@ -451,7 +485,7 @@ async fn clone_remote(remote: &str, dir: &Path) -> Result<(), Error> {
         })?;
     let target = dir.to_str().ok_or_else(|| not_utf8(dir))?;
     // No reflogs: see `Objects::open` (`git fetch` of a target's ref would write them otherwise).
-    let mut cmd = git(
+    let mut cmd = git_with_header(
         parent,
         [
             "clone",
@@ -461,6 +495,7 @@ async fn clone_remote(remote: &str, dir: &Path) -> Result<(), Error> {
             remote,
             target,
         ],
+        header,
     )
     .stdout(|chunk| tracing::info!("git clone: {}", String::from_utf8_lossy(chunk).trim_end()));
     if std::env::var_os("GIT_SSH_COMMAND").is_none() {
