@@ -4,7 +4,7 @@
 //! ([`WebhookAdapter`]).
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -12,14 +12,15 @@ use clap::Args;
 
 use datakit_ci_engine::Engine;
 use datakit_ci_forge_github::{
-    Credentials, GithubBridge, GithubConfig, MAX_PAYLOAD_BYTES, Receipt, RerunHook, RerunRequest,
-    Secret, WebhookError, WebhookRequest,
+    Credentials, GithubBridge, GithubConfig, MAX_PAYLOAD_BYTES, OAuthApp, Receipt, RerunHook,
+    RerunRequest, Secret, WebhookError, WebhookRequest,
 };
 use datakit_ci_git::RemoteCredentials;
 use datakit_ci_store::{BranchName, Store};
 use datakit_ci_term::{LogLeaf, RebuildStateKind, RepoId, SavedLog};
 use datakit_ci_web::{
-    ForgeHealth, WebhookDelivery, WebhookOutcome, WebhookReceiver, WebhookRejection,
+    ForgeHealth, GithubIdentity, GithubLogin, UserAttrs, WebhookDelivery, WebhookOutcome,
+    WebhookReceiver, WebhookRejection,
 };
 
 use crate::cli::UsageError;
@@ -243,6 +244,64 @@ impl RemoteCredentials for GitCredentials {
                 .await
                 .map(|header| header.expose().to_owned())
                 .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// The files of the secrets directory holding the OAuth App's client id and secret.
+pub const OAUTH_CLIENT_ID_FILE: &str = "github-oauth-client-id";
+/// See [`OAUTH_CLIENT_ID_FILE`].
+pub const OAUTH_CLIENT_SECRET_FILE: &str = "github-oauth-client-secret";
+
+/// "Log in with GitHub", if the secrets directory holds an OAuth App's client id and secret
+/// ([`OAUTH_CLIENT_ID_FILE`], [`OAUTH_CLIENT_SECRET_FILE`]), on the GitHub at `api_url`.
+pub fn oauth_login(
+    secrets_dir: &Path,
+    api_url: &str,
+) -> Result<Option<Arc<dyn GithubLogin>>, datakit_ci_forge_github::Error> {
+    let id_file = secrets_dir.join(OAUTH_CLIENT_ID_FILE);
+    let secret_file = secrets_dir.join(OAUTH_CLIENT_SECRET_FILE);
+    match (id_file.exists(), secret_file.exists()) {
+        (false, false) => return Ok(None),
+        (true, true) => {}
+        _ => {
+            tracing::warn!(dir = %secrets_dir.display(), "GitHub login needs both {OAUTH_CLIENT_ID_FILE} and {OAUTH_CLIENT_SECRET_FILE}; it is off");
+            return Ok(None);
+        }
+    }
+    let client_id = Secret::from_file(&id_file)?.expose().to_owned();
+    let app = OAuthApp::new(client_id, Secret::from_file(&secret_file)?, api_url)?;
+    Ok(Some(Arc::new(LoginAdapter(app))))
+}
+
+/// The web's [`GithubLogin`] from the bridge crate's [`OAuthApp`].
+struct LoginAdapter(OAuthApp);
+
+impl GithubLogin for LoginAdapter {
+    fn authorize_url(&self, state: &str, redirect_uri: &str) -> String {
+        self.0.authorize_url(state, redirect_uri)
+    }
+
+    fn complete(
+        &self,
+        code: String,
+        redirect_uri: String,
+        repos: Vec<String>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<GithubIdentity, String>> + Send>>
+    {
+        let app = self.0.clone();
+        Box::pin(async move {
+            let user = app
+                .complete(&code, &redirect_uri, &repos)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(GithubIdentity {
+                login: user.login,
+                attrs: UserAttrs {
+                    github_orgs: user.orgs,
+                    can_read_github: user.can_read,
+                },
+            })
         })
     }
 }

@@ -20,7 +20,7 @@ use datakit_ci_pool::{MonitoredPool, PoolMetrics, Pools};
 use datakit_ci_process as process;
 use datakit_ci_store::Store;
 use datakit_ci_term::{RepoId, TargetId};
-use datakit_ci_web::{AppState, ForgeHealth, WebConfig, WebServer, WebhookReceiver};
+use datakit_ci_web::{AppState, ForgeHealth, GithubLogin, WebConfig, WebServer, WebhookReceiver};
 
 use crate::github::{GithubOptions, WebhookAdapter};
 
@@ -365,7 +365,19 @@ impl LocalCi {
                 let health = github.as_ref().map(|bridge| {
                     Arc::new(crate::github::HealthAdapter(bridge.clone())) as Arc<dyn ForgeHealth>
                 });
-                Some(start_web(web, &engine, &services, &registry, webhooks, health).await?)
+                let api_url = options
+                    .github
+                    .as_ref()
+                    .map_or(datakit_ci_forge_github::DEFAULT_API_URL, |g| {
+                        g.api_url.as_str()
+                    });
+                let login = crate::github::oauth_login(web.secrets_dir(), api_url)?;
+                let forges = Forges {
+                    webhooks,
+                    health,
+                    login,
+                };
+                Some(start_web(web, &engine, &services, &registry, forges).await?)
             }
             None => None,
         };
@@ -492,14 +504,20 @@ fn clean_up_previous_run(state_dir: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
+/// What the web UI gets from the forges: webhooks, the dashboard's health line, GitHub login.
+struct Forges {
+    webhooks: Option<Arc<dyn WebhookReceiver>>,
+    health: Option<Arc<dyn ForgeHealth>>,
+    login: Option<Arc<dyn GithubLogin>>,
+}
+
 /// Binds the web UI with the engine's pages; rebuild requests go to the engine.
 async fn start_web(
     config: WebConfig,
     engine: &Engine,
     services: &Services,
     registry: &Arc<Mutex<Registry>>,
-    webhooks: Option<Arc<dyn WebhookReceiver>>,
-    health: Option<Arc<dyn ForgeHealth>>,
+    forges: Forges,
 ) -> Result<WebServer, StartError> {
     let mut state = AppState::builder(
         config,
@@ -508,11 +526,14 @@ async fn start_web(
         Arc::clone(registry),
     )
     .engine_rebuilds(engine.clone());
-    if let Some(webhooks) = webhooks {
+    if let Some(webhooks) = forges.webhooks {
         state = state.webhook_receiver(webhooks);
     }
-    if let Some(health) = health {
+    if let Some(health) = forges.health {
         state = state.forge_health(health);
+    }
+    if let Some(login) = forges.login {
+        state = state.github_login(login);
     }
     let state = state.build()?;
     let pages = datakit_ci_web::ci_pages(engine.clone(), services.pools.clone());

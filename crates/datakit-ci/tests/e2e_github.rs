@@ -125,6 +125,16 @@ fn the_binary_tests_what_github_lists_and_follows_signed_webhooks() {
     std::fs::write(&secret_file, format!("{SECRET}\n")).expect("write the secret");
 
     let state = State::new();
+    // An OAuth App for "Log in with GitHub", in the secrets directory.
+    let secrets_dir = state.dir().join("secrets");
+    std::fs::create_dir_all(&secrets_dir).expect("create the secrets directory");
+    std::fs::set_permissions(
+        &secrets_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod the secrets directory");
+    std::fs::write(secrets_dir.join("github-oauth-client-id"), "the-client\n").expect("write");
+    std::fs::write(secrets_dir.join("github-oauth-client-secret"), "shh\n").expect("write");
     let scratch = Scratch::new();
     let command = format!("echo run >> {}; test ! -e fail", scratch.shell_path("runs"));
     let port = free_port();
@@ -194,6 +204,16 @@ fn the_binary_tests_what_github_lists_and_follows_signed_webhooks() {
         dashboard.contains("GitHub: last webhook never · last sync ")
             && dashboard.contains(" ago · rate limit left 4999 · statuses waiting "),
         "{dashboard}"
+    );
+
+    // "Log in with GitHub" leads to the fake's authorize page.
+    let login = http_get(port, "/auth/github");
+    assert!(login.starts_with("HTTP/1.1 303"), "{login}");
+    assert!(
+        login.contains(&format!(
+            "location: {api}/login/oauth/authorize?client_id=the-client&"
+        )),
+        "{login}"
     );
 
     // A push GitHub announces by webhook: a new branch.

@@ -17,6 +17,8 @@
 //!   **full sync** at start, on `installation` events and every [`GithubConfig::sync_interval`]
 //!   (open PRs, branches and tags through the REST API, paginated and conditional, so an
 //!   unchanged repository costs no rate limit). [`GithubBridge::sync_once`] is one full sync.
+//! - [`OAuthApp`] is "Log in with GitHub": the authorize URL, then the user's login,
+//!   organisations and read access to the repositories the ACLs name.
 //! - [`StatusReporter`] ([`GithubBridge::status_reporter`]) sends every status the engine writes
 //!   as a GitHub commit status (context `ci/datakit/<test>`), deriving what is left to send
 //!   from the store, so nothing is lost across a restart or an outage.
@@ -45,6 +47,7 @@ mod api;
 mod auth;
 mod error;
 mod metadata;
+mod oauth;
 mod report;
 mod sync;
 mod webhook;
@@ -61,6 +64,7 @@ use tokio_util::sync::CancellationToken;
 pub use api::ApiCounts;
 pub use auth::{Credentials, Secret};
 pub use error::{Error, WebhookError};
+pub use oauth::{GithubUser, OAuthApp};
 pub use report::{REPORTED_BRANCH, ReportPass, StatusReporter};
 pub use sync::RepoInfo;
 pub use webhook::{MAX_PAYLOAD_BYTES, sign, verify_signature};

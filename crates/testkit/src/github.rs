@@ -130,6 +130,8 @@ struct Data {
     max_per_page: usize,
     /// Repositories served over git's smart HTTP: the root and the token they need.
     git: Option<(PathBuf, String)>,
+    /// The OAuth App: client id, secret, the one valid code, and the login it belongs to.
+    oauth: Option<(String, String, String, String)>,
 }
 
 /// The fake server. Stops when dropped.
@@ -218,6 +220,17 @@ impl FakeGithub {
         self.data().git = Some((root, token.to_owned()));
     }
 
+    /// Makes the OAuth App `client_id`/`client_secret` exchange `code` for a token of `login`
+    /// (`POST /login/oauth/access_token`), which `GET /user` and `/user/orgs` then answer for.
+    pub fn set_oauth(&self, client_id: &str, client_secret: &str, code: &str, login: &str) {
+        self.data().oauth = Some((
+            client_id.to_owned(),
+            client_secret.to_owned(),
+            code.to_owned(),
+            login.to_owned(),
+        ));
+    }
+
     /// Forgets the scripted failures not yet used.
     pub fn clear_failures(&self) {
         self.data().failures.clear();
@@ -285,7 +298,96 @@ fn router(data: Shared) -> Router {
             post(post_access_token),
         )
         .route("/git/{*path}", get(git_http).post(git_http))
+        .route("/login/oauth/access_token", post(post_oauth_token))
+        .route("/user", get(get_user))
+        .route("/user/orgs", get(get_user_orgs))
         .with_state(data)
+}
+
+async fn post_oauth_token(State(data): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let sent: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let oauth = lock(&data).oauth.clone();
+    let field = |name: &str| {
+        sent.get(name)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let answer = match oauth {
+        Some((id, secret, code, login))
+            if field("client_id") == id
+                && field("client_secret") == secret
+                && field("code") == code =>
+        {
+            json!({"access_token": format!("gho_{login}"), "token_type": "bearer", "scope": "read:org,repo"})
+        }
+        _ => json!({
+            "error": "bad_verification_code",
+            "error_description": "The code passed is incorrect or expired.",
+        }),
+    };
+    // GitHub answers 200 even for a bad code.
+    let response = json_response(StatusCode::OK, &answer);
+    record(
+        &data,
+        "POST",
+        "/login/oauth/access_token".to_owned(),
+        &headers,
+        response.status(),
+    );
+    response
+}
+
+/// The login whose OAuth token `headers` carry.
+fn oauth_login(data: &Shared, headers: &HeaderMap) -> Option<String> {
+    let login = lock(data).oauth.as_ref()?.3.clone();
+    let given = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    (given == format!("Bearer gho_{login}")).then_some(login)
+}
+
+async fn get_user(State(data): State<Shared>, headers: HeaderMap) -> Response {
+    let response = match oauth_login(&data, &headers) {
+        Some(login) => {
+            let mut body = fixture(
+                "openapi/response-examples/users.get-authenticated.200.response-with-public-profile-information.json",
+            );
+            body["login"] = json!(login);
+            json_response(StatusCode::OK, &body)
+        }
+        None => json_response(
+            StatusCode::UNAUTHORIZED,
+            &json!({"message": "Requires authentication"}),
+        ),
+    };
+    record(
+        &data,
+        "GET",
+        "/user".to_owned(),
+        &headers,
+        response.status(),
+    );
+    response
+}
+
+async fn get_user_orgs(State(data): State<Shared>, headers: HeaderMap) -> Response {
+    let response = match oauth_login(&data, &headers) {
+        Some(_) => json_response(
+            StatusCode::OK,
+            &fixture("openapi/response-examples/orgs.list-for-authenticated-user.200.json"),
+        ),
+        None => json_response(
+            StatusCode::UNAUTHORIZED,
+            &json!({"message": "Requires authentication"}),
+        ),
+    };
+    record(
+        &data,
+        "GET",
+        "/user/orgs".to_owned(),
+        &headers,
+        response.status(),
+    );
+    response
 }
 
 /// Git's smart HTTP through `git http-backend` (CGI), for an authenticated client.

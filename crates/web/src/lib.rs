@@ -25,6 +25,8 @@
 //! | `GET, POST /auth/setup` | Admin | sets the admin password (once) |
 //! | `GET, POST /auth/login` | – | login form (rate-limited) |
 //! | `POST /auth/logout` | – | logs out |
+//! | `GET /auth/github` | – | "Log in with GitHub": to GitHub's authorize page, with a `state` bound to the session ([`GithubLogin`]) |
+//! | `GET /auth/github-callback` | – | back from GitHub: a `state` this session did not issue is refused (`403`) |
 //! | `GET /user/profile` | LoggedIn | who you are, log-out button |
 //! | `GET /log/live/{branch}` | Reader | a running build's log, streamed (`?raw`: text) |
 //! | `GET /log/saved/{branch}/{commit}` | Reader | the `log` file of a store commit (`?raw`: text) |
@@ -108,6 +110,7 @@ mod config;
 mod csrf;
 mod error;
 mod forge_health;
+mod github_login;
 mod logs;
 mod memory_sessions;
 mod metrics;
@@ -130,6 +133,7 @@ pub use config::{ListenAddr, MetricsToken, PublicUrl, Scheme, SessionsBackend, W
 pub use csrf::CSRF_FIELD;
 pub use error::Error;
 pub use forge_health::ForgeHealth;
+pub use github_login::{GithubIdentity, GithubLogin};
 pub use metrics::WebMetrics;
 pub use router::router;
 pub use secrets::{CERT_FILE, KEY_FILE};

@@ -16,7 +16,7 @@ use tower_sessions::{Expiry, SessionManagerLayer, SessionStore};
 
 use crate::memory_sessions::MemorySessions;
 use crate::pages::{auth, errors, home, settings};
-use crate::{AppState, actions, csrf, logs, metrics, static_files, webhooks};
+use crate::{AppState, actions, csrf, github_login, logs, metrics, static_files, webhooks};
 
 /// How long an unused session lives.
 const SESSION_LIFETIME: Duration = Duration::days(7);
@@ -96,6 +96,11 @@ fn routes(pages: Option<Router<AppState>>) -> Router<AppState> {
         .route("/auth/setup", get(auth::get_setup).post(auth::post_setup))
         .route("/auth/login", get(auth::get_login).post(auth::post_login))
         .route("/auth/logout", post(auth::post_logout))
+        .route("/auth/github", get(github_login::get_github_login))
+        .route(
+            "/auth/github-callback",
+            get(github_login::get_github_callback),
+        )
         .route("/user/profile", get(auth::get_profile))
         .route("/log/live/{branch}", get(logs::get_live_log))
         .route("/log/saved/{branch}/{commit}", get(logs::get_saved_log))

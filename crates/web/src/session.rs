@@ -14,6 +14,7 @@ use crate::{Error, secrets};
 
 const USER_KEY: &str = "user";
 const CSRF_KEY: &str = "csrf";
+const OAUTH_STATE_KEY: &str = "github_oauth_state";
 
 /// The stored form of a logged-in user.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -106,6 +107,18 @@ impl Viewer {
         self.user = Some(name.to_owned());
         self.attrs = attrs;
         Ok(())
+    }
+
+    /// A new `state` for a GitHub login, kept in the session until [`Viewer::take_oauth_state`].
+    pub(crate) async fn new_oauth_state(&self) -> Result<String, Error> {
+        let state = secrets::random_token(24);
+        self.session.insert(OAUTH_STATE_KEY, &state).await?;
+        Ok(state)
+    }
+
+    /// The GitHub login `state` this session issued, removed (usable once).
+    pub(crate) async fn take_oauth_state(&self) -> Result<Option<String>, Error> {
+        Ok(self.session.remove::<String>(OAUTH_STATE_KEY).await?)
     }
 
     /// Logs out: a new session id, without the user (the CSRF token is kept).

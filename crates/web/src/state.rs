@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
 use crate::forge_health::ForgeHealth;
+use crate::github_login::GithubLogin;
 use crate::metrics::WebMetrics;
 use crate::webhooks::WebhookReceiver;
 use crate::{Error, WebConfig, secrets};
@@ -41,6 +42,7 @@ struct Inner {
     rebuild: Option<RebuildHook>,
     webhooks: Option<Arc<dyn WebhookReceiver>>,
     forge_health: Option<Arc<dyn ForgeHealth>>,
+    github_login: Option<Arc<dyn GithubLogin>>,
     /// Cancelled when the server shuts down, to end streaming responses.
     shutdown: CancellationToken,
 }
@@ -65,6 +67,7 @@ pub struct AppStateBuilder {
     rebuild: Option<RebuildHook>,
     webhooks: Option<Arc<dyn WebhookReceiver>>,
     forge_health: Option<Arc<dyn ForgeHealth>>,
+    github_login: Option<Arc<dyn GithubLogin>>,
 }
 
 impl std::fmt::Debug for AppStateBuilder {
@@ -98,6 +101,12 @@ impl AppStateBuilder {
         self
     }
 
+    /// Installs "Log in with GitHub" (`/auth/github`); without it, those routes answer `404`.
+    pub fn github_login(mut self, login: Arc<dyn GithubLogin>) -> Self {
+        self.github_login = Some(login);
+        self
+    }
+
     /// Creates the secrets directory if needed (mode 0700), loads the password file (or generates
     /// the first-run intro token, logging the setup URL as a warning) and registers the web
     /// metrics on the registry. Blocking file-system work: call at start-up.
@@ -123,6 +132,7 @@ impl AppStateBuilder {
                 rebuild: self.rebuild,
                 webhooks: self.webhooks,
                 forge_health: self.forge_health,
+                github_login: self.github_login,
                 shutdown: CancellationToken::new(),
             }),
         };
@@ -151,6 +161,7 @@ impl AppState {
             rebuild: None,
             webhooks: None,
             forge_health: None,
+            github_login: None,
         }
     }
 
@@ -203,6 +214,10 @@ impl AppState {
             .as_ref()
             .map(|health| health.lines())
             .unwrap_or_default()
+    }
+
+    pub(crate) fn github_login(&self) -> Option<&Arc<dyn GithubLogin>> {
+        self.inner.github_login.as_ref()
     }
 
     pub(crate) fn webhook_receiver(&self) -> Option<&Arc<dyn WebhookReceiver>> {

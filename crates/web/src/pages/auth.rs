@@ -85,6 +85,9 @@ async fn login_page(
     let content = html! {
         h2 { "Login" }
         (post_form("login-form", "/auth/login", &csrf, controls))
+        @if state.github_login().is_some() {
+            p.github-login { a.btn.btn-default href="/auth/github" { "Log in with GitHub" } }
+        }
         @if !state.auth().is_configured() {
             div.alert.alert-warning {
                 "The CI has not yet been configured with an administrator user. In the CI's logs \

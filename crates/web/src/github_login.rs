@@ -1,0 +1,111 @@
+//! "Log in with GitHub" (spec §2.8): `GET /auth/github` sends the viewer to GitHub's authorize
+//! page with a fresh `state` stored in their session; `GET /auth/github-callback` accepts the
+//! answer only if its `state` matches the session's (compared in constant time, usable once),
+//! then asks the [`GithubLogin`] the program installed who the user is, and logs them in as
+//! `github:<login>` with their organisations and read access to the repositories the ACLs name.
+//!
+//! Knows nothing of GitHub's OAuth endpoints: the program's [`GithubLogin`] (the GitHub
+//! bridge's `OAuthApp`, wired by the binary) does; this crate owns the trait.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use subtle::ConstantTimeEq as _;
+
+use crate::acl::UserAttrs;
+use crate::{AppState, Error, Viewer};
+
+/// Who GitHub says logged in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GithubIdentity {
+    /// The GitHub login (the user becomes `github:<login>`).
+    pub login: String,
+    /// Their organisations and readable repositories, for the ACLs.
+    pub attrs: UserAttrs,
+}
+
+/// GitHub's side of the login.
+pub trait GithubLogin: Send + Sync + 'static {
+    /// GitHub's authorize page for `state`, coming back to `redirect_uri`.
+    fn authorize_url(&self, state: &str, redirect_uri: &str) -> String;
+
+    /// Who holds `code`, with their organisations and, for each of `repos`, whether they can
+    /// read it. An `Err` holds a message for the user.
+    fn complete(
+        &self,
+        code: String,
+        redirect_uri: String,
+        repos: Vec<String>,
+    ) -> BoxFuture<'static, Result<GithubIdentity, String>>;
+}
+
+/// The query of `GET /auth/github-callback`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+}
+
+fn callback_url(state: &AppState) -> String {
+    state.config().public().join("/auth/github-callback")
+}
+
+/// `GET /auth/github`.
+pub(crate) async fn get_github_login(
+    State(state): State<AppState>,
+    viewer: Viewer,
+) -> Result<Response, Error> {
+    let Some(login) = state.github_login() else {
+        return Ok((StatusCode::NOT_FOUND, "GitHub login is not configured").into_response());
+    };
+    let oauth_state = viewer.new_oauth_state().await?;
+    let url = login.authorize_url(&oauth_state, &callback_url(&state));
+    Ok(Redirect::to(&url).into_response())
+}
+
+/// `GET /auth/github-callback`.
+pub(crate) async fn get_github_callback(
+    State(state): State<AppState>,
+    mut viewer: Viewer,
+    Query(query): Query<CallbackQuery>,
+) -> Result<Response, Error> {
+    let Some(login) = state.github_login().cloned() else {
+        return Ok((StatusCode::NOT_FOUND, "GitHub login is not configured").into_response());
+    };
+    // Used once, whatever the outcome.
+    let expected = viewer.take_oauth_state().await?;
+    let given = query.state.unwrap_or_default();
+    let matches = expected
+        .as_deref()
+        .is_some_and(|expected| bool::from(expected.as_bytes().ct_eq(given.as_bytes())));
+    if !matches {
+        tracing::warn!("refused a GitHub login with a state this session did not issue");
+        return Err(Error::Forbidden(
+            "Invalid OAuth state: start again from the login page".to_owned(),
+        ));
+    }
+    let code = query
+        .code
+        .filter(|code| !code.is_empty())
+        .ok_or_else(|| Error::BadRequest("Missing code".to_owned()))?;
+    let policy = state.config().access();
+    let mut repos: Vec<String> = policy
+        .can_read
+        .github_repos()
+        .into_iter()
+        .chain(policy.can_build.github_repos())
+        .map(str::to_owned)
+        .collect();
+    repos.sort();
+    repos.dedup();
+    let identity = login
+        .complete(code, callback_url(&state), repos)
+        .await
+        .map_err(|message| Error::Forbidden(format!("GitHub login failed: {message}")))?;
+    let name = format!("github:{}", identity.login);
+    tracing::info!(user = %name, "logged in with GitHub");
+    viewer.log_in(&name, identity.attrs).await?;
+    Ok(Redirect::to("/").into_response())
+}
