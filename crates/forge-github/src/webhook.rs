@@ -389,6 +389,38 @@ mod tests {
         assert!(deliveries.insert("a"), "the oldest id was forgotten");
     }
 
+    fn fixture(name: &str) -> serde_json::Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/fixtures/github/webhooks")
+            .join(name);
+        let text = std::fs::read_to_string(&path).expect("the fixture exists");
+        serde_json::from_str(&text).expect("the fixture is JSON")
+    }
+
+    #[test]
+    fn only_the_rebuild_action_reruns() {
+        let mut payload = fixture("check_run.requested_action.1.json");
+        let body = serde_json::to_vec(&payload).expect("JSON");
+        assert_eq!(
+            parse("check_run", &body).expect("valid"),
+            Event::Nothing,
+            "lgtm|26764"
+        );
+        payload["requested_action"]["identifier"] = "rebuild".into();
+        let body = serde_json::to_vec(&payload).expect("JSON");
+        assert_eq!(
+            parse("check_run", &body).expect("valid"),
+            Event::Rerun {
+                repo: "electron/electron".to_owned(),
+                head_sha: payload["check_run"]["head_sha"]
+                    .as_str()
+                    .expect("a sha")
+                    .to_owned(),
+                check_name: Some("API Review".to_owned()),
+            }
+        );
+    }
+
     #[test]
     fn a_branch_deletion_removes_the_ref() {
         let body = br#"{"ref":"refs/heads/gone","after":"0000000000000000000000000000000000000000",

@@ -546,3 +546,88 @@ async fn an_app_uses_installation_tokens_renewed_before_they_expire() -> anyhow:
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn create_and_installation_events_sync_from_the_api() -> anyhow::Result<()> {
+    let fake = FakeGithub::start();
+    fake.set_repo(
+        HELLO,
+        repo_with(&[("master", MASTER)], &[("simple-tag", MASTER)], &[]),
+    );
+    let ci = start(&fake, &[HELLO], token())?;
+    // A `create` payload has no commit: the repository is listed through the API.
+    assert_eq!(
+        ci.deliver("create", "create.tag.1.json", "c1")?,
+        Receipt::Queued
+    );
+    ci.bridge.apply_queued().await?;
+    assert_eq!(
+        ci.read("Codertocat/Hello-World/ref/tags/simple-tag/head")
+            .await?
+            .as_deref(),
+        Some(MASTER)
+    );
+    assert_eq!(
+        ci.read("Codertocat/Hello-World/ref/heads/master/head")
+            .await?
+            .as_deref(),
+        Some(MASTER)
+    );
+    assert_eq!(
+        ci.deliver("delete", "delete.tag.1.json", "c2")?,
+        Receipt::Queued
+    );
+    ci.bridge.apply_queued().await?;
+    assert_eq!(
+        ci.read("Codertocat/Hello-World/ref/tags/simple-tag/head")
+            .await?,
+        None
+    );
+
+    // An installation event: every repository is synced (the tag is back, as GitHub lists it).
+    let body = br#"{"action":"created","installation":{"id":1}}"#;
+    let signature = sign(SECRET.as_bytes(), body);
+    let receipt = ci.bridge.receive(WebhookRequest {
+        event: Some("installation"),
+        delivery: Some("c3"),
+        signature: Some(&signature),
+        body,
+    })?;
+    assert_eq!(receipt, Receipt::Queued);
+    ci.bridge.apply_queued().await?;
+    assert_eq!(
+        ci.read("Codertocat/Hello-World/ref/tags/simple-tag/head")
+            .await?
+            .as_deref(),
+        Some(MASTER)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn rerun_requests_reach_the_hook_for_monitored_repositories_only() -> anyhow::Result<()> {
+    let fake = FakeGithub::start();
+    let ci = start(&fake, &["github/hello-world", HELLO], token())?;
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = asked.clone();
+    ci.bridge.on_rerun(std::sync::Arc::new(move |request| {
+        recorded.lock().expect("lock").push(request);
+        Box::pin(async {})
+    }));
+    ci.deliver("check_run", "check_run.rerequested.1.json", "r1")?;
+    ci.deliver("check_suite", "check_suite.rerequested.1.json", "r2")?;
+    // Its action is "lgtm|26764", not "rebuild"; and electron/electron is not monitored.
+    assert_eq!(
+        ci.deliver("check_run", "check_run.requested_action.1.json", "r3")?,
+        Receipt::Ignored
+    );
+    ci.bridge.apply_queued().await?;
+    let asked = asked.lock().expect("lock").clone();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert_eq!(asked[0].repo.to_string(), "github/hello-world");
+    assert_eq!(asked[0].job.as_deref(), Some("randscape"));
+    assert_eq!(asked[1].repo.to_string(), HELLO);
+    assert_eq!(asked[1].commit.to_string(), PR_HEAD);
+    assert_eq!(asked[1].job, None, "a suite: its failed jobs");
+    Ok(())
+}
