@@ -9,6 +9,7 @@
 //! cargo run --release -p datakit-ci-bench -- engine --only local  # one part: `scale` or `local`
 //! cargo run --release -p datakit-ci-bench -- web             # the web group (a few minutes)
 //! cargo run --release -p datakit-ci-bench -- web --quick     # smaller sizes
+//! cargo run --release -p datakit-ci-bench -- github          # the GitHub bridge (seconds)
 //! ```
 //!
 //! Each line reads `name: value unit (target: …)`: `(target: none)` figures are reported only,
@@ -92,11 +93,20 @@
 //!   at which the viewers still see p99 ≤ 100 ms, found by up to 6 geometric bisection runs of
 //!   2 s (1 s), every viewer still checking every byte.
 //!
+//! # Group `github`
+//!
+//! The GitHub bridge against the fake GitHub of `datakit-ci-testkit` (feature `github`); see
+//! `github_group.rs`: an unchanged conditional sync of 500 PRs + 2,000 branches (target: 0
+//! requests costing rate limit), a burst of 1,000 signed webhooks over 500 PRs (every head
+//! checked), and API requests per job state change as an App (target ≤ 2; 0 for unchanged
+//! states).
+//!
 //! Everything runs in temporary directories (`TMPDIR`); the store figures depend on that file
 //! system, since every Git object is a file.
 
 mod core_group;
 mod engine_group;
+mod github_group;
 mod report;
 mod stats;
 mod targets;
@@ -140,6 +150,9 @@ enum Group {
     Engine,
     /// The web UI over HTTP: page render times, requests per second, live-log fan-out.
     Web,
+    /// The GitHub bridge against a fake GitHub: conditional syncs, webhook bursts, requests per
+    /// status change.
+    Github,
 }
 
 /// How big the measured workloads are.
@@ -183,6 +196,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             Group::Core => core_group::run(scale, &mut report).await,
             Group::Engine => engine_group::run(scale, args.only.as_deref(), &mut report).await,
             Group::Web => web_group::run(scale, &mut report).await,
+            Group::Github => github_group::run(scale, &mut report).await,
         }
     })?;
     println!("{}", report.summary());

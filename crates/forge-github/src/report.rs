@@ -19,6 +19,7 @@ use std::time::Duration;
 use datakit_ci_store::{Branch, BranchName, Commit, CommitId, Snapshot, Store, StorePath};
 use datakit_ci_term::metadata::MetadataReader;
 use datakit_ci_term::{CommitHash, RepoId};
+use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
@@ -36,6 +37,9 @@ const MAX_DESCRIPTION_CHARS: usize = 140;
 /// The first wait after a failure; doubled at each further failure, up to [`MAX_RETRY_DELAY`].
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
+/// How many statuses are sent at once by default.
+const CONCURRENCY: usize = 8;
 
 /// One status: which commit and context.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -129,6 +133,8 @@ pub struct StatusReporter {
     retry_delay: Duration,
     /// How many statuses the current pass still has to send (for the dashboard).
     waiting: Arc<AtomicUsize>,
+    /// How many statuses are sent at once.
+    concurrency: usize,
 }
 
 impl std::fmt::Debug for StatusReporter {
@@ -155,6 +161,7 @@ impl StatusReporter {
             repos,
             retry_delay: RETRY_DELAY,
             waiting,
+            concurrency: CONCURRENCY,
         }
     }
 
@@ -163,6 +170,13 @@ impl StatusReporter {
     #[must_use]
     pub fn with_retry_delay(mut self, delay: Duration) -> Self {
         self.retry_delay = delay;
+        self
+    }
+
+    /// Sets how many statuses are sent at once (default 8; at least 1).
+    #[must_use]
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
         self
     }
 
@@ -236,38 +250,66 @@ impl StatusReporter {
         };
         let mut pass = ReportPass::default();
         self.waiting.store(wanted.len(), Ordering::Relaxed);
-        for (key, due) in wanted {
-            let told = &due.told;
-            if due.status {
-                match self.send(&key, told).await {
-                    Ok(()) => pass.sent += 1,
-                    Err(error) => self.refused(&key, error, &mut pass).await?,
-                }
-                self.record(&key, "told", told.to_record()).await?;
-            }
-            if let Some(id) = due.check {
-                let id = match self.send_check_run(&key, told, id).await {
-                    Ok(id) => {
-                        pass.check_runs += 1;
-                        Some(id)
-                    }
-                    Err(error) => {
-                        self.refused(&key, error, &mut pass).await?;
-                        id
-                    }
-                };
-                self.record(&key, "check_run", check_record(id, told))
-                    .await?;
-            }
+        // Several statuses in flight: GitHub answers in 100-300 ms, and a push can change
+        // hundreds. Dropping the stream at the first transient failure drops the requests in
+        // flight; what they sent unrecorded is sent again by the next pass.
+        let mut results = futures::stream::iter(wanted)
+            .map(|(key, due)| async move { self.report_one(&key, &due).await })
+            .buffer_unordered(self.concurrency);
+        while let Some(result) = results.next().await {
+            let one = result?;
+            pass.sent += one.sent;
+            pass.check_runs += one.check_runs;
+            pass.refused += one.refused;
             self.waiting.fetch_sub(1, Ordering::Relaxed);
         }
+        drop(results);
         self.record_cursor(head.id()).await?;
         Ok(pass)
     }
 
-    /// Returns a transient error (to stop the pass), or counts a refusal (recorded as told, so
-    /// it is not sent again until it changes).
-    async fn refused(&self, key: &Key, error: Error, pass: &mut ReportPass) -> Result<(), Error> {
+    /// Sends what is due for one status (the status, the check run, or both), then records what
+    /// GitHub acknowledged or refused for good in one commit. A transient failure is returned
+    /// after recording what was already acknowledged.
+    async fn report_one(&self, key: &Key, due: &Due) -> Result<ReportPass, Error> {
+        let told = &due.told;
+        let mut one = ReportPass::default();
+        let mut files: Vec<(&str, String)> = Vec::new();
+        if due.status {
+            match self.send(key, told).await {
+                Ok(()) => one.sent += 1,
+                Err(error) => {
+                    self.refused(key, error).await?;
+                    one.refused += 1;
+                }
+            }
+            files.push(("told", told.to_record()));
+        }
+        if let Some(id) = due.check {
+            match self.send_check_run(key, told, id).await {
+                Ok(id) => {
+                    one.check_runs += 1;
+                    files.push(("check_run", check_record(Some(id), told)));
+                }
+                Err(error) => match self.refused(key, error).await {
+                    Ok(()) => {
+                        one.refused += 1;
+                        files.push(("check_run", check_record(id, told)));
+                    }
+                    Err(error) => {
+                        self.record(key, &files).await?;
+                        return Err(error);
+                    }
+                },
+            }
+        }
+        self.record(key, &files).await?;
+        Ok(one)
+    }
+
+    /// Returns a transient error (to stop the pass), or `Ok` for a refusal for good (recorded as
+    /// told, so it is not sent again until it changes).
+    async fn refused(&self, key: &Key, error: Error) -> Result<(), Error> {
         if error.is_transient() {
             return Err(error);
         }
@@ -276,7 +318,6 @@ impl StatusReporter {
             return Err(error);
         }
         tracing::warn!(error = %crate::ErrorChain(&error), commit = %key.commit, context = key.context, "GitHub refused a status or check run; not sending it again until it changes");
-        pass.refused += 1;
         Ok(())
     }
 
@@ -356,19 +397,21 @@ impl StatusReporter {
         Ok(())
     }
 
-    /// Records `contents` as file `name` (`told`, `check_run`) of `key`.
-    async fn record(&self, key: &Key, name: &str, contents: String) -> Result<(), Error> {
-        let path = StorePath::new(format!(
-            "{}/commit/{}/{}/{name}",
-            key.repo, key.commit, key.context
-        ))?;
+    /// Records `files` (`told`, `check_run`: name and contents) of `key` in one commit.
+    async fn record(&self, key: &Key, files: &[(&str, String)]) -> Result<(), Error> {
+        if files.is_empty() {
+            return Ok(());
+        }
         let mut transaction = self.record.transaction().await?;
-        transaction.create_file(&path, contents)?;
+        for (name, contents) in files {
+            let path = StorePath::new(format!(
+                "{}/commit/{}/{}/{name}",
+                key.repo, key.commit, key.context
+            ))?;
+            transaction.create_file(&path, contents.as_str())?;
+        }
         transaction
-            .commit(&format!(
-                "Told GitHub ({name}) {} on {}",
-                key.context, key.commit
-            ))
+            .commit(&format!("Told GitHub {} on {}", key.context, key.commit))
             .await?;
         Ok(())
     }

@@ -206,7 +206,8 @@ async fn statuses_unsent_when_the_process_died_are_sent_by_the_next() -> anyhow:
         .await?;
         // GitHub is down after the first status: the pass stops there, and the process dies.
         fake.fail_next_statuses(&[Failure::Accept, Failure::Status(503)]);
-        let reporter = reporter(&fake, &store)?;
+        // One at a time, so that the first status is the one acknowledged.
+        let reporter = reporter(&fake, &store)?.with_concurrency(1);
         let error = reporter.report_once().await.expect_err("GitHub is down");
         assert!(error.to_string().contains("503"), "{error}");
         drop(reporter);
