@@ -4,7 +4,7 @@
 //! ([`WebhookAdapter`]).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -19,8 +19,8 @@ use datakit_ci_git::RemoteCredentials;
 use datakit_ci_store::{BranchName, Store};
 use datakit_ci_term::{LogLeaf, RebuildStateKind, RepoId, SavedLog};
 use datakit_ci_web::{
-    ForgeHealth, GithubIdentity, GithubLogin, UserAttrs, WebhookDelivery, WebhookOutcome,
-    WebhookReceiver, WebhookRejection,
+    ForgeHealth, GithubIdentity, GithubLogin, OAuthClient, UserAttrs, WebhookDelivery,
+    WebhookOutcome, WebhookReceiver, WebhookRejection,
 };
 
 use crate::cli::UsageError;
@@ -248,50 +248,54 @@ impl RemoteCredentials for GitCredentials {
     }
 }
 
-/// The files of the secrets directory holding the OAuth App's client id and secret.
-pub const OAUTH_CLIENT_ID_FILE: &str = "github-oauth-client-id";
-/// See [`OAUTH_CLIENT_ID_FILE`].
-pub const OAUTH_CLIENT_SECRET_FILE: &str = "github-oauth-client-secret";
-
-/// "Log in with GitHub", if the secrets directory holds an OAuth App's client id and secret
-/// ([`OAUTH_CLIENT_ID_FILE`], [`OAUTH_CLIENT_SECRET_FILE`]), on the GitHub at `api_url`.
-pub fn oauth_login(
-    secrets_dir: &Path,
-    api_url: &str,
-) -> Result<Option<Arc<dyn GithubLogin>>, datakit_ci_forge_github::Error> {
-    let id_file = secrets_dir.join(OAUTH_CLIENT_ID_FILE);
-    let secret_file = secrets_dir.join(OAUTH_CLIENT_SECRET_FILE);
-    match (id_file.exists(), secret_file.exists()) {
-        (false, false) => return Ok(None),
-        (true, true) => {}
-        _ => {
-            tracing::warn!(dir = %secrets_dir.display(), "GitHub login needs both {OAUTH_CLIENT_ID_FILE} and {OAUTH_CLIENT_SECRET_FILE}; it is off");
-            return Ok(None);
-        }
-    }
-    let client_id = Secret::from_file(&id_file)?.expose().to_owned();
-    let app = OAuthApp::new(client_id, Secret::from_file(&secret_file)?, api_url)?;
-    Ok(Some(Arc::new(LoginAdapter(app))))
+/// "Log in with GitHub" on the GitHub whose API is at `api_url` (the OAuth App's client id and
+/// secret are kept by the web UI in its secrets directory, set at `/settings/github-auth`).
+pub fn oauth_login(api_url: &str) -> Arc<dyn GithubLogin> {
+    Arc::new(LoginAdapter {
+        api_url: api_url.to_owned(),
+    })
 }
 
 /// The web's [`GithubLogin`] from the bridge crate's [`OAuthApp`].
-struct LoginAdapter(OAuthApp);
+struct LoginAdapter {
+    api_url: String,
+}
+
+impl LoginAdapter {
+    fn app(&self, client: &OAuthClient) -> Result<OAuthApp, datakit_ci_forge_github::Error> {
+        OAuthApp::new(
+            client.id.clone(),
+            Secret::new(client.secret.clone()),
+            &self.api_url,
+        )
+    }
+}
 
 impl GithubLogin for LoginAdapter {
-    fn authorize_url(&self, state: &str, redirect_uri: &str) -> String {
-        self.0.authorize_url(state, redirect_uri)
+    fn authorize_url(&self, client_id: &str, state: &str, redirect_uri: &str) -> String {
+        let client = OAuthClient {
+            id: client_id.to_owned(),
+            secret: String::new(),
+        };
+        match self.app(&client) {
+            Ok(app) => app.authorize_url(state, redirect_uri),
+            // The API URL was checked at start; an unusable one leads back to the login page.
+            Err(_) => "/auth/login".to_owned(),
+        }
     }
 
     fn complete(
         &self,
+        client: OAuthClient,
         code: String,
         redirect_uri: String,
         repos: Vec<String>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<GithubIdentity, String>> + Send>>
     {
-        let app = self.0.clone();
+        let app = self.app(&client);
         Box::pin(async move {
             let user = app
+                .map_err(|e| e.to_string())?
                 .complete(&code, &redirect_uri, &repos)
                 .await
                 .map_err(|e| e.to_string())?;

@@ -371,11 +371,10 @@ impl LocalCi {
                     .map_or(datakit_ci_forge_github::DEFAULT_API_URL, |g| {
                         g.api_url.as_str()
                     });
-                let login = crate::github::oauth_login(web.secrets_dir(), api_url)?;
                 let forges = Forges {
                     webhooks,
                     health,
-                    login,
+                    login: Some(crate::github::oauth_login(api_url)),
                 };
                 Some(start_web(web, &engine, &services, &registry, forges).await?)
             }

@@ -4,8 +4,14 @@
 //! then asks the [`GithubLogin`] the program installed who the user is, and logs them in as
 //! `github:<login>` with their organisations and read access to the repositories the ACLs name.
 //!
+//! The OAuth App's client id and secret are set by the admin at `/settings/github-auth` and kept
+//! in the secrets directory (files [`OAUTH_CLIENT_ID_FILE`] and [`OAUTH_CLIENT_SECRET_FILE`],
+//! mode 0600), read at each login, so a change needs no restart.
+//!
 //! Knows nothing of GitHub's OAuth endpoints: the program's [`GithubLogin`] (the GitHub
 //! bridge's `OAuthApp`, wired by the binary) does; this crate owns the trait.
+
+use std::path::Path;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -16,6 +22,43 @@ use subtle::ConstantTimeEq as _;
 
 use crate::acl::UserAttrs;
 use crate::{AppState, Error, Viewer};
+
+/// The file of the secrets directory holding the OAuth App's client id.
+pub const OAUTH_CLIENT_ID_FILE: &str = "github-oauth-client-id";
+/// The file of the secrets directory holding the OAuth App's client secret.
+pub const OAUTH_CLIENT_SECRET_FILE: &str = "github-oauth-client-secret";
+
+/// An OAuth App's client id and secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OAuthClient {
+    /// The client id (public).
+    pub id: String,
+    /// The client secret.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for OAuthClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthClient")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The OAuth App configured in `secrets_dir`, if both files are there and not empty.
+pub(crate) fn read_client(secrets_dir: &Path) -> Option<OAuthClient> {
+    let read = |name: &str| {
+        std::fs::read_to_string(secrets_dir.join(name))
+            .ok()
+            .map(|text| text.trim().to_owned())
+            .filter(|text| !text.is_empty())
+    };
+    Some(OAuthClient {
+        id: read(OAUTH_CLIENT_ID_FILE)?,
+        secret: read(OAUTH_CLIENT_SECRET_FILE)?,
+    })
+}
 
 /// Who GitHub says logged in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,13 +71,15 @@ pub struct GithubIdentity {
 
 /// GitHub's side of the login.
 pub trait GithubLogin: Send + Sync + 'static {
-    /// GitHub's authorize page for `state`, coming back to `redirect_uri`.
-    fn authorize_url(&self, state: &str, redirect_uri: &str) -> String;
+    /// GitHub's authorize page of OAuth App `client_id` for `state`, coming back to
+    /// `redirect_uri`.
+    fn authorize_url(&self, client_id: &str, state: &str, redirect_uri: &str) -> String;
 
-    /// Who holds `code`, with their organisations and, for each of `repos`, whether they can
-    /// read it. An `Err` holds a message for the user.
+    /// Who holds `code` (issued to `client`), with their organisations and, for each of `repos`,
+    /// whether they can read it. An `Err` holds a message for the user.
     fn complete(
         &self,
+        client: OAuthClient,
         code: String,
         redirect_uri: String,
         repos: Vec<String>,
@@ -57,11 +102,12 @@ pub(crate) async fn get_github_login(
     State(state): State<AppState>,
     viewer: Viewer,
 ) -> Result<Response, Error> {
-    let Some(login) = state.github_login() else {
+    let (Some(login), Some(client)) = (state.github_login(), read_client(state.secrets_dir()))
+    else {
         return Ok((StatusCode::NOT_FOUND, "GitHub login is not configured").into_response());
     };
     let oauth_state = viewer.new_oauth_state().await?;
-    let url = login.authorize_url(&oauth_state, &callback_url(&state));
+    let url = login.authorize_url(&client.id, &oauth_state, &callback_url(&state));
     Ok(Redirect::to(&url).into_response())
 }
 
@@ -71,7 +117,10 @@ pub(crate) async fn get_github_callback(
     mut viewer: Viewer,
     Query(query): Query<CallbackQuery>,
 ) -> Result<Response, Error> {
-    let Some(login) = state.github_login().cloned() else {
+    let (Some(login), Some(client)) = (
+        state.github_login().cloned(),
+        read_client(state.secrets_dir()),
+    ) else {
         return Ok((StatusCode::NOT_FOUND, "GitHub login is not configured").into_response());
     };
     // Used once, whatever the outcome.
@@ -101,11 +150,16 @@ pub(crate) async fn get_github_callback(
     repos.sort();
     repos.dedup();
     let identity = login
-        .complete(code, callback_url(&state), repos)
+        .complete(client, code, callback_url(&state), repos)
         .await
         .map_err(|message| Error::Forbidden(format!("GitHub login failed: {message}")))?;
     let name = format!("github:{}", identity.login);
     tracing::info!(user = %name, "logged in with GitHub");
     viewer.log_in(&name, identity.attrs).await?;
     Ok(Redirect::to("/").into_response())
+}
+
+/// Whether the login page offers "Log in with GitHub".
+pub(crate) fn is_available(state: &AppState) -> bool {
+    state.github_login().is_some() && read_client(state.secrets_dir()).is_some()
 }

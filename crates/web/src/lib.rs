@@ -33,6 +33,7 @@
 //! | `POST /log/rebuild/{branch}` | Builder | asks the engine to rebuild |
 //! | `POST /cancel/{branch}` | Builder | cancels a running build |
 //! | `GET /settings` | Admin | settings |
+//! | `GET, POST /settings/github-auth` | Admin | the OAuth App's client id and secret for "Log in with GitHub" (kept in the secrets directory, mode 0600) |
 //! | `GET /error/{id}` | – | explains an error code |
 //! | `GET /metrics` | bearer token | Prometheus metrics |
 //! | `POST /webhooks/github` | signature | a GitHub webhook delivery, handed to the [`WebhookReceiver`] (outside the CSRF check) |
@@ -133,7 +134,9 @@ pub use config::{ListenAddr, MetricsToken, PublicUrl, Scheme, SessionsBackend, W
 pub use csrf::CSRF_FIELD;
 pub use error::Error;
 pub use forge_health::ForgeHealth;
-pub use github_login::{GithubIdentity, GithubLogin};
+pub use github_login::{
+    GithubIdentity, GithubLogin, OAUTH_CLIENT_ID_FILE, OAUTH_CLIENT_SECRET_FILE, OAuthClient,
+};
 pub use metrics::WebMetrics;
 pub use router::router;
 pub use secrets::{CERT_FILE, KEY_FILE};

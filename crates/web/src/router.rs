@@ -107,6 +107,10 @@ fn routes(pages: Option<Router<AppState>>) -> Router<AppState> {
         .route("/log/rebuild/{branch}", post(actions::post_rebuild))
         .route("/cancel/{branch}", post(actions::post_cancel))
         .route("/settings", get(settings::get_settings))
+        .route(
+            "/settings/github-auth",
+            get(settings::get_github_auth).post(settings::post_github_auth),
+        )
         .route("/error/{id}", get(errors::get_error))
         .route("/metrics", get(metrics::get_metrics))
         .route("/css/{name}", get(static_files::get_css))

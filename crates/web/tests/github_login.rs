@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use common::{Dirs, Running, http_config, state_builder};
 use datakit_ci_log::LogManager;
-use datakit_ci_web::{Acl, GithubIdentity, GithubLogin, UserAttrs};
+use datakit_ci_web::{Acl, GithubIdentity, GithubLogin, OAuthClient, UserAttrs};
 use futures::future::BoxFuture;
+use reqwest::redirect;
 
 #[derive(Default)]
 struct Github {
@@ -17,14 +18,15 @@ struct Github {
 }
 
 impl GithubLogin for Github {
-    fn authorize_url(&self, state: &str, redirect_uri: &str) -> String {
+    fn authorize_url(&self, client_id: &str, state: &str, redirect_uri: &str) -> String {
         format!(
-            "https://github.example/login/oauth/authorize?state={state}&redirect_uri={redirect_uri}"
+            "https://github.example/login/oauth/authorize?state={state}&client_id={client_id}&redirect_uri={redirect_uri}"
         )
     }
 
     fn complete(
         &self,
+        client: OAuthClient,
         code: String,
         _redirect_uri: String,
         repos: Vec<String>,
@@ -34,6 +36,9 @@ impl GithubLogin for Github {
             .expect("lock")
             .push((code.clone(), repos.clone()));
         Box::pin(async move {
+            if client.secret != "the-secret" {
+                return Err("incorrect_client_credentials".to_owned());
+            }
             if code != "good-code" {
                 return Err("bad_verification_code".to_owned());
             }
@@ -51,7 +56,7 @@ impl GithubLogin for Github {
 fn client() -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
+        .redirect(redirect::Policy::none())
         .build()?)
 }
 
@@ -80,6 +85,7 @@ async fn start_login(client: &reqwest::Client, server: &Running) -> anyhow::Resu
 #[tokio::test]
 async fn a_github_login_needs_the_state_its_session_was_given() -> anyhow::Result<()> {
     let dirs = Dirs::new()?;
+    common::write_users(&dirs.secrets(), &[("admin", "admin-pw")])?;
     let github = Arc::new(Github::default());
     let config =
         http_config(&dirs)?.can_read("github-org:acme,can-read-github:me/proj".parse::<Acl>()?);
@@ -87,6 +93,65 @@ async fn a_github_login_needs_the_state_its_session_was_given() -> anyhow::Resul
         .github_login(github.clone())
         .build()?;
     let server = Running::start(state).await?;
+    // Without an OAuth App, there is no GitHub login.
+    let anonymous = client()?;
+    let answer = anonymous.get(server.url("/auth/github")).send().await?;
+    assert_eq!(answer.status(), 404);
+    let login_page = anonymous
+        .get(server.url("/auth/login"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(!login_page.contains("Log in with GitHub"));
+
+    // The admin sets the OAuth App's client id and secret.
+    let admin = client()?;
+    let login_page = admin
+        .get(server.url("/auth/login"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let csrf = common::csrf_token(&login_page)?;
+    let answer = admin
+        .post(server.url("/auth/login"))
+        .form(&[
+            ("user", "admin"),
+            ("password", "admin-pw"),
+            ("CSRFToken", &csrf),
+        ])
+        .send()
+        .await?;
+    assert_eq!(answer.status(), 303);
+    let answer = admin
+        .post(server.url("/settings/github-auth"))
+        .form(&[
+            ("client_id", "the-client"),
+            ("client_secret", "the-secret"),
+            ("CSRFToken", &csrf),
+        ])
+        .send()
+        .await?;
+    assert_eq!(answer.status(), 200);
+    let page = answer.text().await?;
+    assert!(
+        page.contains("GitHub login is configured") && !page.contains("the-secret"),
+        "{page}"
+    );
+    let secret_file = dirs
+        .secrets()
+        .join(datakit_ci_web::OAUTH_CLIENT_SECRET_FILE);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&secret_file)?.permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let login_page = anonymous
+        .get(server.url("/auth/login"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(login_page.contains("Log in with GitHub"));
 
     // A state from another session (an attacker's link) is refused, and GitHub is not asked.
     let attacker = client()?;

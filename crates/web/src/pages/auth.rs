@@ -85,7 +85,7 @@ async fn login_page(
     let content = html! {
         h2 { "Login" }
         (post_form("login-form", "/auth/login", &csrf, controls))
-        @if state.github_login().is_some() {
+        @if crate::github_login::is_available(state) {
             p.github-login { a.btn.btn-default href="/auth/github" { "Log in with GitHub" } }
         }
         @if !state.auth().is_configured() {
