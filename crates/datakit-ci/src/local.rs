@@ -315,16 +315,20 @@ impl LocalCi {
                 return Err(StartError::DuplicateRepo(repo.clone()));
             }
             let bridge = github.as_ref().expect("iterating over its repositories");
-            // Fetch from where GitHub says the repository is (any URL `git` can fetch).
-            let info = bridge.repo_info(repo).await?;
             let clone_dir = state_dir.join("repos").join(repo.user()).join(repo.repo());
+            // Clone from where GitHub says the repository is (any URL `git` can fetch); a clone
+            // made by an earlier run needs no API call, so the CI starts while GitHub is down.
+            let clone_url = match tokio::fs::try_exists(&clone_dir).await {
+                Ok(true) => None,
+                _ => Some(bridge.repo_info(repo).await?.clone_url),
+            };
             let credentials = crate::github::GitCredentials {
                 bridge: bridge.clone(),
                 repo: repo.clone(),
             };
             let clone = Repo::open_with_credentials(
                 &clone_dir,
-                Some(&info.clone_url),
+                clone_url.as_deref(),
                 &services,
                 Some(Arc::new(credentials)),
             )

@@ -372,6 +372,15 @@ fn statuses_github_never_acknowledged_are_sent_after_a_kill_9() {
         || format!("posted: {:#?}\n{}", fake.statuses(), ci.report()),
     );
     assert_eq!(fake.statuses(), [wanted], "only the latest state, once");
+    let repo_lookups = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/repos/me/proj")
+        .count();
+    assert_eq!(
+        repo_lookups, 1,
+        "the restart reused its clone without asking for clone_url"
+    );
 }
 
 #[test]
