@@ -17,10 +17,10 @@ use datakit_ci_forge_github::{
 };
 use datakit_ci_git::RemoteCredentials;
 use datakit_ci_store::{BranchName, Store};
-use datakit_ci_term::{LogLeaf, RebuildStateKind, RepoId, SavedLog};
+use datakit_ci_term::{LogLeaf, RebuildStateKind, RepoId, SavedLog, TargetId};
 use datakit_ci_web::{
-    ForgeHealth, GithubIdentity, GithubLogin, OAuthClient, UserAttrs, WebhookDelivery,
-    WebhookOutcome, WebhookReceiver, WebhookRejection,
+    ForgeHealth, ForgeLink, ForgeLinks, GithubIdentity, GithubLogin, OAuthClient, UserAttrs,
+    WebhookDelivery, WebhookOutcome, WebhookReceiver, WebhookRejection,
 };
 
 use crate::cli::UsageError;
@@ -306,6 +306,39 @@ impl GithubLogin for LoginAdapter {
                     can_read_github: user.can_read,
                 },
             })
+        })
+    }
+}
+
+/// Each GitHub target's page on GitHub, for the web UI.
+pub struct LinksAdapter {
+    /// GitHub's web root (see [`datakit_ci_forge_github::web_url`]).
+    pub web_url: String,
+    /// The GitHub repositories (the others have no GitHub page).
+    pub repos: Vec<RepoId>,
+}
+
+impl ForgeLinks for LinksAdapter {
+    fn target_link(&self, target: &TargetId) -> Option<ForgeLink> {
+        let repo = target.repo();
+        if !self.repos.contains(repo) {
+            return None;
+        }
+        let root = format!("{}/{repo}", self.web_url);
+        let url = match target {
+            TargetId::Pr(_, number) => format!("{root}/pull/{number}"),
+            TargetId::Ref(_, name) => {
+                let text = name.to_string();
+                match (text.strip_prefix("heads/"), text.strip_prefix("tags/")) {
+                    (Some(branch), _) => format!("{root}/tree/{branch}"),
+                    (_, Some(tag)) => format!("{root}/releases/tag/{tag}"),
+                    _ => return None,
+                }
+            }
+        };
+        Some(ForgeLink {
+            forge: "GitHub".to_owned(),
+            url,
         })
     }
 }

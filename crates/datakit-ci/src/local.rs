@@ -20,7 +20,9 @@ use datakit_ci_pool::{MonitoredPool, PoolMetrics, Pools};
 use datakit_ci_process as process;
 use datakit_ci_store::Store;
 use datakit_ci_term::{RepoId, TargetId};
-use datakit_ci_web::{AppState, ForgeHealth, GithubLogin, WebConfig, WebServer, WebhookReceiver};
+use datakit_ci_web::{
+    AppState, ForgeHealth, ForgeLinks, GithubLogin, WebConfig, WebServer, WebhookReceiver,
+};
 
 use crate::github::{GithubOptions, WebhookAdapter};
 
@@ -375,10 +377,17 @@ impl LocalCi {
                     .map_or(datakit_ci_forge_github::DEFAULT_API_URL, |g| {
                         g.api_url.as_str()
                     });
+                let links = github.as_ref().map(|bridge| {
+                    Arc::new(crate::github::LinksAdapter {
+                        web_url: datakit_ci_forge_github::web_url(api_url),
+                        repos: bridge.repos().to_vec(),
+                    }) as Arc<dyn ForgeLinks>
+                });
                 let forges = Forges {
                     webhooks,
                     health,
                     login: Some(crate::github::oauth_login(api_url)),
+                    links,
                 };
                 Some(start_web(web, &engine, &services, &registry, forges).await?)
             }
@@ -512,6 +521,7 @@ struct Forges {
     webhooks: Option<Arc<dyn WebhookReceiver>>,
     health: Option<Arc<dyn ForgeHealth>>,
     login: Option<Arc<dyn GithubLogin>>,
+    links: Option<Arc<dyn ForgeLinks>>,
 }
 
 /// Binds the web UI with the engine's pages; rebuild requests go to the engine.
@@ -537,6 +547,9 @@ async fn start_web(
     }
     if let Some(login) = forges.login {
         state = state.github_login(login);
+    }
+    if let Some(links) = forges.links {
+        state = state.forge_links(links);
     }
     let state = state.build()?;
     let pages = datakit_ci_web::ci_pages(engine.clone(), services.pools.clone());

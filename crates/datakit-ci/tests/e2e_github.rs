@@ -206,6 +206,20 @@ fn the_binary_tests_what_github_lists_and_follows_signed_webhooks() {
         "{dashboard}"
     );
 
+    // The PR's page names its author and links to it on GitHub.
+    let pr_page = http_get(port, "/me/proj/pr/1");
+    assert!(pr_page.contains("PR 1 (Break it)"), "{pr_page}");
+    assert!(
+        pr_page.contains(r#"By <span class="author">octocat</span>"#),
+        "{pr_page}"
+    );
+    assert!(
+        pr_page.contains(&format!(
+            r#"<a class="forge-link" href="{api}/me/proj/pull/1">View on GitHub</a>"#
+        )),
+        "{pr_page}"
+    );
+
     // "Log in with GitHub" leads to the fake's authorize page.
     let login = http_get(port, "/auth/github");
     assert!(login.starts_with("HTTP/1.1 303"), "{login}");

@@ -64,7 +64,7 @@ use tokio_util::sync::CancellationToken;
 pub use api::ApiCounts;
 pub use auth::{Credentials, Secret};
 pub use error::{Error, WebhookError};
-pub use oauth::{GithubUser, OAuthApp};
+pub use oauth::{GithubUser, OAuthApp, web_url};
 pub use report::{REPORTED_BRANCH, ReportPass, StatusReporter};
 pub use sync::RepoInfo;
 pub use webhook::{MAX_PAYLOAD_BYTES, sign, verify_signature};

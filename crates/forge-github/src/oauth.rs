@@ -218,6 +218,21 @@ impl OAuthApp {
     }
 }
 
+/// GitHub's web root for the API at `api_url`: `https://api.github.com` → `https://github.com`,
+/// a GitHub Enterprise server's `https://HOST/api/v3` → `https://HOST`, anything else (a test's
+/// fake) as it is.
+pub fn web_url(api_url: &str) -> String {
+    let api_url = api_url.trim_end_matches('/');
+    if api_url == "https://api.github.com" {
+        "https://github.com".to_owned()
+    } else {
+        api_url
+            .strip_suffix("/api/v3")
+            .unwrap_or(api_url)
+            .to_owned()
+    }
+}
+
 /// Percent-encodes a query value.
 fn encode(value: &str) -> String {
     value

@@ -133,7 +133,7 @@ pub use ci::ci_pages;
 pub use config::{ListenAddr, MetricsToken, PublicUrl, Scheme, SessionsBackend, WebConfig};
 pub use csrf::CSRF_FIELD;
 pub use error::Error;
-pub use forge_health::ForgeHealth;
+pub use forge_health::{ForgeHealth, ForgeLink, ForgeLinks};
 pub use github_login::{
     GithubIdentity, GithubLogin, OAUTH_CLIENT_ID_FILE, OAUTH_CLIENT_SECRET_FILE, OAuthClient,
 };

@@ -15,7 +15,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
-use crate::forge_health::ForgeHealth;
+use crate::forge_health::{ForgeHealth, ForgeLink, ForgeLinks};
 use crate::github_login::GithubLogin;
 use crate::metrics::WebMetrics;
 use crate::webhooks::WebhookReceiver;
@@ -43,6 +43,7 @@ struct Inner {
     webhooks: Option<Arc<dyn WebhookReceiver>>,
     forge_health: Option<Arc<dyn ForgeHealth>>,
     github_login: Option<Arc<dyn GithubLogin>>,
+    forge_links: Option<Arc<dyn ForgeLinks>>,
     /// Cancelled when the server shuts down, to end streaming responses.
     shutdown: CancellationToken,
 }
@@ -68,6 +69,7 @@ pub struct AppStateBuilder {
     webhooks: Option<Arc<dyn WebhookReceiver>>,
     forge_health: Option<Arc<dyn ForgeHealth>>,
     github_login: Option<Arc<dyn GithubLogin>>,
+    forge_links: Option<Arc<dyn ForgeLinks>>,
 }
 
 impl std::fmt::Debug for AppStateBuilder {
@@ -107,6 +109,12 @@ impl AppStateBuilder {
         self
     }
 
+    /// Installs the links from targets to their forge's pages.
+    pub fn forge_links(mut self, links: Arc<dyn ForgeLinks>) -> Self {
+        self.forge_links = Some(links);
+        self
+    }
+
     /// Creates the secrets directory if needed (mode 0700), loads the password file (or generates
     /// the first-run intro token, logging the setup URL as a warning) and registers the web
     /// metrics on the registry. Blocking file-system work: call at start-up.
@@ -133,6 +141,7 @@ impl AppStateBuilder {
                 webhooks: self.webhooks,
                 forge_health: self.forge_health,
                 github_login: self.github_login,
+                forge_links: self.forge_links,
                 shutdown: CancellationToken::new(),
             }),
         };
@@ -162,6 +171,7 @@ impl AppState {
             webhooks: None,
             forge_health: None,
             github_login: None,
+            forge_links: None,
         }
     }
 
@@ -214,6 +224,11 @@ impl AppState {
             .as_ref()
             .map(|health| health.lines())
             .unwrap_or_default()
+    }
+
+    /// The forge's page of `target`, if a [`ForgeLinks`] knows one.
+    pub(crate) fn forge_link(&self, target: &datakit_ci_term::TargetId) -> Option<ForgeLink> {
+        self.inner.forge_links.as_ref()?.target_link(target)
     }
 
     pub(crate) fn github_login(&self) -> Option<&Arc<dyn GithubLogin>> {

@@ -107,8 +107,21 @@ async fn target_page(
     };
     let path = urls::target(id);
     let history_nav = history_nav(id, &shown, &states);
+    let author = match &shown.target {
+        Some(datakit_ci_term::Target::Pr(pr)) if !pr.owner.is_empty() => Some(pr.owner.as_str()),
+        _ => None,
+    };
+    let forge_link = state.forge_link(id);
     let content = html! {
         h1 { (title) }
+        @if author.is_some() || forge_link.is_some() {
+            p.forge {
+                @if let Some(author) = author { "By " span.author { (author) } ". " }
+                @if let Some(link) = &forge_link {
+                    a.forge-link href=(link.url) { "View on " (link.forge) }
+                }
+            }
+        }
         @if let Some(reason) = &unreadable {
             div.alert.alert-danger.unreadable {
                 "This target is not tested: its metadata is invalid: " (reason)
