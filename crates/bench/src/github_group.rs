@@ -10,19 +10,31 @@
 //! - **requests per state change** — as a GitHub App, 500 (50) jobs go from `pending` to
 //!   `success`: API requests per job state change (target ≤ 2: one status, one check run), then
 //!   a pass with nothing changed (target: 0 requests).
+//! - **webhook to status** — two whole CIs (`LocalCi`, test `true`) in this process: one on a
+//!   GitHub repository of the fake (its `clone_url` a local repository, webhooks to its web UI),
+//!   one on the same kind of local repository through the local bridge. Rounds alternate: a
+//!   commit on `main`, then for the first a signed `push` webhook, timed until the commit's
+//!   `success` status is POSTed at the fake; for the second, timed from the commit until the
+//!   status is announced. 20 rounds each (10 with `--quick`): medians and p99s; target: the
+//!   GitHub median within 20 ms of the local one.
 
-use std::time::Instant;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use datakit_ci::forge_github::{
     Credentials, GithubBridge, GithubConfig, Secret, WebhookRequest, sign,
 };
+use datakit_ci::github::{GithubAuth, GithubOptions};
+use datakit_ci::local::{LocalCi, LocalCiConfig, LocalRepoSpec, ShellConfig, TestSpec};
 use datakit_ci_store::{BranchName, Store, StorePath};
 use datakit_ci_term::RepoId;
 use datakit_ci_testkit::github::{FakeGithub, FakePr, FakeRepo, fixture};
+use datakit_ci_web::{ListenAddr, WebConfig};
 
 use crate::Scale;
 use crate::report::{Figure, Report, Target};
+use crate::stats::quantile;
 
 const SECRET: &str = "bench secret";
 
@@ -222,6 +234,216 @@ pub(crate) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()>
             "requests",
         )
         .target(Target::AtMost(0.0)),
+    );
+    webhook_to_status(scale, report).await
+}
+
+/// A work tree with one commit on `main`.
+async fn work_tree(path: &Path) -> anyhow::Result<String> {
+    std::fs::create_dir_all(path)?;
+    git(path, &["init", "--quiet", "--initial-branch=main"]).await?;
+    commit(path, "First").await
+}
+
+/// `git args` in `dir`; its trimmed output.
+async fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let output = tokio::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Bench")
+        .env("GIT_AUTHOR_EMAIL", "bench@example.com")
+        .env("GIT_COMMITTER_NAME", "Bench")
+        .env("GIT_COMMITTER_EMAIL", "bench@example.com")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .await?;
+    anyhow::ensure!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+}
+
+/// An empty commit on `main`; its hash.
+async fn commit(dir: &Path, message: &str) -> anyhow::Result<String> {
+    git(dir, &["commit", "--quiet", "--allow-empty", "-m", message]).await?;
+    git(dir, &["rev-parse", "HEAD"]).await
+}
+
+/// Waits for the `success` status of `hash` among the engine's announcements.
+async fn announced(
+    events: &mut tokio::sync::broadcast::Receiver<datakit_ci::engine::StatusChange>,
+    hash: &str,
+) -> anyhow::Result<()> {
+    loop {
+        match events.recv().await {
+            Ok(change) if change.commit.as_str() == hash && change.state == "success" => {
+                return Ok(());
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(error) => anyhow::bail!("the engine stopped: {error}"),
+        }
+    }
+}
+
+/// Waits until the fake holds the `success` status of `hash`.
+async fn posted(fake: &FakeGithub, hash: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !fake
+        .statuses()
+        .iter()
+        .any(|s| s.sha == hash && s.state == "success")
+    {
+        anyhow::ensure!(Instant::now() < deadline, "no status for {hash}");
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    Ok(())
+}
+
+async fn webhook_to_status(scale: Scale, report: &mut Report) -> anyhow::Result<()> {
+    let rounds = match scale {
+        Scale::Full => 20,
+        Scale::Quick => 10,
+    };
+    let dir = tempfile::tempdir()?;
+    let shell = ShellConfig::new(vec![TestSpec {
+        name: "unit".to_owned(),
+        command: "true".to_owned(),
+    }]);
+
+    // The GitHub side: the fake lists `main` of a local repository, webhooks go to the web UI.
+    let hosted = dir.path().join("hosted");
+    let first = work_tree(&hosted).await?;
+    let fake = FakeGithub::start();
+    fake.set_repo(
+        "me/proj",
+        FakeRepo {
+            clone_url: hosted.display().to_string(),
+            branches: [("main".to_owned(), first.clone())].into(),
+            ..FakeRepo::default()
+        },
+    );
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "ghp_bench\n")?;
+    let secret_file = dir.path().join("webhook-secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n"))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let listen: ListenAddr = format!("http://127.0.0.1:{port}").parse()?;
+    let web = WebConfig::new(dir.path().join("secrets"))
+        .public_url("https://ci.example/".parse()?)
+        .listen(listen);
+    let github_ci = LocalCi::start(LocalCiConfig {
+        github: Some(GithubOptions {
+            repos: vec!["me/proj".parse()?],
+            api_url: fake.url(),
+            auth: GithubAuth::TokenFile(token_file),
+            webhook_secret_file: Some(secret_file),
+            sync_interval: Duration::from_secs(600),
+        }),
+        repos: Vec::new(),
+        shell: shell.clone(),
+        state_dir: dir.path().join("github-state"),
+        web_ui: "https://ci.example/".to_owned(),
+        canaries: Vec::new(),
+        web: Some(web),
+    })
+    .await?;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let github_running = tokio::spawn(github_ci.run(cancel.clone()));
+
+    // The local side.
+    let local = dir.path().join("local");
+    let local_first = work_tree(&local).await?;
+    let local_ci = LocalCi::start(LocalCiConfig {
+        github: None,
+        repos: vec![LocalRepoSpec {
+            id: "local/src".parse()?,
+            path: local.clone(),
+        }],
+        shell,
+        state_dir: dir.path().join("local-state"),
+        web_ui: "https://ci.example/".to_owned(),
+        canaries: Vec::new(),
+        web: None,
+    })
+    .await?;
+    let mut events = local_ci.engine().subscribe();
+    let local_running = tokio::spawn(local_ci.run(cancel.clone()));
+    posted(&fake, &first).await?;
+    announced(&mut events, &local_first).await?;
+
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let url = format!("http://127.0.0.1:{port}/webhooks/github");
+    let template = fixture("webhooks/push.branch.1.json");
+    let (mut github_times, mut local_times) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let hash = commit(&hosted, &format!("Change {round}")).await?;
+        let mut push = template.clone();
+        push["ref"] = "refs/heads/main".into();
+        push["created"] = false.into();
+        push["after"] = hash.clone().into();
+        push["head_commit"]["id"] = hash.clone().into();
+        push["repository"]["full_name"] = "me/proj".into();
+        let body = serde_json::to_vec(&push)?;
+        let signature = sign(SECRET.as_bytes(), &body);
+        let started = Instant::now();
+        let answer = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-github-event", "push")
+            .header("x-github-delivery", format!("bench-{round}"))
+            .header("x-hub-signature-256", signature)
+            .body(body)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            answer.status().as_u16() == 202,
+            "webhook answered {}",
+            answer.status()
+        );
+        posted(&fake, &hash).await?;
+        github_times.push(started.elapsed());
+
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        while events.try_recv().is_ok() {}
+        let hash = commit(&local, &format!("Change {round}")).await?;
+        let started = Instant::now();
+        announced(&mut events, &hash).await?;
+        local_times.push(started.elapsed());
+    }
+    cancel.cancel();
+    github_running.await??;
+    local_running.await??;
+    let github_median = quantile(&github_times, 0.5);
+    let local_median = quantile(&local_times, 0.5);
+    report.add(Figure::millis(
+        "github webhook → status POSTed: median",
+        github_median,
+    ));
+    report.add(Figure::millis(
+        "github webhook → status POSTed: p99",
+        quantile(&github_times, 0.99),
+    ));
+    report.add(Figure::millis(
+        "local bridge commit → status: median",
+        local_median,
+    ));
+    report.add(Figure::millis(
+        "local bridge commit → status: p99",
+        quantile(&local_times, 0.99),
+    ));
+    report.add(
+        Figure::new(
+            "github webhook → status: median minus the local bridge's",
+            (github_median.as_secs_f64() - local_median.as_secs_f64()) * 1e3,
+            "ms",
+        )
+        .target(Target::AtMost(20.0)),
     );
     Ok(())
 }
