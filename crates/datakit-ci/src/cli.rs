@@ -8,7 +8,9 @@ use clap::{Args, Parser};
 
 use datakit_ci_engine::parse_canary;
 use datakit_ci_term::RepoId;
-use datakit_ci_web::{Acl, ListenAddr, MetricsToken, PublicUrl, SessionsBackend, WebConfig};
+use datakit_ci_web::{
+    Acl, ConnectionLimits, ListenAddr, MetricsToken, PublicUrl, SessionsBackend, WebConfig,
+};
 
 use crate::local::{CiOptions, LocalCiConfig, LocalRepoSpec, ShellConfig, TestSpec};
 
@@ -132,6 +134,9 @@ pub struct CommonArgs {
     /// Also serve `/metrics`, unauthenticated, on 127.0.0.1:PORT.
     #[arg(long, value_name = "PORT")]
     pub listen_prometheus: Option<u16>,
+    /// The most web connections open at once (default: half the open-files limit).
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<std::num::NonZeroUsize>,
     /// More logging (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -247,7 +252,10 @@ impl CommonArgs {
             if let Some(port) = self.listen_prometheus {
                 web = web.prometheus_listen(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
             }
-            web
+            web.connection_limits(ConnectionLimits {
+                max_connections: self.max_connections.map(std::num::NonZeroUsize::get),
+                ..ConnectionLimits::default()
+            })
         });
         Ok(CiOptions {
             repos,

@@ -143,6 +143,74 @@ fn issue_20_a_timeout_kills_the_whole_process_tree() {
     );
 }
 
+/// With a low open-files limit (256, so at most 128 connections), 200 clients that each send half a request header and hold
+/// their connection neither stop the CI from building (it needs descriptors for `git`, its store
+/// and the builds) nor keep the web UI from answering once their header timeout closes them.
+#[test]
+fn issue_20_held_connections_leave_the_ci_building_under_a_low_descriptor_limit() {
+    let repo = Repo::new("held");
+    let main = repo.rev("main");
+    let port = free_port();
+    let listen = format!("http://127.0.0.1:{port}");
+    let state = State::new();
+    let args = [
+        "--nofile=256:256".to_owned(),
+        common::binary().to_owned(),
+        "--repo".to_owned(),
+        repo.path().display().to_string(),
+        "--test".to_owned(),
+        "build=true".to_owned(),
+        "--state-dir".to_owned(),
+        state.dir().display().to_string(),
+        "--listen".to_owned(),
+        listen,
+    ];
+    let ci = Ci::spawn_program("prlimit", args);
+    ci.wait_for_line("local/held/heads/main build: success (Passed)");
+    wait_until(
+        "the web UI to answer",
+        || http_get(port, "/api/v1/projects"),
+        || ci.report(),
+    );
+
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            .expect("send half a header");
+        held.push(stream);
+    }
+    // Builds go on: a new branch is built while the clients hold their connections.
+    let commit = repo.commit(&main, "More", &[("more", "1\n")]);
+    repo.set_ref("refs/heads/more", &commit);
+    ci.wait_for_line("local/held/heads/more build: success (Passed)");
+    // The server closed the held connections after its header timeout, and answers again.
+    wait_until(
+        "the web UI to answer again",
+        || http_get(port, "/api/v1/projects"),
+        || ci.report(),
+    );
+    // One deadline for all, so that a server that never closes them fails in a minute.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let closed = held
+        .iter()
+        .filter(|stream| {
+            let mut reader: &TcpStream = stream;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            reader
+                .set_read_timeout(Some(left.max(std::time::Duration::from_millis(10))))
+                .is_ok()
+                && match reader.read(&mut [0; 64]) {
+                    Ok(0) => true,
+                    Ok(_) => false,
+                    Err(error) => error.kind() == std::io::ErrorKind::ConnectionReset,
+                }
+        })
+        .count();
+    assert_eq!(closed, 200, "connections still open\n{}", ci.report());
+}
+
 /// A port nothing listens on now.
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");

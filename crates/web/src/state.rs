@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
+use crate::csrf::CsrfKey;
 use crate::metrics::WebMetrics;
 use crate::{Error, WebConfig, secrets};
 
@@ -39,6 +40,8 @@ struct Inner {
     rebuild: Option<RebuildHook>,
     /// Cancelled when the server shuts down, to end streaming responses.
     shutdown: CancellationToken,
+    /// Signs the CSRF tokens of visitors without a session (`csrf::AnonymousToken`).
+    csrf_key: CsrfKey,
 }
 
 impl std::fmt::Debug for AppState {
@@ -103,6 +106,7 @@ impl AppStateBuilder {
                 auth,
                 rebuild: self.rebuild,
                 shutdown: CancellationToken::new(),
+                csrf_key: CsrfKey::random(),
             }),
         };
         if let Some(url) = state.setup_url() {
@@ -180,5 +184,9 @@ impl AppState {
     /// Cancelled when the server stops; streaming responses end then.
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.inner.shutdown
+    }
+
+    pub(crate) fn csrf_key(&self) -> &CsrfKey {
+        &self.inner.csrf_key
     }
 }
