@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser};
 
 use datakit_ci_engine::parse_canary;
+use datakit_ci_notifications::{DeliveryConfig, Notifier, NotifySecret};
 use datakit_ci_term::RepoId;
 use datakit_ci_web::{
     Acl, ConnectionLimits, ListenAddr, MetricsToken, PublicUrl, SessionsBackend, WebConfig,
@@ -134,6 +135,13 @@ pub struct CommonArgs {
     /// Also serve `/metrics`, unauthenticated, on 127.0.0.1:PORT.
     #[arg(long, value_name = "PORT")]
     pub listen_prometheus: Option<u16>,
+    /// POST a signed JSON event to URL when a target's result changes (fails, is fixed, is
+    /// cancelled); repeatable.
+    #[arg(long = "notify", value_name = "URL")]
+    pub notify: Vec<String>,
+    /// Sign notifications with the key in FILE (header `X-DataKit-CI-Signature-256`).
+    #[arg(long, value_name = "FILE")]
+    pub notify_secret_file: Option<PathBuf>,
     /// The most web connections open at once (default: half the open-files limit).
     #[arg(long, value_name = "N")]
     pub max_connections: Option<std::num::NonZeroUsize>,
@@ -183,6 +191,12 @@ pub enum UsageError {
     /// `--jobs` is zero.
     #[error("--jobs: must be at least 1")]
     Jobs,
+    /// `--notify` or `--notify-secret-file` is unusable.
+    #[error(transparent)]
+    Notify(#[from] datakit_ci_notifications::NotifyError),
+    /// `--notify-secret-file` without `--notify`.
+    #[error("--notify-secret-file: no --notify URL to sign for")]
+    NotifySecretAlone,
     /// A `--pass-env` variable cannot be passed on.
     #[error("--pass-env {name:?}: {reason}")]
     PassEnv {
@@ -205,6 +219,7 @@ impl Cli {
             web_ui: options.web_ui,
             canaries: options.canaries,
             web: options.web,
+            notify: options.notify,
         })
     }
 }
@@ -257,12 +272,24 @@ impl CommonArgs {
                 ..ConnectionLimits::default()
             })
         });
+        let notify = match (self.notify.is_empty(), &self.notify_secret_file) {
+            (true, None) => None,
+            (true, Some(_)) => return Err(UsageError::NotifySecretAlone),
+            (false, secret) => {
+                let mut config = DeliveryConfig::new(self.notify.clone(), web_ui.clone());
+                config.secret = secret.as_deref().map(NotifySecret::from_file).transpose()?;
+                // Checks the URLs now, so that a bad one is a usage error.
+                Notifier::new(config.clone())?;
+                Some(config)
+            }
+        };
         Ok(CiOptions {
             repos,
             state_dir: self.state_dir,
             web_ui,
             canaries,
             web,
+            notify,
         })
     }
 }

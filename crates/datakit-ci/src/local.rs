@@ -15,6 +15,7 @@ use datakit_ci_engine::{Engine, EngineConfig, Project};
 use datakit_ci_forge_local::{LocalBridge, LocalRepo};
 use datakit_ci_git::{Command, CommandConfig, JobEnvironment, Repo, Services};
 use datakit_ci_log::LogManager;
+use datakit_ci_notifications::{DeliveryConfig, Notifier};
 use datakit_ci_pool::{MonitoredPool, PoolMetrics, Pools};
 use datakit_ci_process as process;
 use datakit_ci_store::Store;
@@ -81,6 +82,8 @@ pub struct LocalCiConfig {
     pub canaries: Vec<TargetId>,
     /// The web UI, if it is to be served.
     pub web: Option<WebConfig>,
+    /// Where to send notifications of result changes (`--notify`), if anywhere.
+    pub notify: Option<DeliveryConfig>,
 }
 
 /// The local CI could not start.
@@ -120,6 +123,9 @@ pub enum StartError {
     /// The web UI cannot start (secrets, listener, sessions backend).
     #[error(transparent)]
     Web(#[from] datakit_ci_web::Error),
+    /// Notifications cannot be sent (a bad URL).
+    #[error(transparent)]
+    Notify(#[from] datakit_ci_notifications::NotifyError),
 }
 
 /// The local CI could not keep running.
@@ -150,6 +156,8 @@ pub struct CiOptions {
     pub canaries: Vec<TargetId>,
     /// The web UI, if it is to be served.
     pub web: Option<WebConfig>,
+    /// Where to send notifications of result changes (`--notify`), if anywhere.
+    pub notify: Option<DeliveryConfig>,
 }
 
 /// A watched repository, as the project functions see it: its id and the CI's own clone.
@@ -216,6 +224,7 @@ pub struct LocalCi {
     services: Services,
     registry: Arc<Mutex<Registry>>,
     web: Option<WebServer>,
+    notifier: Option<Notifier>,
 }
 
 impl LocalCi {
@@ -229,6 +238,7 @@ impl LocalCi {
             web_ui: config.web_ui,
             canaries: config.canaries,
             web: config.web,
+            notify: config.notify,
         };
         LocalCi::start_with(options, |repos, services| {
             shell_projects(&shell, repos, services)
@@ -309,12 +319,14 @@ impl LocalCi {
             Some(web) => Some(start_web(web, &engine, &services, &registry).await?),
             None => None,
         };
+        let notifier = options.notify.map(Notifier::new).transpose()?;
         Ok(LocalCi {
             engine,
             bridge,
             services,
             registry,
             web,
+            notifier,
         })
     }
 
@@ -341,6 +353,10 @@ impl LocalCi {
     /// Runs the bridge, the engine and the web server until `cancel` fires or one of them fails.
     pub async fn run(self, cancel: CancellationToken) -> Result<(), RunError> {
         let stop_all = cancel.child_token();
+        if let Some(notifier) = self.notifier {
+            // Subscribed before the engine runs, so that it sees every change.
+            tokio::spawn(notifier.run(self.engine.subscribe(), stop_all.clone()));
+        }
         let bridge = self.bridge.run(stop_all.clone());
         let engine = self.engine.run(stop_all.clone());
         let web = async {

@@ -211,6 +211,163 @@ fn issue_20_held_connections_leave_the_ci_building_under_a_low_descriptor_limit(
     assert_eq!(closed, 200, "connections still open\n{}", ci.report());
 }
 
+/// What a notification receiver got: each request's head and body.
+type Requests = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A receiver of notifications on a free port: it answers `500` to the first request and `204`
+/// to the others, and keeps them all.
+fn notification_receiver() -> (u16, Requests) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the receiver");
+    let port = listener.local_addr().expect("an address").port();
+    let requests: Requests = Default::default();
+    let kept = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone a stream"));
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push_str(&line);
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let length = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let first = {
+                let mut requests = kept.lock().expect("not poisoned");
+                requests.push((head, body));
+                requests.len() == 1
+            };
+            let status = if first {
+                "500 Internal Server Error"
+            } else {
+                "204 No Content"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (port, requests)
+}
+
+/// The value of header `name` (lower case) in a request head.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+/// `--notify`: a target that fails, then is fixed, makes one signed event each (the first
+/// retried after the receiver's `500`), and passes make none; `/api/v1/events` streams the job
+/// state changes.
+#[test]
+fn issue_20_result_changes_are_notified_and_streamed() {
+    let repo = Repo::new("notified");
+    let main = repo.rev("main");
+    let good = repo.commit(&main, "Good", &[("state", "good\n")]);
+    repo.set_ref("refs/heads/main", &good);
+    let (receiver, requests) = notification_receiver();
+    let scratch = Scratch::new();
+    std::fs::write(scratch.path("secret"), "notify-secret\n").expect("write the secret");
+    let port = free_port();
+    let state = State::new();
+    let notify = format!("http://127.0.0.1:{receiver}/hook");
+    let secret = scratch.path("secret").display().to_string();
+    let listen = format!("http://127.0.0.1:{port}");
+    let ci = Ci::start(
+        &[&repo],
+        &[("build", "grep -q good state")],
+        &state,
+        &[
+            "--notify",
+            &notify,
+            "--notify-secret-file",
+            &secret,
+            "--listen",
+            &listen,
+        ],
+    );
+    ci.wait_for_line("local/notified/heads/main build: success (Passed)");
+
+    // Follow the event stream, then break the branch.
+    let mut events = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        events,
+        "GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    .expect("ask for events");
+    let bad = repo.commit(&good, "Bad", &[("state", "bad\n")]);
+    repo.set_ref("refs/heads/main", &bad);
+    ci.wait_for("main to fail", |line| {
+        line.starts_with("local/notified/heads/main build: failure")
+    });
+    let mut streamed = String::new();
+    let mut reader = std::io::BufReader::new(events);
+    while !streamed.contains(&format!(r#""commit":"{bad}","state":"failure""#)) {
+        let mut line = String::new();
+        let read = std::io::BufRead::read_line(&mut reader, &mut line).expect("read the stream");
+        assert!(read > 0, "the stream ended: {streamed}");
+        streamed.push_str(&line);
+    }
+    assert!(streamed.contains("text/event-stream"), "{streamed}");
+    assert!(streamed.contains("event: status"), "{streamed}");
+    assert!(
+        streamed.contains(r#""target":"local/notified/heads/main","job":"build""#),
+        "{streamed}"
+    );
+
+    let fixed = repo.commit(&bad, "Fixed", &[("state", "good\n")]);
+    repo.set_ref("refs/heads/main", &fixed);
+    ci.wait_for_line("local/notified/heads/main build: success (Passed)");
+    let received = wait_until(
+        "the failed and fixed events (and the retry)",
+        || {
+            let requests = requests.lock().expect("not poisoned");
+            (requests.len() >= 3).then(|| requests.clone())
+        },
+        || ci.report(),
+    );
+    // Nothing else arrives: passes and pending steps are not news.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(requests.lock().expect("not poisoned").len(), 3);
+    let events: Vec<serde_json::Value> = received
+        .iter()
+        .map(|(_, body)| serde_json::from_slice(body).expect("a JSON event"))
+        .collect();
+    assert_eq!(events[0], events[1], "the retry sends the same event");
+    assert_eq!(events[1]["event"], "failed");
+    assert_eq!(events[1]["commit"], bad.as_str());
+    assert_eq!(events[1]["target"], "local/notified/heads/main");
+    assert_eq!(events[2]["event"], "fixed");
+    assert_eq!(events[2]["commit"], fixed.as_str());
+    for (head, body) in &received {
+        assert!(head.starts_with("POST /hook HTTP/1.1"), "{head}");
+        assert_eq!(
+            header(head, "x-datakit-ci-signature-256"),
+            Some(datakit_ci::notifications::signature(b"notify-secret", body).as_str()),
+            "{head}"
+        );
+    }
+}
+
 /// A port nothing listens on now.
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");

@@ -228,6 +228,7 @@ impl Harness {
             web_ui: "https://ci.example/".to_owned(),
             canaries: Vec::new(),
             web: None,
+            notify: None,
         })
         .await?;
         let events = ci.engine().subscribe();
