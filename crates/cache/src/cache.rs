@@ -426,7 +426,7 @@ impl<B: Builder> Cache<B> {
                 .map_err(store_error)?;
         }
         transaction
-            .create_file_from_reader(&path(LOG_FILE), log.reader())
+            .create_file_from_reader(&path(LOG_FILE), log.saved_reader())
             .map_err(store_error)?;
         let commit = transaction.commit(&message).await.map_err(store_error)?;
         Ok(Outcome::Recorded(result, commit))

@@ -135,6 +135,10 @@ pub struct CommonArgs {
     /// Also serve `/metrics`, unauthenticated, on 127.0.0.1:PORT.
     #[arg(long, value_name = "PORT")]
     pub listen_prometheus: Option<u16>,
+    /// The most of a build's log that is saved (e.g. `64MiB`, `500KB`); a longer log keeps its
+    /// first and last halves of it, with a line saying what was cut.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB")]
+    pub max_log_size: bytesize::ByteSize,
     /// POST a signed JSON event to URL when a target's result changes (fails, is fixed, is
     /// cancelled); repeatable.
     #[arg(long = "notify", value_name = "URL")]
@@ -194,6 +198,9 @@ pub enum UsageError {
     /// `--notify` or `--notify-secret-file` is unusable.
     #[error(transparent)]
     Notify(#[from] datakit_ci_notifications::NotifyError),
+    /// `--max-log-size` is too small to keep a useful head and tail.
+    #[error("--max-log-size: must be at least 4KiB")]
+    MaxLogSize,
     /// `--notify-secret-file` without `--notify`.
     #[error("--notify-secret-file: no --notify URL to sign for")]
     NotifySecretAlone,
@@ -206,6 +213,9 @@ pub enum UsageError {
         reason: &'static str,
     },
 }
+
+/// The smallest `--max-log-size`.
+const MIN_LOG_SIZE: u64 = 4096;
 
 impl Cli {
     /// Checks the arguments and turns them into a configuration.
@@ -220,6 +230,7 @@ impl Cli {
             canaries: options.canaries,
             web: options.web,
             notify: options.notify,
+            max_log_size: options.max_log_size,
         })
     }
 }
@@ -283,6 +294,9 @@ impl CommonArgs {
                 Some(config)
             }
         };
+        if self.max_log_size.as_u64() < MIN_LOG_SIZE {
+            return Err(UsageError::MaxLogSize);
+        }
         Ok(CiOptions {
             repos,
             state_dir: self.state_dir,
@@ -290,6 +304,7 @@ impl CommonArgs {
             canaries,
             web,
             notify,
+            max_log_size: self.max_log_size.as_u64(),
         })
     }
 }

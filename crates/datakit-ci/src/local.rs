@@ -14,7 +14,7 @@ use datakit_ci_cache::CacheMetrics;
 use datakit_ci_engine::{Engine, EngineConfig, Project};
 use datakit_ci_forge_local::{LocalBridge, LocalRepo};
 use datakit_ci_git::{Command, CommandConfig, JobEnvironment, Repo, Services};
-use datakit_ci_log::LogManager;
+use datakit_ci_log::{LogConfig, LogManager};
 use datakit_ci_notifications::{DeliveryConfig, Notifier};
 use datakit_ci_pool::{MonitoredPool, PoolMetrics, Pools};
 use datakit_ci_process as process;
@@ -84,6 +84,8 @@ pub struct LocalCiConfig {
     pub web: Option<WebConfig>,
     /// Where to send notifications of result changes (`--notify`), if anywhere.
     pub notify: Option<DeliveryConfig>,
+    /// The most bytes of a build's log that are saved (`--max-log-size`).
+    pub max_log_size: u64,
 }
 
 /// The local CI could not start.
@@ -158,6 +160,8 @@ pub struct CiOptions {
     pub web: Option<WebConfig>,
     /// Where to send notifications of result changes (`--notify`), if anywhere.
     pub notify: Option<DeliveryConfig>,
+    /// The most bytes of a build's log that are saved (`--max-log-size`).
+    pub max_log_size: u64,
 }
 
 /// A watched repository, as the project functions see it: its id and the CI's own clone.
@@ -239,6 +243,7 @@ impl LocalCi {
             canaries: config.canaries,
             web: config.web,
             notify: config.notify,
+            max_log_size: config.max_log_size,
         };
         LocalCi::start_with(options, |repos, services| {
             shell_projects(&shell, repos, services)
@@ -276,7 +281,7 @@ impl LocalCi {
         let mut registry = Registry::default();
         let services = Services {
             store: store.clone(),
-            logs: LogManager::new(),
+            logs: LogManager::with_config(LogConfig::default().saved_limit(options.max_log_size)),
             cache_metrics: CacheMetrics::new(&mut registry),
             pool_metrics: PoolMetrics::new(&mut registry),
             pools: Pools::new(),

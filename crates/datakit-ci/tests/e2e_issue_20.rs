@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 
-use common::{Ci, Repo, Scratch, State, wait_until};
+use common::{Ci, Repo, Scratch, State, run_git, wait_until};
 
 /// `--jobs 2` with 10 branches: never more than 2 tests at once; the others are queued, with
 /// their place, in the status lines and the API.
@@ -209,6 +209,56 @@ fn issue_20_held_connections_leave_the_ci_building_under_a_low_descriptor_limit(
         })
         .count();
     assert_eq!(closed, 200, "connections still open\n{}", ci.report());
+}
+
+/// `--max-log-size`: a test printing about 170 KB saves its first and last 4 KiB with a line
+/// saying what was cut; the build still passes.
+#[test]
+fn issue_20_a_log_over_the_limit_keeps_its_head_and_tail() {
+    let repo = Repo::new("chatty");
+    let main = repo.rev("main");
+    let state = State::new();
+    let ci = Ci::start(
+        &[&repo],
+        &[("build", "seq 1 30000")],
+        &state,
+        &["--max-log-size", "8KiB"],
+    );
+    ci.wait_for_line("local/chatty/heads/main build: success (Passed)");
+    let log = state
+        .show(&format!("shell-of-build-on-{main}"), "log")
+        .expect("the saved log");
+    assert!(log.len() < 8192 + 512, "{} bytes saved", log.len());
+    assert!(log.contains("\n1\n2\n3\n"), "{log}");
+    assert!(log.contains("\n29999\n30000\n"), "{log}");
+    assert!(log.contains("bytes cut here: the log was "), "{log}");
+    assert!(
+        log.contains("over the limit of 8192 bytes (--max-log-size)"),
+        "{log}"
+    );
+
+    // The README's backup, taken while the CI runs, is a complete repository.
+    let scratch = Scratch::new();
+    let backup = scratch.path("backup.git");
+    let status = std::process::Command::new("git")
+        .args(["clone", "--quiet", "--mirror"])
+        .arg(state.store())
+        .arg(&backup)
+        .status()
+        .expect("run git clone");
+    assert!(status.success());
+    let fsck = std::process::Command::new("git")
+        .args(["fsck", "--strict", "--no-progress"])
+        .current_dir(&backup)
+        .output()
+        .expect("run git fsck");
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    let saved = run_git(&backup, &["show", &format!("shell-of-build-on-{main}:log")]);
+    assert_eq!(saved, log.trim_end());
 }
 
 /// What a notification receiver got: each request's head and body.

@@ -229,6 +229,7 @@ impl Harness {
             canaries: Vec::new(),
             web: None,
             notify: None,
+            max_log_size: datakit_ci::log::DEFAULT_SAVED_LIMIT,
         })
         .await?;
         let events = ci.engine().subscribe();

@@ -62,6 +62,7 @@ pub(crate) async fn get_dashboard(
         })
         .collect();
     let unreadable = ci.engine.unreadable_targets();
+    let store_size = ci.store_size.get(state.store().path()).await;
     let content = html! {
         @for project in projects { (project) }
         @if !unreadable.is_empty() {
@@ -75,6 +76,15 @@ pub(crate) async fn get_dashboard(
                     }
                 }
             }
+        }
+        h2 { "State store" }
+        p.store-size {
+            code { (state.store().path().display()) } ": "
+            @match store_size {
+                Some(size) => { (bytesize::ByteSize::b(size).to_string()) " on disk" }
+                None => "size unknown (see the CI's log)",
+            }
+            " · back it up with " code { "git clone --mirror" }
         }
         h2 { "Resource pools" }
         table.table.table-bordered.table-hover.pools {
