@@ -318,7 +318,8 @@ impl LocalCi {
             canaries: options.canaries.clone(),
         };
         let engine = Engine::new(engine_config, store.clone(), &mut registry);
-        let bridge = LocalBridge::new(store.clone(), local_repos);
+        let bridge =
+            LocalBridge::new(store.clone(), local_repos).with_health(engine.health().clone());
         let registry = Arc::new(Mutex::new(registry));
         let web = match options.web {
             Some(web) => Some(start_web(web, &engine, &services, &registry).await?),

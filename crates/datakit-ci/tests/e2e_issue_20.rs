@@ -261,6 +261,120 @@ fn issue_20_a_log_over_the_limit_keeps_its_head_and_tail() {
     assert_eq!(saved, log.trim_end());
 }
 
+/// A tmpfs mounted for a test, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `megabytes` at `dir`; `Err` with the reason where that is not allowed.
+    fn mount(dir: &Path, megabytes: u32) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let output = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if output.status.success() {
+            Ok(Tmpfs(dir.to_owned()))
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("--lazy")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Disk full: with the state directory on a small tmpfs filled to the last byte, a new branch
+/// cannot be recorded; the CI keeps serving, the dashboard shows the trouble, and once space
+/// returns the branch is tested, the trouble is gone and `git fsck --strict` finds the store
+/// whole. Skipped, saying why, where a tmpfs cannot be mounted (not root).
+#[test]
+fn issue_20_a_full_disk_is_shown_and_survived() {
+    let repo = Repo::new("full");
+    let main = repo.rev("main");
+    let scratch = Scratch::new();
+    let mount_point = scratch.path("tmpfs");
+    let tmpfs = match Tmpfs::mount(&mount_point, 48) {
+        Ok(tmpfs) => tmpfs,
+        Err(reason) => {
+            eprintln!(
+                "SKIPPED issue_20_a_full_disk_is_shown_and_survived: cannot mount a tmpfs: {reason}"
+            );
+            return;
+        }
+    };
+    let state_dir = mount_point.join("state");
+    let port = free_port();
+    let listen = format!("http://127.0.0.1:{port}");
+    let mut ci = Ci::spawn([
+        "--repo".to_owned(),
+        repo.path().display().to_string(),
+        "--test".to_owned(),
+        "build=true".to_owned(),
+        "--state-dir".to_owned(),
+        state_dir.display().to_string(),
+        "--listen".to_owned(),
+        listen,
+    ]);
+    ci.wait_for_line("local/full/heads/main build: success (Passed)");
+
+    // Fill the file system to the last byte.
+    let filler = mount_point.join("filler");
+    {
+        let mut file = std::fs::File::create(&filler).expect("create the filler");
+        let chunk = vec![0x5a; 1 << 16];
+        while file.write_all(&chunk).is_ok() {}
+        while file.write_all(&chunk[..1]).is_ok() {}
+    }
+    let commit = repo.commit(&main, "While full", &[("full", "1\n")]);
+    repo.set_ref("refs/heads/while-full", &commit);
+    let dashboard = wait_until(
+        "the dashboard to show the trouble",
+        || http_get(port, "/").filter(|page| page.contains("<h2>Trouble</h2>")),
+        || ci.report(),
+    );
+    assert!(dashboard.contains("No space left on device"), "{dashboard}");
+    assert!(
+        http_get(port, "/api/v1/targets").is_some(),
+        "the CI stopped serving"
+    );
+
+    // Space returns: the branch is tested and the trouble goes.
+    std::fs::remove_file(&filler).expect("remove the filler");
+    ci.wait_for_line("local/full/heads/while-full build: success (Passed)");
+    wait_until(
+        "the trouble to be resolved",
+        || http_get(port, "/").filter(|page| !page.contains("<h2>Trouble</h2>")),
+        || ci.report(),
+    );
+    assert!(ci.terminate().success(), "{}", ci.report());
+    let fsck = std::process::Command::new("git")
+        .args(["fsck", "--strict", "--no-progress"])
+        .current_dir(state_dir.join("state.git"))
+        .output()
+        .expect("run git fsck");
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    let branches = run_git(
+        &state_dir.join("state.git"),
+        &["branch", "--list", "status-*"],
+    );
+    assert!(
+        branches.contains("heads-while_2dfull") && branches.contains("heads-main"),
+        "{branches}"
+    );
+    drop(tmpfs);
+}
+
 /// What a notification receiver got: each request's head and body.
 type Requests = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
 
