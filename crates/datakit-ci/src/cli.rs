@@ -139,6 +139,10 @@ pub struct CommonArgs {
     /// first and last halves of it, with a line saying what was cut.
     #[arg(long, value_name = "SIZE", default_value = "64MiB")]
     pub max_log_size: bytesize::ByteSize,
+    /// Remove the logs of builds older than DURATION (e.g. `30d`), keeping their results, statuses
+    /// and history; the disk is freed at start-up (the store is compacted then).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub keep_logs: Option<std::time::Duration>,
     /// POST a signed JSON event to URL when a target's result changes (fails, is fixed, is
     /// cancelled); repeatable.
     #[arg(long = "notify", value_name = "URL")]
@@ -231,6 +235,7 @@ impl Cli {
             web: options.web,
             notify: options.notify,
             max_log_size: options.max_log_size,
+            keep_logs: options.keep_logs,
         })
     }
 }
@@ -305,6 +310,7 @@ impl CommonArgs {
             web,
             notify,
             max_log_size: self.max_log_size.as_u64(),
+            keep_logs: self.keep_logs,
         })
     }
 }

@@ -86,6 +86,8 @@ pub struct LocalCiConfig {
     pub notify: Option<DeliveryConfig>,
     /// The most bytes of a build's log that are saved (`--max-log-size`).
     pub max_log_size: u64,
+    /// How long builds' logs are kept (`--keep-logs`); `None`: forever.
+    pub keep_logs: Option<Duration>,
 }
 
 /// The local CI could not start.
@@ -125,6 +127,9 @@ pub enum StartError {
     /// The web UI cannot start (secrets, listener, sessions backend).
     #[error(transparent)]
     Web(#[from] datakit_ci_web::Error),
+    /// Old logs could not be removed, or the store not compacted, at start (`--keep-logs`).
+    #[error("log retention at start-up failed")]
+    Retention(#[source] RetentionError),
     /// Notifications cannot be sent (a bad URL).
     #[error(transparent)]
     Notify(#[from] datakit_ci_notifications::NotifyError),
@@ -162,6 +167,8 @@ pub struct CiOptions {
     pub notify: Option<DeliveryConfig>,
     /// The most bytes of a build's log that are saved (`--max-log-size`).
     pub max_log_size: u64,
+    /// How long builds' logs are kept (`--keep-logs`); `None`: forever.
+    pub keep_logs: Option<Duration>,
 }
 
 /// A watched repository, as the project functions see it: its id and the CI's own clone.
@@ -229,6 +236,7 @@ pub struct LocalCi {
     registry: Arc<Mutex<Registry>>,
     web: Option<WebServer>,
     notifier: Option<Notifier>,
+    keep_logs: Option<Duration>,
 }
 
 impl LocalCi {
@@ -244,6 +252,7 @@ impl LocalCi {
             web: config.web,
             notify: config.notify,
             max_log_size: config.max_log_size,
+            keep_logs: config.keep_logs,
         };
         LocalCi::start_with(options, |repos, services| {
             shell_projects(&shell, repos, services)
@@ -270,6 +279,9 @@ impl LocalCi {
                 path: state_dir.clone(),
                 source,
             })?;
+        if let Some(keep) = options.keep_logs {
+            apply_retention(&state_dir.join("state.git"), keep).await?;
+        }
         let store = Store::open(&state_dir.join("state.git"))?;
         let temp_dir = state_dir.join(TEMP_DIR);
         {
@@ -333,6 +345,7 @@ impl LocalCi {
             registry,
             web,
             notifier,
+            keep_logs: options.keep_logs,
         })
     }
 
@@ -359,6 +372,13 @@ impl LocalCi {
     /// Runs the bridge, the engine and the web server until `cancel` fires or one of them fails.
     pub async fn run(self, cancel: CancellationToken) -> Result<(), RunError> {
         let stop_all = cancel.child_token();
+        if let Some(keep) = self.keep_logs {
+            tokio::spawn(retention_loop(
+                self.services.store.clone(),
+                keep,
+                stop_all.clone(),
+            ));
+        }
         if let Some(notifier) = self.notifier {
             // Subscribed before the engine runs, so that it sees every change.
             tokio::spawn(notifier.run(self.engine.subscribe(), stop_all.clone()));
@@ -393,6 +413,64 @@ impl LocalCi {
         bridge?;
         web?;
         Ok(())
+    }
+}
+
+/// Why retention at start-up failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RetentionError {
+    /// Removing old logs failed.
+    #[error(transparent)]
+    Cache(#[from] datakit_ci_cache::Error),
+    /// Compacting the store failed.
+    #[error(transparent)]
+    Store(#[from] datakit_ci_store::Error),
+}
+
+/// How often a running CI removes logs that became too old (compaction, which frees their disk,
+/// runs at the next start).
+const RETENTION_EVERY: Duration = Duration::from_secs(6 * 3600);
+
+/// At start-up, before the store is opened for good: removes the logs of builds older than
+/// `keep`, then compacts the store so that their disk is freed (see `Store::compact`).
+async fn apply_retention(path: &Path, keep: Duration) -> Result<(), StartError> {
+    if !path.join("objects").exists() {
+        return Ok(());
+    }
+    let retention = async {
+        let store = Store::open(path)?;
+        let removed = datakit_ci_cache::remove_old_logs(&store, keep).await?;
+        store.wait_for_maintenance().await;
+        drop(store);
+        let path = path.to_owned();
+        let compaction = tokio::task::spawn_blocking(move || Store::compact(&path))
+            .await
+            .map_err(datakit_ci_store::Error::Task)??;
+        Ok::<_, RetentionError>((removed, compaction))
+    };
+    let (removed, compaction) = retention.await.map_err(StartError::Retention)?;
+    tracing::warn!(
+        "log retention (--keep-logs {}): removed the logs of {} builds, kept {}; the store's objects went from {} to {}",
+        humantime::format_duration(keep),
+        removed.removed,
+        removed.kept,
+        bytesize::ByteSize::b(compaction.before),
+        bytesize::ByteSize::b(compaction.after),
+    );
+    Ok(())
+}
+
+/// Removes logs that became older than `keep` every [`RETENTION_EVERY`] while the CI runs.
+async fn retention_loop(store: Store, keep: Duration, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(RETENTION_EVERY) => {}
+        }
+        if let Err(error) = datakit_ci_cache::remove_old_logs(&store, keep).await {
+            tracing::warn!(error = %error, "log retention failed; trying again later");
+        }
     }
 }
 

@@ -261,6 +261,136 @@ fn issue_20_a_log_over_the_limit_keeps_its_head_and_tail() {
     assert_eq!(saved, log.trim_end());
 }
 
+/// The size of the files under `dir`.
+fn disk_usage(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).expect("read a directory") {
+        let entry = entry.expect("a directory entry");
+        let metadata = entry.metadata().expect("metadata");
+        total += if metadata.is_dir() {
+            disk_usage(&entry.path())
+        } else {
+            metadata.len()
+        };
+    }
+    total
+}
+
+/// `--keep-logs`: three builds of incompressible 4 MB logs; a restart with `--keep-logs 1s`
+/// removes their logs and compacts the store, which shrinks; results, statuses and history stay
+/// (nothing is built again), and a history link to a removed log shows why it is gone.
+#[test]
+fn issue_20_retention_removes_old_logs_and_the_store_shrinks() {
+    let repo = Repo::new("kept");
+    let main = repo.rev("main");
+    let mut heads = vec![main.clone()];
+    for index in 0..2 {
+        let commit = repo.commit(
+            &main,
+            &format!("Commit {index}"),
+            &[("n", &format!("{index}\n"))],
+        );
+        repo.set_ref(&format!("refs/heads/b{index}"), &commit);
+        heads.push(commit);
+    }
+    let state = State::new();
+    let test = ("build", "head -c 3000000 /dev/urandom | base64");
+    let mut ci = Ci::start(&[&repo], &[test], &state, &[]);
+    for branch in ["main", "b0", "b1"] {
+        ci.wait_for_line(&format!(
+            "local/kept/heads/{branch} build: success (Passed)"
+        ));
+    }
+    assert!(ci.terminate().success(), "{}", ci.report());
+    let objects = state.store().join("objects");
+    let before = disk_usage(&objects);
+    assert!(before > 12_000_000, "{before} bytes before retention");
+    let old_commit = run_git(
+        &state.store(),
+        &["rev-parse", &format!("shell-of-build-on-{main}")],
+    );
+    let history_before = run_git(
+        &state.store(),
+        &["log", "--format=%H", "status-local-kept-ref-heads-main"],
+    );
+
+    // The builds are more than a second old now.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let port = free_port();
+    let listen = format!("http://127.0.0.1:{port}");
+    let mut ci = Ci::start(
+        &[&repo],
+        &[test],
+        &state,
+        &["--keep-logs", "1s", "--listen", &listen],
+    );
+    let targets = wait_until(
+        "the restarted CI to serve",
+        || {
+            http_get(port, "/api/v1/targets")
+                .filter(|body| body.matches(r#""state":"success""#).count() >= 3)
+        },
+        || ci.report(),
+    );
+    assert!(!targets.contains("pending"), "{targets}");
+    let retention = ci
+        .stderr()
+        .into_iter()
+        .find(|line| line.contains("log retention (--keep-logs 1s): removed the logs of "))
+        .unwrap_or_else(|| panic!("no retention line\n{}", ci.report()));
+    let after = disk_usage(&objects);
+    assert!(
+        after * 10 < before,
+        "{before} bytes before, {after} after: {retention}"
+    );
+
+    // A history link to a removed log shows the note.
+    let page = http_get(
+        port,
+        &format!("/log/saved/shell-of-build-on-{main}/{old_commit}"),
+    )
+    .expect("the saved-log page");
+    assert!(page.contains("removed on"), "{page}");
+    assert!(
+        page.contains("by the retention policy (--keep-logs 1s)"),
+        "{page}"
+    );
+
+    assert!(ci.terminate().success(), "{}", ci.report());
+    // Nothing was built again: no new build commits, the history is as it was, the store whole.
+    assert!(
+        !ci.lines().iter().any(|line| line.contains("pending")),
+        "{}",
+        ci.report()
+    );
+    let history_after = run_git(
+        &state.store(),
+        &["log", "--format=%H", "status-local-kept-ref-heads-main"],
+    );
+    // Every recorded state is still there; the current one now links to the note (one new
+    // state, as the job's log moved).
+    assert!(
+        history_after.ends_with(&history_before),
+        "{history_after}\n{history_before}"
+    );
+    assert!(history_after.lines().count() <= history_before.lines().count() + 1);
+    let output = run_git(
+        &state.store(),
+        &["show", "status-local-kept-ref-heads-main:job/build/output"],
+    );
+    assert!(output.contains(r#""status":"success""#), "{output}");
+    let fsck = std::process::Command::new("git")
+        .args(["fsck", "--strict", "--no-progress"])
+        .current_dir(state.store())
+        .output()
+        .expect("run git fsck");
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+}
+
 /// A tmpfs mounted for a test, unmounted when dropped.
 struct Tmpfs(std::path::PathBuf);
 

@@ -230,6 +230,7 @@ impl Harness {
             web: None,
             notify: None,
             max_log_size: datakit_ci::log::DEFAULT_SAVED_LIMIT,
+            keep_logs: None,
         })
         .await?;
         let events = ci.engine().subscribe();
