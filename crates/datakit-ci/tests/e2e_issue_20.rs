@@ -391,6 +391,40 @@ fn issue_20_retention_removes_old_logs_and_the_store_shrinks() {
     );
 }
 
+/// A watched repository that disappears is shown as trouble on the dashboard until it is back;
+/// the CI keeps serving meanwhile.
+#[test]
+fn issue_20_a_repository_that_disappears_is_shown_until_it_is_back() {
+    let repo = Repo::new("vanishing");
+    let port = free_port();
+    let listen = format!("http://127.0.0.1:{port}");
+    let state = State::new();
+    let ci = Ci::start(
+        &[&repo],
+        &[("build", "true")],
+        &state,
+        &["--listen", &listen],
+    );
+    ci.wait_for_line("local/vanishing/heads/main build: success (Passed)");
+    let moved = repo.path().with_extension("moved");
+    std::fs::rename(repo.path(), &moved).expect("move the repository away");
+    let dashboard = wait_until(
+        "the dashboard to show the trouble",
+        || http_get(port, "/").filter(|page| page.contains("<h2>Trouble</h2>")),
+        || ci.report(),
+    );
+    assert!(
+        dashboard.contains("<th>local repositories</th>"),
+        "{dashboard}"
+    );
+    std::fs::rename(&moved, repo.path()).expect("move the repository back");
+    wait_until(
+        "the trouble to be resolved",
+        || http_get(port, "/").filter(|page| !page.contains("<h2>Trouble</h2>")),
+        || ci.report(),
+    );
+}
+
 /// A tmpfs mounted for a test, unmounted when dropped.
 struct Tmpfs(std::path::PathBuf);
 
