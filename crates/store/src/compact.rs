@@ -11,6 +11,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use crate::Error;
 use crate::lock::StoreLock;
@@ -26,7 +27,7 @@ pub struct Compaction {
 
 /// Compacts the store at `path`; see [`Store::compact`](crate::Store::compact).
 pub(crate) fn compact(path: &Path) -> Result<Compaction, Error> {
-    let _lock = StoreLock::acquire(path)?;
+    let _lock = acquire_after_close(path)?;
     let objects = path.join("objects");
     let before = size_of(&objects, path)?;
     // Reflogs would keep every earlier head reachable; the store writes none by default.
@@ -42,6 +43,26 @@ pub(crate) fn compact(path: &Path) -> Result<Compaction, Error> {
     let after = size_of(&objects, path)?;
     tracing::info!(path = %path.display(), before, after, "store compacted");
     Ok(Compaction { before, after })
+}
+
+/// How long compaction waits for a store of this process that is closing to release its lock.
+const CLOSING_WAIT: Duration = Duration::from_secs(2);
+
+/// Takes the store's lock, waiting a little if this process holds it: a store just dropped may
+/// still be released by a task finishing, and a child process forked (by another thread) before
+/// it executes its program holds our descriptors, and so the lock, until it does.
+fn acquire_after_close(path: &Path) -> Result<StoreLock, Error> {
+    let deadline = Instant::now() + CLOSING_WAIT;
+    loop {
+        match StoreLock::acquire(path) {
+            Err(Error::Locked { pid: Some(pid), .. })
+                if pid == std::process::id() && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn git(path: &Path, command: &'static str, args: &[&str]) -> Result<(), Error> {

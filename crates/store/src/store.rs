@@ -67,7 +67,8 @@ impl Store {
     /// Frees the disk that objects no branch reaches any more take (e.g. logs removed by
     /// retention): repacks what is reachable into one pack and deletes the rest, with `git`. Takes
     /// the store's lock, so it runs only while no store has the repository open ([`Error::Locked`]
-    /// otherwise): call it at start-up, before [`Store::open`]. Blocking.
+    /// otherwise, after waiting up to 2 s for a store of this process that is closing): call it
+    /// at start-up, before [`Store::open`]. Blocking.
     pub fn compact(path: &Path) -> Result<crate::Compaction, Error> {
         crate::compact::compact(path)
     }
