@@ -349,6 +349,9 @@ async fn webhook_to_status(scale: Scale, report: &mut Report) -> anyhow::Result<
         state_dir: dir.path().join("github-state"),
         web_ui: "https://ci.example/".to_owned(),
         canaries: Vec::new(),
+        notify: None,
+        max_log_size: datakit_ci::log::DEFAULT_SAVED_LIMIT,
+        keep_logs: None,
         web: Some(web),
     })
     .await?;
@@ -368,6 +371,9 @@ async fn webhook_to_status(scale: Scale, report: &mut Report) -> anyhow::Result<
         state_dir: dir.path().join("local-state"),
         web_ui: "https://ci.example/".to_owned(),
         canaries: Vec::new(),
+        notify: None,
+        max_log_size: datakit_ci::log::DEFAULT_SAVED_LIMIT,
+        keep_logs: None,
         web: None,
     })
     .await?;

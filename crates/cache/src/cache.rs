@@ -38,13 +38,16 @@ pub enum Error {
 }
 
 /// Files of a cache branch (DESIGN §6.1).
-const LOG_FILE: &str = "log";
+pub(crate) const LOG_FILE: &str = "log";
+/// The file marking a cache branch whose log was removed by retention
+/// ([`remove_old_logs`](crate::remove_old_logs)); it holds when (RFC 3339).
+pub const LOG_REMOVED_FILE: &str = "log-removed";
 const FAILURE_FILE: &str = "failure";
 const VALUE_DIR: &str = "value";
 const REBUILD_FILE: &str = "rebuild-requested";
 const RECIPE_FILE: &str = "recipe";
 
-fn path(name: &str) -> StorePath {
+pub(crate) fn path(name: &str) -> StorePath {
     StorePath::new(name).expect("cache file names are valid store paths")
 }
 
@@ -426,7 +429,7 @@ impl<B: Builder> Cache<B> {
                 .map_err(store_error)?;
         }
         transaction
-            .create_file_from_reader(&path(LOG_FILE), log.reader())
+            .create_file_from_reader(&path(LOG_FILE), log.saved_reader())
             .map_err(store_error)?;
         let commit = transaction.commit(&message).await.map_err(store_error)?;
         Ok(Outcome::Recorded(result, commit))

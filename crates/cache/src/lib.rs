@@ -40,7 +40,9 @@
 mod builder;
 mod cache;
 mod metrics;
+mod retention;
 
 pub use builder::{Build, Builder};
 pub use cache::{Cache, Error};
 pub use metrics::CacheMetrics;
+pub use retention::{LOG_REMOVED_FILE, Retention, remove_old_logs};

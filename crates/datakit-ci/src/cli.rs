@@ -7,8 +7,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser};
 
 use datakit_ci_engine::parse_canary;
+use datakit_ci_notifications::{DeliveryConfig, Notifier, NotifySecret};
 use datakit_ci_term::RepoId;
-use datakit_ci_web::{Acl, ListenAddr, MetricsToken, PublicUrl, SessionsBackend, WebConfig};
+use datakit_ci_web::{
+    Acl, ConnectionLimits, ListenAddr, MetricsToken, PublicUrl, SessionsBackend, WebConfig,
+};
 
 use crate::local::{CiOptions, LocalCiConfig, LocalRepoSpec, ShellConfig, TestSpec};
 
@@ -139,6 +142,24 @@ pub struct CommonArgs {
     /// Also serve `/metrics`, unauthenticated, on 127.0.0.1:PORT.
     #[arg(long, value_name = "PORT")]
     pub listen_prometheus: Option<u16>,
+    /// The most of a build's log that is saved (e.g. `64MiB`, `500KB`); a longer log keeps its
+    /// first and last halves of it, with a line saying what was cut.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB")]
+    pub max_log_size: bytesize::ByteSize,
+    /// Remove the logs of builds older than DURATION (e.g. `30d`), keeping their results, statuses
+    /// and history; the disk is freed at start-up (the store is compacted then).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub keep_logs: Option<std::time::Duration>,
+    /// POST a signed JSON event to URL when a target's result changes (fails, is fixed, is
+    /// cancelled); repeatable.
+    #[arg(long = "notify", value_name = "URL")]
+    pub notify: Vec<String>,
+    /// Sign notifications with the key in FILE (header `X-DataKit-CI-Signature-256`).
+    #[arg(long, value_name = "FILE")]
+    pub notify_secret_file: Option<PathBuf>,
+    /// The most web connections open at once (default: half the open-files limit).
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<std::num::NonZeroUsize>,
     /// More logging (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -193,6 +214,15 @@ pub enum UsageError {
     /// `--jobs` is zero.
     #[error("--jobs: must be at least 1")]
     Jobs,
+    /// `--notify` or `--notify-secret-file` is unusable.
+    #[error(transparent)]
+    Notify(#[from] datakit_ci_notifications::NotifyError),
+    /// `--max-log-size` is too small to keep a useful head and tail.
+    #[error("--max-log-size: must be at least 4KiB")]
+    MaxLogSize,
+    /// `--notify-secret-file` without `--notify`.
+    #[error("--notify-secret-file: no --notify URL to sign for")]
+    NotifySecretAlone,
     /// A `--pass-env` variable cannot be passed on.
     #[error("--pass-env {name:?}: {reason}")]
     PassEnv {
@@ -202,6 +232,9 @@ pub enum UsageError {
         reason: &'static str,
     },
 }
+
+/// The smallest `--max-log-size`.
+const MIN_LOG_SIZE: u64 = 4096;
 
 impl Cli {
     /// Checks the arguments and turns them into a configuration.
@@ -216,6 +249,9 @@ impl Cli {
             web_ui: options.web_ui,
             canaries: options.canaries,
             web: options.web,
+            notify: options.notify,
+            max_log_size: options.max_log_size,
+            keep_logs: options.keep_logs,
         })
     }
 }
@@ -264,8 +300,25 @@ impl CommonArgs {
             if let Some(port) = self.listen_prometheus {
                 web = web.prometheus_listen(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
             }
-            web
+            web.connection_limits(ConnectionLimits {
+                max_connections: self.max_connections.map(std::num::NonZeroUsize::get),
+                ..ConnectionLimits::default()
+            })
         });
+        let notify = match (self.notify.is_empty(), &self.notify_secret_file) {
+            (true, None) => None,
+            (true, Some(_)) => return Err(UsageError::NotifySecretAlone),
+            (false, secret) => {
+                let mut config = DeliveryConfig::new(self.notify.clone(), web_ui.clone());
+                config.secret = secret.as_deref().map(NotifySecret::from_file).transpose()?;
+                // Checks the URLs now, so that a bad one is a usage error.
+                Notifier::new(config.clone())?;
+                Some(config)
+            }
+        };
+        if self.max_log_size.as_u64() < MIN_LOG_SIZE {
+            return Err(UsageError::MaxLogSize);
+        }
         Ok(CiOptions {
             repos,
             github,
@@ -273,6 +326,9 @@ impl CommonArgs {
             web_ui,
             canaries,
             web,
+            notify,
+            max_log_size: self.max_log_size.as_u64(),
+            keep_logs: self.keep_logs,
         })
     }
 }

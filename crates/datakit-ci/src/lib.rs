@@ -13,6 +13,7 @@
 //! | [`process`] | `datakit-ci-process` | child processes killed as a group on cancel or timeout |
 //! | [`pool`] | `datakit-ci-pool` | monitored resource pools |
 //! | [`git`] | `datakit-ci-git` | the Git plugin: fetch, checkout, clone, cached commands |
+//! | [`notifications`] | `datakit-ci-notifications` | signed JSON events to URLs when a target's result changes |
 //!
 //! A pipeline is a [`Term`](term::Term) per test:
 //!
@@ -86,4 +87,9 @@ pub mod pool {
 /// The Git plugin.
 pub mod git {
     pub use datakit_ci_git::*;
+}
+
+/// Notifications of result changes (`--notify`).
+pub mod notifications {
+    pub use datakit_ci_notifications::*;
 }

@@ -15,7 +15,8 @@ use datakit_ci_engine::{Engine, EngineConfig, Project};
 use datakit_ci_forge_github::GithubBridge;
 use datakit_ci_forge_local::{LocalBridge, LocalRepo};
 use datakit_ci_git::{Command, CommandConfig, JobEnvironment, Repo, Services};
-use datakit_ci_log::LogManager;
+use datakit_ci_log::{LogConfig, LogManager};
+use datakit_ci_notifications::{DeliveryConfig, Notifier};
 use datakit_ci_pool::{MonitoredPool, PoolMetrics, Pools};
 use datakit_ci_process as process;
 use datakit_ci_store::Store;
@@ -88,6 +89,12 @@ pub struct LocalCiConfig {
     pub canaries: Vec<TargetId>,
     /// The web UI, if it is to be served.
     pub web: Option<WebConfig>,
+    /// Where to send notifications of result changes (`--notify`), if anywhere.
+    pub notify: Option<DeliveryConfig>,
+    /// The most bytes of a build's log that are saved (`--max-log-size`).
+    pub max_log_size: u64,
+    /// How long builds' logs are kept (`--keep-logs`); `None`: forever.
+    pub keep_logs: Option<Duration>,
 }
 
 /// The local CI could not start.
@@ -130,6 +137,12 @@ pub enum StartError {
     /// GitHub cannot be reached or configured (secret files, the repositories' clone URLs).
     #[error(transparent)]
     Github(#[from] datakit_ci_forge_github::Error),
+    /// Old logs could not be removed, or the store not compacted, at start (`--keep-logs`).
+    #[error("log retention at start-up failed")]
+    Retention(#[source] RetentionError),
+    /// Notifications cannot be sent (a bad URL).
+    #[error(transparent)]
+    Notify(#[from] datakit_ci_notifications::NotifyError),
 }
 
 /// The local CI could not keep running.
@@ -165,6 +178,12 @@ pub struct CiOptions {
     pub canaries: Vec<TargetId>,
     /// The web UI, if it is to be served.
     pub web: Option<WebConfig>,
+    /// Where to send notifications of result changes (`--notify`), if anywhere.
+    pub notify: Option<DeliveryConfig>,
+    /// The most bytes of a build's log that are saved (`--max-log-size`).
+    pub max_log_size: u64,
+    /// How long builds' logs are kept (`--keep-logs`); `None`: forever.
+    pub keep_logs: Option<Duration>,
 }
 
 /// A watched repository, as the project functions see it: its id and the CI's own clone.
@@ -232,6 +251,8 @@ pub struct LocalCi {
     services: Services,
     registry: Arc<Mutex<Registry>>,
     web: Option<WebServer>,
+    notifier: Option<Notifier>,
+    keep_logs: Option<Duration>,
 }
 
 impl LocalCi {
@@ -246,6 +267,9 @@ impl LocalCi {
             web_ui: config.web_ui,
             canaries: config.canaries,
             web: config.web,
+            notify: config.notify,
+            max_log_size: config.max_log_size,
+            keep_logs: config.keep_logs,
         };
         LocalCi::start_with(options, |repos, services| {
             shell_projects(&shell, repos, services)
@@ -272,6 +296,9 @@ impl LocalCi {
                 path: state_dir.clone(),
                 source,
             })?;
+        if let Some(keep) = options.keep_logs {
+            apply_retention(&state_dir.join("state.git"), keep).await?;
+        }
         let store = Store::open(&state_dir.join("state.git"))?;
         let temp_dir = state_dir.join(TEMP_DIR);
         {
@@ -283,7 +310,7 @@ impl LocalCi {
         let mut registry = Registry::default();
         let services = Services {
             store: store.clone(),
-            logs: LogManager::new(),
+            logs: LogManager::with_config(LogConfig::default().saved_limit(options.max_log_size)),
             cache_metrics: CacheMetrics::new(&mut registry),
             pool_metrics: PoolMetrics::new(&mut registry),
             pools: Pools::new(),
@@ -355,7 +382,8 @@ impl LocalCi {
         if let Some(bridge) = &github {
             bridge.on_rerun(crate::github::rerun_hook(engine.clone()));
         }
-        let bridge = LocalBridge::new(store.clone(), local_repos);
+        let bridge =
+            LocalBridge::new(store.clone(), local_repos).with_health(engine.health().clone());
         let registry = Arc::new(Mutex::new(registry));
         let web = match options.web {
             Some(web) => {
@@ -393,6 +421,7 @@ impl LocalCi {
             }
             None => None,
         };
+        let notifier = options.notify.map(Notifier::new).transpose()?;
         Ok(LocalCi {
             engine,
             bridge,
@@ -400,6 +429,8 @@ impl LocalCi {
             services,
             registry,
             web,
+            notifier,
+            keep_logs: options.keep_logs,
         })
     }
 
@@ -426,6 +457,17 @@ impl LocalCi {
     /// Runs the bridge, the engine and the web server until `cancel` fires or one of them fails.
     pub async fn run(self, cancel: CancellationToken) -> Result<(), RunError> {
         let stop_all = cancel.child_token();
+        if let Some(keep) = self.keep_logs {
+            tokio::spawn(retention_loop(
+                self.services.store.clone(),
+                keep,
+                stop_all.clone(),
+            ));
+        }
+        if let Some(notifier) = self.notifier {
+            // Subscribed before the engine runs, so that it sees every change.
+            tokio::spawn(notifier.run(self.engine.subscribe(), stop_all.clone()));
+        }
         let bridge = self.bridge.run(stop_all.clone());
         let engine = self.engine.run(stop_all.clone());
         let github = async {
@@ -468,6 +510,64 @@ impl LocalCi {
         web?;
         github?;
         Ok(())
+    }
+}
+
+/// Why retention at start-up failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RetentionError {
+    /// Removing old logs failed.
+    #[error(transparent)]
+    Cache(#[from] datakit_ci_cache::Error),
+    /// Compacting the store failed.
+    #[error(transparent)]
+    Store(#[from] datakit_ci_store::Error),
+}
+
+/// How often a running CI removes logs that became too old (compaction, which frees their disk,
+/// runs at the next start).
+const RETENTION_EVERY: Duration = Duration::from_secs(6 * 3600);
+
+/// At start-up, before the store is opened for good: removes the logs of builds older than
+/// `keep`, then compacts the store so that their disk is freed (see `Store::compact`).
+async fn apply_retention(path: &Path, keep: Duration) -> Result<(), StartError> {
+    if !path.join("objects").exists() {
+        return Ok(());
+    }
+    let retention = async {
+        let store = Store::open(path)?;
+        let removed = datakit_ci_cache::remove_old_logs(&store, keep).await?;
+        store.wait_for_maintenance().await;
+        drop(store);
+        let path = path.to_owned();
+        let compaction = tokio::task::spawn_blocking(move || Store::compact(&path))
+            .await
+            .map_err(datakit_ci_store::Error::Task)??;
+        Ok::<_, RetentionError>((removed, compaction))
+    };
+    let (removed, compaction) = retention.await.map_err(StartError::Retention)?;
+    tracing::warn!(
+        "log retention (--keep-logs {}): removed the logs of {} builds, kept {}; the store's objects went from {} to {}",
+        humantime::format_duration(keep),
+        removed.removed,
+        removed.kept,
+        bytesize::ByteSize::b(compaction.before),
+        bytesize::ByteSize::b(compaction.after),
+    );
+    Ok(())
+}
+
+/// Removes logs that became older than `keep` every [`RETENTION_EVERY`] while the CI runs.
+async fn retention_loop(store: Store, keep: Duration, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(RETENTION_EVERY) => {}
+        }
+        if let Err(error) = datakit_ci_cache::remove_old_logs(&store, keep).await {
+            tracing::warn!(error = %error, "log retention failed; trying again later");
+        }
     }
 }
 

@@ -106,6 +106,7 @@ where
         }
     };
     disable_transparent_huge_pages();
+    raise_descriptor_limit();
     // Own the builds' whole process trees: adopt what they orphan, and have a guardian kill
     // them if this process dies. Without either, the next start still kills what is left.
     if let Err(e) = datakit_ci_process::become_subreaper() {
@@ -216,6 +217,22 @@ async fn stop_on_signal(cancel: CancellationToken) {
 pub fn disable_transparent_huge_pages() {
     if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
         tracing::debug!(error = %e, "cannot turn transparent huge pages off");
+    }
+}
+
+/// Raises this process's soft limit on open files to its hard limit, as servers do: the default
+/// soft limit (often 1,024) is what the web server's connection bound is half of, and the engine's
+/// `git` processes, store and builds need descriptors too. Failing only leaves the lower limit.
+pub(crate) fn raise_descriptor_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::debug!(error = %e, "cannot raise the open-files limit");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "cannot read the open-files limit"),
     }
 }
 

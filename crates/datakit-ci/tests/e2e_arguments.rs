@@ -157,3 +157,36 @@ fn the_readme_walkthrough_works() {
     }
     assert!(sample_ci.join("state.git").exists());
 }
+
+#[test]
+fn issue_20_bad_notification_and_log_size_options_are_refused() {
+    let repo = Repo::new("args");
+    let state = State::new();
+    let with = |extra: &[&str]| {
+        let mut all = args(repo.path(), &["build=true"], state.dir());
+        all.extend(extra.iter().map(OsString::from));
+        usage_error(&all)
+    };
+    assert_eq!(
+        with(&["--max-log-size", "1KiB"]),
+        "datakit-ci: --max-log-size: must be at least 4KiB"
+    );
+    assert_eq!(
+        with(&["--notify", "ftp://example.org/hook"]),
+        r#"datakit-ci: --notify "ftp://example.org/hook": must start with http:// or https://"#
+    );
+    assert_eq!(
+        with(&["--notify-secret-file", "/nonexistent/secret"]),
+        "datakit-ci: --notify-secret-file: no --notify URL to sign for"
+    );
+    let message = with(&[
+        "--notify",
+        "http://127.0.0.1:9/hook",
+        "--notify-secret-file",
+        "/nonexistent/secret",
+    ]);
+    assert!(
+        message.starts_with("datakit-ci: notification secret /nonexistent/secret: "),
+        "{message}"
+    );
+}

@@ -79,6 +79,7 @@ mod watch;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use datakit_ci_health::Health;
 use datakit_ci_store::{Branch, BranchName, Commit, CommitId, Store};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -112,6 +113,9 @@ const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// (a file system with coarse modification times can hide a change from the fingerprint).
 const FULL_SYNC_EVERY: u32 = 20;
 
+/// The health key of the bridge's failing syncs.
+pub const HEALTH_KEY: &str = "local repositories";
+
 /// Mirrors local repositories into the `github-metadata` branch of a store.
 ///
 /// It remembers what it last wrote (read once from the branch, then kept up to date), so a sync
@@ -124,6 +128,7 @@ pub struct LocalBridge {
     poll_interval: Duration,
     file_events: bool,
     mirror: tokio::sync::Mutex<Option<Mirror>>,
+    health: Health,
 }
 
 impl std::fmt::Debug for LocalBridge {
@@ -172,7 +177,16 @@ impl LocalBridge {
             poll_interval: DEFAULT_POLL_INTERVAL,
             file_events: true,
             mirror: tokio::sync::Mutex::new(None),
+            health: Health::default(),
         }
+    }
+
+    /// Reports failing syncs (e.g. a repository that disappeared) on `health`, under the key
+    /// [`HEALTH_KEY`], until a sync succeeds again.
+    #[must_use]
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = health;
+        self
     }
 
     /// Sets how often [`run`](Self::run) checks the repositories for changes file-system
@@ -319,9 +333,14 @@ impl LocalBridge {
                 last_sync = tokio::time::Instant::now();
                 let before = fingerprints_of(&git_dirs).await?;
                 match self.sync_once().await {
-                    Ok(_) => fingerprints = Some(before),
+                    Ok(_) => {
+                        fingerprints = Some(before);
+                        self.health.resolve(HEALTH_KEY);
+                    }
                     Err(error) => {
                         tracing::warn!(error = %ErrorChain(&error), "local repository sync failed; retrying at the next change or poll");
+                        self.health
+                            .report(HEALTH_KEY, format!("{}; retrying", ErrorChain(&error)));
                         // Force a sync at the next poll.
                         fingerprints = None;
                     }

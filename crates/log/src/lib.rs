@@ -84,7 +84,9 @@ mod manager;
 mod stream;
 
 pub use live_log::{LiveLog, LiveLogSpec, PendingReasonGuard, PendingState};
-pub use manager::{DEFAULT_MEMORY_LIMIT, DEFAULT_RECENT_WINDOW, LogConfig, LogManager};
+pub use manager::{
+    DEFAULT_MEMORY_LIMIT, DEFAULT_RECENT_WINDOW, DEFAULT_SAVED_LIMIT, LogConfig, LogManager,
+};
 pub use stream::{LogReader, LogStream};
 
 /// Errors of live-log operations.

@@ -55,6 +55,8 @@ struct Inner {
     title: String,
     cancel: Option<CancellationToken>,
     buffer: Arc<Buffer>,
+    /// The most bytes [`LiveLog::saved_reader`] gives.
+    saved_limit: u64,
     /// Pending reasons, the top is the last element.
     pending: Mutex<Vec<String>>,
     pending_tx: watch::Sender<PendingState>,
@@ -74,6 +76,7 @@ impl LiveLog {
                 branch: spec.branch,
                 title: spec.title,
                 cancel: spec.cancel,
+                saved_limit: config.saved_limit_bytes(),
                 buffer: Arc::new(Buffer::new(
                     config.memory_limit_bytes(),
                     config.spill_dir_path().map(Into::into),
@@ -160,6 +163,13 @@ impl LiveLog {
     /// A synchronous reader over the text written so far (later writes are not included).
     pub fn reader(&self) -> LogReader {
         LogReader::new(Arc::clone(&self.inner.buffer))
+    }
+
+    /// The reader to save the log with: the whole text written so far if it fits the manager's
+    /// [saved limit](crate::LogConfig::saved_limit); else its first and last halves of the limit,
+    /// with a line between them saying how many bytes were cut and why.
+    pub fn saved_reader(&self) -> LogReader {
+        LogReader::head_and_tail(Arc::clone(&self.inner.buffer), self.inner.saved_limit)
     }
 
     /// An asynchronous stream of the log's bytes from offset 0, following new writes until the

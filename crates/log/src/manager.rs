@@ -16,6 +16,9 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 1024 * 1024;
 /// segments, so that followers close behind the writer read them without a copy of their own.
 pub const DEFAULT_RECENT_WINDOW: usize = 2 * 1024 * 1024;
 
+/// Default size of a saved log at most (`--max-log-size`): a longer one keeps its head and tail.
+pub const DEFAULT_SAVED_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// Settings shared by every live log of a [`LogManager`].
 ///
 /// ```
@@ -29,6 +32,7 @@ pub struct LogConfig {
     memory_limit: usize,
     spill_dir: Option<PathBuf>,
     recent_window: usize,
+    saved_limit: u64,
 }
 
 impl Default for LogConfig {
@@ -37,6 +41,7 @@ impl Default for LogConfig {
             memory_limit: DEFAULT_MEMORY_LIMIT,
             spill_dir: None,
             recent_window: DEFAULT_RECENT_WINDOW,
+            saved_limit: DEFAULT_SAVED_LIMIT,
         }
     }
 }
@@ -75,6 +80,27 @@ impl LogConfig {
     pub fn spill_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.spill_dir = Some(dir.into());
         self
+    }
+
+    /// The most bytes of a log that are saved (default [`DEFAULT_SAVED_LIMIT`]): the reader of
+    /// [`LiveLog::saved_reader`] gives a longer log's first and last halves of that, with a line
+    /// between them saying how much was cut. At least 4 KiB.
+    ///
+    /// ```
+    /// use datakit_ci_log::LogConfig;
+    ///
+    /// let config = LogConfig::default().saved_limit(1024 * 1024);
+    /// assert_eq!(config.saved_limit_bytes(), 1024 * 1024);
+    /// ```
+    #[must_use]
+    pub fn saved_limit(mut self, bytes: u64) -> Self {
+        self.saved_limit = bytes.max(4096);
+        self
+    }
+
+    /// The configured saved-log bound, in bytes.
+    pub fn saved_limit_bytes(&self) -> u64 {
+        self.saved_limit
     }
 
     /// The configured in-memory bound, in bytes.

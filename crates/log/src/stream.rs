@@ -83,6 +83,16 @@ pub struct LogReader {
     buffer: Arc<Buffer>,
     offset: u64,
     end: u64,
+    /// A part left out: reading reaches `cut.start`, gives `cut.note`, then goes on at `cut.end`.
+    cut: Option<Cut>,
+}
+
+struct Cut {
+    start: u64,
+    end: u64,
+    note: Vec<u8>,
+    /// How much of `note` was read.
+    note_read: usize,
 }
 
 impl LogReader {
@@ -92,23 +102,72 @@ impl LogReader {
             buffer,
             offset: 0,
             end,
+            cut: None,
         }
+    }
+
+    /// A reader of at most about `limit` bytes: a longer text gives its first and last
+    /// `limit / 2` bytes, with a line between them saying how many were cut.
+    pub(crate) fn head_and_tail(buffer: Arc<Buffer>, limit: u64) -> Self {
+        let mut reader = LogReader::new(buffer);
+        if reader.end > limit {
+            let half = limit / 2;
+            let (start, end) = (half, reader.end - half);
+            let note = format!(
+                "\n\n[… {} bytes cut here: the log was {} bytes, over the limit of {} bytes \
+                 (--max-log-size); its first and last {} bytes are kept …]\n\n",
+                end - start,
+                reader.end,
+                limit,
+                half
+            );
+            reader.cut = Some(Cut {
+                start,
+                end,
+                note: note.into_bytes(),
+                note_read: 0,
+            });
+        }
+        reader
     }
 
     /// Number of bytes this reader will return in total.
     pub fn total_len(&self) -> u64 {
-        self.end
+        match &self.cut {
+            Some(cut) => self.end - (cut.end - cut.start) + cut.note.len() as u64,
+            None => self.end,
+        }
     }
 }
 
 impl io::Read for LogReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() || self.offset >= self.end {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if let Some(cut) = &mut self.cut
+            && self.offset >= cut.start
+            && self.offset < cut.end
+        {
+            let note = &cut.note[cut.note_read..];
+            let n = note.len().min(buf.len());
+            buf[..n].copy_from_slice(&note[..n]);
+            cut.note_read += n;
+            if cut.note_read == cut.note.len() {
+                self.offset = cut.end;
+            }
+            return Ok(n);
+        }
+        let end = match &self.cut {
+            Some(cut) if self.offset < cut.start => cut.start,
+            _ => self.end,
+        };
+        if self.offset >= end {
             return Ok(0);
         }
         let chunk = self
             .buffer
-            .read_at(self.offset, self.end, buf.len().min(MAX_CHUNK))?;
+            .read_at(self.offset, end, buf.len().min(MAX_CHUNK))?;
         buf[..chunk.len()].copy_from_slice(&chunk);
         self.offset += chunk.len() as u64;
         Ok(chunk.len())

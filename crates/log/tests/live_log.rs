@@ -705,3 +705,45 @@ fn handles_are_send_and_sync() {
     assert_send::<datakit_ci_log::LogReader>();
     assert_send::<datakit_ci_log::PendingReasonGuard>();
 }
+
+/// Issue 20: a log over the saved limit is saved as its head and tail with a line saying what
+/// was cut; one within it is saved whole. Read with small and large buffers, across the spill.
+#[tokio::test]
+async fn a_log_over_the_saved_limit_keeps_its_head_and_tail() -> anyhow::Result<()> {
+    let manager =
+        LogManager::with_config(LogConfig::default().memory_limit(5_000).saved_limit(10_000));
+    let log = manager.create(spec("big"))?;
+    let text: Vec<u8> = (0..50_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    log.write(&text);
+    log.finish();
+    for buffer_size in [1, 7, 4096, 100_000] {
+        let mut reader = log.saved_reader();
+        let total = reader.total_len();
+        let mut saved = Vec::new();
+        let mut buffer = vec![0; buffer_size];
+        loop {
+            let n = reader.read(&mut buffer)?;
+            if n == 0 {
+                break;
+            }
+            saved.extend_from_slice(&buffer[..n]);
+        }
+        assert_eq!(saved.len() as u64, total, "buffer {buffer_size}");
+        assert_eq!(&saved[..5_000], &text[..5_000]);
+        assert_eq!(&saved[saved.len() - 5_000..], &text[text.len() - 5_000..]);
+        let note = String::from_utf8_lossy(&saved[5_000..saved.len() - 5_000]).into_owned();
+        assert!(
+            note.contains("40000 bytes cut here: the log was 50000 bytes, over the limit of 10000 bytes (--max-log-size)"),
+            "{note}"
+        );
+    }
+
+    // Within the limit: whole.
+    let small = manager.create(spec("small"))?;
+    small.write(&text[..10_000]);
+    small.finish();
+    let mut saved = Vec::new();
+    small.saved_reader().read_to_end(&mut saved)?;
+    assert_eq!(saved, &text[..10_000]);
+    Ok(())
+}

@@ -144,6 +144,16 @@ pub enum Error {
         #[source]
         source: gix::Error,
     },
+    /// A `git` maintenance command (compaction) failed.
+    #[error("git {command} in {} failed: {message}", .path.display())]
+    Maintenance {
+        /// The repository.
+        path: std::path::PathBuf,
+        /// The git subcommand.
+        command: &'static str,
+        /// What git said, or why it could not run.
+        message: String,
+    },
     /// A background task running blocking Git work panicked or was cancelled.
     #[error("store worker task failed")]
     Task(#[source] tokio::task::JoinError),

@@ -89,6 +89,7 @@
 //! # }
 //! ```
 
+mod compact;
 mod error;
 mod file_reader;
 mod group;
@@ -105,6 +106,7 @@ mod temp_store;
 mod transaction;
 mod tree;
 
+pub use compact::Compaction;
 pub use error::Error;
 pub use file_reader::FileReader;
 pub use names::{BranchName, CommitId, EntryKind, StorePath, TreeId, escape, unescape};

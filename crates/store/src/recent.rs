@@ -122,6 +122,7 @@ mod tests {
             parents: Vec::new(),
             message: format!("commit {n}"),
             tree: ObjectId::empty_tree(gix::hash::Kind::Sha1),
+            time: 0,
         })
     }
 

@@ -64,6 +64,15 @@ impl Store {
         })
     }
 
+    /// Frees the disk that objects no branch reaches any more take (e.g. logs removed by
+    /// retention): repacks what is reachable into one pack and deletes the rest, with `git`. Takes
+    /// the store's lock, so it runs only while no store has the repository open ([`Error::Locked`]
+    /// otherwise, after waiting up to 2 s for a store of this process that is closing): call it
+    /// at start-up, before [`Store::open`]. Blocking.
+    pub fn compact(path: &Path) -> Result<crate::Compaction, Error> {
+        crate::compact::compact(path)
+    }
+
     /// The store's directory (the bare repository).
     pub fn path(&self) -> &Path {
         &self.shared.path
@@ -274,11 +283,18 @@ pub(crate) fn read_commit(handle: &gix::Repository, id: CommitId) -> Result<Comm
     };
     let decoded = gix::objs::CommitRef::from_bytes(&data, handle.object_hash())
         .map_err(Error::git("decode commit"))?;
+    let time = decoded
+        .committer()
+        .map_err(Error::git("decode commit"))?
+        .time()
+        .map_err(Error::git("decode commit time"))?
+        .seconds;
     Ok(CommitData {
         id,
         parents: decoded.parents().map(CommitId::from_object_id).collect(),
         message: String::from_utf8_lossy(decoded.message).into_owned(),
         tree: decoded.tree(),
+        time,
     })
 }
 
@@ -334,6 +350,8 @@ pub(crate) struct CommitData {
     pub(crate) message: String,
     /// Its root tree.
     pub(crate) tree: gix::ObjectId,
+    /// The committer's time, in seconds since the Unix epoch.
+    pub(crate) time: i64,
 }
 
 /// A commit of the store. Cheap to clone.
@@ -367,6 +385,17 @@ impl Commit {
     /// The commit message, exactly as given to [`Transaction::commit`].
     pub fn message(&self) -> &str {
         &self.data.message
+    }
+
+    /// When the commit was made (its committer time, to the second).
+    pub fn time(&self) -> std::time::SystemTime {
+        let seconds = self.data.time;
+        match u64::try_from(seconds) {
+            Ok(after) => std::time::UNIX_EPOCH + std::time::Duration::from_secs(after),
+            Err(_) => {
+                std::time::UNIX_EPOCH - std::time::Duration::from_secs(seconds.unsigned_abs())
+            }
+        }
     }
 
     pub(crate) fn tree_object_id(&self) -> gix::ObjectId {

@@ -66,6 +66,8 @@ pub struct Transaction {
     edits: Vec<Edit>,
     /// Small blobs written so far, kept in memory until commit.
     pending: PendingObjects,
+    /// The commit will have no parent (see [`Transaction::replace_history`]).
+    orphan: bool,
     /// Lets group commits know how many commits may be coming (see `crate::group`).
     _open: OpenTransaction,
 }
@@ -98,6 +100,7 @@ impl Transaction {
             root: DirNode::from_stored(base_tree),
             edits: Vec::new(),
             pending: PendingObjects::default(),
+            orphan: false,
             _open: open,
         })
     }
@@ -294,6 +297,14 @@ impl Transaction {
         Ok(id)
     }
 
+    /// Makes the commit the branch's only one: it gets no parent, so the branch's earlier commits
+    /// (and whatever only they reference) are no longer reachable from it. For retention: the
+    /// tree is the head's with this transaction's edits, as always, but the history is dropped.
+    /// The compare-and-swap still checks that the branch did not move.
+    pub fn replace_history(&mut self) {
+        self.orphan = true;
+    }
+
     /// Discards the transaction (the same as dropping it).
     pub fn abort(self) {}
 
@@ -305,6 +316,7 @@ impl Transaction {
             mut root,
             edits,
             mut pending,
+            orphan,
             ..
         } = self;
         let repo = store.repo();
@@ -324,9 +336,15 @@ impl Transaction {
                 // Its trees and the commit.
                 pending.expect_pack(&handle, repo.recent(), thread, root.changed_dirs() + 1);
                 let (tree, _) = root.write(&mut pending)?;
-                let commit = add_commit(&mut pending, tree, expected, message)?;
-                (tree, commit, pending.take_new(&handle, repo.recent()))
+                let parent = if orphan { None } else { expected };
+                let (commit, time) = add_commit(&mut pending, tree, parent, message)?;
+                (
+                    tree,
+                    (commit, time, parent),
+                    pending.take_new(&handle, repo.recent()),
+                )
             };
+            let (commit, time, parent) = commit;
             // No handle is held while the group is written: deleting merged packs waits for them all.
             let member = Member {
                 objects,
@@ -340,9 +358,10 @@ impl Transaction {
                     let id = CommitId::from_object_id(commit);
                     repo.recent().remember_commit(Arc::new(CommitData {
                         id,
-                        parents: expected.into_iter().collect(),
+                        parents: parent.into_iter().collect(),
                         message: message.to_owned(),
                         tree,
+                        time,
                     }));
                     return Ok(id);
                 }
@@ -409,8 +428,9 @@ fn add_commit(
     tree: ObjectId,
     parent: Option<CommitId>,
     message: &str,
-) -> Result<ObjectId, Error> {
+) -> Result<(ObjectId, i64), Error> {
     let signature = signature();
+    let time = signature.time.seconds;
     let commit = gix::objs::Commit {
         tree,
         parents: parent.map(CommitId::object_id).into_iter().collect(),
@@ -420,5 +440,6 @@ fn add_commit(
         message: message.into(),
         extra_headers: Vec::new(),
     };
-    pending.add(gix::objs::Kind::Commit, crate::tree::encode(&commit)?)
+    let id = pending.add(gix::objs::Kind::Commit, crate::tree::encode(&commit)?)?;
+    Ok((id, time))
 }

@@ -864,3 +864,69 @@ async fn a_commit_just_written_reads_the_same_as_from_disk() -> anyhow::Result<(
     assert_eq!(git_message.trim_end(), message.trim_end());
     Ok(())
 }
+
+/// Issue 20: `replace_history` makes the branch's only commit; `Store::compact` (only while no
+/// store has the repository open) then frees what only the old commits held, and keeps the rest.
+#[tokio::test]
+async fn replaced_history_is_compacted_away() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let state = dir.path().join("state.git");
+    // Incompressible: xorshift64.
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let big: Vec<u8> = (0..2_000_000)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    let (old, new) = {
+        let store = Store::open(&state)?;
+        let logs = store.branch(&branch("logs"));
+        let mut transaction = logs.transaction().await?;
+        transaction.create_file(&path("log"), big.clone())?;
+        transaction.create_file(&path("value/result"), "kept")?;
+        let old = transaction.commit("built").await?;
+        let before = std::time::SystemTime::now();
+        let head = logs.head().await?.expect("a head");
+        assert!(head.time() <= before + std::time::Duration::from_secs(1));
+        assert!(head.time() + std::time::Duration::from_secs(60) > before);
+
+        let mut transaction = logs.transaction().await?;
+        transaction.replace_history();
+        transaction.create_file(&path("log"), "removed")?;
+        let new = transaction.commit("log removed").await?;
+        let head = logs.head().await?.expect("a head");
+        assert_eq!(head.id(), new);
+        assert!(head.parents().is_empty());
+        assert_eq!(
+            head.tree().read_file(&path("value/result"))?,
+            Some(b"kept".to_vec())
+        );
+
+        // Not while the store is open.
+        assert!(matches!(Store::compact(&state), Err(Error::Locked { .. })));
+        store.wait_for_maintenance().await;
+        (old, new)
+    };
+    let compaction = Store::compact(&state)?;
+    assert!(compaction.before > 1_000_000, "{compaction:?}");
+    assert!(compaction.after < 100_000, "{compaction:?}");
+    common::assert_fsck_clean(&state);
+    let store = Store::open(&state)?;
+    assert!(store.commit(old).await.is_err(), "the old commit is gone");
+    let head = store.branch(&branch("logs")).head().await?.expect("a head");
+    assert_eq!(head.id(), new);
+    assert_eq!(
+        head.tree().read_file(&path("log"))?,
+        Some(b"removed".to_vec())
+    );
+    // The store writes on as before.
+    let mut transaction = store.branch(&branch("logs")).transaction().await?;
+    transaction.create_file(&path("log"), "again")?;
+    transaction.commit("again").await?;
+    drop(store);
+    common::assert_fsck_clean(&state);
+    Ok(())
+}

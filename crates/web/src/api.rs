@@ -13,12 +13,14 @@
 //! | `GET /api/v1/targets/<user>/<repo>/ref/<path…>` | the same for a ref (e.g. `ref/heads/main`, `ref/tags/v1.0`) |
 //! | `GET /api/v1/history/<user>/<repo>/pr/<n>` | [`TargetHistory`]: the recorded states, newest first (at most 50): `commit`, `parents`, `source_commit`, `metadata_commit`, `url`, `jobs` |
 //! | `GET /api/v1/history/<user>/<repo>/ref/<path…>` | the same for a ref |
+//! | `GET /api/v1/events` | server-sent events: `status` ([`StatusEvent`]: `target`, `job`, `commit`, `state`, `description`) for each job state change from now on; `lagged` (`{"missed": n}`) if the client fell behind |
 //!
 //! States are `success`, `pending` or `failure`; a job not evaluated yet is `pending` with the
 //! description `(new)`. URLs are paths on this site. Logs' `raw_url`s give the log as
 //! `text/plain`; `POST`s (cancel, rebuild) need the session's CSRF token in the header
 //! `X-CSRF-Token`.
 
+mod events;
 mod routes;
 
 use serde::Serialize;
@@ -31,6 +33,7 @@ use crate::ci::model::{self, Job, JobState};
 use crate::ci::queue::{QueuePlace, QueuePlaces};
 use crate::urls;
 
+pub use events::StatusEvent;
 pub(crate) use routes::routes;
 
 /// `GET /api/v1/projects`.

@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use axum::http::Uri;
 
@@ -303,6 +304,7 @@ pub struct WebConfig {
     access: AccessPolicy,
     metrics_token: Option<MetricsToken>,
     state_repo: Option<String>,
+    connections: ConnectionLimits,
 }
 
 impl WebConfig {
@@ -328,6 +330,7 @@ impl WebConfig {
             },
             metrics_token: None,
             state_repo: None,
+            connections: ConnectionLimits::default(),
         }
     }
 
@@ -395,6 +398,13 @@ impl WebConfig {
         self
     }
 
+    /// Bounds on the server's connections (`--max-connections`, `--header-read-timeout`).
+    #[must_use]
+    pub fn connection_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.connections = limits;
+        self
+    }
+
     /// The CI's name.
     pub fn ci_name(&self) -> &str {
         &self.name
@@ -438,6 +448,11 @@ impl WebConfig {
     /// The published state repository, if any.
     pub fn state_repo_url(&self) -> Option<&str> {
         self.state_repo.as_deref()
+    }
+
+    /// The bounds on the server's connections.
+    pub fn connections(&self) -> &ConnectionLimits {
+        &self.connections
     }
 
     /// The session cookie's name: `__ci_session-<name>`, characters outside a cookie token replaced
@@ -534,5 +549,57 @@ mod tests {
             WebConfig::new("/s").cookie_name(),
             "__ci_session-datakit-ci"
         );
+    }
+}
+
+/// Bounds on the web server's connections, so that clients cannot hold the descriptors and tasks
+/// the CI needs (issue 20).
+///
+/// ```
+/// use std::time::Duration;
+/// use datakit_ci_web::ConnectionLimits;
+///
+/// let limits = ConnectionLimits {
+///     max_connections: Some(256),
+///     ..ConnectionLimits::default()
+/// };
+/// assert_eq!(limits.header_read_timeout, Duration::from_secs(10));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// How long a connection may take to send a request's header, counted from when it is
+    /// accepted or its previous response ended: a slow or idle connection is closed after it. The
+    /// TLS handshake has as long. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// How long a request body may pause between two pieces before the request fails. Default 30 s.
+    pub body_read_timeout: Duration,
+    /// The most connections open at once; further clients wait in the kernel's backlog. `None`
+    /// (the default): half the process's file-descriptor limit, leaving the other half to the
+    /// engine, its builds and the store.
+    pub max_connections: Option<usize>,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: None,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// The connection bound in effect: the configured one, or half the descriptor limit (at least
+    /// 16; 512 if the limit cannot be read).
+    pub fn resolved_max_connections(&self) -> usize {
+        self.max_connections
+            .unwrap_or_else(|| {
+                match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+                    Ok((soft, _)) => usize::try_from(soft / 2).unwrap_or(usize::MAX).max(16),
+                    Err(_) => 512,
+                }
+            })
+            .max(1)
     }
 }

@@ -2,18 +2,89 @@
 //! `CSRFToken` (how our forms send it), the query parameter `CSRFToken` (the original's way) or
 //! the header `X-CSRF-Token`. Anything else is refused with `403` before any handler runs.
 //!
+//! A visitor without a session (anyone opening the login page) is not given one: storing a
+//! session per anonymous visit let a flood of them evict every logged-in user (issue 20). Their
+//! forms carry an [`AnonymousToken`] instead: the HMAC, under a key of this process, of a random
+//! nonce kept in a cookie of its own (a signed double-submit cookie). A page from another site
+//! can neither read that cookie nor compute the token, and nothing is stored on the server.
+//!
 //! Knows nothing of routes: it is one middleware over the whole router.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use axum::body::{Body, to_bytes};
-use axum::extract::Request;
-use axum::http::{Method, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use hmac::{Hmac, Mac as _};
+use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
 use tower_sessions::Session;
 
-use crate::Error;
 use crate::session::session_csrf_token;
+use crate::{AppState, Error};
+
+/// The bytes of an anonymous visitor's nonce.
+const NONCE_BYTES: usize = 16;
+
+/// The key signing anonymous visitors' tokens: random per process, so a restart only invalidates
+/// login forms that were open then.
+pub(crate) struct CsrfKey([u8; 32]);
+
+impl CsrfKey {
+    pub(crate) fn random() -> CsrfKey {
+        let mut key = [0; 32];
+        getrandom::fill(&mut key).expect("the operating system's random source is available");
+        CsrfKey(key)
+    }
+
+    fn sign(&self, nonce: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any size");
+        mac.update(nonce.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+}
+
+/// The CSRF token of a visitor without a session, put in the request by [`check`] for
+/// [`Viewer::csrf_token`](crate::Viewer::csrf_token). Using it makes the response set the nonce's
+/// cookie if the visitor had none.
+#[derive(Clone, Debug)]
+pub(crate) struct AnonymousToken {
+    token: String,
+    used: Arc<AtomicBool>,
+}
+
+impl AnonymousToken {
+    pub(crate) fn take(&self) -> String {
+        self.used.store(true, Ordering::Relaxed);
+        self.token.clone()
+    }
+}
+
+/// The name of the cookie holding an anonymous visitor's nonce.
+fn nonce_cookie_name(state: &AppState) -> String {
+    format!("{}-csrf", state.config().cookie_name())
+}
+
+/// The visitor's nonce, if their request carries a well-formed one.
+fn request_nonce(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
+        .filter(|value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(value)
+                .is_ok_and(|bytes| bytes.len() == NONCE_BYTES)
+        })
+}
 
 /// The form field, query parameter and (as `X-CSRF-Token`) header carrying the token.
 pub const CSRF_FIELD: &str = "CSRFToken";
@@ -21,21 +92,56 @@ pub const CSRF_FIELD: &str = "CSRFToken";
 /// The largest form body read to find the token.
 const MAX_FORM_BYTES: usize = 1 << 20;
 
-/// Middleware: refuses unsafe requests without the session's CSRF token.
-pub(crate) async fn check(request: Request, next: Next) -> Response {
-    if matches!(
+/// Middleware: refuses unsafe requests without the session's (or the anonymous visitor's) CSRF
+/// token, and hands the anonymous token to the handlers.
+pub(crate) async fn check(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let cookie_name = nonce_cookie_name(&state);
+    let given_nonce = request_nonce(request.headers(), &cookie_name);
+    let nonce = given_nonce
+        .clone()
+        .unwrap_or_else(|| crate::secrets::random_token(NONCE_BYTES));
+    let anonymous = AnonymousToken {
+        token: state.csrf_key().sign(&nonce),
+        used: Arc::new(AtomicBool::new(false)),
+    };
+    request.extensions_mut().insert(anonymous.clone());
+    let safe = matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
-    ) {
-        return next.run(request).await;
+    );
+    let mut response = if safe {
+        next.run(request).await
+    } else {
+        let expected_anonymous = given_nonce.is_some().then_some(anonymous.token.as_str());
+        match verify(request, expected_anonymous).await {
+            Ok(request) => next.run(request).await,
+            Err(error) => error.into_response(),
+        }
+    };
+    if given_nonce.is_none() && anonymous.used.load(Ordering::Relaxed) {
+        let secure = if state.config().public().is_https() {
+            "; Secure"
+        } else {
+            ""
+        };
+        let cookie = format!("{cookie_name}={nonce}; Path=/; HttpOnly; SameSite=Lax{secure}");
+        match HeaderValue::from_str(&cookie) {
+            Ok(value) => {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+            Err(error) => tracing::warn!(%error, "cannot set the CSRF cookie"),
+        }
     }
-    match verify(request).await {
-        Ok(request) => next.run(request).await,
-        Err(error) => error.into_response(),
-    }
+    response
 }
 
-async fn verify(request: Request) -> Result<Request, Error> {
+/// Checks the request's token against the session's, or else against `anonymous` (the token of
+/// the nonce the request's cookie carries).
+async fn verify(request: Request, anonymous: Option<&str>) -> Result<Request, Error> {
     let session = request
         .extensions()
         .get::<Session>()
@@ -68,8 +174,10 @@ async fn verify(request: Request) -> Result<Request, Error> {
     };
     let given = given.ok_or_else(|| Error::Forbidden("Missing CSRFToken".to_owned()))?;
     let expected = session_csrf_token(&session).await?;
-    match expected {
-        Some(expected) if bool::from(expected.as_bytes().ct_eq(given.as_bytes())) => Ok(request),
+    let matches = |expected: &str| bool::from(expected.as_bytes().ct_eq(given.as_bytes()));
+    match (expected, anonymous) {
+        (Some(expected), _) if matches(&expected) => Ok(request),
+        (_, Some(anonymous)) if matches(anonymous) => Ok(request),
         _ => {
             tracing::info!("refused a request with an incorrect CSRF token");
             Err(Error::Forbidden("Incorrect CSRFToken".to_owned()))

@@ -155,7 +155,7 @@ pub(crate) async fn get_github_callback(
         .map_err(|message| Error::Forbidden(format!("GitHub login failed: {message}")))?;
     let name = format!("github:{}", identity.login);
     tracing::info!(user = %name, "logged in with GitHub");
-    viewer.log_in(&name, identity.attrs).await?;
+    viewer.log_in(&name, identity.attrs, None).await?;
     Ok(Redirect::to("/").into_response())
 }
 

@@ -27,7 +27,10 @@
 //! | `POST /auth/logout` | – | logs out |
 //! | `GET /auth/github` | – | "Log in with GitHub": to GitHub's authorize page, with a `state` bound to the session ([`GithubLogin`]) |
 //! | `GET /auth/github-callback` | – | back from GitHub: a `state` this session did not issue is refused (`403`) |
-//! | `GET /user/profile` | LoggedIn | who you are, log-out button |
+//! | `GET /user/profile` | LoggedIn | who you are, log-out button, password change for local users |
+//! | `POST /user/profile/password` | LoggedIn | changes one's own password (current one required) |
+//! | `GET, POST /settings/users` | Admin | the local users; adds one |
+//! | `POST /settings/users/{name}/password`, `…/remove` | Admin | resets a password, removes a user |
 //! | `GET /log/live/{branch}` | Reader | a running build's log, streamed (`?raw`: text) |
 //! | `GET /log/saved/{branch}/{commit}` | Reader | the `log` file of a store commit (`?raw`: text) |
 //! | `POST /log/rebuild/{branch}` | Builder | asks the engine to rebuild |
@@ -41,12 +44,16 @@
 //!
 //! Anonymous viewers of a protected page are redirected (`303`) to
 //! `/auth/login?redirect=<page>`; logged-in viewers lacking the role get a `403` page. Every POST
-//! must carry the session's CSRF token (form field `CSRFToken`), or it is refused with `403`.
+//! must carry the session's CSRF token (form field `CSRFToken`), or it is refused with `403`;
+//! a visitor without a session gets a token bound to a cookie instead, and no session is stored
+//! for them.
 //!
 //! # Security
 //!
 //! - Secrets directory created with mode 0700; the password file, certificate and key are
 //!   written atomically with mode 0600.
+//! - New passwords have at least [`MIN_PASSWORD_CHARS`] characters; a session ends once its user's
+//!   password changes (except the one that changed it) or the user is removed.
 //! - Passwords are hashed with argon2id (PHC strings in the file [`PASSWORD_FILE`]); an unknown
 //!   user name costs as much time as a wrong password; login attempts are rate-limited per user
 //!   name and client address ([`LOGIN_BURST`], then one more every [`LOGIN_REFILL`]), answered
@@ -128,9 +135,13 @@ mod webhooks;
 pub use access::require;
 pub use acl::{AccessPolicy, Acl, Decision, Role, UserAttrs};
 pub use ansi::{AnsiHtml, MAX_STRING_SEQUENCE};
-pub use auth::{LOGIN_BURST, LOGIN_REFILL, PASSWORD_FILE};
+pub use auth::{
+    LOGIN_BURST, LOGIN_REFILL, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, PASSWORD_FILE, PASSWORD_RULE,
+};
 pub use ci::ci_pages;
-pub use config::{ListenAddr, MetricsToken, PublicUrl, Scheme, SessionsBackend, WebConfig};
+pub use config::{
+    ConnectionLimits, ListenAddr, MetricsToken, PublicUrl, Scheme, SessionsBackend, WebConfig,
+};
 pub use csrf::CSRF_FIELD;
 pub use error::Error;
 pub use forge_health::{ForgeHealth, ForgeLink, ForgeLinks};

@@ -54,7 +54,7 @@ impl MemorySessions {
 
     /// How many sessions are kept (expired ones not dropped yet included).
     #[cfg(test)]
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.sessions().records.len()
     }
 }

@@ -42,6 +42,7 @@ pub struct WebMetrics {
     requests: Family<MethodLabel, Counter>,
     responses: Family<CodeLabel, Counter>,
     in_progress: Gauge,
+    pub(crate) connections_open: Gauge,
     response_time: Histogram,
     pub(crate) local_login_ok: Counter,
     pub(crate) local_login_rejected: Counter,
@@ -56,6 +57,7 @@ impl WebMetrics {
             requests: Family::default(),
             responses: Family::default(),
             in_progress: Gauge::default(),
+            connections_open: Gauge::default(),
             response_time: Histogram::new(exponential_buckets(0.001, 4.0, 9)),
             local_login_ok: Counter::default(),
             local_login_rejected: Counter::default(),
@@ -71,6 +73,11 @@ impl WebMetrics {
             "DataKitCI_web_responses",
             "HTTP responses from web UI",
             metrics.responses.clone(),
+        );
+        registry.register(
+            "DataKitCI_web_connections_open",
+            "HTTP connections open to the web UI (bounded by its connection limit)",
+            metrics.connections_open.clone(),
         );
         registry.register(
             "DataKitCI_web_requests_in_progress",

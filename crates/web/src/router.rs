@@ -10,12 +10,16 @@ use axum::middleware;
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::cookie::time::Duration;
 use tower_sessions::{Expiry, SessionManagerLayer, SessionStore};
 
 use crate::memory_sessions::MemorySessions;
-use crate::pages::{auth, errors, home, settings};
+
+#[cfg(test)]
+mod tests;
+use crate::pages::{accounts, auth, errors, home, settings};
 use crate::{AppState, actions, csrf, github_login, logs, metrics, static_files, webhooks};
 
 /// How long an unused session lives.
@@ -51,7 +55,7 @@ pub(crate) fn with_sessions<S: SessionStore + Clone>(
         .with_state(state.clone());
     let router = routes(pages)
         .with_state(state.clone())
-        .layer(middleware::from_fn(csrf::check))
+        .layer(middleware::from_fn_with_state(state.clone(), csrf::check))
         .merge(webhooks)
         .layer(sessions)
         .layer(middleware::from_fn_with_state(
@@ -59,6 +63,9 @@ pub(crate) fn with_sessions<S: SessionStore + Clone>(
             metrics::track,
         ))
         .layer(CatchPanicLayer::new())
+        .layer(RequestBodyTimeoutLayer::new(
+            config.connections().body_read_timeout,
+        ))
         .layer(security_header(header::X_FRAME_OPTIONS, "SAMEORIGIN"))
         .layer(security_header(header::REFERRER_POLICY, "same-origin"))
         .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
@@ -101,7 +108,23 @@ fn routes(pages: Option<Router<AppState>>) -> Router<AppState> {
             "/auth/github-callback",
             get(github_login::get_github_callback),
         )
-        .route("/user/profile", get(auth::get_profile))
+        .route("/user/profile", get(accounts::get_profile))
+        .route(
+            "/user/profile/password",
+            post(accounts::post_change_password),
+        )
+        .route(
+            "/settings/users",
+            get(accounts::get_users).post(accounts::post_add_user),
+        )
+        .route(
+            "/settings/users/{name}/password",
+            post(accounts::post_reset_password),
+        )
+        .route(
+            "/settings/users/{name}/remove",
+            post(accounts::post_remove_user),
+        )
         .route("/log/live/{branch}", get(logs::get_live_log))
         .route("/log/saved/{branch}/{commit}", get(logs::get_saved_log))
         .route("/log/rebuild/{branch}", post(actions::post_rebuild))

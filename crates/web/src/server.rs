@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum_server::tls_rustls::RustlsConfig;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower_sessions_redis_store::RedisStore;
 use tower_sessions_redis_store::fred::prelude::{
@@ -15,15 +15,10 @@ use tower_sessions_redis_store::fred::prelude::{
 use crate::config::{Scheme, SessionsBackend};
 use crate::{AppState, Error, router, secrets};
 
-/// How long in-flight requests may run after cancellation before connections are closed.
-const GRACE: Duration = Duration::from_secs(10);
+mod connections;
+
 /// How long start-up waits for the Redis sessions backend.
 const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-enum Listener {
-    Http(tokio::net::TcpListener),
-    Https(std::net::TcpListener, RustlsConfig),
-}
 
 /// A bound web server, ready to [`run`](WebServer::run).
 ///
@@ -39,7 +34,8 @@ enum Listener {
 pub struct WebServer {
     state: AppState,
     router: Router,
-    listener: Listener,
+    listener: tokio::net::TcpListener,
+    tls: Option<TlsAcceptor>,
     local_addr: SocketAddr,
     prometheus: Option<(tokio::net::TcpListener, SocketAddr)>,
     redis: Option<Pool>,
@@ -88,19 +84,19 @@ impl WebServer {
             addr: listen.addr(),
             source,
         })?;
-        let listener = match listen.scheme() {
-            Scheme::Http => Listener::Http(
-                tokio::net::TcpListener::from_std(std_listener).map_err(|source| Error::Bind {
-                    addr: local_addr,
-                    source,
-                })?,
-            ),
+        let listener =
+            tokio::net::TcpListener::from_std(std_listener).map_err(|source| Error::Bind {
+                addr: local_addr,
+                source,
+            })?;
+        let tls = match listen.scheme() {
+            Scheme::Http => None,
             Scheme::Https => {
                 let dir = config.secrets_dir().to_owned();
                 let hosts = certificate_hosts(config.public().authority());
                 let tls = tokio::task::spawn_blocking(move || secrets::tls_config(&dir, &hosts))
                     .await??;
-                Listener::Https(std_listener, RustlsConfig::from_config(tls))
+                Some(TlsAcceptor::from(tls))
             }
         };
         let prometheus = match config.prometheus_addr() {
@@ -120,6 +116,7 @@ impl WebServer {
             state,
             router,
             listener,
+            tls,
             local_addr,
             prometheus,
             redis,
@@ -142,50 +139,43 @@ impl WebServer {
     }
 
     /// Serves until `cancel` is cancelled, then ends streaming responses, lets in-flight requests
-    /// finish (for at most 10 seconds on HTTPS) and returns.
+    /// finish (for at most 10 seconds) and returns. Connections are bounded and timed out as the
+    /// configuration's [`ConnectionLimits`](crate::ConnectionLimits) say.
     pub async fn run(self, cancel: CancellationToken) -> Result<(), Error> {
         let WebServer {
             state,
             router,
             listener,
-            local_addr,
+            tls,
+            local_addr: _,
             prometheus,
             redis,
         } = self;
-        let stopping = {
+        let stopping = CancellationToken::new();
+        let shutdown = {
             let cancel = cancel.clone();
+            let stopping = stopping.clone();
             let shutdown = state.shutdown_token().clone();
             async move {
                 cancel.cancelled().await;
                 shutdown.cancel();
+                stopping.cancel();
             }
         };
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let limits = *state.config().connections();
         let main = async {
-            match listener {
-                Listener::Http(listener) => axum::serve(listener, service)
-                    .with_graceful_shutdown(stopping)
-                    .await
-                    .map_err(|source| Error::Serve {
-                        addr: local_addr,
-                        source,
-                    }),
-                Listener::Https(listener, tls) => {
-                    let handle = axum_server::Handle::new();
-                    let server = axum_server::from_tcp_rustls(listener, tls)
-                        .handle(handle.clone())
-                        .serve(service);
-                    let trigger = async {
-                        stopping.await;
-                        handle.graceful_shutdown(Some(GRACE));
-                    };
-                    let (served, ()) = tokio::join!(server, trigger);
-                    served.map_err(|source| Error::Serve {
-                        addr: local_addr,
-                        source,
-                    })
-                }
-            }
+            tokio::join!(
+                connections::serve(
+                    listener,
+                    tls,
+                    router,
+                    limits,
+                    stopping.clone(),
+                    state.metrics().connections_open.clone(),
+                ),
+                shutdown
+            );
+            Ok::<(), Error>(())
         };
         let metrics = async {
             match prometheus {

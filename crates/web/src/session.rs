@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
 use crate::acl::UserAttrs;
-use crate::{Error, secrets};
+use crate::auth::Auth;
+use crate::csrf::AnonymousToken;
+use crate::{AppState, Error, secrets};
 
 const USER_KEY: &str = "user";
 const CSRF_KEY: &str = "csrf";
@@ -24,6 +26,10 @@ struct StoredUser {
     github_orgs: Vec<String>,
     #[serde(default)]
     can_read_github: Vec<(String, bool)>,
+    /// A local user's password stamp at login (`Auth::stamp`): once the password changes or the
+    /// user is removed, it no longer matches and the session is logged out.
+    #[serde(default)]
+    stamp: Option<String>,
 }
 
 /// The person making a request: their session, and the user logged in with it, if any.
@@ -34,21 +40,24 @@ pub struct Viewer {
     session: Session,
     user: Option<String>,
     attrs: UserAttrs,
+    anonymous_csrf: Option<AnonymousToken>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Viewer {
+impl FromRequestParts<AppState> for Viewer {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Viewer, Error> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Viewer, Error> {
         let session = Session::from_request_parts(parts, state)
             .await
             .map_err(|(_, message)| Error::BadRequest(message.to_owned()))?;
-        Viewer::load(session).await
+        let mut viewer = Viewer::load(session, state.auth()).await?;
+        viewer.anonymous_csrf = parts.extensions.get::<AnonymousToken>().cloned();
+        Ok(viewer)
     }
 }
 
 impl Viewer {
-    pub(crate) async fn load(session: Session) -> Result<Viewer, Error> {
+    pub(crate) async fn load(session: Session, auth: &Auth) -> Result<Viewer, Error> {
         let stored: Option<StoredUser> = match session.get(USER_KEY).await {
             Ok(stored) => stored,
             Err(tower_sessions::session::Error::SerdeJson(error)) => {
@@ -57,6 +66,13 @@ impl Viewer {
             }
             Err(error) => return Err(error.into()),
         };
+        let stored = stored.filter(|stored| {
+            let valid = !is_local_user(&stored.name) || auth.stamp(&stored.name) == stored.stamp;
+            if !valid {
+                tracing::info!(user = %stored.name, "session of a changed or removed account ended");
+            }
+            valid
+        });
         let (user, attrs) = match stored {
             Some(stored) => (
                 Some(stored.name),
@@ -71,6 +87,7 @@ impl Viewer {
             session,
             user,
             attrs,
+            anonymous_csrf: None,
         })
     }
 
@@ -84,24 +101,37 @@ impl Viewer {
         &self.attrs
     }
 
-    /// The session's CSRF token, created (and the session saved) on first use. Every POST form
-    /// must carry it as the field `CSRFToken`.
+    /// The CSRF token every POST form must carry as the field `CSRFToken`: the session's, created
+    /// (and the session saved) on first use by a logged-in user. A visitor without a session gets
+    /// a token bound to a cookie instead, and no session is stored for them.
     pub async fn csrf_token(&self) -> Result<String, Error> {
         if let Some(token) = session_csrf_token(&self.session).await? {
             return Ok(token);
+        }
+        if self.user.is_none()
+            && let Some(anonymous) = &self.anonymous_csrf
+        {
+            return Ok(anonymous.take());
         }
         let token = secrets::random_token(16);
         self.session.insert(CSRF_KEY, &token).await?;
         Ok(token)
     }
 
-    /// Logs `name` in: a new session id (against fixation), then the user and attributes.
-    pub(crate) async fn log_in(&mut self, name: &str, attrs: UserAttrs) -> Result<(), Error> {
+    /// Logs `name` in: a new session id (against fixation), then the user, attributes and (for a
+    /// local user) the password stamp the session stays valid with.
+    pub(crate) async fn log_in(
+        &mut self,
+        name: &str,
+        attrs: UserAttrs,
+        stamp: Option<String>,
+    ) -> Result<(), Error> {
         self.session.cycle_id().await?;
         let stored = StoredUser {
             name: name.to_owned(),
             github_orgs: attrs.github_orgs.clone(),
             can_read_github: attrs.can_read_github.clone(),
+            stamp,
         };
         self.session.insert(USER_KEY, stored).await?;
         self.user = Some(name.to_owned());
@@ -129,6 +159,11 @@ impl Viewer {
         self.attrs = UserAttrs::default();
         Ok(())
     }
+}
+
+/// Whether `name` is a local user (from the password file), not one logged in through GitHub.
+fn is_local_user(name: &str) -> bool {
+    !name.starts_with("github:")
 }
 
 /// The CSRF token of `session`, if one was issued.

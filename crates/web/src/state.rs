@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
+use crate::csrf::CsrfKey;
 use crate::forge_health::{ForgeHealth, ForgeLink, ForgeLinks};
 use crate::github_login::GithubLogin;
 use crate::metrics::WebMetrics;
@@ -46,6 +47,8 @@ struct Inner {
     forge_links: Option<Arc<dyn ForgeLinks>>,
     /// Cancelled when the server shuts down, to end streaming responses.
     shutdown: CancellationToken,
+    /// Signs the CSRF tokens of visitors without a session (`csrf::AnonymousToken`).
+    csrf_key: CsrfKey,
 }
 
 impl std::fmt::Debug for AppState {
@@ -143,6 +146,7 @@ impl AppStateBuilder {
                 github_login: self.github_login,
                 forge_links: self.forge_links,
                 shutdown: CancellationToken::new(),
+                csrf_key: CsrfKey::random(),
             }),
         };
         if let Some(url) = state.setup_url() {
@@ -246,5 +250,9 @@ impl AppState {
     /// Cancelled when the server stops; streaming responses end then.
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.inner.shutdown
+    }
+
+    pub(crate) fn csrf_key(&self) -> &CsrfKey {
+        &self.inner.csrf_key
     }
 }

@@ -54,8 +54,8 @@ async fn first_run_setup_then_login() -> anyhow::Result<()> {
         .post(server.url("/auth/setup"))
         .form(&[
             ("CSRFToken", csrf.as_str()),
-            ("password", "s3cret-one"),
-            ("password2", "s3cret-two"),
+            ("password", "s3cret-one-long"),
+            ("password2", "s3cret-two-long"),
         ])
         .send()
         .await?;
@@ -67,12 +67,28 @@ async fn first_run_setup_then_login() -> anyhow::Result<()> {
     );
     assert!(!page.contains("s3cret"));
 
+    // Issue 20: a password shorter than 12 characters is refused, and the form says the rule.
+    assert!(page.contains("At least 12 characters."), "{page}");
     let response = browser
         .post(server.url("/auth/setup"))
         .form(&[
             ("CSRFToken", csrf.as_str()),
             ("password", "s3cret"),
             ("password2", "s3cret"),
+        ])
+        .send()
+        .await?;
+    assert_eq!(response.status(), 400);
+    let page = response.text().await?;
+    assert!(page.contains("Must be at least 12 characters"), "{page}");
+    assert!(!std::fs::exists(dirs.secrets().join(PASSWORD_FILE))?);
+
+    let response = browser
+        .post(server.url("/auth/setup"))
+        .form(&[
+            ("CSRFToken", csrf.as_str()),
+            ("password", "s3cret-s3cret"),
+            ("password2", "s3cret-s3cret"),
         ])
         .send()
         .await?;
@@ -100,7 +116,7 @@ async fn first_run_setup_then_login() -> anyhow::Result<()> {
     assert_eq!(response.status(), 400);
     let page = response.text().await?;
     assert!(page.contains("Invalid username/password"), "{page}");
-    let response = log_in(&browser, &server, "admin", "s3cret").await?;
+    let response = log_in(&browser, &server, "admin", "s3cret-s3cret").await?;
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()[header::LOCATION], "/");
     let home = browser.get(server.url("/")).send().await?;

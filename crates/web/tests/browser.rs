@@ -25,8 +25,8 @@ async fn scenario(browser: &Client, server: &Running, intro: &str) -> anyhow::Re
     // The intro link logs in as admin and lands on the setup form.
     browser.goto(&server.url(intro)).await?;
     wait_for_path(browser, "/auth/setup").await?;
-    fill(browser, "#field-password", "browser-pw").await?;
-    fill(browser, "#field-password2", "browser-pw").await?;
+    fill(browser, "#field-password", "browser-password").await?;
+    fill(browser, "#field-password2", "browser-password").await?;
     browser
         .find(Locator::Css("form.auth-setup-form button[type=submit]"))
         .await?
@@ -42,7 +42,7 @@ async fn scenario(browser: &Client, server: &Running, intro: &str) -> anyhow::Re
         .await?;
     assert_eq!(user, "not logged in");
     fill(browser, "#field-user", "admin").await?;
-    fill(browser, "#field-password", "browser-pw").await?;
+    fill(browser, "#field-password", "browser-password").await?;
     browser
         .find(Locator::Css("form.login-form button[type=submit]"))
         .await?

@@ -60,7 +60,11 @@ async fn self_signed_certificate_is_generated_then_reused() -> anyhow::Result<()
         "max-age=31536000"
     );
     let cookie = response.headers()[header::SET_COOKIE].to_str()?.to_owned();
-    assert!(cookie.starts_with("__ci_session-secure-ci="), "{cookie}");
+    // An anonymous visit stores no session: the login form's CSRF token is bound to a cookie.
+    assert!(
+        cookie.starts_with("__ci_session-secure-ci-csrf="),
+        "{cookie}"
+    );
     for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
         assert!(
             cookie.contains(attribute),

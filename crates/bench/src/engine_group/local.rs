@@ -229,6 +229,9 @@ impl Harness {
             web_ui: "https://ci.example/".to_owned(),
             canaries: Vec::new(),
             web: None,
+            notify: None,
+            max_log_size: datakit_ci::log::DEFAULT_SAVED_LIMIT,
+            keep_logs: None,
         })
         .await?;
         let events = ci.engine().subscribe();

@@ -15,7 +15,9 @@ use futures::StreamExt;
 use datakit_ci_store::{Commit, CommitId};
 use datakit_ci_term::{CommitHash, JobOutput, TargetId};
 
-use super::{Engine, State, StatusChange, StatusWrite, lock};
+use super::{
+    Engine, HEALTH_HISTORY, HEALTH_INDEX, HEALTH_STATUSES, State, StatusChange, StatusWrite, lock,
+};
 use crate::status::{self, ReportedStatus};
 
 /// How long the statuses of a target whose head moved wait for its other jobs' first evaluation
@@ -148,8 +150,17 @@ impl Engine {
                 _ = self.inner.index_wanted.notified() => false,
                 _ = stop.cancelled() => true,
             };
-            if let Err(e) = self.inner.history.index(&[]).await {
-                tracing::warn!(error = %error_chain(&e), "failed to update the commit index");
+            let indexed = self.inner.history.index(&[]).await;
+            if indexed.is_ok() {
+                self.inner.health.resolve(HEALTH_INDEX);
+            }
+            if let Err(e) = indexed {
+                let error = error_chain(&e);
+                tracing::warn!(%error, "failed to update the commit index");
+                self.inner.health.report(
+                    HEALTH_INDEX,
+                    format!("cannot write the commit index: {error}; retrying"),
+                );
                 if !stopping {
                     // The entries stay queued; try again shortly.
                     tokio::select! {
@@ -276,8 +287,12 @@ impl Engine {
             .buffered(HISTORY_PARALLELISM);
         let mut retry = None;
         let mut index = Vec::new();
+        let mut history_error = None;
         while let Some((id, head, result)) = results.next().await {
             let failed = result.as_ref().err().map(|e| error_chain(e));
+            if let Some(error) = &failed {
+                history_error = Some(format!("{id}: {error}"));
+            }
             let retry_at = self.history_recorded(&id, failed.is_some());
             match result {
                 Ok(Some(commit)) => index.push((id, head, commit)),
@@ -294,6 +309,13 @@ impl Engine {
                     retry = earliest(retry, Some(at));
                 }
             }
+        }
+        match &history_error {
+            Some(error) => self.inner.health.report(
+                HEALTH_HISTORY,
+                format!("cannot record history: {error}; retrying"),
+            ),
+            None => self.inner.health.resolve(HEALTH_HISTORY),
         }
         if !index.is_empty() {
             history.queue_index(&index);
@@ -361,12 +383,18 @@ impl Engine {
         }
         .await;
         if let Err(e) = result {
-            tracing::warn!(error = %error_chain(&e), "Failed to update statuses: {}", messages.join("; "));
+            let error = error_chain(&e);
+            tracing::warn!(%error, "Failed to update statuses: {}", messages.join("; "));
+            self.inner.health.report(
+                HEALTH_STATUSES,
+                format!("cannot write statuses: {error}; retrying"),
+            );
             for write in &writes {
                 self.mark_dirty(&write.target);
             }
             return false;
         }
+        self.inner.health.resolve(HEALTH_STATUSES);
         self.inner
             .metrics
             .status_updates

@@ -21,6 +21,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use datakit_ci_health::Health;
 use datakit_ci_history::History;
 use datakit_ci_store::{Branch, BranchName, Commit, CommitId, Snapshot, Store, StorePath};
 use datakit_ci_term::metadata::{MetadataError, MetadataReader};
@@ -140,6 +141,8 @@ struct Inner {
     events: broadcast::Sender<StatusChange>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// Where the engine reports problems it retries (failing store writes), for the dashboard.
+    health: Health,
 }
 
 #[derive(Default)]
@@ -161,6 +164,15 @@ struct State {
     /// `apply_head` need not diff them (see the module docs).
     own_commits: VecDeque<(CommitId, Vec<StorePath>)>,
 }
+
+/// The health key of failures to apply the metadata.
+const HEALTH_METADATA: &str = "metadata";
+/// The health key of failures to write statuses.
+pub(crate) const HEALTH_STATUSES: &str = "statuses";
+/// The health key of failures to record history.
+pub(crate) const HEALTH_HISTORY: &str = "history";
+/// The health key of failures to write the commit index.
+pub(crate) const HEALTH_INDEX: &str = "commit index";
 
 /// How long the builds of a removed target keep running before they are stopped as unneeded:
 /// long enough for the jobs of a target that appeared in the same metadata commit (a renamed
@@ -282,8 +294,16 @@ impl Engine {
                 events: broadcast::channel(4096).0,
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
+                health: Health::default(),
             }),
         }
+    }
+
+    /// The problems the engine is retrying (keys `metadata`, `statuses`, `history`, `commit
+    /// index`): shared with whatever shows them. Other parts of the application may report on it
+    /// too, under keys of their own.
+    pub fn health(&self) -> &Health {
+        &self.inner.health
     }
 
     /// The store the engine writes to.
@@ -344,8 +364,17 @@ impl Engine {
                     self.inner.metrics.update_notifications.inc();
                     // A failure here (e.g. a store read error) must not stop the CI: retry until
                     // it works or a newer head arrives.
-                    while let Err(e) = self.apply_head(head).await {
-                        tracing::warn!(%head, error = %error_chain(&e), "cannot process metadata; retrying in 1s");
+                    loop {
+                        let Err(e) = self.apply_head(head).await else {
+                            self.inner.health.resolve(HEALTH_METADATA);
+                            break;
+                        };
+                        let error = error_chain(&e);
+                        tracing::warn!(%head, %error, "cannot process metadata; retrying in 1s");
+                        self.inner.health.report(
+                            HEALTH_METADATA,
+                            format!("cannot process the metadata: {error}; retrying"),
+                        );
                         tokio::select! {
                             _ = cancel.cancelled() => return Ok(()),
                             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}

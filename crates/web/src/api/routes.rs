@@ -24,6 +24,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/projects", get(get_projects))
         .route("/api/v1/targets", get(get_targets))
+        .route("/api/v1/events", get(super::events::get_events))
         .route(
             "/api/v1/targets/{user}/{repo}/pr/{number}",
             get(get_pr_target),

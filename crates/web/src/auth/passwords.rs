@@ -89,10 +89,42 @@ impl Users {
     }
 
     /// Whether there is a user named `name`.
-    #[cfg(test)]
     pub(crate) fn contains(&self, name: &str) -> bool {
         self.hashes.contains_key(name)
     }
+
+    /// Removes `name`; whether they existed.
+    pub(crate) fn remove(&mut self, name: &str) -> bool {
+        self.hashes.remove(name).is_some()
+    }
+
+    /// The users' names, sorted.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.hashes.keys().map(String::as_str)
+    }
+
+    /// A digest of `name`'s current password hash (which changes with every new password, as its
+    /// salt does): a session records it at login and is void once it differs.
+    pub(crate) fn stamp(&self, name: &str) -> Option<String> {
+        use sha2::Digest as _;
+        let hash = self.hashes.get(name)?;
+        let digest = sha2::Sha256::digest(hash.as_bytes());
+        Some(
+            digest[..12]
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect(),
+        )
+    }
+}
+
+/// Whether `name` can be a local user's name. Names read from an existing file are accepted more
+/// loosely ([`valid_user_name`]) than new ones.
+pub(crate) fn valid_new_user_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 fn valid_user_name(name: &str) -> bool {

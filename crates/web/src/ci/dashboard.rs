@@ -62,9 +62,26 @@ pub(crate) async fn get_dashboard(
         })
         .collect();
     let unreadable = ci.engine.unreadable_targets();
+    let store_size = ci.store_size.get(state.store().path()).await;
+    let troubles = ci.engine.health().troubles();
     let forges = state.forge_health_lines();
     let content = html! {
         @for line in &forges { p.forge-health { (line) } }
+        @if !troubles.is_empty() {
+            div.alert.alert-danger.troubles {
+                h2 { "Trouble" }
+                p { "These keep the CI from doing part of its work; each stays here until resolved." }
+                table.table.troubles {
+                    @for trouble in &troubles {
+                        tr {
+                            th { (trouble.key) }
+                            td.error { (trouble.message) }
+                            td.since { (trouble_age(trouble)) }
+                        }
+                    }
+                }
+            }
+        }
         @for project in projects { (project) }
         @if !unreadable.is_empty() {
             h2 { "Targets with invalid metadata" }
@@ -77,6 +94,15 @@ pub(crate) async fn get_dashboard(
                     }
                 }
             }
+        }
+        h2 { "State store" }
+        p.store-size {
+            code { (state.store().path().display()) } ": "
+            @match store_size {
+                Some(size) => { (bytesize::ByteSize::b(size).to_string()) " on disk" }
+                None => "size unknown (see the CI's log)",
+            }
+            " · back it up with " code { "git clone --mirror" }
         }
         h2 { "Resource pools" }
         table.table.table-bordered.table-hover.pools {
@@ -92,6 +118,24 @@ pub(crate) async fn get_dashboard(
         Tab::Home,
         content,
     ))
+}
+
+/// How long `trouble` has lasted, and how many times it was seen, e.g. `since 2 min ago (3 times)`.
+fn trouble_age(trouble: &datakit_ci_health::Trouble) -> String {
+    let seconds = trouble
+        .since
+        .elapsed()
+        .map(|age| age.as_secs())
+        .unwrap_or(0);
+    let age = match seconds {
+        0..60 => format!("{seconds} s"),
+        60..3600 => format!("{} min", seconds / 60),
+        _ => format!("{} h", seconds / 3600),
+    };
+    match trouble.count {
+        1 => format!("since {age} ago"),
+        count => format!("since {age} ago ({count} times)"),
+    }
 }
 
 /// The position of `kind` in a project's counts.

@@ -11,6 +11,7 @@ mod lists;
 pub(crate) mod model;
 pub(crate) mod queue;
 mod rebuild;
+mod store_size;
 mod target;
 pub(crate) mod widgets;
 
@@ -28,6 +29,7 @@ use datakit_ci_term::{RepoId, TargetId};
 use crate::acl::{Decision, Role};
 use crate::pages::{Chrome, Tab, page};
 use crate::{AppState, AppStateBuilder, Error, Viewer, api, urls};
+use store_size::StoreSize;
 use widgets::Actions;
 
 /// The CI pages and the JSON API as a router to give [`WebServer::bind`](crate::WebServer::bind)
@@ -72,7 +74,11 @@ pub fn ci_pages(engine: Engine, pools: Pools) -> Router<AppState> {
             post(rebuild::post_rebuild_failed_commit),
         )
         .merge(api::routes())
-        .layer(Extension(Ci { engine, pools }))
+        .layer(Extension(Ci {
+            engine,
+            pools,
+            store_size: StoreSize::default(),
+        }))
 }
 
 impl AppStateBuilder {
@@ -96,6 +102,7 @@ impl AppStateBuilder {
 pub(crate) struct Ci {
     pub(crate) engine: Engine,
     pub(crate) pools: Pools,
+    pub(crate) store_size: StoreSize,
 }
 
 /// The buttons `viewer` gets: with the `Builder` role, their CSRF token.

@@ -102,6 +102,16 @@ pub(crate) async fn get_live_log(
 }
 
 /// `GET /log/saved/{branch}/{commit}` (role `Reader`).
+/// The head of cache branch `branch` if retention removed its logs (its `log` is then the
+/// note saying so).
+async fn removed_log(state: &AppState, branch: &str) -> Option<datakit_ci_store::Snapshot> {
+    let name = datakit_ci_store::BranchName::new(branch).ok()?;
+    let head = state.store().branch(&name).head().await.ok()??;
+    let snapshot = head.tree();
+    let marker = StorePath::new("log-removed").ok()?;
+    snapshot.exists(&marker).ok()?.then_some(snapshot)
+}
+
 pub(crate) async fn get_saved_log(
     State(state): State<AppState>,
     viewer: Viewer,
@@ -115,10 +125,15 @@ pub(crate) async fn get_saved_log(
         .map_err(|_| Error::NotFound(format!("Invalid commit id {commit:?}")))?;
     let snapshot = match state.store().commit(id).await {
         Ok(found) => found.tree(),
-        Err(error) => {
-            tracing::info!(%error, %id, "saved log commit not found");
-            return Err(Error::NotFound(format!("No such commit {id}")));
-        }
+        Err(error) => match removed_log(&state, &branch).await {
+            // The log was removed by retention, and its commit compacted away: show the note the
+            // branch has instead.
+            Some(snapshot) => snapshot,
+            None => {
+                tracing::info!(%error, %id, "saved log commit not found");
+                return Err(Error::NotFound(format!("No such commit {id}")));
+            }
+        },
     };
     let path = StorePath::new("log")?;
     let reader = tokio::task::spawn_blocking(move || snapshot.open_file(&path))

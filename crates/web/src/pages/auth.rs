@@ -1,5 +1,4 @@
-//! Login, logout, the first-run intro link and admin setup, and the profile page (spec §2.3,
-//! §2.7, §1.5.8, §1.5.9).
+//! Login, logout, the first-run intro link and admin setup (spec §2.3, §2.7, §1.5.8).
 //!
 //! Passwords are never written back into a form, and login attempts are rate-limited per user
 //! name and client address.
@@ -157,7 +156,10 @@ pub(crate) async fn post_login(
     }
     state.metrics().local_login_ok.inc();
     tracing::info!(user = %form.user, "logged in");
-    viewer.log_in(&form.user, UserAttrs::default()).await?;
+    let stamp = state.auth().stamp(&form.user);
+    viewer
+        .log_in(&form.user, UserAttrs::default(), stamp)
+        .await?;
     Ok(Redirect::to(&redirect).into_response())
 }
 
@@ -177,7 +179,7 @@ pub(crate) async fn get_intro(
         IntroOutcome::LoggedIn => {
             state.metrics().local_login_ok.inc();
             tracing::info!("logged in as admin with the intro token");
-            viewer.log_in("admin", UserAttrs::default()).await?;
+            viewer.log_in("admin", UserAttrs::default(), None).await?;
             Ok(Redirect::to("/auth/setup"))
         }
         IntroOutcome::AlreadyConfigured => {
@@ -216,6 +218,7 @@ async fn setup_page(
             input #user.form-control type="text" name="name" value="admin" disabled;
         }
         (field("Password", "password", "password", "", password_error))
+        p.help-block { (crate::auth::PASSWORD_RULE) }
         (field("Confirm", "password", "password2", "", confirm_error))
         button.btn.btn-default type="submit" { "Submit" }
     };
@@ -239,7 +242,7 @@ pub(crate) async fn post_setup(
     Form(form): Form<SetupForm>,
 ) -> Result<Response, Error> {
     access::require(&state, &viewer, &[Role::Admin], &uri)?;
-    let password_error = form.password.is_empty().then_some("Cannot be empty");
+    let password_error = crate::auth::password_problem(&form.password);
     let confirm_error = (form.password2 != form.password).then_some("Values don't match!");
     if password_error.is_some() || confirm_error.is_some() {
         let page = setup_page(&state, &viewer, password_error, confirm_error).await?;
@@ -252,27 +255,4 @@ pub(crate) async fn post_setup(
             Ok(Redirect::to("/auth/login").into_response())
         }
     }
-}
-
-/// `GET /user/profile` (role `LoggedIn`).
-pub(crate) async fn get_profile(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    OriginalUri(uri): OriginalUri,
-) -> Result<Markup, Error> {
-    access::require(&state, &viewer, &[Role::LoggedIn], &uri)?;
-    let csrf = viewer.csrf_token().await?;
-    let content = html! {
-        h2 { "Profile" }
-        p { "Logged in as " strong.user { (viewer.user().unwrap_or_default()) } }
-        (post_form("logout-form", "/auth/logout", &csrf, html! {
-            button.btn.btn-default type="submit" { "Log out" }
-        }))
-    };
-    Ok(page(
-        &Chrome::new(&state, &viewer),
-        "Profile",
-        Tab::Home,
-        content,
-    ))
 }

@@ -3,6 +3,7 @@
 //! Pages are `maud` templates, so every interpolated value is escaped. Engine-facing pages
 //! (dashboard, targets, commits) live in the `ci` module and use [`page`] and [`Chrome`].
 
+pub(crate) mod accounts;
 pub(crate) mod auth;
 pub(crate) mod errors;
 pub(crate) mod home;

@@ -30,6 +30,7 @@ pub(crate) async fn get_settings(
             tr { th { "Builders" } td { code { (config.access().can_build) } } }
             tr { th { "/metrics" } td { (if config.metrics().is_some() { "open to the token's bearer" } else { "closed (no token configured)" }) } }
         }
+        p { a href="/settings/users" { "Users" } ": add and remove local users, reset passwords." }
         p { a href="/settings/github-auth" { "GitHub authentication" } }
     };
     Ok(page(

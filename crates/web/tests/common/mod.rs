@@ -172,14 +172,15 @@ pub async fn log_in(
 /// Drives a router in-process, keeping its session cookie.
 pub struct Agent {
     router: Router,
-    cookie: Option<String>,
+    /// The cookies set so far, by name (the session's, and the CSRF nonce of an anonymous visit).
+    cookies: std::collections::BTreeMap<String, String>,
 }
 
 impl Agent {
     pub fn new(router: Router) -> Agent {
         Agent {
             router,
-            cookie: None,
+            cookies: std::collections::BTreeMap::new(),
         }
     }
 
@@ -190,7 +191,13 @@ impl Agent {
         form: Option<&[(&str, &str)]>,
     ) -> anyhow::Result<Response<Body>> {
         let mut request = Request::builder().method(method).uri(path);
-        if let Some(cookie) = &self.cookie {
+        if !self.cookies.is_empty() {
+            let cookie = self
+                .cookies
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect::<Vec<_>>()
+                .join("; ");
             request = request.header(header::COOKIE, cookie);
         }
         let body = match form {
@@ -205,14 +212,11 @@ impl Agent {
             None => Body::empty(),
         };
         let response = self.router.clone().oneshot(request.body(body)?).await?;
-        if let Some(set) = response.headers().get(header::SET_COOKIE) {
-            let pair = set
-                .to_str()?
-                .split(';')
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            self.cookie = Some(pair);
+        for set in response.headers().get_all(header::SET_COOKIE) {
+            let pair = set.to_str()?.split(';').next().unwrap_or_default();
+            if let Some((name, value)) = pair.split_once('=') {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
         }
         Ok(response)
     }
