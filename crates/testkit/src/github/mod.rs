@@ -7,7 +7,8 @@
 //! It serves `GET /repos/{o}/{r}` (with the test's `clone_url`), `/pulls`, `/branches`, `/tags`
 //! (paginated with `Link` headers and `per_page`, with `ETag`s: a request whose `If-None-Match`
 //! matches is answered `304`), `POST /repos/{o}/{r}/statuses/{sha}` (recorded; failures can be
-//! scripted), `GET /repos/{o}/{r}/installation` and `POST /app/installations/{id}/access_tokens`.
+//! scripted), `GET /repos/{o}/{r}/installation` and `POST /app/installations/{id}/access_tokens`
+//! (`writes.rs`), check runs, git's smart HTTP (`git_http.rs`) and an OAuth App (`oauth.rs`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -16,12 +17,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+
+mod git_http;
+mod oauth;
+mod writes;
 
 /// The fixtures directory, `shared/fixtures/github/` beside the repository.
 pub fn fixtures_dir() -> PathBuf {
@@ -286,221 +290,34 @@ fn router(data: Shared) -> Router {
         .route("/repos/{owner}/{repo}/pulls", get(get_pulls))
         .route("/repos/{owner}/{repo}/branches", get(get_branches))
         .route("/repos/{owner}/{repo}/tags", get(get_tags))
-        .route("/repos/{owner}/{repo}/statuses/{sha}", post(post_status))
-        .route("/repos/{owner}/{repo}/installation", get(get_installation))
-        .route("/repos/{owner}/{repo}/check-runs", post(post_check_run))
+        .route(
+            "/repos/{owner}/{repo}/statuses/{sha}",
+            post(writes::post_status),
+        )
+        .route(
+            "/repos/{owner}/{repo}/installation",
+            get(writes::get_installation),
+        )
+        .route(
+            "/repos/{owner}/{repo}/check-runs",
+            post(writes::post_check_run),
+        )
         .route(
             "/repos/{owner}/{repo}/check-runs/{id}",
-            axum::routing::patch(patch_check_run),
+            axum::routing::patch(writes::patch_check_run),
         )
         .route(
             "/app/installations/{id}/access_tokens",
-            post(post_access_token),
+            post(writes::post_access_token),
         )
-        .route("/git/{*path}", get(git_http).post(git_http))
-        .route("/login/oauth/access_token", post(post_oauth_token))
-        .route("/user", get(get_user))
-        .route("/user/orgs", get(get_user_orgs))
+        .route(
+            "/git/{*path}",
+            get(git_http::git_http).post(git_http::git_http),
+        )
+        .route("/login/oauth/access_token", post(oauth::post_oauth_token))
+        .route("/user", get(oauth::get_user))
+        .route("/user/orgs", get(oauth::get_user_orgs))
         .with_state(data)
-}
-
-async fn post_oauth_token(State(data): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let sent: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let oauth = lock(&data).oauth.clone();
-    let field = |name: &str| {
-        sent.get(name)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned()
-    };
-    let answer = match oauth {
-        Some((id, secret, code, login))
-            if field("client_id") == id
-                && field("client_secret") == secret
-                && field("code") == code =>
-        {
-            json!({"access_token": format!("gho_{login}"), "token_type": "bearer", "scope": "read:org,repo"})
-        }
-        _ => json!({
-            "error": "bad_verification_code",
-            "error_description": "The code passed is incorrect or expired.",
-        }),
-    };
-    // GitHub answers 200 even for a bad code.
-    let response = json_response(StatusCode::OK, &answer);
-    record(
-        &data,
-        "POST",
-        "/login/oauth/access_token".to_owned(),
-        &headers,
-        response.status(),
-    );
-    response
-}
-
-/// The login whose OAuth token `headers` carry.
-fn oauth_login(data: &Shared, headers: &HeaderMap) -> Option<String> {
-    let login = lock(data).oauth.as_ref()?.3.clone();
-    let given = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    (given == format!("Bearer gho_{login}")).then_some(login)
-}
-
-async fn get_user(State(data): State<Shared>, headers: HeaderMap) -> Response {
-    let response = match oauth_login(&data, &headers) {
-        Some(login) => {
-            let mut body = fixture(
-                "openapi/response-examples/users.get-authenticated.200.response-with-public-profile-information.json",
-            );
-            body["login"] = json!(login);
-            json_response(StatusCode::OK, &body)
-        }
-        None => json_response(
-            StatusCode::UNAUTHORIZED,
-            &json!({"message": "Requires authentication"}),
-        ),
-    };
-    record(
-        &data,
-        "GET",
-        "/user".to_owned(),
-        &headers,
-        response.status(),
-    );
-    response
-}
-
-async fn get_user_orgs(State(data): State<Shared>, headers: HeaderMap) -> Response {
-    let response = match oauth_login(&data, &headers) {
-        Some(_) => json_response(
-            StatusCode::OK,
-            &fixture("openapi/response-examples/orgs.list-for-authenticated-user.200.json"),
-        ),
-        None => json_response(
-            StatusCode::UNAUTHORIZED,
-            &json!({"message": "Requires authentication"}),
-        ),
-    };
-    record(
-        &data,
-        "GET",
-        "/user/orgs".to_owned(),
-        &headers,
-        response.status(),
-    );
-    response
-}
-
-/// Git's smart HTTP through `git http-backend` (CGI), for an authenticated client.
-async fn git_http(
-    State(data): State<Shared>,
-    Path(path): Path<String>,
-    method: axum::http::Method,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    use base64::Engine as _;
-    let Some((root, token)) = lock(&data).git.clone() else {
-        return not_found();
-    };
-    let expected = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"))
-    );
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if given != Some(expected.as_str()) {
-        record(
-            &data,
-            method.as_str(),
-            format!("/git/{path}"),
-            &headers,
-            StatusCode::UNAUTHORIZED,
-        );
-        let mut response = (StatusCode::UNAUTHORIZED, "Authentication required").into_response();
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"GitHub\""),
-        );
-        return response;
-    }
-    let header_text = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
-    };
-    let mut command = tokio::process::Command::new("git");
-    command
-        .arg("http-backend")
-        .env("GIT_PROJECT_ROOT", &root)
-        .env("GIT_HTTP_EXPORT_ALL", "1")
-        .env("PATH_INFO", format!("/{path}"))
-        .env("REQUEST_METHOD", method.as_str())
-        .env("QUERY_STRING", uri.query().unwrap_or(""))
-        .env("CONTENT_TYPE", header_text("content-type"))
-        .env("CONTENT_LENGTH", body.len().to_string())
-        .env("HTTP_CONTENT_ENCODING", header_text("content-encoding"))
-        .env("GIT_PROTOCOL", header_text("git-protocol"))
-        .env("REMOTE_USER", "x-access-token")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    let Ok(mut child) = command.spawn() else {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "cannot run git http-backend",
-        )
-            .into_response();
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        use tokio::io::AsyncWriteExt as _;
-        let _ = stdin.write_all(&body).await;
-    }
-    let Ok(output) = child.wait_with_output().await else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "git http-backend failed").into_response();
-    };
-    // CGI: headers, a blank line, the body.
-    let out = output.stdout;
-    let split = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| (i, 4))
-        .or_else(|| out.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
-    let Some((end, gap)) = split else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "no CGI headers").into_response();
-    };
-    let head = String::from_utf8_lossy(&out[..end]).into_owned();
-    let mut response = out[end + gap..].to_vec().into_response();
-    for line in head.lines() {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("status") {
-            let code = value
-                .split(' ')
-                .next()
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(200);
-            *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-        } else if let (Ok(name), Ok(value)) = (
-            axum::http::HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            response.headers_mut().insert(name, value);
-        }
-    }
-    record(
-        &data,
-        method.as_str(),
-        format!("/git/{path}"),
-        &headers,
-        response.status(),
-    );
-    response
 }
 
 fn record(data: &Shared, method: &str, path: String, headers: &HeaderMap, status: StatusCode) {
@@ -735,230 +552,5 @@ async fn get_tags(
         &query,
         &headers,
         items,
-    )
-}
-
-async fn post_status(
-    State(data): State<Shared>,
-    Path((owner, repo, sha)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let path = format!("/repos/{owner}/{repo}/statuses/{sha}");
-    let failure = lock(&data).failures.pop_front();
-    let response = match failure.filter(|f| *f != Failure::Accept) {
-        Some(Failure::Status(code)) => json_response(
-            StatusCode::from_u16(code).expect("a valid status"),
-            &json!({"message": "Server Error"}),
-        ),
-        Some(Failure::Accept) => unreachable!("filtered out above"),
-        Some(Failure::SecondaryRateLimit(seconds)) => {
-            let mut response = json_response(
-                StatusCode::FORBIDDEN,
-                &json!({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}),
-            );
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_str(&seconds.to_string()).expect("a header value"),
-            );
-            response
-        }
-        None => match serde_json::from_slice::<Value>(&body) {
-            Err(e) => json_response(StatusCode::BAD_REQUEST, &json!({"message": e.to_string()})),
-            Ok(sent) => {
-                let field = |name: &str| sent.get(name).and_then(Value::as_str).map(str::to_owned);
-                let status = PostedStatus {
-                    repo: format!("{owner}/{repo}"),
-                    sha: sha.clone(),
-                    context: field("context").unwrap_or_else(|| "default".to_owned()),
-                    state: field("state").unwrap_or_default(),
-                    description: field("description").unwrap_or_default(),
-                    target_url: field("target_url"),
-                };
-                let valid = ["pending", "success", "failure", "error"]
-                    .contains(&status.state.as_str())
-                    && status.description.chars().count() <= 140;
-                if valid {
-                    let mut answer =
-                        fixture("openapi/response-examples/repos.create-commit-status.201.json");
-                    answer["state"] = json!(status.state);
-                    answer["context"] = json!(status.context);
-                    answer["description"] = json!(status.description);
-                    answer["target_url"] = json!(status.target_url);
-                    lock(&data).statuses.push(status);
-                    json_response(StatusCode::CREATED, &answer)
-                } else {
-                    // The shape of GitHub's validation errors (fixtures `api/errors`).
-                    let mut answer =
-                        fixture("api/errors/normalized-fixture.json")[0]["response"].clone();
-                    answer["errors"][0]["resource"] = json!("Status");
-                    json_response(StatusCode::UNPROCESSABLE_ENTITY, &answer)
-                }
-            }
-        },
-    };
-    record(&data, "POST", path, &headers, response.status());
-    response
-}
-
-async fn post_check_run(
-    State(data): State<Shared>,
-    Path((owner, repo)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    check_run(data, owner, repo, None, headers, body)
-}
-
-async fn patch_check_run(
-    State(data): State<Shared>,
-    Path((owner, repo, id)): Path<(String, String, u64)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    check_run(data, owner, repo, Some(id), headers, body)
-}
-
-/// Creates (`id` = `None`) or updates a check run; only an App's installation token may.
-fn check_run(
-    data: Shared,
-    owner: String,
-    repo: String,
-    id: Option<u64>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let is_installation = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("Bearer ghs_"));
-    let response = match serde_json::from_slice::<Value>(&body) {
-        _ if !is_installation => json_response(
-            StatusCode::FORBIDDEN,
-            &json!({"message": "You must authenticate via a GitHub App."}),
-        ),
-        Err(e) => json_response(StatusCode::BAD_REQUEST, &json!({"message": e.to_string()})),
-        Ok(sent) => {
-            let mut data_guard = lock(&data);
-            let method = if id.is_some() { "PATCH" } else { "POST" };
-            let id = id.unwrap_or(1000 + data_guard.check_runs.len() as u64);
-            data_guard.check_runs.push(CheckRunCall {
-                repo: format!("{owner}/{repo}"),
-                method: method.to_owned(),
-                id,
-                body: sent.clone(),
-            });
-            drop(data_guard);
-            let mut answer = fixture(
-                "openapi/response-examples/checks.create.201.example-of-in-progress-conclusion.json",
-            );
-            answer["id"] = json!(id);
-            answer["name"] = sent["name"].clone();
-            answer["status"] = sent["status"].clone();
-            json_response(StatusCode::CREATED, &answer)
-        }
-    };
-    let method = if id.is_some() { "PATCH" } else { "POST" };
-    record(
-        &data,
-        method,
-        format!("/repos/{owner}/{repo}/check-runs"),
-        &headers,
-        response.status(),
-    );
-    response
-}
-
-async fn get_installation(
-    State(data): State<Shared>,
-    Path((owner, repo)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    let is_jwt = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("Bearer ey"));
-    let response = if is_jwt {
-        let mut body = fixture("openapi/response-examples/apps.get-repo-installation.200.json");
-        body["id"] = json!(1);
-        body["account"]["login"] = json!(owner);
-        json_response(StatusCode::OK, &body)
-    } else {
-        json_response(
-            StatusCode::UNAUTHORIZED,
-            &json!({"message": "A JSON web token could not be decoded"}),
-        )
-    };
-    record(
-        &data,
-        "GET",
-        format!("/repos/{owner}/{repo}/installation"),
-        &headers,
-        response.status(),
-    );
-    response
-}
-
-async fn post_access_token(
-    State(data): State<Shared>,
-    Path(id): Path<u64>,
-    headers: HeaderMap,
-) -> Response {
-    let is_jwt = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("Bearer ey"));
-    let response = if is_jwt {
-        let (n, lifetime) = {
-            let mut data = lock(&data);
-            data.tokens_issued += 1;
-            (data.tokens_issued, data.token_lifetime_secs)
-        };
-        let mut body =
-            fixture("openapi/response-examples/apps.create-installation-access-token.201.json");
-        body["token"] = json!(format!("ghs_installation_token_{n}"));
-        let expires = chrono_like_rfc3339(lifetime);
-        body["expires_at"] = json!(expires);
-        json_response(StatusCode::CREATED, &body)
-    } else {
-        json_response(
-            StatusCode::UNAUTHORIZED,
-            &json!({"message": "A JSON web token could not be decoded"}),
-        )
-    };
-    record(
-        &data,
-        "POST",
-        format!("/app/installations/{id}/access_tokens"),
-        &headers,
-        response.status(),
-    );
-    response
-}
-
-/// Now plus `seconds`, as `YYYY-MM-DDTHH:MM:SSZ` (UTC), without a date library.
-fn chrono_like_rfc3339(seconds: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let t = now + seconds;
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        (secs % 3600) / 60,
-        secs % 60
     )
 }

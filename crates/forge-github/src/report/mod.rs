@@ -9,7 +9,8 @@
 //! As an App, each status also has a check run (name and `external_id` = the context,
 //! `in_progress` while pending, then `completed` with a conclusion, the description as title and
 //! summary, `details_url` = the status link, and a `rebuild` action button): created once, its id
-//! recorded beside the status (`check_run`), then updated.
+//! recorded beside the status (`check_run`), then updated (`check_run.rs`: the body, conclusion
+//! and summary).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::api::Client;
+
+mod check_run;
 
 /// The branch recording what GitHub was told.
 pub const REPORTED_BRANCH: &str = "github-reported";
@@ -88,27 +91,6 @@ struct Due {
     /// As an App: the check run differs; holds the check run's id if one was created.
     check: Option<Option<u64>>,
 }
-
-/// What GitHub was last told of a check run.
-fn check_record(id: Option<u64>, told: &Told) -> String {
-    serde_json::json!({
-        "id": id,
-        "state": told.state,
-        "description": told.description,
-        "target_url": told.target_url,
-    })
-    .to_string()
-}
-
-/// The id and state of a recorded check run.
-fn parse_check_record(bytes: &[u8]) -> Option<(Option<u64>, Told)> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    let told = Told::from_record(bytes)?;
-    Some((value.get("id").and_then(serde_json::Value::as_u64), told))
-}
-
-/// GitHub's limit on a check run's summary, in characters.
-const MAX_SUMMARY_CHARS: usize = 65_535;
 
 /// What one pass sent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -289,12 +271,12 @@ impl StatusReporter {
             match self.send_check_run(key, told, id).await {
                 Ok(id) => {
                     one.check_runs += 1;
-                    files.push(("check_run", check_record(Some(id), told)));
+                    files.push(("check_run", check_run::check_record(Some(id), told)));
                 }
                 Err(error) => match self.refused(key, error).await {
                     Ok(()) => {
                         one.refused += 1;
-                        files.push(("check_run", check_record(id, told)));
+                        files.push(("check_run", check_run::check_record(id, told)));
                     }
                     Err(error) => {
                         self.record(key, &files).await?;
@@ -323,27 +305,7 @@ impl StatusReporter {
 
     /// Creates (no `id` yet) or updates the check run of `key`; returns its id.
     async fn send_check_run(&self, key: &Key, told: &Told, id: Option<u64>) -> Result<u64, Error> {
-        let completed = told.state != "pending";
-        let mut body = serde_json::json!({
-            "name": key.context,
-            "external_id": key.context,
-            "status": if completed { "completed" } else { "in_progress" },
-            "output": {
-                "title": if told.description.is_empty() { told.state.clone() } else { told.description.clone() },
-                "summary": summary(told),
-            },
-        });
-        if !told.target_url.is_empty() {
-            body["details_url"] = serde_json::Value::String(told.target_url.clone());
-        }
-        if completed {
-            body["conclusion"] = serde_json::Value::String(conclusion(told).to_owned());
-            body["actions"] = serde_json::json!([{
-                "label": "Rebuild",
-                "description": "Run this job again",
-                "identifier": crate::webhook::REBUILD_ACTION,
-            }]);
-        }
+        let mut body = check_run::body(&key.context, told);
         let answer = match id {
             Some(id) => {
                 self.client
@@ -481,7 +443,7 @@ fn to_send(
         let last = read("told")?.and_then(|b| Told::from_record(&b));
         let status = last.as_ref() != Some(&told);
         let check = if app {
-            match read("check_run")?.and_then(|b| parse_check_record(&b)) {
+            match read("check_run")?.and_then(|b| check_run::parse_check_record(&b)) {
                 Some((_, last)) if last == told => None,
                 Some((id, _)) => Some(id),
                 None => Some(None),
@@ -563,28 +525,6 @@ fn all_keys(tree: &Snapshot, repos: &[RepoId]) -> Result<Vec<Key>, Error> {
         }
     }
     Ok(keys)
-}
-
-/// A check run's conclusion for a final state.
-fn conclusion(told: &Told) -> &'static str {
-    let description = told.description.to_ascii_lowercase();
-    match told.state.as_str() {
-        "success" => "success",
-        _ if description.starts_with("cancelled") || description.starts_with("canceled") => {
-            "cancelled"
-        }
-        _ if description.starts_with("timed out") => "timed_out",
-        _ => "failure",
-    }
-}
-
-/// A check run's summary: the description and the link to the logs, within GitHub's limit.
-fn summary(told: &Told) -> String {
-    let mut text = told.description.clone();
-    if !told.target_url.is_empty() {
-        text.push_str(&format!("\n\n[Logs and history]({})", told.target_url));
-    }
-    text.chars().take(MAX_SUMMARY_CHARS).collect()
 }
 
 /// A description within GitHub's 140 characters.
