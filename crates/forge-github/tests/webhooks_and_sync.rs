@@ -631,3 +631,23 @@ async fn rerun_requests_reach_the_hook_for_monitored_repositories_only() -> anyh
     assert_eq!(asked[1].job, None, "a suite: its failed jobs");
     Ok(())
 }
+
+#[tokio::test]
+async fn requests_wait_while_the_rate_limit_is_exhausted() -> anyhow::Result<()> {
+    let fake = FakeGithub::start();
+    fake.set_repo("me/proj", repo_with(&[("main", A)], &[], &[]));
+    let ci = start(&fake, &["me/proj"], token())?;
+    let reset = fake.exhaust_rate_limit(1);
+    ci.bridge.repo_info(&"me/proj".parse()?).await?;
+    assert_eq!(ci.bridge.health().api.rate_limit_remaining, Some(0));
+    ci.bridge.sync_once().await?;
+    let requests = fake.requests();
+    let after: Vec<_> = requests[1..].iter().map(|r| r.at).collect();
+    assert!(!after.is_empty());
+    assert!(
+        after.iter().all(|at| *at >= reset),
+        "no request before the limit reset at {reset:?}: {requests:?}"
+    );
+    assert_eq!(ci.bridge.health().api.rate_limit_remaining, Some(4999));
+    Ok(())
+}

@@ -120,6 +120,8 @@ pub struct Request {
     pub status: u16,
     /// The `Authorization` header.
     pub authorization: Option<String>,
+    /// When it arrived.
+    pub at: std::time::SystemTime,
 }
 
 #[derive(Default)]
@@ -132,6 +134,8 @@ struct Data {
     tokens_issued: u64,
     token_lifetime_secs: i64,
     max_per_page: usize,
+    /// The next `GET /repos/{o}/{r}` says the rate limit is exhausted until this Unix time.
+    exhaust_rate_limit: Option<u64>,
     /// Repositories served over git's smart HTTP: the root and the token they need.
     git: Option<(PathBuf, String)>,
     /// The OAuth App: client id, secret, the one valid code, and the login it belongs to.
@@ -235,6 +239,18 @@ impl FakeGithub {
         ));
     }
 
+    /// Makes the next `GET /repos/{o}/{r}` answer `X-RateLimit-Remaining: 0` with
+    /// `X-RateLimit-Reset` `seconds` from now (rounded up to a whole second); returns that reset
+    /// time.
+    pub fn exhaust_rate_limit(&self, seconds: u64) -> std::time::SystemTime {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let reset = now + seconds + 1;
+        self.data().exhaust_rate_limit = Some(reset);
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(reset)
+    }
+
     /// Forgets the scripted failures not yet used.
     pub fn clear_failures(&self) {
         self.data().failures.clear();
@@ -330,6 +346,7 @@ fn record(data: &Shared, method: &str, path: String, headers: &HeaderMap, status
         path,
         status: status.as_u16(),
         authorization,
+        at: std::time::SystemTime::now(),
     });
 }
 
@@ -369,7 +386,16 @@ async fn get_repo(
             body["owner"]["login"] = json!(owner);
             body["clone_url"] = json!(fake.clone_url);
             body["default_branch"] = json!("main");
-            json_response(StatusCode::OK, &body)
+            let mut response = json_response(StatusCode::OK, &body);
+            if let Some(reset) = lock(&data).exhaust_rate_limit.take() {
+                let headers = response.headers_mut();
+                headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+                headers.insert(
+                    "x-ratelimit-reset",
+                    HeaderValue::from_str(&reset.to_string()).expect("a header value"),
+                );
+            }
+            response
         }
     };
     record(
