@@ -247,16 +247,7 @@ fn issue_20_a_log_over_the_limit_keeps_its_head_and_tail() {
         .status()
         .expect("run git clone");
     assert!(status.success());
-    let fsck = std::process::Command::new("git")
-        .args(["fsck", "--strict", "--no-progress"])
-        .current_dir(&backup)
-        .output()
-        .expect("run git fsck");
-    assert!(
-        fsck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fsck.stderr)
-    );
+    datakit_ci_testkit::assert_fsck_clean(&backup);
     let saved = run_git(&backup, &["show", &format!("shell-of-build-on-{main}:log")]);
     assert_eq!(saved, log.trim_end());
 }
@@ -379,16 +370,7 @@ fn issue_20_retention_removes_old_logs_and_the_store_shrinks() {
         &["show", "status-local-kept-ref-heads-main:job/build/output"],
     );
     assert!(output.contains(r#""status":"success""#), "{output}");
-    let fsck = std::process::Command::new("git")
-        .args(["fsck", "--strict", "--no-progress"])
-        .current_dir(state.store())
-        .output()
-        .expect("run git fsck");
-    assert!(
-        fsck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fsck.stderr)
-    );
+    datakit_ci_testkit::assert_fsck_clean(&state.store());
 }
 
 /// A watched repository that disappears is shown as trouble on the dashboard until it is back;
@@ -518,16 +500,7 @@ fn issue_20_a_full_disk_is_shown_and_survived() {
         || ci.report(),
     );
     assert!(ci.terminate().success(), "{}", ci.report());
-    let fsck = std::process::Command::new("git")
-        .args(["fsck", "--strict", "--no-progress"])
-        .current_dir(state_dir.join("state.git"))
-        .output()
-        .expect("run git fsck");
-    assert!(
-        fsck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fsck.stderr)
-    );
+    datakit_ci_testkit::assert_fsck_clean(&state_dir.join("state.git"));
     let branches = run_git(
         &state_dir.join("state.git"),
         &["branch", "--list", "status-*"],

@@ -10,8 +10,7 @@
 //!
 //! Knows nothing of routes: it is one middleware over the whole router.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
@@ -49,18 +48,33 @@ impl CsrfKey {
 }
 
 /// The CSRF token of a visitor without a session, put in the request by [`check`] for
-/// [`Viewer::csrf_token`](crate::Viewer::csrf_token). Using it makes the response set the nonce's
-/// cookie if the visitor had none.
-#[derive(Clone, Debug)]
+/// [`Viewer::csrf_token`](crate::Viewer::csrf_token). Computed only when a page asks for it
+/// (most requests never do); then, if the visitor had no nonce, one is made and the response
+/// sets its cookie.
+#[derive(Clone)]
 pub(crate) struct AnonymousToken {
-    token: String,
-    used: Arc<AtomicBool>,
+    state: AppState,
+    /// The nonce the request's cookie carries, if any.
+    given: Option<String>,
+    /// The nonce made for a visitor without one, once a page asked for a token.
+    issued: Arc<OnceLock<String>>,
+}
+
+impl std::fmt::Debug for AnonymousToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnonymousToken").finish_non_exhaustive()
+    }
 }
 
 impl AnonymousToken {
     pub(crate) fn take(&self) -> String {
-        self.used.store(true, Ordering::Relaxed);
-        self.token.clone()
+        let nonce = match &self.given {
+            Some(nonce) => nonce,
+            None => self
+                .issued
+                .get_or_init(|| crate::secrets::random_token(NONCE_BYTES)),
+        };
+        self.state.csrf_key().sign(nonce)
     }
 }
 
@@ -101,12 +115,10 @@ pub(crate) async fn check(
 ) -> Response {
     let cookie_name = nonce_cookie_name(&state);
     let given_nonce = request_nonce(request.headers(), &cookie_name);
-    let nonce = given_nonce
-        .clone()
-        .unwrap_or_else(|| crate::secrets::random_token(NONCE_BYTES));
     let anonymous = AnonymousToken {
-        token: state.csrf_key().sign(&nonce),
-        used: Arc::new(AtomicBool::new(false)),
+        state: state.clone(),
+        given: given_nonce.clone(),
+        issued: Arc::new(OnceLock::new()),
     };
     request.extensions_mut().insert(anonymous.clone());
     let safe = matches!(
@@ -116,13 +128,13 @@ pub(crate) async fn check(
     let mut response = if safe {
         next.run(request).await
     } else {
-        let expected_anonymous = given_nonce.is_some().then_some(anonymous.token.as_str());
-        match verify(request, expected_anonymous).await {
+        let expected_anonymous = given_nonce.as_ref().map(|_| anonymous.take());
+        match verify(request, expected_anonymous.as_deref()).await {
             Ok(request) => next.run(request).await,
             Err(error) => error.into_response(),
         }
     };
-    if given_nonce.is_none() && anonymous.used.load(Ordering::Relaxed) {
+    if let Some(nonce) = anonymous.issued.get() {
         let secure = if state.config().public().is_https() {
             "; Secure"
         } else {
