@@ -1,11 +1,14 @@
 //! Test support shared by datakit-ci's crates (a dev-dependency only): the real `git`, to check
-//! what a store or a repository holds.
+//! what a store or a repository holds, and the real Docker engine ([`docker`]: the tests' base
+//! image, and the removal of what a test's CI instance made there).
 //!
 //! ```no_run
 //! # let git_dir = std::path::Path::new("state.git");
 //! datakit_ci_testkit::assert_fsck_clean(git_dir);
 //! let branches = datakit_ci_testkit::git(git_dir, &["branch", "--list"]);
 //! ```
+
+pub mod docker;
 
 use std::io::Write as _;
 use std::path::Path;
