@@ -13,6 +13,7 @@
 //! | [`process`] | `datakit-ci-process` | child processes killed as a group on cancel or timeout |
 //! | [`pool`] | `datakit-ci-pool` | monitored resource pools |
 //! | [`git`] | `datakit-ci-git` | the Git plugin: fetch, checkout, clone, cached commands |
+//! | [`docker`] | `datakit-ci-docker` | the Docker plugin: image builds and commands in containers, on several hosts |
 //!
 //! A pipeline is a [`Term`](term::Term) per test:
 //!
@@ -80,4 +81,9 @@ pub mod pool {
 /// The Git plugin.
 pub mod git {
     pub use datakit_ci_git::*;
+}
+
+/// The Docker plugin.
+pub mod docker {
+    pub use datakit_ci_docker::*;
 }
