@@ -4,7 +4,7 @@
 //!
 //! # Overview
 //!
-//! - [`Hosts`] are the Docker daemons the CI may use, each with a [`MonitoredPool`] of job slots
+//! - [`Hosts`] are the Docker daemons the CI may use, each with a [`MonitoredPool`](datakit_ci_pool::MonitoredPool) of job slots
 //!   (`docker-<name>`, shown on the dashboard like every pool). A step goes to the least-loaded
 //!   host that has room, or to the host that holds the image it needs. Every container and image
 //!   the CI makes is labelled with the CI's [`Instance`] id (`datakit-ci.instance`), the job
