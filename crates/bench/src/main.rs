@@ -9,6 +9,7 @@
 //! cargo run --release -p datakit-ci-bench -- engine --only local  # one part: `scale` or `local`
 //! cargo run --release -p datakit-ci-bench -- web             # the web group (a few minutes)
 //! cargo run --release -p datakit-ci-bench -- web --quick     # smaller sizes
+//! cargo run --release -p datakit-ci-bench -- docker          # the Docker plugin (a minute)
 //! ```
 //!
 //! Each line reads `name: value unit (target: …)`: `(target: none)` figures are reported only,
@@ -92,10 +93,19 @@
 //!   at which the viewers still see p99 ≤ 100 ms, found by up to 6 geometric bisection runs of
 //!   2 s (1 s), every viewer still checking every byte.
 //!
+//! # Group `docker`
+//!
+//! Needs the Docker engine at the default socket and Debian's `busybox-static` (the image the
+//! steps run in is made from it); see `docker_group` for the figures: one cache-missing
+//! containerised step against `docker run --rm IMAGE true` (target ≤ 1.15×), 50 branches × a
+//! containerised step with 4 slots against 50 such `docker run`s 4 at a time (target ≤ 1.3×),
+//! and the containers left after the run (target: 0).
+//!
 //! Everything runs in temporary directories (`TMPDIR`); the store figures depend on that file
 //! system, since every Git object is a file.
 
 mod core_group;
+mod docker_group;
 mod engine_group;
 mod report;
 mod stats;
@@ -140,6 +150,8 @@ enum Group {
     Engine,
     /// The web UI over HTTP: page render times, requests per second, live-log fan-out.
     Web,
+    /// The Docker plugin against the `docker` command.
+    Docker,
 }
 
 /// How big the measured workloads are.
@@ -183,6 +195,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             Group::Core => core_group::run(scale, &mut report).await,
             Group::Engine => engine_group::run(scale, args.only.as_deref(), &mut report).await,
             Group::Web => web_group::run(scale, &mut report).await,
+            Group::Docker => docker_group::run(scale, &mut report).await,
         }
     })?;
     println!("{}", report.summary());

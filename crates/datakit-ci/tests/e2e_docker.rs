@@ -127,7 +127,7 @@ fn stopping_the_ci_removes_its_running_containers() {
         &[&repo],
         &[(&format!("slow@{busybox}"), "sleep 600")],
         &state,
-        &[],
+        &["-v"],
     );
     wait_until(
         "the container to run",
@@ -136,7 +136,12 @@ fn stopping_the_ci_removes_its_running_containers() {
     );
     let status = ci.terminate();
     assert!(status.success(), "{status:?}\n{}", ci.report());
-    assert_eq!(cleanup.containers(), Vec::<String>::new());
+    assert_eq!(
+        cleanup.containers(),
+        Vec::<String>::new(),
+        "{}",
+        ci.report()
+    );
 }
 
 #[test]

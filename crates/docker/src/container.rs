@@ -12,9 +12,11 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    AttachContainerOptions, RemoveContainerOptions, UploadToContainerOptions, WaitContainerOptions,
+    AttachContainerOptions, CreateContainerOptions, RemoveContainerOptions,
+    UploadToContainerOptions, WaitContainerOptions,
 };
 use futures::StreamExt;
+use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use datakit_ci_log::LiveLog;
@@ -83,7 +85,26 @@ pub(crate) async fn run(
         }),
         ..Default::default()
     };
-    let created = match docker.create_container(None, body).await {
+    // Named before it exists, so that the guard can remove it even if the run is dropped while
+    // the daemon creates it (the CI stopping just then).
+    let name = container_name(spec);
+    let mut guard = ContainerGuard {
+        docker: docker.clone(),
+        url: spec.host_url.to_owned(),
+        id: name.clone(),
+        created: false,
+        removed: false,
+    };
+    let options = CreateContainerOptions {
+        name: Some(name),
+        ..Default::default()
+    };
+    let created = docker.create_container(Some(options), body).await;
+    if created.is_err() {
+        // Nothing was created.
+        guard.removed = true;
+    }
+    let created = match created {
         Ok(created) => created,
         Err(e) if is_not_found(&e) => {
             return Err(Error::UnknownImage {
@@ -99,12 +120,8 @@ pub(crate) async fn run(
         }
         Err(e) => return Err(api("create the container")(e)),
     };
-    let mut guard = ContainerGuard {
-        docker: docker.clone(),
-        url: spec.host_url.to_owned(),
-        id: created.id.clone(),
-        removed: false,
-    };
+    guard.id.clone_from(&created.id);
+    guard.created = true;
     let id = created.id;
     let short = &id[..id.len().min(12)];
     let work = async {
@@ -248,7 +265,10 @@ async fn copy_source(
 struct ContainerGuard {
     docker: Docker,
     url: String,
+    /// The container's name until the daemon has answered its creation, then its id.
     id: String,
+    /// Whether the daemon answered the creation.
+    created: bool,
     removed: bool,
 }
 
@@ -279,14 +299,36 @@ impl Drop for ContainerGuard {
         if self.removed {
             return;
         }
-        if let Err(e) = remove_now(&self.url, &self.id) {
-            tracing::warn!(container = %self.id, error = %e, "cannot remove container");
+        // Dropped while the creation was on its way, the name may not be known to the daemon
+        // yet (it answers 404 for a container it is still creating): ask again for a while.
+        let attempts = if self.created { 1 } else { 10 };
+        for attempt in 1..=attempts {
+            match remove_now(&self.url, &self.id) {
+                Ok(Removal::Removed) => {
+                    tracing::info!(container = %self.id, "removed the container of a dropped run");
+                    return;
+                }
+                Ok(Removal::NotFound) if attempt < attempts => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Ok(Removal::NotFound) => return,
+                Err(e) => {
+                    tracing::warn!(container = %self.id, error = %e, "cannot remove container");
+                    return;
+                }
+            }
         }
     }
 }
 
+/// What a synchronous removal found.
+enum Removal {
+    Removed,
+    NotFound,
+}
+
 /// `DELETE /containers/<id>?force=true&v=true` on the daemon at `url`, synchronously.
-fn remove_now(url: &str, id: &str) -> std::io::Result<()> {
+fn remove_now(url: &str, id: &str) -> std::io::Result<Removal> {
     let request = format!(
         "DELETE /containers/{id}?force=true&v=true HTTP/1.1\r\nHost: docker\r\n\
          Connection: close\r\nContent-Length: 0\r\n\r\n"
@@ -308,13 +350,38 @@ fn remove_now(url: &str, id: &str) -> std::io::Result<()> {
     }
     let status_line = String::from_utf8_lossy(&response);
     let status_line = status_line.lines().next().unwrap_or_default();
-    if status_line.contains(" 204") || status_line.contains(" 404") {
-        Ok(())
+    if status_line.contains(" 204") {
+        Ok(Removal::Removed)
+    } else if status_line.contains(" 404") {
+        Ok(Removal::NotFound)
     } else {
         Err(std::io::Error::other(format!(
             "the daemon answered {status_line:?}"
         )))
     }
+}
+
+/// A name no other container has: `datakit-ci-` and a digest of the step's labels and the time.
+fn container_name(spec: &RunSpec<'_>) -> String {
+    let mut hasher = Sha256::new();
+    let mut labels: Vec<_> = spec.labels.iter().collect();
+    labels.sort();
+    for (name, value) in labels {
+        hasher.update(name.as_bytes());
+        hasher.update(b"=");
+        hasher.update(value.as_bytes());
+        hasher.update(b"\n");
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    hasher.update(nanos.to_le_bytes());
+    hasher.update(std::process::id().to_le_bytes());
+    let hex: String = hasher.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("datakit-ci-{hex}")
 }
 
 /// The first 10 characters of an image id, or the name.

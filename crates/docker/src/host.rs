@@ -7,7 +7,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
@@ -17,12 +18,16 @@ use tokio_util::sync::CancellationToken;
 use datakit_ci_git::Services;
 use datakit_ci_log::LiveLog;
 use datakit_ci_pool::{Holder, MonitoredPool};
+use datakit_ci_store::Store;
 
 use crate::instance::Instance;
 use crate::{Error, labels};
 
 /// The seconds a Docker API request may take to answer (not counting a streamed body).
 const REQUEST_TIMEOUT_SECS: u64 = 120;
+
+/// How long a host that did not answer is passed over before steps try it again.
+const DOWN_RETRY: Duration = Duration::from_secs(30);
 
 /// The default Docker daemon: the local socket.
 const DEFAULT_URL: &str = "unix:///var/run/docker.sock";
@@ -86,6 +91,10 @@ pub struct Hosts {
 struct HostsInner {
     hosts: Vec<Host>,
     instance: Instance,
+    /// Where the cache entries are, to tell which built images are still referenced.
+    store: Store,
+    /// The age after which unreferenced built images are removed; unset: never.
+    prune_after: OnceLock<Duration>,
     /// The task of [`Hosts::start_reaping`]: it holds the hosts while it runs, and ends.
     reaping: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -100,8 +109,9 @@ pub(crate) struct Host {
     client: tokio::sync::Mutex<Option<Docker>>,
     /// Set once the containers a previous run left here are removed.
     reaped: tokio::sync::OnceCell<()>,
-    /// Why the daemon did not answer last time; `None` when it did (or was not asked yet).
-    down: Mutex<Option<String>>,
+    /// Why the daemon did not answer last time, and since when; `None` when it did (or was not
+    /// asked yet).
+    down: Mutex<Option<(String, Instant)>>,
 }
 
 impl Hosts {
@@ -152,8 +162,55 @@ impl Hosts {
             inner: Arc::new(HostsInner {
                 hosts,
                 instance,
+                store: services.store.clone(),
+                prune_after: OnceLock::new(),
                 reaping: Mutex::new(None),
             }),
+        })
+    }
+
+    /// These hosts, removing the images this instance built that no cache entry refers to any
+    /// more (a rebuild replaced them) once they are older than `older_than`: at start-up
+    /// ([`Hosts::start_reaping`]) and after each build. Without it, they are kept.
+    #[must_use]
+    pub fn with_image_pruning(self, older_than: Duration) -> Hosts {
+        // Set once: the hosts are configured before they are shared.
+        let _first = self.inner.prune_after.set(older_than);
+        self
+    }
+
+    /// Removes, on every host that answers, the images this instance built that no cache entry
+    /// refers to any more and that are older than the age given to
+    /// [`Hosts::with_image_pruning`] (none without it). Returns how many were removed.
+    pub async fn prune_images(&self) -> usize {
+        let mut removed = 0;
+        for host in &self.inner.hosts {
+            removed += self.prune_on(host).await;
+        }
+        removed
+    }
+
+    /// [`Hosts::prune_images`] on `host` only.
+    pub(crate) async fn prune_on(&self, host: &Host) -> usize {
+        let Some(older_than) = self.inner.prune_after.get() else {
+            return 0;
+        };
+        let result = match host.ready().await {
+            Ok((docker, _)) => {
+                crate::prune::prune_images(
+                    &docker,
+                    host.spec.name(),
+                    self.inner.instance.as_str(),
+                    &self.inner.store,
+                    *older_than,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        result.unwrap_or_else(|e| {
+            tracing::warn!(host = %host.spec.name, error = %crate::error_chain(&e), "cannot prune images");
+            0
         })
     }
 
@@ -195,13 +252,14 @@ impl Hosts {
         removed
     }
 
-    /// Starts [`Hosts::reap_leftovers`] in the background (a task of the current runtime,
+    /// Starts [`Hosts::reap_leftovers`], then [`Hosts::prune_images`], in the background (a task of the current runtime,
     /// owned by these hosts), so that leftovers are removed at start-up rather than when each
     /// host is first used; a container is never started on a host before its removal is done.
     pub fn start_reaping(&self) {
         let hosts = self.clone();
         let task = tokio::spawn(async move {
             hosts.reap_leftovers().await;
+            hosts.prune_images().await;
         });
         let mut reaping = self
             .inner
@@ -219,7 +277,7 @@ impl Hosts {
     }
 
     /// The host a new step should go to: among those not known to be down (all of them if
-    /// every one is) and not in `exclude`, the one with the fewest steps running or queued
+    /// every one is; a host is tried again [`DOWN_RETRY`] after it failed) and not in `exclude`, the one with the fewest steps running or queued
     /// relative to its capacity; the first such in the given order on a tie.
     pub(crate) fn choose(&self, exclude: &[String]) -> Option<&Host> {
         let candidates: Vec<&Host> = self
@@ -231,7 +289,7 @@ impl Hosts {
         let up: Vec<&Host> = candidates
             .iter()
             .copied()
-            .filter(|h| h.down_reason().is_none())
+            .filter(|h| !h.recently_down())
             .collect();
         let pick_from = if up.is_empty() { candidates } else { up };
         pick_from.into_iter().min_by(|a, b| {
@@ -292,7 +350,17 @@ impl Host {
         self.down
             .lock()
             .expect("no code panics while holding a host's state")
-            .clone()
+            .as_ref()
+            .map(|(reason, _)| reason.clone())
+    }
+
+    /// Whether the host failed to answer less than [`DOWN_RETRY`] ago.
+    fn recently_down(&self) -> bool {
+        self.down
+            .lock()
+            .expect("no code panics while holding a host's state")
+            .as_ref()
+            .is_some_and(|(_, since)| since.elapsed() < DOWN_RETRY)
     }
 
     fn set_down(&self, reason: Option<String>) {
@@ -300,12 +368,14 @@ impl Host {
             .down
             .lock()
             .expect("no code panics while holding a host's state");
-        if down.is_none()
-            && let Some(reason) = &reason
-        {
-            tracing::warn!(host = %self.spec.name, %reason, "Docker host is down");
+        match (&*down, &reason) {
+            (None, Some(reason)) => {
+                tracing::warn!(host = %self.spec.name, %reason, "Docker host is down");
+            }
+            (Some(_), None) => tracing::info!(host = %self.spec.name, "Docker host is up again"),
+            _ => {}
         }
-        *down = reason;
+        *down = reason.map(|reason| (reason, Instant::now()));
     }
 
     /// A connection to the daemon, once the containers a previous run left are removed; with

@@ -52,6 +52,7 @@ mod container;
 mod host;
 mod image;
 mod instance;
+mod prune;
 
 pub use build::{BuildConfig, Builder};
 pub use command::{Command, CommandConfig};

@@ -240,3 +240,62 @@ async fn bad_dockerfile_paths_are_refused() -> anyhow::Result<()> {
     let _ = Term::ok(Image::of_published(BUSYBOX));
     Ok(())
 }
+
+#[tokio::test]
+async fn built_images_no_cache_entry_refers_to_are_pruned() -> anyhow::Result<()> {
+    let fixture = Fixture::new(&[("docker/Dockerfile", &dockerfile("kept"))]).await?;
+    // Age 0: every unreferenced image is old enough.
+    let hosts = fixture
+        .local_hosts(1)?
+        .with_image_pruning(std::time::Duration::ZERO);
+    let builder = Builder::new(&hosts, "app", config(), &fixture.services)?;
+    let kept = value(
+        fixture
+            .eval(&builder.build(fixture.head(), None))
+            .await
+            .result,
+    )?;
+    // An image of this instance whose cache entry records another image (or none): what a
+    // rebuild leaves behind.
+    let labels = std::collections::HashMap::from([
+        (
+            datakit_ci_docker::labels::INSTANCE.to_owned(),
+            fixture.instance.to_string(),
+        ),
+        (
+            datakit_ci_docker::labels::KEY.to_owned(),
+            "docker-build-app-of-0000".to_owned(),
+        ),
+    ]);
+    let context = {
+        let mut tar = tar::Builder::new(Vec::new());
+        let dockerfile = format!("FROM {BUSYBOX}\nRUN echo replaced > /replaced\n");
+        let mut header = tar::Header::new_gnu();
+        header.set_size(dockerfile.len() as u64);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())?;
+        tar.into_inner()?
+    };
+    let options = bollard::query_parameters::BuildImageOptions {
+        labels: Some(labels),
+        rm: true,
+        forcerm: true,
+        ..Default::default()
+    };
+    let mut stream =
+        fixture
+            .docker
+            .build_image(options, None, Some(bollard::body_full(context.into())));
+    let mut replaced = None;
+    while let Some(info) = futures::StreamExt::next(&mut stream).await {
+        if let Some(id) = info?.aux.and_then(|aux| aux.id) {
+            replaced = Some(id);
+        }
+    }
+    let replaced = replaced.ok_or_else(|| anyhow::anyhow!("no image id"))?;
+
+    assert_eq!(hosts.prune_images().await, 1);
+    assert!(fixture.docker.inspect_image(&replaced).await.is_err());
+    fixture.docker.inspect_image(kept.reference()).await?;
+    Ok(())
+}
