@@ -470,6 +470,8 @@ mod tests {
             "two=tcp://127.0.0.1:2375",
             "--docker-jobs",
             "3",
+            "--docker-prune-after",
+            "2days",
         ])
         .expect("valid");
         let docker = &config.shell.docker;
@@ -499,6 +501,10 @@ mod tests {
             ]
         );
         assert_eq!(docker.jobs_per_host, 3);
+        assert_eq!(
+            docker.prune_after,
+            Some(std::time::Duration::from_secs(2 * 86400))
+        );
         // By default: the local daemon, and no containerised test.
         let config = cli(&["--repo", "/x", "--test", "t=echo a@b=c"]).expect("valid");
         assert!(config.shell.docker.tests.is_empty());

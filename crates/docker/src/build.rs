@@ -520,8 +520,6 @@ impl CacheBuilder for ImageBuild {
                 .map_err(|e| format!("cannot record the image: {e}"))?;
         }
         build.log.log(&format!("Built image {id}"));
-        // The image this build replaces (if it rebuilt the same inputs) may now be unused.
-        self.hosts.prune_on(host).await;
         Ok(Image::on_host(id, key.host.clone()))
     }
 

@@ -170,8 +170,10 @@ impl Hosts {
     }
 
     /// These hosts, removing the images this instance built that no cache entry refers to any
-    /// more (a rebuild replaced them) once they are older than `older_than`: at start-up
-    /// ([`Hosts::start_reaping`]) and after each build. Without it, they are kept.
+    /// more (a rebuild replaced them) once they are older than `older_than`, at start-up
+    /// ([`Hosts::start_reaping`]) and when [`Hosts::prune_images`] is called. Without it, they
+    /// are kept. (Not after each build: an image whose build has not recorded it yet would look
+    /// unreferenced.)
     #[must_use]
     pub fn with_image_pruning(self, older_than: Duration) -> Hosts {
         // Set once: the hosts are configured before they are shared.
@@ -191,7 +193,7 @@ impl Hosts {
     }
 
     /// [`Hosts::prune_images`] on `host` only.
-    pub(crate) async fn prune_on(&self, host: &Host) -> usize {
+    async fn prune_on(&self, host: &Host) -> usize {
         let Some(older_than) = self.inner.prune_after.get() else {
             return 0;
         };

@@ -24,6 +24,10 @@ pub struct DockerArgs {
     /// the number of CPUs).
     #[arg(long = "docker-jobs", value_name = "N")]
     pub docker_jobs: Option<usize>,
+    /// At start, remove the images this CI built that no cache entry refers to any more (a
+    /// rebuild replaced them) and that are older than DURATION (e.g. `7days`); default: keep.
+    #[arg(long = "docker-prune-after", value_name = "DURATION")]
+    pub docker_prune_after: Option<humantime::Duration>,
 }
 
 impl DockerArgs {
@@ -94,6 +98,7 @@ impl DockerArgs {
             builds,
             hosts,
             jobs_per_host,
+            prune_after: self.docker_prune_after.map(Into::into),
         })
     }
 }

@@ -58,6 +58,9 @@ pub struct DockerConfig {
     pub hosts: Vec<HostSpec>,
     /// How many containers or builds may run at once on each host.
     pub jobs_per_host: usize,
+    /// Remove, at start, the built images no cache entry refers to any more once older than
+    /// this; `None`: keep them.
+    pub prune_after: Option<Duration>,
 }
 
 impl Default for DockerConfig {
@@ -68,6 +71,7 @@ impl Default for DockerConfig {
             builds: Vec::new(),
             hosts: vec![HostSpec::local_default()],
             jobs_per_host: std::thread::available_parallelism().map_or(1, usize::from),
+            prune_after: None,
         }
     }
 }
@@ -89,7 +93,10 @@ impl DockerConfig {
         // The store is `<state-dir>/state.git`: the instance id lives beside it.
         let state_dir = services.store.path().parent().unwrap_or(Path::new("."));
         let instance = Instance::load_or_create(&state_dir.join(INSTANCE_FILE))?;
-        let hosts = Hosts::new(self.hosts.clone(), self.jobs_per_host, instance, services)?;
+        let mut hosts = Hosts::new(self.hosts.clone(), self.jobs_per_host, instance, services)?;
+        if let Some(age) = self.prune_after {
+            hosts = hosts.with_image_pruning(age);
+        }
         hosts.start_reaping();
         Ok(Some(hosts))
     }
