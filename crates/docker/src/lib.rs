@@ -28,6 +28,7 @@
 //!
 //! ```no_run
 //! use datakit_ci_docker::{Command, CommandConfig, HostSpec, Hosts, Image, Instance};
+//! use datakit_ci_term::Term;
 //! # fn example(services: &datakit_ci_git::Services, head: datakit_ci_term::Term<datakit_ci_git::Commit>)
 //! #     -> Result<datakit_ci_term::Term<()>, Box<dyn std::error::Error>> {
 //! let instance = Instance::load_or_create(std::path::Path::new("/var/lib/ci/docker-instance"))?;
@@ -39,7 +40,7 @@
 //!     CommandConfig::default(),
 //!     services,
 //! )?;
-//! Ok(unit.run(Image::of_published("debian:bookworm"), head))
+//! Ok(unit.run(Term::ok(Image::of_published("debian:bookworm")), head))
 //! # }
 //! ```
 
