@@ -15,6 +15,10 @@ use datakit_ci_web::{
 
 use crate::local::{CiOptions, LocalCiConfig, LocalRepoSpec, ShellConfig, TestSpec};
 
+mod docker;
+
+pub use docker::DockerArgs;
+
 /// Continuous integration for local Git repositories: runs every test on every branch, tag and
 /// pull-request ref (`refs/pull/<n>/head`), and keeps statuses, logs and history in a Git
 /// repository under the state directory.
@@ -32,8 +36,10 @@ pub struct Cli {
 /// The `datakit-ci` binary's tests: shell commands, and how they run.
 #[derive(Debug, Args)]
 pub struct ShellTests {
-    /// A test, `NAME=COMMAND`: COMMAND runs with `sh -c` in a fresh clone of each target's head.
-    #[arg(long = "test", value_name = "NAME=COMMAND", required = true)]
+    /// A test, `NAME=COMMAND`: COMMAND runs with `sh -c` in a fresh clone of each target's head;
+    /// `NAME@IMAGE=COMMAND` (or `NAME@build:STEP=COMMAND`, in the image `--docker-build STEP`
+    /// builds): in a container of that image, with the head's tree in `/src`.
+    #[arg(long = "test", value_name = "NAME[@IMAGE]=COMMAND", required = true)]
     pub tests: Vec<String>,
     /// The longest a test may run (e.g. `90s`, `20m`, `1h 30m`); a test that takes longer
     /// fails with `timed out after …` and its processes are killed.
@@ -47,6 +53,9 @@ pub struct ShellTests {
     /// `CI`, `DATAKIT_CI_*`, `HOME` and `PATH` otherwise.
     #[arg(long = "pass-env", value_name = "NAME")]
     pub pass_env: Vec<String>,
+    /// Containerised tests: Docker hosts and image builds.
+    #[command(flatten)]
+    pub docker: DockerArgs,
 }
 
 impl ShellTests {
@@ -54,13 +63,33 @@ impl ShellTests {
     /// process's environment.
     pub fn into_config(self) -> Result<ShellConfig, UsageError> {
         let mut tests: Vec<TestSpec> = Vec::new();
+        let mut docker_tests = Vec::new();
+        let mut names: Vec<String> = self
+            .docker
+            .docker_builds
+            .iter()
+            .filter_map(|b| b.split_once('=').map(|(n, _)| n.to_owned()))
+            .collect();
         for value in &self.tests {
-            let test = parse_test(value)?;
-            if tests.iter().any(|t| t.name == test.name) {
-                return Err(UsageError::DuplicateTest(test.name));
+            let name = match docker::parse_docker_test(value)? {
+                Some(test) => {
+                    let name = test.name.clone();
+                    docker_tests.push(test);
+                    name
+                }
+                None => {
+                    let test = parse_test(value)?;
+                    let name = test.name.clone();
+                    tests.push(test);
+                    name
+                }
+            };
+            if names.contains(&name) {
+                return Err(UsageError::DuplicateTest(name));
             }
-            tests.push(test);
+            names.push(name);
         }
+        let docker = self.docker.into_config(docker_tests)?;
         let timeout: std::time::Duration = self.timeout.into();
         if timeout.is_zero() {
             return Err(UsageError::Timeout);
@@ -91,6 +120,7 @@ impl ShellTests {
             timeout: Some(timeout),
             jobs: Some(jobs),
             pass_env,
+            docker,
         })
     }
 }
@@ -193,7 +223,17 @@ pub enum UsageError {
         /// What is wrong.
         reason: String,
     },
-    /// Two tests have the same name.
+    /// A Docker option's value is malformed.
+    #[error("{option} {value:?}: {reason}")]
+    Docker {
+        /// The option, e.g. `--docker-host`.
+        option: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Two tests (or a test and a `--docker-build` step) have the same name.
     #[error("--test: the name {0:?} is used twice")]
     DuplicateTest(String),
     /// A `--canary` value is malformed.
@@ -373,20 +413,7 @@ fn parse_test(value: &str) -> Result<TestSpec, UsageError> {
     let (name, command) = value
         .split_once('=')
         .ok_or_else(|| error("expected NAME=COMMAND"))?;
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
-        return Err(error(
-            "the name must be made of letters, digits, '.', '_' and '-'",
-        ));
-    }
-    if name.starts_with(['.', '-']) || name.ends_with('.') || name.contains("..") {
-        return Err(error(
-            "the name must not start with '.' or '-', end with '.', or contain '..'",
-        ));
-    }
+    check_test_name(name).map_err(error)?;
     if command.trim().is_empty() {
         return Err(error("the command is empty"));
     }
@@ -394,6 +421,21 @@ fn parse_test(value: &str) -> Result<TestSpec, UsageError> {
         name: name.to_owned(),
         command: command.to_owned(),
     })
+}
+
+/// Checks a test's (or a build step's) name: it names statuses and cache branches.
+fn check_test_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err("the name must be made of letters, digits, '.', '_' and '-'");
+    }
+    if name.starts_with(['.', '-']) || name.ends_with('.') || name.contains("..") {
+        return Err("the name must not start with '.' or '-', end with '.', or contain '..'");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -480,6 +522,126 @@ mod tests {
                 std::env::var_os("PATH").expect("PATH is set")
             )]
         );
+    }
+
+    #[test]
+    fn tests_can_run_in_images_and_built_images() {
+        use crate::local::{DockerTestSpec, TestImage};
+        let config = cli(&[
+            "--repo",
+            "/x",
+            "--test",
+            "unit@debian:bookworm=make test",
+            "--test",
+            "lint=true",
+            "--test",
+            "e2e@build:app=./e2e a=b",
+            "--docker-build",
+            "app=docker/Dockerfile",
+            "--docker-host",
+            "one=unix:///run/one.sock",
+            "--docker-host",
+            "two=tcp://127.0.0.1:2375",
+            "--docker-jobs",
+            "3",
+            "--docker-prune-after",
+            "2days",
+        ])
+        .expect("valid");
+        let docker = &config.shell.docker;
+        assert_eq!(
+            docker.tests,
+            [
+                DockerTestSpec {
+                    name: "unit".to_owned(),
+                    image: TestImage::Published("debian:bookworm".to_owned()),
+                    command: "make test".to_owned(),
+                },
+                DockerTestSpec {
+                    name: "e2e".to_owned(),
+                    image: TestImage::Built("app".to_owned()),
+                    command: "./e2e a=b".to_owned(),
+                },
+            ]
+        );
+        assert_eq!(config.shell.tests.len(), 1);
+        assert_eq!(docker.builds[0].dockerfile, "docker/Dockerfile");
+        let hosts: Vec<(&str, &str)> = docker.hosts.iter().map(|h| (h.name(), h.url())).collect();
+        assert_eq!(
+            hosts,
+            [
+                ("one", "unix:///run/one.sock"),
+                ("two", "tcp://127.0.0.1:2375")
+            ]
+        );
+        assert_eq!(docker.jobs_per_host, 3);
+        assert_eq!(
+            docker.prune_after,
+            Some(std::time::Duration::from_secs(2 * 86400))
+        );
+        // By default: the local daemon, and no containerised test.
+        let config = cli(&["--repo", "/x", "--test", "t=echo a@b=c"]).expect("valid");
+        assert!(config.shell.docker.tests.is_empty());
+        assert_eq!(config.shell.tests[0].command, "echo a@b=c");
+        assert_eq!(
+            config.shell.docker.hosts,
+            [datakit_ci_docker::HostSpec::local_default()]
+        );
+    }
+
+    #[test]
+    fn bad_docker_arguments_are_named() {
+        for (args, message) in [
+            (
+                &["--repo", "/x", "--test", "t@build:app=true"][..],
+                r#"--test "t@build:app": no --docker-build app=DOCKERFILE"#,
+            ),
+            (
+                &["--repo", "/x", "--test", "t@=true"],
+                r#"--test "t@=true": expected NAME@IMAGE=COMMAND"#,
+            ),
+            (
+                &["--repo", "/x", "--test", "a b@img=true"],
+                r#"--test "a b@img=true": the name must be made of letters"#,
+            ),
+            (
+                &["--repo", "/x", "--test", "t@img= "],
+                r#"--test "t@img= ": the command is empty"#,
+            ),
+            (
+                &[
+                    "--repo",
+                    "/x",
+                    "--test",
+                    "app@img=true",
+                    "--docker-build",
+                    "app=Dockerfile",
+                ],
+                r#"--test: the name "app" is used twice"#,
+            ),
+            (
+                &["--repo", "/x", "--test", "t=true", "--docker-build", "app"],
+                r#"--docker-build "app": expected NAME=DOCKERFILE"#,
+            ),
+            (
+                &[
+                    "--repo",
+                    "/x",
+                    "--test",
+                    "t=true",
+                    "--docker-host",
+                    "h=http://x:1",
+                ],
+                r#"--docker-host "h=http://x:1": invalid Docker host URL "http://x:1""#,
+            ),
+            (
+                &["--repo", "/x", "--test", "t=true", "--docker-jobs", "0"],
+                r#"--docker-jobs "0": must be at least 1"#,
+            ),
+        ] {
+            let error = cli(args).expect_err("invalid");
+            assert!(error.starts_with(message), "{args:?}: {error}");
+        }
     }
 
     #[test]

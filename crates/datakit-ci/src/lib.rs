@@ -14,6 +14,7 @@
 //! | [`pool`] | `datakit-ci-pool` | monitored resource pools |
 //! | [`git`] | `datakit-ci-git` | the Git plugin: fetch, checkout, clone, cached commands |
 //! | [`notifications`] | `datakit-ci-notifications` | signed JSON events to URLs when a target's result changes |
+//! | [`docker`] | `datakit-ci-docker` | the Docker plugin: image builds and commands in containers, on several hosts |
 //!
 //! A pipeline is a [`Term`](term::Term) per test:
 //!
@@ -92,4 +93,9 @@ pub mod git {
 /// Notifications of result changes (`--notify`).
 pub mod notifications {
     pub use datakit_ci_notifications::*;
+}
+
+/// The Docker plugin.
+pub mod docker {
+    pub use datakit_ci_docker::*;
 }

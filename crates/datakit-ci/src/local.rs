@@ -27,6 +27,10 @@ use datakit_ci_web::{
 
 use crate::github::{GithubOptions, WebhookAdapter};
 
+mod docker;
+
+pub use docker::{DockerBuildSpec, DockerConfig, DockerTestSpec, TestImage};
+
 /// A local repository to test, under a forge id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalRepoSpec {
@@ -57,6 +61,8 @@ pub struct ShellConfig {
     /// Variables handed on to the tests, with their values, besides the documented ones (see
     /// [`JobEnvironment::variables`]).
     pub pass_env: Vec<(String, OsString)>,
+    /// The tests run in containers and the images built, on Docker hosts.
+    pub docker: DockerConfig,
 }
 
 impl ShellConfig {
@@ -67,6 +73,7 @@ impl ShellConfig {
             timeout: None,
             jobs: None,
             pass_env: Vec::new(),
+            docker: DockerConfig::default(),
         }
     }
 }
@@ -128,6 +135,9 @@ pub enum StartError {
     /// The program's projects could not be made.
     #[error("{0}")]
     Projects(String),
+    /// The Docker hosts or a containerised test cannot be set up.
+    #[error(transparent)]
+    Docker(#[from] datakit_ci_docker::Error),
     /// A pool of the tests cannot be made.
     #[error(transparent)]
     Pool(#[from] datakit_ci_pool::Error),
@@ -196,7 +206,8 @@ pub struct SourceRepo {
 }
 
 /// One project per repository, each running `tests` as shell commands in a fresh clone of each
-/// target's head (what the `datakit-ci` binary does).
+/// target's head, and the containerised tests and image builds of `config.docker` on its Docker
+/// hosts (what the `datakit-ci` binary does).
 pub fn shell_projects(
     config: &ShellConfig,
     repos: &[SourceRepo],
@@ -214,10 +225,23 @@ pub fn shell_projects(
         job_slots,
         ..CommandConfig::default()
     };
+    let docker_hosts = config.docker.hosts(services)?;
     repos
         .iter()
         .map(|source| {
             let repo = source.repo.clone();
+            let docker = docker_hosts
+                .as_ref()
+                .map(|hosts| {
+                    docker::DockerJobs::new(
+                        &config.docker,
+                        hosts,
+                        config.timeout,
+                        &config.pass_env,
+                        services,
+                    )
+                })
+                .transpose()?;
             let commands = config
                 .tests
                 .iter()
@@ -229,15 +253,14 @@ pub fn shell_projects(
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Project::new(&source.id.to_string(), move |target| {
                 let head = repo.fetch_head(target.clone());
-                commands
-                    .iter()
-                    .map(|(name, command)| {
-                        (
-                            name.clone(),
-                            command.run(head.clone()).map(|()| "Passed".to_owned()),
-                        )
-                    })
-                    .collect()
+                let shell = commands.iter().map(|(name, command)| {
+                    (
+                        name.clone(),
+                        command.run(head.clone()).map(|()| "Passed".to_owned()),
+                    )
+                });
+                let containerised = docker.iter().flat_map(|docker| docker.jobs(&head));
+                shell.chain(containerised).collect()
             })?)
         })
         .collect()

@@ -1,5 +1,6 @@
 //! Test support shared by datakit-ci's crates (a dev-dependency only): the real `git`, to check
-//! what a store or a repository holds.
+//! what a store or a repository holds, and the real Docker engine ([`docker`]: the tests' base
+//! image, and the removal of what a test's CI instance made there).
 //!
 //! ```no_run
 //! # let git_dir = std::path::Path::new("state.git");
@@ -9,6 +10,7 @@
 
 #[cfg(feature = "github")]
 pub mod github;
+pub mod docker;
 
 use std::io::Write as _;
 use std::path::Path;
