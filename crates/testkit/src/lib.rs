@@ -8,9 +8,9 @@
 //! let branches = datakit_ci_testkit::git(git_dir, &["branch", "--list"]);
 //! ```
 
+pub mod docker;
 #[cfg(feature = "github")]
 pub mod github;
-pub mod docker;
 
 use std::io::Write as _;
 use std::path::Path;
