@@ -15,6 +15,7 @@ use datakit_ci_engine::{Engine, EngineConfig, Project};
 use datakit_ci_forge_github::GithubBridge;
 use datakit_ci_forge_local::{LocalBridge, LocalRepo};
 use datakit_ci_git::{Command, CommandConfig, JobEnvironment, Repo, Services};
+use datakit_ci_health::Health;
 use datakit_ci_log::{LogConfig, LogManager};
 use datakit_ci_notifications::{DeliveryConfig, Notifier};
 use datakit_ci_pool::{MonitoredPool, PoolMetrics, Pools};
@@ -331,6 +332,8 @@ impl LocalCi {
                 .expect("cleaning up does not panic")?;
         }
         let mut registry = Registry::default();
+        // One list of trouble for the dashboard: the engine's, the bridges' and the plugins'.
+        let health = Health::default();
         let services = Services {
             store: store.clone(),
             logs: LogManager::with_config(LogConfig::default().saved_limit(options.max_log_size)),
@@ -338,6 +341,7 @@ impl LocalCi {
             pool_metrics: PoolMetrics::new(&mut registry),
             pools: Pools::new(),
             temp_dir: Some(temp_dir),
+            health: health.clone(),
         };
         let mut local_repos: Vec<LocalRepo> = Vec::new();
         let mut sources = Vec::new();
@@ -401,7 +405,7 @@ impl LocalCi {
             web_ui: options.web_ui.clone(),
             canaries: options.canaries.clone(),
         };
-        let engine = Engine::new(engine_config, store.clone(), &mut registry);
+        let engine = Engine::with_health(engine_config, store.clone(), &mut registry, health);
         if let Some(bridge) = &github {
             bridge.on_rerun(crate::github::rerun_hook(engine.clone()));
         }

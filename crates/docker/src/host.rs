@@ -16,6 +16,7 @@ use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
 use tokio_util::sync::CancellationToken;
 
 use datakit_ci_git::Services;
+use datakit_ci_health::Health;
 use datakit_ci_log::LiveLog;
 use datakit_ci_pool::{Holder, MonitoredPool};
 use datakit_ci_store::Store;
@@ -112,6 +113,8 @@ pub(crate) struct Host {
     /// Why the daemon did not answer last time, and since when; `None` when it did (or was not
     /// asked yet).
     down: Mutex<Option<(String, Instant)>>,
+    /// Where a host that is down is shown (the dashboard's trouble), until it answers again.
+    health: Health,
 }
 
 impl Hosts {
@@ -156,6 +159,7 @@ impl Hosts {
                 client: tokio::sync::Mutex::new(None),
                 reaped: tokio::sync::OnceCell::new(),
                 down: Mutex::new(None),
+                health: services.health.clone(),
             });
         }
         Ok(Hosts {
@@ -376,6 +380,14 @@ impl Host {
             }
             (Some(_), None) => tracing::info!(host = %self.spec.name, "Docker host is up again"),
             _ => {}
+        }
+        let key = format!("Docker host {}", self.spec.name);
+        match &reason {
+            Some(reason) => self.health.report(
+                &key,
+                format!("not answering: {reason}; its jobs go to other hosts"),
+            ),
+            None => self.health.resolve(&key),
         }
         *down = reason.map(|reason| (reason, Instant::now()));
     }

@@ -55,6 +55,7 @@
 //! #     pool_metrics: datakit_ci_pool::PoolMetrics::new(&mut registry),
 //! #     pools: Default::default(),
 //! #     temp_dir: None,
+//! #     health: Default::default(),
 //! # };
 //! # let metadata = services.store.branch(&BranchName::new("github-metadata")?);
 //! # let mut transaction = metadata.transaction().await?;
@@ -126,6 +127,9 @@ pub struct Services {
     /// directory. A CI gives a directory of its state, which it empties when it starts, so that
     /// the clones of builds a crash interrupted do not pile up.
     pub temp_dir: Option<PathBuf>,
+    /// Where plugins report trouble they retry (e.g. a Docker host that does not answer), for
+    /// the dashboard; a program gives the engine's, so that one list shows everything.
+    pub health: datakit_ci_health::Health,
 }
 
 /// Errors of the Git plugin.

@@ -101,6 +101,7 @@ impl Bench {
             pool_metrics: PoolMetrics::new(&mut registry),
             pools: Pools::new(),
             temp_dir: None,
+            health: Default::default(),
         };
         let branch = services.store.branch(&BranchName::new("github-metadata")?);
         let mut transaction = branch.transaction().await?;

@@ -58,6 +58,7 @@ impl Fixture {
             pool_metrics: PoolMetrics::new(&mut registry),
             pools: Pools::new(),
             temp_dir: None,
+            health: Default::default(),
         };
         let remote = origin.to_string_lossy().into_owned();
         let repo = Repo::open(&root.join("local"), Some(&remote), &services).await?;

@@ -94,5 +94,19 @@ async fn a_host_that_does_not_answer_is_marked_down_and_steps_go_elsewhere() -> 
     assert!(log.contains("on Docker host up\n"), "{log}");
     let down: Vec<String> = hosts.down().into_iter().map(|(name, _)| name).collect();
     assert_eq!(down, ["down"]);
+    // The dashboard's trouble list names it (issue 16: a host that stops answering is marked
+    // down in the UI).
+    let troubles = fixture.services.health.troubles();
+    let keys: Vec<&str> = troubles
+        .iter()
+        .map(|trouble| trouble.key.as_str())
+        .collect();
+    assert_eq!(keys, ["Docker host down"]);
+    assert!(
+        troubles[0].message.starts_with(
+            "not answering: cannot reach the Docker daemon at unix:///nonexistent/docker.sock"
+        ),
+        "{troubles:?}"
+    );
     Ok(())
 }

@@ -271,6 +271,17 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 impl Engine {
     /// An engine for `config` on `store`, with its metrics registered on `registry`.
     pub fn new(config: EngineConfig, store: Store, registry: &mut Registry) -> Self {
+        Engine::with_health(config, store, registry, Health::default())
+    }
+
+    /// [`Engine::new`], reporting the problems it retries on `health` (shared with the other
+    /// parts of the program, so that the dashboard shows them all).
+    pub fn with_health(
+        config: EngineConfig,
+        store: Store,
+        registry: &mut Registry,
+        health: Health,
+    ) -> Self {
         let projects = config
             .projects
             .into_iter()
@@ -294,7 +305,7 @@ impl Engine {
                 events: broadcast::channel(4096).0,
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
-                health: Health::default(),
+                health,
             }),
         }
     }

@@ -74,6 +74,7 @@ impl Fixture {
             pool_metrics: PoolMetrics::new(&mut registry),
             pools: Pools::new(),
             temp_dir: None,
+            health: Default::default(),
         };
         let snapshot = write_metadata(
             &services.store,
