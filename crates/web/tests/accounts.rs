@@ -319,3 +319,44 @@ async fn the_admin_adds_resets_and_removes_users() -> anyhow::Result<()> {
     assert!(!text.contains("bobs-new-password"));
     server.stop().await
 }
+
+#[tokio::test]
+async fn guessing_the_current_password_is_rate_limited() -> anyhow::Result<()> {
+    let dirs = Dirs::new()?;
+    let server = server(
+        &dirs,
+        &[("admin", ADMIN_PASSWORD), ("dave", "daves-password-1")],
+    )
+    .await?;
+    let dave = client()?;
+    assert_eq!(
+        log_in(&dave, &server, "dave", "daves-password-1")
+            .await?
+            .status(),
+        303
+    );
+    let token = page_token(&dave, &server, "/user/profile").await?;
+    let mut statuses = Vec::new();
+    for guess in 0..(datakit_ci_web::LOGIN_BURST + 2) {
+        let guess = format!("guess-number-{guess}");
+        let response = post(
+            &dave,
+            &server,
+            "/user/profile/password",
+            &token,
+            &[
+                ("current", &guess),
+                ("password", "new-password-1"),
+                ("password2", "new-password-1"),
+            ],
+        )
+        .await?;
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    assert!(
+        statuses.iter().take(3).all(|status| *status == 400),
+        "{statuses:?}"
+    );
+    server.stop().await
+}

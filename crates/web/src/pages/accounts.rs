@@ -101,6 +101,12 @@ pub(crate) async fn post_change_password(
 ) -> Result<Response, Error> {
     access::require(&state, &viewer, &[Role::LoggedIn], &uri)?;
     let user = viewer.user().unwrap_or_default().to_owned();
+    // The current password is checked like a login: a stolen session cannot guess it quickly.
+    if !state.auth().allow_login_attempt(&user, None) {
+        let message = "Too many attempts; wait a minute and try again";
+        let page = profile_page(&state, &viewer, &Notice::Refused(message)).await?;
+        return Ok((StatusCode::TOO_MANY_REQUESTS, page).into_response());
+    }
     let outcome = if form.password == form.password2 {
         state
             .auth()
