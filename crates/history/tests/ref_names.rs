@@ -122,12 +122,12 @@ fn issue_14_ref_names_are_what_git_accepts_and_their_names_round_trip() {
             Ok(())
         })
         .unwrap_or_else(|failure| panic!("{failure}"));
+    // The generator must not be degenerate. The counts vary with the random seed: about 120
+    // valid and 50 shortened names of 512 (σ about 9), but 96 valid were seen once under load,
+    // which failed the earlier bound of 100; these bounds are many σ below the mean.
     let (accepted, long) = (accepted.get(), long.get());
-    assert!(
-        accepted >= 100,
-        "only {accepted} generated names were valid"
-    );
-    assert!(long >= 10, "only {long} generated names were shortened");
+    assert!(accepted >= 50, "only {accepted} generated names were valid");
+    assert!(long >= 5, "only {long} generated names were shortened");
 }
 
 /// Issue 14, defect 7: a 250-byte branch and 125 × `a-` (three times as long once escaped) get
