@@ -123,7 +123,7 @@ fn issue_14_ref_names_are_what_git_accepts_and_their_names_round_trip() {
         })
         .unwrap_or_else(|failure| panic!("{failure}"));
     // The generator must not be degenerate. The counts vary with the random seed: about 120
-    // valid and 50 shortened names of 512 (σ about 9), but 96 valid were seen once under load,
+    // valid and 50 shortened names of 512 (σ about 9), but a seed giving 96 valid was seen once,
     // which failed the earlier bound of 100; these bounds are many σ below the mean.
     let (accepted, long) = (accepted.get(), long.get());
     assert!(accepted >= 50, "only {accepted} generated names were valid");
