@@ -567,22 +567,46 @@ async fn apply_retention(path: &Path, keep: Duration) -> Result<(), StartError> 
         let removed = datakit_ci_cache::remove_old_logs(&store, keep).await?;
         store.wait_for_maintenance().await;
         drop(store);
-        let path = path.to_owned();
-        let compaction = tokio::task::spawn_blocking(move || Store::compact(&path))
+        // Repacking a big store takes a while: only when some logs were removed, now or by a
+        // pass while the CI last ran (which left the marker).
+        let marker = compaction_marker(path);
+        if removed.removed == 0 && !marker.exists() {
+            return Ok::<_, RetentionError>((removed, None));
+        }
+        let repo = path.to_owned();
+        let compaction = tokio::task::spawn_blocking(move || Store::compact(&repo))
             .await
             .map_err(datakit_ci_store::Error::Task)??;
-        Ok::<_, RetentionError>((removed, compaction))
+        if let Err(error) = std::fs::remove_file(&marker)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%error, "cannot remove {}", marker.display());
+        }
+        Ok((removed, Some(compaction)))
     };
     let (removed, compaction) = retention.await.map_err(StartError::Retention)?;
-    tracing::warn!(
-        "log retention (--keep-logs {}): removed the logs of {} builds, kept {}; the store's objects went from {} to {}",
-        humantime::format_duration(keep),
-        removed.removed,
-        removed.kept,
-        bytesize::ByteSize::b(compaction.before),
-        bytesize::ByteSize::b(compaction.after),
-    );
+    match compaction {
+        Some(compaction) => tracing::warn!(
+            "log retention (--keep-logs {}): removed the logs of {} builds, kept {}; the store's objects went from {} to {}",
+            humantime::format_duration(keep),
+            removed.removed,
+            removed.kept,
+            bytesize::ByteSize::b(compaction.before),
+            bytesize::ByteSize::b(compaction.after),
+        ),
+        None => tracing::info!(
+            kept = removed.kept,
+            "log retention: no log older than {}",
+            humantime::format_duration(keep)
+        ),
+    }
     Ok(())
+}
+
+/// The file a retention pass leaves beside the store when it removed logs while the CI ran,
+/// so that the next start compacts the store.
+fn compaction_marker(store: &Path) -> PathBuf {
+    store.with_file_name("compaction-needed")
 }
 
 /// Removes logs that became older than `keep` every [`RETENTION_EVERY`] while the CI runs.
@@ -592,8 +616,17 @@ async fn retention_loop(store: Store, keep: Duration, cancel: CancellationToken)
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(RETENTION_EVERY) => {}
         }
-        if let Err(error) = datakit_ci_cache::remove_old_logs(&store, keep).await {
-            tracing::warn!(error = %error, "log retention failed; trying again later");
+        match datakit_ci_cache::remove_old_logs(&store, keep).await {
+            Ok(removed) if removed.removed > 0 => {
+                let marker = compaction_marker(store.path());
+                if let Err(error) = std::fs::write(&marker, b"") {
+                    tracing::warn!(%error, "cannot write {}", marker.display());
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(error = %error, "log retention failed; trying again later")
+            }
         }
     }
 }

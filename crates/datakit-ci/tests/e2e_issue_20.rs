@@ -371,6 +371,45 @@ fn issue_20_retention_removes_old_logs_and_the_store_shrinks() {
     );
     assert!(output.contains(r#""status":"success""#), "{output}");
     datakit_ci_testkit::assert_fsck_clean(&state.store());
+
+    // A start with nothing to remove does not repack the store.
+    let packs = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join("pack"))
+            .expect("the pack directory")
+            .map(|entry| {
+                entry
+                    .expect("an entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    let packs_before = packs(&objects);
+    let port = free_port();
+    let listen = format!("http://127.0.0.1:{port}");
+    let mut ci = Ci::start(
+        &[&repo],
+        &[test],
+        &state,
+        &["--keep-logs", "1h", "--listen", &listen],
+    );
+    wait_until(
+        "the restarted CI to serve",
+        || http_get(port, "/api/v1/projects"),
+        || ci.report(),
+    );
+    assert!(ci.terminate().success(), "{}", ci.report());
+    assert!(
+        !ci.stderr()
+            .iter()
+            .any(|line| line.contains("log retention (--keep-logs")),
+        "{}",
+        ci.report()
+    );
+    assert_eq!(packs(&objects), packs_before);
 }
 
 /// A watched repository that disappears is shown as trouble on the dashboard until it is back;
