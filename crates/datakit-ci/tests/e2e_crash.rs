@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use common::{Ci, Repo, Scratch, State, wait_until};
+use common::{Ci, Repo, Scratch, State, repo_with_branches, wait_until};
 
 /// Every build of these tests runs at once, whatever the number of CPUs (`--jobs`).
 const ALL_AT_ONCE: &[&str] = &["--jobs", "1000"];
@@ -98,21 +98,6 @@ impl Drop for Reaper<'_> {
     }
 }
 
-/// A repository with `branches` branches `b<i>` besides `main`, each on a commit of its own;
-/// returns it with its targets' (branch, commit).
-fn repo_with_branches(name: &str, branches: usize) -> (Repo, Vec<(String, String)>) {
-    let repo = Repo::new(name);
-    let main = repo.rev("main");
-    let mut targets = vec![("main".to_owned(), main.clone())];
-    for i in 0..branches {
-        let commit = repo.commit(&main, &format!("build {i}"), &[("n", &i.to_string())]);
-        let branch = format!("b{i}");
-        repo.set_ref(&format!("refs/heads/{branch}"), &commit);
-        targets.push((branch, commit));
-    }
-    (repo, targets)
-}
-
 /// A build that records its PID, its directory and its commit, starts a process in a session
 /// of its own (recording its PID too), and waits for the file `go`.
 fn blocking_build(scratch: &Scratch) -> String {
@@ -172,7 +157,7 @@ fn wait_for_successes(ci: &Ci, repo: &Repo, targets: &[(String, String)]) {
 
 #[test]
 fn issue_14_kill_9_kills_the_builds_and_a_restart_removes_their_clones() {
-    let (repo, targets) = repo_with_branches("crashing", 5);
+    let (repo, targets) = repo_with_branches("crashing", "b", 5);
     let scratch = Scratch::new();
     let pid_files = [scratch.path("pids"), scratch.path("escapees")];
     let _reaper = Reaper {
@@ -231,7 +216,7 @@ fn issue_14_kill_9_kills_the_builds_and_a_restart_removes_their_clones() {
 
 #[test]
 fn issue_14_a_restart_kills_what_a_crashed_run_left_when_its_guardian_died_too() {
-    let (repo, targets) = repo_with_branches("orphaned", 2);
+    let (repo, targets) = repo_with_branches("orphaned", "b", 2);
     let scratch = Scratch::new();
     let pid_files = [scratch.path("pids"), scratch.path("escapees")];
     let _reaper = Reaper {
@@ -316,7 +301,7 @@ fn issue_14_crash_trials() {
     );
     eprintln!("crash trials: {trials} trials, {jobs} jobs, seed {seed}");
     let mut random = Random(seed);
-    let (repo, targets) = repo_with_branches("trials", jobs.saturating_sub(1));
+    let (repo, targets) = repo_with_branches("trials", "b", jobs.saturating_sub(1));
     let scratch = Scratch::new();
     let pid_files = [scratch.path("pids"), scratch.path("escapees")];
     let _reaper = Reaper {

@@ -8,22 +8,13 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 
-use common::{Ci, Repo, Scratch, State, run_git, wait_until};
+use common::{Ci, Repo, Scratch, State, repo_with_branches, run_git, wait_until};
 
 /// `--jobs 2` with 10 branches: never more than 2 tests at once; the others are queued, with
 /// their place, in the status lines and the API.
 #[test]
 fn issue_20_jobs_bounds_the_tests_running_at_once_and_shows_the_queue() {
-    let repo = Repo::new("queued");
-    let main = repo.rev("main");
-    for index in 0..10 {
-        let commit = repo.commit(
-            &main,
-            &format!("Commit {index}"),
-            &[("n", &format!("{index}\n"))],
-        );
-        repo.set_ref(&format!("refs/heads/b{index}"), &commit);
-    }
+    let (repo, _) = repo_with_branches("queued", "b", 10);
     let scratch = Scratch::new();
     std::fs::create_dir(scratch.path("running")).expect("create the running directory");
     // Each test notes how many tests run beside it, holding its place for a while.
@@ -91,16 +82,7 @@ fn issue_20_jobs_bounds_the_tests_running_at_once_and_shows_the_queue() {
 /// processes is left.
 #[test]
 fn issue_20_a_timeout_kills_the_whole_process_tree() {
-    let repo = Repo::new("slow");
-    let main = repo.rev("main");
-    for index in 0..20 {
-        let commit = repo.commit(
-            &main,
-            &format!("Commit {index}"),
-            &[("n", &format!("{index}\n"))],
-        );
-        repo.set_ref(&format!("refs/heads/s{index}"), &commit);
-    }
+    let (repo, _) = repo_with_branches("slow", "s", 20);
     let scratch = Scratch::new();
     let pids = scratch.shell_path("pids");
     let test = format!(
@@ -272,18 +254,8 @@ fn disk_usage(dir: &Path) -> u64 {
 /// (nothing is built again), and a history link to a removed log shows why it is gone.
 #[test]
 fn issue_20_retention_removes_old_logs_and_the_store_shrinks() {
-    let repo = Repo::new("kept");
-    let main = repo.rev("main");
-    let mut heads = vec![main.clone()];
-    for index in 0..2 {
-        let commit = repo.commit(
-            &main,
-            &format!("Commit {index}"),
-            &[("n", &format!("{index}\n"))],
-        );
-        repo.set_ref(&format!("refs/heads/b{index}"), &commit);
-        heads.push(commit);
-    }
+    let (repo, targets) = repo_with_branches("kept", "b", 2);
+    let main = targets[0].1.clone();
     let state = State::new();
     let test = ("build", "head -c 3000000 /dev/urandom | base64");
     let mut ci = Ci::start(&[&repo], &[test], &state, &[]);

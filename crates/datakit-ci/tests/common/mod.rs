@@ -213,6 +213,25 @@ impl Repo {
     }
 }
 
+/// A repository with `branches` branches `<prefix><i>` besides `main`, each on a commit of its
+/// own; returns it with its targets' (branch, commit), `main` first.
+pub(crate) fn repo_with_branches(
+    name: &str,
+    prefix: &str,
+    branches: usize,
+) -> (Repo, Vec<(String, String)>) {
+    let repo = Repo::new(name);
+    let main = repo.rev("main");
+    let mut targets = vec![("main".to_owned(), main.clone())];
+    for i in 0..branches {
+        let commit = repo.commit(&main, &format!("build {i}"), &[("n", &format!("{i}\n"))]);
+        let branch = format!("{prefix}{i}");
+        repo.set_ref(&format!("refs/heads/{branch}"), &commit);
+        targets.push((branch, commit));
+    }
+    (repo, targets)
+}
+
 /// What the test reads of the binary's output.
 #[derive(Default)]
 struct Output {
