@@ -91,8 +91,9 @@ fn git(path: &Path, command: &'static str, args: &[&str]) -> Result<(), Error> {
     }
 }
 
-/// The total size of the files under `dir`.
-fn size_of(dir: &Path, repo: &Path) -> Result<u64, Error> {
+/// The total size of the files under `dir` (not following symbolic links). Files that vanish
+/// while it walks (merged packs) are skipped.
+pub(crate) fn size_of(dir: &Path, repo: &Path) -> Result<u64, Error> {
     let io = |source| Error::Io {
         path: repo.to_owned(),
         source,
@@ -102,7 +103,11 @@ fn size_of(dir: &Path, repo: &Path) -> Result<u64, Error> {
     while let Some(dir) = pending.pop() {
         for entry in std::fs::read_dir(&dir).map_err(io)? {
             let entry = entry.map_err(io)?;
-            let metadata = entry.metadata().map_err(io)?;
+            let metadata = match entry.metadata() {
+                Ok(metadata) => metadata,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(io(error)),
+            };
             if metadata.is_dir() {
                 pending.push(entry.path());
             } else {

@@ -73,6 +73,12 @@ impl Store {
         crate::compact::compact(path)
     }
 
+    /// The bytes the store's files take on disk (walks its directory: blocking, and as slow as
+    /// the number of files; the store keeps few).
+    pub fn size_on_disk(&self) -> Result<u64, Error> {
+        crate::compact::size_of(&self.shared.path, &self.shared.path)
+    }
+
     /// The store's directory (the bare repository).
     pub fn path(&self) -> &Path {
         &self.shared.path

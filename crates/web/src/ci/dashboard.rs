@@ -62,7 +62,7 @@ pub(crate) async fn get_dashboard(
         })
         .collect();
     let unreadable = ci.engine.unreadable_targets();
-    let store_size = ci.store_size.get(state.store().path()).await;
+    let store_size = ci.store_size.get(state.store()).await;
     let troubles = ci.engine.health().troubles();
     let forges = state.forge_health_lines();
     let content = html! {

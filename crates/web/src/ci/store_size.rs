@@ -2,9 +2,10 @@
 //! directory at most once a minute, off the async threads, so a dashboard under load costs no
 //! more than before.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use datakit_ci_store::Store;
 
 /// How long a measurement is shown before the next one.
 const REFRESH: Duration = Duration::from_secs(60);
@@ -16,17 +17,17 @@ pub(crate) struct StoreSize {
 }
 
 impl StoreSize {
-    /// The size in bytes of the files under `dir`, measured now if the last measurement is older
-    /// than a minute; `None` if it cannot be measured.
-    pub(crate) async fn get(&self, dir: &Path) -> Option<u64> {
+    /// The size in bytes of `store` on disk, measured now if the last measurement is older than
+    /// a minute; `None` if it cannot be measured.
+    pub(crate) async fn get(&self, store: &Store) -> Option<u64> {
         let cached = *self.last.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((at, size)) = cached
             && at.elapsed() < REFRESH
         {
             return Some(size);
         }
-        let dir: PathBuf = dir.to_owned();
-        match tokio::task::spawn_blocking(move || directory_size(&dir)).await {
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.size_on_disk()).await {
             Ok(Ok(size)) => {
                 *self.last.lock().unwrap_or_else(PoisonError::into_inner) =
                     Some((Instant::now(), size));
@@ -42,27 +43,4 @@ impl StoreSize {
             }
         }
     }
-}
-
-/// The total size of the files under `dir` (not following symbolic links). Files that vanish
-/// while it walks (merged packs) are skipped.
-fn directory_size(dir: &Path) -> std::io::Result<u64> {
-    let mut total = 0;
-    let mut pending = vec![dir.to_owned()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let metadata = match entry.metadata() {
-                Ok(metadata) => metadata,
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(error) => return Err(error),
-            };
-            if metadata.is_dir() {
-                pending.push(entry.path());
-            } else {
-                total += metadata.len();
-            }
-        }
-    }
-    Ok(total)
 }
