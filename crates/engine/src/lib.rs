@@ -19,3 +19,4 @@ pub use engine::{
     Engine, Error, JobView, METADATA_BRANCH, StatusChange, TargetView, UnreadableTarget,
 };
 pub use metrics::EngineMetrics;
+pub use status::commit_page_url;

@@ -87,6 +87,25 @@ pub(crate) fn read_reported(
 /// The link of a status: the web UI's URL with its path replaced by the commit page and the
 /// test in the query, e.g. `https://ci.example/me/proj/commit/<hash>?test=build`.
 pub(crate) fn target_url(web_ui: &str, repo: &RepoId, commit: &CommitHash, test: &str) -> String {
+    format!(
+        "{}?test={}",
+        commit_page_url(web_ui, repo, commit),
+        percent_encode(test)
+    )
+}
+
+/// The page of `commit` of `repo` in the web UI at `web_ui` (whose path, if any, is replaced),
+/// e.g. `https://ci.example/me/proj/commit/<hash>`: what statuses and notifications link to.
+///
+/// ```
+/// let url = datakit_ci_engine::commit_page_url(
+///     "https://ci.example/some/path",
+///     &"me/proj".parse().unwrap(),
+///     &"a".repeat(40).parse().unwrap(),
+/// );
+/// assert_eq!(url, format!("https://ci.example/me/proj/commit/{}", "a".repeat(40)));
+/// ```
+pub fn commit_page_url(web_ui: &str, repo: &RepoId, commit: &CommitHash) -> String {
     let origin = match web_ui.find("://") {
         Some(scheme_end) => match web_ui[scheme_end + 3..].find('/') {
             Some(path_start) => &web_ui[..scheme_end + 3 + path_start],
@@ -94,10 +113,7 @@ pub(crate) fn target_url(web_ui: &str, repo: &RepoId, commit: &CommitHash, test:
         },
         None => web_ui.trim_end_matches('/'),
     };
-    format!(
-        "{origin}/{repo}/commit/{commit}?test={}",
-        percent_encode(test)
-    )
+    format!("{origin}/{repo}/commit/{commit}")
 }
 
 fn percent_encode(s: &str) -> String {

@@ -4,6 +4,8 @@ use hmac::{Hmac, Mac as _};
 use serde::Serialize;
 use sha2::Sha256;
 
+use datakit_ci_engine::commit_page_url;
+
 use crate::ResultChange;
 
 /// The body POSTed for a [`ResultChange`], e.g.:
@@ -43,12 +45,11 @@ pub struct NotifyJob {
 impl NotifyEvent {
     /// The event for `change`, linking to the web UI at `web_ui`.
     pub fn new(change: &ResultChange, web_ui: &str) -> NotifyEvent {
-        let origin = origin(web_ui);
         NotifyEvent {
             event: change.kind.as_str(),
             target: change.target.to_string(),
             commit: change.commit.to_string(),
-            url: format!("{origin}/{}/commit/{}", change.target.repo(), change.commit),
+            url: commit_page_url(web_ui, change.target.repo(), &change.commit),
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             jobs: change
                 .jobs
@@ -60,17 +61,6 @@ impl NotifyEvent {
                 })
                 .collect(),
         }
-    }
-}
-
-/// The scheme and authority of `url`, without a trailing slash.
-fn origin(url: &str) -> &str {
-    match url.find("://") {
-        Some(scheme_end) => match url[scheme_end + 3..].find('/') {
-            Some(path_start) => &url[..scheme_end + 3 + path_start],
-            None => url,
-        },
-        None => url.trim_end_matches('/'),
     }
 }
 
