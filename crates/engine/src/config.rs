@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use datakit_ci_term::{RefName, RepoId, TargetId, Term};
+use datakit_ci_term::{CommitHash, RefName, RepoId, TargetId, Term};
 
 /// Configuration that cannot be accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +30,42 @@ pub enum ConfigError {
 /// term becomes the status description.
 pub type TestsFn = dyn Fn(&TargetId) -> Vec<(String, Term<String>)> + Send + Sync;
 
+/// The jobs a target's head commit asks for (e.g. the steps of a pipeline file read from that
+/// commit): what a project's plan term evaluates to.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The head commit the jobs were made for: they are evaluated only while the target's
+    /// head is this commit.
+    pub head: CommitHash,
+    /// The plan job's status description (e.g. `3 jobs from .datakit-ci.yml`).
+    pub description: String,
+    /// The jobs, by unique name.
+    pub jobs: Vec<PlannedJob>,
+}
+
+/// One job of a [`Plan`].
+#[derive(Clone)]
+pub struct PlannedJob {
+    /// The job's name (its status context is `ci/datakit/<name>`).
+    pub name: String,
+    /// The jobs it waits for (shown by the web UI as a graph; the term does the waiting).
+    pub needs: Vec<String>,
+    /// What to evaluate; its success string becomes the status description.
+    pub term: Term<String>,
+}
+
+impl fmt::Debug for PlannedJob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlannedJob")
+            .field("name", &self.name)
+            .field("needs", &self.needs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The plan of a project: for a target, a term that evaluates to the jobs of its head.
+pub type PlanFn = dyn Fn(&TargetId) -> Term<Plan> + Send + Sync;
+
 /// A monitored repository and the tests to run on each of its branches, tags and PRs.
 ///
 /// ```
@@ -47,6 +83,7 @@ pub type TestsFn = dyn Fn(&TargetId) -> Vec<(String, Term<String>)> + Send + Syn
 pub struct Project {
     id: RepoId,
     tests: Arc<TestsFn>,
+    plan: Option<(String, Arc<PlanFn>)>,
     dashboards: Vec<RefName>,
 }
 
@@ -66,8 +103,52 @@ impl Project {
         Ok(Project {
             id,
             tests: Arc::new(tests),
+            plan: None,
             dashboards,
         })
+    }
+
+    /// Adds a plan: for each target, the job `name` evaluates `plan(target)`, and the jobs of
+    /// the [`Plan`] it yields become the target's jobs too, for as long as the target's head is
+    /// the plan's [`head`](Plan::head). A new head evaluates the plan again, and jobs that it no
+    /// longer lists go away (their statuses on earlier commits stay). While the plan is
+    /// pending, its job is pending; if it fails, its job fails with the message and the target
+    /// has no planned jobs. A planned job named like a test or the plan itself is ignored,
+    /// with a warning.
+    ///
+    /// ```
+    /// use datakit_ci_engine::{Plan, PlannedJob, Project};
+    /// use datakit_ci_term::{CommitHash, Term};
+    /// let project = Project::new("me/app", |_| vec![])?.with_plan("pipeline", |_target| {
+    ///     Term::ok(Plan {
+    ///         head: "a".repeat(40).parse::<CommitHash>().expect("a hash"),
+    ///         description: "1 job".into(),
+    ///         jobs: vec![PlannedJob {
+    ///             name: "build".into(),
+    ///             needs: vec![],
+    ///             term: Term::ok("Built".to_owned()),
+    ///         }],
+    ///     })
+    /// });
+    /// # Ok::<(), datakit_ci_engine::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn with_plan(
+        self,
+        name: impl Into<String>,
+        plan: impl Fn(&TargetId) -> Term<Plan> + Send + Sync + 'static,
+    ) -> Self {
+        Project {
+            plan: Some((name.into(), Arc::new(plan))),
+            ..self
+        }
+    }
+
+    /// The plan job's name and term for `target`, if the project has a plan.
+    pub(crate) fn plan_for(&self, target: &TargetId) -> Option<(String, Term<Plan>)> {
+        self.plan
+            .as_ref()
+            .map(|(name, plan)| (name.clone(), plan(target)))
     }
 
     /// Replaces the dashboard branches (names may contain `/`).

@@ -14,7 +14,9 @@ mod engine;
 mod metrics;
 mod status;
 
-pub use config::{ConfigError, EngineConfig, Project, TestsFn, parse_canary};
+pub use config::{
+    ConfigError, EngineConfig, Plan, PlanFn, PlannedJob, Project, TestsFn, parse_canary,
+};
 pub use engine::{
     Engine, Error, JobView, METADATA_BRANCH, StatusChange, TargetView, UnreadableTarget,
 };

@@ -1120,3 +1120,103 @@ async fn issue_14_long_names_get_a_history_and_a_failing_history_delays_no_one()
     );
     running.stop().await
 }
+
+/// A plan per head: A plans `build` and `test` (which needs `build`), B plans `build` and
+/// `docs`, C's plan fails.
+fn planned_project(id: &str) -> Project {
+    use datakit_ci_engine::{Plan, PlannedJob};
+    Project::new(id, |_| {
+        vec![("static".to_owned(), Term::ok("Static".to_owned()))]
+    })
+    .expect("valid project")
+    .with_plan("pipeline", |target| {
+        Term::head(target.clone()).and_then(|head| {
+            let job = |name: &str, needs: &[&str]| PlannedJob {
+                name: name.to_owned(),
+                needs: needs.iter().map(|n| (*n).to_owned()).collect(),
+                term: Term::ok(format!("{name} on {}", head.short(7))),
+            };
+            let jobs = match head.as_str() {
+                A => vec![job("build", &[]), job("test", &["build"])],
+                B => vec![job("build", &[]), job("docs", &[])],
+                _ => return Term::fail("bad pipeline file"),
+            };
+            Term::ok(Plan {
+                head: head.clone(),
+                description: format!("{} jobs", jobs.len()),
+                jobs,
+            })
+        })
+    })
+}
+
+#[tokio::test]
+async fn planned_jobs_follow_the_plan_of_each_head() -> anyhow::Result<()> {
+    let h = Harness::new()?;
+    h.edit(&[("me/proj/ref/heads/main/head", Some(A))]).await?;
+    let running = h.start(vec![planned_project("me/proj")], vec![]);
+    h.wait_status("me/proj", A, "test", "success", "test on aaaaaaa")
+        .await?;
+    h.wait_status("me/proj", A, "build", "success", "build on aaaaaaa")
+        .await?;
+    h.wait_status("me/proj", A, "pipeline", "success", "2 jobs")
+        .await?;
+    h.wait_status("me/proj", A, "static", "success", "Static")
+        .await?;
+    let target = branch("me/proj", "main");
+    let view = running.engine.target(&target).expect("tracked");
+    let needs: BTreeMap<_, _> = view
+        .jobs
+        .iter()
+        .map(|j| (j.name.as_str(), j.needs.clone()))
+        .collect();
+    assert_eq!(needs["test"], ["build"]);
+    assert!(needs["static"].is_empty() && needs["pipeline"].is_empty());
+
+    // B drops `test` and adds `docs`; `build` is evaluated again for B.
+    h.edit(&[("me/proj/ref/heads/main/head", Some(B))]).await?;
+    h.wait_status("me/proj", B, "docs", "success", "docs on bbbbbbb")
+        .await?;
+    h.wait_status("me/proj", B, "build", "success", "build on bbbbbbb")
+        .await?;
+    h.wait_status("me/proj", B, "static", "success", "Static")
+        .await?;
+    assert_eq!(h.status("me/proj", B, "test").await?, None);
+    assert_eq!(
+        h.status("me/proj", A, "test").await?,
+        Some(("success".into(), "test on aaaaaaa".into())),
+        "the old head keeps its statuses"
+    );
+    let names = |engine: &Engine| -> Vec<String> {
+        let view = engine.target(&target).expect("tracked");
+        view.jobs.into_iter().map(|j| j.name).collect()
+    };
+    assert_eq!(
+        names(&running.engine),
+        ["build", "docs", "pipeline", "static"]
+    );
+    // The history's latest state has B's jobs only.
+    let history = running.engine.history().clone();
+    let wait = async {
+        loop {
+            if let Some(state) = history.latest(&target).await?
+                && state.source_commit.as_ref().map(|c| c.as_str()) == Some(B)
+            {
+                return anyhow::Ok(state.jobs.keys().cloned().collect::<Vec<_>>());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let recorded = tokio::time::timeout(Duration::from_secs(20), wait).await??;
+    assert_eq!(recorded, ["build", "docs", "pipeline", "static"]);
+
+    // C's plan fails: the plan job says why and no planned job is left.
+    h.edit(&[("me/proj/ref/heads/main/head", Some(C))]).await?;
+    h.wait_status("me/proj", C, "pipeline", "failure", "bad pipeline file")
+        .await?;
+    h.wait_status("me/proj", C, "static", "success", "Static")
+        .await?;
+    assert_eq!(names(&running.engine), ["pipeline", "static"]);
+    assert_eq!(h.status("me/proj", C, "build").await?, None);
+    running.stop().await
+}

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use datakit_ci_store::StorePath;
 use datakit_ci_term::{CommitHash, EvalContext, JobId, JobOutput, JobResult};
 
-use super::{Engine, JobKey, State, StatusChange, lock};
+use super::{Engine, JobKey, JobTerm, State, StatusChange, lock};
 
 impl Engine {
     /// One job's evaluation loop.
@@ -20,14 +20,34 @@ impl Engine {
             let Some(inputs) = self.job_inputs(&key) else {
                 return;
             };
+            if inputs.stale {
+                // Planned for an earlier head: the plan of the new head replaces or removes it.
+                tokio::select! {
+                    _ = wake.notified() => continue,
+                    _ = cancel.cancelled() => return,
+                }
+            }
             let ctx = EvalContext::new(job_id.clone(), Some(inputs.tree));
             self.inner.metrics.term_evals.inc();
+            let evaluate = async {
+                match &inputs.term {
+                    JobTerm::Test(term) => {
+                        let evaluation = term.evaluate(&ctx).await;
+                        (JobOutput::from(evaluation.status), evaluation.dependencies)
+                    }
+                    JobTerm::Plan(term) => {
+                        let evaluation = term.evaluate(&ctx).await;
+                        let status = self.plan_evaluated(&key, &inputs.head, evaluation.status);
+                        (JobOutput::from(status), evaluation.dependencies)
+                    }
+                }
+            };
             let evaluation = tokio::select! {
-                evaluation = AssertUnwindSafe(inputs.term.evaluate(&ctx)).catch_unwind() => evaluation,
+                evaluation = AssertUnwindSafe(evaluate).catch_unwind() => evaluation,
                 _ = cancel.cancelled() => return,
             };
             let (output, dependencies) = match evaluation {
-                Ok(evaluation) => (JobOutput::from(evaluation.status), evaluation.dependencies),
+                Ok(evaluation) => evaluation,
                 Err(_) => {
                     tracing::error!(job = %job_id, "term evaluation panicked");
                     let result = JobResult::Failure("the test's term panicked".to_owned());

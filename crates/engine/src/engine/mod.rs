@@ -27,12 +27,13 @@ use datakit_ci_store::{Branch, BranchName, Commit, CommitId, Snapshot, Store, St
 use datakit_ci_term::metadata::{MetadataError, MetadataReader};
 use datakit_ci_term::{CommitHash, JobOutput, LogLeaf, RefName, RepoId, Target, TargetId, Term};
 
-use crate::config::{EngineConfig, Project};
+use crate::config::{EngineConfig, Plan, Project};
 use crate::metrics::{EngineMetrics, TypeLabel};
 use crate::status::{self, ReportedStatus};
 
 mod flush;
 mod job;
+mod plan;
 mod queries;
 
 use flush::error_chain;
@@ -96,6 +97,8 @@ pub struct JobView {
     pub name: String,
     /// Its latest output for the target's current head, if evaluated yet.
     pub output: Option<JobOutput>,
+    /// The jobs it waits for, for a job of a project's plan ([`PlannedJob::needs`](crate::PlannedJob)).
+    pub needs: Vec<String>,
 }
 
 /// A target whose metadata is malformed (e.g. a PR whose `head` is not a commit hash): it is not
@@ -199,8 +202,20 @@ struct TargetState {
     history_retry: Option<(Instant, u32)>,
 }
 
+/// What a job evaluates.
+#[derive(Clone)]
+enum JobTerm {
+    /// A test, or a job of a plan.
+    Test(Term<String>),
+    /// A project's plan: its value becomes the target's planned jobs.
+    Plan(Term<Plan>),
+}
+
 struct JobState {
-    term: Term<String>,
+    term: JobTerm,
+    /// For a job of a plan: the head it was planned for (it is not evaluated for another) and
+    /// the jobs it waits for.
+    planned: Option<(CommitHash, Vec<String>)>,
     wake: Arc<Notify>,
     cancel: CancellationToken,
     output: Option<JobOutput>,
@@ -224,6 +239,13 @@ impl JobState {
             .filter(|_| self.output_head.as_ref() == Some(head))
     }
 
+    /// Whether this is a job of a plan made for another head than `head`.
+    fn is_stale(&self, head: &CommitHash) -> bool {
+        self.planned
+            .as_ref()
+            .is_some_and(|(planned_for, _)| planned_for != head)
+    }
+
     /// Whether the metadata's status for `head` differs from the job's result for it.
     fn wants_status_write(&self, head: &CommitHash) -> bool {
         self.output_for(head).is_some_and(|output| {
@@ -234,9 +256,12 @@ impl JobState {
 
 /// What a job's next evaluation needs.
 struct JobInputs {
-    term: Term<String>,
+    term: JobTerm,
     tree: Snapshot,
     head: CommitHash,
+    /// A job of a plan for another head than the target's: not evaluated until the plan for
+    /// the new head replaces or removes it.
+    stale: bool,
 }
 
 /// A status to write, collected under the lock and written outside it.
@@ -665,7 +690,8 @@ impl Engine {
                     dirty.insert(id.clone());
                 }
                 tracked.target = target;
-                for job in tracked.jobs.values() {
+                // A planned job waits for the plan of the new head instead.
+                for job in tracked.jobs.values().filter(|job| job.planned.is_none()) {
                     job.wake.notify_one();
                 }
                 return Ok(());
@@ -676,34 +702,29 @@ impl Engine {
             .projects
             .get(id.repo())
             .expect("only configured projects are observed");
-        let tests = project.tests_for(&id);
+        let tests = project
+            .tests_for(&id)
+            .into_iter()
+            .map(|(name, term)| (name, JobTerm::Test(term)))
+            .chain(
+                project
+                    .plan_for(&id)
+                    .map(|(name, plan)| (name, JobTerm::Plan(plan))),
+            );
         let mut jobs = BTreeMap::new();
         let mut spawn = Vec::new();
         let reported_statuses = status::ReportedStatuses::read(tree, id.repo(), target.head());
         // Targets found when the engine starts are not news (a restart prints nothing).
         let announce = lock(&self.inner.state).applied.is_some();
         for (name, term) in tests {
-            let wake = Arc::new(Notify::new());
-            let cancel = self.inner.shutdown.child_token();
             let reported = reported_statuses.get(&reader, &name);
+            let job = self.new_job(term, None, reported, announce);
             spawn.push((
                 (id.clone(), name.clone()),
-                Arc::clone(&wake),
-                cancel.clone(),
+                Arc::clone(&job.wake),
+                job.cancel.clone(),
             ));
-            jobs.insert(
-                name,
-                JobState {
-                    term,
-                    wake,
-                    cancel,
-                    output: None,
-                    output_head: None,
-                    reported,
-                    deps: Vec::new(),
-                    announce,
-                },
-            );
+            jobs.insert(name, job);
         }
         tracing::info!(target = %id, jobs = jobs.len(), "tracking new target");
         {
@@ -775,10 +796,9 @@ impl Engine {
     fn all_jobs_evaluated(&self) -> bool {
         let state = lock(&self.inner.state);
         state.targets.values().all(|target| {
-            target
-                .jobs
-                .values()
-                .all(|job| job.output_for(target.target.head()).is_some())
+            target.jobs.values().all(|job| {
+                job.output_for(target.target.head()).is_some() || job.is_stale(target.target.head())
+            })
         })
     }
 
@@ -825,10 +845,15 @@ impl Engine {
         let state = lock(&self.inner.state);
         let target = state.targets.get(&key.0)?;
         let job = target.jobs.get(&key.1)?;
+        let head = target.target.head();
         Some(JobInputs {
             term: job.term.clone(),
             tree: state.snapshot.as_ref()?.tree(),
-            head: target.target.head().clone(),
+            head: head.clone(),
+            stale: job
+                .planned
+                .as_ref()
+                .is_some_and(|(planned_for, _)| planned_for != head),
         })
     }
 }
@@ -865,6 +890,11 @@ fn view(target: &TargetState) -> TargetView {
             .map(|(name, job)| JobView {
                 name: name.clone(),
                 output: job.output.clone(),
+                needs: job
+                    .planned
+                    .as_ref()
+                    .map(|(_, needs)| needs.clone())
+                    .unwrap_or_default(),
             })
             .collect(),
     }
