@@ -44,7 +44,7 @@ pub(crate) struct StepDoc {
     pub(crate) needs: Lenient<Vec<At<String>>>,
     /// One job per combination of these values, also set in the environment.
     #[serde(default)]
-    pub(crate) matrix: Lenient<IndexMap<At<String>, At<Vec<At<ScalarText>>>>>,
+    pub(crate) matrix: Lenient<Matrix>,
     /// Environment variables.
     #[serde(default)]
     pub(crate) env: Lenient<IndexMap<At<String>, ScalarText>>,
@@ -76,6 +76,9 @@ pub(crate) struct StepDoc {
     #[serde(default)]
     pub(crate) inputs: Lenient<Vec<At<String>>>,
 }
+
+/// Matrix keys, each with its values.
+pub(crate) type Matrix = IndexMap<At<String>, At<Vec<At<ScalarText>>>>;
 
 /// A Dockerfile: its path, or a mapping with `file`, `context` and `args`.
 #[derive(JsonSchema)]

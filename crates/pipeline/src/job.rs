@@ -2,7 +2,6 @@
 //! digest that says whether two jobs do the same work.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
@@ -104,6 +103,17 @@ impl Job {
     /// here field by field (every string length-prefixed, maps sorted), never `Debug` output.
     /// Changing that text is a breaking change: every job would look new.
     pub fn definition_digest(&self) -> String {
+        let digest = Sha256::digest(self.canonical_text().as_bytes());
+        digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    /// The status context reported for the job: `ci/datakit/<name>`.
+    pub fn context(&self) -> String {
+        format!("ci/datakit/{}", self.name)
+    }
+
+    /// The text `definition_digest` hashes, one field a line in a fixed order.
+    fn canonical_text(&self) -> String {
         let mut text = String::from("datakit-ci job definition v1\n");
         field(&mut text, "name", &self.name);
         field(&mut text, "run", &self.run);
@@ -158,18 +168,7 @@ impl Job {
         strings(&mut text, "artifacts", &self.artifacts);
         strings(&mut text, "inputs", &self.inputs);
         strings(&mut text, "needs", &self.needs);
-        let digest = Sha256::digest(text.as_bytes());
-        digest
-            .iter()
-            .fold(String::with_capacity(64), |mut hex, byte| {
-                let _ = write!(hex, "{byte:02x}"); // writing to a String cannot fail
-                hex
-            })
-    }
-
-    /// The status context reported for the job: `ci/datakit/<name>`.
-    pub fn context(&self) -> String {
-        format!("ci/datakit/{}", self.name)
+        text
     }
 }
 
@@ -179,16 +178,85 @@ fn bool_text(b: bool) -> &'static str {
 
 /// `key len:value\n`: the length makes any value, newlines included, unambiguous.
 fn field(text: &mut String, key: &str, value: &str) {
-    let _ = writeln!(text, "{key} {}:{value}", value.len()); // writing to a String cannot fail
+    text.push_str(&format!("{key} {}:{value}\n", value.len()));
 }
 
 fn list(text: &mut String, key: &str, len: usize) {
-    let _ = writeln!(text, "{key} [{len}]"); // writing to a String cannot fail
+    text.push_str(&format!("{key} [{len}]\n"));
 }
 
 fn strings(text: &mut String, key: &str, values: &[String]) {
     list(text, key, values.len());
     for value in values {
         field(text, "item", value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The canonical text is the digest's contract: this test shows it whole, so that a change
+    /// to it (which makes every job look new) is seen in review.
+    #[test]
+    fn canonical_text_is_fixed() {
+        let job = Job {
+            name: "test (os=linux)".into(),
+            step: "test".into(),
+            matrix: vec![("os".into(), "linux".into())],
+            run: "make\ntest".into(),
+            runner: Runner::Dockerfile {
+                file: "ci/Dockerfile".into(),
+                context: ".".into(),
+                args: [("RUST".to_owned(), "1.95".to_owned())].into(),
+            },
+            needs: vec!["build".into()],
+            env: [("os".to_owned(), "linux".to_owned())].into(),
+            secrets: vec!["TOKEN".into()],
+            timeout: Duration::from_secs(90),
+            retry: Retry {
+                attempts: 2,
+                on: vec![RetryOn::Timeout, RetryOn::ExitCode(137)],
+            },
+            when: When::default(),
+            allow_failure: true,
+            manual: false,
+            schedule: None,
+            artifacts: vec![],
+            inputs: vec!["src".into()],
+        };
+        assert_eq!(
+            job.canonical_text(),
+            "datakit-ci job definition v1
+name 15:test (os=linux)
+run 9:make
+test
+runner 10:dockerfile
+file 13:ci/Dockerfile
+context 1:.
+args [1]
+arg 4:RUST
+value 4:1.95
+env [1]
+env 2:os
+value 5:linux
+secrets [1]
+item 5:TOKEN
+timeout_ms 5:90000
+attempts 1:2
+retry_on [2]
+on 7:timeout
+on 3:137
+allow_failure 4:true
+manual 5:false
+schedule 0:
+artifacts [0]
+inputs [1]
+item 3:src
+needs [1]
+item 5:build
+"
+        );
+        assert_eq!(job.definition_digest().len(), 64);
     }
 }

@@ -107,10 +107,10 @@ pub(crate) fn step(name: &At<String>, doc: StepDoc, problems: &mut Vec<Problem>)
         .unwrap_or_default()
         .into_iter()
         .map(|a| {
-            if p.repository_path(&a, "artifact") {
-                if let Err(message) = crate::when::glob(&a.value) {
-                    p.add(a.pos, message);
-                }
+            if p.repository_path(&a, "artifact")
+                && let Err(message) = crate::when::glob(&a.value)
+            {
+                p.add(a.pos, message);
             }
             a.value
         })

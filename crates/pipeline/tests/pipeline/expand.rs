@@ -72,6 +72,9 @@ fn needs_keep_file_order_of_the_needs_list() {
     );
 }
 
+/// One edit of a job, for the digest tests.
+type Change = Box<dyn Fn(&mut Job)>;
+
 fn sample() -> Job {
     only_job(
         r#"steps:
@@ -134,7 +137,7 @@ fn digest_changes_with_every_field_but_when() {
     let other_schedule = only_job("steps:\n  a:\n    run: x\n    schedule: \"0 4 * * *\"\n")
         .schedule
         .expect("a schedule");
-    let changes: Vec<(&str, Box<dyn Fn(&mut Job)>)> = vec![
+    let changes: Vec<(&str, Change)> = vec![
         ("name", Box::new(|j| j.name.push('2'))),
         ("run", Box::new(|j| j.run.push(' '))),
         ("runner host", Box::new(|j| j.runner = Runner::Host)),
