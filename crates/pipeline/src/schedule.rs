@@ -36,7 +36,13 @@ impl Schedule {
             .build();
         let cron = parser
             .parse(text)
-            .map_err(|e| format!("invalid schedule {text:?}: {e}"))?;
+            // croner ends its messages with a period; ours end without one.
+            .map_err(|e| {
+                format!(
+                    "invalid schedule {text:?}: {}",
+                    e.to_string().trim_end_matches('.')
+                )
+            })?;
         Ok(Schedule {
             text: text.to_owned(),
             cron,

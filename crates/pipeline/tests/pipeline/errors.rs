@@ -168,7 +168,7 @@ fn bad_values_each_with_its_message() {
 "#,
         r#"
 4:14: invalid duration "5 parsecs": unknown time unit "parsecs", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations) (write e.g. 90s, 30m, 1h)
-5:15: invalid schedule "61 * * * *": Component error: Number out of bounds.
+5:15: invalid schedule "61 * * * *": Component error: Number out of bounds
 6:23: error parsing glob '[a': unclosed character class; missing ']'
 6:38: error parsing glob 'src/{a': unclosed alternate group; missing '}' (maybe escape '{' with '[{]'?)
 7:23: retry attempts must be between 1 and 10, not 0

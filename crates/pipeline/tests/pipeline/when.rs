@@ -159,6 +159,13 @@ fn schedule_latest_and_next() {
         "2026-12-07T03:00:00Z"
     );
     assert_eq!(show(schedule.next_after(three)), "2026-12-08T03:00:00Z");
+    // Seconds and fractions past the minute do not move the answer.
+    let later = time("2026-12-07T03:00:30.5Z");
+    assert_eq!(
+        show(schedule.latest_at_or_before(later)),
+        "2026-12-07T03:00:00Z"
+    );
+    assert_eq!(show(schedule.next_after(later)), "2026-12-08T03:00:00Z");
 
     let job = only_job("steps:\n  a:\n    run: x\n    schedule: \"30 1 * * MON\"\n");
     let schedule = job.schedule.expect("a schedule");
