@@ -125,7 +125,13 @@ impl<'de> Deserialize<'de> for DockerfileDoc {
                     .map(DockerfileDoc::Spec)
             }
         }
-        deserializer.deserialize_any(DockerfileVisitor)
+        // As a struct, so that our deserializer reports every unknown key of the mapping; a
+        // string still comes to `visit_str`.
+        deserializer.deserialize_struct(
+            "Dockerfile",
+            &["file", "context", "args"],
+            DockerfileVisitor,
+        )
     }
 }
 

@@ -135,6 +135,10 @@ fn problem_from_saphyr(error: &serde_saphyr::Error) -> Problem {
             message = stripped.to_owned();
         }
     }
+    if message.starts_with("multiple YAML documents detected") {
+        // Said without serde-saphyr's advice to its own callers.
+        message = "the file holds more than one YAML document (---); a pipeline is one".to_owned();
+    }
     Problem {
         line: position.map(|p| p.0),
         column: position.map(|p| p.1),

@@ -12,6 +12,10 @@ fn a_yaml_syntax_error_is_the_only_problem() {
         "4:13: mapping values are not allowed in this context",
     );
     check_err(
+        "steps:\n  a:\n    run: x\n---\nother: 1\n",
+        "5:1: the file holds more than one YAML document (---); a pipeline is one",
+    );
+    check_err(
         "steps:\n\ta:\n",
         "2:2: tabs disallowed within this context (block indentation)",
     );
@@ -69,6 +73,12 @@ fn unknown_keys_everywhere_each_with_a_suggestion_when_close() {
     check_err(
         "steps:\n  a:\n    run: x\n    dockerfile: {file: D, contxt: .}\n",
         r#"4:27: unknown key "contxt", did you mean "context"?"#,
+    );
+    check_err(
+        "steps:\n  a:\n    run: x\n    dockerfile: {file: D, bogus: 1, other: 2}\n",
+        r#"
+4:27: unknown key "bogus"
+4:37: unknown key "other""#,
     );
 }
 
@@ -197,6 +207,14 @@ fn bad_values_each_with_its_message() {
 #[test]
 fn image_and_dockerfile_together() {
     check_err(
+        "steps:\n  a:\n    run: x\n    dockerfile: {context: ci}\n",
+        r#"4:5: missing key "file""#,
+    );
+    check_err(
+        "steps:\n  a:\n    run: x\n    dockerfile: [Dockerfile]\n",
+        "4:17: expected a path or a mapping with file, context and args, found a list",
+    );
+    check_err(
         "steps:\n  a:\n    run: x\n    image: rust\n    dockerfile: Dockerfile\n",
         r#"5:17: "image" and "dockerfile" cannot both be given"#,
     );
@@ -261,4 +279,45 @@ fn problems_display_with_the_file_name() {
             r#".datakit-ci.yml:3:5: unknown key "rn", did you mean "run"?"#,
         ]
     );
+}
+
+#[test]
+fn every_prefix_of_a_file_parses_or_says_why_without_panicking() {
+    let text = r#"# CI
+steps:
+  build: &build
+    run: make
+    image: "rust:1.95"
+    env: {A: 1, B: "two"}
+  test:
+    <<: *build
+    needs: [build]
+    matrix: {os: [linux, macos]}
+    when: {branches: ["release/*"], paths: ["src/**"]}
+    retry: {attempts: 2, on: [timeout, 137]}
+    dockerfile: {file: ci/Dockerfile, args: {X: y}}
+    schedule: "0 3 * * *"
+---
+other: document
+"#;
+    let lines = text.lines().count();
+    let mut outcomes = (0, 0);
+    for (end, _) in text.char_indices() {
+        match parse(&text[..end]) {
+            Ok(_) => outcomes.0 += 1,
+            Err(error) => {
+                outcomes.1 += 1;
+                assert!(!error.problems.is_empty(), "an error lists its problems");
+                for problem in &error.problems {
+                    assert!(
+                        problem.line.is_none_or(|l| (1..=lines + 1).contains(&l)),
+                        "{problem:?}"
+                    );
+                    assert!(!problem.message.is_empty());
+                }
+            }
+        }
+    }
+    // Some prefixes are whole files, most are not.
+    assert!(outcomes.0 > 0 && outcomes.1 > 0, "{outcomes:?}");
 }
