@@ -88,7 +88,7 @@ impl JobEnvironment {
     }
 
     /// `cmd` with this environment for `job` building `commit`.
-    pub(crate) fn apply(&self, cmd: Cmd, job: &JobId, commit: &CommitHash, home: &Path) -> Cmd {
+    pub fn apply(&self, cmd: Cmd, job: &JobId, commit: &CommitHash, home: &Path) -> Cmd {
         match self {
             JobEnvironment::Inherited => cmd,
             JobEnvironment::Clean { pass } => {
@@ -106,7 +106,7 @@ impl JobEnvironment {
 
     /// This environment's part of the cache's recipe: what changes a result. Values passed on
     /// appear only as a SHA-256 digest (they may be secrets, and the recipe is stored as text).
-    pub(crate) fn recipe(&self) -> String {
+    pub fn recipe(&self) -> String {
         match self {
             JobEnvironment::Inherited => "environment inherited\n".to_owned(),
             JobEnvironment::Clean { pass } => {

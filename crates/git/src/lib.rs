@@ -99,12 +99,14 @@ mod objects;
 mod pack;
 mod repo;
 mod shared_clone;
+mod tree;
 
 pub use command::{Command, CommandConfig};
 pub use credentials::RemoteCredentials;
 pub use environment::JobEnvironment;
 pub use repo::{Commit, Repo};
 pub use shared_clone::SharedClone;
+pub use tree::TreeEntry;
 
 #[cfg(doc)]
 use datakit_ci_term::Term;
@@ -198,6 +200,18 @@ pub enum Error {
         dir: PathBuf,
         /// How it ended.
         status: datakit_ci_process::ExitStatus,
+    },
+    /// A git command failed; what it printed on standard error says why.
+    #[error("command {command} in {dir:?} {status}: {stderr}")]
+    Failed {
+        /// The command, as shown to users.
+        command: String,
+        /// Where it ran.
+        dir: PathBuf,
+        /// How it ended.
+        status: datakit_ci_process::ExitStatus,
+        /// Its standard error.
+        stderr: String,
     },
     /// Reading or writing the repository's objects or refs in-process failed.
     #[error("cannot update the repository {dir:?}: {message}")]

@@ -419,7 +419,7 @@ pub(crate) async fn run_git(dir: &Path, cmd: Cmd) -> Result<(), Error> {
     run(cmd).await.map_err(|source| git_error(dir, source))
 }
 
-fn git_error(dir: &Path, source: datakit_ci_process::Error) -> Error {
+pub(crate) fn git_error(dir: &Path, source: datakit_ci_process::Error) -> Error {
     Error::Git {
         dir: dir.to_owned(),
         source,
