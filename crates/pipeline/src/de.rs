@@ -557,3 +557,80 @@ impl<'de> SeqAccess<'de> for LenientSeq<'de> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::node::parse_tree;
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        name: At<String>,
+        #[serde(default)]
+        count: Lenient<u32>,
+        #[serde(default)]
+        tags: Lenient<Vec<At<ScalarText>>>,
+    }
+
+    fn read(text: &str) -> (Result<Sample, Problem>, Vec<String>) {
+        let node = match parse_tree(text) {
+            Ok(Some(node)) => node,
+            other => panic!("expected a tree, got {other:?}"),
+        };
+        let collector = Collector::default();
+        let result = from_node::<Sample>(&node, &collector);
+        let problems = collector
+            .problems
+            .take()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        (result, problems)
+    }
+
+    #[test]
+    fn values_carry_their_positions() {
+        let (sample, problems) = read("name: x\ntags: [1.0, b]\n");
+        let sample = sample.expect("a valid sample");
+        assert!(problems.is_empty());
+        assert_eq!(sample.name.value, "x");
+        assert_eq!(sample.name.pos, Some(Pos { line: 1, column: 7 }));
+        let tags = sample.tags.0.expect("tags");
+        assert_eq!(tags[0].value, ScalarText("1.0".into()));
+        assert_eq!(
+            tags[1].pos,
+            Some(Pos {
+                line: 2,
+                column: 13
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_lenient_failures_are_all_collected() {
+        let (sample, problems) = read("nam: y\nname: x\ncount: many\ntags: {a: 1}\nother: 2\n");
+        let sample = sample.expect("the required key is there");
+        assert!(sample.count.0.is_none());
+        assert!(sample.tags.0.is_none());
+        assert_eq!(
+            problems,
+            [
+                r#"1:1: unknown key "nam", did you mean "name"?"#,
+                r#"5:1: unknown key "other""#,
+                r#"3:8: expected a whole number, found the string "many""#,
+                "4:7: expected a list, found a mapping",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_key_is_an_error_of_the_mapping() {
+        let (sample, problems) = read("count: 1\n");
+        let problem = sample.expect_err("name is required");
+        assert_eq!(problem.to_string(), r#"1:1: missing key "name""#);
+        assert!(problems.is_empty());
+    }
+}

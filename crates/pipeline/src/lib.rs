@@ -145,6 +145,15 @@
 //!     artifacts: [target/release/app, "reports/*.xml"]
 //!     inputs: [src, Cargo.toml, Cargo.lock]
 //! ```
+//!
+//! # Problems
+//!
+//! A file with problems gives no jobs at all. [`parse`] reports every problem it can find in
+//! one pass, each at the line and column of the offending key or value, shown by
+//! [`Problem::display_in`] as `.datakit-ci.yml:4:5: unknown key "need", did you mean "needs"?`.
+//! A YAML syntax error is reported alone; otherwise unknown keys, wrong types, invalid values,
+//! duplicate keys, unknown or cyclic `needs` (`cycle in needs: a -> b -> a`) and duplicate job
+//! names all come together. A file over [`MAX_FILE_BYTES`] is refused before it is read.
 
 mod de;
 mod error;
@@ -242,7 +251,6 @@ pub fn parse(text: &str) -> Result<Pipeline, ParseError> {
         && !entries
             .iter()
             .any(|(k, _)| k.scalar_text().as_deref() == Some("steps"))
-        && problems.is_empty()
     {
         // Said plainly rather than as serde's "missing key", with the unknown keys if any.
         problems.push(Problem::at(

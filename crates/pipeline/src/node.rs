@@ -276,3 +276,62 @@ pub(crate) fn dedup_keys(node: &mut Node, problems: &mut Vec<Problem>) {
         | Kind::Str(_) => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(text: &str) -> Node {
+        match parse_tree(text) {
+            Ok(Some(node)) => node,
+            other => panic!("expected a tree, got {other:?}"),
+        }
+    }
+
+    fn entries(node: &Node) -> &[(Node, Node)] {
+        match &node.kind {
+            Kind::Map(entries) => entries,
+            _ => panic!("expected a mapping, got {}", node.describe()),
+        }
+    }
+
+    #[test]
+    fn nodes_have_positions_and_scalars_their_text() {
+        let root = tree("a: 1.90\nb:\n  - yes\n  - 'q'\n");
+        let top = entries(&root);
+        assert_eq!(top[0].0.pos, Some(Pos { line: 1, column: 1 }));
+        assert_eq!(top[0].1.pos, Some(Pos { line: 1, column: 4 }));
+        assert_eq!(top[0].1.scalar_text().as_deref(), Some("1.90"));
+        let Kind::Seq(items) = &top[1].1.kind else {
+            panic!("expected a list")
+        };
+        assert_eq!(items[0].pos, Some(Pos { line: 3, column: 5 }));
+        assert_eq!(items[0].scalar_text().as_deref(), Some("yes"));
+        assert_eq!(items[1].scalar_text().as_deref(), Some("q"));
+    }
+
+    #[test]
+    fn empty_text_is_no_tree() {
+        assert!(matches!(parse_tree(""), Ok(None)));
+        assert!(matches!(parse_tree("# only a comment\n"), Ok(None)));
+    }
+
+    #[test]
+    fn every_duplicate_key_is_reported_and_the_first_kept() {
+        let mut root = tree("a: 1\nb: {x: 1, x: 2}\na: 3\na: 4\n");
+        let mut problems = Vec::new();
+        dedup_keys(&mut root, &mut problems);
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                r#"3:1: duplicate key "a" (first at line 1)"#,
+                r#"4:1: duplicate key "a" (first at line 1)"#,
+                r#"2:11: duplicate key "x" (first at line 2)"#,
+            ]
+        );
+        let top = entries(&root);
+        assert_eq!(top.len(), 2);
+        assert_eq!(top[0].1.scalar_text().as_deref(), Some("1"));
+    }
+}

@@ -35,6 +35,13 @@ the file has no "steps"; it needs a mapping from step names to steps
 1:1: unknown key "stepz", did you mean "steps"?"#,
     );
     check_err(
+        "on: 1\non: 2\n",
+        r#"
+the file has no "steps"; it needs a mapping from step names to steps
+1:1: unknown key "on"
+2:1: duplicate key "on" (first at line 1)"#,
+    );
+    check_err(
         "steps:\n",
         r#"1:1: "steps" is empty; add at least one step"#,
     );

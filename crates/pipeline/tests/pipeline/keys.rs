@@ -223,3 +223,14 @@ fn json_schema_describes_the_steps() {
     let again: serde_json::Value = serde_json::from_str(&text).expect("the schema is valid JSON");
     assert_eq!(again, schema);
 }
+
+#[test]
+fn windows_line_endings_and_a_byte_order_mark() {
+    let job = only_job("\u{feff}steps:\r\n  a:\r\n    run: x\r\n    matrix: {V: [1.10]}\r\n");
+    assert_eq!(job.name, "a (V=1.10)");
+    assert_eq!(job.env["V"], "1.10");
+    crate::check_err(
+        "steps:\r\n  a:\r\n    run: x\r\n    nedds: [b]\r\n",
+        r#"4:5: unknown key "nedds", did you mean "needs"?"#,
+    );
+}
