@@ -38,8 +38,9 @@ pub struct Cli {
 pub struct ShellTests {
     /// A test, `NAME=COMMAND`: COMMAND runs with `sh -c` in a fresh clone of each target's head;
     /// `NAME@IMAGE=COMMAND` (or `NAME@build:STEP=COMMAND`, in the image `--docker-build STEP`
-    /// builds): in a container of that image, with the head's tree in `/src`.
-    #[arg(long = "test", value_name = "NAME[@IMAGE]=COMMAND", required = true)]
+    /// builds): in a container of that image, with the head's tree in `/src`. Without any
+    /// `--test`, each commit's pipeline file (`.datakit-ci.yml`) says what to run.
+    #[arg(long = "test", value_name = "NAME[@IMAGE]=COMMAND")]
     pub tests: Vec<String>,
     /// The longest a test may run (e.g. `90s`, `20m`, `1h 30m`); a test that takes longer
     /// fails with `timed out after …` and its processes are killed.

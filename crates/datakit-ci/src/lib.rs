@@ -99,3 +99,13 @@ pub mod notifications {
 pub mod docker {
     pub use datakit_ci_docker::*;
 }
+
+/// The pipeline file's format ([`datakit_ci_pipeline`]).
+pub mod pipeline {
+    pub use datakit_ci_pipeline::*;
+}
+
+/// Running the pipeline file of each commit ([`datakit_ci_pipeline_run`]).
+pub mod pipeline_run {
+    pub use datakit_ci_pipeline_run::*;
+}

@@ -18,6 +18,7 @@ use datakit_ci_git::{Command, CommandConfig, JobEnvironment, Repo, Services};
 use datakit_ci_health::Health;
 use datakit_ci_log::{LogConfig, LogManager};
 use datakit_ci_notifications::{DeliveryConfig, Notifier};
+use datakit_ci_pipeline_run::{PLAN_JOB, PipelineRunner, RunnerConfig};
 use datakit_ci_pool::{MonitoredPool, PoolMetrics, Pools};
 use datakit_ci_process as process;
 use datakit_ci_store::Store;
@@ -67,6 +68,12 @@ pub struct ShellConfig {
 }
 
 impl ShellConfig {
+    /// Whether targets run their commit's pipeline file: when no test is given on the command
+    /// line (no `--test`, no `--docker-build`).
+    pub fn uses_pipeline_file(&self) -> bool {
+        self.tests.is_empty() && self.docker.tests.is_empty() && self.docker.builds.is_empty()
+    }
+
     /// `tests`, with no timeout, no job limit and nothing passed on.
     pub fn new(tests: Vec<TestSpec>) -> Self {
         ShellConfig {
@@ -252,7 +259,14 @@ pub fn shell_projects(
                         .map(|command| (test.name.clone(), command))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(Project::new(&source.id.to_string(), move |target| {
+            let pipeline = config.uses_pipeline_file().then(|| {
+                let config = RunnerConfig {
+                    environment: command_config.environment.clone(),
+                    job_slots: command_config.job_slots.clone(),
+                };
+                PipelineRunner::new(&repo, &source.id.to_string(), config, services)
+            });
+            let project = Project::new(&source.id.to_string(), move |target| {
                 let head = repo.fetch_head(target.clone());
                 let shell = commands.iter().map(|(name, command)| {
                     (
@@ -262,7 +276,11 @@ pub fn shell_projects(
                 });
                 let containerised = docker.iter().flat_map(|docker| docker.jobs(&head));
                 shell.chain(containerised).collect()
-            })?)
+            })?;
+            Ok(match pipeline {
+                Some(runner) => project.with_plan(PLAN_JOB, move |target| runner.plan(target)),
+                None => project,
+            })
         })
         .collect()
 }

@@ -281,7 +281,7 @@ impl Repo {
     /// A fresh directory `<prefix>…` (mode 0700, removed when dropped) where the builds of
     /// this repository make their temporary files: the services'
     /// [`temp_dir`](Services::temp_dir), else the system's temporary directory.
-    pub(crate) fn temp_dir(&self, prefix: &str) -> Result<tempfile::TempDir, Error> {
+    pub fn temp_dir(&self, prefix: &str) -> Result<tempfile::TempDir, Error> {
         temp_dir(self.core.services.temp_dir.as_deref(), prefix)
     }
 

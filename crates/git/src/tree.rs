@@ -93,8 +93,15 @@ impl Commit {
         let hash = self.hash().as_str();
         let output = match base {
             Some(base) => {
-                self.run(["diff", "--name-only", "-z", "--no-renames", base.as_str(), hash])
-                    .await?
+                self.run([
+                    "diff",
+                    "--name-only",
+                    "-z",
+                    "--no-renames",
+                    base.as_str(),
+                    hash,
+                ])
+                .await?
             }
             None => {
                 self.run([
@@ -121,7 +128,9 @@ impl Commit {
     pub async fn merge_base(&self, other: &CommitHash) -> Result<Option<CommitHash>, Error> {
         let dir = self.repo().dir();
         let cmd = git(dir, ["merge-base", self.hash().as_str(), other.as_str()]);
-        let captured = capture(cmd).await.map_err(|source| git_error(dir, source))?;
+        let captured = capture(cmd)
+            .await
+            .map_err(|source| git_error(dir, source))?;
         match captured.status {
             ExitStatus::Exited(0) => Ok(captured.stdout.trim().parse().ok()),
             ExitStatus::Exited(1) => Ok(None),
@@ -143,7 +152,9 @@ impl Commit {
         let dir = self.repo().dir();
         let cmd = git(dir, args);
         let command = cmd.display();
-        let captured = capture(cmd).await.map_err(|source| git_error(dir, source))?;
+        let captured = capture(cmd)
+            .await
+            .map_err(|source| git_error(dir, source))?;
         match captured.status {
             ExitStatus::Exited(0) => Ok(captured.stdout),
             status => Err(Error::Failed {

@@ -172,12 +172,16 @@ impl Repo {
         self.rev("HEAD")
     }
 
-    /// Makes a commit on top of `parent` writing `files` (path, contents) and returns its hash.
-    /// No ref moves.
+    /// Makes a commit on top of `parent` writing `files` (path, contents; directories are made)
+    /// and returns its hash. No ref moves.
     pub(crate) fn commit(&self, parent: &str, message: &str, files: &[(&str, &str)]) -> String {
         run_git(&self.path, &["checkout", "--quiet", "--detach", parent]);
         for (name, contents) in files {
-            std::fs::write(self.path.join(name), contents).expect("write a file");
+            let path = self.path.join(name);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).expect("make the file's directory");
+            }
+            std::fs::write(path, contents).expect("write a file");
             run_git(&self.path, &["add", name]);
         }
         run_git(

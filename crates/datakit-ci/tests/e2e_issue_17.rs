@@ -1,0 +1,174 @@
+//! Issue 17 end to end: the binary without `--test` runs each commit's `.datakit-ci.yml`, on real
+//! Git repositories — needs, skipped jobs, `when` filters, the path-based cache (a docs-only
+//! change runs nothing else again), an invalid file, a missing file, and a file edited on a
+//! branch.
+
+mod common;
+
+use common::{Ci, Repo, Scratch, State};
+
+/// The description of a job of `commit` once it has state `state`.
+fn description(state: &State, ci: &Ci, commit: &str, job: &str, wanted: &str) -> String {
+    state
+        .wait_for_status(ci, "local/app", commit, job, wanted)
+        .description
+}
+
+#[test]
+fn issue_17_the_pipeline_file_runs_each_commits_jobs_and_reruns_only_changed_inputs() {
+    let scratch = Scratch::new();
+    let runs = scratch.shell_path("runs");
+    let file = format!(
+        "steps:
+  build:
+    run: echo build >> {runs} && test -e src/ok
+    inputs: [src]
+  test:
+    run: echo test >> {runs}
+    needs: [build]
+    inputs: [src, tests]
+  docs:
+    run: echo docs >> {runs}
+    inputs: [docs]
+  release:
+    run: echo release >> {runs}
+    needs: [test]
+    when:
+      branches: [main]
+"
+    );
+    let repo = Repo::new("app");
+    let initial = repo.rev("main");
+    let first = repo.commit(
+        &initial,
+        "Add the pipeline",
+        &[
+            (".datakit-ci.yml", &file),
+            ("src/ok", "1\n"),
+            ("tests/t", "t\n"),
+            ("docs/index", "a\n"),
+        ],
+    );
+    repo.set_ref("refs/heads/main", &first);
+    let state = State::new();
+    let ci = Ci::start(&[&repo], &[], &state, &[]);
+
+    for job in ["build", "test", "docs", "release"] {
+        assert_eq!(description(&state, &ci, &first, job, "success"), "Passed");
+    }
+    assert_eq!(
+        description(&state, &ci, &first, "pipeline", "success"),
+        "4 jobs from .datakit-ci.yml"
+    );
+    let count = |what: &str| {
+        std::fs::read_to_string(scratch.path("runs"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| *line == what)
+            .count()
+    };
+    assert_eq!((count("build"), count("test"), count("docs")), (1, 1, 1));
+
+    // A docs-only change runs again the docs and `release`, whose inputs are the whole tree
+    // (the default), and nothing else.
+    let docs_only = repo.commit(&first, "Docs", &[("docs/index", "b\n")]);
+    repo.set_ref("refs/heads/main", &docs_only);
+    assert_eq!(
+        description(&state, &ci, &docs_only, "docs", "success"),
+        "Passed"
+    );
+    assert_eq!(
+        description(&state, &ci, &docs_only, "release", "success"),
+        "Passed"
+    );
+    let unchanged = format!("Unchanged since {}", &first[..7]);
+    for job in ["build", "test"] {
+        assert_eq!(
+            description(&state, &ci, &docs_only, job, "success"),
+            unchanged,
+            "{job}"
+        );
+    }
+    assert_eq!(
+        (
+            count("build"),
+            count("test"),
+            count("docs"),
+            count("release")
+        ),
+        (1, 1, 2, 2)
+    );
+
+    // A failing need skips its dependants; `release` is for `main` only.
+    let broken = repo.commit_removing(&docs_only, "Break the build", &["src/ok"]);
+    repo.set_ref("refs/heads/broken", &broken);
+    let failure = description(&state, &ci, &broken, "build", "failure");
+    assert!(failure.contains("exited with status 1"), "{failure}");
+    assert_eq!(
+        description(&state, &ci, &broken, "test", "failure"),
+        "Skipped: build failed"
+    );
+    assert_eq!(
+        description(&state, &ci, &broken, "docs", "success"),
+        format!("Unchanged since {}", &docs_only[..7])
+    );
+    assert_eq!(
+        description(&state, &ci, &broken, "pipeline", "success"),
+        "3 jobs from .datakit-ci.yml"
+    );
+    assert_eq!(state.status("local/app", &broken, "release"), None);
+
+    // An invalid file fails the plan with its problems; other targets keep working.
+    let typo = repo.commit(
+        &docs_only,
+        "Typo",
+        &[(".datakit-ci.yml", "steps:\n  a:\n    rn: x\n")],
+    );
+    repo.set_ref("refs/heads/typo", &typo);
+    assert_eq!(
+        description(&state, &ci, &typo, "pipeline", "failure"),
+        "Invalid .datakit-ci.yml:2:3: missing key \"run\" (and 1 more problem: see the log)"
+    );
+    // The check's log lists every problem.
+    let blob = repo.rev_object(&format!("{typo}:.datakit-ci.yml"));
+    let log = state
+        .show(&format!("pipeline-file-{blob}"), "log")
+        .expect("the check's log");
+    assert!(
+        log.contains(".datakit-ci.yml:2:3: missing key \"run\"")
+            && log.contains(".datakit-ci.yml:3:5: unknown key \"rn\", did you mean \"run\"?"),
+        "{log}"
+    );
+    assert_eq!(
+        description(&state, &ci, &docs_only, "build", "success"),
+        unchanged,
+        "other targets keep their statuses"
+    );
+    // A commit without the file says so.
+    repo.set_ref("refs/heads/old", &initial);
+    assert_eq!(
+        description(&state, &ci, &initial, "pipeline", "failure"),
+        format!("No .datakit-ci.yml in commit {}", &initial[..7])
+    );
+
+    // A branch that edits the file gets the jobs of its own version.
+    let edited = repo.commit(
+        &docs_only,
+        "Only lint",
+        &[(
+            ".datakit-ci.yml",
+            &format!("steps:\n  lint:\n    run: echo lint >> {runs}\n"),
+        )],
+    );
+    repo.set_ref("refs/heads/main", &edited);
+    assert_eq!(
+        description(&state, &ci, &edited, "lint", "success"),
+        "Passed"
+    );
+    assert_eq!(
+        description(&state, &ci, &edited, "pipeline", "success"),
+        "1 job from .datakit-ci.yml"
+    );
+    assert_eq!(state.status("local/app", &edited, "build"), None);
+    assert_eq!(count("build"), 2, "only the broken branch built again");
+}

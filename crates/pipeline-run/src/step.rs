@@ -1,0 +1,197 @@
+//! The cached run of one job of the pipeline file: the builder behind the step cache. Its key is
+//! the job's input digest (see `key.rs`), not the commit: a commit whose inputs are those of an
+//! earlier run reuses that run's result, and the value records the commit the run was made on.
+
+use std::sync::Arc;
+
+use datakit_ci_cache::{Build, Builder};
+use datakit_ci_git::{Commit, JobEnvironment};
+use datakit_ci_log::LiveLog;
+use datakit_ci_pipeline::Job;
+use datakit_ci_pool::{Holder, MonitoredPool};
+use datakit_ci_process::{Cmd, run};
+use datakit_ci_store::{BranchName, Snapshot, StorePath};
+use datakit_ci_term::{CommitHash, JobId};
+use tokio_util::sync::CancellationToken;
+
+/// The longest part of a job's name kept in its cache branch's name (escaped), so that the
+/// name fits in a file name with the digest.
+const NAME_IN_BRANCH: usize = 100;
+
+/// The file of a step's result holding the commit it ran on.
+const COMMIT_FILE: &str = "value/commit";
+
+/// One run of a job: its input digest (the cache's identity), the job, and the commit to run
+/// it on if no run with this digest is recorded.
+#[derive(Clone, Debug)]
+pub(crate) struct StepKey {
+    pub(crate) digest: String,
+    pub(crate) job: Arc<Job>,
+    pub(crate) commit: Commit,
+}
+
+/// How steps run on the CI's host.
+pub(crate) struct HostSteps {
+    pub(crate) environment: JobEnvironment,
+    pub(crate) job_slots: Option<MonitoredPool>,
+}
+
+impl HostSteps {
+    /// Runs the job's script with `sh -c` in a temporary clone of the commit, with the job's
+    /// environment, within its timeout.
+    async fn run(
+        &self,
+        log: &LiveLog,
+        cancel: &CancellationToken,
+        job_id: &JobId,
+        key: &StepKey,
+    ) -> Result<(), String> {
+        let commit = &key.commit;
+        let script = async {
+            commit
+                .repo()
+                .with_clone(log, commit, |dir| async move {
+                    let home = commit
+                        .repo()
+                        .temp_dir("home-")
+                        .map_err(|e| format!("cannot make the step's HOME directory: {e}"))?;
+                    let cmd = Cmd::new(["sh", "-c", key.job.run.as_str()])
+                        .map_err(|e| e.to_string())?
+                        .cwd(&dir)
+                        .log_cmd(vec!["sh".into(), "-c".into(), "<the step's run>".into()])
+                        .log(log.clone())
+                        .cancel(cancel.clone());
+                    let mut cmd = self
+                        .environment
+                        .apply(cmd, job_id, commit.hash(), home.path());
+                    for (name, value) in &key.job.env {
+                        cmd = cmd.env(name, value);
+                    }
+                    run(cmd).await.map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        let timed = async {
+            match tokio::time::timeout(key.job.timeout, script).await {
+                Ok(result) => result,
+                Err(_elapsed) => {
+                    let timeout = humantime::format_duration(key.job.timeout);
+                    log.log(&format!("Timed out after {timeout}"));
+                    Err(format!("timed out after {timeout}"))
+                }
+            }
+        };
+        match &self.job_slots {
+            Some(slots) => {
+                let holder = Holder {
+                    job: job_id.to_string(),
+                    label: format!("{} on {}", key.job.name, commit.hash().short(8)),
+                    log_branch: None,
+                };
+                slots.use_(holder, Some(log), timed).await
+            }
+            None => timed.await,
+        }
+    }
+}
+
+/// The builder of the step cache.
+pub(crate) struct StepBuilder {
+    pub(crate) label: String,
+    pub(crate) host: HostSteps,
+}
+
+impl Builder for StepBuilder {
+    type Key = StepKey;
+    type Context = JobId;
+    type Value = CommitHash;
+
+    fn name(&self) -> String {
+        format!("pipeline:{}", self.label)
+    }
+
+    fn title(&self, key: &StepKey) -> String {
+        format!("Run step {} on commit {}", key.job.name, key.commit.hash())
+    }
+
+    fn branch(&self, key: &StepKey) -> BranchName {
+        step_branch(&key.job.name, &key.digest)
+    }
+
+    async fn generate(
+        &self,
+        build: Build<'_>,
+        job_id: &JobId,
+        key: &StepKey,
+    ) -> Result<CommitHash, String> {
+        let outcome = tokio::select! {
+            biased;
+            outcome = self.host.run(build.log, build.cancel, job_id, key) => outcome,
+            () = build.cancel.cancelled() => Err(datakit_ci_process::Error::Cancelled.to_string()),
+        };
+        outcome?;
+        let path = StorePath::new(COMMIT_FILE).expect("a constant valid path");
+        build
+            .transaction
+            .create_file(&path, key.commit.hash().as_str())
+            .map_err(|e| e.to_string())?;
+        Ok(key.commit.hash().clone())
+    }
+
+    fn load(&self, tree: &Snapshot, _key: &StepKey) -> Result<CommitHash, String> {
+        let path = StorePath::new(COMMIT_FILE).expect("a constant valid path");
+        let bytes = tree
+            .read_file(&path)
+            .map_err(|e| e.to_string())?
+            .ok_or("the step's result names no commit")?;
+        String::from_utf8_lossy(&bytes)
+            .trim()
+            .parse()
+            .map_err(|e| format!("the step's result names a bad commit: {e}"))
+    }
+}
+
+/// The cache branch of a job's runs with input digest `digest`:
+/// `pipeline-<escaped job name>-of-<digest>`.
+pub(crate) fn step_branch(job_name: &str, digest: &str) -> BranchName {
+    let mut name = datakit_ci_store::escape(job_name);
+    if name.len() > NAME_IN_BRANCH {
+        let mut end = NAME_IN_BRANCH;
+        // Escaped names are ASCII, but keep a `_XX` escape whole.
+        while name[..end].ends_with('_') || name[..end.saturating_sub(1)].ends_with('_') {
+            end -= 1;
+        }
+        name.truncate(end);
+    }
+    BranchName::new(format!("pipeline-{name}-of-{digest}"))
+        .expect("an escaped name and a hex digest make a valid branch name")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_names_escape_and_shorten_the_job_name() {
+        let digest = "0123abcd".repeat(8);
+        assert_eq!(
+            step_branch("test (os=linux)", &digest).to_string(),
+            format!("pipeline-test_20_28os_3dlinux_29-of-{digest}")
+        );
+        let long = "x".repeat(300);
+        let branch = step_branch(&long, &digest).to_string();
+        assert_eq!(branch, format!("pipeline-{}-of-{digest}", "x".repeat(100)));
+        // A cut never splits an escape.
+        let escapes = "é".repeat(100);
+        let branch = step_branch(&escapes, &digest).to_string();
+        let name = branch
+            .strip_prefix("pipeline-")
+            .and_then(|b| b.strip_suffix(&format!("-of-{digest}")))
+            .expect("the shape");
+        assert!(
+            name.len() <= NAME_IN_BRANCH && name.len().is_multiple_of(3),
+            "{name}"
+        );
+    }
+}
