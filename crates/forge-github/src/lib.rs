@@ -65,7 +65,10 @@ pub use api::ApiCounts;
 pub use auth::{Credentials, Secret};
 pub use error::{Error, WebhookError};
 pub use oauth::{GithubUser, OAuthApp, web_url};
-pub use report::{REPORTED_BRANCH, ReportPass, StatusReporter};
+pub use report::check_run::{
+    ALLOWED_FAILURE_PREFIX, APPROVAL_PREFIX, CANCELLED_PREFIX, SKIPPED_PREFIX, TIMED_OUT_PHRASE,
+};
+pub use report::{LogHook, LogRequest, REPORTED_BRANCH, ReportPass, StatusReporter};
 pub use sync::RepoInfo;
 pub use webhook::{MAX_PAYLOAD_BYTES, sign, verify_signature};
 
