@@ -40,8 +40,10 @@
 //! payload has no commit), `delete`, `pull_request` (`opened`, `synchronize`, `reopened`,
 //! `closed`, `edited`), `installation` and `installation_repositories` (a full sync), `ping`.
 //! `check_run` (`rerequested`, `requested_action` `rebuild`) and `check_suite` (`rerequested`)
-//! reach the program through [`GithubBridge::on_rerun`]. Events about repositories that are not
-//! monitored are acknowledged and ignored.
+//! reach the program through [`GithubBridge::on_rerun`]; as a GitHub App, only if their
+//! `installation.id` is the installation this CI uses for the repository's owner (others are
+//! ignored with a warning). Events about repositories that are not monitored are acknowledged
+//! and ignored.
 
 mod api;
 mod auth;
@@ -382,10 +384,12 @@ impl GithubBridge {
                 repo,
                 head_sha,
                 check_name,
+                installation,
             } => Some(Event::Rerun {
                 repo: find(&repo)?,
                 head_sha,
                 check_name,
+                installation,
             }),
         }
     }
@@ -537,13 +541,21 @@ impl GithubBridge {
                         resync.push(repo);
                     }
                 }
-                Event::Resync { repo: None } => resync = self.inner.repos.clone(),
+                Event::Resync { repo: None } => {
+                    // An installation event: the App's installations may have changed.
+                    self.inner.client.forget_installations().await;
+                    resync = self.inner.repos.clone();
+                }
                 Event::Rerun {
                     repo,
                     head_sha,
                     check_name,
+                    installation,
                 } => {
                     let repo = self.repo_id(&repo)?;
+                    if !self.our_installation(&repo, installation).await {
+                        continue;
+                    }
                     let Ok(commit) = head_sha.parse() else {
                         continue;
                     };
@@ -581,6 +593,24 @@ impl GithubBridge {
             }
         }
         Ok(())
+    }
+
+    /// Whether a re-run request sent for `installation` comes from the App installation this
+    /// CI uses for `repo`'s owner (always, with a token: there is no installation to compare).
+    /// Warns when it does not, or when GitHub cannot say which installation is ours.
+    async fn our_installation(&self, repo: &RepoId, installation: Option<u64>) -> bool {
+        match self.inner.client.installation_id(repo).await {
+            Ok(None) => true,
+            Ok(Some(ours)) if installation == Some(ours) => true,
+            Ok(Some(ours)) => {
+                tracing::warn!(%repo, ours, theirs = ?installation, "a re-run request from another installation than this CI's ignored");
+                false
+            }
+            Err(error) => {
+                tracing::warn!(%repo, error = %ErrorChain(&error), "cannot learn this CI's installation for a re-run request; ignored");
+                false
+            }
+        }
     }
 
     fn repo_id(&self, name: &str) -> Result<RepoId, Error> {

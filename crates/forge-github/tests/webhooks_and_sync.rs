@@ -633,6 +633,61 @@ async fn rerun_requests_reach_the_hook_for_monitored_repositories_only() -> anyh
 }
 
 #[tokio::test]
+async fn rerun_requests_from_another_installation_are_ignored() -> anyhow::Result<()> {
+    let keys = tempfile::tempdir()?;
+    let (private, _) = rsa_key(keys.path())?;
+    let fake = FakeGithub::start();
+    let app = Credentials::App {
+        app_id: 4242,
+        key: Secret::new(private),
+    };
+    let ci = start(&fake, &["github/hello-world", HELLO], app)?;
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = asked.clone();
+    ci.bridge.on_rerun(std::sync::Arc::new(move |request| {
+        recorded.lock().expect("lock").push(request);
+        Box::pin(async {})
+    }));
+    // The fake GitHub says this CI's installation is 1 for every owner.
+    let deliver = |event: &str, file: &str, installation: u64, delivery: &str| {
+        let mut payload: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fixtures_dir().join("webhooks").join(file))?)?;
+        payload["installation"]["id"] = installation.into();
+        let body = serde_json::to_vec(&payload)?;
+        let signature = sign(SECRET.as_bytes(), &body);
+        anyhow::Ok(ci.bridge.receive(WebhookRequest {
+            event: Some(event),
+            delivery: Some(delivery),
+            signature: Some(&signature),
+            body: &body,
+        })?)
+    };
+    deliver("check_run", "check_run.rerequested.1.json", 2, "i1")?;
+    deliver(
+        "check_suite",
+        "check_suite.rerequested.1.json",
+        957_387,
+        "i2",
+    )?;
+    ci.bridge.apply_queued().await?;
+    assert_eq!(asked.lock().expect("lock").len(), 0, "not our installation");
+
+    deliver("check_run", "check_run.rerequested.1.json", 1, "i3")?;
+    deliver("check_suite", "check_suite.rerequested.1.json", 1, "i4")?;
+    ci.bridge.apply_queued().await?;
+    let asked = asked.lock().expect("lock").clone();
+    let repos: Vec<String> = asked.iter().map(|r| r.repo.to_string()).collect();
+    assert_eq!(repos, ["github/hello-world", HELLO]);
+    let lookups = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/installation"))
+        .count();
+    assert_eq!(lookups, 2, "one lookup per owner, then remembered");
+    Ok(())
+}
+
+#[tokio::test]
 async fn requests_wait_while_the_rate_limit_is_exhausted() -> anyhow::Result<()> {
     let fake = FakeGithub::start();
     fake.set_repo("me/proj", repo_with(&[("main", A)], &[], &[]));
