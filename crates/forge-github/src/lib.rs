@@ -34,6 +34,10 @@
 //! A deleted branch or tag is removed; a PR that closed is kept with `state` = `closed`. The
 //! bridge never writes `.monitor` or `commit/…`.
 //!
+//! GitHub does not promise to deliver webhooks in order: a `pull_request` event whose
+//! `pull_request.updated_at` is older than the newest state already applied for that PR (from a
+//! webhook or a full sync) is ignored, so a late delivery cannot move a PR's head back.
+//!
 //! # Webhook events
 //!
 //! `push` (branch or tag moved, created, deleted), `create` (a sync of that repository: the
@@ -50,6 +54,7 @@ mod auth;
 mod error;
 mod metadata;
 mod oauth;
+mod pr_clock;
 mod report;
 mod sync;
 mod webhook;
@@ -76,6 +81,7 @@ pub use webhook::{MAX_PAYLOAD_BYTES, sign, verify_signature};
 
 use crate::api::Client;
 use crate::metadata::Edit;
+use crate::pr_clock::PrClock;
 use crate::webhook::{Deliveries, Event};
 
 /// The store branch the bridge writes.
@@ -208,6 +214,8 @@ struct Inner {
     waiting: Arc<std::sync::atomic::AtomicUsize>,
     /// Serialises metadata writes (webhook batches and syncs).
     writing: tokio::sync::Mutex<()>,
+    /// The newest state applied of each PR, so that a late delivery cannot move it back.
+    pr_clock: Mutex<PrClock>,
 }
 
 impl std::fmt::Debug for GithubBridge {
@@ -258,6 +266,7 @@ impl GithubBridge {
                 rerun: Mutex::new(None),
                 waiting: Arc::default(),
                 writing: tokio::sync::Mutex::new(()),
+                pr_clock: Mutex::new(PrClock::default()),
             }),
         })
     }
@@ -427,6 +436,15 @@ impl GithubBridge {
         let _writing = self.inner.writing.lock().await;
         let head = self.inner.branch.head().await?;
         let tree = head.map(|commit| commit.tree());
+        let times: Vec<(RepoId, u64, chrono::DateTime<chrono::Utc>)> = listings
+            .iter()
+            .flat_map(|(repo, listing)| {
+                listing
+                    .updated_at
+                    .iter()
+                    .map(move |(number, at)| (repo.clone(), *number, *at))
+            })
+            .collect();
         let edits = tokio::task::spawn_blocking(move || -> Result<Vec<Edit>, Error> {
             let mut edits = Vec::new();
             for (repo, listing) in listings {
@@ -436,6 +454,12 @@ impl GithubBridge {
         })
         .await??;
         report.changes = self.write(edits).await?;
+        {
+            let mut clock = lock(&self.inner.pr_clock);
+            for (repo, number, at) in times {
+                clock.synced(&repo, number, at);
+            }
+        }
         if !report.changes.is_empty() {
             tracing::info!(
                 changes = report.changes.len(),
@@ -533,6 +557,10 @@ impl GithubBridge {
                 }
                 Event::Pr { repo, pr } => {
                     let repo = self.repo_id(&repo)?;
+                    if !lock(&self.inner.pr_clock).admit(&repo, pr.number, pr.updated_at) {
+                        tracing::info!(%repo, number = pr.number, updated_at = ?pr.updated_at, "a late pull_request delivery, older than the PR's state already applied, ignored");
+                        continue;
+                    }
                     edits.extend(metadata::pr_edit(&repo, pr));
                 }
                 Event::Resync { repo: Some(repo) } => {

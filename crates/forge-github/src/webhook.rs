@@ -134,6 +134,8 @@ pub(crate) struct PrFields {
     pub(crate) title: String,
     pub(crate) owner: String,
     pub(crate) base: String,
+    /// When GitHub last changed the PR (`updated_at`), if it says.
+    pub(crate) updated_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Deserialize)]
@@ -182,6 +184,8 @@ pub(crate) struct PullRequest {
     pub(crate) user: Option<User>,
     pub(crate) head: Branch,
     pub(crate) base: Branch,
+    #[serde(default)]
+    pub(crate) updated_at: Option<String>,
 }
 
 impl PullRequest {
@@ -197,6 +201,10 @@ impl PullRequest {
             title: self.title.unwrap_or_default(),
             owner: self.user.map(|user| user.login).unwrap_or_default(),
             base: self.base.git_ref,
+            updated_at: self
+                .updated_at
+                .as_deref()
+                .and_then(crate::pr_clock::parse_time),
         }
     }
 }
