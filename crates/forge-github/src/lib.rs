@@ -20,7 +20,10 @@
 //! - [`OAuthApp`] is "Log in with GitHub": the authorize URL, then the user's login,
 //!   organisations and read access to the repositories the ACLs name.
 //! - [`StatusReporter`] ([`GithubBridge::status_reporter`]) sends every status the engine writes
-//!   as a GitHub commit status (context `ci/datakit/<test>`), deriving what is left to send
+//!   as a GitHub commit status (context `ci/datakit/<test>`) and, as a GitHub App, a check run
+//!   (whose conclusion follows [`SKIPPED_PREFIX`], [`ALLOWED_FAILURE_PREFIX`],
+//!   [`APPROVAL_PREFIX`], [`CANCELLED_PREFIX`] and [`TIMED_OUT_PHRASE`], and whose summary shows
+//!   a failed job's last log lines, read through a [`LogHook`]), deriving what is left to send
 //!   from the store, so nothing is lost across a restart or an outage.
 //!
 //! # What is written

@@ -26,6 +26,10 @@ pub const CANCELLED_PREFIX: &str = "Cancelled";
 /// conclusion `timed_out`.
 pub const TIMED_OUT_PHRASE: &str = "timed out after";
 
+/// The process plugin's word for a command stopped by its timeout (`exceeded timeout of 10s`),
+/// also read as `timed_out`.
+const PROCESS_TIMEOUT_PHRASE: &str = "exceeded timeout of";
+
 /// GitHub's limit on a check run's summary, in characters.
 const MAX_SUMMARY_CHARS: usize = 65_535;
 
@@ -92,7 +96,10 @@ impl Conclusion {
             {
                 Some(Conclusion::Cancelled)
             }
-            _ if lower.contains(TIMED_OUT_PHRASE) || lower.starts_with("timed out") => {
+            _ if lower.contains(TIMED_OUT_PHRASE)
+                || lower.contains(PROCESS_TIMEOUT_PHRASE)
+                || lower.starts_with("timed out") =>
+            {
                 Some(Conclusion::TimedOut)
             }
             _ => Some(Conclusion::Failure),

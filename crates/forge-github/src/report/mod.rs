@@ -7,10 +7,12 @@
 //! state of each status.
 //!
 //! As an App, each status also has a check run (name and `external_id` = the context,
-//! `in_progress` while pending, then `completed` with a conclusion, the description as title and
-//! summary, `details_url` = the status link, and a `rebuild` action button): created once, its id
-//! recorded beside the status (`check_run`), then updated (`check_run.rs`: the body, conclusion
-//! and summary).
+//! `in_progress` while pending, then `completed` with a conclusion read from the state and the
+//! description's prefixes — [`SKIPPED_PREFIX`](crate::SKIPPED_PREFIX) and friends —, the
+//! description as title and summary, a failed job's last log lines in the summary (read through
+//! a [`LogHook`]), `details_url` = the status link, and a `rebuild` action button): created
+//! once, its id recorded beside the status (`check_run`), then updated (`check_run.rs`: the
+//! body, conclusion and summary).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

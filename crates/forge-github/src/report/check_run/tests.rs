@@ -90,6 +90,12 @@ fn conclusions() {
         URL,
         ("completed", Some("timed_out"), rebuild),
     );
+    check(
+        "failure",
+        "command \"sh\" \"-c\" \"sleep 9\": exceeded timeout of 1s",
+        URL,
+        ("completed", Some("timed_out"), rebuild),
+    );
     // Only failures are cancelled or timed out; a prefix elsewhere means nothing.
     check(
         "success",
