@@ -17,7 +17,7 @@ use datakit_ci_forge_github::{
 };
 use datakit_ci_git::RemoteCredentials;
 use datakit_ci_store::{BranchName, Store};
-use datakit_ci_term::{LogLeaf, RebuildStateKind, RepoId, SavedLog, TargetId};
+use datakit_ci_term::{JobOutput, LogLeaf, RebuildStateKind, RepoId, SavedLog, TargetId};
 use datakit_ci_web::{
     ForgeHealth, ForgeLink, ForgeLinks, GithubIdentity, GithubLogin, OAuthClient, UserAttrs,
     WebhookDelivery, WebhookOutcome, WebhookReceiver, WebhookRejection,
@@ -230,7 +230,7 @@ pub fn log_hook(engine: Engine) -> LogHook {
     Arc::new(move |request: LogRequest| {
         let engine = engine.clone();
         Box::pin(async move {
-            let commit = saved_log_commit(&engine, &request)?;
+            let commit = saved_log_commit(&engine, &request).await?;
             let snapshot = match engine.store().commit(commit).await {
                 Ok(found) => found.tree(),
                 Err(error) => {
@@ -264,39 +264,59 @@ pub fn log_hook(engine: Engine) -> LogHook {
     })
 }
 
-/// The cache commit of the log to show for `request`'s job.
-fn saved_log_commit(engine: &Engine, request: &LogRequest) -> Option<datakit_ci_store::CommitId> {
+/// The cache commit of the log to show for `request`'s job: from the engine's view of the
+/// targets at that commit, else from their recorded history (after a restart, before the engine
+/// has evaluated them again, or for a commit no longer any target's head).
+async fn saved_log_commit(
+    engine: &Engine,
+    request: &LogRequest,
+) -> Option<datakit_ci_store::CommitId> {
     for id in engine.targets_of_commit(&request.repo, &request.commit) {
-        let Some(view) = engine.target(&id) else {
-            continue;
-        };
-        let Some(output) = view
-            .jobs
-            .iter()
-            .find(|job| job.name == request.job)
-            .and_then(|job| job.output.as_ref())
-        else {
-            continue;
-        };
-        let saved: Vec<&SavedLog> = output
-            .logs
-            .leaves()
-            .into_iter()
-            .filter_map(|leaf| match leaf {
-                LogLeaf::Saved(saved) => Some(saved),
-                LogLeaf::Live(_) => None,
-            })
-            .collect();
-        let chosen = saved
-            .iter()
-            .rev()
-            .find(|s| s.failed())
-            .or_else(|| saved.last());
-        if let Some(chosen) = chosen {
-            return Some(chosen.commit());
+        let chosen = engine.target(&id).and_then(|view| {
+            view.jobs
+                .iter()
+                .find(|job| job.name == request.job)
+                .and_then(|job| job.output.as_ref())
+                .and_then(log_to_show)
+        });
+        if chosen.is_some() {
+            return chosen;
         }
     }
-    None
+    let builds = match engine
+        .history()
+        .builds_of_commit(&request.repo, &request.commit)
+        .await
+    {
+        Ok(builds) => builds,
+        Err(error) => {
+            tracing::warn!(%error, repo = %request.repo, commit = %request.commit, "cannot read a commit's builds for a check run's log");
+            return None;
+        }
+    };
+    builds
+        .values()
+        .filter_map(|state| state.jobs.get(&request.job))
+        .find_map(log_to_show)
+}
+
+/// The cache commit of a job's last failed saved log, else of its last saved log.
+fn log_to_show(output: &JobOutput) -> Option<datakit_ci_store::CommitId> {
+    let saved: Vec<&SavedLog> = output
+        .logs
+        .leaves()
+        .into_iter()
+        .filter_map(|leaf| match leaf {
+            LogLeaf::Saved(saved) => Some(saved),
+            LogLeaf::Live(_) => None,
+        })
+        .collect();
+    saved
+        .iter()
+        .rev()
+        .find(|s| s.failed())
+        .or_else(|| saved.last())
+        .map(|chosen| chosen.commit())
 }
 
 /// The last `max_bytes` of what `reader` reads, holding at most twice that in memory.

@@ -568,3 +568,75 @@ fn as_an_app_a_failed_jobs_check_run_shows_the_end_of_its_log() {
         "{summary}"
     );
 }
+
+#[test]
+fn a_check_run_sent_after_a_restart_still_shows_the_log() {
+    let work = Repo::new("proj");
+    let main = work.rev("main");
+    let fake = FakeGithub::start();
+    fake.set_repo(
+        "me/proj",
+        FakeRepo {
+            clone_url: work.path().display().to_string(),
+            branches: [("main".to_owned(), main.clone())].into(),
+            ..FakeRepo::default()
+        },
+    );
+    // GitHub is down for statuses: nothing of the job is told before the kill.
+    fake.fail_next_statuses(&[Failure::Status(503); 1000]);
+    let secrets = tempfile::tempdir().expect("a temporary directory");
+    let key = app_key_file(secrets.path()).display().to_string();
+    let state = State::new();
+    let api = fake.url();
+    let args = [
+        "--github-repo",
+        "me/proj",
+        "--github-api-url",
+        &api,
+        "--github-app-id",
+        "7",
+        "--github-app-key",
+        &key,
+    ];
+    let command = "echo the reason it failed; exit 1";
+    let mut ci = Ci::start(&[], &[("unit", command)], &state, &args);
+    ci.wait_for("main's failure", |line| {
+        line.starts_with("me/proj/heads/main unit: failure (")
+    });
+    wait_until(
+        "a status POST to fail",
+        || {
+            fake.requests()
+                .iter()
+                .any(|r| r.method == "POST" && r.status == 503)
+                .then_some(())
+        },
+        || ci.report(),
+    );
+    // The build is in the commit index: the restarted CI can find its log there before its
+    // engine has evaluated the branch again.
+    wait_until(
+        "the commit index to list main",
+        || state.list("commit-index", &format!("me/proj/commit/{main}/")),
+        || ci.report(),
+    );
+    ci.kill();
+    assert_eq!(fake.check_runs().len(), 0, "no check run before the kill");
+
+    fake.clear_failures();
+    let ci = Ci::start(&[], &[("unit", command)], &state, &args);
+    let summary = wait_until(
+        "the check run",
+        || {
+            fake.check_runs()
+                .iter()
+                .find(|call| call.body["conclusion"] == "failure")
+                .and_then(|call| call.body["output"]["summary"].as_str().map(str::to_owned))
+        },
+        || format!("check runs: {:#?}\n{}", fake.check_runs(), ci.report()),
+    );
+    assert!(
+        summary.contains("\nthe reason it failed\n"),
+        "the log survives the restart: {summary}"
+    );
+}
