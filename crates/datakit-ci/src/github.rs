@@ -12,12 +12,12 @@ use clap::Args;
 
 use datakit_ci_engine::Engine;
 use datakit_ci_forge_github::{
-    Credentials, GithubBridge, GithubConfig, MAX_PAYLOAD_BYTES, OAuthApp, Receipt, RerunHook,
-    RerunRequest, Secret, WebhookError, WebhookRequest,
+    Credentials, GithubBridge, GithubConfig, LogHook, LogRequest, MAX_PAYLOAD_BYTES, OAuthApp,
+    Receipt, RerunHook, RerunRequest, Secret, WebhookError, WebhookRequest,
 };
 use datakit_ci_git::RemoteCredentials;
 use datakit_ci_store::{BranchName, Store};
-use datakit_ci_term::{LogLeaf, RebuildStateKind, RepoId, SavedLog, TargetId};
+use datakit_ci_term::{JobOutput, LogLeaf, RebuildStateKind, RepoId, SavedLog, TargetId};
 use datakit_ci_web::{
     ForgeHealth, ForgeLink, ForgeLinks, GithubIdentity, GithubLogin, OAuthClient, UserAttrs,
     WebhookDelivery, WebhookOutcome, WebhookReceiver, WebhookRejection,
@@ -223,6 +223,122 @@ pub fn rerun_hook(engine: Engine) -> RerunHook {
     })
 }
 
+/// Where a check run's summary finds a failed job's log: the job's saved logs on a target at
+/// that commit (its last failed step's, else its last step's), read from the `log` file of the
+/// cache commit that holds it, only its last [`LogRequest::max_bytes`].
+pub fn log_hook(engine: Engine) -> LogHook {
+    Arc::new(move |request: LogRequest| {
+        let engine = engine.clone();
+        Box::pin(async move {
+            let commit = saved_log_commit(&engine, &request).await?;
+            let snapshot = match engine.store().commit(commit).await {
+                Ok(found) => found.tree(),
+                Err(error) => {
+                    tracing::info!(%error, %commit, job = request.job, "a failed job's log is gone; its check run shows none");
+                    return None;
+                }
+            };
+            let max_bytes = request.max_bytes;
+            let read = tokio::task::spawn_blocking(move || -> Result<Option<Vec<u8>>, String> {
+                let path = datakit_ci_store::StorePath::new("log").map_err(|e| e.to_string())?;
+                let Some(reader) = snapshot.open_file(&path).map_err(|e| e.to_string())? else {
+                    return Ok(None);
+                };
+                read_tail(reader, max_bytes)
+                    .map(Some)
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+            match read {
+                Ok(Ok(log)) => log,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, %commit, job = request.job, "cannot read a failed job's log for its check run");
+                    None
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "reading a job's log for its check run stopped");
+                    None
+                }
+            }
+        })
+    })
+}
+
+/// The cache commit of the log to show for `request`'s job: from the engine's view of the
+/// targets at that commit, else from their recorded history (after a restart, before the engine
+/// has evaluated them again, or for a commit no longer any target's head).
+async fn saved_log_commit(
+    engine: &Engine,
+    request: &LogRequest,
+) -> Option<datakit_ci_store::CommitId> {
+    for id in engine.targets_of_commit(&request.repo, &request.commit) {
+        let chosen = engine.target(&id).and_then(|view| {
+            view.jobs
+                .iter()
+                .find(|job| job.name == request.job)
+                .and_then(|job| job.output.as_ref())
+                .and_then(log_to_show)
+        });
+        if chosen.is_some() {
+            return chosen;
+        }
+    }
+    let builds = match engine
+        .history()
+        .builds_of_commit(&request.repo, &request.commit)
+        .await
+    {
+        Ok(builds) => builds,
+        Err(error) => {
+            tracing::warn!(%error, repo = %request.repo, commit = %request.commit, "cannot read a commit's builds for a check run's log");
+            return None;
+        }
+    };
+    builds
+        .values()
+        .filter_map(|state| state.jobs.get(&request.job))
+        .find_map(log_to_show)
+}
+
+/// The cache commit of a job's last failed saved log, else of its last saved log.
+fn log_to_show(output: &JobOutput) -> Option<datakit_ci_store::CommitId> {
+    let saved: Vec<&SavedLog> = output
+        .logs
+        .leaves()
+        .into_iter()
+        .filter_map(|leaf| match leaf {
+            LogLeaf::Saved(saved) => Some(saved),
+            LogLeaf::Live(_) => None,
+        })
+        .collect();
+    saved
+        .iter()
+        .rev()
+        .find(|s| s.failed())
+        .or_else(|| saved.last())
+        .map(|chosen| chosen.commit())
+}
+
+/// The last `max_bytes` of what `reader` reads, holding at most twice that in memory.
+fn read_tail(mut reader: impl std::io::Read, max_bytes: usize) -> std::io::Result<Vec<u8>> {
+    let mut tail = Vec::new();
+    let mut chunk = vec![0; 64 * 1024];
+    loop {
+        let read = reader.read(&mut chunk)?;
+        if read == 0 {
+            break;
+        }
+        tail.extend_from_slice(&chunk[..read]);
+        if tail.len() > 2 * max_bytes.max(chunk.len()) {
+            tail.drain(..tail.len() - max_bytes);
+        }
+    }
+    if tail.len() > max_bytes {
+        tail.drain(..tail.len() - max_bytes);
+    }
+    Ok(tail)
+}
+
 /// The credentials `git` uses to fetch a GitHub repository over https: the bridge's token (or
 /// the owner's installation token), asked for before each clone or fetch.
 pub struct GitCredentials {
@@ -412,5 +528,22 @@ impl WebhookReceiver for WebhookAdapter {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_tail;
+
+    #[test]
+    fn only_the_end_of_a_log_is_kept() -> std::io::Result<()> {
+        let log: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(read_tail(log.as_slice(), 1_000)?, &log[log.len() - 1_000..]);
+        assert_eq!(
+            read_tail(log.as_slice(), 100_000)?,
+            &log[log.len() - 100_000..]
+        );
+        assert_eq!(read_tail(&b"short"[..], 1_000)?, b"short");
+        Ok(())
     }
 }

@@ -519,7 +519,9 @@ impl LocalCi {
             let Some(bridge) = &self.github else {
                 return Ok(());
             };
-            let reporter = bridge.status_reporter();
+            let reporter = bridge
+                .status_reporter()
+                .with_logs(crate::github::log_hook(self.engine.clone()));
             let result =
                 tokio::try_join!(bridge.run(stop_all.clone()), reporter.run(stop_all.clone()));
             stop_all.cancel();

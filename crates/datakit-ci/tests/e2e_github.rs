@@ -478,3 +478,165 @@ fn a_private_repository_is_cloned_and_fetched_over_https_with_the_token() {
         "the credentials are never logged"
     );
 }
+
+/// An RSA key made by `openssl` (PKCS#1, as GitHub hands out App keys), in `dir`.
+fn app_key_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let key = dir.join("app.pem");
+    let status = std::process::Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(status.success(), "openssl genrsa");
+    key
+}
+
+#[test]
+fn as_an_app_a_failed_jobs_check_run_shows_the_end_of_its_log() {
+    let work = Repo::new("proj");
+    let main = work.rev("main");
+    let hosting = tempfile::tempdir().expect("a temporary directory");
+    let bare = hosting.path().join("proj.git");
+    run_git(
+        hosting.path(),
+        &[
+            "clone",
+            "--quiet",
+            "--mirror",
+            &work.path().display().to_string(),
+            "proj.git",
+        ],
+    );
+    let fake = FakeGithub::start();
+    fake.set_repo(
+        "me/proj",
+        FakeRepo {
+            clone_url: bare.display().to_string(),
+            branches: [("main".to_owned(), main.clone())].into(),
+            ..FakeRepo::default()
+        },
+    );
+    let secrets = tempfile::tempdir().expect("a temporary directory");
+    let key = app_key_file(secrets.path());
+    let state = State::new();
+    let api = fake.url();
+    let command = r"for i in $(seq 1 40); do printf '\033[31mline %s\033[0m\n' $i; done; exit 3";
+    let ci = Ci::start(
+        &[],
+        &[("unit", command)],
+        &state,
+        &[
+            "--github-repo",
+            "me/proj",
+            "--github-api-url",
+            &api,
+            "--github-app-id",
+            "7",
+            "--github-app-key",
+            &key.display().to_string(),
+            "--web-ui",
+            "https://ci.example.test/",
+        ],
+    );
+    ci.wait_for("main's failure", |line| {
+        line.starts_with("me/proj/heads/main unit: failure (")
+    });
+    let summary = wait_until(
+        "the completed check run",
+        || {
+            fake.check_runs()
+                .iter()
+                .rev()
+                .find(|call| call.body["conclusion"] == "failure")
+                .and_then(|call| call.body["output"]["summary"].as_str().map(str::to_owned))
+        },
+        || format!("check runs: {:#?}\n{}", fake.check_runs(), ci.report()),
+    );
+    assert!(summary.contains("\nline 40\n"), "{summary}");
+    assert!(summary.contains("\n```\n"), "in a code block: {summary}");
+    assert!(!summary.contains('\u{1b}'), "escapes removed: {summary}");
+    assert!(
+        !summary.contains("\nline 1\n"),
+        "only the last lines: {summary}"
+    );
+    assert!(
+        summary.ends_with(&format!(
+            "[Logs and history](https://ci.example.test/me/proj/commit/{main}?test=unit)"
+        )),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_check_run_sent_after_a_restart_still_shows_the_log() {
+    let work = Repo::new("proj");
+    let main = work.rev("main");
+    let fake = FakeGithub::start();
+    fake.set_repo(
+        "me/proj",
+        FakeRepo {
+            clone_url: work.path().display().to_string(),
+            branches: [("main".to_owned(), main.clone())].into(),
+            ..FakeRepo::default()
+        },
+    );
+    // GitHub is down for statuses: nothing of the job is told before the kill.
+    fake.fail_next_statuses(&[Failure::Status(503); 1000]);
+    let secrets = tempfile::tempdir().expect("a temporary directory");
+    let key = app_key_file(secrets.path()).display().to_string();
+    let state = State::new();
+    let api = fake.url();
+    let args = [
+        "--github-repo",
+        "me/proj",
+        "--github-api-url",
+        &api,
+        "--github-app-id",
+        "7",
+        "--github-app-key",
+        &key,
+    ];
+    let command = "echo the reason it failed; exit 1";
+    let mut ci = Ci::start(&[], &[("unit", command)], &state, &args);
+    ci.wait_for("main's failure", |line| {
+        line.starts_with("me/proj/heads/main unit: failure (")
+    });
+    wait_until(
+        "a status POST to fail",
+        || {
+            fake.requests()
+                .iter()
+                .any(|r| r.method == "POST" && r.status == 503)
+                .then_some(())
+        },
+        || ci.report(),
+    );
+    // The build is in the commit index: the restarted CI can find its log there before its
+    // engine has evaluated the branch again.
+    wait_until(
+        "the commit index to list main",
+        || state.list("commit-index", &format!("me/proj/commit/{main}/")),
+        || ci.report(),
+    );
+    ci.kill();
+    assert_eq!(fake.check_runs().len(), 0, "no check run before the kill");
+
+    fake.clear_failures();
+    let ci = Ci::start(&[], &[("unit", command)], &state, &args);
+    let summary = wait_until(
+        "the check run",
+        || {
+            fake.check_runs()
+                .iter()
+                .find(|call| call.body["conclusion"] == "failure")
+                .and_then(|call| call.body["output"]["summary"].as_str().map(str::to_owned))
+        },
+        || format!("check runs: {:#?}\n{}", fake.check_runs(), ci.report()),
+    );
+    assert!(
+        summary.contains("\nthe reason it failed\n"),
+        "the log survives the restart: {summary}"
+    );
+}

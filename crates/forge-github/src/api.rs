@@ -271,6 +271,7 @@ impl Client {
                     auth::app_jwt(*app_id, key, SystemTime::now())?
                 ));
                 let installation = self.installation_of(repo, &jwt).await?;
+                tokens.insert_installation(owner, installation.id);
                 let url = self.url(&format!(
                     "app/installations/{}/access_tokens",
                     installation.id
@@ -287,6 +288,34 @@ impl Client {
                 Ok(secret)
             }
         }
+    }
+
+    /// The id of the App's installation that this CI uses for `repo`'s owner (asked of GitHub
+    /// once, then remembered until a token is refused or [`forget_installations`]), or `None`
+    /// with a token: there is no installation then.
+    ///
+    /// [`forget_installations`]: Self::forget_installations
+    pub(crate) async fn installation_id(&self, repo: &RepoId) -> Result<Option<u64>, Error> {
+        let Credentials::App { app_id, key } = &self.credentials else {
+            return Ok(None);
+        };
+        let mut tokens = self.tokens.lock().await;
+        if let Some(id) = tokens.installation(repo.user()) {
+            return Ok(Some(id));
+        }
+        let jwt = Secret::new(format!(
+            "Bearer {}",
+            auth::app_jwt(*app_id, key, SystemTime::now())?
+        ));
+        let installation = self.installation_of(repo, &jwt).await?;
+        tokens.insert_installation(repo.user(), installation.id);
+        Ok(Some(installation.id))
+    }
+
+    /// Forgets every owner's installation id (an `installation` event: the App was installed
+    /// or removed somewhere).
+    pub(crate) async fn forget_installations(&self) {
+        self.tokens.lock().await.installations.clear();
     }
 
     /// The App's installation on `repo` (the same for all the repositories of its owner).

@@ -117,10 +117,12 @@ pub(crate) struct CachedToken {
     pub(crate) renew_at: SystemTime,
 }
 
-/// The installation tokens of an App, by owner.
+/// The installation tokens of an App, and its installations' ids, by owner.
 #[derive(Default)]
 pub(crate) struct TokenCache {
     pub(crate) tokens: HashMap<String, CachedToken>,
+    /// The App's installation for each owner, as GitHub last said.
+    pub(crate) installations: HashMap<String, u64>,
 }
 
 impl TokenCache {
@@ -151,9 +153,20 @@ impl TokenCache {
         );
     }
 
-    /// Forgets the token of `owner` (GitHub refused it).
+    /// Forgets the token of `owner` and its installation (GitHub refused the token: the App
+    /// may have been installed again, with a new id).
     pub(crate) fn forget(&mut self, owner: &str) {
         self.tokens.remove(&owner.to_ascii_lowercase());
+        self.installations.remove(&owner.to_ascii_lowercase());
+    }
+
+    /// The installation of `owner`, if known.
+    pub(crate) fn installation(&self, owner: &str) -> Option<u64> {
+        self.installations.get(&owner.to_ascii_lowercase()).copied()
+    }
+
+    pub(crate) fn insert_installation(&mut self, owner: &str, id: u64) {
+        self.installations.insert(owner.to_ascii_lowercase(), id);
     }
 }
 

@@ -20,7 +20,10 @@
 //! - [`OAuthApp`] is "Log in with GitHub": the authorize URL, then the user's login,
 //!   organisations and read access to the repositories the ACLs name.
 //! - [`StatusReporter`] ([`GithubBridge::status_reporter`]) sends every status the engine writes
-//!   as a GitHub commit status (context `ci/datakit/<test>`), deriving what is left to send
+//!   as a GitHub commit status (context `ci/datakit/<test>`) and, as a GitHub App, a check run
+//!   (whose conclusion follows [`SKIPPED_PREFIX`], [`ALLOWED_FAILURE_PREFIX`],
+//!   [`APPROVAL_PREFIX`], [`CANCELLED_PREFIX`] and [`TIMED_OUT_PHRASE`], and whose summary shows
+//!   a failed job's last log lines, read through a [`LogHook`]), deriving what is left to send
 //!   from the store, so nothing is lost across a restart or an outage.
 //!
 //! # What is written
@@ -34,20 +37,27 @@
 //! A deleted branch or tag is removed; a PR that closed is kept with `state` = `closed`. The
 //! bridge never writes `.monitor` or `commit/…`.
 //!
+//! GitHub does not promise to deliver webhooks in order: a `pull_request` event whose
+//! `pull_request.updated_at` is older than the newest state already applied for that PR (from a
+//! webhook or a full sync) is ignored, so a late delivery cannot move a PR's head back.
+//!
 //! # Webhook events
 //!
 //! `push` (branch or tag moved, created, deleted), `create` (a sync of that repository: the
 //! payload has no commit), `delete`, `pull_request` (`opened`, `synchronize`, `reopened`,
 //! `closed`, `edited`), `installation` and `installation_repositories` (a full sync), `ping`.
 //! `check_run` (`rerequested`, `requested_action` `rebuild`) and `check_suite` (`rerequested`)
-//! reach the program through [`GithubBridge::on_rerun`]. Events about repositories that are not
-//! monitored are acknowledged and ignored.
+//! reach the program through [`GithubBridge::on_rerun`]; as a GitHub App, only if their
+//! `installation.id` is the installation this CI uses for the repository's owner (others are
+//! ignored with a warning). Events about repositories that are not monitored are acknowledged
+//! and ignored.
 
 mod api;
 mod auth;
 mod error;
 mod metadata;
 mod oauth;
+mod pr_clock;
 mod report;
 mod sync;
 mod webhook;
@@ -65,12 +75,16 @@ pub use api::ApiCounts;
 pub use auth::{Credentials, Secret};
 pub use error::{Error, WebhookError};
 pub use oauth::{GithubUser, OAuthApp, web_url};
-pub use report::{REPORTED_BRANCH, ReportPass, StatusReporter};
+pub use report::check_run::{
+    ALLOWED_FAILURE_PREFIX, APPROVAL_PREFIX, CANCELLED_PREFIX, SKIPPED_PREFIX, TIMED_OUT_PHRASE,
+};
+pub use report::{LogHook, LogRequest, REPORTED_BRANCH, ReportPass, StatusReporter};
 pub use sync::RepoInfo;
 pub use webhook::{MAX_PAYLOAD_BYTES, sign, verify_signature};
 
 use crate::api::Client;
 use crate::metadata::Edit;
+use crate::pr_clock::PrClock;
 use crate::webhook::{Deliveries, Event};
 
 /// The store branch the bridge writes.
@@ -203,6 +217,8 @@ struct Inner {
     waiting: Arc<std::sync::atomic::AtomicUsize>,
     /// Serialises metadata writes (webhook batches and syncs).
     writing: tokio::sync::Mutex<()>,
+    /// The newest state applied of each PR, so that a late delivery cannot move it back.
+    pr_clock: Mutex<PrClock>,
 }
 
 impl std::fmt::Debug for GithubBridge {
@@ -253,6 +269,7 @@ impl GithubBridge {
                 rerun: Mutex::new(None),
                 waiting: Arc::default(),
                 writing: tokio::sync::Mutex::new(()),
+                pr_clock: Mutex::new(PrClock::default()),
             }),
         })
     }
@@ -379,10 +396,12 @@ impl GithubBridge {
                 repo,
                 head_sha,
                 check_name,
+                installation,
             } => Some(Event::Rerun {
                 repo: find(&repo)?,
                 head_sha,
                 check_name,
+                installation,
             }),
         }
     }
@@ -420,6 +439,15 @@ impl GithubBridge {
         let _writing = self.inner.writing.lock().await;
         let head = self.inner.branch.head().await?;
         let tree = head.map(|commit| commit.tree());
+        let times: Vec<(RepoId, u64, chrono::DateTime<chrono::Utc>)> = listings
+            .iter()
+            .flat_map(|(repo, listing)| {
+                listing
+                    .updated_at
+                    .iter()
+                    .map(move |(number, at)| (repo.clone(), *number, *at))
+            })
+            .collect();
         let edits = tokio::task::spawn_blocking(move || -> Result<Vec<Edit>, Error> {
             let mut edits = Vec::new();
             for (repo, listing) in listings {
@@ -429,6 +457,12 @@ impl GithubBridge {
         })
         .await??;
         report.changes = self.write(edits).await?;
+        {
+            let mut clock = lock(&self.inner.pr_clock);
+            for (repo, number, at) in times {
+                clock.synced(&repo, number, at);
+            }
+        }
         if !report.changes.is_empty() {
             tracing::info!(
                 changes = report.changes.len(),
@@ -526,6 +560,10 @@ impl GithubBridge {
                 }
                 Event::Pr { repo, pr } => {
                     let repo = self.repo_id(&repo)?;
+                    if !lock(&self.inner.pr_clock).admit(&repo, pr.number, pr.updated_at) {
+                        tracing::info!(%repo, number = pr.number, updated_at = ?pr.updated_at, "a late pull_request delivery, older than the PR's state already applied, ignored");
+                        continue;
+                    }
                     edits.extend(metadata::pr_edit(&repo, pr));
                 }
                 Event::Resync { repo: Some(repo) } => {
@@ -534,13 +572,21 @@ impl GithubBridge {
                         resync.push(repo);
                     }
                 }
-                Event::Resync { repo: None } => resync = self.inner.repos.clone(),
+                Event::Resync { repo: None } => {
+                    // An installation event: the App's installations may have changed.
+                    self.inner.client.forget_installations().await;
+                    resync = self.inner.repos.clone();
+                }
                 Event::Rerun {
                     repo,
                     head_sha,
                     check_name,
+                    installation,
                 } => {
                     let repo = self.repo_id(&repo)?;
+                    if !self.our_installation(&repo, installation).await {
+                        continue;
+                    }
                     let Ok(commit) = head_sha.parse() else {
                         continue;
                     };
@@ -578,6 +624,24 @@ impl GithubBridge {
             }
         }
         Ok(())
+    }
+
+    /// Whether a re-run request sent for `installation` comes from the App installation this
+    /// CI uses for `repo`'s owner (always, with a token: there is no installation to compare).
+    /// Warns when it does not, or when GitHub cannot say which installation is ours.
+    async fn our_installation(&self, repo: &RepoId, installation: Option<u64>) -> bool {
+        match self.inner.client.installation_id(repo).await {
+            Ok(None) => true,
+            Ok(Some(ours)) if installation == Some(ours) => true,
+            Ok(Some(ours)) => {
+                tracing::warn!(%repo, ours, theirs = ?installation, "a re-run request from another installation than this CI's ignored");
+                false
+            }
+            Err(error) => {
+                tracing::warn!(%repo, error = %ErrorChain(&error), "cannot learn this CI's installation for a re-run request; ignored");
+                false
+            }
+        }
     }
 
     fn repo_id(&self, name: &str) -> Result<RepoId, Error> {

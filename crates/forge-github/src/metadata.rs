@@ -40,6 +40,8 @@ pub(crate) enum Edit {
 pub(crate) struct Listing {
     pub(crate) refs: BTreeMap<RefName, CommitHash>,
     pub(crate) open_prs: BTreeMap<u64, BTreeMap<&'static str, String>>,
+    /// When GitHub last changed each open PR (`updated_at`), if it said.
+    pub(crate) updated_at: BTreeMap<u64, chrono::DateTime<chrono::Utc>>,
 }
 
 /// The edit writing `pr`, or `None` (with a warning) if its head is not a commit hash.

@@ -70,6 +70,9 @@ pub(crate) async fn list(client: &Client, repo: &RepoId) -> Result<(Listing, boo
     for pr in prs {
         let fields = pr.into_fields();
         let number = fields.number;
+        if let Some(updated_at) = fields.updated_at {
+            listing.updated_at.insert(number, updated_at);
+        }
         if let Some(files) = metadata::pr_files(repo, fields) {
             listing.open_prs.insert(number, files);
         }

@@ -117,6 +117,8 @@ pub(crate) enum Event {
         head_sha: String,
         /// The check run's name (our job), or `None` for the whole suite (its failed jobs).
         check_name: Option<String>,
+        /// The App installation the event was sent for (`installation.id`), if it says.
+        installation: Option<u64>,
     },
     /// Nothing to do (a ping, an action we do not follow).
     Nothing,
@@ -132,6 +134,8 @@ pub(crate) struct PrFields {
     pub(crate) title: String,
     pub(crate) owner: String,
     pub(crate) base: String,
+    /// When GitHub last changed the PR (`updated_at`), if it says.
+    pub(crate) updated_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Deserialize)]
@@ -180,6 +184,8 @@ pub(crate) struct PullRequest {
     pub(crate) user: Option<User>,
     pub(crate) head: Branch,
     pub(crate) base: Branch,
+    #[serde(default)]
+    pub(crate) updated_at: Option<String>,
 }
 
 impl PullRequest {
@@ -195,6 +201,10 @@ impl PullRequest {
             title: self.title.unwrap_or_default(),
             owner: self.user.map(|user| user.login).unwrap_or_default(),
             base: self.base.git_ref,
+            updated_at: self
+                .updated_at
+                .as_deref()
+                .and_then(crate::pr_clock::parse_time),
         }
     }
 }
@@ -218,6 +228,14 @@ struct CheckRunPayload {
     #[serde(default)]
     requested_action: Option<RequestedAction>,
     repository: RepoPayload,
+    #[serde(default)]
+    installation: Option<InstallationPayload>,
+}
+
+/// The App installation an event is sent for.
+#[derive(Deserialize)]
+struct InstallationPayload {
+    id: u64,
 }
 
 #[derive(Deserialize)]
@@ -236,6 +254,8 @@ struct CheckSuitePayload {
     action: String,
     check_suite: CheckSuite,
     repository: RepoPayload,
+    #[serde(default)]
+    installation: Option<InstallationPayload>,
 }
 
 #[derive(Deserialize)]
@@ -319,6 +339,7 @@ pub(crate) fn parse(event: &str, body: &[u8]) -> Result<Event, WebhookError> {
                     repo: payload.repository.full_name,
                     head_sha: payload.check_run.head_sha,
                     check_name: Some(payload.check_run.name),
+                    installation: payload.installation.map(|i| i.id),
                 }
             } else {
                 Event::Nothing
@@ -331,6 +352,7 @@ pub(crate) fn parse(event: &str, body: &[u8]) -> Result<Event, WebhookError> {
                     repo: payload.repository.full_name,
                     head_sha: payload.check_suite.head_sha,
                     check_name: None,
+                    installation: payload.installation.map(|i| i.id),
                 }
             } else {
                 Event::Nothing
@@ -417,6 +439,7 @@ mod tests {
                     .expect("a sha")
                     .to_owned(),
                 check_name: Some("API Review".to_owned()),
+                installation: Some(690_857),
             }
         );
     }

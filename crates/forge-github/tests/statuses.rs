@@ -5,8 +5,11 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::{Arc, Mutex};
+
 use datakit_ci_forge_github::{
-    Credentials, GithubBridge, GithubConfig, REPORTED_BRANCH, Secret, StatusReporter,
+    ALLOWED_FAILURE_PREFIX, APPROVAL_PREFIX, Credentials, GithubBridge, GithubConfig, LogHook,
+    LogRequest, REPORTED_BRANCH, SKIPPED_PREFIX, Secret, StatusReporter,
 };
 use datakit_ci_store::{BranchName, Store, StorePath};
 use datakit_ci_term::RepoId;
@@ -247,6 +250,133 @@ fn app_key(dir: &std::path::Path) -> anyhow::Result<String> {
         .status()?;
     anyhow::ensure!(status.success(), "openssl genrsa");
     Ok(std::fs::read_to_string(key)?)
+}
+
+fn app_bridge(
+    fake: &FakeGithub,
+    store: &Store,
+    dir: &std::path::Path,
+) -> anyhow::Result<GithubBridge> {
+    let mut config = GithubConfig::new(
+        vec!["me/proj".parse::<RepoId>()?],
+        Credentials::App {
+            app_id: 7,
+            key: Secret::new(app_key(dir)?),
+        },
+    );
+    config.api_url = fake.url();
+    Ok(GithubBridge::new(store.clone(), config)?)
+}
+
+#[tokio::test]
+async fn check_runs_conclude_skipped_neutral_and_action_required_and_show_failed_logs()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(&dir.path().join("state.git"))?;
+    let fake = FakeGithub::start();
+    let asked: Arc<Mutex<Vec<LogRequest>>> = Arc::default();
+    let hook: LogHook = {
+        let asked = Arc::clone(&asked);
+        Arc::new(move |request: LogRequest| {
+            asked.lock().expect("not poisoned").push(request.clone());
+            let log: String = (1..=40)
+                .map(|i| format!("\x1b[1m{} line {i}\x1b[0m\r\n", request.job))
+                .collect();
+            Box::pin(async move { Some(log.into_bytes()) })
+        })
+    };
+    let reporter = app_bridge(&fake, &store, dir.path())?
+        .status_reporter()
+        .with_logs(hook);
+    let skipped = format!("{SKIPPED_PREFIX}build failed");
+    let allowed = format!("{ALLOWED_FAILURE_PREFIX}exit 1");
+    let approval = format!("{APPROVAL_PREFIX} (deploy)");
+    write_statuses(
+        &store,
+        &[
+            (A, "build", "failure", "Failed: exit 2"),
+            (A, "test", "failure", &skipped),
+            (A, "lint", "success", &allowed),
+            (A, "deploy", "pending", &approval),
+            (A, "doc", "success", "Passed"),
+        ],
+    )
+    .await?;
+    let pass = reporter.report_once().await?;
+    assert_eq!((pass.sent, pass.check_runs), (5, 5));
+
+    // Commit statuses know only pending, success and failure: the states are kept.
+    let mut sent = fake.statuses();
+    sent.sort_by(|a, b| a.context.cmp(&b.context));
+    assert_eq!(
+        sent,
+        [
+            posted(A, "build", "failure", "Failed: exit 2"),
+            posted(A, "deploy", "pending", &approval),
+            posted(A, "doc", "success", "Passed"),
+            posted(A, "lint", "success", &allowed),
+            posted(A, "test", "failure", &skipped),
+        ]
+    );
+
+    let runs = fake.check_runs();
+    let run = |job: &str| {
+        runs.iter()
+            .find(|call| call.body["name"] == format!("ci/datakit/{job}"))
+            .map(|call| call.body.clone())
+            .expect("a check run per job")
+    };
+    let found: Vec<(String, String)> = ["build", "test", "lint", "deploy", "doc"]
+        .iter()
+        .map(|job| {
+            let body = run(job);
+            (
+                body["status"].as_str().unwrap_or("").to_owned(),
+                body["conclusion"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("completed", "failure"),
+        ("completed", "skipped"),
+        ("completed", "neutral"),
+        ("completed", "action_required"),
+        ("completed", "success"),
+    ]
+    .iter()
+    .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+    .collect();
+    assert_eq!(found, expected);
+    assert_eq!(
+        run("deploy")["details_url"],
+        format!("https://ci.example/me/proj/commit/{A}?test=deploy")
+    );
+
+    // The logs of the jobs that ran and failed, and only those, were asked for and shown.
+    let mut jobs: Vec<String> = asked
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .map(|request| request.job.clone())
+        .collect();
+    jobs.sort();
+    assert_eq!(jobs, ["build", "lint"]);
+    let lines: Vec<String> = (11..=40).map(|i| format!("build line {i}")).collect();
+    assert_eq!(
+        run("build")["output"]["summary"],
+        format!(
+            "Failed: exit 2\n\nThe end of the log:\n\n```\n{}\n```\n\n[Logs and history](https://ci.example/me/proj/commit/{A}?test=build)",
+            lines.join("\n")
+        )
+    );
+    assert!(
+        !run("doc")["output"]["summary"]
+            .as_str()
+            .unwrap_or("")
+            .contains("line"),
+        "a passing job shows no log"
+    );
+    Ok(())
 }
 
 #[tokio::test]

@@ -153,7 +153,11 @@ async fn signed_webhooks_from_the_fixtures_move_targets() -> anyhow::Result<()> 
         Some(MASTER)
     );
 
-    ci.deliver("pull_request", "pull_request.reopened.1.json", "d6")?;
+    // The fixtures were recorded apart: this reopening says 15:20:33, before the closing's
+    // 15:21:18, and would be taken for a late delivery. A real reopening comes later.
+    ci.deliver_pr("pull_request.reopened.1.json", "d6", |p| {
+        p["pull_request"]["updated_at"] = "2019-05-15T15:22:00Z".into();
+    })?;
     ci.bridge.apply_queued().await?;
     assert_eq!(
         read("Codertocat/Hello-World/pr/2/state").await?.as_deref(),
@@ -182,6 +186,8 @@ async fn signed_webhooks_from_the_fixtures_move_targets() -> anyhow::Result<()> 
     edited["action"] = "edited".into();
     edited["pull_request"]["title"] = "A better title".into();
     edited["pull_request"]["base"]["ref"] = "develop".into();
+    // An edit updates the PR: later than the reopening above.
+    edited["pull_request"]["updated_at"] = "2019-05-15T15:23:00Z".into();
     edited["changes"] =
         serde_json::json!({"title": {"from": "Update the README with new information."}});
     let body = serde_json::to_vec(&edited)?;
@@ -629,6 +635,150 @@ async fn rerun_requests_reach_the_hook_for_monitored_repositories_only() -> anyh
     assert_eq!(asked[1].repo.to_string(), HELLO);
     assert_eq!(asked[1].commit.to_string(), PR_HEAD);
     assert_eq!(asked[1].job, None, "a suite: its failed jobs");
+    Ok(())
+}
+
+#[tokio::test]
+async fn rerun_requests_from_another_installation_are_ignored() -> anyhow::Result<()> {
+    let keys = tempfile::tempdir()?;
+    let (private, _) = rsa_key(keys.path())?;
+    let fake = FakeGithub::start();
+    let app = Credentials::App {
+        app_id: 4242,
+        key: Secret::new(private),
+    };
+    let ci = start(&fake, &["github/hello-world", HELLO], app)?;
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = asked.clone();
+    ci.bridge.on_rerun(std::sync::Arc::new(move |request| {
+        recorded.lock().expect("lock").push(request);
+        Box::pin(async {})
+    }));
+    // The fake GitHub says this CI's installation is 1 for every owner.
+    let deliver = |event: &str, file: &str, installation: u64, delivery: &str| {
+        let mut payload: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fixtures_dir().join("webhooks").join(file))?)?;
+        payload["installation"]["id"] = installation.into();
+        let body = serde_json::to_vec(&payload)?;
+        let signature = sign(SECRET.as_bytes(), &body);
+        anyhow::Ok(ci.bridge.receive(WebhookRequest {
+            event: Some(event),
+            delivery: Some(delivery),
+            signature: Some(&signature),
+            body: &body,
+        })?)
+    };
+    deliver("check_run", "check_run.rerequested.1.json", 2, "i1")?;
+    deliver(
+        "check_suite",
+        "check_suite.rerequested.1.json",
+        957_387,
+        "i2",
+    )?;
+    ci.bridge.apply_queued().await?;
+    assert_eq!(asked.lock().expect("lock").len(), 0, "not our installation");
+
+    deliver("check_run", "check_run.rerequested.1.json", 1, "i3")?;
+    deliver("check_suite", "check_suite.rerequested.1.json", 1, "i4")?;
+    ci.bridge.apply_queued().await?;
+    let asked = asked.lock().expect("lock").clone();
+    let repos: Vec<String> = asked.iter().map(|r| r.repo.to_string()).collect();
+    assert_eq!(repos, ["github/hello-world", HELLO]);
+    let lookups = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/installation"))
+        .count();
+    assert_eq!(lookups, 2, "one lookup per owner, then remembered");
+    Ok(())
+}
+
+impl Fixture {
+    /// Delivers a fixture's `pull_request` payload, signed, with `edit` applied to it.
+    fn deliver_pr(
+        &self,
+        file: &str,
+        delivery: &str,
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> anyhow::Result<Receipt> {
+        let mut payload: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fixtures_dir().join("webhooks").join(file))?)?;
+        edit(&mut payload);
+        let body = serde_json::to_vec(&payload)?;
+        let signature = sign(SECRET.as_bytes(), &body);
+        Ok(self.bridge.receive(WebhookRequest {
+            event: Some("pull_request"),
+            delivery: Some(delivery),
+            signature: Some(&signature),
+            body: &body,
+        })?)
+    }
+}
+
+#[tokio::test]
+async fn late_pull_request_deliveries_do_not_move_a_pr_back() -> anyhow::Result<()> {
+    let fake = FakeGithub::start();
+    let ci = start(&fake, &[HELLO], token())?;
+    let pr = |file: &'static str| format!("{HELLO}/pr/2/{file}");
+    // `closed` (updated 15:21:18), then the `opened` of 15:20:33 arriving late: still closed.
+    ci.deliver("pull_request", "pull_request.closed.1.json", "o1")?;
+    ci.bridge.apply_queued().await?;
+    assert_eq!(ci.read(&pr("state")).await?.as_deref(), Some("closed"));
+    ci.deliver("pull_request", "pull_request.opened.1.json", "o2")?;
+    ci.bridge.apply_queued().await?;
+    assert_eq!(ci.read(&pr("state")).await?.as_deref(), Some("closed"));
+
+    // A newer push to the PR, then an older one, in one batch: the newer head stays.
+    ci.deliver_pr("pull_request.synchronize.1.json", "o3", |p| {
+        p["pull_request"]["updated_at"] = "2019-05-15T15:40:00Z".into();
+        p["pull_request"]["head"]["sha"] = B.into();
+    })?;
+    ci.deliver_pr("pull_request.synchronize.1.json", "o4", |p| {
+        p["pull_request"]["updated_at"] = "2019-05-15T15:30:00Z".into();
+        p["pull_request"]["head"]["sha"] = A.into();
+    })?;
+    ci.bridge.apply_queued().await?;
+    assert_eq!(ci.read(&pr("head")).await?.as_deref(), Some(B));
+    assert_eq!(ci.read(&pr("state")).await?.as_deref(), Some("open"));
+    // As new as the last: applied.
+    ci.deliver_pr("pull_request.synchronize.1.json", "o5", |p| {
+        p["pull_request"]["updated_at"] = "2019-05-15T15:40:00Z".into();
+        p["pull_request"]["head"]["sha"] = A.into();
+    })?;
+    ci.bridge.apply_queued().await?;
+    assert_eq!(ci.read(&pr("head")).await?.as_deref(), Some(A));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_delivery_older_than_a_full_sync_does_not_move_a_pr_back() -> anyhow::Result<()> {
+    let fake = FakeGithub::start();
+    // The API lists PR 2 as updated at 2011-01-26T19:01:12Z (its fixture's time).
+    fake.set_repo(HELLO, repo_with(&[("master", MASTER)], &[], &[(2, B)]));
+    let ci = start(&fake, &[HELLO], token())?;
+    ci.bridge.sync_once().await?;
+    let head = format!("{HELLO}/pr/2/head");
+    assert_eq!(ci.read(&head).await?.as_deref(), Some(B));
+    ci.deliver_pr("pull_request.synchronize.1.json", "s1", |p| {
+        p["pull_request"]["updated_at"] = "2011-01-26T19:00:00Z".into();
+        p["pull_request"]["head"]["sha"] = A.into();
+    })?;
+    ci.bridge.apply_queued().await?;
+    assert_eq!(
+        ci.read(&head).await?.as_deref(),
+        Some(B),
+        "older than the sync"
+    );
+    ci.deliver_pr("pull_request.synchronize.1.json", "s2", |p| {
+        p["pull_request"]["updated_at"] = "2011-01-26T19:05:00Z".into();
+        p["pull_request"]["head"]["sha"] = A.into();
+    })?;
+    ci.bridge.apply_queued().await?;
+    assert_eq!(
+        ci.read(&head).await?.as_deref(),
+        Some(A),
+        "newer than the sync"
+    );
     Ok(())
 }
 

@@ -7,10 +7,12 @@
 //! state of each status.
 //!
 //! As an App, each status also has a check run (name and `external_id` = the context,
-//! `in_progress` while pending, then `completed` with a conclusion, the description as title and
-//! summary, `details_url` = the status link, and a `rebuild` action button): created once, its id
-//! recorded beside the status (`check_run`), then updated (`check_run.rs`: the body, conclusion
-//! and summary).
+//! `in_progress` while pending, then `completed` with a conclusion read from the state and the
+//! description's prefixes — [`SKIPPED_PREFIX`](crate::SKIPPED_PREFIX) and friends —, the
+//! description as title and summary, a failed job's last log lines in the summary (read through
+//! a [`LogHook`]), `details_url` = the status link, and a `rebuild` action button): created
+//! once, its id recorded beside the status (`check_run`), then updated (`check_run.rs`: the
+//! body, conclusion and summary).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Error;
 use crate::api::Client;
 
-mod check_run;
+pub(crate) mod check_run;
 
 /// The branch recording what GitHub was told.
 pub const REPORTED_BRANCH: &str = "github-reported";
@@ -92,6 +94,32 @@ struct Due {
     check: Option<Option<u64>>,
 }
 
+/// Which job's log a check run's summary shows ([`LogHook`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogRequest {
+    /// The repository.
+    pub repo: RepoId,
+    /// The commit the job ran on.
+    pub commit: CommitHash,
+    /// The job (the status context without `ci/datakit/`).
+    pub job: String,
+    /// How many bytes of the log's end are wanted (at most).
+    pub max_bytes: usize,
+}
+
+/// Reads the end of a failed job's log for its check run's summary: at most
+/// [`LogRequest::max_bytes`], the last ones, or `None` if there is no log to show (the summary
+/// then has none). Installed by the program ([`StatusReporter::with_logs`]), which knows where
+/// logs are kept; this crate does not.
+pub type LogHook = Arc<
+    dyn Fn(
+            LogRequest,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// What one pass sent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -117,6 +145,8 @@ pub struct StatusReporter {
     waiting: Arc<AtomicUsize>,
     /// How many statuses are sent at once.
     concurrency: usize,
+    /// Where failed jobs' logs are read, for check-run summaries.
+    logs: Option<LogHook>,
 }
 
 impl std::fmt::Debug for StatusReporter {
@@ -144,6 +174,7 @@ impl StatusReporter {
             retry_delay: RETRY_DELAY,
             waiting,
             concurrency: CONCURRENCY,
+            logs: None,
         }
     }
 
@@ -159,6 +190,14 @@ impl StatusReporter {
     #[must_use]
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Shows the end of a failed job's log in its check run's summary (as a GitHub App), read
+    /// by `hook`. Without one, summaries have the description and the link only.
+    #[must_use]
+    pub fn with_logs(mut self, hook: LogHook) -> Self {
+        self.logs = Some(hook);
         self
     }
 
@@ -305,7 +344,8 @@ impl StatusReporter {
 
     /// Creates (no `id` yet) or updates the check run of `key`; returns its id.
     async fn send_check_run(&self, key: &Key, told: &Told, id: Option<u64>) -> Result<u64, Error> {
-        let mut body = check_run::body(&key.context, told);
+        let log = self.log_for(key, told).await;
+        let mut body = check_run::body(&key.context, told, log.as_deref());
         let answer = match id {
             Some(id) => {
                 self.client
@@ -336,6 +376,34 @@ impl StatusReporter {
                 url: format!("repos/{}/check-runs", key.repo),
                 problem: "no check run id in the answer".to_owned(),
             })
+    }
+
+    /// The end of the log of a failed job, from a line's start, if a [`LogHook`] has it.
+    async fn log_for(&self, key: &Key, told: &Told) -> Option<Vec<u8>> {
+        let hook = self.logs.as_ref()?;
+        if !check_run::Conclusion::of(told).is_some_and(check_run::Conclusion::shows_log) {
+            return None;
+        }
+        let request = LogRequest {
+            repo: key.repo.clone(),
+            commit: key.commit.clone(),
+            job: key
+                .context
+                .strip_prefix(CONTEXT_PREFIX)
+                .unwrap_or(&key.context)
+                .to_owned(),
+            max_bytes: check_run::LOG_TAIL_BYTES,
+        };
+        let mut log = hook(request).await?;
+        if log.len() >= check_run::LOG_TAIL_BYTES {
+            // Cut: the first line is partial (maybe inside an escape sequence); drop it.
+            let start = log
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(log.len(), |i| i + 1);
+            log.drain(..start);
+        }
+        Some(log)
     }
 
     async fn send(&self, key: &Key, told: &Told) -> Result<(), Error> {
