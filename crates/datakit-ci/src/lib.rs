@@ -31,6 +31,7 @@
 pub mod cli;
 pub mod github;
 pub mod local;
+pub mod pipeline_cli;
 mod run;
 
 pub use run::{disable_transparent_huge_pages, run};

@@ -106,7 +106,7 @@ pub use credentials::RemoteCredentials;
 pub use environment::JobEnvironment;
 pub use repo::{Commit, Repo};
 pub use shared_clone::SharedClone;
-pub use tree::TreeEntry;
+pub use tree::{TreeEntry, TreeReader};
 
 #[cfg(doc)]
 use datakit_ci_term::Term;

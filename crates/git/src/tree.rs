@@ -2,6 +2,8 @@
 //! exact, content-addressed identity of a directory's files), and the paths a commit changed.
 //! Each is one `git` process in the repository.
 
+use std::path::Path;
+
 use datakit_ci_process::ExitStatus;
 use datakit_ci_term::CommitHash;
 
@@ -10,6 +12,26 @@ use crate::git::{capture, git};
 use crate::repo::{Commit, git_error};
 
 impl Commit {
+    /// This commit in a plain directory: the same queries work on any repository (e.g. a
+    /// user's checkout, for a command-line tool), without the plugin's services.
+    pub fn tree(&self) -> TreeReader<'_> {
+        TreeReader {
+            dir: self.repo().dir(),
+            hash: self.hash(),
+        }
+    }
+}
+
+/// Reads one commit's tree in the repository at `dir` with `git`.
+#[derive(Clone, Copy, Debug)]
+pub struct TreeReader<'a> {
+    /// The repository (a working directory or a bare repository).
+    pub dir: &'a Path,
+    /// The commit.
+    pub hash: &'a CommitHash,
+}
+
+impl TreeReader<'_> {
     /// The contents of the file `path` (relative to the repository's root) in this commit, or
     /// `None` if the commit has no file there. The contents are read as UTF-8 (invalid bytes
     /// become U+FFFD).
@@ -37,7 +59,7 @@ impl Commit {
             "ls-tree".to_owned(),
             "-z".to_owned(),
             "--full-tree".to_owned(),
-            self.hash().as_str().to_owned(),
+            self.hash.as_str().to_owned(),
             "--".to_owned(),
         ];
         args.extend(wanted.iter().filter(|p| !p.is_empty()).cloned());
@@ -78,7 +100,7 @@ impl Commit {
 
     /// The id of this commit's whole tree.
     pub async fn root_tree(&self) -> Result<TreeEntry, Error> {
-        let spec = format!("{}^{{tree}}", self.hash());
+        let spec = format!("{}^{{tree}}", self.hash);
         let id = self.run(["rev-parse", "--verify", spec.as_str()]).await?;
         Ok(TreeEntry {
             kind: "tree".to_owned(),
@@ -90,7 +112,7 @@ impl Commit {
     /// changed files), or, without `base`, those of its first parent (every file of a commit
     /// without parents).
     pub async fn changed_paths(&self, base: Option<&CommitHash>) -> Result<Vec<String>, Error> {
-        let hash = self.hash().as_str();
+        let hash = self.hash.as_str();
         let output = match base {
             Some(base) => {
                 self.run([
@@ -126,8 +148,8 @@ impl Commit {
 
     /// The merge base of this commit and `other`, if they have one.
     pub async fn merge_base(&self, other: &CommitHash) -> Result<Option<CommitHash>, Error> {
-        let dir = self.repo().dir();
-        let cmd = git(dir, ["merge-base", self.hash().as_str(), other.as_str()]);
+        let dir = self.dir;
+        let cmd = git(dir, ["merge-base", self.hash.as_str(), other.as_str()]);
         let captured = capture(cmd)
             .await
             .map_err(|source| git_error(dir, source))?;
@@ -135,7 +157,7 @@ impl Commit {
             ExitStatus::Exited(0) => Ok(captured.stdout.trim().parse().ok()),
             ExitStatus::Exited(1) => Ok(None),
             status => Err(Error::UnexpectedStatus {
-                command: format!("git merge-base {} {other}", self.hash()),
+                command: format!("git merge-base {} {other}", self.hash),
                 dir: dir.to_owned(),
                 status,
             }),
@@ -149,7 +171,7 @@ impl Commit {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let dir = self.repo().dir();
+        let dir = self.dir;
         let cmd = git(dir, args);
         let command = cmd.display();
         let captured = capture(cmd)

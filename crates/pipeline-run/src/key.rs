@@ -16,6 +16,14 @@ use sha2::{Digest as _, Sha256};
 /// Bumped when the digest's text changes meaning, so that old runs are not reused wrongly.
 const VERSION: &str = "datakit-ci pipeline step v1";
 
+/// A job's input digest and the lines it is the SHA-256 of (which say what changed between two
+/// digests).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Digest {
+    pub(crate) hex: String,
+    pub(crate) lines: Vec<String>,
+}
+
 /// The input digests of `jobs` (which must be closed under `needs` after dropping needs outside
 /// `jobs`), given the object ids of every input path (`""` is the whole tree).
 ///
@@ -25,18 +33,18 @@ pub(crate) fn digests(
     jobs: &[&Job],
     objects: &HashMap<String, Option<TreeEntry>>,
     schedule_tick: &dyn Fn(&Job) -> Option<u64>,
-) -> BTreeMap<String, String> {
+) -> BTreeMap<String, Digest> {
     let by_name: HashMap<&str, &Job> = jobs.iter().map(|j| (j.name.as_str(), *j)).collect();
-    let mut done: BTreeMap<String, String> = BTreeMap::new();
+    let mut done: BTreeMap<String, Digest> = BTreeMap::new();
     fn visit(
         job: &Job,
         by_name: &HashMap<&str, &Job>,
         objects: &HashMap<String, Option<TreeEntry>>,
         schedule_tick: &dyn Fn(&Job) -> Option<u64>,
-        done: &mut BTreeMap<String, String>,
+        done: &mut BTreeMap<String, Digest>,
     ) -> String {
         if let Some(digest) = done.get(&job.name) {
-            return digest.clone();
+            return digest.hex.clone();
         }
         let mut text = format!("{VERSION}\ndefinition {}\n", job.definition_digest());
         match &job.runner {
@@ -70,7 +78,14 @@ pub(crate) fn digests(
             }
         }
         let digest = hex(&Sha256::digest(text.as_bytes()));
-        done.insert(job.name.clone(), digest.clone());
+        let lines = text.lines().skip(1).map(str::to_owned).collect();
+        done.insert(
+            job.name.clone(),
+            Digest {
+                hex: digest.clone(),
+                lines,
+            },
+        );
         digest
     }
     for job in jobs {
@@ -152,6 +167,6 @@ mod tests {
         let a = digests(&one.jobs().iter().collect::<Vec<_>>(), &objects, &none);
         let b = digests(&two.jobs().iter().collect::<Vec<_>>(), &objects, &none);
         assert_ne!(a["a"], b["a"]);
-        assert_eq!(a["a"].len(), 64);
+        assert_eq!(a["a"].hex.len(), 64);
     }
 }

@@ -22,22 +22,26 @@
 //! and approving `manual` steps; such a step fails with a message saying so, rather than
 //! running differently from what its file says.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use datakit_ci_cache::Cache;
 use datakit_ci_engine::{Plan, PlannedJob};
-use datakit_ci_git::{Commit, JobEnvironment, Repo, Services, TreeEntry};
-use datakit_ci_pipeline::{FILE_NAME, Job, ParseError, Pipeline, Runner, TargetKind};
+use datakit_ci_git::{Commit, JobEnvironment, Repo, Services};
+use datakit_ci_pipeline::{FILE_NAME, Job, Runner, TargetKind};
 use datakit_ci_pool::MonitoredPool;
 use datakit_ci_term::{CommitHash, EvalContext, Ready, RefName, Status, Target, TargetId, Term};
 
 mod check;
+mod file;
+mod inspect;
 mod key;
 mod step;
 
-use check::{FileCheck, FileKey};
+use check::FileCheck;
+use file::{Loaded, ParsedFile, read};
+pub use inspect::{FileState, InspectedJob, inspect};
 use step::{HostSteps, StepBuilder, StepKey};
 
 /// The name of the plan job: its status says how many jobs the file made, or why it could not
@@ -77,26 +81,6 @@ struct Inner {
 }
 
 type LoadKey = (CommitHash, Option<CommitHash>, TargetKind);
-
-/// A commit's pipeline file, read and checked.
-enum Loaded {
-    /// The commit has no file.
-    Missing,
-    /// The file, which may not parse; the checking step says why.
-    File {
-        key: FileKey,
-        parsed: Result<Box<ParsedFile>, ParseError>,
-    },
-}
-
-/// A parsed file with what its jobs' digests need from the commit.
-struct ParsedFile {
-    pipeline: Pipeline,
-    /// The object ids of every job's input paths (`""`: the whole tree).
-    objects: HashMap<String, Option<TreeEntry>>,
-    /// The files the target changed, if a job's `when` has `paths` (else not computed).
-    changed: Option<Vec<String>>,
-}
 
 impl PipelineRunner {
     /// A runner for the commits of `repo`, recording its steps with `services`; `label` (e.g.
@@ -181,12 +165,16 @@ impl PipelineRunner {
         if let Some((_, loaded)) = lock(&self.inner.loaded).iter().find(|(k, _)| *k == key) {
             return Ok(Arc::clone(loaded));
         }
-        let loaded = Arc::new(read(commit, base).await.map_err(|e| {
-            format!(
-                "cannot read {FILE_NAME} of commit {}: {e}",
-                commit.hash().short(7)
-            )
-        })?);
+        let loaded = Arc::new(
+            read(commit.tree(), base.map(Commit::hash))
+                .await
+                .map_err(|e| {
+                    format!(
+                        "cannot read {FILE_NAME} of commit {}: {e}",
+                        commit.hash().short(7)
+                    )
+                })?,
+        );
         let mut remembered = lock(&self.inner.loaded);
         if remembered.len() == LOADED_KEPT {
             remembered.pop_front();
@@ -276,7 +264,7 @@ impl PipelineRunner {
         &self,
         job: &Job,
         commit: &Commit,
-        digests: &BTreeMap<String, String>,
+        digests: &BTreeMap<String, key::Digest>,
         jobs: &[&Job],
         terms: &mut BTreeMap<String, Term<String>>,
     ) -> Term<String> {
@@ -318,7 +306,7 @@ impl PipelineRunner {
         &self,
         job: &Job,
         commit: &Commit,
-        digests: &BTreeMap<String, String>,
+        digests: &BTreeMap<String, key::Digest>,
     ) -> Term<String> {
         if let Some(missing) = unsupported(job) {
             return Term::fail(format!(
@@ -329,7 +317,7 @@ impl PipelineRunner {
             return Term::fail(format!("no digest for job {:?}", job.name));
         };
         let key = StepKey {
-            digest: digest.clone(),
+            digest: digest.hex.clone(),
             job: Arc::new(job.clone()),
             commit: commit.clone(),
         };
@@ -362,62 +350,6 @@ fn unsupported(job: &Job) -> Option<&'static str> {
     } else {
         None
     }
-}
-
-/// Reads and parses the file of `commit`; `base` is the commit a PR is compared with for
-/// `when.paths`.
-async fn read(commit: &Commit, base: Option<&Commit>) -> Result<Loaded, datakit_ci_git::Error> {
-    let Some(entry) = commit
-        .tree_ids(&[FILE_NAME.to_owned()])
-        .await?
-        .pop()
-        .flatten()
-        .filter(|entry| entry.kind == "blob")
-    else {
-        return Ok(Loaded::Missing);
-    };
-    let text = commit.read_file(FILE_NAME).await?.unwrap_or_default();
-    let parsed = datakit_ci_pipeline::parse(&text);
-    let key = FileKey {
-        blob: entry.id,
-        text: Arc::new(text),
-    };
-    let pipeline = match parsed {
-        Ok(pipeline) => pipeline,
-        Err(error) => {
-            return Ok(Loaded::File {
-                key,
-                parsed: Err(error),
-            });
-        }
-    };
-    let mut paths: Vec<String> = pipeline
-        .jobs()
-        .iter()
-        .flat_map(|job| key::input_paths(job).into_iter().map(str::to_owned))
-        .collect();
-    paths.sort();
-    paths.dedup();
-    let ids = commit.tree_ids(&paths).await?;
-    let objects = paths.into_iter().zip(ids).collect();
-    let wants_paths = pipeline.jobs().iter().any(|job| job.when.paths().is_some());
-    let changed = if wants_paths {
-        let merge_base = match base {
-            Some(base) => commit.merge_base(base.hash()).await?,
-            None => None,
-        };
-        Some(commit.changed_paths(merge_base.as_ref()).await?)
-    } else {
-        None
-    };
-    Ok(Loaded::File {
-        key,
-        parsed: Ok(Box::new(ParsedFile {
-            pipeline,
-            objects,
-            changed,
-        })),
-    })
 }
 
 /// The kind of `target` for `when`.
