@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::ffi::OsString;
+
 use common::{Ci, Repo, Scratch, State};
 
 /// The description of a job of `commit` once it has state `state`.
@@ -171,4 +173,143 @@ fn issue_17_the_pipeline_file_runs_each_commits_jobs_and_reruns_only_changed_inp
     );
     assert_eq!(state.status("local/app", &edited, "build"), None);
     assert_eq!(count("build"), 2, "only the broken branch built again");
+}
+
+#[test]
+fn issue_17_check_and_plan_report_problems_and_what_would_run() {
+    use common::run_to_exit;
+    let scratch = Scratch::new();
+    // `check`: a valid file, and one with several problems, each as FILE:LINE:COL.
+    let good = scratch.path("good.yml");
+    std::fs::write(
+        &good,
+        "steps:\n  a:\n    run: make\n  b:\n    run: make b\n    matrix:\n      os: [linux, mac]\n",
+    )
+    .expect("write");
+    let (status, stdout, _) = run_to_exit([OsString::from("check"), good.clone().into()]);
+    assert!(status.success());
+    assert_eq!(stdout, [format!("{}: valid, 3 jobs", good.display())]);
+    let bad = scratch.path("bad.yml");
+    std::fs::write(
+        &bad,
+        "steps:\n  a:\n    run: make\n    needs: [b]\n  b:\n    run: make\n    needs: [a]\n  c:\n    run: x\n    schedule: \"61 * * * *\"\n    tiemout: 5m\n",
+    )
+    .expect("write");
+    let (status, _, stderr) = run_to_exit([OsString::from("check"), bad.clone().into()]);
+    assert_eq!(status.code(), Some(1));
+    let shown = bad.display().to_string();
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.starts_with(&format!("{shown}:")) && l.contains("cycle in needs")),
+        "{stderr:?}"
+    );
+    assert!(
+        stderr.iter().any(|l| l.starts_with(&format!(
+            "{shown}:11:5: unknown key \"tiemout\", did you mean \"timeout\"?"
+        ))),
+        "{stderr:?}"
+    );
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.starts_with(&format!("{shown}:10:"))),
+        "{stderr:?}"
+    );
+    let (status, _, stderr) =
+        run_to_exit([OsString::from("check"), scratch.path("absent.yml").into()]);
+    assert_eq!(status.code(), Some(2));
+    assert!(
+        stderr.iter().any(|l| l.contains("cannot read")),
+        "{stderr:?}"
+    );
+
+    // `plan`: nothing recorded yet, then what a run recorded, then what a change would run.
+    let runs = scratch.shell_path("runs");
+    let repo = Repo::new("app");
+    let file = format!(
+        "steps:\n  build:\n    run: echo build >> {runs}\n    inputs: [src]\n  docs:\n    run: echo docs >> {runs}\n    inputs: [docs]\n"
+    );
+    let first = repo.commit(
+        &repo.rev("main"),
+        "Pipeline",
+        &[
+            (".datakit-ci.yml", &file),
+            ("src/a", "1\n"),
+            ("docs/a", "1\n"),
+        ],
+    );
+    repo.set_ref("refs/heads/main", &first);
+    let state = State::new();
+    let plan = || {
+        let (status, stdout, stderr) = run_to_exit([
+            OsString::from("plan"),
+            "--repo".into(),
+            repo.path().into(),
+            "--ref".into(),
+            "main".into(),
+            "--state-dir".into(),
+            state.dir().into(),
+        ]);
+        assert!(status.success(), "{stderr:?}");
+        stdout
+    };
+    let before = plan();
+    assert_eq!(
+        before[0],
+        format!(
+            "2 jobs of .datakit-ci.yml for commit {} (branch main):",
+            &first[..7]
+        )
+    );
+    assert!(
+        before[1].contains("build")
+            && before[1].contains("run")
+            && before[1].contains("no run with these inputs"),
+        "{before:?}"
+    );
+
+    let mut ci = Ci::start(&[&repo], &[], &state, &[]);
+    description(&state, &ci, &first, "build", "success");
+    description(&state, &ci, &first, "docs", "success");
+    assert!(ci.terminate().success());
+    let after = plan();
+    for line in &after[1..] {
+        assert!(
+            line.contains(&format!("recorded passed on {}", &first[..7])),
+            "{after:?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(scratch.path("runs"))
+            .expect("runs")
+            .lines()
+            .count(),
+        2
+    );
+
+    let second = repo.commit(&first, "Change the source", &[("src/a", "2\n")]);
+    repo.set_ref("refs/heads/main", &second);
+    let changed = plan();
+    let build = changed
+        .iter()
+        .find(|l| l.trim_start().starts_with("build"))
+        .expect("build");
+    assert!(
+        build.contains(&format!("run      src changed since {}", &first[..7])),
+        "{changed:?}"
+    );
+    let docs = changed
+        .iter()
+        .find(|l| l.trim_start().starts_with("docs"))
+        .expect("docs");
+    assert!(docs.contains("recorded passed on"), "{changed:?}");
+    assert_eq!(
+        std::fs::read_to_string(scratch.path("runs"))
+            .expect("runs")
+            .lines()
+            .count(),
+        2,
+        "plan runs nothing"
+    );
 }
