@@ -83,12 +83,16 @@ impl TreeReader<'_> {
                 ))
             })
             .collect();
-        let root = self.root_tree().await?;
+        let root = if wanted.iter().any(String::is_empty) {
+            Some(self.root_tree().await?)
+        } else {
+            None
+        };
         Ok(wanted
             .iter()
             .map(|path| {
                 if path.is_empty() {
-                    return Some(root.clone());
+                    return root.clone();
                 }
                 entries
                     .iter()

@@ -58,7 +58,7 @@ impl HostSteps {
                     let cmd = Cmd::new(["sh", "-c", key.job.run.as_str()])
                         .map_err(|e| e.to_string())?
                         .cwd(&dir)
-                        .log_cmd(vec!["sh".into(), "-c".into(), "<the step's run>".into()])
+                        .log_cmd(vec!["sh".into(), "-c".into(), shown_script(&key.job.run)])
                         .log(log.clone())
                         .cancel(cancel.clone());
                     let mut cmd = self
@@ -152,6 +152,19 @@ impl Builder for StepBuilder {
     }
 }
 
+/// How a script is shown in the log and in a failure's message: whole if it is one short line,
+/// else its first line and `…`.
+fn shown_script(script: &str) -> String {
+    const LONGEST: usize = 120;
+    let script = script.trim();
+    let first = script.lines().next().unwrap_or_default();
+    if first.len() == script.len() && first.chars().count() <= LONGEST {
+        return first.to_owned();
+    }
+    let cut: String = first.chars().take(LONGEST).collect();
+    format!("{cut}…")
+}
+
 /// The cache branch of a job's runs with input digest `digest`:
 /// `pipeline-<escaped job name>-of-<digest>`.
 pub(crate) fn step_branch(job_name: &str, digest: &str) -> BranchName {
@@ -171,6 +184,13 @@ pub(crate) fn step_branch(job_name: &str, digest: &str) -> BranchName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scripts_are_shown_whole_only_when_short() {
+        assert_eq!(shown_script("make test\n"), "make test");
+        assert_eq!(shown_script("make\nmake test"), "make…");
+        assert_eq!(shown_script(&"x".repeat(200)), format!("{}…", "x".repeat(120)));
+    }
 
     #[test]
     fn branch_names_escape_and_shorten_the_job_name() {
