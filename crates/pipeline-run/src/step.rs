@@ -189,7 +189,10 @@ mod tests {
     fn scripts_are_shown_whole_only_when_short() {
         assert_eq!(shown_script("make test\n"), "make test");
         assert_eq!(shown_script("make\nmake test"), "make…");
-        assert_eq!(shown_script(&"x".repeat(200)), format!("{}…", "x".repeat(120)));
+        assert_eq!(
+            shown_script(&"x".repeat(200)),
+            format!("{}…", "x".repeat(120))
+        );
     }
 
     #[test]
