@@ -110,3 +110,19 @@ pub mod pipeline {
 pub mod pipeline_run {
     pub use datakit_ci_pipeline_run::*;
 }
+
+#[cfg(test)]
+mod tests {
+    /// The pipeline's descriptions are what GitHub's check runs turn into conclusions.
+    #[test]
+    fn the_pipelines_descriptions_are_the_ones_github_reads() {
+        assert_eq!(
+            datakit_ci_pipeline_run::SKIPPED_PREFIX,
+            datakit_ci_forge_github::SKIPPED_PREFIX
+        );
+        assert_eq!(
+            datakit_ci_pipeline_run::ALLOWED_FAILURE_PREFIX,
+            datakit_ci_forge_github::ALLOWED_FAILURE_PREFIX
+        );
+    }
+}
