@@ -11,6 +11,7 @@
 //! cargo run --release -p datakit-ci-bench -- web --quick     # smaller sizes
 //! cargo run --release -p datakit-ci-bench -- github          # the GitHub bridge (seconds)
 //! cargo run --release -p datakit-ci-bench -- docker          # the Docker plugin (a minute)
+//! cargo run --release -p datakit-ci-bench -- pipeline        # the pipeline file (a minute)
 //! ```
 //!
 //! Each line reads `name: value unit (target: …)`: `(target: none)` figures are reported only,
@@ -109,6 +110,12 @@
 //! containerised step with 4 slots against 50 such `docker run`s 4 at a time (target ≤ 1.3×),
 //! and the containers left after the run (target: 0).
 //!
+//! # Group `pipeline`
+//!
+//! See `pipeline_group`: the whole local CI on 100 branches of a 20-step pipeline file (28 jobs);
+//! a docs-only head change against a full run of the same file (target ≤ 5%, with 0 steps
+//! started), and the parse + plan of a 500-job file (target ≤ 10 ms).
+//!
 //! Everything runs in temporary directories (`TMPDIR`); the store figures depend on that file
 //! system, since every Git object is a file.
 
@@ -116,6 +123,7 @@ mod core_group;
 mod docker_group;
 mod engine_group;
 mod github_group;
+mod pipeline_group;
 mod report;
 mod stats;
 mod targets;
@@ -164,6 +172,8 @@ enum Group {
     Github,
     /// The Docker plugin against the `docker` command.
     Docker,
+    /// The pipeline file: a docs-only change against a full run, parse + plan of a big file.
+    Pipeline,
 }
 
 /// How big the measured workloads are.
@@ -209,6 +219,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             Group::Web => web_group::run(scale, &mut report).await,
             Group::Github => github_group::run(scale, &mut report).await,
             Group::Docker => docker_group::run(scale, &mut report).await,
+            Group::Pipeline => pipeline_group::run(scale, &mut report).await,
         }
     })?;
     println!("{}", report.summary());
