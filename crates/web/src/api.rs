@@ -8,7 +8,7 @@
 //! | Route | Response |
 //! |---|---|
 //! | `GET /api/v1/projects` | [`Projects`]: each project's `id` and `dashboards` (target ids) |
-//! | `GET /api/v1/targets` | [`Targets`]: every tracked target — `id`, `kind` (`pr`, `branch`, `tag`), `head`, summary `state`/`description`, `jobs` (`name`, `state`, `description`) — and the `unreadable` ones ([`UnreadableJson`]) |
+//! | `GET /api/v1/targets` | [`Targets`]: the tracked targets, a page at a time (`?limit=`, default 100, at most 1,000; `?after=` the `next` cursor of the previous answer), filtered with `?q=` (name or title), `?state=failing\|pending\|passing`, ordered failing first with `?sort=failing` — `id`, `kind` (`pr`, `branch`, `tag`), `head`, summary `state`/`description`, `jobs` (`name`, `state`, `description`) — and the `unreadable` ones ([`UnreadableJson`]) |
 //! | `GET /api/v1/targets/<user>/<repo>/pr/<n>` | [`TargetDetail`]: the target and its jobs with their `logs` (`kind` `live`/`saved`, `url`, `raw_url`, `can_cancel`, `can_rebuild`, `rebuild`) |
 //! | `GET /api/v1/targets/<user>/<repo>/ref/<path…>` | the same for a ref (e.g. `ref/heads/main`, `ref/tags/v1.0`) |
 //! | `GET /api/v1/history/<user>/<repo>/pr/<n>` | [`TargetHistory`]: the recorded states, newest first (at most 50): `commit`, `parents`, `source_commit`, `metadata_commit`, `url`, `jobs` |
@@ -55,9 +55,13 @@ pub struct ProjectJson {
 /// `GET /api/v1/targets`.
 #[derive(Debug, Serialize)]
 pub struct Targets {
-    /// Every tracked target, in the engine's order (refs, then PRs, per repository).
+    /// The tracked targets the query selects, at most `limit` (default 100, at most 1,000), in
+    /// the engine's order (refs, then PRs, per repository), or failing first with `sort=failing`.
     pub targets: Vec<TargetSummary>,
-    /// The targets not tested because their metadata is invalid.
+    /// The cursor of the next call (`?after=<next>`, with the same filters), if more targets
+    /// follow.
+    pub next: Option<String>,
+    /// The targets not tested because their metadata is invalid (on the first call only).
     pub unreadable: Vec<UnreadableJson>,
 }
 

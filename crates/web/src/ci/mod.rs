@@ -7,6 +7,7 @@
 
 mod commit;
 mod dashboard;
+pub(crate) mod filter;
 mod lists;
 pub(crate) mod model;
 pub(crate) mod queue;

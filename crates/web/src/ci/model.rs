@@ -132,15 +132,7 @@ pub(crate) fn write_summary<'a>(
     jobs: impl Iterator<Item = (&'a str, JobState, &'a str)> + Clone,
     out: &mut String,
 ) -> JobState {
-    let state = jobs
-        .clone()
-        .map(|(_, state, _)| state)
-        .max_by_key(|s| match s {
-            JobState::Success => 0,
-            JobState::Failure => 1,
-            JobState::Pending => 2,
-        })
-        .unwrap_or(JobState::Success);
+    let state = worst_state(jobs.clone().map(|(_, state, _)| state));
     // Targets have a handful of jobs: a small vector beats a map here.
     let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
     for (name, _, description) in jobs.filter(|(_, s, _)| *s == state) {
@@ -165,6 +157,18 @@ pub(crate) fn write_summary<'a>(
         out.push(')');
     }
     state
+}
+
+/// The summary state of jobs in `states` (spec §1.5.2): pending if any is pending, else failure
+/// if any failed, else success.
+pub(crate) fn worst_state(states: impl Iterator<Item = JobState>) -> JobState {
+    states
+        .max_by_key(|s| match s {
+            JobState::Success => 0,
+            JobState::Failure => 1,
+            JobState::Pending => 2,
+        })
+        .unwrap_or(JobState::Success)
 }
 
 /// What a target page shows: the live jobs of a tracked target, or a recorded state (nothing, by
