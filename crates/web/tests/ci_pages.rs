@@ -310,17 +310,18 @@ async fn target_pages_show_jobs_logs_buttons_and_history() -> anyhow::Result<()>
             "<li class=\"active\"><a href=\"/branch\">Branches</a>",
             "<h1>Ref heads/feature/x</h1>",
             "Showing the live state.",
-            "Recorded states: ",
-            "?history=",
-            "?history=",
             "href=\"/api/v1/history/me/proj/ref/heads/feature/x\">JSON</a>",
             &format!("href=\"/me/proj/commit/{F}\"><code>ffffffff</code>"),
             "<th>build</th>",
+            "<span class=\"phase phase-passed\" title=\"passed\" role=\"img\" aria-label=\"passed\">✔</span>",
             "Success",
+            "<span class=\"times\">finished <time datetime=\"",
+            " UTC\">just now</time>",
             "href=\"/log/saved/step-ok-build-fffffff/",
             "Step ok-build-fffffff",
             "<tr id=\"job-lint\" class=\"job selected-job\"",
             "<th>lint</th>",
+            "phase-failed",
             "Failure",
             "action=\"/log/rebuild/step-fail-lint-fffffff\"",
             "name=\"redirect\" value=\"/me/proj/ref/heads/feature/x\"",
@@ -328,7 +329,47 @@ async fn target_pages_show_jobs_logs_buttons_and_history() -> anyhow::Result<()>
             "<th>test</th>",
             "action=\"/rebuild-failed/me/proj/ref/heads/feature/x\"",
             "Rebuild failed jobs (2)",
+            "<h2 id=\"history\">History</h2>",
+            "<tr class=\"recorded\"><td class=\"when\"><time datetime=",
+            &format!("href=\"/me/proj/commit/{F}\"><code>ffffffff</code>"),
+            "?history=",
+            &format!("href=\"/me/proj/commit/{B}\"><code>bbbbbbbb</code>"),
+            "?history=",
         ],
+    );
+    // Each job says when it finished; a build whose pending state was recorded, how long it took.
+    assert_eq!(
+        builder_page
+            .matches("<span class=\"times\">finished ")
+            .count(),
+        3
+    );
+    assert!(
+        builder_page.contains(", took <span class=\"duration\">"),
+        "{builder_page}"
+    );
+    // The history is paginated: older states from any recorded one, a bad id is a 400.
+    let states_from = builder_page
+        .split("?history=")
+        .nth(2)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a second recorded state")
+        .to_owned();
+    let older = page(&mut agents[1], &format!("{path}?states_from={states_from}")).await?;
+    assert_in_order(
+        &older,
+        &[
+            "Showing the live state.",
+            "<h2 id=\"history\">History</h2>",
+            &format!("?history={states_from}"),
+            "<a class=\"btn btn-sm\" rel=\"first\" href=\"?#history\">Newest states</a>",
+        ],
+    );
+    let response = agents[1].get(&format!("{path}?states_from=zzz")).await?;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        Agent::text(response).await?,
+        "invalid states_from \"zzz\": expected a recorded state's commit id"
     );
     // Both heads' states (and maybe a pending one in between).
     assert!(
@@ -351,6 +392,18 @@ async fn target_pages_show_jobs_logs_buttons_and_history() -> anyhow::Result<()>
     let states = history["states"].as_array().expect("states");
     assert!(states.len() >= 2, "{history:#}");
     assert_eq!(states[0]["source_commit"], F);
+    assert!(
+        states[0]["recorded_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z') && t.len() == 20),
+        "{history:#}"
+    );
+    assert!(
+        states[0]["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains(" -> ")),
+        "{history:#}"
+    );
     assert_eq!(states[0]["parents"][0], states[1]["commit"]);
     let last_of_b = states
         .iter()

@@ -256,7 +256,7 @@ async fn target_history(ci: &Ci, id: &TargetId) -> Result<Json<TargetHistory>, A
     if latest.is_none() && ci.engine.target(id).is_none() {
         return Err(Error::NotFound(format!("No target {id}")).into());
     }
-    let states = model::walk_history(history, latest, API_HISTORY).await?;
+    let (states, _) = model::walk_history(history, latest, API_HISTORY).await?;
     Ok(Json(TargetHistory {
         target: id.to_string(),
         states: states.iter().map(|s| RecordedState::new(id, s)).collect(),

@@ -5,7 +5,7 @@ use maud::{Markup, html};
 
 use datakit_ci_term::{LogLeaf, RebuildStateKind};
 
-use super::model::{Job, JobState};
+use super::model::{Job, JobState, Phase};
 use crate::{pages, urls};
 
 /// What a viewer may do from a page: `Some(csrf token)` if they hold the `Builder` role.
@@ -49,6 +49,26 @@ pub(crate) fn symbol(state: JobState) -> &'static str {
         JobState::Success => "✔",
         JobState::Pending => "…",
         JobState::Failure => "✘",
+    }
+}
+
+/// The coloured icon of a job's phase (`span.phase.phase-<word>`), titled with the word.
+pub(crate) fn phase_icon(phase: Phase) -> Markup {
+    let symbol = match phase {
+        Phase::Queued => "◷",
+        Phase::Running => "●",
+        Phase::Passed => "✔",
+        Phase::Failed => "✘",
+        Phase::Cancelled => "⊘",
+        Phase::Skipped => "↷",
+        Phase::WaitingForApproval => "✋",
+    };
+    let class = match phase {
+        Phase::WaitingForApproval => "approval",
+        other => other.word(),
+    };
+    html! {
+        span class={ "phase phase-" (class) } title=(phase.word()) role="img" aria-label=(phase.word()) { (symbol) }
     }
 }
 
