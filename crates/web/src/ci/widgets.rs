@@ -101,6 +101,11 @@ pub(crate) fn job_logs(job: &Job, page: &str, actions: &Actions) -> Markup {
             })
         })
         .collect();
+    // Log pages name the job and link back to the page (`?target=…&job=…`).
+    let context = form_urlencoded::Serializer::new(String::new())
+        .append_pair("target", page)
+        .append_pair("job", &job.name)
+        .finish();
     let items = html! {
         @for leaf in &leaves {
             div.log {
@@ -118,7 +123,7 @@ pub(crate) fn job_logs(job: &Job, page: &str, actions: &Actions) -> Markup {
                                 },
                             )) " "
                         }
-                        (log_link(&urls::live_log(log.branch()), log.title()))
+                        (log_link(&format!("{}?{context}", urls::live_log(log.branch())), log.title()))
                     }
                     LogLeaf::Saved(saved) => {
                         (status_flag(if saved.failed() { JobState::Failure } else { JobState::Success }, None)) " "
@@ -137,7 +142,7 @@ pub(crate) fn job_logs(job: &Job, page: &str, actions: &Actions) -> Markup {
                             RebuildStateKind::Rebuilding => "(rebuild queued) ",
                             RebuildStateKind::Archived => "(archived) ",
                         }
-                        (log_link(&urls::saved_log(saved.branch().as_str(), &saved.commit().to_string()), saved.title()))
+                        (log_link(&format!("{}?{context}", urls::saved_log(saved.branch().as_str(), &saved.commit().to_string())), saved.title()))
                     }
                 }
             }
