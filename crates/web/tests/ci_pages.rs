@@ -123,6 +123,12 @@ async fn ci_routes_by_role() -> anyhow::Result<()> {
         ("/api/v1/targets/me/proj/pr/99", [401, 404, 404, 404]),
         ("/api/v1/history/other/proj/pr/1", [401, 404, 404, 404]),
         ("/rebuild-failed/me/proj/pr/3", [405, 405, 405, 405]),
+        // Badges are public only: this web UI's readers are named users.
+        ("/badge/me/proj/heads/main.svg", [404, 404, 404, 404]),
+        (
+            "/badge/me/proj/heads/main.svg?job=build",
+            [404, 404, 404, 404],
+        ),
         ("/no/such/page", [404, 404, 404, 404]),
     ];
     let mut failures = Vec::new();
@@ -918,5 +924,52 @@ async fn issue_21_lists_paginate_and_filter() -> anyhow::Result<()> {
         assert_eq!(body["error"], message, "{path}");
     }
     ci.steps.open_gate();
+    ci.stop().await
+}
+
+/// Issue 21 item 7: badges of a web UI everyone may read, for every viewer; 404 for anything
+/// unknown.
+#[tokio::test]
+async fn issue_21_badges_when_everyone_may_read() -> anyhow::Result<()> {
+    let ci = fixture().await?;
+    let config = common::http_config(&ci.dirs)?.can_read(datakit_ci_web::Acl::everyone());
+    let state = common::state_builder(ci.store.clone(), ci.logs.clone(), config).build()?;
+    let mut anonymous = Agent::new(datakit_ci_web::router(&state, Some(ci.pages())));
+    for (path, expected) in [
+        ("/badge/me/proj/heads/main.svg", Some(("ci", "failing"))),
+        (
+            "/badge/me/proj/heads/main.svg?job=build",
+            Some(("build", "passing")),
+        ),
+        (
+            "/badge/me/proj/heads/feature/x.svg?job=lint",
+            Some(("lint", "failing")),
+        ),
+        ("/badge/me/proj/tags/v0.1.svg", Some(("ci", "failing"))),
+        ("/badge/me/proj/heads/main.svg?job=nope", None),
+        ("/badge/me/proj/heads/main", None),
+        ("/badge/me/proj/heads/nope.svg", None),
+        ("/badge/other/proj/heads/main.svg", None),
+    ] {
+        let response = anonymous.get(path).await?;
+        let Some((label, word)) = expected else {
+            assert_eq!(response.status(), 404, "{path}");
+            continue;
+        };
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "image/svg+xml; charset=utf-8"
+        );
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-cache");
+        let svg = Agent::text(response).await?;
+        let document = roxmltree::Document::parse(&svg)?;
+        let texts: Vec<&str> = document
+            .descendants()
+            .filter(|node| node.has_tag_name("text"))
+            .filter_map(|node| node.text())
+            .collect();
+        assert_eq!(texts, [label, word], "{path}");
+    }
     ci.stop().await
 }
