@@ -55,7 +55,7 @@ pub struct ProjectJson {
 #[derive(Debug, Serialize)]
 pub struct Targets {
     /// The tracked targets the query selects, at most `limit` (default 100, at most 1,000), in
-    /// the engine's order (refs, then PRs, per repository), or failing first with `sort=failing`.
+    /// the order of their ids (refs, then PRs), or failing first with `sort=failing`.
     pub targets: Vec<TargetSummary>,
     /// The cursor of the next call (`?after=<next>`, with the same filters), if more targets
     /// follow.
