@@ -298,7 +298,10 @@ fn job_times_line(phase: Phase, times: &JobTimes, live: bool, now: SystemTime) -
             span.times {
                 "finished " (time_ago(finished, now))
                 @if let Some(took) = times.took() {
-                    ", took " span.duration { (time::duration(took)) }
+                    // Commit times have whole seconds.
+                    ", took " span.duration {
+                        @if took.as_secs() == 0 { "under 1s" } @else { (time::duration(took)) }
+                    }
                 }
             }
         } @else if let (Some(started), true) = (times.started, live && !phase.is_final()) {

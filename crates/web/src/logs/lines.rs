@@ -125,11 +125,19 @@ impl LogLines {
     }
 }
 
-/// Whether a line (raw bytes, escape sequences included) looks like an error message.
+/// Whether a line (raw bytes, escape sequences included) looks like an error message. The CI's
+/// own `[<time>] Running <command>` lines are not: the command may well print an error.
 fn looks_like_error(line: &[u8]) -> bool {
     let lower = line.to_ascii_lowercase();
     let text = String::from_utf8_lossy(&lower);
-    ERROR_MARKS.iter().any(|mark| text.contains(mark))
+    let message = match text
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once("] "))
+    {
+        Some((_, message)) => message,
+        None => &text,
+    };
+    !message.starts_with("running ") && ERROR_MARKS.iter().any(|mark| text.contains(mark))
 }
 
 #[cfg(test)]
@@ -201,6 +209,9 @@ mod tests {
         );
         assert!(!looks_like_error(b"test result: ok. 5 passed; 0 failed"));
         assert!(looks_like_error(b"[2026-12-07 18:12.29] Failed: exit 1"));
+        assert!(!looks_like_error(
+            b"[2026-12-07 18:12.29] Running \"sh\" \"-c\" \"echo error: x\""
+        ));
     }
 
     #[test]
