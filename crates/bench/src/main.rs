@@ -74,8 +74,8 @@
 //! UI with the CI pages (`ci_pages`, readable by everyone) on an ephemeral port of 127.0.0.1. The
 //! clients (`reqwest`, no proxy, kept-alive connections) run in the same process and runtime.
 //!
-//! - **render** — `GET /` (dashboard) and `GET /branch`, each checked (target count, last branch,
-//!   one success flag per job), 3 warm-up requests then 20 sequential ones timed from sending to
+//! - **render** — `GET /` (dashboard) and `GET /branch` (its first page of 100 rows), each
+//!   checked (target count, one success flag per job shown; the last page shows the last branch), 3 warm-up requests then 20 sequential ones timed from sending to
 //!   the end of the body. Target: median ≤ 50 ms each. Also p90 and page sizes; baselines: a
 //!   static file (`/css/style.css`) timed the same way, and `Engine::targets()` in-process.
 //! - **target page** — `GET /bench/repo/ref/heads/b00042` from 16 concurrent clients for 3 s

@@ -65,6 +65,12 @@ impl AnsiHtml {
         }
     }
 
+    /// Like [`convert`](Self::convert), appending to `out` (no string per call).
+    pub(crate) fn convert_into(&mut self, chunk: &[u8], out: &mut String) {
+        std::mem::swap(&mut self.html.out, out);
+        *out = self.convert(chunk);
+    }
+
     /// Converts the next chunk of the stream. An escape sequence cut at the end of `chunk` is kept
     /// and completed by the next call; the returned HTML is always well-formed (spans are closed).
     pub fn convert(&mut self, chunk: &[u8]) -> String {

@@ -8,10 +8,10 @@
 //! | Route | Response |
 //! |---|---|
 //! | `GET /api/v1/projects` | [`Projects`]: each project's `id` and `dashboards` (target ids) |
-//! | `GET /api/v1/targets` | [`Targets`]: every tracked target — `id`, `kind` (`pr`, `branch`, `tag`), `head`, summary `state`/`description`, `jobs` (`name`, `state`, `description`) — and the `unreadable` ones ([`UnreadableJson`]) |
+//! | `GET /api/v1/targets` | [`Targets`]: the tracked targets, a page at a time (`?limit=`, default 100, at most 1,000; `?after=` the `next` cursor of the previous answer), filtered with `?q=` (name or title), `?state=failing\|pending\|passing`, ordered failing first with `?sort=failing` — `id`, `kind` (`pr`, `branch`, `tag`), `head`, summary `state`/`description`, `jobs` (`name`, `state`, `description`) — and the `unreadable` ones ([`UnreadableJson`]) |
 //! | `GET /api/v1/targets/<user>/<repo>/pr/<n>` | [`TargetDetail`]: the target and its jobs with their `logs` (`kind` `live`/`saved`, `url`, `raw_url`, `can_cancel`, `can_rebuild`, `rebuild`) |
 //! | `GET /api/v1/targets/<user>/<repo>/ref/<path…>` | the same for a ref (e.g. `ref/heads/main`, `ref/tags/v1.0`) |
-//! | `GET /api/v1/history/<user>/<repo>/pr/<n>` | [`TargetHistory`]: the recorded states, newest first (at most 50): `commit`, `parents`, `source_commit`, `metadata_commit`, `url`, `jobs` |
+//! | `GET /api/v1/history/<user>/<repo>/pr/<n>` | [`TargetHistory`]: the recorded states, newest first (at most 50): `commit`, `parents`, `source_commit`, `metadata_commit`, `recorded_at`, `subject`, `url`, `jobs` |
 //! | `GET /api/v1/history/<user>/<repo>/ref/<path…>` | the same for a ref |
 //! | `GET /api/v1/events` | server-sent events: `status` ([`StatusEvent`]: `target`, `job`, `commit`, `state`, `description`) for each job state change from now on; `lagged` (`{"missed": n}`) if the client fell behind |
 //!
@@ -26,10 +26,9 @@ mod routes;
 use serde::Serialize;
 
 use datakit_ci_engine::{Project, TargetView};
-use datakit_ci_history::HistoryState;
 use datakit_ci_term::{JobOutput, LogLeaf, RebuildStateKind, Target, TargetId};
 
-use crate::ci::model::{self, Job, JobState};
+use crate::ci::model::{self, Job, JobState, Recorded};
 use crate::ci::queue::{QueuePlace, QueuePlaces};
 use crate::urls;
 
@@ -55,9 +54,13 @@ pub struct ProjectJson {
 /// `GET /api/v1/targets`.
 #[derive(Debug, Serialize)]
 pub struct Targets {
-    /// Every tracked target, in the engine's order (refs, then PRs, per repository).
+    /// The tracked targets the query selects, at most `limit` (default 100, at most 1,000), in
+    /// the order of their ids (refs, then PRs), or failing first with `sort=failing`.
     pub targets: Vec<TargetSummary>,
-    /// The targets not tested because their metadata is invalid.
+    /// The cursor of the next call (`?after=<next>`, with the same filters), if more targets
+    /// follow.
+    pub next: Option<String>,
+    /// The targets not tested because their metadata is invalid (on the first call only).
     pub unreadable: Vec<UnreadableJson>,
 }
 
@@ -233,6 +236,10 @@ pub struct RecordedState {
     pub source_commit: Option<String>,
     /// The `github-metadata` commit used as input.
     pub metadata_commit: Option<String>,
+    /// When the state was recorded, in UTC (`2026-12-07T18:12:29Z`).
+    pub recorded_at: String,
+    /// The first line of the status commit's message (e.g. `lint -> failure`).
+    pub subject: String,
     /// The page showing this state.
     pub url: Option<String>,
     /// The summary state of the jobs.
@@ -432,13 +439,16 @@ impl LogJson {
 
 impl RecordedState {
     /// The JSON form of a recorded state of target `id`.
-    pub(crate) fn new(id: &TargetId, state: &HistoryState) -> Self {
+    pub(crate) fn new(id: &TargetId, recorded: &Recorded) -> Self {
+        let state = &recorded.state;
         let jobs = model::recorded_jobs(state);
         RecordedState {
             commit: state.commit.map(|c| c.to_string()),
             parents: state.parents.iter().map(ToString::to_string).collect(),
             source_commit: state.source_commit.as_ref().map(ToString::to_string),
             metadata_commit: state.metadata_commit.map(|c| c.to_string()),
+            recorded_at: crate::time::iso(recorded.time),
+            subject: recorded.subject.clone(),
             url: state
                 .commit
                 .map(|c| format!("{}?history={c}", urls::target(id))),

@@ -129,6 +129,7 @@ mod server;
 mod session;
 mod state;
 mod static_files;
+mod time;
 pub mod urls;
 mod webhooks;
 

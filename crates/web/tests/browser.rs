@@ -63,16 +63,20 @@ async fn scenario(browser: &Client, server: &Running, intro: &str) -> anyhow::Re
     let path = browser.current_url().await?.path().to_owned();
     assert!(path.starts_with("/log/saved/browser-build/"), "{path}");
     let red = browser
-        .find(Locator::Css("pre.log span.fg-red"))
+        .find(Locator::Css("div.log-text span.fg-red"))
         .await?
         .text()
         .await?;
     assert_eq!(red, "red");
-    let log = browser.find(Locator::Css("pre.log")).await?.text().await?;
+    let log = browser
+        .find(Locator::Css("div.log-text"))
+        .await?
+        .text()
+        .await?;
     assert!(log.contains("<script>alert(1)</script>"), "{log}");
     assert!(
         browser
-            .find_all(Locator::Css("pre.log script"))
+            .find_all(Locator::Css("div.log-text script"))
             .await?
             .is_empty()
     );

@@ -48,10 +48,10 @@ async fn scenario(browser: &Client, server: &Running, ci: &CiFixture) -> anyhow:
         &format!("tr#job-build form.cancel[action=\"/cancel/{BRANCH}\"] button"),
     )
     .await?;
-    let live_link = format!("tr#job-build a.log-link[href=\"/log/live/{BRANCH}\"]");
+    let live_link = format!("tr#job-build a.log-link[href^=\"/log/live/{BRANCH}?target=\"]");
     wait_for_element(browser, &live_link).await?.click().await?;
     wait_for_path(browser, &format!("/log/live/{BRANCH}")).await?;
-    wait_for_text(browser, "pre", "run 1").await?;
+    wait_for_text(browser, "div.log-text", "run 1").await?;
 
     // Text written now streams into the open page.
     let log = ci
@@ -59,7 +59,12 @@ async fn scenario(browser: &Client, server: &Running, ci: &CiFixture) -> anyhow:
         .get(BRANCH)
         .ok_or_else(|| anyhow::anyhow!("log gone"))?;
     log.write_str("written by the test after the page loaded\n");
-    wait_for_text(browser, "pre", "written by the test after the page loaded").await?;
+    wait_for_text(
+        browser,
+        "div.log-text",
+        "written by the test after the page loaded",
+    )
+    .await?;
 
     // The build finishes; its page offers a rebuild.
     ci.steps.open_gate();

@@ -123,6 +123,12 @@ async fn ci_routes_by_role() -> anyhow::Result<()> {
         ("/api/v1/targets/me/proj/pr/99", [401, 404, 404, 404]),
         ("/api/v1/history/other/proj/pr/1", [401, 404, 404, 404]),
         ("/rebuild-failed/me/proj/pr/3", [405, 405, 405, 405]),
+        // Badges are public only: this web UI's readers are named users.
+        ("/badge/me/proj/heads/main.svg", [404, 404, 404, 404]),
+        (
+            "/badge/me/proj/heads/main.svg?job=build",
+            [404, 404, 404, 404],
+        ),
         ("/no/such/page", [404, 404, 404, 404]),
     ];
     let mut failures = Vec::new();
@@ -310,17 +316,18 @@ async fn target_pages_show_jobs_logs_buttons_and_history() -> anyhow::Result<()>
             "<li class=\"active\"><a href=\"/branch\">Branches</a>",
             "<h1>Ref heads/feature/x</h1>",
             "Showing the live state.",
-            "Recorded states: ",
-            "?history=",
-            "?history=",
             "href=\"/api/v1/history/me/proj/ref/heads/feature/x\">JSON</a>",
             &format!("href=\"/me/proj/commit/{F}\"><code>ffffffff</code>"),
             "<th>build</th>",
+            "<span class=\"phase phase-passed\" title=\"passed\" role=\"img\" aria-label=\"passed\">✔</span>",
             "Success",
+            "<span class=\"times\">finished <time datetime=\"",
+            " UTC\">just now</time>",
             "href=\"/log/saved/step-ok-build-fffffff/",
             "Step ok-build-fffffff",
             "<tr id=\"job-lint\" class=\"job selected-job\"",
             "<th>lint</th>",
+            "phase-failed",
             "Failure",
             "action=\"/log/rebuild/step-fail-lint-fffffff\"",
             "name=\"redirect\" value=\"/me/proj/ref/heads/feature/x\"",
@@ -328,7 +335,47 @@ async fn target_pages_show_jobs_logs_buttons_and_history() -> anyhow::Result<()>
             "<th>test</th>",
             "action=\"/rebuild-failed/me/proj/ref/heads/feature/x\"",
             "Rebuild failed jobs (2)",
+            "<h2 id=\"history\">History</h2>",
+            "<tr class=\"recorded\"><td class=\"when\"><time datetime=",
+            &format!("href=\"/me/proj/commit/{F}\"><code>ffffffff</code>"),
+            "?history=",
+            &format!("href=\"/me/proj/commit/{B}\"><code>bbbbbbbb</code>"),
+            "?history=",
         ],
+    );
+    // Each job says when it finished; a build whose pending state was recorded, how long it took.
+    assert_eq!(
+        builder_page
+            .matches("<span class=\"times\">finished ")
+            .count(),
+        3
+    );
+    assert!(
+        builder_page.contains(", took <span class=\"duration\">"),
+        "{builder_page}"
+    );
+    // The history is paginated: older states from any recorded one, a bad id is a 400.
+    let states_from = builder_page
+        .split("?history=")
+        .nth(2)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a second recorded state")
+        .to_owned();
+    let older = page(&mut agents[1], &format!("{path}?states_from={states_from}")).await?;
+    assert_in_order(
+        &older,
+        &[
+            "Showing the live state.",
+            "<h2 id=\"history\">History</h2>",
+            &format!("?history={states_from}"),
+            "<a class=\"btn btn-sm\" rel=\"first\" href=\"?#history\">Newest states</a>",
+        ],
+    );
+    let response = agents[1].get(&format!("{path}?states_from=zzz")).await?;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        Agent::text(response).await?,
+        "invalid states_from \"zzz\": expected a recorded state's commit id"
     );
     // Both heads' states (and maybe a pending one in between).
     assert!(
@@ -351,6 +398,18 @@ async fn target_pages_show_jobs_logs_buttons_and_history() -> anyhow::Result<()>
     let states = history["states"].as_array().expect("states");
     assert!(states.len() >= 2, "{history:#}");
     assert_eq!(states[0]["source_commit"], F);
+    assert!(
+        states[0]["recorded_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z') && t.len() == 20),
+        "{history:#}"
+    );
+    assert!(
+        states[0]["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains(" -> ")),
+        "{history:#}"
+    );
     assert_eq!(states[0]["parents"][0], states[1]["commit"]);
     let last_of_b = states
         .iter()
@@ -677,5 +736,240 @@ async fn issue_14_unknown_pages_and_saved_log_links() -> anyhow::Result<()> {
         !log.contains(">History<") && !log.contains(">Artefacts<"),
         "{log}"
     );
+    ci.stop().await
+}
+
+/// Issue 21 item 4: 102 branches and 3 PRs (PR 7 stays pending), all other targets failing.
+async fn many_targets() -> anyhow::Result<CiFixture> {
+    let names: Vec<String> = (0..=100)
+        .map(|n| format!("me/proj/ref/heads/b{n:03}/head"))
+        .collect();
+    let mut edits: Vec<(&str, &str)> = names.iter().map(|name| (name.as_str(), A)).collect();
+    edits.extend([
+        ("me/proj/ref/heads/feature/x/head", B),
+        ("me/proj/pr/3/head", A),
+        ("me/proj/pr/3/state", "open"),
+        ("me/proj/pr/3/title", "Third"),
+        ("me/proj/pr/3/owner", "alice"),
+        ("me/proj/pr/7/head", C),
+        ("me/proj/pr/7/state", "open"),
+        ("me/proj/pr/7/owner", "alice"),
+        ("me/proj/pr/7/title", "Seventh, slow"),
+        ("me/proj/pr/10/head", E),
+        ("me/proj/pr/10/state", "open"),
+        ("me/proj/pr/10/title", "Tenth PR"),
+        ("me/proj/pr/10/owner", "bob"),
+    ]);
+    let ci = CiFixture::start(&edits).await?;
+    wait_for("105 targets, all but PR 7 final", || async {
+        let targets = ci.engine.targets();
+        targets.len() == 105
+            && targets.iter().all(|view| {
+                view.jobs.iter().all(|job| {
+                    job.output.as_ref().is_some_and(|output| {
+                        matches!(view.target.id(), datakit_ci_term::TargetId::Pr(_, 7))
+                            || !matches!(output.result, datakit_ci_term::JobResult::Pending(_))
+                    })
+                })
+            })
+    })
+    .await?;
+    Ok(ci)
+}
+
+#[tokio::test]
+async fn issue_21_lists_paginate_and_filter() -> anyhow::Result<()> {
+    let ci = many_targets().await?;
+    let mut reader = agents(&ci).await?.swap_remove(1);
+
+    let first = page(&mut reader, "/branch").await?;
+    assert_in_order(
+        &first,
+        &[
+            "<form class=\"list-filter\" method=\"get\" action=\"/branch\">",
+            "Showing 1–100 of 102 targets",
+            ">heads/b000</a>",
+            ">heads/b099</a>",
+            "Page 1 of 2",
+            "<a rel=\"next\" class=\"btn btn-sm\" href=\"/branch?page=2\">",
+        ],
+    );
+    assert!(!first.contains(">heads/b100</a>"), "{first}");
+    assert!(!first.contains("rel=\"prev\""), "{first}");
+    let second = page(&mut reader, "/branch?page=2").await?;
+    assert_in_order(
+        &second,
+        &[
+            "Showing 101–102 of 102 targets",
+            ">heads/b100</a>",
+            ">heads/feature/x</a>",
+            "<a rel=\"prev\" class=\"btn btn-sm\" href=\"/branch?page=1\">",
+            "Page 2 of 2",
+        ],
+    );
+    assert!(!second.contains(">heads/b099</a>"), "{second}");
+    assert!(!second.contains("rel=\"next\""), "{second}");
+    let past = page(&mut reader, "/branch?page=9").await?;
+    assert!(past.contains("No targets on this page, of 102"), "{past}");
+
+    let named = page(&mut reader, "/branch?q=FEAT&state=failing").await?;
+    assert_in_order(
+        &named,
+        &[
+            "value=\"feat\"",
+            "<option value=\"failing\" selected>",
+            "Showing 1–1 of 1 failing targets matching “feat”",
+            ">heads/feature/x</a>",
+        ],
+    );
+    assert!(!named.contains(">heads/b000</a>"), "{named}");
+
+    let pending = page(&mut reader, "/pr?state=pending").await?;
+    assert!(
+        pending.contains("href=\"/me/proj/pr/7\">7</a>"),
+        "{pending}"
+    );
+    assert!(!pending.contains("href=\"/me/proj/pr/3\">"), "{pending}");
+    let by_title = page(&mut reader, "/pr?q=slow").await?;
+    assert!(
+        by_title.contains("href=\"/me/proj/pr/7\">7</a>"),
+        "{by_title}"
+    );
+    assert!(!by_title.contains("href=\"/me/proj/pr/10\">"), "{by_title}");
+    let by_name = page(&mut reader, "/pr").await?;
+    assert_in_order(&by_name, &[">10</a>", ">7</a>", ">3</a>"]);
+    let failing_first = page(&mut reader, "/pr?sort=failing").await?;
+    assert_in_order(&failing_first, &[">10</a>", ">3</a>", ">7</a>"]);
+    assert!(failing_first.contains("name=\"sort\" value=\"failing\" checked"));
+
+    for (path, message) in [
+        (
+            "/branch?page=0",
+            "invalid page \"0\": expected a whole number from 1",
+        ),
+        (
+            "/tag?page=x",
+            "invalid page \"x\": expected a whole number from 1",
+        ),
+        (
+            "/pr?state=red",
+            "invalid state \"red\": expected failing, pending, passing or all",
+        ),
+        (
+            "/pr?sort=age",
+            "invalid sort \"age\": expected name or failing",
+        ),
+    ] {
+        let response = reader.get(path).await?;
+        assert_eq!(response.status(), 400, "{path}");
+        assert_eq!(Agent::text(response).await?, message, "{path}");
+    }
+
+    // The API: every target exactly once, a page at a time.
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/targets?limit=40".to_owned();
+    loop {
+        let answer = json(&mut reader, &path).await?;
+        let targets = answer["targets"].as_array().cloned().unwrap_or_default();
+        assert!(targets.len() <= 40, "{answer}");
+        seen.extend(targets.iter().map(|t| t["id"].to_string()));
+        match answer["next"].as_str() {
+            Some(next) => {
+                path = format!(
+                    "/api/v1/targets?limit=40&after={}",
+                    datakit_ci_web::urls::encode_query(next)
+                )
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 105, "{seen:?}");
+    let unique: std::collections::BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), 105);
+    let default = json(&mut reader, "/api/v1/targets").await?;
+    assert_eq!(default["targets"].as_array().map(Vec::len), Some(100));
+    let pending = json(&mut reader, "/api/v1/targets?state=pending").await?;
+    assert_eq!(pending["targets"][0]["id"], "me/proj/prs/7");
+    assert_eq!(pending["targets"].as_array().map(Vec::len), Some(1));
+    assert_eq!(pending["next"], Value::Null);
+    let failing_first = json(&mut reader, "/api/v1/targets?sort=failing&limit=104").await?;
+    let cursor = failing_first["next"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let last = json(
+        &mut reader,
+        &format!(
+            "/api/v1/targets?sort=failing&after={}",
+            datakit_ci_web::urls::encode_query(&cursor)
+        ),
+    )
+    .await?;
+    assert_eq!(last["targets"][0]["id"], "me/proj/prs/7", "{last}");
+    let named = json(&mut reader, "/api/v1/targets?q=feature").await?;
+    assert_eq!(named["targets"][0]["id"], "me/proj/heads/feature/x");
+    for (path, message) in [
+        (
+            "/api/v1/targets?after=me/proj/pr/3",
+            "invalid cursor \"me/proj/pr/3\": no rank (pass the `next` of the previous answer)",
+        ),
+        (
+            "/api/v1/targets?limit=0",
+            "invalid limit \"0\": expected a whole number from 1 to 1000",
+        ),
+    ] {
+        let response = reader.get(path).await?;
+        assert_eq!(response.status(), 400, "{path}");
+        let body: Value = serde_json::from_str(&Agent::text(response).await?)?;
+        assert_eq!(body["error"], message, "{path}");
+    }
+    ci.steps.open_gate();
+    ci.stop().await
+}
+
+/// Issue 21 item 7: badges of a web UI everyone may read, for every viewer; 404 for anything
+/// unknown.
+#[tokio::test]
+async fn issue_21_badges_when_everyone_may_read() -> anyhow::Result<()> {
+    let ci = fixture().await?;
+    let config = common::http_config(&ci.dirs)?.can_read(datakit_ci_web::Acl::everyone());
+    let state = common::state_builder(ci.store.clone(), ci.logs.clone(), config).build()?;
+    let mut anonymous = Agent::new(datakit_ci_web::router(&state, Some(ci.pages())));
+    for (path, expected) in [
+        ("/badge/me/proj/heads/main.svg", Some(("ci", "failing"))),
+        (
+            "/badge/me/proj/heads/main.svg?job=build",
+            Some(("build", "passing")),
+        ),
+        (
+            "/badge/me/proj/heads/feature/x.svg?job=lint",
+            Some(("lint", "failing")),
+        ),
+        ("/badge/me/proj/tags/v0.1.svg", Some(("ci", "failing"))),
+        ("/badge/me/proj/heads/main.svg?job=nope", None),
+        ("/badge/me/proj/heads/main", None),
+        ("/badge/me/proj/heads/nope.svg", None),
+        ("/badge/other/proj/heads/main.svg", None),
+    ] {
+        let response = anonymous.get(path).await?;
+        let Some((label, word)) = expected else {
+            assert_eq!(response.status(), 404, "{path}");
+            continue;
+        };
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "image/svg+xml; charset=utf-8"
+        );
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-cache");
+        let svg = Agent::text(response).await?;
+        let document = roxmltree::Document::parse(&svg)?;
+        let texts: Vec<&str> = document
+            .descendants()
+            .filter(|node| node.has_tag_name("text"))
+            .filter_map(|node| node.text())
+            .collect();
+        assert_eq!(texts, [label, word], "{path}");
+    }
     ci.stop().await
 }

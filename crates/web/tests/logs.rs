@@ -84,7 +84,7 @@ async fn live_log_streams_until_finished_then_redirects_to_the_saved_log() -> an
     read_until(
         &mut response,
         &mut seen,
-        "first <span class='fg-red'>red</span> &lt;line&gt;\n",
+        "first <span class='fg-red'>red</span> &lt;line&gt;</span></div>",
     )
     .await?;
     let so_far = String::from_utf8_lossy(&seen).into_owned();
@@ -96,7 +96,7 @@ async fn live_log_streams_until_finished_then_redirects_to_the_saved_log() -> an
 
     // More output arrives on the open response, then the end.
     log.write(b"second\n");
-    read_until(&mut response, &mut seen, "second\n").await?;
+    read_until(&mut response, &mut seen, "second</span></div>").await?;
     log.finish();
     read_to_end(&mut response, &mut seen).await?;
     let page = String::from_utf8(seen)?;
@@ -124,7 +124,11 @@ async fn live_log_streams_until_finished_then_redirects_to_the_saved_log() -> an
     let page = browser.get(server.url(&saved)).send().await?.text().await?;
     assert!(page.contains("<title>Log from commit"), "{page}");
     assert!(
-        page.contains("first <span class='fg-red'>red</span> &lt;line&gt;\nsecond\n"),
+        page.contains(
+            "first <span class='fg-red'>red</span> &lt;line&gt;</span></div>\
+             <div class=\"line\" id=\"L2\"><a class=\"ln\" href=\"#L2\" data-line=\"2\"></a>\
+             <span class=\"lt\">second</span></div>"
+        ),
         "{page}"
     );
     let raw = browser
@@ -196,7 +200,13 @@ async fn big_saved_logs_stream_in_pieces() -> anyhow::Result<()> {
     let page = String::from_utf8(page)?;
     assert!(pieces > 1, "sent in one piece");
     for i in [0, 9_999, 19_999] {
-        let line = format!("line {i} <span class='fg-green'>&lt;ok&gt;</span>\n");
+        let line = format!(
+            "id=\"L{}\"><a class=\"ln\" href=\"#L{}\" data-line=\"{}\"></a>\
+             <span class=\"lt\">line {i} <span class='fg-green'>&lt;ok&gt;</span></span></div>",
+            i + 1,
+            i + 1,
+            i + 1
+        );
         assert!(page.contains(&line), "missing {line:?}");
     }
     assert_eq!(page.matches("<span class='fg-green'>").count(), 20_000);
@@ -221,4 +231,100 @@ async fn stopping_the_server_ends_live_streams() -> anyhow::Result<()> {
     assert!(!String::from_utf8_lossy(&seen).contains("This log is now complete."));
     assert!(!log.is_finished());
     Ok(())
+}
+
+/// Issue 21 item 3: numbered lines with anchors, `===` sections, the first error line, the
+/// header, and the inline script allowed by its hash on log pages only.
+#[tokio::test]
+async fn issue_21_log_viewer_lines_sections_failure_and_header() -> anyhow::Result<()> {
+    let dirs = Dirs::new()?;
+    let (server, store, _logs) = server(&dirs).await?;
+    let mut transaction = store
+        .branch(&BranchName::new("failed-build")?)
+        .transaction()
+        .await?;
+    transaction.create_file(
+        &StorePath::new("log")?,
+        &b"=== Build\ncompiling\n=== Test\nrunning 2 tests\nerror: test b failed\ndone"[..],
+    )?;
+    transaction.create_file(&StorePath::new("failure")?, &b"exit 1"[..])?;
+    let commit = transaction.commit("Build finished").await?.to_string();
+    let path = format!("/log/saved/failed-build/{commit}");
+    let response = client()?
+        .get(server.url(&format!("{path}?target=%2Fme%2Fproj%2Fpr%2F3&job=lint")))
+        .send()
+        .await?;
+    let policy = response.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()?
+        .to_owned();
+    let page = response.text().await?;
+    let line = |n: usize, class: &str, text: &str| {
+        format!(
+            "<div class=\"line{class}\" id=\"L{n}\"><a class=\"ln\" href=\"#L{n}\" \
+             data-line=\"{n}\"></a><span class=\"lt\">{text}</span>"
+        )
+    };
+    let lines = [
+        "<a class=\"back\" href=\"/me/proj/pr/3\">← Back to the target</a>".to_owned(),
+        "<span class=\"log-state log-state-failed\">failed</span>".to_owned(),
+        " · job <strong class=\"job\">lint</strong>".to_owned(),
+        " · target <a class=\"target\" href=\"/me/proj/pr/3\">me/proj/pr/3</a>".to_owned(),
+        " · branch <code class=\"branch\">failed-build</code>".to_owned(),
+        format!("href=\"{path}?raw\">Raw</a>"),
+        "href=\"#failure\">Jump to failure</a>".to_owned(),
+        "<form class=\"log-search\" id=\"log-search\" hidden>".to_owned(),
+        "<details class=\"section\" open><summary>".to_owned(),
+        line(1, "", "=== Build"),
+        "</summary><div class=\"section-body\">".to_owned(),
+        line(2, "", "compiling"),
+        "</div></details><details class=\"section\" open><summary>".to_owned(),
+        line(3, "", "=== Test"),
+        line(4, "", "running 2 tests"),
+        line(5, " error-line", "error: test b failed") + "<span id=\"failure\"></span></div>",
+        line(6, "", "done"),
+        "</div></details><p class=\"failure-link\"><a href=\"#L5\">First error-looking line: 5</a></p>"
+            .to_owned(),
+    ];
+    let mut from = 0;
+    for needle in &lines {
+        match page[from..].find(needle.as_str()) {
+            Some(index) => from += index + needle.len(),
+            None => panic!("{needle:?} missing or out of order in:\n{page}"),
+        }
+    }
+    // The page's one script is allowed by its hash, and only on log pages.
+    let script = page
+        .split_once("<script>")
+        .and_then(|(_, rest)| rest.split_once("</script>"))
+        .map(|(script, _)| script)
+        .expect("an inline script");
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(script));
+    assert!(
+        policy.starts_with("default-src 'none'; style-src 'self';")
+            && policy.ends_with(&format!("; script-src 'sha256-{hash}'")),
+        "{policy}"
+    );
+    let login = client()?.get(server.url("/auth/login")).send().await?;
+    let policy = login.headers()[header::CONTENT_SECURITY_POLICY].to_str()?;
+    assert!(!policy.contains("script-src"), "{policy}");
+    // Without a target, the header leads back to the dashboard; a passed build has no failure.
+    let passed = commit_log(&store, "passed-build", b"ok\n").await?;
+    let page = client()?
+        .get(server.url(&format!(
+            "/log/saved/passed-build/{passed}?target=https://evil.example/"
+        )))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        page.contains("<a class=\"back\" href=\"/\">← Back to the dashboard</a>"),
+        "{page}"
+    );
+    assert!(page.contains("log-state-passed"), "{page}");
+    assert!(!page.contains("Jump to failure"), "{page}");
+    assert!(!page.contains("evil"), "{page}");
+    server.stop().await
 }

@@ -1,7 +1,9 @@
 //! The handlers of `/api/v1/` (see the table in [`api`](crate::api)): role checks as on the
 //! pages, errors as JSON.
 
-use axum::extract::{Extension, OriginalUri, RawPathParams, State};
+use std::fmt::Write as _;
+
+use axum::extract::{Extension, OriginalUri, Query, RawPathParams, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -14,6 +16,7 @@ use super::{
     TargetSummary, Targets, UnreadableJson, target_info,
 };
 use crate::acl::{Decision, Role};
+use crate::ci::filter::{Cursor, ListQuery, failing_rank};
 use crate::ci::model::{self, API_HISTORY};
 use crate::ci::queue::QueuePlaces;
 use crate::ci::{Ci, pr_target, ref_target};
@@ -85,25 +88,74 @@ async fn get_targets(
     Extension(ci): Extension<Ci>,
     viewer: Viewer,
     OriginalUri(uri): OriginalUri,
+    Query(query): Query<ListQuery>,
 ) -> Result<Json<Targets>, ApiError> {
     access::require(&state, &viewer, &[Role::Reader], &uri)?;
-    // Summaries are made while visiting the targets in place: no job output is copied.
-    let mut targets = Vec::new();
+    let filter = query.filter()?;
+    let limit = query.limit()?;
+    let after = query.after()?;
+    // First the keys of the selected targets after the cursor, then summaries of one page's
+    // worth, made while visiting the targets in place: no job output is copied.
+    let mut keys = Vec::new();
+    let mut name = String::new();
     ci.engine.visit_targets(|id, target, jobs| {
-        targets.push(TargetSummary::of_live(id, target, jobs));
+        let state = model::worst_state(model::live_job_lines(jobs).map(|(_, state, _)| state));
+        name.clear();
+        match id {
+            TargetId::Pr(_, number) => write!(name, "{number}"),
+            TargetId::Ref(_, ref_name) => write!(name, "{ref_name}"),
+        }
+        .expect("writing to a String cannot fail");
+        if !filter.matches(&name, model::title(target), state) {
+            return;
+        }
+        let rank = if filter.failing_first {
+            failing_rank(state)
+        } else {
+            0
+        };
+        if after
+            .as_ref()
+            .is_some_and(|after| (rank, id) <= (after.rank, &after.id))
+        {
+            return;
+        }
+        keys.push(Cursor {
+            rank,
+            id: id.clone(),
+        });
     });
-    let unreadable = ci
-        .engine
-        .unreadable_targets()
-        .into_iter()
-        .map(|target| UnreadableJson {
-            id: target.id.to_string(),
-            url: crate::urls::target(&target.id),
-            error: target.reason,
-        })
+    keys.sort();
+    let next = (keys.len() > limit).then(|| keys[limit - 1].to_param());
+    keys.truncate(limit);
+    let wanted: std::collections::HashMap<&TargetId, usize> = keys
+        .iter()
+        .enumerate()
+        .map(|(index, key)| (&key.id, index))
         .collect();
+    let mut targets: Vec<Option<TargetSummary>> = keys.iter().map(|_| None).collect();
+    ci.engine.visit_targets(|id, target, jobs| {
+        if let Some(index) = wanted.get(id) {
+            targets[*index] = Some(TargetSummary::of_live(id, target, jobs));
+        }
+    });
+    let unreadable = if after.is_some() {
+        Vec::new()
+    } else {
+        ci.engine
+            .unreadable_targets()
+            .into_iter()
+            .map(|target| UnreadableJson {
+                id: target.id.to_string(),
+                url: crate::urls::target(&target.id),
+                error: target.reason,
+            })
+            .collect()
+    };
     Ok(Json(Targets {
-        targets,
+        // A target removed between the two visits is left out.
+        targets: targets.into_iter().flatten().collect(),
+        next,
         unreadable,
     }))
 }
@@ -204,7 +256,7 @@ async fn target_history(ci: &Ci, id: &TargetId) -> Result<Json<TargetHistory>, A
     if latest.is_none() && ci.engine.target(id).is_none() {
         return Err(Error::NotFound(format!("No target {id}")).into());
     }
-    let states = model::walk_history(history, latest, API_HISTORY).await?;
+    let (states, _) = model::walk_history(history, latest, API_HISTORY).await?;
     Ok(Json(TargetHistory {
         target: id.to_string(),
         states: states.iter().map(|s| RecordedState::new(id, s)).collect(),

@@ -2,16 +2,21 @@
 //! that kind, each row with the target's link, head, job states and summary. PRs come newest
 //! first (by number, descending); branches and tags by name, ascending. Every ref that is not a
 //! tag is listed as a branch. Targets without jobs are left out, as in the original.
+//!
+//! A page shows [`LIST_PAGE`] targets (`?page=`, with links to the previous and next pages);
+//! `?q=`, `?state=` and `?sort=failing` filter and reorder them (see [`filter`](super::filter)),
+//! from a form that works without JavaScript.
 
 use std::fmt::Write as _;
 use std::ops::Range;
 
-use axum::extract::{Extension, OriginalUri, State};
-use maud::{Markup, PreEscaped};
+use axum::extract::{Extension, OriginalUri, Query, State};
+use maud::{Markup, PreEscaped, html};
 
 use datakit_ci_engine::Engine;
 use datakit_ci_term::{JobOutput, RefName, RepoId, Target, TargetId};
 
+use super::filter::{LIST_PAGE, ListFilter, ListQuery, failing_rank, state_word};
 use super::model::{self, JobState, Kind};
 use super::widgets;
 use super::{Ci, title};
@@ -25,8 +30,9 @@ pub(crate) async fn get_prs(
     Extension(ci): Extension<Ci>,
     viewer: Viewer,
     OriginalUri(uri): OriginalUri,
+    Query(query): Query<ListQuery>,
 ) -> Result<Markup, Error> {
-    list_page(&state, &ci, &viewer, &uri, Kind::Pr).await
+    list_page(&state, &ci, &viewer, &uri, Kind::Pr, &query).await
 }
 
 /// `GET /branch` (role `Reader`).
@@ -35,8 +41,9 @@ pub(crate) async fn get_branches(
     Extension(ci): Extension<Ci>,
     viewer: Viewer,
     OriginalUri(uri): OriginalUri,
+    Query(query): Query<ListQuery>,
 ) -> Result<Markup, Error> {
-    list_page(&state, &ci, &viewer, &uri, Kind::Branch).await
+    list_page(&state, &ci, &viewer, &uri, Kind::Branch, &query).await
 }
 
 /// `GET /tag` (role `Reader`).
@@ -45,15 +52,16 @@ pub(crate) async fn get_tags(
     Extension(ci): Extension<Ci>,
     viewer: Viewer,
     OriginalUri(uri): OriginalUri,
+    Query(query): Query<ListQuery>,
 ) -> Result<Markup, Error> {
-    list_page(&state, &ci, &viewer, &uri, Kind::Tag).await
+    list_page(&state, &ci, &viewer, &uri, Kind::Tag, &query).await
 }
 
-fn list_heading(kind: Kind) -> (Tab, &'static str, &'static str) {
+fn list_heading(kind: Kind) -> (Tab, &'static str, &'static str, &'static str) {
     match kind {
-        Kind::Pr => (Tab::Prs, "PR status for", "PR"),
-        Kind::Branch => (Tab::Branches, "Branches for", "Ref"),
-        Kind::Tag => (Tab::Tags, "Tags for", "Ref"),
+        Kind::Pr => (Tab::Prs, "PR status for", "PR", "/pr"),
+        Kind::Branch => (Tab::Branches, "Branches for", "Ref", "/branch"),
+        Kind::Tag => (Tab::Tags, "Tags for", "Ref", "/tag"),
     }
 }
 
@@ -63,42 +71,79 @@ async fn list_page(
     viewer: &Viewer,
     uri: &axum::http::Uri,
     kind: Kind,
+    query: &ListQuery,
 ) -> Result<Markup, Error> {
     access::require(state, viewer, &[Role::Reader], uri)?;
-    let (tab, _, _) = list_heading(kind);
+    let filter = query.filter()?;
+    let page_number = query.page()?;
+    let (tab, _, _, path) = list_heading(kind);
     let engine = ci.engine.clone();
     let chrome = Chrome::new(state, viewer);
     // Thousands of rows take milliseconds of CPU: keep them off the runtime's workers.
     tokio::task::spawn_blocking(move || {
         // The chrome is rendered around a placeholder, so that the rows are written into the
         // page once rather than copied into it; escaped text cannot produce the placeholder.
-        let frame = page(
-            &chrome,
-            &title(&engine),
-            tab,
-            PreEscaped(PLACEHOLDER.to_owned()),
-        );
+        let content = html! {
+            (filter_form(path, &filter))
+            (PreEscaped(PLACEHOLDER))
+        };
+        let frame = page(&chrome, &title(&engine), tab, content);
         let frame = frame.into_string();
         let (head, tail) = frame
             .split_once(PLACEHOLDER)
             .expect("the page holds its content once");
-        render_tables(&engine, kind, head, tail)
+        render_tables(&engine, kind, &filter, page_number, head, tail)
     })
     .await
     .map_err(Error::from)
 }
 
+/// The filter form: a plain `GET` form, so it works without JavaScript.
+fn filter_form(path: &str, filter: &ListFilter) -> Markup {
+    let states = [
+        ("", "any state", None),
+        ("failing", "failing", Some(JobState::Failure)),
+        ("pending", "pending", Some(JobState::Pending)),
+        ("passing", "passing", Some(JobState::Success)),
+    ];
+    html! {
+        form.list-filter method="get" action=(path) {
+            label { "Name " input type="search" name="q" value=(filter.q) placeholder="filter by name"; }
+            " "
+            label {
+                "State "
+                select name="state" {
+                    @for (value, text, state) in states {
+                        option value=(value) selected[filter.state == state] { (text) }
+                    }
+                }
+            }
+            " "
+            label { input type="checkbox" name="sort" value="failing" checked[filter.failing_first]; " failing first" }
+            " "
+            button.btn.btn-sm type="submit" { "Filter" }
+        }
+    }
+}
+
 /// Where the tables go in the rendered chrome.
 const PLACEHOLDER: &str = "<!--TABLES-->";
 
-/// The page: `head`, one table per project of its targets of `kind` with jobs, in list order,
-/// then `tail`.
+/// The page: `head`, one table per project with targets of `kind` on page `page_number` (those
+/// with jobs that `filter` lets through, in list order), the pager, then `tail`.
 ///
 /// The rows are written while visiting the engine's targets in place
 /// ([`Engine::visit_targets`]), straight into one buffer per project, so the page copies no
 /// target and allocates nothing per row; they are reordered afterwards only if the engine's
-/// order (by [`TargetId`]) differs from the list's.
-fn render_tables(engine: &Engine, kind: Kind, head: &str, tail: &str) -> Markup {
+/// order (by [`TargetId`]) differs from the list's, and only the page's rows are copied out.
+fn render_tables(
+    engine: &Engine,
+    kind: Kind,
+    filter: &ListFilter,
+    page_number: usize,
+    head: &str,
+    tail: &str,
+) -> Markup {
     let repos: Vec<&RepoId> = engine.projects().map(|project| project.id()).collect();
     let mut tables: Vec<Table> = repos.iter().map(|_| Table::default()).collect();
     let mut scratch = String::new();
@@ -107,14 +152,25 @@ fn render_tables(engine: &Engine, kind: Kind, head: &str, tail: &str) -> Markup 
             return;
         }
         if let Some(index) = repos.iter().position(|repo| *repo == id.repo()) {
-            tables[index].push_row(id, target, jobs, kind, &mut scratch);
+            tables[index].push_row(id, target, jobs, kind, filter, &mut scratch);
         }
     });
-    let (_, heading, first_column) = list_heading(kind);
-    let rows_len: usize = tables.iter().map(|table| table.html.len()).sum();
-    let mut out = String::with_capacity(head.len() + rows_len + 512 * repos.len() + tail.len());
+    let (_, heading, first_column, path) = list_heading(kind);
+    let total: usize = tables.iter().map(|table| table.rows.len()).sum();
+    let pages = total.div_ceil(LIST_PAGE).max(1);
+    let window = (page_number - 1).saturating_mul(LIST_PAGE)..page_number.saturating_mul(LIST_PAGE);
+    let mut out = String::with_capacity(head.len() + 40_000 + 512 * repos.len() + tail.len());
     out.push_str(head);
+    write_count(&mut out, &window, total, filter);
+    let mut offset = 0;
     for (repo, table) in repos.iter().zip(&tables) {
+        let len = table.rows.len();
+        let shown = window.start.saturating_sub(offset).min(len)
+            ..window.end.saturating_sub(offset).min(len);
+        offset += len;
+        if shown.is_empty() && !(len == 0 && page_number == 1) {
+            continue;
+        }
         out.push_str(r#"<div class="project"><h2>"#);
         out.push_str(heading);
         out.push(' ');
@@ -126,11 +182,62 @@ fn render_tables(engine: &Engine, kind: Kind, head: &str, tail: &str) -> Markup 
             out.push_str("<th>Title</th>");
         }
         out.push_str("<th>Head</th><th>State</th><th>Details</th></tr>");
-        table.write_sorted(&mut out);
+        table.write_sorted(&mut out, shown, filter.failing_first);
         out.push_str("</table></div>");
     }
+    write_pager(&mut out, path, filter, page_number, pages);
     out.push_str(tail);
     PreEscaped(out)
+}
+
+/// `Showing a–b of n [failing] targets [matching "q"]`.
+fn write_count(out: &mut String, window: &Range<usize>, total: usize, filter: &ListFilter) {
+    out.push_str(r#"<p class="list-count">"#);
+    if window.start >= total {
+        write!(out, "No targets on this page, of {total}")
+    } else {
+        write!(
+            out,
+            "Showing {}–{} of {total}",
+            window.start + 1,
+            window.end.min(total)
+        )
+    }
+    .expect("writing to a String cannot fail");
+    if let Some(state) = filter.state {
+        out.push(' ');
+        out.push_str(state_word(state));
+    }
+    out.push_str(" targets");
+    if !filter.q.is_empty() {
+        out.push_str(" matching “");
+        escape(out, &filter.q);
+        out.push('”');
+    }
+    out.push_str("</p>");
+}
+
+/// Links to the previous and next pages (plain links, kept by the filter).
+fn write_pager(out: &mut String, path: &str, filter: &ListFilter, page: usize, pages: usize) {
+    let mut query = String::new();
+    filter.write_query(&mut query);
+    let link = |out: &mut String, rel: &str, text: &str, number: usize| {
+        write!(
+            out,
+            r#"<a rel="{rel}" class="btn btn-sm" href="{path}?{}page={number}">{text}</a> "#,
+            query.replace('&', "&amp;")
+        )
+        .expect("writing to a String cannot fail");
+    };
+    out.push_str(r#"<nav class="pager">"#);
+    if page > 1 {
+        link(out, "prev", "← Previous", (page - 1).min(pages));
+    }
+    write!(out, "Page {page} of {pages} ").expect("writing to a String cannot fail");
+    if page < pages {
+        link(out, "next", "Next →", page + 1);
+    }
+    out.push_str("</nav>");
 }
 
 /// Where a row goes in its list: PRs newest first (by number, descending), refs by name.
@@ -145,8 +252,8 @@ enum SortKey {
 #[derive(Default)]
 struct Table {
     html: String,
-    /// Each row's sort key and its range of `html`.
-    rows: Vec<(SortKey, Range<usize>)>,
+    /// Each row's sort key, its [`failing_rank`] and its range of `html`.
+    rows: Vec<(SortKey, u8, Range<usize>)>,
     /// The ref names the keys point into.
     keys: String,
 }
@@ -158,19 +265,33 @@ impl Table {
         target: &Target,
         jobs: &[(&str, Option<&JobOutput>)],
         kind: Kind,
+        filter: &ListFilter,
         scratch: &mut String,
     ) {
+        let state = model::worst_state(model::live_job_lines(jobs).map(|(_, state, _)| state));
         let start = self.html.len();
         let key = match id {
-            TargetId::Pr(_, number) => SortKey::Pr(std::cmp::Reverse(*number)),
+            TargetId::Pr(_, number) => {
+                scratch.clear();
+                write!(scratch, "{number}").expect("writing to a String cannot fail");
+                if !filter.matches(scratch, model::title(target), state) {
+                    return;
+                }
+                SortKey::Pr(std::cmp::Reverse(*number))
+            }
             TargetId::Ref(_, name) => {
                 let key_start = self.keys.len();
                 push_ref_name(&mut self.keys, name);
+                if !filter.matches(&self.keys[key_start..], None, state) {
+                    self.keys.truncate(key_start);
+                    return;
+                }
                 SortKey::Ref(key_start..self.keys.len())
             }
         };
         write_row(&mut self.html, id, target, jobs, kind, scratch);
-        self.rows.push((key, start..self.html.len()));
+        self.rows
+            .push((key, failing_rank(state), start..self.html.len()));
     }
 
     fn key<'a>(&'a self, key: &SortKey) -> Result<&'a str, u64> {
@@ -190,27 +311,23 @@ impl Table {
         }
     }
 
-    /// Appends the rows in list order.
-    fn write_sorted(&self, out: &mut String) {
+    /// Appends the rows at positions `shown` of the list order (failing first if asked).
+    fn write_sorted(&self, out: &mut String, shown: Range<usize>, failing_first: bool) {
+        let mut order: Vec<usize> = (0..self.rows.len()).collect();
         let sorted = self
             .rows
             .windows(2)
             .all(|pair| self.ordering(&pair[0].0, &pair[1].0).is_le());
-        if sorted {
-            // The usual case: the engine's order is the list's (PRs are listed in reverse).
-            if matches!(self.rows.first(), Some((SortKey::Pr(_), _))) {
-                for (_, range) in self.rows.iter().rev() {
-                    out.push_str(&self.html[range.clone()]);
-                }
-            } else {
-                out.push_str(&self.html);
-            }
-            return;
+        if !sorted {
+            order.sort_by(|a, b| self.ordering(&self.rows[*a].0, &self.rows[*b].0));
         }
-        let mut order: Vec<&(SortKey, Range<usize>)> = self.rows.iter().collect();
-        order.sort_by(|a, b| self.ordering(&a.0, &b.0));
-        for (_, range) in order {
-            out.push_str(&self.html[range.clone()]);
+        if failing_first {
+            // A stable sort: each rank keeps the list order.
+            order.sort_by_key(|index| self.rows[*index].1);
+        }
+        let len = order.len();
+        for index in &order[shown.start.min(len)..shown.end.min(len)] {
+            out.push_str(&self.html[self.rows[*index].2.clone()]);
         }
     }
 }
@@ -408,7 +525,7 @@ mod tests {
     /// The labels of the rows of `table`, in list order.
     fn labels(table: &Table) -> Vec<String> {
         let mut html = String::new();
-        table.write_sorted(&mut html);
+        table.write_sorted(&mut html, 0..usize::MAX, false);
         html.split(r#"<tr class="target"><td><a href=""#)
             .skip(1)
             .filter_map(|row| {
@@ -441,7 +558,14 @@ mod tests {
                 name: name.clone(),
                 head: head.clone(),
             });
-            table.push_row(id, &target, &jobs, Kind::Branch, &mut String::new());
+            table.push_row(
+                id,
+                &target,
+                &jobs,
+                Kind::Branch,
+                &ListFilter::default(),
+                &mut String::new(),
+            );
         }
         assert_eq!(labels(&table), ["heads/a-b", "heads/a/c", "heads/b"]);
 
@@ -456,7 +580,14 @@ mod tests {
                 owner: "me".to_owned(),
                 base: "main".to_owned(),
             });
-            table.push_row(&target.id(), &target, &jobs, Kind::Pr, &mut String::new());
+            table.push_row(
+                &target.id(),
+                &target,
+                &jobs,
+                Kind::Pr,
+                &ListFilter::default(),
+                &mut String::new(),
+            );
         }
         assert_eq!(labels(&table), ["30", "10", "2"]);
         Ok(())

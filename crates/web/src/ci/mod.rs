@@ -5,8 +5,10 @@
 //! [`ci_pages`] builds their router; the engine and pools reach the handlers as an axum
 //! `Extension<Ci>`. Role checks, page chrome and forms come from the rest of the crate.
 
+mod badge;
 mod commit;
 mod dashboard;
+pub(crate) mod filter;
 mod lists;
 pub(crate) mod model;
 pub(crate) mod queue;
@@ -35,8 +37,9 @@ use widgets::Actions;
 /// The CI pages and the JSON API as a router to give [`WebServer::bind`](crate::WebServer::bind)
 /// (or [`router`](crate::router)): `/` (the dashboard), `/pr`, `/branch`, `/tag`, target pages
 /// `/<user>/<repo>/pr/<n>` and `/<user>/<repo>/ref/<path…>`, commit pages
-/// `/<user>/<repo>/commit/<hash>`, the bulk rebuilds `POST /rebuild-failed/…`, and the JSON
-/// API under `/api/v1/` (see [`api`](crate::api)).
+/// `/<user>/<repo>/commit/<hash>`, the bulk rebuilds `POST /rebuild-failed/…`, status badges
+/// `/badge/<user>/<repo>/<ref path>.svg` (`?job=<name>`; only when anonymous visitors may read),
+/// and the JSON API under `/api/v1/` (see [`api`](crate::api)).
 ///
 /// Rebuild buttons post to `/log/rebuild/<branch>`, which needs the engine's rebuild hook: install
 /// it with [`AppStateBuilder::engine_rebuilds`].
@@ -61,6 +64,7 @@ pub fn ci_pages(engine: Engine, pools: Pools) -> Router<AppState> {
         .route("/{user}/{repo}/pr/{number}", get(target::get_pr_page))
         .route("/{user}/{repo}/ref/{*path}", get(target::get_ref_page))
         .route("/{user}/{repo}/commit/{hash}", get(commit::get_commit_page))
+        .route("/badge/{user}/{repo}/{*path}", get(badge::get_badge))
         .route(
             "/rebuild-failed/{user}/{repo}/pr/{number}",
             post(rebuild::post_rebuild_failed_pr),

@@ -6,6 +6,7 @@
 //! Knows nothing of HTML or JSON.
 
 use std::collections::BTreeSet;
+use std::time::SystemTime;
 
 use datakit_ci_engine::{Engine, TargetView};
 use datakit_ci_history::{History, HistoryState};
@@ -16,8 +17,8 @@ use datakit_ci_term::{
 
 use crate::Error;
 
-/// How many recorded states the target page links to.
-pub(crate) const PAGE_HISTORY: usize = 10;
+/// How many recorded states a page of the target page's history lists.
+pub(crate) const PAGE_HISTORY: usize = 20;
 /// How many recorded states the JSON history returns at most.
 pub(crate) const API_HISTORY: usize = 50;
 
@@ -40,6 +41,82 @@ impl JobState {
     }
 }
 
+/// What a job is doing or how it ended, as its coloured icon shows it (issue 21 item 1):
+/// derived from its result and logs, since the engine's outputs say no more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Not evaluated yet, or waiting (for a pool, another build, another CI's status).
+    Queued,
+    /// Pending with a build's live log.
+    Running,
+    Passed,
+    Failed,
+    /// Failed because it was cancelled.
+    Cancelled,
+    /// Failed because it was skipped.
+    Skipped,
+    /// Pending until someone approves it.
+    WaitingForApproval,
+}
+
+impl Phase {
+    /// The lowercase words, also the icon's class suffix (spaces as `-`).
+    pub(crate) fn word(self) -> &'static str {
+        match self {
+            Phase::Queued => "queued",
+            Phase::Running => "running",
+            Phase::Passed => "passed",
+            Phase::Failed => "failed",
+            Phase::Cancelled => "cancelled",
+            Phase::Skipped => "skipped",
+            Phase::WaitingForApproval => "waiting for approval",
+        }
+    }
+
+    /// Whether the job has finished.
+    pub(crate) fn is_final(self) -> bool {
+        matches!(
+            self,
+            Phase::Passed | Phase::Failed | Phase::Cancelled | Phase::Skipped
+        )
+    }
+}
+
+/// The phase of a job with `output` (`None`: not evaluated yet).
+pub(crate) fn phase_of(output: Option<&JobOutput>) -> Phase {
+    let Some(output) = output else {
+        return Phase::Queued;
+    };
+    match &output.result {
+        JobResult::Success(_) => Phase::Passed,
+        JobResult::Failure(message) => {
+            let message = message.to_ascii_lowercase();
+            if message.contains("cancelled") || message.contains("canceled") {
+                Phase::Cancelled
+            } else if message.contains("skipped") {
+                Phase::Skipped
+            } else {
+                Phase::Failed
+            }
+        }
+        JobResult::Pending(reason) => {
+            let reason = reason.to_ascii_lowercase();
+            let running = output
+                .logs
+                .leaves()
+                .iter()
+                .any(|leaf| matches!(leaf, LogLeaf::Live(log) if !log.is_finished()));
+            if reason.contains("approval") || reason.contains("approve") {
+                Phase::WaitingForApproval
+            } else if running && !reason.starts_with("waiting for") {
+                Phase::Running
+            } else {
+                Phase::Queued
+            }
+        }
+    }
+}
+
 /// One job of a shown state: its name and output (`None`: not evaluated yet).
 #[derive(Clone, Debug)]
 pub(crate) struct Job {
@@ -56,6 +133,11 @@ impl Job {
     /// The description, failure message or pending reason; `(new)` before the first evaluation.
     pub(crate) fn description(&self) -> &str {
         description_of(self.output.as_ref())
+    }
+
+    /// What the job is doing or how it ended.
+    pub(crate) fn phase(&self) -> Phase {
+        phase_of(self.output.as_ref())
     }
 }
 
@@ -132,15 +214,7 @@ pub(crate) fn write_summary<'a>(
     jobs: impl Iterator<Item = (&'a str, JobState, &'a str)> + Clone,
     out: &mut String,
 ) -> JobState {
-    let state = jobs
-        .clone()
-        .map(|(_, state, _)| state)
-        .max_by_key(|s| match s {
-            JobState::Success => 0,
-            JobState::Failure => 1,
-            JobState::Pending => 2,
-        })
-        .unwrap_or(JobState::Success);
+    let state = worst_state(jobs.clone().map(|(_, state, _)| state));
     // Targets have a handful of jobs: a small vector beats a map here.
     let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
     for (name, _, description) in jobs.filter(|(_, s, _)| *s == state) {
@@ -165,6 +239,18 @@ pub(crate) fn write_summary<'a>(
         out.push(')');
     }
     state
+}
+
+/// The summary state of jobs in `states` (spec §1.5.2): pending if any is pending, else failure
+/// if any failed, else success.
+pub(crate) fn worst_state(states: impl Iterator<Item = JobState>) -> JobState {
+    states
+        .max_by_key(|s| match s {
+            JobState::Success => 0,
+            JobState::Failure => 1,
+            JobState::Pending => 2,
+        })
+        .unwrap_or(JobState::Success)
 }
 
 /// What a target page shows: the live jobs of a tracked target, or a recorded state (nothing, by
@@ -232,7 +318,7 @@ pub(crate) async fn shown_state(
 /// Whether `commit` is one of the states recorded for a target whose status branch head is
 /// `latest`: on its first-parent chain, which is its history. Any other store commit (another
 /// target's state, which another project's ACL may guard, or a cache entry) is not.
-async fn is_recorded_state_of(
+pub(crate) async fn is_recorded_state_of(
     history: &History,
     latest: Option<CommitId>,
     commit: CommitId,
@@ -247,12 +333,23 @@ async fn is_recorded_state_of(
     Ok(false)
 }
 
-/// Up to `limit` recorded states, newest first, following first parents from `start`.
+/// A recorded state with its status-branch commit's time and subject.
+#[derive(Clone, Debug)]
+pub(crate) struct Recorded {
+    pub(crate) state: HistoryState,
+    /// When the state was recorded (the status-branch commit's time).
+    pub(crate) time: SystemTime,
+    /// The first line of the commit message, e.g. `lint -> failure`.
+    pub(crate) subject: String,
+}
+
+/// Up to `limit` recorded states, newest first, following first parents from `start`, and
+/// where the walk would continue (`None` at the first state).
 pub(crate) async fn walk_history(
     history: &History,
     start: Option<CommitId>,
     limit: usize,
-) -> Result<Vec<HistoryState>, Error> {
+) -> Result<(Vec<Recorded>, Option<CommitId>), Error> {
     let mut states = Vec::new();
     let mut next = start;
     while let Some(commit) = next {
@@ -260,10 +357,89 @@ pub(crate) async fn walk_history(
             break;
         }
         let state = history.load(commit).await?;
+        let stored = history.store().commit(commit).await?;
         next = state.parents.first().copied();
-        states.push(state);
+        states.push(Recorded {
+            state,
+            time: stored.time(),
+            subject: stored.message().lines().next().unwrap_or("").to_owned(),
+        });
     }
-    Ok(states)
+    Ok((states, next))
+}
+
+/// When a job started and finished, as far as the store tells (issue 21 item 1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct JobTimes {
+    /// The oldest of `states` on the shown head in which the job was pending.
+    pub(crate) started: Option<SystemTime>,
+    /// For a finished job: its last saved log's cache commit, or else the oldest of `states` on
+    /// the shown head with its result.
+    pub(crate) finished: Option<SystemTime>,
+}
+
+impl JobTimes {
+    /// How long the job took, if both ends are known and in order (a result taken from the
+    /// cache may have been built before this head's job started).
+    pub(crate) fn took(&self) -> Option<std::time::Duration> {
+        self.finished?.duration_since(self.started?).ok()
+    }
+}
+
+/// The times of each of `jobs` on `head`, from `states` (recorded states, newest first) and
+/// the commits of their saved logs.
+pub(crate) async fn job_times(
+    history: &History,
+    head: Option<&CommitHash>,
+    jobs: &[Job],
+    states: &[Recorded],
+) -> Result<Vec<JobTimes>, Error> {
+    let on_head: Vec<&Recorded> = states
+        .iter()
+        .skip_while(|recorded| recorded.state.source_commit.as_ref() != head)
+        .take_while(|recorded| recorded.state.source_commit.as_ref() == head)
+        .collect();
+    let mut times = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let recorded = |wanted: &dyn Fn(&JobResult) -> bool| {
+            on_head
+                .iter()
+                .filter(|recorded| {
+                    recorded
+                        .state
+                        .jobs
+                        .get(&job.name)
+                        .is_some_and(|output| wanted(&output.result))
+                })
+                .map(|recorded| recorded.time)
+                .min()
+        };
+        let started = recorded(&|result| matches!(result, JobResult::Pending(_)));
+        let finished = if job.phase().is_final() {
+            let saved = job.output.as_ref().and_then(|output| {
+                output
+                    .logs
+                    .leaves()
+                    .into_iter()
+                    .rev()
+                    .find_map(|leaf| match leaf {
+                        LogLeaf::Saved(saved) => Some(saved.commit()),
+                        LogLeaf::Live(_) => None,
+                    })
+            });
+            match saved {
+                Some(commit) => Some(history.store().commit(commit).await?.time()),
+                None => {
+                    let result = job.output.as_ref().map(|output| &output.result);
+                    recorded(&|recorded| Some(recorded) == result)
+                }
+            }
+        } else {
+            None
+        };
+        times.push(JobTimes { started, finished });
+    }
+    Ok(times)
 }
 
 /// The branches of the failed saved logs of `jobs` that can be rebuilt, without duplicates.
@@ -332,6 +508,57 @@ mod tests {
                 logs: Logs::Empty,
             }),
         }
+    }
+
+    #[test]
+    fn phases_follow_results_and_logs() -> anyhow::Result<()> {
+        let phase = |result: Option<JobResult>| job("j", result).phase();
+        assert_eq!(phase(None), Phase::Queued);
+        assert_eq!(phase(Some(JobResult::Success("ok".into()))), Phase::Passed);
+        assert_eq!(
+            phase(Some(JobResult::Failure("exit 1".into()))),
+            Phase::Failed
+        );
+        assert_eq!(
+            phase(Some(JobResult::Failure("cancelled".into()))),
+            Phase::Cancelled
+        );
+        assert_eq!(
+            phase(Some(JobResult::Failure("Skipped: no changes".into()))),
+            Phase::Skipped
+        );
+        assert_eq!(
+            phase(Some(JobResult::Pending(
+                "Waiting for approval by admin".into()
+            ))),
+            Phase::WaitingForApproval
+        );
+        // Pending without a live log: waiting, not running.
+        assert_eq!(
+            phase(Some(JobResult::Pending("Building".into()))),
+            Phase::Queued
+        );
+        let logs = datakit_ci_log::LogManager::new();
+        let log = logs.create(datakit_ci_log::LiveLogSpec {
+            branch: "build-x".to_owned(),
+            title: "Build x".to_owned(),
+            pending: "Building".to_owned(),
+            cancel: None,
+        })?;
+        let with_log = |reason: &str| {
+            phase_of(Some(&JobOutput {
+                result: JobResult::Pending(reason.to_owned()),
+                logs: Logs::Live(log.clone()),
+            }))
+        };
+        assert_eq!(with_log("Building"), Phase::Running);
+        assert_eq!(
+            with_log("Waiting for resource in \"docker\""),
+            Phase::Queued
+        );
+        log.finish();
+        assert_eq!(with_log("Building"), Phase::Queued);
+        Ok(())
     }
 
     #[test]

@@ -1,22 +1,27 @@
 //! Target pages `/<user>/<repo>/pr/<n>` and `/<user>/<repo>/ref/<path…>` (spec §1.4 rows 11–12,
 //! §1.5.6): every job with its state, description and logs, cancel and rebuild buttons for
 //! builders, and links to the target's recorded states (`?history=<commit>` shows one of them;
-//! `?test=<job>` highlights a job).
+//! `?test=<job>` highlights a job). Each job shows its phase icon and, from the store, when it
+//! finished and how long it took; the history table lists the recorded states, newest first,
+//! [`PAGE_HISTORY`] at a time (`?states_from=<commit>` for older ones).
 
 use axum::extract::{Extension, OriginalUri, Query, RawPathParams, State};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use std::time::SystemTime;
+
 use datakit_ci_store::CommitId;
 use datakit_ci_term::TargetId;
 
-use super::model::{self, PAGE_HISTORY, Shown};
+use super::model::{self, JobTimes, PAGE_HISTORY, Phase, Recorded, Shown};
 use super::queue::QueuePlaces;
-use super::widgets::{Actions, job_logs, status_label};
+use super::widgets::{Actions, job_logs, phase_icon, status_label};
 use super::{Ci, actions, not_found_page};
 use crate::acl::Role;
 use crate::pages::{Chrome, Tab, page, post_form};
+use crate::time::{self, time_ago};
 use crate::{AppState, Error, Viewer, access, urls};
 
 /// The query of a target page.
@@ -26,6 +31,8 @@ pub(crate) struct TargetQuery {
     history: Option<String>,
     /// A job to highlight.
     test: Option<String>,
+    /// The recorded state the history table starts at (its later pages).
+    states_from: Option<String>,
 }
 
 /// `GET /{user}/{repo}/pr/{number}` (role `Reader`).
@@ -91,7 +98,42 @@ async fn target_page(
         Err(Error::NotFound(message)) => return Ok(not_found_page(state, viewer, &message)),
         Err(error) => return Err(error),
     };
-    let states = model::walk_history(ci.engine.history(), shown.latest, PAGE_HISTORY).await?;
+    let states_from = match query.states_from.as_deref() {
+        None | Some("") => shown.latest,
+        Some(text) => {
+            let commit = text.parse::<CommitId>().map_err(|_| {
+                Error::BadRequest(format!(
+                    "invalid states_from {text:?}: expected a recorded state's commit id"
+                ))
+            })?;
+            if !model::is_recorded_state_of(ci.engine.history(), shown.latest, commit).await? {
+                return Ok(not_found_page(
+                    state,
+                    viewer,
+                    &format!("No recorded state {commit} of {id}"),
+                ));
+            }
+            Some(commit)
+        }
+    };
+    let (states, older) =
+        model::walk_history(ci.engine.history(), states_from, PAGE_HISTORY).await?;
+    // The jobs' times come from the newest states, whichever history page is shown.
+    let newest = if states_from == shown.latest {
+        states.clone()
+    } else {
+        model::walk_history(ci.engine.history(), shown.latest, PAGE_HISTORY)
+            .await?
+            .0
+    };
+    let times = model::job_times(
+        ci.engine.history(),
+        shown.head.as_ref(),
+        &shown.jobs,
+        &newest,
+    )
+    .await?;
+    let now = SystemTime::now();
     let actions = actions(state, viewer).await?;
     let (title, tab) = match id {
         TargetId::Pr(_, number) => {
@@ -106,7 +148,8 @@ async fn target_page(
         TargetId::Ref(_, name) => (format!("Ref {name}"), Tab::Branches),
     };
     let path = urls::target(id);
-    let history_nav = history_nav(id, &shown, &states);
+    let history_nav = history_nav(id, &shown);
+    let history_table = history_table(id, &shown, &states, older, states_from != shown.latest, now);
     let author = match &shown.target {
         Some(datakit_ci_term::Target::Pr(pr)) if !pr.owner.is_empty() => Some(pr.owner.as_str()),
         _ => None,
@@ -138,18 +181,15 @@ async fn target_page(
             }
             @if shown.target.is_none() { " (no longer tracked)" }
         }
-        (jobs_table(&shown, &path, query.test.as_deref(), &actions, &QueuePlaces::of_pools(&ci.pools)))
+        (jobs_table(&shown, &times, now, &path, query.test.as_deref(), &actions, &QueuePlaces::of_pools(&ci.pools)))
         (rebuild_failed_button(&shown, &path, &actions))
+        (history_table)
     };
     Ok(page(&Chrome::new(state, viewer), &title, tab, content).into_response())
 }
 
-/// Links to the recorded states, newest first, the shown one marked.
-fn history_nav(
-    id: &TargetId,
-    shown: &Shown,
-    states: &[datakit_ci_history::HistoryState],
-) -> Markup {
+/// Which state the page shows, with links to the latest and to the JSON history.
+fn history_nav(id: &TargetId, shown: &Shown) -> Markup {
     html! {
         p.history {
             @if let Some(commit) = shown.recorded {
@@ -157,23 +197,60 @@ fn history_nav(
             } @else {
                 "Showing the live state. "
             }
-            @if states.is_empty() {
-                "No recorded states"
-            } @else {
-                "Recorded states: "
-                @for (i, recorded) in states.iter().enumerate() {
-                    @if i > 0 { ", " }
-                    @if let Some(commit) = recorded.commit {
-                        @let (summary, _) = model::summary(&model::recorded_jobs(recorded));
-                        a class=(if Some(commit) == shown.recorded { "state current" } else { "state" })
-                            href=(format!("?history={commit}"))
-                            title=(format!("{} on {}", summary.word(), recorded.source_commit.as_ref().map_or("?", |h| h.short(8)))) {
-                            (short(commit))
+            "[ " a href="?" { "latest" } " | " a href="#history" { "history" } " | " a href=(urls::api_history(id)) { "JSON" } " ]"
+        }
+    }
+}
+
+/// The recorded states, newest first, a page at a time: when, the result, the source commit and
+/// the status commit's subject, the shown one marked.
+fn history_table(
+    id: &TargetId,
+    shown: &Shown,
+    states: &[Recorded],
+    older: Option<CommitId>,
+    paged: bool,
+    now: SystemTime,
+) -> Markup {
+    html! {
+        h2 #history { "History" }
+        @if states.is_empty() {
+            p.history-empty { "No recorded states" }
+        } @else {
+            table.table.table-bordered.history-states {
+                tr { th { "Recorded" } th { "Result" } th { "Commit" } th { "Change" } th { "State" } }
+                @for recorded in states {
+                    @if let Some(commit) = recorded.state.commit {
+                        @let (summary, _) = model::summary(&model::recorded_jobs(&recorded.state));
+                        tr class=(if Some(commit) == shown.recorded { "recorded current" } else { "recorded" }) {
+                            td.when { (time_ago(recorded.time, now)) }
+                            td.result { (status_label(summary)) }
+                            td.source {
+                                @match &recorded.state.source_commit {
+                                    Some(head) => a.head href=(urls::commit(id.repo(), head)) { code { (head.short(8)) } },
+                                    None => "?",
+                                }
+                            }
+                            td.subject { (recorded.subject) }
+                            td {
+                                a class=(if Some(commit) == shown.recorded { "state current" } else { "state" })
+                                    href=(format!("?history={commit}"))
+                                    title=(format!("{} on {}", summary.word(), recorded.state.source_commit.as_ref().map_or("?", |h| h.short(8)))) {
+                                    code { (short(commit)) }
+                                }
+                            }
                         }
                     }
                 }
             }
-            " [ " a href="?" { "latest" } " | " a href=(urls::api_history(id)) { "JSON" } " ]"
+        }
+        @if paged || older.is_some() {
+            nav.pager {
+                @if paged { a.btn.btn-sm rel="first" href="?#history" { "Newest states" } " " }
+                @if let Some(older) = older {
+                    a.btn.btn-sm rel="next" href=(format!("?states_from={older}#history")) { "Older states →" }
+                }
+            }
         }
     }
 }
@@ -185,6 +262,8 @@ fn short(commit: CommitId) -> String {
 
 fn jobs_table(
     shown: &Shown,
+    times: &[JobTimes],
+    now: SystemTime,
     page: &str,
     test: Option<&str>,
     actions: &Actions,
@@ -192,18 +271,46 @@ fn jobs_table(
 ) -> Markup {
     html! {
         table.table.table-bordered.results {
-            @for job in &shown.jobs {
+            @for (job, times) in shown.jobs.iter().zip(times) {
                 @let selected = test == Some(job.name.as_str());
                 tr id=(format!("job-{}", job.name)) class=(if selected { "job selected-job" } else { "job" }) data-job=(job.name) {
                     th { (job.name) }
                     td.state {
-                        (status_label(job.state()))
+                        (phase_icon(job.phase())) " " (status_label(job.state()))
                         // Only the live state has queued builds.
                         @if let (None, Some(place)) = (shown.recorded, queues.of_output(job.output.as_ref())) {
                             br; span.queued { "Queued: " (place.text()) }
                         }
+                        (job_times_line(job.phase(), times, shown.recorded.is_none(), now))
                     }
                     td.logs { (job_logs(job, page, actions)) }
+                }
+            }
+        }
+    }
+}
+
+/// `finished 3 min ago, took 1m 42s`, `running for 12s` (live state only), `queued 5 min ago`.
+fn job_times_line(phase: Phase, times: &JobTimes, live: bool, now: SystemTime) -> Markup {
+    html! {
+        @if let Some(finished) = times.finished.filter(|_| phase.is_final()) {
+            br;
+            span.times {
+                "finished " (time_ago(finished, now))
+                @if let Some(took) = times.took() {
+                    // Commit times have whole seconds.
+                    ", took " span.duration {
+                        @if took.as_secs() == 0 { "under 1s" } @else { (time::duration(took)) }
+                    }
+                }
+            }
+        } @else if let (Some(started), true) = (times.started, live && !phase.is_final()) {
+            br;
+            span.times {
+                @if phase == Phase::Running {
+                    "running for " span.duration { (time::duration(now.duration_since(started).unwrap_or_default())) }
+                } @else {
+                    "waiting since " (time_ago(started, now))
                 }
             }
         }

@@ -5,7 +5,7 @@ use maud::{Markup, html};
 
 use datakit_ci_term::{LogLeaf, RebuildStateKind};
 
-use super::model::{Job, JobState};
+use super::model::{Job, JobState, Phase};
 use crate::{pages, urls};
 
 /// What a viewer may do from a page: `Some(csrf token)` if they hold the `Builder` role.
@@ -52,6 +52,26 @@ pub(crate) fn symbol(state: JobState) -> &'static str {
     }
 }
 
+/// The coloured icon of a job's phase (`span.phase.phase-<word>`), titled with the word.
+pub(crate) fn phase_icon(phase: Phase) -> Markup {
+    let symbol = match phase {
+        Phase::Queued => "◷",
+        Phase::Running => "●",
+        Phase::Passed => "✔",
+        Phase::Failed => "✘",
+        Phase::Cancelled => "⊘",
+        Phase::Skipped => "↷",
+        Phase::WaitingForApproval => "✋",
+    };
+    let class = match phase {
+        Phase::WaitingForApproval => "approval",
+        other => other.word(),
+    };
+    html! {
+        span class={ "phase phase-" (class) } title=(phase.word()) role="img" aria-label=(phase.word()) { (symbol) }
+    }
+}
+
 /// One flag per job, in job order.
 pub(crate) fn status_list(jobs: &[Job]) -> Markup {
     html! {
@@ -81,6 +101,11 @@ pub(crate) fn job_logs(job: &Job, page: &str, actions: &Actions) -> Markup {
             })
         })
         .collect();
+    // Log pages name the job and link back to the page (`?target=…&job=…`).
+    let context = form_urlencoded::Serializer::new(String::new())
+        .append_pair("target", page)
+        .append_pair("job", &job.name)
+        .finish();
     let items = html! {
         @for leaf in &leaves {
             div.log {
@@ -98,7 +123,7 @@ pub(crate) fn job_logs(job: &Job, page: &str, actions: &Actions) -> Markup {
                                 },
                             )) " "
                         }
-                        (log_link(&urls::live_log(log.branch()), log.title()))
+                        (log_link(&format!("{}?{context}", urls::live_log(log.branch())), log.title()))
                     }
                     LogLeaf::Saved(saved) => {
                         (status_flag(if saved.failed() { JobState::Failure } else { JobState::Success }, None)) " "
@@ -117,7 +142,7 @@ pub(crate) fn job_logs(job: &Job, page: &str, actions: &Actions) -> Markup {
                             RebuildStateKind::Rebuilding => "(rebuild queued) ",
                             RebuildStateKind::Archived => "(archived) ",
                         }
-                        (log_link(&urls::saved_log(saved.branch().as_str(), &saved.commit().to_string()), saved.title()))
+                        (log_link(&format!("{}?{context}", urls::saved_log(saved.branch().as_str(), &saved.commit().to_string())), saved.title()))
                     }
                 }
             }

@@ -1,5 +1,6 @@
-//! Log frames (spec §1.6.1): the page around a log, streamed as chunked HTML — the head, then
-//! the log converted chunk by chunk ([`AnsiHtml`]), then the tail — or as raw bytes for `?raw`.
+//! Log frames (spec §1.6.1): the page around a log, streamed as chunked HTML — the head (with the
+//! log viewer's script, [`LOG_SCRIPT`]), then the log converted chunk by chunk into numbered lines
+//! ([`LogLines`]), then the tail — or as raw bytes for `?raw`.
 //!
 //! Knows nothing of where the log comes from: it takes a [`LogSource`].
 
@@ -12,7 +13,22 @@ use datakit_ci_log::LogStream;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use tokio_util::sync::CancellationToken;
 
-use crate::ansi::AnsiHtml;
+use super::lines::LogLines;
+
+/// The log viewer's script, inlined into every log page; the Content-Security-Policy allows it by
+/// its hash ([`log_script_hash`]).
+pub(crate) const LOG_SCRIPT: &str = include_str!("../../static/log.js");
+
+/// `sha256-<base64>` of [`LOG_SCRIPT`], as a CSP `script-src` source.
+fn log_script_hash() -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(LOG_SCRIPT.as_bytes());
+    format!(
+        "sha256-{}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
 
 /// Size of the pieces a saved log is converted and sent in.
 const SAVED_CHUNK: usize = 40960;
@@ -94,13 +110,15 @@ impl Frame {
             html lang="en" {
                 head {
                     meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
                     title { (self.title) }
                     link rel="stylesheet" href="/css/style.css";
                     base target="_parent";
+                    script { (PreEscaped(LOG_SCRIPT)) }
                 }
                 body.log {
                     (self.header)
-                    pre.log { (PreEscaped(PLACEHOLDER)) }
+                    div.log-text { (PreEscaped(PLACEHOLDER)) }
                     (self.footer)
                 }
             }
@@ -125,7 +143,7 @@ struct Streaming {
     head: String,
     tail: String,
     source: LogSource,
-    ansi: AnsiHtml,
+    lines: LogLines,
 }
 
 /// The HTML frame around `source`, streamed.
@@ -136,7 +154,7 @@ pub(crate) fn html_response(frame: &Frame, source: LogSource) -> Response {
         head,
         tail,
         source,
-        ansi: AnsiHtml::new(),
+        lines: LogLines::new(),
     };
     let body = futures::stream::unfold(state, |mut state| async move {
         loop {
@@ -148,7 +166,7 @@ pub(crate) fn html_response(frame: &Frame, source: LogSource) -> Response {
                 }
                 Step::Log => match state.source.next_chunk().await {
                     Ok(Some(chunk)) => {
-                        let html = state.ansi.convert(&chunk);
+                        let html = state.lines.convert(&chunk);
                         if !html.is_empty() {
                             return Some((Ok(Bytes::from(html)), state));
                         }
@@ -163,17 +181,28 @@ pub(crate) fn html_response(frame: &Frame, source: LogSource) -> Response {
                 },
                 Step::Tail => {
                     state.step = Step::Done;
-                    let tail = std::mem::take(&mut state.tail);
+                    let mut tail = state.lines.finish();
+                    tail.push_str(&state.tail);
                     return Some((Ok(Bytes::from(tail)), state));
                 }
                 Step::Done => return None,
             }
         }
     });
+    // This page's policy: the site's, plus the log viewer's script by its hash.
+    let policy = format!(
+        "{}; script-src '{}'",
+        crate::router::CONTENT_SECURITY_POLICY,
+        log_script_hash()
+    );
     (
         [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+            (header::CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),
+            (
+                header::HeaderName::from_static("x-accel-buffering"),
+                "no".to_owned(),
+            ),
+            (header::CONTENT_SECURITY_POLICY, policy),
         ],
         Body::from_stream(body),
     )

@@ -1,8 +1,14 @@
 //! Log pages (spec §1.4 rows 14–15, §1.6): `GET /log/live/{branch}` follows a running build's
 //! live log; `GET /log/saved/{branch}/{commit}` shows the `log` file of a store commit. `?raw`
 //! gives the bytes as `text/plain`.
+//!
+//! Every log page has a header ([`log_header`]): the job and target when the link that led here
+//! named them (`?target=<target page>&job=<name>`, as target pages' log links do), the branch, the
+//! state, links to the raw text and back, a "jump to failure" link for failed builds, and a
+//! search box the page's script shows. The lines are numbered, with anchors (`#L42`).
 
 mod frame;
+mod lines;
 
 use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -12,6 +18,89 @@ use maud::html;
 use crate::acl::{Decision, Role};
 use crate::{AppState, Error, Viewer, access, pages, urls};
 use frame::{Frame, LogSource, html_response, raw_response};
+
+/// Where a log page was reached from: the target page and job named in its query, if any.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct LogContext {
+    /// The target page's local path (e.g. `/me/proj/ref/heads/main`).
+    target: Option<String>,
+    job: Option<String>,
+}
+
+impl LogContext {
+    /// From `?target=…&job=…`; a target that is not a path on this site is ignored.
+    fn from_query(query: Option<&str>) -> LogContext {
+        let mut context = LogContext::default();
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match &*key {
+                "target" => {
+                    context.target = urls::local_path(&value)
+                        .filter(|path| !path.is_empty())
+                        .map(str::to_owned);
+                }
+                "job" if !value.is_empty() => context.job = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        context
+    }
+
+    /// `?target=…&job=…` to carry to another log page (empty without either).
+    fn to_query(&self) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if let Some(target) = &self.target {
+            query.append_pair("target", target);
+        }
+        if let Some(job) = &self.job {
+            query.append_pair("job", job);
+        }
+        query.finish()
+    }
+}
+
+/// What a log page's header shows.
+struct HeaderInfo<'a> {
+    branch: &'a str,
+    /// `running`, `passed`, `failed` or `finished`.
+    state: &'static str,
+    raw_url: String,
+    context: &'a LogContext,
+    /// More buttons (history, artefacts, cancel).
+    buttons: maud::Markup,
+}
+
+/// The header of every log page.
+fn log_header(info: &HeaderInfo<'_>) -> maud::Markup {
+    let (back, back_label) = match &info.context.target {
+        Some(target) => (target.clone(), "Back to the target"),
+        None => ("/".to_owned(), "Back to the dashboard"),
+    };
+    html! {
+        header.log-header {
+            nav.crumbs { a.back href=(back) { "← " (back_label) } }
+            p.log-meta {
+                span class={ "log-state log-state-" (info.state) } { (info.state) }
+                @if let Some(job) = &info.context.job { " · job " strong.job { (job) } }
+                @if let Some(target) = &info.context.target {
+                    " · target " a.target href=(target) { (target.trim_start_matches('/')) }
+                }
+                " · branch " code.branch { (info.branch) }
+            }
+            div.btn-group {
+                (info.buttons)
+                a.btn.btn-default.btn-sm.raw href=(info.raw_url) { "Raw" }
+                @if info.state == "failed" {
+                    " " a.btn.btn-default.btn-sm.jump-to-failure href="#failure" { "Jump to failure" }
+                }
+            }
+            form #log-search .log-search hidden {
+                input type="search" name="q" placeholder="Search this log" aria-label="Search this log";
+                " " button.btn.btn-default.btn-sm type="submit" { "Find next" }
+                " " span #log-search-count {}
+            }
+        }
+    }
+}
 
 /// Whether the query asks for the raw log (`?raw`, `?raw=1`, `?x&raw`).
 fn wants_raw(query: Option<&str>) -> bool {
@@ -42,6 +131,12 @@ pub(crate) async fn get_live_log(
                 let mut target = urls::saved_log(&branch, &head.id().to_string());
                 if wants_raw(query.as_deref()) {
                     target.push_str("?raw");
+                } else {
+                    let context = LogContext::from_query(query.as_deref()).to_query();
+                    if !context.is_empty() {
+                        target.push('?');
+                        target.push_str(&context);
+                    }
                 }
                 Ok(Redirect::temporary(&target).into_response())
             }
@@ -78,23 +173,27 @@ pub(crate) async fn get_live_log(
     } else {
         None
     };
+    let context = LogContext::from_query(query.as_deref());
     let frame = Frame {
         title: format!("Logging to branch {branch}"),
         header: html! {
-            div.row {
-                div.col-md-9 { p { "Still running..." } }
-                div."col-md-3".btn-group {
+            (log_header(&HeaderInfo {
+                branch: &branch,
+                state: "running",
+                raw_url: format!("{}?raw", urls::live_log(&branch)),
+                context: &context,
+                buttons: html! {
                     @if let (Some(_), Some(history)) = (&head, &history) {
                         a.btn.btn-default.btn-sm href=(history) { "History" }
                         " "
                     }
-                    a.btn.btn-default.btn-sm href=(format!("{}?raw", urls::live_log(&branch))) { "Raw" }
                     @if let Some(form) = cancel_form {
-                        " "
                         (form)
+                        " "
                     }
-                }
-            }
+                },
+            }))
+            p { "Still running..." }
         },
         footer: html! { p.complete { "This log is now complete." } },
     };
@@ -136,28 +235,29 @@ pub(crate) async fn get_saved_log(
         },
     };
     let path = StorePath::new("log")?;
-    let reader = tokio::task::spawn_blocking(move || snapshot.open_file(&path))
-        .await??
-        .ok_or_else(|| Error::NotFound(format!("Commit {id} has no log")))?;
+    let failure = StorePath::new("failure")?;
+    let (reader, failed) = tokio::task::spawn_blocking(move || {
+        let failed = snapshot.exists(&failure)?;
+        snapshot.open_file(&path).map(|reader| (reader, failed))
+    })
+    .await??;
+    let reader = reader.ok_or_else(|| Error::NotFound(format!("Commit {id} has no log")))?;
     let source = LogSource::saved(reader);
     if wants_raw(query.as_deref()) {
         return Ok(raw_response(source));
     }
     let config = state.config();
+    let context = LogContext::from_query(query.as_deref());
+    let state_word = if failed { "failed" } else { "passed" };
     let frame = Frame {
         title: format!("Log from commit {id}"),
         header: html! {
-            div.row {
-                div.col-md-9 {
-                    p {
-                        "Loaded from commit "
-                        @match urls::state_repo(config, &format!("commit/{id}")) {
-                            Some(link) => a href=(link) { (id) },
-                            None => code { (id) },
-                        }
-                    }
-                }
-                div."col-md-3".btn-group {
+            (log_header(&HeaderInfo {
+                branch: &branch,
+                state: state_word,
+                raw_url: format!("{}?raw", urls::saved_log(&branch, &commit)),
+                context: &context,
+                buttons: html! {
                     // Links into the published state repository, when there is one.
                     @if let Some(history) = urls::state_repo(config, &format!("commits/{branch}/log")) {
                         a.btn.btn-default.btn-sm href=(history) { "History" }
@@ -167,7 +267,13 @@ pub(crate) async fn get_saved_log(
                         a.btn.btn-default.btn-sm href=(tree) { "Artefacts" }
                         " "
                     }
-                    a.btn.btn-default.btn-sm href=(format!("{}?raw", urls::saved_log(&branch, &commit))) { "Raw" }
+                },
+            }))
+            p {
+                "Loaded from commit "
+                @match urls::state_repo(config, &format!("commit/{id}")) {
+                    Some(link) => a href=(link) { (id) },
+                    None => code { (id) },
                 }
             }
         },
@@ -184,5 +290,21 @@ mod tests {
         assert!(super::wants_raw(Some("a=1&raw=1")));
         assert!(!super::wants_raw(Some("draw")));
         assert!(!super::wants_raw(None));
+    }
+
+    #[test]
+    fn log_context_keeps_local_targets_only() {
+        let context =
+            super::LogContext::from_query(Some("target=%2Fme%2Fproj%2Fpr%2F3&job=lint+all"));
+        assert_eq!(context.target.as_deref(), Some("/me/proj/pr/3"));
+        assert_eq!(context.job.as_deref(), Some("lint all"));
+        assert_eq!(
+            context.to_query(),
+            "target=%2Fme%2Fproj%2Fpr%2F3&job=lint+all"
+        );
+        for elsewhere in ["https://evil.example/", "//evil.example/x", "me/proj"] {
+            let query = format!("target={}", crate::urls::encode_query(elsewhere));
+            assert_eq!(super::LogContext::from_query(Some(&query)).target, None);
+        }
     }
 }

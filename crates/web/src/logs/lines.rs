@@ -1,0 +1,226 @@
+//! The log viewer's lines (issue 21 item 3): [`LogLines`] splits a log's bytes into lines, each
+//! a `div.line` with an anchor (`id="L42"`, a link to `#L42`), turns the original's `=== <title>`
+//! heading lines into collapsible `<details>` sections, and marks the first error-looking line
+//! (`class="line error-line"`, with an `id="failure"` target inside).
+//!
+//! Colours come from [`AnsiHtml`], which carries them from line to line. Works chunk by chunk, so
+//! live logs still stream; knows nothing of HTTP.
+
+use std::fmt::Write as _;
+
+use crate::ansi::AnsiHtml;
+
+/// A line longer than this without a newline is shown in pieces rather than held back.
+const MAX_PARTIAL: usize = 64 * 1024;
+
+/// Lowercase pieces of text that make a line look like an error.
+const ERROR_MARKS: [&str; 9] = [
+    "error:",
+    "error[",
+    "fatal:",
+    "panicked at",
+    "traceback (most recent call last)",
+    "exception:",
+    "] failed: ",
+    "npm err!",
+    "assertionerror",
+];
+
+/// A streaming converter of a log's bytes into numbered lines; one per HTTP response.
+#[derive(Default)]
+pub(crate) struct LogLines {
+    ansi: AnsiHtml,
+    /// The start of a line whose newline has not come yet.
+    partial: Vec<u8>,
+    /// Lines written so far.
+    lines: u64,
+    in_section: bool,
+    failure: Option<u64>,
+}
+
+impl LogLines {
+    pub(crate) fn new() -> LogLines {
+        LogLines {
+            ansi: AnsiHtml::new(),
+            ..LogLines::default()
+        }
+    }
+
+    /// Converts the next chunk: its complete lines become HTML; a last line without its newline
+    /// waits for the next chunk (or [`finish`](Self::finish)), unless it is very long.
+    pub(crate) fn convert(&mut self, chunk: &[u8]) -> String {
+        let mut out = String::with_capacity(chunk.len() * 2);
+        let mut rest = chunk;
+        while let Some(end) = rest.iter().position(|&byte| byte == b'\n') {
+            if self.partial.is_empty() {
+                self.write_line(&mut out, &rest[..end]);
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(&rest[..end]);
+                self.write_line(&mut out, &line);
+            }
+            rest = &rest[end + 1..];
+        }
+        self.partial.extend_from_slice(rest);
+        if self.partial.len() > MAX_PARTIAL {
+            let line = std::mem::take(&mut self.partial);
+            self.write_line(&mut out, &line);
+        }
+        out
+    }
+
+    /// The end of the log: its last line if it had no newline, the end of the open section,
+    /// and a `failure` target at the end if no line looked like an error.
+    pub(crate) fn finish(&mut self) -> String {
+        let mut out = String::new();
+        if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.write_line(&mut out, &line);
+        }
+        if self.in_section {
+            out.push_str("</div></details>");
+            self.in_section = false;
+        }
+        match self.failure {
+            Some(line) => write!(
+                out,
+                r##"<p class="failure-link"><a href="#L{line}">First error-looking line: {line}</a></p>"##
+            )
+            .expect("writing to a String cannot fail"),
+            None => out.push_str(r#"<span id="failure"></span>"#),
+        }
+        out
+    }
+
+    fn write_line(&mut self, out: &mut String, line: &[u8]) {
+        self.lines += 1;
+        let number = self.lines;
+        let heading = line.starts_with(b"=== ");
+        if heading {
+            if self.in_section {
+                out.push_str("</div></details>");
+            }
+            out.push_str(r#"<details class="section" open><summary>"#);
+            self.in_section = true;
+        }
+        let error = self.failure.is_none() && !heading && looks_like_error(line);
+        if error {
+            self.failure = Some(number);
+        }
+        write!(
+            out,
+            r##"<div class="line{}" id="L{number}"><a class="ln" href="#L{number}" data-line="{number}"></a><span class="lt">"##,
+            if error { " error-line" } else { "" },
+        )
+        .expect("writing to a String cannot fail");
+        self.ansi.convert_into(line, out);
+        out.push_str("</span>");
+        if error {
+            out.push_str(r#"<span id="failure"></span>"#);
+        }
+        out.push_str("</div>");
+        if heading {
+            out.push_str(r#"</summary><div class="section-body">"#);
+        }
+    }
+}
+
+/// Whether a line (raw bytes, escape sequences included) looks like an error message. The CI's
+/// own `[<time>] Running <command>` lines are not: the command may well print an error.
+fn looks_like_error(line: &[u8]) -> bool {
+    let lower = line.to_ascii_lowercase();
+    let text = String::from_utf8_lossy(&lower);
+    let message = match text
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once("] "))
+    {
+        Some((_, message)) => message,
+        None => &text,
+    };
+    !message.starts_with("running ") && ERROR_MARKS.iter().any(|mark| text.contains(mark))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Converts `chunks` one after the other, then finishes.
+    fn check(chunks: &[&[u8]], expected: &str) {
+        let mut lines = LogLines::new();
+        let mut html = String::new();
+        for chunk in chunks {
+            html.push_str(&lines.convert(chunk));
+        }
+        html.push_str(&lines.finish());
+        assert_eq!(html, expected);
+    }
+
+    fn line(number: u64, class: &str, text: &str) -> String {
+        format!(
+            r##"<div class="line{class}" id="L{number}"><a class="ln" href="#L{number}" data-line="{number}"></a><span class="lt">{text}</span></div>"##
+        )
+    }
+
+    #[test]
+    fn lines_are_numbered_whatever_the_chunks() {
+        let expected = format!(
+            "{}{}{}<span id=\"failure\"></span>",
+            line(1, "", "one &lt;1&gt;"),
+            line(2, "", ""),
+            line(3, "", "three")
+        );
+        check(&[b"one <1>\n\nthree"], &expected);
+        check(&[b"on", b"e <1>\n", b"\nth", b"ree"], &expected);
+    }
+
+    #[test]
+    fn headings_open_sections_and_colours_carry_over() {
+        let expected = format!(
+            "{}{}<details class=\"section\" open><summary>{}</summary><div class=\"section-body\">{}</div></details>\
+             <details class=\"section\" open><summary>{}</summary><div class=\"section-body\">{}</div></details>\
+             <span id=\"failure\"></span>",
+            line(1, "", "before"),
+            line(2, "", "<span class='fg-red'>red</span>"),
+            line(3, "", "<span class='fg-red'>=== Build</span>"),
+            line(4, "", "<span class='fg-red'>still red</span>"),
+            line(5, "", "=== Test"),
+            line(6, "", "ok"),
+        );
+        check(
+            &[b"before\n\x1b[31mred\n=== Build\nstill red\x1b[0m\n=== Test\nok\n"],
+            &expected,
+        );
+    }
+
+    #[test]
+    fn the_first_error_line_is_marked() {
+        let mut lines = LogLines::new();
+        let html = lines.convert(b"compiling\nerror[E0308]: mismatched types\nerror: again\n");
+        assert!(
+            html.contains(
+                r##"<div class="line error-line" id="L2"><a class="ln" href="#L2" data-line="2"></a><span class="lt">error[E0308]: mismatched types</span><span id="failure"></span></div>"##
+            ),
+            "{html}"
+        );
+        assert_eq!(html.matches("error-line").count(), 1, "{html}");
+        assert_eq!(
+            lines.finish(),
+            r##"<p class="failure-link"><a href="#L2">First error-looking line: 2</a></p>"##
+        );
+        assert!(!looks_like_error(b"test result: ok. 5 passed; 0 failed"));
+        assert!(looks_like_error(b"[2026-12-07 18:12.29] Failed: exit 1"));
+        assert!(!looks_like_error(
+            b"[2026-12-07 18:12.29] Running \"sh\" \"-c\" \"echo error: x\""
+        ));
+    }
+
+    #[test]
+    fn very_long_lines_are_not_held_back() {
+        let mut lines = LogLines::new();
+        let html = lines.convert(&vec![b'x'; MAX_PARTIAL + 1]);
+        assert!(
+            html.starts_with(r#"<div class="line" id="L1">"#),
+            "{html:.80}"
+        );
+    }
+}
