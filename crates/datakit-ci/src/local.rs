@@ -234,6 +234,14 @@ pub fn shell_projects(
         ..CommandConfig::default()
     };
     let docker_hosts = config.docker.hosts(services)?;
+    let pipeline_hosts = if config.uses_pipeline_file() {
+        match &docker_hosts {
+            Some(hosts) => Some(hosts.clone()),
+            None => Some(config.docker.pipeline_hosts(services)?),
+        }
+    } else {
+        None
+    };
     repos
         .iter()
         .map(|source| {
@@ -263,6 +271,7 @@ pub fn shell_projects(
                 let config = RunnerConfig {
                     environment: command_config.environment.clone(),
                     job_slots: command_config.job_slots.clone(),
+                    docker: pipeline_hosts.clone(),
                 };
                 PipelineRunner::new(&repo, &source.id.to_string(), config, services)
             });

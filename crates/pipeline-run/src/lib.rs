@@ -13,13 +13,22 @@
 //!   digest covers the job's definition, the Git object ids of its `inputs` and the digests of
 //!   its needs (`key.rs`): a commit that changes none of a job's inputs does not run it again,
 //!   and its status says `Unchanged since <commit>`;
+//! - with `image: NAME`, the script runs instead in a fresh container of that image on the
+//!   Docker hosts of [`RunnerConfig::docker`] (`Hosts::run_container`), the commit's tree in
+//!   `/src`, with the job's `env` plus the documented `CI` and `DATAKIT_CI_*` variables; the
+//!   digest covers the image's name (not its id: give an id, or a tag that never moves, when a
+//!   name may come to mean another image). With `dockerfile`, the image is built first from
+//!   the commit (a [`datakit_ci_docker::Builder`] per distinct Dockerfile, context, arguments
+//!   and timeout, kept for the runner's life, so unchanged builds are reused), and the built
+//!   image's id is part of the digest; the Dockerfile and the context are inputs of the job
+//!   besides its `inputs`. A daemon that does not answer fails these steps only, with
+//!   `cannot reach the Docker daemon at <url>: …`;
 //! - with `allow_failure`, a failure is a success described `Failed (allowed): …`
 //!   ([`ALLOWED_FAILURE_PREFIX`]);
 //! - a `schedule` adds the latest tick (UTC) to the digest on branches, and the plan is
 //!   evaluated again at the next tick, so the job runs again then.
 //!
-//! Not yet: steps in Docker images (`image`, `dockerfile`), `secrets`, `retry`, `artifacts`,
-//! and approving `manual` steps; such a step fails with a message saying so, rather than
+//! Not yet: `secrets`, `retry`, `artifacts`, and approving `manual` steps; such a step fails with a message saying so, rather than
 //! running differently from what its file says.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -27,18 +36,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use datakit_ci_cache::Cache;
+use datakit_ci_docker::{BuildConfig, Hosts, Image};
 use datakit_ci_engine::{Plan, PlannedJob};
 use datakit_ci_git::{Commit, JobEnvironment, Repo, Services, TreeEntry};
 use datakit_ci_pipeline::{FILE_NAME, Job, ParseError, Pipeline, Runner, TargetKind};
 use datakit_ci_pool::MonitoredPool;
 use datakit_ci_term::{CommitHash, EvalContext, Ready, RefName, Status, Target, TargetId, Term};
+use sha2::Digest as _;
 
 mod check;
 mod key;
 mod step;
 
 use check::{FileCheck, FileKey};
-use step::{HostSteps, StepBuilder, StepKey};
+use step::{DockerSteps, HostSteps, NO_DOCKER, StepBuilder, StepKey};
 
 /// The name of the plan job: its status says how many jobs the file made, or why it could not
 /// be read.
@@ -56,10 +67,16 @@ const LOADED_KEPT: usize = 256;
 /// How the jobs run.
 #[derive(Clone, Debug, Default)]
 pub struct RunnerConfig {
-    /// The environment of host steps (the job's `env` is added to it).
+    /// The environment of host steps (the job's `env` is added to it); steps in images get the
+    /// documented `CI` and `DATAKIT_CI_*` variables and those it passes on.
     pub environment: JobEnvironment,
-    /// If given, a running step holds one of its slots (the binary's `--jobs`).
+    /// If given, a running host step holds one of its slots (the binary's `--jobs`); a step in
+    /// an image holds a slot of its Docker host instead.
     pub job_slots: Option<MonitoredPool>,
+    /// Where steps with `image` or `dockerfile` run; without hosts, such a step fails saying
+    /// so. Daemons are contacted when a step first needs one: a daemon that does not answer
+    /// fails the steps in images only.
+    pub docker: Option<Hosts>,
 }
 
 /// Runs the pipeline files of one repository's commits. Cheap to clone.
@@ -70,6 +87,12 @@ pub struct PipelineRunner {
 
 struct Inner {
     repo: Repo,
+    label: String,
+    services: Services,
+    docker: Option<Hosts>,
+    /// The image builders of `dockerfile` steps, one per distinct recipe, kept for the runner's
+    /// life (each is a cache).
+    builders: Mutex<HashMap<ImageRecipe, datakit_ci_docker::Builder>>,
     steps: Cache<StepBuilder>,
     checks: Cache<FileCheck>,
     /// Files read and checked, by (commit, base commit, target kind), oldest first.
@@ -77,6 +100,10 @@ struct Inner {
 }
 
 type LoadKey = (CommitHash, Option<CommitHash>, TargetKind);
+
+/// What a `dockerfile` step's image is built from: the Dockerfile, the context, the build
+/// arguments and the build's timeout.
+type ImageRecipe = (String, String, Vec<(String, String)>, Duration);
 
 /// A commit's pipeline file, read and checked.
 enum Loaded {
@@ -109,6 +136,9 @@ impl PipelineRunner {
                     environment: config.environment,
                     job_slots: config.job_slots,
                 },
+                docker: DockerSteps {
+                    hosts: config.docker.clone(),
+                },
             },
             services.store.clone(),
             services.logs.clone(),
@@ -125,6 +155,10 @@ impl PipelineRunner {
         PipelineRunner {
             inner: Arc::new(Inner {
                 repo: repo.clone(),
+                label: label.to_owned(),
+                services: services.clone(),
+                docker: config.docker,
+                builders: Mutex::new(HashMap::new()),
                 steps,
                 checks,
                 loaded: Mutex::new(VecDeque::new()),
@@ -328,15 +362,35 @@ impl PipelineRunner {
         let Some(digest) = digests.get(&job.name) else {
             return Term::fail(format!("no digest for job {:?}", job.name));
         };
-        let key = StepKey {
-            digest: digest.clone(),
-            job: Arc::new(job.clone()),
-            commit: commit.clone(),
+        let image: Term<Option<Image>> = match &job.runner {
+            Runner::Host => Term::ok(None),
+            Runner::Image(name) => Term::ok(Some(Image::of_published(name.as_str()))),
+            Runner::Dockerfile { .. } => match self.image_builder(job) {
+                Ok(builder) => builder.build_on(commit, None).map(Some),
+                Err(message) => return Term::fail(message),
+            },
         };
+        let (digest, job, commit) = (digest.clone(), Arc::new(job.clone()), commit.clone());
         let head = commit.hash().clone();
         let steps = self.inner.steps.clone();
-        Term::job_id()
-            .and_then(move |id| steps.find(id, key.clone()))
+        image
+            .and_then(move |image| {
+                let digest = match &image {
+                    // A built image's id is known once it is built: it is part of the key.
+                    Some(built) if built.host().is_some() => {
+                        key::with_image(&digest, built.reference())
+                    }
+                    _ => digest.clone(),
+                };
+                let key = StepKey {
+                    digest,
+                    job: Arc::clone(&job),
+                    commit: commit.clone(),
+                    image,
+                };
+                let steps = steps.clone();
+                Term::job_id().and_then(move |id| steps.find(id, key.clone()))
+            })
             .map(move |ran_on| {
                 if ran_on == head {
                     "Passed".to_owned()
@@ -347,11 +401,50 @@ impl PipelineRunner {
     }
 }
 
+impl PipelineRunner {
+    /// The long-lived image builder of a `dockerfile` job's recipe (made on first use).
+    fn image_builder(&self, job: &Job) -> Result<datakit_ci_docker::Builder, String> {
+        let Runner::Dockerfile {
+            file,
+            context,
+            args,
+        } = &job.runner
+        else {
+            return Err(format!("job {:?} has no dockerfile", job.name));
+        };
+        let Some(hosts) = &self.inner.docker else {
+            return Err(NO_DOCKER.to_owned());
+        };
+        let args: Vec<(String, String)> =
+            args.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        let recipe: ImageRecipe = (file.clone(), context.clone(), args, job.timeout);
+        let mut builders = lock(&self.inner.builders);
+        if let Some(builder) = builders.get(&recipe) {
+            return Ok(builder.clone());
+        }
+        // The label names the builder's cache branches: a digest of the recipe and the runner.
+        let label = format!(
+            "pipeline-{}",
+            &key::hex(&sha2::Sha256::digest(
+                format!("{}\n{recipe:?}", self.inner.label).as_bytes()
+            ))[..16]
+        );
+        let config = BuildConfig {
+            dockerfile: file.clone(),
+            context: context.clone(),
+            build_args: recipe.2.clone(),
+            timeout: Some(job.timeout),
+        };
+        let builder = datakit_ci_docker::Builder::new(hosts, &label, config, &self.inner.services)
+            .map_err(|e| format!("cannot build {file:?}: {e}"))?;
+        builders.insert(recipe, builder.clone());
+        Ok(builder)
+    }
+}
+
 /// What a job asks for that this version cannot do yet, if anything.
 fn unsupported(job: &Job) -> Option<&'static str> {
-    if !matches!(job.runner, Runner::Host) {
-        Some("a step in a Docker image (`image`, `dockerfile`)")
-    } else if !job.secrets.is_empty() {
+    if !job.secrets.is_empty() {
         Some("`secrets`")
     } else if job.retry.attempts > 1 {
         Some("`retry`")

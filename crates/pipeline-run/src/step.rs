@@ -1,10 +1,13 @@
 //! The cached run of one job of the pipeline file: the builder behind the step cache. Its key is
 //! the job's input digest (see `key.rs`), not the commit: a commit whose inputs are those of an
 //! earlier run reuses that run's result, and the value records the commit the run was made on.
+//! A step runs on the CI's host (`HostSteps`) or in a container of its image on the Docker
+//! hosts (`DockerSteps`, through `Hosts::run_container`).
 
 use std::sync::Arc;
 
 use datakit_ci_cache::{Build, Builder};
+use datakit_ci_docker::{ContainerRequest, Hosts, Image, container_environment};
 use datakit_ci_git::{Commit, JobEnvironment};
 use datakit_ci_log::LiveLog;
 use datakit_ci_pipeline::Job;
@@ -21,13 +24,18 @@ const NAME_IN_BRANCH: usize = 100;
 /// The file of a step's result holding the commit it ran on.
 const COMMIT_FILE: &str = "value/commit";
 
-/// One run of a job: its input digest (the cache's identity), the job, and the commit to run
-/// it on if no run with this digest is recorded.
+/// What a step in an image says when the CI has no Docker hosts.
+pub(crate) const NO_DOCKER: &str =
+    "this step runs in a Docker image, and this CI has no Docker hosts";
+
+/// One run of a job: its input digest (the cache's identity), the job, the commit to run it on
+/// if no run with this digest is recorded, and the image it runs in (`None`: on the CI's host).
 #[derive(Clone, Debug)]
 pub(crate) struct StepKey {
     pub(crate) digest: String,
     pub(crate) job: Arc<Job>,
     pub(crate) commit: Commit,
+    pub(crate) image: Option<Image>,
 }
 
 /// How steps run on the CI's host.
@@ -96,10 +104,57 @@ impl HostSteps {
     }
 }
 
+/// How steps run in Docker images: on these hosts, with the documented variables and those the
+/// host steps' environment passes on.
+pub(crate) struct DockerSteps {
+    pub(crate) hosts: Option<Hosts>,
+}
+
+impl DockerSteps {
+    /// Runs the job's script with `sh -c` in a fresh container of `image`, the commit's tree in
+    /// `/src`, with the job's environment, within its timeout.
+    async fn run(
+        &self,
+        build: &Build<'_>,
+        environment: &JobEnvironment,
+        job_id: &JobId,
+        key: &StepKey,
+        image: &Image,
+    ) -> Result<(), String> {
+        let Some(hosts) = &self.hosts else {
+            return Err(NO_DOCKER.to_owned());
+        };
+        let argv = vec!["sh".to_owned(), "-c".to_owned(), key.job.run.clone()];
+        let mut env = container_environment(environment, job_id, &key.commit);
+        for (name, value) in &key.job.env {
+            env.push(format!("{name}={value}"));
+        }
+        let request = ContainerRequest {
+            job: job_id,
+            holder: format!("{} on {}", key.job.name, key.commit.hash().short(8)),
+            key: step_branch(&key.job.name, &key.digest).to_string(),
+            image,
+            argv: &argv,
+            env,
+            commit: &key.commit,
+            workdir: None,
+            user: None,
+            memory: None,
+            cpus: None,
+            timeout: Some(key.job.timeout),
+        };
+        hosts
+            .run_container(&request, build.log, build.cancel)
+            .await
+            .map_err(|e| error_chain(&e))
+    }
+}
+
 /// The builder of the step cache.
 pub(crate) struct StepBuilder {
     pub(crate) label: String,
     pub(crate) host: HostSteps,
+    pub(crate) docker: DockerSteps,
 }
 
 impl Builder for StepBuilder {
@@ -112,7 +167,14 @@ impl Builder for StepBuilder {
     }
 
     fn title(&self, key: &StepKey) -> String {
-        format!("Run step {} on commit {}", key.job.name, key.commit.hash())
+        match &key.image {
+            None => format!("Run step {} on commit {}", key.job.name, key.commit.hash()),
+            Some(image) => format!(
+                "Run step {} in {image} on commit {}",
+                key.job.name,
+                key.commit.hash()
+            ),
+        }
     }
 
     fn branch(&self, key: &StepKey) -> BranchName {
@@ -127,7 +189,16 @@ impl Builder for StepBuilder {
     ) -> Result<CommitHash, String> {
         let outcome = tokio::select! {
             biased;
-            outcome = self.host.run(build.log, build.cancel, job_id, key) => outcome,
+            outcome = async {
+                match &key.image {
+                    None => self.host.run(build.log, build.cancel, job_id, key).await,
+                    Some(image) => {
+                        self.docker
+                            .run(&build, &self.host.environment, job_id, key, image)
+                            .await
+                    }
+                }
+            } => outcome,
             () = build.cancel.cancelled() => Err(datakit_ci_process::Error::Cancelled.to_string()),
         };
         outcome?;
@@ -150,6 +221,18 @@ impl Builder for StepBuilder {
             .parse()
             .map_err(|e| format!("the step's result names a bad commit: {e}"))
     }
+}
+
+/// `error`, then each of its sources, separated by `: `.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 /// The cache branch of a job's runs with input digest `digest`:
