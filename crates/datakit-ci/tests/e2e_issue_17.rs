@@ -172,3 +172,83 @@ fn issue_17_the_pipeline_file_runs_each_commits_jobs_and_reruns_only_changed_inp
     assert_eq!(state.status("local/app", &edited, "build"), None);
     assert_eq!(count("build"), 2, "only the broken branch built again");
 }
+
+#[test]
+fn issue_17_retry_runs_a_step_again_on_the_listed_failures_only() {
+    let scratch = Scratch::new();
+    // Each script fails its first run (leaving a marker), and passes the next.
+    let flaky = |marker: &str, failure: &str| {
+        let marker = scratch.shell_path(marker);
+        format!(
+            "if [ -e {marker} ]; then echo second run; else touch {marker}; echo first run; {failure}; fi"
+        )
+    };
+    let file = format!(
+        "steps:
+  listed:
+    run: {listed}
+    retry:
+      attempts: 3
+      on: [7]
+  unlisted:
+    run: {unlisted}
+    retry:
+      attempts: 3
+      on: [5, timeout]
+  slow:
+    run: {slow}
+    timeout: 2s
+    retry:
+      attempts: 2
+      on: [timeout]
+",
+        listed = flaky("listed", "exit 7"),
+        unlisted = flaky("unlisted", "exit 7"),
+        slow = flaky("slow", "sleep 60"),
+    );
+    let repo = Repo::new("app");
+    let initial = repo.rev("main");
+    let head = repo.commit(&initial, "Retries", &[(".datakit-ci.yml", &file)]);
+    repo.set_ref("refs/heads/main", &head);
+    let state = State::new();
+    let ci = Ci::start(&[&repo], &[], &state, &[]);
+
+    assert_eq!(
+        description(&state, &ci, &head, "listed", "success"),
+        "Passed on attempt 2 of 3"
+    );
+    let failure = description(&state, &ci, &head, "unlisted", "failure");
+    assert!(failure.contains("exited with status 7"), "{failure}");
+    assert_eq!(
+        description(&state, &ci, &head, "slow", "success"),
+        "Passed on attempt 2 of 2"
+    );
+    // Every attempt's output is in the step's one log, after a heading.
+    let log_of = |job: &str| {
+        let prefix = format!("pipeline-{job}-of-");
+        let branch = state
+            .branches()
+            .into_iter()
+            .find(|b| b.starts_with(&prefix))
+            .expect("the step's cache branch");
+        state.show(&branch, "log").expect("the step's log")
+    };
+    let listed = log_of("listed");
+    let (first, second) = listed
+        .split_once("=== Attempt 2 of 3 (after exit status 7) ===")
+        .unwrap_or_else(|| panic!("no heading in {listed}"));
+    assert!(
+        first.contains("first run") && second.contains("second run"),
+        "{listed}"
+    );
+    let unlisted = log_of("unlisted");
+    assert!(
+        unlisted.contains("first run") && !unlisted.contains("=== Attempt"),
+        "{unlisted}"
+    );
+    let slow = log_of("slow");
+    assert!(
+        slow.contains("=== Attempt 2 of 2 (after a timeout) ===") && slow.contains("second run"),
+        "{slow}"
+    );
+}

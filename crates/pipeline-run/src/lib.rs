@@ -28,7 +28,14 @@
 //! - a `schedule` adds the latest tick (UTC) to the digest on branches, and the plan is
 //!   evaluated again at the next tick, so the job runs again then.
 //!
-//! Not yet: `secrets`, `retry`, `artifacts`, and approving `manual` steps; such a step fails with a message saying so, rather than
+//! - with `retry: {attempts, on}`, a failed attempt whose reason is listed in `on` (`timeout`;
+//!   `infrastructure`: a Docker daemon that does not answer, a clone or copy of the commit that
+//!   failed — never the script's own failure; an exit code) runs the step again within the same
+//!   build: every attempt's output stays in its log, each after a heading
+//!   `=== Attempt 2 of 3 (after exit status 1) ===`, and a later attempt's success is described
+//!   `Passed on attempt 2 of 3`.
+//!
+//! Not yet: `secrets`, `artifacts`, and approving `manual` steps; such a step fails with a message saying so, rather than
 //! running differently from what its file says.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -46,6 +53,7 @@ use sha2::Digest as _;
 
 mod check;
 mod key;
+mod retry;
 mod step;
 
 use check::{FileCheck, FileKey};
@@ -391,12 +399,10 @@ impl PipelineRunner {
                 let steps = steps.clone();
                 Term::job_id().and_then(move |id| steps.find(id, key.clone()))
             })
-            .map(move |ran_on| {
-                if ran_on == head {
-                    "Passed".to_owned()
-                } else {
-                    format!("Unchanged since {}", ran_on.short(7))
-                }
+            .map(move |ran| match ran.attempt {
+                _ if ran.commit != head => format!("Unchanged since {}", ran.commit.short(7)),
+                (1, _) => "Passed".to_owned(),
+                (attempt, attempts) => format!("Passed on attempt {attempt} of {attempts}"),
             })
     }
 }
@@ -446,8 +452,6 @@ impl PipelineRunner {
 fn unsupported(job: &Job) -> Option<&'static str> {
     if !job.secrets.is_empty() {
         Some("`secrets`")
-    } else if job.retry.attempts > 1 {
-        Some("`retry`")
     } else if !job.artifacts.is_empty() {
         Some("`artifacts`")
     } else if job.manual {

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use datakit_ci_cache::{Build, Builder};
-use datakit_ci_docker::{ContainerRequest, Hosts, Image, container_environment};
+use datakit_ci_docker::{
+    ContainerRequest, Error as DockerError, Hosts, Image, container_environment,
+};
 use datakit_ci_git::{Commit, JobEnvironment};
 use datakit_ci_log::LiveLog;
 use datakit_ci_pipeline::Job;
@@ -17,12 +19,25 @@ use datakit_ci_store::{BranchName, Snapshot, StorePath};
 use datakit_ci_term::{CommitHash, JobId};
 use tokio_util::sync::CancellationToken;
 
+use crate::retry::{Failure, FailureKind, heading};
+
 /// The longest part of a job's name kept in its cache branch's name (escaped), so that the
 /// name fits in a file name with the digest.
 const NAME_IN_BRANCH: usize = 100;
 
 /// The file of a step's result holding the commit it ran on.
 const COMMIT_FILE: &str = "value/commit";
+
+/// The file of a step's result saying which attempt passed, `2 of 3` (absent: the first).
+const ATTEMPT_FILE: &str = "value/attempt";
+
+/// A recorded run of a step: the commit it ran on, and the attempt that passed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StepRun {
+    pub(crate) commit: CommitHash,
+    /// The attempt that passed (1: the first) and how many the step may make.
+    pub(crate) attempt: (u32, u32),
+}
 
 /// What a step in an image says when the CI has no Docker hosts.
 pub(crate) const NO_DOCKER: &str =
@@ -53,18 +68,20 @@ impl HostSteps {
         cancel: &CancellationToken,
         job_id: &JobId,
         key: &StepKey,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let commit = &key.commit;
         let script = async {
             commit
                 .repo()
                 .with_clone(log, commit, |dir| async move {
-                    let home = commit
-                        .repo()
-                        .temp_dir("home-")
-                        .map_err(|e| format!("cannot make the step's HOME directory: {e}"))?;
+                    let home = commit.repo().temp_dir("home-").map_err(|e| {
+                        Failure::new(
+                            FailureKind::Infrastructure,
+                            format!("cannot make the step's HOME directory: {e}"),
+                        )
+                    })?;
                     let cmd = Cmd::new(["sh", "-c", key.job.run.as_str()])
-                        .map_err(|e| e.to_string())?
+                        .map_err(|e| Failure::new(FailureKind::Other, e.to_string()))?
                         .cwd(&dir)
                         .log_cmd(vec!["sh".into(), "-c".into(), "<the step's run>".into()])
                         .log(log.clone())
@@ -75,10 +92,23 @@ impl HostSteps {
                     for (name, value) in &key.job.env {
                         cmd = cmd.env(name, value);
                     }
-                    run(cmd).await.map_err(|e| e.to_string())
+                    run(cmd).await.map_err(|e| {
+                        let kind = match &e {
+                            datakit_ci_process::Error::Exited { code, .. } => {
+                                FailureKind::Exit(i64::from(*code))
+                            }
+                            _ => FailureKind::Other,
+                        };
+                        Failure::new(kind, e.to_string())
+                    })
                 })
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| {
+                    Failure::new(
+                        FailureKind::Infrastructure,
+                        format!("cannot clone the commit: {e}"),
+                    )
+                })?
         };
         let timed = async {
             match tokio::time::timeout(key.job.timeout, script).await {
@@ -86,7 +116,10 @@ impl HostSteps {
                 Err(_elapsed) => {
                     let timeout = humantime::format_duration(key.job.timeout);
                     log.log(&format!("Timed out after {timeout}"));
-                    Err(format!("timed out after {timeout}"))
+                    Err(Failure::new(
+                        FailureKind::Timeout,
+                        format!("timed out after {timeout}"),
+                    ))
                 }
             }
         };
@@ -120,9 +153,9 @@ impl DockerSteps {
         job_id: &JobId,
         key: &StepKey,
         image: &Image,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let Some(hosts) = &self.hosts else {
-            return Err(NO_DOCKER.to_owned());
+            return Err(Failure::new(FailureKind::Other, NO_DOCKER));
         };
         let argv = vec!["sh".to_owned(), "-c".to_owned(), key.job.run.clone()];
         let mut env = container_environment(environment, job_id, &key.commit);
@@ -146,7 +179,17 @@ impl DockerSteps {
         hosts
             .run_container(&request, build.log, build.cancel)
             .await
-            .map_err(|e| error_chain(&e))
+            .map_err(|e| {
+                let kind = match &e {
+                    DockerError::Exit { code, .. } => FailureKind::Exit(*code),
+                    DockerError::Timeout { .. } => FailureKind::Timeout,
+                    DockerError::Unreachable { .. } | DockerError::Git { .. } => {
+                        FailureKind::Infrastructure
+                    }
+                    _ => FailureKind::Other,
+                };
+                Failure::new(kind, error_chain(&e))
+            })
     }
 }
 
@@ -160,7 +203,7 @@ pub(crate) struct StepBuilder {
 impl Builder for StepBuilder {
     type Key = StepKey;
     type Context = JobId;
-    type Value = CommitHash;
+    type Value = StepRun;
 
     fn name(&self) -> String {
         format!("pipeline:{}", self.label)
@@ -186,41 +229,82 @@ impl Builder for StepBuilder {
         build: Build<'_>,
         job_id: &JobId,
         key: &StepKey,
-    ) -> Result<CommitHash, String> {
-        let outcome = tokio::select! {
-            biased;
-            outcome = async {
-                match &key.image {
-                    None => self.host.run(build.log, build.cancel, job_id, key).await,
-                    Some(image) => {
-                        self.docker
-                            .run(&build, &self.host.environment, job_id, key, image)
-                            .await
+    ) -> Result<StepRun, String> {
+        let attempts = key.job.retry.attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            let outcome = tokio::select! {
+                biased;
+                outcome = async {
+                    match &key.image {
+                        None => self.host.run(build.log, build.cancel, job_id, key).await,
+                        Some(image) => {
+                            self.docker
+                                .run(&build, &self.host.environment, job_id, key, image)
+                                .await
+                        }
                     }
+                } => outcome,
+                () = build.cancel.cancelled() => Err(Failure::new(
+                    FailureKind::Other,
+                    datakit_ci_process::Error::Cancelled.to_string(),
+                )),
+            };
+            match outcome {
+                Ok(()) => break,
+                Err(failure)
+                    if attempt < attempts
+                        && !build.cancel.is_cancelled()
+                        && failure.is_retried_by(&key.job.retry) =>
+                {
+                    attempt += 1;
+                    build.log.log(&heading(attempt, attempts, &failure));
                 }
-            } => outcome,
-            () = build.cancel.cancelled() => Err(datakit_ci_process::Error::Cancelled.to_string()),
-        };
-        outcome?;
-        let path = StorePath::new(COMMIT_FILE).expect("a constant valid path");
+                Err(failure) => return Err(failure.message),
+            }
+        }
+        let commit_path = StorePath::new(COMMIT_FILE).expect("a constant valid path");
         build
             .transaction
-            .create_file(&path, key.commit.hash().as_str())
+            .create_file(&commit_path, key.commit.hash().as_str())
             .map_err(|e| e.to_string())?;
-        Ok(key.commit.hash().clone())
+        if attempt > 1 {
+            let attempt_path = StorePath::new(ATTEMPT_FILE).expect("a constant valid path");
+            build
+                .transaction
+                .create_file(&attempt_path, format!("{attempt} of {attempts}"))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(StepRun {
+            commit: key.commit.hash().clone(),
+            attempt: (attempt, attempts),
+        })
     }
 
-    fn load(&self, tree: &Snapshot, _key: &StepKey) -> Result<CommitHash, String> {
+    fn load(&self, tree: &Snapshot, key: &StepKey) -> Result<StepRun, String> {
         let path = StorePath::new(COMMIT_FILE).expect("a constant valid path");
         let bytes = tree
             .read_file(&path)
             .map_err(|e| e.to_string())?
             .ok_or("the step's result names no commit")?;
-        String::from_utf8_lossy(&bytes)
+        let commit = String::from_utf8_lossy(&bytes)
             .trim()
             .parse()
-            .map_err(|e| format!("the step's result names a bad commit: {e}"))
+            .map_err(|e| format!("the step's result names a bad commit: {e}"))?;
+        let path = StorePath::new(ATTEMPT_FILE).expect("a constant valid path");
+        let attempt = tree
+            .read_file(&path)
+            .map_err(|e| e.to_string())?
+            .and_then(|bytes| parse_attempt(&String::from_utf8_lossy(&bytes)))
+            .unwrap_or((1, key.job.retry.attempts.max(1)));
+        Ok(StepRun { commit, attempt })
     }
+}
+
+/// `2 of 3` as `(2, 3)`.
+fn parse_attempt(text: &str) -> Option<(u32, u32)> {
+    let (attempt, attempts) = text.trim().split_once(" of ")?;
+    Some((attempt.parse().ok()?, attempts.parse().ok()?))
 }
 
 /// `error`, then each of its sources, separated by `: `.
