@@ -35,7 +35,15 @@
 //!   `=== Attempt 2 of 3 (after exit status 1) ===`, and a later attempt's success is described
 //!   `Passed on attempt 2 of 3`.
 //!
-//! Not yet: `secrets`, `artifacts`, and approving `manual` steps; such a step fails with a message saying so, rather than
+//! - with `secrets: [NAME]`, the step gets each secret as the variable `NAME`, its value read
+//!   when the step runs from the file `NAME` of [`RunnerConfig::secrets_dir`] (the binary's
+//!   `<secrets-dir>/pipeline/NAME`); a missing file fails the step naming the secret. Every
+//!   occurrence of a value in the step's output is replaced by `***` in its log (`LiveLog::mask`,
+//!   also when a write splits it). Values are never part of the step's key or recipe. Secrets
+//!   are given to branches and tags only: a pull request's step that needs one fails saying so,
+//!   without running.
+//!
+//! Not yet: `artifacts`, and approving `manual` steps; such a step fails with a message saying so, rather than
 //! running differently from what its file says.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -85,6 +93,10 @@ pub struct RunnerConfig {
     /// so. Daemons are contacted when a step first needs one: a daemon that does not answer
     /// fails the steps in images only.
     pub docker: Option<Hosts>,
+    /// Where the values of `secrets` are: a file per name, its contents the value (one
+    /// trailing newline removed); the binary uses `<secrets-dir>/pipeline`. Without it, a step
+    /// with secrets fails saying so.
+    pub secrets_dir: Option<std::path::PathBuf>,
 }
 
 /// Runs the pipeline files of one repository's commits. Cheap to clone.
@@ -147,6 +159,7 @@ impl PipelineRunner {
                 docker: DockerSteps {
                     hosts: config.docker.clone(),
                 },
+                secrets_dir: config.secrets_dir,
             },
             services.store.clone(),
             services.logs.clone(),
@@ -285,7 +298,7 @@ impl PipelineRunner {
         let mut terms: BTreeMap<String, Term<String>> = BTreeMap::new();
         let mut planned = Vec::new();
         for job in &jobs {
-            let term = self.job_term(job, commit, &digests, &jobs, &mut terms);
+            let term = self.job_term(job, commit, kind, &digests, &jobs, &mut terms);
             let needs = job
                 .needs
                 .iter()
@@ -318,6 +331,7 @@ impl PipelineRunner {
         &self,
         job: &Job,
         commit: &Commit,
+        kind: &TargetKind,
         digests: &BTreeMap<String, String>,
         jobs: &[&Job],
         terms: &mut BTreeMap<String, Term<String>>,
@@ -328,11 +342,11 @@ impl PipelineRunner {
         let mut needs = Vec::new();
         for need in &job.needs {
             if let Some(needed) = jobs.iter().find(|j| j.name == *need) {
-                let term = self.job_term(needed, commit, digests, jobs, terms);
+                let term = self.job_term(needed, commit, kind, digests, jobs, terms);
                 needs.push((need.clone(), term.without_logs()));
             }
         }
-        let run = self.run_term(job, commit, digests);
+        let run = self.run_term(job, commit, kind, digests);
         let term = if needs.is_empty() {
             run
         } else {
@@ -360,11 +374,22 @@ impl PipelineRunner {
         &self,
         job: &Job,
         commit: &Commit,
+        kind: &TargetKind,
         digests: &BTreeMap<String, String>,
     ) -> Term<String> {
         if let Some(missing) = unsupported(job) {
             return Term::fail(format!(
                 "{missing} is not supported yet by datakit-ci; the step does not run"
+            ));
+        }
+        if !job.secrets.is_empty() && !secrets_allowed(kind) {
+            return Term::fail(format!(
+                "secrets are never given to pull requests, and this step needs {}: it runs on branches and tags only",
+                job.secrets
+                    .iter()
+                    .map(|name| format!("{name:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         let Some(digest) = digests.get(&job.name) else {
@@ -448,11 +473,18 @@ impl PipelineRunner {
     }
 }
 
+/// Whether steps of a target of `kind` get secrets: branches and tags (pushed by people with
+/// write access), not pull requests (anyone's code).
+fn secrets_allowed(kind: &TargetKind) -> bool {
+    match kind {
+        TargetKind::Branch(_) | TargetKind::Tag(_) => true,
+        TargetKind::PullRequest { .. } => false,
+    }
+}
+
 /// What a job asks for that this version cannot do yet, if anything.
 fn unsupported(job: &Job) -> Option<&'static str> {
-    if !job.secrets.is_empty() {
-        Some("`secrets`")
-    } else if !job.artifacts.is_empty() {
+    if !job.artifacts.is_empty() {
         Some("`artifacts`")
     } else if job.manual {
         Some("`manual`")

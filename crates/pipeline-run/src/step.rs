@@ -4,6 +4,7 @@
 //! A step runs on the CI's host (`HostSteps`) or in a container of its image on the Docker
 //! hosts (`DockerSteps`, through `Hosts::run_container`).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datakit_ci_cache::{Build, Builder};
@@ -68,6 +69,7 @@ impl HostSteps {
         cancel: &CancellationToken,
         job_id: &JobId,
         key: &StepKey,
+        secrets: &[(String, String)],
     ) -> Result<(), Failure> {
         let commit = &key.commit;
         let script = async {
@@ -90,6 +92,9 @@ impl HostSteps {
                         .environment
                         .apply(cmd, job_id, commit.hash(), home.path());
                     for (name, value) in &key.job.env {
+                        cmd = cmd.env(name, value);
+                    }
+                    for (name, value) in secrets {
                         cmd = cmd.env(name, value);
                     }
                     run(cmd).await.map_err(|e| {
@@ -153,6 +158,7 @@ impl DockerSteps {
         job_id: &JobId,
         key: &StepKey,
         image: &Image,
+        secrets: &[(String, String)],
     ) -> Result<(), Failure> {
         let Some(hosts) = &self.hosts else {
             return Err(Failure::new(FailureKind::Other, NO_DOCKER));
@@ -160,6 +166,9 @@ impl DockerSteps {
         let argv = vec!["sh".to_owned(), "-c".to_owned(), key.job.run.clone()];
         let mut env = container_environment(environment, job_id, &key.commit);
         for (name, value) in &key.job.env {
+            env.push(format!("{name}={value}"));
+        }
+        for (name, value) in secrets {
             env.push(format!("{name}={value}"));
         }
         let request = ContainerRequest {
@@ -198,6 +207,52 @@ pub(crate) struct StepBuilder {
     pub(crate) label: String,
     pub(crate) host: HostSteps,
     pub(crate) docker: DockerSteps,
+    /// Where the secrets are, a file per name.
+    pub(crate) secrets_dir: Option<PathBuf>,
+}
+
+/// The values of the secrets `names`, read from their files in `dir` (one trailing newline
+/// removed). A missing secret fails the step, naming it (never a value).
+async fn read_secrets(
+    dir: Option<&Path>,
+    names: &[String],
+) -> Result<Vec<(String, String)>, String> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(dir) = dir else {
+        return Err(format!(
+            "this step needs the secret {:?}, and this CI has no secrets directory",
+            names[0]
+        ));
+    };
+    let mut secrets = Vec::with_capacity(names.len());
+    for name in names {
+        let path = dir.join(name);
+        let value = match tokio::fs::read(&path).await {
+            Ok(bytes) => String::from_utf8(bytes)
+                .map_err(|_| format!("the secret {name:?} ({}) is not UTF-8", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(format!(
+                    "missing secret {name:?}: no file {}",
+                    path.display()
+                ));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot read the secret {name:?} ({}): {e}",
+                    path.display()
+                ));
+            }
+        };
+        let value = value
+            .strip_suffix('\n')
+            .map(|v| v.strip_suffix('\r').unwrap_or(v))
+            .unwrap_or(&value)
+            .to_owned();
+        secrets.push((name.clone(), value));
+    }
+    Ok(secrets)
 }
 
 impl Builder for StepBuilder {
@@ -230,6 +285,13 @@ impl Builder for StepBuilder {
         job_id: &JobId,
         key: &StepKey,
     ) -> Result<StepRun, String> {
+        let secrets = read_secrets(self.secrets_dir.as_deref(), &key.job.secrets).await?;
+        // Every value is masked in the step's log while it runs.
+        let _mask = (!secrets.is_empty()).then(|| {
+            build
+                .log
+                .mask(secrets.iter().map(|(_, v)| v.as_bytes().to_vec()))
+        });
         let attempts = key.job.retry.attempts.max(1);
         let mut attempt = 1;
         loop {
@@ -237,10 +299,10 @@ impl Builder for StepBuilder {
                 biased;
                 outcome = async {
                     match &key.image {
-                        None => self.host.run(build.log, build.cancel, job_id, key).await,
+                        None => self.host.run(build.log, build.cancel, job_id, key, &secrets).await,
                         Some(image) => {
                             self.docker
-                                .run(&build, &self.host.environment, job_id, key, image)
+                                .run(&build, &self.host.environment, job_id, key, image, &secrets)
                                 .await
                         }
                     }
