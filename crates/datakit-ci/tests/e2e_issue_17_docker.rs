@@ -115,7 +115,16 @@ fn issue_17_steps_run_in_images_and_in_images_built_from_the_repository() {
 fn issue_17_a_docker_daemon_that_does_not_answer_fails_only_the_steps_in_images() {
     let repo = Repo::new("app");
     let initial = repo.rev("main");
-    let file = "steps:\n  boxed:\n    image: datakit-ci-test/busybox:1\n    run: \"true\"\n  host:\n    run: \"true\"\n";
+    let file = "steps:
+  boxed:
+    image: datakit-ci-test/busybox:1
+    run: \"true\"
+    retry:
+      attempts: 2
+      on: [infrastructure]
+  host:
+    run: \"true\"
+";
     let first = repo.commit(&initial, "Add the pipeline", &[(".datakit-ci.yml", file)]);
     repo.set_ref("refs/heads/main", &first);
     let state = State::new();
@@ -134,5 +143,18 @@ fn issue_17_a_docker_daemon_that_does_not_answer_fails_only_the_steps_in_images(
             socket.display()
         )),
         "{failure}"
+    );
+    // An unreachable daemon is an infrastructure failure: retried, in the same log.
+    let branch = state
+        .branches()
+        .into_iter()
+        .find(|b| b.starts_with("pipeline-boxed-of-"))
+        .expect("the step's cache branch");
+    let log = state.show(&branch, "log").expect("the step's log");
+    assert!(
+        log.contains(
+            "=== Attempt 2 of 2 (after an infrastructure failure: cannot reach the Docker daemon at"
+        ),
+        "{log}"
     );
 }
