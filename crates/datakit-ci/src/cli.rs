@@ -122,6 +122,7 @@ impl ShellTests {
             jobs: Some(jobs),
             pass_env,
             docker,
+            pipeline_secrets: None,
         })
     }
 }
@@ -155,7 +156,8 @@ pub struct CommonArgs {
     /// made on first run).
     #[arg(long, value_name = "URL")]
     pub listen: Option<ListenAddr>,
-    /// Where the web UI keeps its secrets (password file, TLS key); default `<state-dir>/secrets`.
+    /// Where the web UI keeps its secrets (password file, TLS key) and where the secrets of
+    /// pipeline steps are (`pipeline/NAME`, a file per secret); default `<state-dir>/secrets`.
     #[arg(long, value_name = "DIR")]
     pub secrets_dir: Option<PathBuf>,
     /// Where sessions live: `memory://` or `redis://HOST:PORT`.
@@ -280,8 +282,10 @@ const MIN_LOG_SIZE: u64 = 4096;
 impl Cli {
     /// Checks the arguments and turns them into a configuration.
     pub fn into_config(self) -> Result<LocalCiConfig, UsageError> {
+        let secrets_dir = self.common.secrets_dir.clone();
         let options = self.common.into_options()?;
-        let shell = self.tests.into_config()?;
+        let mut shell = self.tests.into_config()?;
+        shell.pipeline_secrets = secrets_dir.map(|dir| dir.join(crate::local::PIPELINE_SECRETS));
         Ok(LocalCiConfig {
             repos: options.repos,
             github: options.github,

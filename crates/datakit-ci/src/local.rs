@@ -65,6 +65,9 @@ pub struct ShellConfig {
     pub pass_env: Vec<(String, OsString)>,
     /// The tests run in containers and the images built, on Docker hosts.
     pub docker: DockerConfig,
+    /// Where the secrets of pipeline steps (`secrets: [NAME]`) are, a file per name; `None`:
+    /// `<state-dir>/secrets/pipeline` (the binary: `<secrets-dir>/pipeline`).
+    pub pipeline_secrets: Option<PathBuf>,
 }
 
 impl ShellConfig {
@@ -82,6 +85,7 @@ impl ShellConfig {
             jobs: None,
             pass_env: Vec::new(),
             docker: DockerConfig::default(),
+            pipeline_secrets: None,
         }
     }
 }
@@ -213,6 +217,9 @@ pub struct SourceRepo {
     pub repo: Repo,
 }
 
+/// The directory of the secrets directory holding the secrets of pipeline steps.
+pub const PIPELINE_SECRETS: &str = "pipeline";
+
 /// One project per repository, each running `tests` as shell commands in a fresh clone of each
 /// target's head, and the containerised tests and image builds of `config.docker` on its Docker
 /// hosts (what the `datakit-ci` binary does).
@@ -234,6 +241,20 @@ pub fn shell_projects(
         ..CommandConfig::default()
     };
     let docker_hosts = config.docker.hosts(services)?;
+    // The store is `<state-dir>/state.git`.
+    let state_dir = services.store.path().parent().unwrap_or(Path::new("."));
+    let pipeline_secrets = config
+        .pipeline_secrets
+        .clone()
+        .unwrap_or_else(|| state_dir.join("secrets").join(PIPELINE_SECRETS));
+    let pipeline_hosts = if config.uses_pipeline_file() {
+        match &docker_hosts {
+            Some(hosts) => Some(hosts.clone()),
+            None => Some(config.docker.pipeline_hosts(services)?),
+        }
+    } else {
+        None
+    };
     repos
         .iter()
         .map(|source| {
@@ -263,6 +284,8 @@ pub fn shell_projects(
                 let config = RunnerConfig {
                     environment: command_config.environment.clone(),
                     job_slots: command_config.job_slots.clone(),
+                    docker: pipeline_hosts.clone(),
+                    secrets_dir: Some(pipeline_secrets.clone()),
                 };
                 PipelineRunner::new(&repo, &source.id.to_string(), config, services)
             });

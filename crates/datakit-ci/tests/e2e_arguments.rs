@@ -151,7 +151,7 @@ fn the_readme_walkthrough_works() {
         .split('`')
         .filter(|quoted| quoted.starts_with("local/sample/heads/main "))
         .collect();
-    assert_eq!(examples.len(), 2, "the README shows two example lines");
+    assert_eq!(examples.len(), 3, "the README shows three example lines");
     for line in examples {
         ci.wait_for_line(line);
     }

@@ -313,3 +313,142 @@ fn issue_17_check_and_plan_report_problems_and_what_would_run() {
         "plan runs nothing"
     );
 }
+
+#[test]
+fn issue_17_retry_runs_a_step_again_on_the_listed_failures_only() {
+    let scratch = Scratch::new();
+    // Each script fails its first run (leaving a marker), and passes the next.
+    let flaky = |marker: &str, failure: &str| {
+        let marker = scratch.shell_path(marker);
+        format!(
+            "if [ -e {marker} ]; then echo second run; else touch {marker}; echo first run; {failure}; fi"
+        )
+    };
+    let file = format!(
+        "steps:
+  listed:
+    run: {listed}
+    retry:
+      attempts: 3
+      on: [7]
+  unlisted:
+    run: {unlisted}
+    retry:
+      attempts: 3
+      on: [5, timeout]
+  slow:
+    run: {slow}
+    timeout: 2s
+    retry:
+      attempts: 2
+      on: [timeout]
+",
+        listed = flaky("listed", "exit 7"),
+        unlisted = flaky("unlisted", "exit 7"),
+        slow = flaky("slow", "sleep 60"),
+    );
+    let repo = Repo::new("app");
+    let initial = repo.rev("main");
+    let head = repo.commit(&initial, "Retries", &[(".datakit-ci.yml", &file)]);
+    repo.set_ref("refs/heads/main", &head);
+    let state = State::new();
+    let ci = Ci::start(&[&repo], &[], &state, &[]);
+
+    assert_eq!(
+        description(&state, &ci, &head, "listed", "success"),
+        "Passed on attempt 2 of 3"
+    );
+    let failure = description(&state, &ci, &head, "unlisted", "failure");
+    assert!(failure.contains("exited with status 7"), "{failure}");
+    assert_eq!(
+        description(&state, &ci, &head, "slow", "success"),
+        "Passed on attempt 2 of 2"
+    );
+    // Every attempt's output is in the step's one log, after a heading.
+    let log_of = |job: &str| {
+        let prefix = format!("pipeline-{job}-of-");
+        let branch = state
+            .branches()
+            .into_iter()
+            .find(|b| b.starts_with(&prefix))
+            .expect("the step's cache branch");
+        state.show(&branch, "log").expect("the step's log")
+    };
+    let listed = log_of("listed");
+    let (first, second) = listed
+        .split_once("=== Attempt 2 of 3 (after exit status 7) ===")
+        .unwrap_or_else(|| panic!("no heading in {listed}"));
+    assert!(
+        first.contains("first run") && second.contains("second run"),
+        "{listed}"
+    );
+    let unlisted = log_of("unlisted");
+    assert!(
+        unlisted.contains("first run") && !unlisted.contains("=== Attempt"),
+        "{unlisted}"
+    );
+    let slow = log_of("slow");
+    assert!(
+        slow.contains("=== Attempt 2 of 2 (after a timeout) ===") && slow.contains("second run"),
+        "{slow}"
+    );
+}
+
+#[test]
+fn issue_17_secrets_are_given_to_branch_steps_masked_and_never_to_pull_requests() {
+    let state = State::new();
+    let secrets = state.dir().join("secrets").join("pipeline");
+    std::fs::create_dir_all(&secrets).expect("the secrets directory");
+    std::fs::write(secrets.join("TOKEN"), "s3cr3t-v4lue-42\n").expect("the secret");
+    // The value is printed whole, and split across two writes of the step's output.
+    let file = "steps:
+  uses:
+    run: echo \"token=$TOKEN\"; printf 'split=%.7s' \"$TOKEN\"; sleep 1; printf '%s\\n' \"${TOKEN#???????}\"
+    secrets: [TOKEN]
+  missing:
+    run: \"true\"
+    secrets: [TOKEN, NOPE]
+";
+    let repo = Repo::new("app");
+    let initial = repo.rev("main");
+    let head = repo.commit(&initial, "Secrets", &[(".datakit-ci.yml", file)]);
+    repo.set_ref("refs/heads/main", &head);
+    let proposed = repo.commit(&head, "Proposed", &[("README", "changed\n")]);
+    repo.set_ref("refs/pull/3/head", &proposed);
+    let ci = Ci::start(&[&repo], &[], &state, &[]);
+
+    assert_eq!(description(&state, &ci, &head, "uses", "success"), "Passed");
+    let branch = state
+        .branches()
+        .into_iter()
+        .find(|b| b.starts_with("pipeline-uses-of-"))
+        .expect("the step's cache branch");
+    let log = state.show(&branch, "log").expect("the step's log");
+    assert!(
+        log.contains("token=***\n") && log.contains("split=***\n"),
+        "{log}"
+    );
+    assert!(!log.contains("s3cr3t") && !log.contains("v4lue"), "{log}");
+
+    let missing = description(&state, &ci, &head, "missing", "failure");
+    assert!(
+        missing.starts_with("missing secret \"NOPE\": no file ") && !missing.contains("s3cr3t"),
+        "{missing}"
+    );
+
+    // A pull request's steps never get secrets.
+    let refused = description(&state, &ci, &proposed, "uses", "failure");
+    assert_eq!(
+        refused,
+        "secrets are never given to pull requests, and this step needs \"TOKEN\": it runs on branches and tags only"
+    );
+    assert_eq!(
+        state
+            .branches()
+            .iter()
+            .filter(|b| b.starts_with("pipeline-uses-of-"))
+            .count(),
+        1,
+        "the pull request's step did not run"
+    );
+}

@@ -3,10 +3,9 @@
 //! branch `docker-run-of-<label>-in-<image>-on-<hash>`, with the command and its settings as the
 //! recipe.
 //!
-//! Knows nothing of how hosts connect or how a container's life goes (`host.rs`,
-//! `container.rs`); it decides where and what to run, and records it.
+//! Knows nothing of how hosts connect, which host runs the container or how a container's life
+//! goes (`host.rs`, `request.rs`, `container.rs`); it decides what to run, and records it.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -15,14 +14,13 @@ use tracing::Instrument;
 
 use datakit_ci_cache::{Build, Builder, Cache};
 use datakit_ci_git::{Commit, JobEnvironment, Services};
-use datakit_ci_pool::Holder;
 use datakit_ci_store::{BranchName, Snapshot};
 use datakit_ci_term::{JobId, Term};
 
-use crate::container::{self, RunSpec};
 use crate::host::Hosts;
 use crate::image::Image;
-use crate::{Error, SOURCE_DIR, display_command, error_chain, labels, validate_label};
+use crate::request::{ContainerRequest, container_environment};
+use crate::{Error, display_command, error_chain, validate_label};
 
 /// How a [`Command`] runs.
 #[derive(Clone, Debug)]
@@ -36,7 +34,7 @@ pub struct CommandConfig {
     /// `PATH`: the image's apply); `Inherited` is treated as `Clean` with nothing passed on,
     /// since the CI's environment has no meaning inside a container.
     pub environment: JobEnvironment,
-    /// The working directory; default [`SOURCE_DIR`] (`/src`), where the commit's tree is.
+    /// The working directory; default [`SOURCE_DIR`](crate::SOURCE_DIR) (`/src`), where the commit's tree is.
     pub workdir: Option<String>,
     /// The user (`NAME`, `UID` or `UID:GID`) the command runs as; default the image's. The tree
     /// in `/src` belongs to root: another user can read it but not write it.
@@ -186,93 +184,30 @@ struct DockerRun {
 }
 
 impl DockerRun {
-    /// The container's environment for `job` on `commit`: the documented variables (without
-    /// `HOME` and `PATH`, which the image decides) plus those passed on.
-    fn environment(&self, job: &JobId, commit: &Commit) -> Vec<String> {
-        let home = std::path::Path::new("/");
-        let mut env: Vec<String> = JobEnvironment::variables(job, commit.hash(), home)
-            .into_iter()
-            .filter(|(name, _)| name != "HOME" && name != "PATH")
-            .map(|(name, value)| format!("{name}={}", value.to_string_lossy()))
-            .collect();
-        if let JobEnvironment::Clean { pass } = &self.config.environment {
-            for (name, value) in pass {
-                env.push(format!("{name}={}", value.to_string_lossy()));
-            }
-        }
-        env
-    }
-
-    /// Runs the container on the image's host, or on the least-loaded host, trying the others
-    /// while the chosen one does not answer.
+    /// Runs the container through [`Hosts::run_container`].
     async fn run_somewhere(
         &self,
         build: &Build<'_>,
         job: &JobId,
         key: &RunKey,
     ) -> Result<(), Error> {
-        let mut tried: Vec<String> = Vec::new();
-        loop {
-            let host = match key.image.host() {
-                Some(name) => self.hosts.host(name).ok_or_else(|| Error::UnknownHost {
-                    image: key.image.reference().to_owned(),
-                    host: name.to_owned(),
-                })?,
-                None => self
-                    .hosts
-                    .choose(&tried)
-                    .expect("Hosts has at least one host, and one is not tried yet"),
-            };
-            let holder = Holder {
-                job: job.to_string(),
-                label: format!("Run {} in {}", self.label, key.image.short()),
-                log_branch: None,
-            };
-            let outcome = host
-                .use_slot(holder, build.log, build.cancel, async {
-                    let (docker, _) = host.ready().await?;
-                    let labels = HashMap::from([
-                        (
-                            labels::INSTANCE.to_owned(),
-                            self.hosts.instance().to_string(),
-                        ),
-                        (labels::JOB.to_owned(), job.to_string()),
-                        (labels::KEY.to_owned(), self.branch(key).to_string()),
-                    ]);
-                    let env = self.environment(job, &key.commit);
-                    let spec = RunSpec {
-                        host_name: host.spec().name(),
-                        host_url: host.spec().url(),
-                        image: key.image.reference(),
-                        argv: &self.argv,
-                        env,
-                        workdir: self.config.workdir.as_deref().unwrap_or(SOURCE_DIR),
-                        user: self.config.user.as_deref(),
-                        memory: self.config.memory,
-                        cpus: self.config.cpus,
-                        labels,
-                        source: Some((key.commit.repo().dir(), key.commit.hash().as_str())),
-                        timeout: self.config.timeout,
-                    };
-                    container::run(&docker, &spec, build.log, build.cancel).await
-                })
-                .await;
-            match outcome {
-                Err(e @ Error::Unreachable { .. }) => {
-                    host.disconnected(&e).await;
-                    tried.push(host.spec().name().to_owned());
-                    let others_left =
-                        key.image.host().is_none() && self.hosts.choose(&tried).is_some();
-                    if !others_left {
-                        return Err(e);
-                    }
-                    build
-                        .log
-                        .log(&format!("{}; trying another Docker host", error_chain(&e)));
-                }
-                outcome => return outcome,
-            }
-        }
+        let request = ContainerRequest {
+            job,
+            holder: format!("Run {} in {}", self.label, key.image.short()),
+            key: self.branch(key).to_string(),
+            image: &key.image,
+            argv: &self.argv,
+            env: container_environment(&self.config.environment, job, &key.commit),
+            commit: &key.commit,
+            workdir: self.config.workdir.as_deref(),
+            user: self.config.user.as_deref(),
+            memory: self.config.memory,
+            cpus: self.config.cpus,
+            timeout: self.config.timeout,
+        };
+        self.hosts
+            .run_container(&request, build.log, build.cancel)
+            .await
     }
 }
 

@@ -23,6 +23,9 @@
 //!   `docker-run-<label>-in-<image>-on-<hash>`. Output is streamed into the build's live log as it
 //!   comes; the exit status decides; a cancel, a timeout, or the step being dropped kills and
 //!   removes the container.
+//! - [`Hosts::run_container`] runs one container of a job ([`ContainerRequest`]) without a
+//!   cache: host choice, slot, labels, the commit's tree in `/src`, failover. [`Command`] runs
+//!   its containers through it; so do the pipeline file's steps in images.
 //!
 //! # Example
 //!
@@ -54,12 +57,14 @@ mod host;
 mod image;
 mod instance;
 mod prune;
+mod request;
 
 pub use build::{BuildConfig, Builder};
 pub use command::{Command, CommandConfig};
 pub use host::{HostSpec, Hosts};
 pub use image::Image;
 pub use instance::Instance;
+pub use request::{ContainerRequest, container_environment};
 
 /// Where a [`Command`]'s container gets the commit's tree (without `.git`), and its default
 /// working directory.

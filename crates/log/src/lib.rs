@@ -13,7 +13,8 @@
 //!   ([`push_pending_reason`](LiveLog::push_pending_reason),
 //!   [`with_pending_reason`](LiveLog::with_pending_reason), watched through
 //!   [`pending_watch`](LiveLog::pending_watch)) and its cancellation token
-//!   ([`cancel`](LiveLog::cancel)).
+//!   ([`cancel`](LiveLog::cancel)). [`LiveLog::mask`] replaces secret values by `***` in what
+//!   is written while its [`MaskGuard`] lives, also when a write splits a value.
 //! - [`LogStream`] ([`LiveLog::stream`]) yields the log from offset 0 in chunks, waiting for more
 //!   until the log is finished. [`LogReader`] ([`LiveLog::reader`]) is a synchronous
 //!   [`std::io::Read`] over the text written so far, for saving it.
@@ -81,9 +82,10 @@
 mod buffer;
 mod live_log;
 mod manager;
+mod mask;
 mod stream;
 
-pub use live_log::{LiveLog, LiveLogSpec, PendingReasonGuard, PendingState};
+pub use live_log::{LiveLog, LiveLogSpec, MaskGuard, PendingReasonGuard, PendingState};
 pub use manager::{
     DEFAULT_MEMORY_LIMIT, DEFAULT_RECENT_WINDOW, DEFAULT_SAVED_LIMIT, LogConfig, LogManager,
 };

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Error;
 use crate::buffer::Buffer;
 use crate::manager::{LogConfig, Registry};
+use crate::mask::Masker;
 use crate::stream::{LogReader, LogStream};
 
 /// What a new live log needs; see [`LogManager::create`](crate::LogManager::create).
@@ -37,6 +38,27 @@ pub struct PendingState {
     pub reason: Option<String>,
     /// Whether the log is finished.
     pub finished: bool,
+}
+
+/// Masks secret values in a [`LiveLog`] while it lives ([`LiveLog::mask`]); dropping it writes
+/// what was held back and stops masking.
+#[must_use = "masking stops when the guard is dropped"]
+pub struct MaskGuard {
+    log: LiveLog,
+}
+
+impl Drop for MaskGuard {
+    fn drop(&mut self) {
+        self.log.unmask();
+    }
+}
+
+impl fmt::Debug for MaskGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MaskGuard")
+            .field("branch", &self.log.branch())
+            .finish()
+    }
 }
 
 /// The append-only output of a running build.
@@ -63,6 +85,9 @@ struct Inner {
     manager: Weak<Registry>,
     /// Cancelled by [`LiveLog::abandon`]: nothing needs the build's result any more.
     abandoned: AtomicBool,
+    /// The secret values masked in what is written ([`LiveLog::mask`]); held while appending,
+    /// so that writes keep their order.
+    masker: Mutex<Masker>,
 }
 
 impl LiveLog {
@@ -86,6 +111,7 @@ impl LiveLog {
                 pending_tx,
                 manager,
                 abandoned: AtomicBool::new(false),
+                masker: Mutex::new(Masker::default()),
             }),
         }
     }
@@ -108,6 +134,42 @@ impl LiveLog {
     ///
     /// After [`finish`](Self::finish) the bytes are dropped with a warning.
     pub fn write(&self, data: &[u8]) {
+        let mut masker = self.masker();
+        if masker.is_active() {
+            let masked = masker.push(data);
+            self.append(&masked);
+        } else {
+            self.append(data);
+        }
+    }
+
+    /// Replaces every occurrence of each of `secrets` (non-empty byte strings) by `***` in what
+    /// is written from now on, until the returned guard is dropped: a write that ends with the
+    /// start of a value holds that tail back (it is shorter than the longest value) until the
+    /// next write, the guard's drop or [`finish`](Self::finish) says what it is.
+    pub fn mask(&self, secrets: impl IntoIterator<Item = Vec<u8>>) -> MaskGuard {
+        self.masker().add(secrets);
+        MaskGuard { log: self.clone() }
+    }
+
+    /// Writes what the masker holds back, masked, and stops masking.
+    fn unmask(&self) {
+        let mut masker = self.masker();
+        let rest = masker.finish();
+        if !rest.is_empty() {
+            self.append(&rest);
+        }
+    }
+
+    fn masker(&self) -> MutexGuard<'_, Masker> {
+        // The masker is only changed by pure code that does not panic.
+        self.inner
+            .masker
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn append(&self, data: &[u8]) {
         if !self.inner.buffer.append(data) {
             tracing::warn!(
                 branch = self.branch(),
@@ -243,6 +305,7 @@ impl LiveLog {
     /// Marks the log finished: unregisters it from its manager, ends every stream once it has read
     /// everything, and tells pending watchers. Idempotent.
     pub fn finish(&self) {
+        self.unmask();
         if !self.inner.buffer.finish() {
             return;
         }

@@ -747,3 +747,25 @@ async fn a_log_over_the_saved_limit_keeps_its_head_and_tail() -> anyhow::Result<
     assert_eq!(saved, &text[..10_000]);
     Ok(())
 }
+
+#[test]
+fn masked_values_never_reach_the_log_even_split_across_writes() -> anyhow::Result<()> {
+    let (_manager, log) = new_log("masked")?;
+    log.write_str("before hunter2\n");
+    let guard = log.mask([b"hunter2".to_vec()]);
+    log.write_str("pw=hun");
+    assert_eq!(
+        String::from_utf8(log.contents()?)?,
+        "before hunter2\npw=",
+        "the start of a value is held back"
+    );
+    log.write_str("ter2 and hunt");
+    drop(guard);
+    log.write_str(" hunter2\n");
+    assert_eq!(
+        String::from_utf8(log.contents()?)?,
+        "before hunter2\npw=*** and hunt hunter2\n",
+        "masked while the guard lives; its drop writes what was held back"
+    );
+    Ok(())
+}

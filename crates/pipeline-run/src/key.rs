@@ -94,16 +94,29 @@ pub(crate) fn digests(
     done
 }
 
-/// The paths whose object ids a job's digest covers: its `inputs`, or the whole tree (`""`).
+/// The paths whose object ids a job's digest covers: its `inputs`, or the whole tree (`""`);
+/// with a `dockerfile`, also the Dockerfile and the build context.
 pub(crate) fn input_paths(job: &Job) -> Vec<&str> {
     if job.inputs.is_empty() {
-        vec![""]
-    } else {
-        job.inputs.iter().map(|p| p.trim_end_matches('/')).collect()
+        return vec![""];
     }
+    let mut paths: Vec<&str> = job.inputs.iter().map(|p| p.trim_end_matches('/')).collect();
+    if let Runner::Dockerfile { file, context, .. } = &job.runner {
+        for path in [file.as_str(), context.as_str()] {
+            let path = path.trim_start_matches("./").trim_end_matches('/');
+            paths.push(if path == "." { "" } else { path });
+        }
+    }
+    paths
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// The digest of a step in a built image: `digest` (the job's inputs) and the image's id.
+pub(crate) fn with_image(digest: &str, image_id: &str) -> String {
+    let text = format!("{VERSION}\nsteps {digest}\nimage {image_id}\n");
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().fold(String::new(), |mut s, b| {
         write!(s, "{b:02x}").expect("a String");
         s

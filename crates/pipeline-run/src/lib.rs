@@ -13,36 +13,63 @@
 //!   digest covers the job's definition, the Git object ids of its `inputs` and the digests of
 //!   its needs (`key.rs`): a commit that changes none of a job's inputs does not run it again,
 //!   and its status says `Unchanged since <commit>`;
+//! - with `image: NAME`, the script runs instead in a fresh container of that image on the
+//!   Docker hosts of [`RunnerConfig::docker`] (`Hosts::run_container`), the commit's tree in
+//!   `/src`, with the job's `env` plus the documented `CI` and `DATAKIT_CI_*` variables; the
+//!   digest covers the image's name (not its id: give an id, or a tag that never moves, when a
+//!   name may come to mean another image). With `dockerfile`, the image is built first from
+//!   the commit (a [`datakit_ci_docker::Builder`] per distinct Dockerfile, context, arguments
+//!   and timeout, kept for the runner's life, so unchanged builds are reused), and the built
+//!   image's id is part of the digest; the Dockerfile and the context are inputs of the job
+//!   besides its `inputs`. A daemon that does not answer fails these steps only, with
+//!   `cannot reach the Docker daemon at <url>: …`;
 //! - with `allow_failure`, a failure is a success described `Failed (allowed): …`
 //!   ([`ALLOWED_FAILURE_PREFIX`]);
 //! - a `schedule` adds the latest tick (UTC) to the digest on branches, and the plan is
 //!   evaluated again at the next tick, so the job runs again then.
 //!
-//! Not yet: steps in Docker images (`image`, `dockerfile`), `secrets`, `retry`, `artifacts`,
-//! and approving `manual` steps; such a step fails with a message saying so, rather than
+//! - with `retry: {attempts, on}`, a failed attempt whose reason is listed in `on` (`timeout`;
+//!   `infrastructure`: a Docker daemon that does not answer, a clone or copy of the commit that
+//!   failed — never the script's own failure; an exit code) runs the step again within the same
+//!   build: every attempt's output stays in its log, each after a heading
+//!   `=== Attempt 2 of 3 (after exit status 1) ===`, and a later attempt's success is described
+//!   `Passed on attempt 2 of 3`.
+//!
+//! - with `secrets: [NAME]`, the step gets each secret as the variable `NAME`, its value read
+//!   when the step runs from the file `NAME` of [`RunnerConfig::secrets_dir`] (the binary's
+//!   `<secrets-dir>/pipeline/NAME`); a missing file fails the step naming the secret. Every
+//!   occurrence of a value in the step's output is replaced by `***` in its log (`LiveLog::mask`,
+//!   also when a write splits it). Values are never part of the step's key or recipe. Secrets
+//!   are given to branches and tags only: a pull request's step that needs one fails saying so,
+//!   without running.
+//!
+//! Not yet: `artifacts`, and approving `manual` steps; such a step fails with a message saying so, rather than
 //! running differently from what its file says.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use datakit_ci_cache::Cache;
+use datakit_ci_docker::{BuildConfig, Hosts, Image};
 use datakit_ci_engine::{Plan, PlannedJob};
 use datakit_ci_git::{Commit, JobEnvironment, Repo, Services};
 use datakit_ci_pipeline::{FILE_NAME, Job, Runner, TargetKind};
 use datakit_ci_pool::MonitoredPool;
 use datakit_ci_term::{CommitHash, EvalContext, Ready, RefName, Status, Target, TargetId, Term};
+use sha2::Digest as _;
 
 mod check;
 mod file;
 mod inspect;
 mod key;
+mod retry;
 mod step;
 
 use check::FileCheck;
 use file::{Loaded, ParsedFile, read};
 pub use inspect::{FileState, InspectedJob, inspect};
-use step::{HostSteps, StepBuilder, StepKey};
+use step::{DockerSteps, HostSteps, NO_DOCKER, StepBuilder, StepKey};
 
 /// The name of the plan job: its status says how many jobs the file made, or why it could not
 /// be read.
@@ -60,10 +87,20 @@ const LOADED_KEPT: usize = 256;
 /// How the jobs run.
 #[derive(Clone, Debug, Default)]
 pub struct RunnerConfig {
-    /// The environment of host steps (the job's `env` is added to it).
+    /// The environment of host steps (the job's `env` is added to it); steps in images get the
+    /// documented `CI` and `DATAKIT_CI_*` variables and those it passes on.
     pub environment: JobEnvironment,
-    /// If given, a running step holds one of its slots (the binary's `--jobs`).
+    /// If given, a running host step holds one of its slots (the binary's `--jobs`); a step in
+    /// an image holds a slot of its Docker host instead.
     pub job_slots: Option<MonitoredPool>,
+    /// Where steps with `image` or `dockerfile` run; without hosts, such a step fails saying
+    /// so. Daemons are contacted when a step first needs one: a daemon that does not answer
+    /// fails the steps in images only.
+    pub docker: Option<Hosts>,
+    /// Where the values of `secrets` are: a file per name, its contents the value (one
+    /// trailing newline removed); the binary uses `<secrets-dir>/pipeline`. Without it, a step
+    /// with secrets fails saying so.
+    pub secrets_dir: Option<std::path::PathBuf>,
 }
 
 /// Runs the pipeline files of one repository's commits. Cheap to clone.
@@ -74,6 +111,12 @@ pub struct PipelineRunner {
 
 struct Inner {
     repo: Repo,
+    label: String,
+    services: Services,
+    docker: Option<Hosts>,
+    /// The image builders of `dockerfile` steps, one per distinct recipe, kept for the runner's
+    /// life (each is a cache).
+    builders: Mutex<HashMap<ImageRecipe, datakit_ci_docker::Builder>>,
     steps: Cache<StepBuilder>,
     checks: Cache<FileCheck>,
     /// Files read and checked, by (commit, base commit, target kind), oldest first.
@@ -81,6 +124,10 @@ struct Inner {
 }
 
 type LoadKey = (CommitHash, Option<CommitHash>, TargetKind);
+
+/// What a `dockerfile` step's image is built from: the Dockerfile, the context, the build
+/// arguments and the build's timeout.
+type ImageRecipe = (String, String, Vec<(String, String)>, Duration);
 
 impl PipelineRunner {
     /// A runner for the commits of `repo`, recording its steps with `services`; `label` (e.g.
@@ -93,6 +140,10 @@ impl PipelineRunner {
                     environment: config.environment,
                     job_slots: config.job_slots,
                 },
+                docker: DockerSteps {
+                    hosts: config.docker.clone(),
+                },
+                secrets_dir: config.secrets_dir,
             },
             services.store.clone(),
             services.logs.clone(),
@@ -109,6 +160,10 @@ impl PipelineRunner {
         PipelineRunner {
             inner: Arc::new(Inner {
                 repo: repo.clone(),
+                label: label.to_owned(),
+                services: services.clone(),
+                docker: config.docker,
+                builders: Mutex::new(HashMap::new()),
                 steps,
                 checks,
                 loaded: Mutex::new(VecDeque::new()),
@@ -231,7 +286,7 @@ impl PipelineRunner {
         let mut terms: BTreeMap<String, Term<String>> = BTreeMap::new();
         let mut planned = Vec::new();
         for job in &jobs {
-            let term = self.job_term(job, commit, &digests, &jobs, &mut terms);
+            let term = self.job_term(job, commit, kind, &digests, &jobs, &mut terms);
             let needs = job
                 .needs
                 .iter()
@@ -264,6 +319,7 @@ impl PipelineRunner {
         &self,
         job: &Job,
         commit: &Commit,
+        kind: &TargetKind,
         digests: &BTreeMap<String, key::Digest>,
         jobs: &[&Job],
         terms: &mut BTreeMap<String, Term<String>>,
@@ -274,11 +330,11 @@ impl PipelineRunner {
         let mut needs = Vec::new();
         for need in &job.needs {
             if let Some(needed) = jobs.iter().find(|j| j.name == *need) {
-                let term = self.job_term(needed, commit, digests, jobs, terms);
+                let term = self.job_term(needed, commit, kind, digests, jobs, terms);
                 needs.push((need.clone(), term.without_logs()));
             }
         }
-        let run = self.run_term(job, commit, digests);
+        let run = self.run_term(job, commit, kind, digests);
         let term = if needs.is_empty() {
             run
         } else {
@@ -306,6 +362,7 @@ impl PipelineRunner {
         &self,
         job: &Job,
         commit: &Commit,
+        kind: &TargetKind,
         digests: &BTreeMap<String, key::Digest>,
     ) -> Term<String> {
         if let Some(missing) = unsupported(job) {
@@ -313,37 +370,109 @@ impl PipelineRunner {
                 "{missing} is not supported yet by datakit-ci; the step does not run"
             ));
         }
+        if !job.secrets.is_empty() && !secrets_allowed(kind) {
+            return Term::fail(format!(
+                "secrets are never given to pull requests, and this step needs {}: it runs on branches and tags only",
+                job.secrets
+                    .iter()
+                    .map(|name| format!("{name:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         let Some(digest) = digests.get(&job.name) else {
             return Term::fail(format!("no digest for job {:?}", job.name));
         };
-        let key = StepKey {
-            digest: digest.hex.clone(),
-            job: Arc::new(job.clone()),
-            commit: commit.clone(),
+        let image: Term<Option<Image>> = match &job.runner {
+            Runner::Host => Term::ok(None),
+            Runner::Image(name) => Term::ok(Some(Image::of_published(name.as_str()))),
+            Runner::Dockerfile { .. } => match self.image_builder(job) {
+                Ok(builder) => builder.build_on(commit, None).map(Some),
+                Err(message) => return Term::fail(message),
+            },
         };
+        let (digest, job, commit) = (digest.hex.clone(), Arc::new(job.clone()), commit.clone());
         let head = commit.hash().clone();
         let steps = self.inner.steps.clone();
-        Term::job_id()
-            .and_then(move |id| steps.find(id, key.clone()))
-            .map(move |ran_on| {
-                if ran_on == head {
-                    "Passed".to_owned()
-                } else {
-                    format!("Unchanged since {}", ran_on.short(7))
-                }
+        image
+            .and_then(move |image| {
+                let digest = match &image {
+                    // A built image's id is known once it is built: it is part of the key.
+                    Some(built) if built.host().is_some() => {
+                        key::with_image(&digest, built.reference())
+                    }
+                    _ => digest.clone(),
+                };
+                let key = StepKey {
+                    digest,
+                    job: Arc::clone(&job),
+                    commit: commit.clone(),
+                    image,
+                };
+                let steps = steps.clone();
+                Term::job_id().and_then(move |id| steps.find(id, key.clone()))
             })
+            .map(move |ran| match ran.attempt {
+                _ if ran.commit != head => format!("Unchanged since {}", ran.commit.short(7)),
+                (1, _) => "Passed".to_owned(),
+                (attempt, attempts) => format!("Passed on attempt {attempt} of {attempts}"),
+            })
+    }
+}
+
+impl PipelineRunner {
+    /// The long-lived image builder of a `dockerfile` job's recipe (made on first use).
+    fn image_builder(&self, job: &Job) -> Result<datakit_ci_docker::Builder, String> {
+        let Runner::Dockerfile {
+            file,
+            context,
+            args,
+        } = &job.runner
+        else {
+            return Err(format!("job {:?} has no dockerfile", job.name));
+        };
+        let Some(hosts) = &self.inner.docker else {
+            return Err(NO_DOCKER.to_owned());
+        };
+        let args: Vec<(String, String)> =
+            args.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        let recipe: ImageRecipe = (file.clone(), context.clone(), args, job.timeout);
+        let mut builders = lock(&self.inner.builders);
+        if let Some(builder) = builders.get(&recipe) {
+            return Ok(builder.clone());
+        }
+        // The label names the builder's cache branches: a digest of the recipe and the runner.
+        let label = format!(
+            "pipeline-{}",
+            &key::hex(&sha2::Sha256::digest(
+                format!("{}\n{recipe:?}", self.inner.label).as_bytes()
+            ))[..16]
+        );
+        let config = BuildConfig {
+            dockerfile: file.clone(),
+            context: context.clone(),
+            build_args: recipe.2.clone(),
+            timeout: Some(job.timeout),
+        };
+        let builder = datakit_ci_docker::Builder::new(hosts, &label, config, &self.inner.services)
+            .map_err(|e| format!("cannot build {file:?}: {e}"))?;
+        builders.insert(recipe, builder.clone());
+        Ok(builder)
+    }
+}
+
+/// Whether steps of a target of `kind` get secrets: branches and tags (pushed by people with
+/// write access), not pull requests (anyone's code).
+fn secrets_allowed(kind: &TargetKind) -> bool {
+    match kind {
+        TargetKind::Branch(_) | TargetKind::Tag(_) => true,
+        TargetKind::PullRequest { .. } => false,
     }
 }
 
 /// What a job asks for that this version cannot do yet, if anything.
 fn unsupported(job: &Job) -> Option<&'static str> {
-    if !matches!(job.runner, Runner::Host) {
-        Some("a step in a Docker image (`image`, `dockerfile`)")
-    } else if !job.secrets.is_empty() {
-        Some("`secrets`")
-    } else if job.retry.attempts > 1 {
-        Some("`retry`")
-    } else if !job.artifacts.is_empty() {
+    if !job.artifacts.is_empty() {
         Some("`artifacts`")
     } else if job.manual {
         Some("`manual`")

@@ -1,10 +1,16 @@
 //! The cached run of one job of the pipeline file: the builder behind the step cache. Its key is
 //! the job's input digest (see `key.rs`), not the commit: a commit whose inputs are those of an
 //! earlier run reuses that run's result, and the value records the commit the run was made on.
+//! A step runs on the CI's host (`HostSteps`) or in a container of its image on the Docker
+//! hosts (`DockerSteps`, through `Hosts::run_container`).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datakit_ci_cache::{Build, Builder};
+use datakit_ci_docker::{
+    ContainerRequest, Error as DockerError, Hosts, Image, container_environment,
+};
 use datakit_ci_git::{Commit, JobEnvironment};
 use datakit_ci_log::LiveLog;
 use datakit_ci_pipeline::Job;
@@ -14,6 +20,8 @@ use datakit_ci_store::{BranchName, Snapshot, StorePath};
 use datakit_ci_term::{CommitHash, JobId};
 use tokio_util::sync::CancellationToken;
 
+use crate::retry::{Failure, FailureKind, heading};
+
 /// The longest part of a job's name kept in its cache branch's name (escaped), so that the
 /// name fits in a file name with the digest.
 const NAME_IN_BRANCH: usize = 100;
@@ -21,13 +29,29 @@ const NAME_IN_BRANCH: usize = 100;
 /// The file of a step's result holding the commit it ran on.
 const COMMIT_FILE: &str = "value/commit";
 
-/// One run of a job: its input digest (the cache's identity), the job, and the commit to run
-/// it on if no run with this digest is recorded.
+/// The file of a step's result saying which attempt passed, `2 of 3` (absent: the first).
+const ATTEMPT_FILE: &str = "value/attempt";
+
+/// A recorded run of a step: the commit it ran on, and the attempt that passed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StepRun {
+    pub(crate) commit: CommitHash,
+    /// The attempt that passed (1: the first) and how many the step may make.
+    pub(crate) attempt: (u32, u32),
+}
+
+/// What a step in an image says when the CI has no Docker hosts.
+pub(crate) const NO_DOCKER: &str =
+    "this step runs in a Docker image, and this CI has no Docker hosts";
+
+/// One run of a job: its input digest (the cache's identity), the job, the commit to run it on
+/// if no run with this digest is recorded, and the image it runs in (`None`: on the CI's host).
 #[derive(Clone, Debug)]
 pub(crate) struct StepKey {
     pub(crate) digest: String,
     pub(crate) job: Arc<Job>,
     pub(crate) commit: Commit,
+    pub(crate) image: Option<Image>,
 }
 
 /// How steps run on the CI's host.
@@ -45,18 +69,21 @@ impl HostSteps {
         cancel: &CancellationToken,
         job_id: &JobId,
         key: &StepKey,
-    ) -> Result<(), String> {
+        secrets: &[(String, String)],
+    ) -> Result<(), Failure> {
         let commit = &key.commit;
         let script = async {
             commit
                 .repo()
                 .with_clone(log, commit, |dir| async move {
-                    let home = commit
-                        .repo()
-                        .temp_dir("home-")
-                        .map_err(|e| format!("cannot make the step's HOME directory: {e}"))?;
+                    let home = commit.repo().temp_dir("home-").map_err(|e| {
+                        Failure::new(
+                            FailureKind::Infrastructure,
+                            format!("cannot make the step's HOME directory: {e}"),
+                        )
+                    })?;
                     let cmd = Cmd::new(["sh", "-c", key.job.run.as_str()])
-                        .map_err(|e| e.to_string())?
+                        .map_err(|e| Failure::new(FailureKind::Other, e.to_string()))?
                         .cwd(&dir)
                         .log_cmd(vec!["sh".into(), "-c".into(), shown_script(&key.job.run)])
                         .log(log.clone())
@@ -67,10 +94,26 @@ impl HostSteps {
                     for (name, value) in &key.job.env {
                         cmd = cmd.env(name, value);
                     }
-                    run(cmd).await.map_err(|e| e.to_string())
+                    for (name, value) in secrets {
+                        cmd = cmd.env(name, value);
+                    }
+                    run(cmd).await.map_err(|e| {
+                        let kind = match &e {
+                            datakit_ci_process::Error::Exited { code, .. } => {
+                                FailureKind::Exit(i64::from(*code))
+                            }
+                            _ => FailureKind::Other,
+                        };
+                        Failure::new(kind, e.to_string())
+                    })
                 })
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| {
+                    Failure::new(
+                        FailureKind::Infrastructure,
+                        format!("cannot clone the commit: {e}"),
+                    )
+                })?
         };
         let timed = async {
             match tokio::time::timeout(key.job.timeout, script).await {
@@ -78,7 +121,10 @@ impl HostSteps {
                 Err(_elapsed) => {
                     let timeout = humantime::format_duration(key.job.timeout);
                     log.log(&format!("Timed out after {timeout}"));
-                    Err(format!("timed out after {timeout}"))
+                    Err(Failure::new(
+                        FailureKind::Timeout,
+                        format!("timed out after {timeout}"),
+                    ))
                 }
             }
         };
@@ -96,23 +142,137 @@ impl HostSteps {
     }
 }
 
+/// How steps run in Docker images: on these hosts, with the documented variables and those the
+/// host steps' environment passes on.
+pub(crate) struct DockerSteps {
+    pub(crate) hosts: Option<Hosts>,
+}
+
+impl DockerSteps {
+    /// Runs the job's script with `sh -c` in a fresh container of `image`, the commit's tree in
+    /// `/src`, with the job's environment, within its timeout.
+    async fn run(
+        &self,
+        build: &Build<'_>,
+        environment: &JobEnvironment,
+        job_id: &JobId,
+        key: &StepKey,
+        image: &Image,
+        secrets: &[(String, String)],
+    ) -> Result<(), Failure> {
+        let Some(hosts) = &self.hosts else {
+            return Err(Failure::new(FailureKind::Other, NO_DOCKER));
+        };
+        let argv = vec!["sh".to_owned(), "-c".to_owned(), key.job.run.clone()];
+        let mut env = container_environment(environment, job_id, &key.commit);
+        for (name, value) in &key.job.env {
+            env.push(format!("{name}={value}"));
+        }
+        for (name, value) in secrets {
+            env.push(format!("{name}={value}"));
+        }
+        let request = ContainerRequest {
+            job: job_id,
+            holder: format!("{} on {}", key.job.name, key.commit.hash().short(8)),
+            key: step_branch(&key.job.name, &key.digest).to_string(),
+            image,
+            argv: &argv,
+            env,
+            commit: &key.commit,
+            workdir: None,
+            user: None,
+            memory: None,
+            cpus: None,
+            timeout: Some(key.job.timeout),
+        };
+        hosts
+            .run_container(&request, build.log, build.cancel)
+            .await
+            .map_err(|e| {
+                let kind = match &e {
+                    DockerError::Exit { code, .. } => FailureKind::Exit(*code),
+                    DockerError::Timeout { .. } => FailureKind::Timeout,
+                    DockerError::Unreachable { .. } | DockerError::Git { .. } => {
+                        FailureKind::Infrastructure
+                    }
+                    _ => FailureKind::Other,
+                };
+                Failure::new(kind, error_chain(&e))
+            })
+    }
+}
+
 /// The builder of the step cache.
 pub(crate) struct StepBuilder {
     pub(crate) label: String,
     pub(crate) host: HostSteps,
+    pub(crate) docker: DockerSteps,
+    /// Where the secrets are, a file per name.
+    pub(crate) secrets_dir: Option<PathBuf>,
+}
+
+/// The values of the secrets `names`, read from their files in `dir` (one trailing newline
+/// removed). A missing secret fails the step, naming it (never a value).
+async fn read_secrets(
+    dir: Option<&Path>,
+    names: &[String],
+) -> Result<Vec<(String, String)>, String> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(dir) = dir else {
+        return Err(format!(
+            "this step needs the secret {:?}, and this CI has no secrets directory",
+            names[0]
+        ));
+    };
+    let mut secrets = Vec::with_capacity(names.len());
+    for name in names {
+        let path = dir.join(name);
+        let value = match tokio::fs::read(&path).await {
+            Ok(bytes) => String::from_utf8(bytes)
+                .map_err(|_| format!("the secret {name:?} ({}) is not UTF-8", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(format!(
+                    "missing secret {name:?}: no file {}",
+                    path.display()
+                ));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot read the secret {name:?} ({}): {e}",
+                    path.display()
+                ));
+            }
+        };
+        let value = value
+            .strip_suffix('\n')
+            .map(|v| v.strip_suffix('\r').unwrap_or(v))
+            .unwrap_or(&value)
+            .to_owned();
+        secrets.push((name.clone(), value));
+    }
+    Ok(secrets)
 }
 
 impl Builder for StepBuilder {
     type Key = StepKey;
     type Context = JobId;
-    type Value = CommitHash;
+    type Value = StepRun;
 
     fn name(&self) -> String {
         format!("pipeline:{}", self.label)
     }
 
     fn title(&self, key: &StepKey) -> String {
-        format!("Run step {} on commit {}", key.job.name, key.commit.hash())
+        match &key.image {
+            None => format!("Run step {} on commit {}", key.job.name, key.commit.hash()),
+            Some(image) => format!(
+                "Run step {} in {image} on commit {}",
+                key.job.name,
+                key.commit.hash()
+            ),
+        }
     }
 
     fn branch(&self, key: &StepKey) -> BranchName {
@@ -124,38 +284,90 @@ impl Builder for StepBuilder {
         build: Build<'_>,
         job_id: &JobId,
         key: &StepKey,
-    ) -> Result<CommitHash, String> {
-        let outcome = tokio::select! {
-            biased;
-            outcome = self.host.run(build.log, build.cancel, job_id, key) => outcome,
-            () = build.cancel.cancelled() => Err(datakit_ci_process::Error::Cancelled.to_string()),
-        };
-        outcome?;
-        let path = StorePath::new(COMMIT_FILE).expect("a constant valid path");
+    ) -> Result<StepRun, String> {
+        let secrets = read_secrets(self.secrets_dir.as_deref(), &key.job.secrets).await?;
+        // Every value is masked in the step's log while it runs.
+        let _mask = (!secrets.is_empty()).then(|| {
+            build
+                .log
+                .mask(secrets.iter().map(|(_, v)| v.as_bytes().to_vec()))
+        });
+        let attempts = key.job.retry.attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            let outcome = tokio::select! {
+                biased;
+                outcome = async {
+                    match &key.image {
+                        None => self.host.run(build.log, build.cancel, job_id, key, &secrets).await,
+                        Some(image) => {
+                            self.docker
+                                .run(&build, &self.host.environment, job_id, key, image, &secrets)
+                                .await
+                        }
+                    }
+                } => outcome,
+                () = build.cancel.cancelled() => Err(Failure::new(
+                    FailureKind::Other,
+                    datakit_ci_process::Error::Cancelled.to_string(),
+                )),
+            };
+            match outcome {
+                Ok(()) => break,
+                Err(failure)
+                    if attempt < attempts
+                        && !build.cancel.is_cancelled()
+                        && failure.is_retried_by(&key.job.retry) =>
+                {
+                    attempt += 1;
+                    build.log.log(&heading(attempt, attempts, &failure));
+                }
+                Err(failure) => return Err(failure.message),
+            }
+        }
+        let commit_path = StorePath::new(COMMIT_FILE).expect("a constant valid path");
         build
             .transaction
-            .create_file(&path, key.commit.hash().as_str())
+            .create_file(&commit_path, key.commit.hash().as_str())
             .map_err(|e| e.to_string())?;
-        Ok(key.commit.hash().clone())
+        if attempt > 1 {
+            let attempt_path = StorePath::new(ATTEMPT_FILE).expect("a constant valid path");
+            build
+                .transaction
+                .create_file(&attempt_path, format!("{attempt} of {attempts}"))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(StepRun {
+            commit: key.commit.hash().clone(),
+            attempt: (attempt, attempts),
+        })
     }
 
-    fn load(&self, tree: &Snapshot, _key: &StepKey) -> Result<CommitHash, String> {
+    fn load(&self, tree: &Snapshot, key: &StepKey) -> Result<StepRun, String> {
         let path = StorePath::new(COMMIT_FILE).expect("a constant valid path");
         let bytes = tree
             .read_file(&path)
             .map_err(|e| e.to_string())?
             .ok_or("the step's result names no commit")?;
-        String::from_utf8_lossy(&bytes)
+        let commit = String::from_utf8_lossy(&bytes)
             .trim()
             .parse()
-            .map_err(|e| format!("the step's result names a bad commit: {e}"))
+            .map_err(|e| format!("the step's result names a bad commit: {e}"))?;
+        let path = StorePath::new(ATTEMPT_FILE).expect("a constant valid path");
+        let attempt = tree
+            .read_file(&path)
+            .map_err(|e| e.to_string())?
+            .and_then(|bytes| parse_attempt(&String::from_utf8_lossy(&bytes)))
+            .unwrap_or((1, key.job.retry.attempts.max(1)));
+        Ok(StepRun { commit, attempt })
     }
 }
 
 /// How a script is shown in the log and in a failure's message: whole if it is one short line,
-/// else its first line and `…`.
+/// else the start of its first line and `…` (a status's description holds 140 bytes, and the
+/// exit status must fit).
 fn shown_script(script: &str) -> String {
-    const LONGEST: usize = 120;
+    const LONGEST: usize = 60;
     let script = script.trim();
     let first = script.lines().next().unwrap_or_default();
     if first.len() == script.len() && first.chars().count() <= LONGEST {
@@ -163,6 +375,24 @@ fn shown_script(script: &str) -> String {
     }
     let cut: String = first.chars().take(LONGEST).collect();
     format!("{cut}…")
+}
+
+/// `2 of 3` as `(2, 3)`.
+fn parse_attempt(text: &str) -> Option<(u32, u32)> {
+    let (attempt, attempts) = text.trim().split_once(" of ")?;
+    Some((attempt.parse().ok()?, attempts.parse().ok()?))
+}
+
+/// `error`, then each of its sources, separated by `: `.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 /// The cache branch of a job's runs with input digest `digest`:
@@ -191,7 +421,7 @@ mod tests {
         assert_eq!(shown_script("make\nmake test"), "make…");
         assert_eq!(
             shown_script(&"x".repeat(200)),
-            format!("{}…", "x".repeat(120))
+            format!("{}…", "x".repeat(60))
         );
     }
 

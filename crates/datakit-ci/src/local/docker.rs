@@ -90,6 +90,20 @@ impl DockerConfig {
         if self.is_empty() {
             return Ok(None);
         }
+        let hosts = self.unstarted_hosts(services)?;
+        hosts.start_reaping();
+        Ok(Some(hosts))
+    }
+
+    /// The CI's Docker hosts for the steps of pipeline files in images: no daemon is contacted
+    /// until a step needs one (each host removes what a previous run left before its first
+    /// container), so that a CI whose files use no image never needs a Docker daemon, and a
+    /// daemon that does not answer fails only the steps in images.
+    pub(crate) fn pipeline_hosts(&self, services: &Services) -> Result<Hosts, StartError> {
+        self.unstarted_hosts(services)
+    }
+
+    fn unstarted_hosts(&self, services: &Services) -> Result<Hosts, StartError> {
         // The store is `<state-dir>/state.git`: the instance id lives beside it.
         let state_dir = services.store.path().parent().unwrap_or(Path::new("."));
         let instance = Instance::load_or_create(&state_dir.join(INSTANCE_FILE))?;
@@ -97,8 +111,7 @@ impl DockerConfig {
         if let Some(age) = self.prune_after {
             hosts = hosts.with_image_pruning(age);
         }
-        hosts.start_reaping();
-        Ok(Some(hosts))
+        Ok(hosts)
     }
 }
 

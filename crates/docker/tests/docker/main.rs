@@ -5,4 +5,5 @@
 mod build;
 mod fixture;
 mod hosts;
+mod request;
 mod run;
