@@ -7,7 +7,7 @@ mod common;
 
 use std::ffi::OsString;
 
-use common::{Ci, Repo, Scratch, State};
+use common::{Ci, Repo, Scratch, State, free_port, http_get, wait_until};
 
 /// The description of a job of `commit` once it has state `state`.
 fn description(state: &State, ci: &Ci, commit: &str, job: &str, wanted: &str) -> String {
@@ -53,11 +53,35 @@ fn issue_17_the_pipeline_file_runs_each_commits_jobs_and_reruns_only_changed_inp
     );
     repo.set_ref("refs/heads/main", &first);
     let state = State::new();
-    let ci = Ci::start(&[&repo], &[], &state, &[]);
+    let port = free_port();
+    let listen = format!("http://127.0.0.1:{port}");
+    let ci = Ci::start(&[&repo], &[], &state, &["--listen", &listen]);
 
     for job in ["build", "test", "docs", "release"] {
         assert_eq!(description(&state, &ci, &first, job, "success"), "Passed");
     }
+    // The target's page draws the jobs' needs: a node per job, an edge per need.
+    let page = wait_until(
+        "the target page to show the graph",
+        || {
+            http_get(port, "/local/app/ref/heads/main")
+                .filter(|page| page.contains("<svg class=\"pipeline-graph\""))
+        },
+        || ci.report(),
+    );
+    for job in ["build", "test", "docs", "release", "pipeline"] {
+        assert!(
+            page.contains(&format!("data-job=\"{job}\"")),
+            "{job}: {page}"
+        );
+    }
+    for (from, to) in [("build", "test"), ("test", "release")] {
+        assert!(
+            page.contains(&format!("data-from=\"{from}\" data-to=\"{to}\"")),
+            "{from} -> {to}: {page}"
+        );
+    }
+    assert_eq!(page.matches("class=\"edge\"").count(), 2, "{page}");
     assert_eq!(
         description(&state, &ci, &first, "pipeline", "success"),
         "4 jobs from .datakit-ci.yml"

@@ -447,6 +447,7 @@ mod tests {
             .map(|(name, output)| model::Job {
                 name: (*name).to_owned(),
                 output: output.cloned(),
+                needs: Vec::new(),
             })
             .collect();
         let (_, details) = model::summary(&jobs);

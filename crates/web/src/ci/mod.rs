@@ -9,6 +9,7 @@ mod badge;
 mod commit;
 mod dashboard;
 pub(crate) mod filter;
+mod graph;
 mod lists;
 pub(crate) mod model;
 pub(crate) mod queue;

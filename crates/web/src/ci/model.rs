@@ -122,6 +122,8 @@ pub(crate) fn phase_of(output: Option<&JobOutput>) -> Phase {
 pub(crate) struct Job {
     pub(crate) name: String,
     pub(crate) output: Option<JobOutput>,
+    /// The jobs it waits for (a live job of a pipeline file; none for recorded states).
+    pub(crate) needs: Vec<String>,
 }
 
 impl Job {
@@ -148,6 +150,7 @@ pub(crate) fn live_jobs(view: &TargetView) -> Vec<Job> {
         .map(|job| Job {
             name: job.name.clone(),
             output: job.output.clone(),
+            needs: job.needs.clone(),
         })
         .collect()
 }
@@ -160,6 +163,7 @@ pub(crate) fn recorded_jobs(state: &HistoryState) -> Vec<Job> {
         .map(|(name, output)| Job {
             name: name.clone(),
             output: Some(output.clone()),
+            needs: Vec::new(),
         })
         .collect()
 }
@@ -507,6 +511,7 @@ mod tests {
                 result,
                 logs: Logs::Empty,
             }),
+            needs: Vec::new(),
         }
     }
 

@@ -181,6 +181,12 @@ async fn target_page(
             }
             @if shown.target.is_none() { " (no longer tracked)" }
         }
+        @if let Some(graph) = jobs_graph(&shown, &times) {
+            figure.pipeline {
+                (graph)
+                figcaption { "The jobs and what each needs" }
+            }
+        }
         (jobs_table(&shown, &times, now, &path, query.test.as_deref(), &actions, &QueuePlaces::of_pools(&ci.pools)))
         (rebuild_failed_button(&shown, &path, &actions))
         (history_table)
@@ -258,6 +264,22 @@ fn history_table(
 fn short(commit: CommitId) -> String {
     let text = commit.to_string();
     text[..8.min(text.len())].to_owned()
+}
+
+/// The graph of the jobs' needs, if some job needs another.
+fn jobs_graph(shown: &Shown, times: &[JobTimes]) -> Option<Markup> {
+    let nodes: Vec<super::graph::Node<'_>> = shown
+        .jobs
+        .iter()
+        .zip(times)
+        .map(|(job, times)| super::graph::Node {
+            name: &job.name,
+            needs: &job.needs,
+            phase: job.phase(),
+            took: times.took(),
+        })
+        .collect();
+    super::graph::graph(&nodes)
 }
 
 fn jobs_table(
