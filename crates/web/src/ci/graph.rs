@@ -114,6 +114,10 @@ pub(crate) fn graph(nodes: &[Node<'_>]) -> Option<Markup> {
         let (fill, stroke) = colours(node.phase);
         let label = shorten(node.name, 24);
         let detail = match node.took {
+            // Commit times have whole seconds, as on the jobs' rows.
+            Some(took) if node.phase.is_final() && took.as_secs() == 0 => {
+                format!("{} · under 1s", node.phase.word())
+            }
             Some(took) if node.phase.is_final() => {
                 format!("{} · {}", node.phase.word(), crate::time::duration(took))
             }
