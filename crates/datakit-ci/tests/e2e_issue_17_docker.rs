@@ -24,11 +24,9 @@ impl Drop for Cleanup<'_> {
     }
 }
 
-/// The description of a job of `commit` once it has state `state`.
+/// The description of a job of `commit` of `local/app` once it has state `wanted`.
 fn description(state: &State, ci: &Ci, commit: &str, job: &str, wanted: &str) -> String {
-    state
-        .wait_for_status(ci, "local/app", commit, job, wanted)
-        .description
+    state.wait_for_description(ci, "local/app", commit, job, wanted)
 }
 
 #[test]

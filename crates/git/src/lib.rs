@@ -240,7 +240,7 @@ pub enum Error {
 }
 
 /// `error`, then each of its sources, separated by `: ` (for failure messages shown to users).
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

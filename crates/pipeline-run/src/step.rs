@@ -11,7 +11,7 @@ use datakit_ci_cache::{Build, Builder};
 use datakit_ci_docker::{
     ContainerRequest, Error as DockerError, Hosts, Image, container_environment,
 };
-use datakit_ci_git::{Commit, JobEnvironment};
+use datakit_ci_git::{Commit, JobEnvironment, error_chain};
 use datakit_ci_log::LiveLog;
 use datakit_ci_pipeline::Job;
 use datakit_ci_pool::{Holder, MonitoredPool};
@@ -381,18 +381,6 @@ fn shown_script(script: &str) -> String {
 fn parse_attempt(text: &str) -> Option<(u32, u32)> {
     let (attempt, attempts) = text.trim().split_once(" of ")?;
     Some((attempt.parse().ok()?, attempts.parse().ok()?))
-}
-
-/// `error`, then each of its sources, separated by `: `.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// The cache branch of a job's runs with input digest `digest`:

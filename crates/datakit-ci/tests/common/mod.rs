@@ -601,6 +601,19 @@ impl State {
     }
 
     /// Waits until the status of `test` on `commit` is `state`, and returns it.
+    /// The description of `test`'s status on `commit` once its state is `state`.
+    pub(crate) fn wait_for_description(
+        &self,
+        ci: &Ci,
+        repo_id: &str,
+        commit: &str,
+        test: &str,
+        state: &str,
+    ) -> String {
+        self.wait_for_status(ci, repo_id, commit, test, state)
+            .description
+    }
+
     pub(crate) fn wait_for_status(
         &self,
         ci: &Ci,
