@@ -80,6 +80,13 @@ fn issue_17_the_pipeline_file_runs_each_commits_jobs_and_reruns_only_changed_inp
         );
     }
     assert_eq!(page.matches("class=\"edge\"").count(), 2, "{page}");
+    let api = http_get(port, "/api/v1/targets/local/app/ref/heads/main").expect("the API answers");
+    assert!(
+        api.contains(
+            r#""name":"release","state":"success","description":"Passed","needs":["test"]"#
+        ),
+        "{api}"
+    );
     assert_eq!(
         description(&state, &ci, &first, "pipeline", "success"),
         "4 jobs from .datakit-ci.yml"

@@ -155,6 +155,9 @@ pub struct JobDetail {
     /// Where its build waits for a slot, if it is queued.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueJson>,
+    /// The jobs it waits for (a pipeline file's `needs`); absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
     /// Its logs, in order, each once.
     pub logs: Vec<LogJson>,
 }
@@ -379,6 +382,7 @@ impl JobDetail {
             state: job.state().word(),
             description: job.description().to_owned(),
             queue: queues.of_output(job.output.as_ref()).map(QueueJson::from),
+            needs: job.needs.clone(),
             logs,
         }
     }
