@@ -124,5 +124,9 @@ mod tests {
             datakit_ci_pipeline_run::ALLOWED_FAILURE_PREFIX,
             datakit_ci_forge_github::ALLOWED_FAILURE_PREFIX
         );
+        assert!(
+            datakit_ci_pipeline_run::APPROVAL_PREFIX
+                .starts_with(datakit_ci_forge_github::APPROVAL_PREFIX)
+        );
     }
 }

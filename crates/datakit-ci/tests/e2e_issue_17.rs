@@ -481,3 +481,114 @@ fn issue_17_secrets_are_given_to_branch_steps_masked_and_never_to_pull_requests(
         "the pull request's step did not run"
     );
 }
+
+#[test]
+fn issue_17_a_manual_step_waits_for_a_builders_approval_in_the_web_ui() {
+    use common::http_exchange;
+    let scratch = Scratch::new();
+    let runs = scratch.shell_path("runs");
+    let repo = Repo::new("app");
+    let file = format!(
+        "steps:\n  build:\n    run: echo build >> {runs}\n  deploy:\n    run: echo deploy >> {runs}\n    needs: [build]\n    manual: true\n"
+    );
+    let head = repo.commit(&repo.rev("main"), "Pipeline", &[(".datakit-ci.yml", &file)]);
+    repo.set_ref("refs/heads/main", &head);
+    let state = State::new();
+    let port = free_port();
+    let listen = format!("http://127.0.0.1:{port}");
+    let ci = Ci::start(
+        &[&repo],
+        &[],
+        &state,
+        &["--listen", &listen, "--can-build", "everyone"],
+    );
+    assert_eq!(
+        description(&state, &ci, &head, "build", "success"),
+        "Passed"
+    );
+    assert_eq!(
+        description(&state, &ci, &head, "deploy", "pending"),
+        "Waiting for approval by a Builder in the web UI"
+    );
+    let runs_of = |what: &str| {
+        std::fs::read_to_string(scratch.path("runs"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| *line == what)
+            .count()
+    };
+    assert_eq!(runs_of("deploy"), 0);
+
+    // The page offers Approve; its form carries a CSRF token bound to a nonce cookie.
+    let page = wait_until(
+        "the page to offer Approve",
+        || {
+            http_exchange(
+                port,
+                "GET /local/app/ref/heads/main HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            )
+            .filter(|response| response.contains("action=\"/approve/local/app/ref/heads/main\""))
+        },
+        || ci.report(),
+    );
+    let cookie = page
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("set-cookie: ")
+                .or_else(|| line.strip_prefix("Set-Cookie: "))
+        })
+        .and_then(|value| value.split(';').next())
+        .expect("a CSRF nonce cookie")
+        .to_owned();
+    let token = page
+        .split("name=\"CSRFToken\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF token")
+        .to_owned();
+    let post = |body: &str, cookie: &str| {
+        http_exchange(
+            port,
+            &format!(
+                "POST /approve/local/app/ref/heads/main HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+        .expect("the server answers")
+    };
+    // Without the token, or for a job the target does not have, nothing is approved.
+    let refused = post("job=deploy", &cookie);
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    let unknown = post(&format!("CSRFToken={token}&job=nope"), &cookie);
+    assert!(unknown.starts_with("HTTP/1.1 404"), "{unknown}");
+    assert!(unknown.contains("no such job"), "{unknown}");
+    assert_eq!(runs_of("deploy"), 0);
+
+    let approved = post(&format!("CSRFToken={token}&job=deploy"), &cookie);
+    assert!(approved.starts_with("HTTP/1.1 303"), "{approved}");
+    assert_eq!(
+        description(&state, &ci, &head, "deploy", "success"),
+        "Passed (approved by anonymous)"
+    );
+    assert_eq!(runs_of("deploy"), 1);
+    // The approval is in the metadata, with who gave it, and in the target's history.
+    assert_eq!(
+        state.show(
+            "github-metadata",
+            &format!("local/app/commit/{head}/approval/deploy")
+        ),
+        Some("anonymous\n".to_owned())
+    );
+    let history = wait_until(
+        "the history to record the approved run",
+        || {
+            http_exchange(
+                port,
+                "GET /api/v1/history/local/app/ref/heads/main HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            )
+            .filter(|response| response.contains("Passed (approved by anonymous)"))
+        },
+        || ci.report(),
+    );
+    assert!(history.contains("Waiting for approval"), "{history}");
+}

@@ -43,8 +43,12 @@
 //!   are given to branches and tags only: a pull request's step that needs one fails saying so,
 //!   without running.
 //!
-//! Not yet: `artifacts`, and approving `manual` steps; such a step fails with a message saying so, rather than
-//! running differently from what its file says.
+//! A `manual` job waits, after its needs, as `Waiting for approval …` ([`APPROVAL_PREFIX`])
+//! until a Builder approves it in the web UI (`Engine::approve`, recorded in the metadata, read
+//! by `Term::approval`); its description then says who approved it.
+//!
+//! Not yet: `artifacts`; such a step fails with a message saying so, rather than running
+//! differently from what its file says.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -56,7 +60,9 @@ use datakit_ci_engine::{Plan, PlannedJob};
 use datakit_ci_git::{Commit, JobEnvironment, Repo, Services};
 use datakit_ci_pipeline::{FILE_NAME, Job, Runner, TargetKind};
 use datakit_ci_pool::MonitoredPool;
-use datakit_ci_term::{CommitHash, EvalContext, Ready, RefName, Status, Target, TargetId, Term};
+use datakit_ci_term::{
+    CommitHash, EvalContext, Ready, RefName, RepoId, Status, Target, TargetId, Term,
+};
 use sha2::Digest as _;
 
 mod check;
@@ -80,6 +86,10 @@ pub const SKIPPED_PREFIX: &str = "Skipped: ";
 
 /// How the description of a failed job with `allow_failure` begins (its state is `success`).
 pub const ALLOWED_FAILURE_PREFIX: &str = "Failed (allowed): ";
+
+/// How the description of a `manual` job waiting for a Builder's approval begins (its state is
+/// `pending`).
+pub const APPROVAL_PREFIX: &str = "Waiting for approval";
 
 /// How many commits' files are remembered, read and checked.
 const LOADED_KEPT: usize = 256;
@@ -180,6 +190,7 @@ impl PipelineRunner {
         Term::pair(Term::target(target.clone()), head).and_then(move |(resolved, commit)| {
             let runner = runner.clone();
             let kind = target_kind(&resolved);
+            let repo_id = resolved.id().repo().clone();
             let base = match &resolved {
                 Target::Pr(pr) => match RefName::branch(&pr.base) {
                     Ok(name) => repo
@@ -192,7 +203,7 @@ impl PipelineRunner {
             };
             base.and_then(move |base| {
                 let runner = runner.clone();
-                let (commit, kind) = (commit.clone(), kind.clone());
+                let (commit, kind, repo_id) = (commit.clone(), kind.clone(), repo_id.clone());
                 let load = {
                     let (runner, commit, kind) = (runner.clone(), commit.clone(), kind.clone());
                     Term::from_future(move || {
@@ -202,7 +213,7 @@ impl PipelineRunner {
                     })
                 };
                 load.and_then(move |loaded| match loaded {
-                    Ok(loaded) => runner.plan_of(&commit, &kind, loaded),
+                    Ok(loaded) => runner.plan_of(&repo_id, &commit, &kind, loaded),
                     Err(message) => Term::fail(message),
                 })
             })
@@ -239,7 +250,13 @@ impl PipelineRunner {
     }
 
     /// The plan for `commit`'s loaded file: its check, then its jobs for `kind`.
-    fn plan_of(&self, commit: &Commit, kind: &TargetKind, loaded: Arc<Loaded>) -> Term<Plan> {
+    fn plan_of(
+        &self,
+        repo: &RepoId,
+        commit: &Commit,
+        kind: &TargetKind,
+        loaded: Arc<Loaded>,
+    ) -> Term<Plan> {
         let (key, parsed) = match &*loaded {
             Loaded::Missing => {
                 return Term::fail(format!(
@@ -254,7 +271,7 @@ impl PipelineRunner {
             Term::job_id().and_then(move |job| checks.find(job, key.clone()))
         };
         let plan = match parsed {
-            Ok(file) => Ok(self.jobs_of(commit, kind, file)),
+            Ok(file) => Ok(self.jobs_of(repo, commit, kind, file)),
             Err(_) => Err(()),
         };
         check.and_then(move |()| match &plan {
@@ -265,7 +282,13 @@ impl PipelineRunner {
     }
 
     /// The plan of the jobs of `file` that apply to `kind`, on `commit`.
-    fn jobs_of(&self, commit: &Commit, kind: &TargetKind, file: &ParsedFile) -> Term<Plan> {
+    fn jobs_of(
+        &self,
+        repo: &RepoId,
+        commit: &Commit,
+        kind: &TargetKind,
+        file: &ParsedFile,
+    ) -> Term<Plan> {
         let jobs = file.pipeline.jobs_for(kind, file.changed.as_deref());
         let now = SystemTime::now();
         let on_branch = matches!(kind, TargetKind::Branch(_));
@@ -286,7 +309,7 @@ impl PipelineRunner {
         let mut terms: BTreeMap<String, Term<String>> = BTreeMap::new();
         let mut planned = Vec::new();
         for job in &jobs {
-            let term = self.job_term(job, commit, kind, &digests, &jobs, &mut terms);
+            let term = self.job_term(repo, job, commit, kind, &digests, &jobs, &mut terms);
             let needs = job
                 .needs
                 .iter()
@@ -315,8 +338,10 @@ impl PipelineRunner {
     }
 
     /// The term of `job` (and, first, of the jobs it needs, into `terms`).
+    #[allow(clippy::too_many_arguments)]
     fn job_term(
         &self,
+        repo: &RepoId,
         job: &Job,
         commit: &Commit,
         kind: &TargetKind,
@@ -330,11 +355,16 @@ impl PipelineRunner {
         let mut needs = Vec::new();
         for need in &job.needs {
             if let Some(needed) = jobs.iter().find(|j| j.name == *need) {
-                let term = self.job_term(needed, commit, kind, digests, jobs, terms);
+                let term = self.job_term(repo, needed, commit, kind, digests, jobs, terms);
                 needs.push((need.clone(), term.without_logs()));
             }
         }
         let run = self.run_term(job, commit, kind, digests);
+        let run = if job.manual {
+            approved(repo, commit, &job.name, run)
+        } else {
+            run
+        };
         let term = if needs.is_empty() {
             run
         } else {
@@ -470,12 +500,23 @@ fn secrets_allowed(kind: &TargetKind) -> bool {
     }
 }
 
+/// `run`, once someone approved job `job` on `commit` (a `manual` step): pending until then; the
+/// description then names who approved it, so the target's history records it.
+fn approved(repo: &RepoId, commit: &Commit, job: &str, run: Term<String>) -> Term<String> {
+    Term::approval(repo.clone(), commit.hash().clone(), job).and_then(
+        move |approver| match approver {
+            None => Term::pending(format!("{APPROVAL_PREFIX} by a Builder in the web UI")),
+            Some(user) => run
+                .clone()
+                .map(move |description| format!("{description} (approved by {user})")),
+        },
+    )
+}
+
 /// What a job asks for that this version cannot do yet, if anything.
 fn unsupported(job: &Job) -> Option<&'static str> {
     if !job.artifacts.is_empty() {
         Some("`artifacts`")
-    } else if job.manual {
-        Some("`manual`")
     } else {
         None
     }

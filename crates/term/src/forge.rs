@@ -89,6 +89,26 @@ impl Term<Option<CiState>> {
 }
 
 impl Term<Option<String>> {
+    /// Who approved job `job` on `commit` of `repo` (a `manual` step), if someone did; the job
+    /// is evaluated again when an approval is recorded.
+    pub fn approval(repo: RepoId, commit: CommitHash, job: impl Into<String>) -> Self {
+        let job = job.into();
+        Term::from_fn(move |ctx| {
+            let approval = metadata::approval_path(&repo, &commit, &job)
+                .map_err(|e| e.to_string())
+                .and_then(|path| {
+                    ctx.record_path(path);
+                    match ctx.metadata() {
+                        None => Ok(None),
+                        Some(snapshot) => MetadataReader::new(snapshot)
+                            .approval(&repo, &commit, &job)
+                            .map_err(|e| e.to_string()),
+                    }
+                });
+            std::future::ready(from_result(approval))
+        })
+    }
+
     /// The URL of status `context` on `target`'s head, if reported.
     pub fn ci_target_url(context: impl Into<String>, target: TargetId) -> Self {
         let context = context.into();

@@ -154,6 +154,20 @@ pub fn status_path(
     store_path(&format!("{repo}/commit/{commit}/status/{context}"))
 }
 
+/// The path of the approval of job `job` on `commit` (issue 17: a `manual` step, approved by a
+/// Builder): `<repo>/commit/<hash>/approval/<escaped job>`, holding who approved it. The job's
+/// name is escaped (`datakit_ci_store::escape`), as it may hold `/` or spaces.
+pub fn approval_path(
+    repo: &RepoId,
+    commit: &CommitHash,
+    job: &str,
+) -> Result<StorePath, MetadataError> {
+    store_path(&format!(
+        "{repo}/commit/{commit}/approval/{}",
+        datakit_ci_store::escape(job)
+    ))
+}
+
 fn store_path(path: &str) -> Result<StorePath, MetadataError> {
     StorePath::new(path).map_err(|source| MetadataError::Store {
         path: path.to_owned(),
@@ -381,5 +395,15 @@ impl<'a> MetadataReader<'a> {
             description: self.read(&format!("{dir}/description"))?,
             target_url: self.read(&format!("{dir}/target_url"))?,
         }))
+    }
+
+    /// Who approved job `job` on `commit` in `repo`, if someone did (see [`approval_path`]).
+    pub fn approval(
+        &self,
+        repo: &RepoId,
+        commit: &CommitHash,
+        job: &str,
+    ) -> Result<Option<String>, MetadataError> {
+        self.read(approval_path(repo, commit, job)?.as_str())
     }
 }

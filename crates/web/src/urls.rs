@@ -125,6 +125,11 @@ pub fn commit(repo: &RepoId, hash: &CommitHash) -> String {
     url
 }
 
+/// Where the "approve" form of a target's page posts: `/approve` and the target's path.
+pub fn approve(target_page: &str) -> String {
+    format!("/approve{target_page}")
+}
+
 /// Where the "rebuild failed jobs" form of a page posts: `/rebuild-failed` and the page's path.
 pub fn rebuild_failed(page: &str) -> String {
     format!("/rebuild-failed{page}")

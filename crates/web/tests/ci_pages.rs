@@ -973,3 +973,68 @@ async fn issue_21_badges_when_everyone_may_read() -> anyhow::Result<()> {
     }
     ci.stop().await
 }
+
+#[tokio::test]
+async fn approvals_need_the_builder_role_and_a_csrf_token_and_name_the_approver()
+-> anyhow::Result<()> {
+    let ci = fixture().await?;
+    let mut agents = agents(&ci).await?;
+    let path = "/approve/me/proj/pr/10";
+    let approval = |head: &str| {
+        datakit_ci_store::StorePath::new(format!("me/proj/commit/{head}/approval/build"))
+    };
+    // PR 10's head.
+    let head = E;
+    let recorded = || async {
+        let metadata = ci
+            .store
+            .branch(&datakit_ci_store::BranchName::new("github-metadata")?)
+            .head()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no metadata"))?;
+        anyhow::Ok(
+            metadata
+                .tree()
+                .read_file(&approval(head)?)?
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+        )
+    };
+    for (i, agent) in agents.iter_mut().enumerate() {
+        let response = agent.send("POST", path, Some(&[("job", "build")])).await?;
+        assert_eq!(response.status(), 403, "without a token as {}", ROLES[i]);
+    }
+    // Anonymous visitors are sent to log in; readers may not approve.
+    for (i, expected) in [303, 403].into_iter().enumerate() {
+        let agent = &mut agents[i];
+        let csrf = agent.csrf().await?;
+        let response = agent
+            .send(
+                "POST",
+                path,
+                Some(&[("CSRFToken", &csrf), ("job", "build")]),
+            )
+            .await?;
+        assert_eq!(response.status(), expected, "as {}", ROLES[i]);
+    }
+    assert_eq!(recorded().await?, None);
+    let builder = &mut agents[2];
+    let csrf = builder.csrf().await?;
+    let response = builder
+        .send("POST", path, Some(&[("CSRFToken", &csrf), ("job", "nope")]))
+        .await?;
+    assert_eq!(response.status(), 404);
+    let response = builder
+        .send(
+            "POST",
+            path,
+            Some(&[("CSRFToken", &csrf), ("job", "build")]),
+        )
+        .await?;
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        response.headers().get("location").map(|l| l.as_bytes()),
+        Some(&b"/me/proj/pr/10"[..])
+    );
+    assert_eq!(recorded().await?.as_deref(), Some("builder\n"));
+    ci.stop().await
+}

@@ -658,3 +658,13 @@ pub(crate) fn http_get(port: u16, path: &str) -> Option<String> {
     let (head, body) = response.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
+
+/// Sends the raw HTTP/1.1 `request` to 127.0.0.1:`port` and returns the whole response (head and
+/// body), or `None` if the server cannot be reached.
+pub(crate) fn http_exchange(port: u16, request: &str) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}

@@ -63,6 +63,16 @@ pub enum Error {
         /// The cache branch.
         branch: String,
     },
+    /// An approval was asked for a job that cannot take one.
+    #[error("cannot approve job {job:?} of {target}: {reason}")]
+    NotApprovable {
+        /// The target.
+        target: String,
+        /// The job.
+        job: String,
+        /// Why not.
+        reason: &'static str,
+    },
     /// Marking a cache branch for rebuild failed.
     #[error("rebuild of {branch:?} failed: {message}")]
     Rebuild {
@@ -482,6 +492,47 @@ impl Engine {
             wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Records that `user` approved job `job` of `target` on its current head, in the metadata
+    /// (`metadata::approval_path`), where the job's term reads it (`Term::approval`); returns
+    /// that head. An approval already recorded is kept as it is (the first approver stays).
+    pub async fn approve(
+        &self,
+        target: &TargetId,
+        job: &str,
+        user: &str,
+    ) -> Result<CommitHash, Error> {
+        let refuse = |reason| Error::NotApprovable {
+            target: target.to_string(),
+            job: job.to_owned(),
+            reason,
+        };
+        let head = {
+            let state = lock(&self.inner.state);
+            let tracked = state
+                .targets
+                .get(target)
+                .ok_or_else(|| refuse("the target is not tracked"))?;
+            if !tracked.jobs.contains_key(job) {
+                return Err(refuse("the target has no such job"));
+            }
+            tracked.target.head().clone()
+        };
+        let path = datakit_ci_term::metadata::approval_path(target.repo(), &head, job)?;
+        let mut transaction = self.inner.metadata.transaction().await?;
+        if transaction.exists(&path)? {
+            transaction.abort();
+        } else {
+            transaction.create_file(&path, format!("{user}\n"))?;
+            transaction
+                .commit(&format!(
+                    "Approve {job} of {target} on {} ({user})",
+                    head.short(8)
+                ))
+                .await?;
+        }
+        Ok(head)
     }
 
     async fn enable_monitoring(&self) -> Result<(), Error> {

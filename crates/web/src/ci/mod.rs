@@ -5,6 +5,7 @@
 //! [`ci_pages`] builds their router; the engine and pools reach the handlers as an axum
 //! `Extension<Ci>`. Role checks, page chrome and forms come from the rest of the crate.
 
+mod approve;
 mod badge;
 mod commit;
 mod dashboard;
@@ -66,6 +67,14 @@ pub fn ci_pages(engine: Engine, pools: Pools) -> Router<AppState> {
         .route("/{user}/{repo}/ref/{*path}", get(target::get_ref_page))
         .route("/{user}/{repo}/commit/{hash}", get(commit::get_commit_page))
         .route("/badge/{user}/{repo}/{*path}", get(badge::get_badge))
+        .route(
+            "/approve/{user}/{repo}/pr/{number}",
+            post(approve::post_approve_pr),
+        )
+        .route(
+            "/approve/{user}/{repo}/ref/{*path}",
+            post(approve::post_approve_ref),
+        )
         .route(
             "/rebuild-failed/{user}/{repo}/pr/{number}",
             post(rebuild::post_rebuild_failed_pr),

@@ -304,6 +304,7 @@ fn jobs_table(
                             br; span.queued { "Queued: " (place.text()) }
                         }
                         (job_times_line(job.phase(), times, shown.recorded.is_none(), now))
+                        (approve_button(shown, job, page, actions))
                     }
                     td.logs { (job_logs(job, page, actions)) }
                 }
@@ -335,6 +336,23 @@ fn job_times_line(phase: Phase, times: &JobTimes, live: bool, now: SystemTime) -
                     "waiting since " (time_ago(started, now))
                 }
             }
+        }
+    }
+}
+
+/// For builders, on the live state, for a job waiting for approval (a `manual` step).
+fn approve_button(shown: &Shown, job: &model::Job, page: &str, actions: &Actions) -> Markup {
+    html! {
+        @if let (Some(csrf), None, Phase::WaitingForApproval) = (&actions.csrf, shown.recorded, job.phase()) {
+            (post_form(
+                "approve",
+                &urls::approve(page),
+                csrf,
+                html! {
+                    input type="hidden" name="job" value=(job.name);
+                    button.btn.btn-primary.approve type="submit" { "Approve" }
+                },
+            ))
         }
     }
 }
