@@ -556,3 +556,39 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Updates under these locks are single pushes and pops.
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datakit_ci_term::JobId;
+
+    /// A plan with a schedule is evaluated again at the schedule's next tick (then with the new
+    /// tick in the jobs' digests), and not before.
+    #[tokio::test]
+    async fn a_schedule_tick_makes_the_plan_evaluate_again() {
+        let job = JobId::new(
+            TargetId::Ref(
+                "me/app".parse().expect("a repo"),
+                RefName::branch("main").expect("a branch"),
+            ),
+            "pipeline",
+        );
+        let soon = SystemTime::now() + Duration::from_millis(200);
+        let evaluation = at_time(soon)
+            .evaluate(&EvalContext::new(job.clone(), None))
+            .await;
+        assert_eq!(evaluation.status.result.ok(), Some(()));
+        assert_eq!(evaluation.dependencies.ready_count(), 1);
+        tokio::time::timeout(Duration::from_secs(10), evaluation.dependencies.ready())
+            .await
+            .expect("the tick wakes the plan");
+        assert!(SystemTime::now() >= soon, "woken before the tick");
+        // A tick in the past wakes at once.
+        let past = at_time(SystemTime::UNIX_EPOCH)
+            .evaluate(&EvalContext::new(job, None))
+            .await;
+        tokio::time::timeout(Duration::from_secs(10), past.dependencies.ready())
+            .await
+            .expect("a past tick wakes at once");
+    }
+}
