@@ -61,7 +61,7 @@ use datakit_ci_git::{Commit, JobEnvironment, Repo, Services};
 use datakit_ci_pipeline::{FILE_NAME, Job, Runner, TargetKind};
 use datakit_ci_pool::MonitoredPool;
 use datakit_ci_term::{
-    CommitHash, EvalContext, Ready, RefName, RepoId, Status, Target, TargetId, Term,
+    CommitHash, EvalContext, Problem, Ready, RefName, RepoId, Status, Target, TargetId, Term,
 };
 use sha2::Digest as _;
 
@@ -90,6 +90,9 @@ pub const ALLOWED_FAILURE_PREFIX: &str = "Failed (allowed): ";
 /// How the description of a `manual` job waiting for a Builder's approval begins (its state is
 /// `pending`).
 pub const APPROVAL_PREFIX: &str = "Waiting for approval";
+
+/// How long a plan waits before reading a commit's file again after `git` failed to.
+const LOAD_RETRY: Duration = Duration::from_secs(10);
 
 /// How many commits' files are remembered, read and checked.
 const LOADED_KEPT: usize = 256;
@@ -206,16 +209,29 @@ impl PipelineRunner {
                 let (commit, kind, repo_id) = (commit.clone(), kind.clone(), repo_id.clone());
                 let load = {
                     let (runner, commit, kind) = (runner.clone(), commit.clone(), kind.clone());
-                    Term::from_future(move || {
+                    Term::from_status(move || {
                         let (runner, commit, kind, base) =
                             (runner.clone(), commit.clone(), kind.clone(), base.clone());
-                        async move { runner.load(&commit, base.as_ref(), kind).await }
+                        async move {
+                            match runner.load(&commit, base.as_ref(), kind).await {
+                                Ok(loaded) => Status::ok(loaded),
+                                // `git` failing to read a fetched commit is the machine's
+                                // trouble, not the file's: try again rather than fail.
+                                Err(message) => Status {
+                                    result: Err(Problem::Pending {
+                                        reason: format!(
+                                            "{message}; retrying in {}s",
+                                            LOAD_RETRY.as_secs()
+                                        ),
+                                        ready: Ready::new(tokio::time::sleep(LOAD_RETRY)),
+                                    }),
+                                    output: Default::default(),
+                                },
+                            }
+                        }
                     })
                 };
-                load.and_then(move |loaded| match loaded {
-                    Ok(loaded) => runner.plan_of(&repo_id, &commit, &kind, loaded),
-                    Err(message) => Term::fail(message),
-                })
+                load.and_then(move |loaded| runner.plan_of(&repo_id, &commit, &kind, loaded))
             })
         })
     }

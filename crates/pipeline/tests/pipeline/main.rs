@@ -1,6 +1,7 @@
 //! Tests of the pipeline file through the public API: each feature has a `check_*` helper, and
 //! each test is an input and the expected jobs or problems.
 
+mod docs;
 mod errors;
 mod expand;
 mod keys;
