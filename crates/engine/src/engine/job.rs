@@ -33,12 +33,15 @@ impl Engine {
                 match &inputs.term {
                     JobTerm::Test(term) => {
                         let evaluation = term.evaluate(&ctx).await;
-                        (JobOutput::from(evaluation.status), evaluation.dependencies)
+                        (
+                            Some(JobOutput::from(evaluation.status)),
+                            evaluation.dependencies,
+                        )
                     }
                     JobTerm::Plan(term) => {
                         let evaluation = term.evaluate(&ctx).await;
                         let status = self.plan_evaluated(&key, &inputs.head, evaluation.status);
-                        (JobOutput::from(status), evaluation.dependencies)
+                        (status.map(JobOutput::from), evaluation.dependencies)
                     }
                 }
             };
@@ -52,16 +55,20 @@ impl Engine {
                     tracing::error!(job = %job_id, "term evaluation panicked");
                     let result = JobResult::Failure("the test's term panicked".to_owned());
                     (
-                        JobOutput {
+                        Some(JobOutput {
                             result,
                             logs: Default::default(),
-                        },
+                        }),
                         Default::default(),
                     )
                 }
             };
-            let deps = dependencies.paths().iter().cloned().collect();
-            self.job_evaluated(&key, &inputs.head, output, deps);
+            // No output: a plan made for a head the target is only moving to; the move wakes
+            // the job again.
+            if let Some(output) = output {
+                let deps = dependencies.paths().iter().cloned().collect();
+                self.job_evaluated(&key, &inputs.head, output, deps);
+            }
             tokio::select! {
                 _ = dependencies.ready() => {}
                 _ = wake.notified() => {}

@@ -36,22 +36,23 @@ impl Engine {
 
     /// Applies the plan job `key`'s evaluation for `head` and returns the plan job's own status:
     /// the plan's description, or its problem. A failed plan leaves the target no planned jobs;
-    /// a pending one leaves them as they are (they wait, if planned for another head).
+    /// a pending one leaves them as they are (they wait, if planned for another head). A plan
+    /// made for another head than `head` changes nothing and has no status (`None`).
     pub(super) fn plan_evaluated(
         &self,
         key: &JobKey,
         head: &CommitHash,
         status: Status<Plan>,
-    ) -> Status<String> {
+    ) -> Option<Status<String>> {
         let Status { result, output } = status;
-        let result = match result {
-            Ok(plan) if plan.head != *head => Err(Problem::failure(format!(
-                "the plan is for commit {}, but the target's head is {head}",
-                plan.head
-            ))),
-            result => result,
-        };
-        match result {
+        if let Ok(plan) = &result
+            && plan.head != *head
+        {
+            // The evaluation read a newer metadata commit than the target's head the engine
+            // knows yet (the head is being updated): nothing to report for either head.
+            return None;
+        }
+        Some(match result {
             Ok(plan) => {
                 self.set_planned_jobs(key, head, &plan);
                 Status {
@@ -76,7 +77,7 @@ impl Engine {
                     output,
                 }
             }
-        }
+        })
     }
 
     /// Makes `plan`'s jobs the planned jobs of `key`'s target, if its head is still `head`:
