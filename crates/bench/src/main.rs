@@ -122,6 +122,7 @@
 mod core_group;
 mod docker_group;
 mod engine_group;
+mod git;
 mod github_group;
 mod pipeline_group;
 mod report;

@@ -29,6 +29,7 @@ use datakit_ci::term::{JobId, RefName, TargetId, Term};
 use datakit_ci_testkit::docker::{containers_of_instance, ensure_busybox_image, remove_instance};
 
 use crate::Scale;
+use crate::git::git;
 use crate::report::{Figure, Report, Target};
 use crate::stats::quantile;
 
@@ -264,27 +265,4 @@ async fn docker_run(image: &str) -> anyhow::Result<Duration> {
         String::from_utf8_lossy(&output.stderr).trim()
     );
     Ok(started.elapsed())
-}
-
-/// `git args…` in `dir` with a fixed identity; its standard output.
-async fn git(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<String> {
-    let output = tokio::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Bench")
-        .env("GIT_AUTHOR_EMAIL", "bench@example.com")
-        .env("GIT_COMMITTER_NAME", "Bench")
-        .env("GIT_COMMITTER_EMAIL", "bench@example.com")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .with_context(|| format!("run git {args:?}"))?;
-    ensure!(
-        output.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
-    Ok(String::from_utf8(output.stdout)?)
 }
