@@ -16,14 +16,19 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// Runs `git args` in `dir` with no system or user configuration, feeding it `input`; fails the
-/// test unless it succeeds, and returns what it printed.
+/// Runs `git args` in `dir` with no system or user configuration and a fixed identity (so that
+/// it can commit), feeding it `input`; fails the test unless it succeeds, and returns what it
+/// printed.
 pub fn git_with_input(dir: &Path, args: &[&str], input: &str) -> String {
     let mut child = Command::new("git")
         .args(args)
         .current_dir(dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("HOME", dir)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -20,6 +20,7 @@ use datakit_ci_log::LogManager;
 use datakit_ci_pool::{PoolMetrics, Pools};
 use datakit_ci_store::{BranchName, Snapshot, Store, StorePath};
 use datakit_ci_term::{JobId, LogLeaf, Logs, RefName, Status, TargetId, Term};
+use datakit_ci_testkit::git;
 
 /// The base image of the tests.
 pub(crate) const BUSYBOX: &str = datakit_ci_testkit::docker::BUSYBOX_IMAGE;
@@ -242,27 +243,6 @@ async fn write_head(store: &Store, origin: &Path) -> anyhow::Result<Snapshot> {
         .await?
         .ok_or_else(|| anyhow::anyhow!("no metadata after a commit"))?
         .tree())
-}
-
-/// Runs the real `git` in `dir` with a fixed identity and no user configuration.
-pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
-    let output = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .output()
-        .expect("run git");
-    assert!(
-        output.status.success(),
-        "git {args:?} in {dir:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("git prints UTF-8 here")
 }
 
 /// The value of a successful result, or an error describing the problem.
