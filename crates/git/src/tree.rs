@@ -42,8 +42,13 @@ impl TreeReader<'_> {
         if entry.kind != "blob" {
             return Ok(None);
         }
-        let output = self.run(["cat-file", "blob", entry.id.as_str()]).await?;
-        Ok(Some(output))
+        self.read_blob(&entry.id).await.map(Some)
+    }
+
+    /// The contents of the blob `id` (e.g. a [`TreeEntry::id`] from [`TreeReader::tree_ids`]),
+    /// read as UTF-8 (invalid bytes become U+FFFD).
+    pub async fn read_blob(&self, id: &str) -> Result<String, Error> {
+        self.run(["cat-file", "blob", id]).await
     }
 
     /// For each of `paths` (relative, `/`-separated; a trailing `/` is ignored), the object it

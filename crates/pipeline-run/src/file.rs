@@ -46,7 +46,7 @@ pub(crate) async fn read(
     else {
         return Ok(Loaded::Missing);
     };
-    let text = commit.read_file(FILE_NAME).await?.unwrap_or_default();
+    let text = commit.read_blob(&entry.id).await?;
     let parsed = datakit_ci_pipeline::parse(&text);
     let key = FileKey {
         blob: entry.id,

@@ -132,11 +132,12 @@ struct Inner {
     builders: Mutex<HashMap<ImageRecipe, datakit_ci_docker::Builder>>,
     steps: Cache<StepBuilder>,
     checks: Cache<FileCheck>,
-    /// Files read and checked, by (commit, base commit, target kind), oldest first.
+    /// Files read and checked, by (commit, base commit), oldest first: every target on a commit
+    /// shares one reading (the target's kind only filters its jobs afterwards).
     loaded: Mutex<VecDeque<(LoadKey, Arc<Loaded>)>>,
 }
 
-type LoadKey = (CommitHash, Option<CommitHash>, TargetKind);
+type LoadKey = (CommitHash, Option<CommitHash>);
 
 /// What a `dockerfile` step's image is built from: the Dockerfile, the context, the build
 /// arguments and the build's timeout.
@@ -208,12 +209,11 @@ impl PipelineRunner {
                 let runner = runner.clone();
                 let (commit, kind, repo_id) = (commit.clone(), kind.clone(), repo_id.clone());
                 let load = {
-                    let (runner, commit, kind) = (runner.clone(), commit.clone(), kind.clone());
+                    let (runner, commit) = (runner.clone(), commit.clone());
                     Term::from_status(move || {
-                        let (runner, commit, kind, base) =
-                            (runner.clone(), commit.clone(), kind.clone(), base.clone());
+                        let (runner, commit, base) = (runner.clone(), commit.clone(), base.clone());
                         async move {
-                            match runner.load(&commit, base.as_ref(), kind).await {
+                            match runner.load(&commit, base.as_ref()).await {
                                 Ok(loaded) => Status::ok(loaded),
                                 // `git` failing to read a fetched commit is the machine's
                                 // trouble, not the file's: try again rather than fail.
@@ -237,13 +237,8 @@ impl PipelineRunner {
     }
 
     /// Reads and parses the file of `commit`, with what its jobs' digests need; remembered.
-    async fn load(
-        &self,
-        commit: &Commit,
-        base: Option<&Commit>,
-        kind: TargetKind,
-    ) -> Result<Arc<Loaded>, String> {
-        let key: LoadKey = (commit.hash().clone(), base.map(|b| b.hash().clone()), kind);
+    async fn load(&self, commit: &Commit, base: Option<&Commit>) -> Result<Arc<Loaded>, String> {
+        let key: LoadKey = (commit.hash().clone(), base.map(|b| b.hash().clone()));
         if let Some((_, loaded)) = lock(&self.inner.loaded).iter().find(|(k, _)| *k == key) {
             return Ok(Arc::clone(loaded));
         }
