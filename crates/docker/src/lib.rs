@@ -223,17 +223,9 @@ pub enum Error {
     },
 }
 
-/// `error`, then each of its sources, separated by `: ` (for failure messages shown to users).
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
-}
+/// `error`, then each of its sources, separated by `: ` (the Git plugin's, which this plugin
+/// builds on).
+pub(crate) use datakit_ci_git::error_chain;
 
 /// Checks that `label` can name a cache branch (`<prefix>-<label>-…`).
 pub(crate) fn validate_label(label: &str) -> Result<(), Error> {
