@@ -17,7 +17,8 @@ use datakit_ci::local::{LocalCi, LocalCiConfig, LocalRepoSpec, ShellConfig, Test
 use datakit_ci::term::CommitHash;
 
 use crate::Scale;
-use crate::engine_group::sys::{Background, CpuTimes, git, output, run_with_input};
+use crate::engine_group::sys::{Background, CpuTimes};
+use crate::git::{command as git, output, run_with_input};
 use crate::report::{Figure, Report, Target};
 use crate::stats::quantile;
 

@@ -1,8 +1,7 @@
 //! What the engine figures read from the operating system and run as processes: the process's
-//! resident size and CPU times (`/proc/self/…`), and `git` commands with a fixed identity.
+//! resident size and CPU times (`/proc/self/…`). (`git` commands: `crate::git`.)
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -111,77 +110,6 @@ pub(crate) fn clock_ticks_per_second() -> f64 {
             .filter(|ticks: &f64| *ticks > 0.0)
             .unwrap_or(100.0)
     })
-}
-
-/// A `git` command run in `dir`, with a fixed author and committer and no user configuration.
-pub(super) fn git(dir: &Path) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new("git");
-    cmd.arg("-C")
-        .arg(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Bench")
-        .env("GIT_AUTHOR_EMAIL", "bench@example.com")
-        .env("GIT_COMMITTER_NAME", "Bench")
-        .env("GIT_COMMITTER_EMAIL", "bench@example.com")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    cmd
-}
-
-/// Runs `cmd`, failing unless it exits with status 0; returns its standard output.
-pub(super) async fn output(mut cmd: tokio::process::Command) -> anyhow::Result<String> {
-    let shown = format!("{:?}", cmd.as_std());
-    let output = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .await
-        .with_context(|| format!("run {shown}"))?;
-    if !output.status.success() {
-        bail!(
-            "{shown} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    String::from_utf8(output.stdout).with_context(|| format!("output of {shown} is not UTF-8"))
-}
-
-/// Runs `cmd` with `input` on its standard input, failing unless it exits with status 0.
-pub(super) async fn run_with_input(
-    mut cmd: tokio::process::Command,
-    input: String,
-) -> anyhow::Result<String> {
-    use tokio::io::AsyncWriteExt;
-    let shown = format!("{:?}", cmd.as_std());
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("run {shown}"))?;
-    let mut stdin = child.stdin.take().context("no stdin pipe")?;
-    let writer = tokio::spawn(async move {
-        stdin.write_all(input.as_bytes()).await?;
-        stdin.shutdown().await
-    });
-    let output = child
-        .wait_with_output()
-        .await
-        .with_context(|| format!("wait for {shown}"))?;
-    writer
-        .await
-        .context("stdin writer")?
-        .with_context(|| format!("write to {shown}"))?;
-    if !output.status.success() {
-        bail!(
-            "{shown} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    String::from_utf8(output.stdout).with_context(|| format!("output of {shown} is not UTF-8"))
 }
 
 /// A background task (the engine, the local CI) that should run until cancelled: waits on
