@@ -31,7 +31,7 @@ use crate::github::{GithubOptions, WebhookAdapter};
 
 mod docker;
 
-pub use docker::{DockerBuildSpec, DockerConfig, DockerTestSpec, TestImage};
+pub use docker::{DockerBuildSpec, DockerConfig, DockerTestSpec, ExecutorChoice, TestImage};
 
 /// A local repository to test, under a forge id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -255,16 +255,23 @@ pub fn shell_projects(
     } else {
         None
     };
+    let executor = docker_hosts
+        .as_ref()
+        .or(pipeline_hosts.as_ref())
+        .map(|hosts| config.docker.executor(hosts, services))
+        .transpose()?;
     repos
         .iter()
         .map(|source| {
             let repo = source.repo.clone();
             let docker = docker_hosts
                 .as_ref()
-                .map(|hosts| {
+                .zip(executor.as_ref())
+                .map(|(hosts, executor)| {
                     docker::DockerJobs::new(
                         &config.docker,
                         hosts,
+                        executor,
                         config.timeout,
                         &config.pass_env,
                         services,
@@ -285,6 +292,7 @@ pub fn shell_projects(
                     environment: command_config.environment.clone(),
                     job_slots: command_config.job_slots.clone(),
                     docker: pipeline_hosts.clone(),
+                    executor: executor.clone(),
                     secrets_dir: Some(pipeline_secrets.clone()),
                 };
                 PipelineRunner::new(&repo, &source.id.to_string(), config, services)

@@ -17,9 +17,10 @@ use datakit_ci_git::{Commit, JobEnvironment, Services};
 use datakit_ci_store::{BranchName, Snapshot};
 use datakit_ci_term::{JobId, Term};
 
+use crate::executor::Executor;
 use crate::host::Hosts;
 use crate::image::Image;
-use crate::request::{ContainerRequest, container_environment};
+use crate::request::{ContainerRequest, Priority, container_environment};
 use crate::{Error, display_command, error_chain, validate_label};
 
 /// How a [`Command`] runs.
@@ -90,6 +91,18 @@ impl Command {
         config: CommandConfig,
         services: &Services,
     ) -> Result<Command, Error> {
+        Command::on(Executor::from(hosts.clone()), label, argv, config, services)
+    }
+
+    /// [`Command::new`], with the containers run by `executor` (e.g. a
+    /// [`Swarm`](crate::Swarm)) instead of Docker hosts.
+    pub fn on(
+        executor: Executor,
+        label: &str,
+        argv: Vec<String>,
+        config: CommandConfig,
+        services: &Services,
+    ) -> Result<Command, Error> {
         validate_label(label)?;
         if argv.is_empty() {
             return Err(Error::InvalidLabel {
@@ -98,7 +111,7 @@ impl Command {
             });
         }
         let run = DockerRun {
-            hosts: hosts.clone(),
+            executor,
             label: label.to_owned(),
             argv,
             config,
@@ -177,14 +190,14 @@ impl std::fmt::Debug for Command {
 
 /// The builder behind a [`Command`].
 struct DockerRun {
-    hosts: Hosts,
+    executor: Executor,
     label: String,
     argv: Vec<String>,
     config: CommandConfig,
 }
 
 impl DockerRun {
-    /// Runs the container through [`Hosts::run_container`].
+    /// Runs the container through the executor.
     async fn run_somewhere(
         &self,
         build: &Build<'_>,
@@ -204,8 +217,11 @@ impl DockerRun {
             memory: self.config.memory,
             cpus: self.config.cpus,
             timeout: self.config.timeout,
+            priority: Priority::of_job(job),
+            pool: None,
+            stall_timeout: None,
         };
-        self.hosts
+        self.executor
             .run_container(&request, build.log, build.cancel)
             .await
     }

@@ -322,15 +322,21 @@ impl Drop for ContainerGuard {
 }
 
 /// What a synchronous removal found.
-enum Removal {
+pub(crate) enum Removal {
     Removed,
     NotFound,
 }
 
 /// `DELETE /containers/<id>?force=true&v=true` on the daemon at `url`, synchronously.
 fn remove_now(url: &str, id: &str) -> std::io::Result<Removal> {
+    delete_now(url, &format!("/containers/{id}?force=true&v=true"))
+}
+
+/// `DELETE <path>` on the daemon at `url`, synchronously (for removals when no task can run
+/// any more).
+pub(crate) fn delete_now(url: &str, path: &str) -> std::io::Result<Removal> {
     let request = format!(
-        "DELETE /containers/{id}?force=true&v=true HTTP/1.1\r\nHost: docker\r\n\
+        "DELETE {path} HTTP/1.1\r\nHost: docker\r\n\
          Connection: close\r\nContent-Length: 0\r\n\r\n"
     );
     let timeout = Some(Duration::from_secs(10));
@@ -350,7 +356,7 @@ fn remove_now(url: &str, id: &str) -> std::io::Result<Removal> {
     }
     let status_line = String::from_utf8_lossy(&response);
     let status_line = status_line.lines().next().unwrap_or_default();
-    if status_line.contains(" 204") {
+    if status_line.contains(" 204") || status_line.contains(" 200") {
         Ok(Removal::Removed)
     } else if status_line.contains(" 404") {
         Ok(Removal::NotFound)

@@ -53,18 +53,22 @@ mod archive;
 mod build;
 mod command;
 mod container;
+mod executor;
 mod host;
 mod image;
 mod instance;
 mod prune;
 mod request;
+mod swarm;
 
 pub use build::{BuildConfig, Builder};
 pub use command::{Command, CommandConfig};
+pub use executor::{ContainerExecutor, Executor};
 pub use host::{HostSpec, Hosts};
 pub use image::Image;
 pub use instance::Instance;
-pub use request::{ContainerRequest, container_environment};
+pub use request::{ContainerRequest, Priority, container_environment};
+pub use swarm::{NodeView, POOL_LABEL, Swarm, SwarmConfig};
 
 /// Where a [`Command`]'s container gets the commit's tree (without `.git`), and its default
 /// working directory.
@@ -211,6 +215,35 @@ pub enum Error {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// An image could not be pushed to the registry.
+    #[error("cannot push {image}: {message}")]
+    Push {
+        /// The image's name.
+        image: String,
+        /// The daemon's or registry's message.
+        message: String,
+    },
+    /// The node running the job went down or was drained (Swarm).
+    #[error("the job's {reason}")]
+    NodeLost {
+        /// Which node, and what happened to it.
+        reason: String,
+    },
+    /// The job's task gave no output and did not change state for too long (Swarm).
+    #[error("no output and no change of state for {}: the task is stuck", humantime::format_duration(*.after))]
+    Stalled {
+        /// The stall timeout that expired.
+        after: std::time::Duration,
+    },
+    /// The job's task ended without its command's exit status (Swarm): rejected by its node
+    /// (e.g. an image it cannot pull), shut down, or lost.
+    #[error("the job's task {state}: {message}")]
+    Task {
+        /// The task's last state, e.g. `rejected`.
+        state: String,
+        /// Swarm's message.
+        message: String,
     },
     /// The host's job pool cannot be made.
     #[error("cannot create the pool of Docker host {host:?}")]

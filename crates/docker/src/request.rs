@@ -49,6 +49,47 @@ pub struct ContainerRequest<'a> {
     pub cpus: Option<f64>,
     /// The longest the container may run (not counting the wait for a slot); `None`: no limit.
     pub timeout: Option<Duration>,
+    /// How soon the job should run when its executor has more jobs than room (the Swarm
+    /// executor's queue; the Docker hosts' pools are first come, first served).
+    pub priority: Priority,
+    /// The machines that may run it: on Swarm, the nodes labelled `pool=<name>`; `None`: any.
+    /// The Docker hosts have no pools: they ignore it.
+    pub pool: Option<&'a str>,
+    /// How long the command may go without output (and, on Swarm, without a change of its
+    /// task's state) before it is taken as stuck and submitted again; `None`: the executor's
+    /// default. The Docker hosts do not watch for this.
+    pub stall_timeout: Option<Duration>,
+}
+
+/// How soon a job should run when its executor is busy: pull requests before branches and tags,
+/// and both before bulk work (scheduled re-runs, mass rebuilds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    /// A pull request's job: someone is waiting for it.
+    PullRequest,
+    /// A branch's or tag's job.
+    Ref,
+    /// Work nobody waits for: a schedule's re-run, a rebuild of many targets.
+    Bulk,
+}
+
+impl Priority {
+    /// The priority's name, as the log shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Priority::PullRequest => "pull request",
+            Priority::Ref => "branch or tag",
+            Priority::Bulk => "bulk",
+        }
+    }
+
+    /// The usual priority of `job`'s containers: a pull request's before a branch's or tag's.
+    pub fn of_job(job: &JobId) -> Priority {
+        match job.target() {
+            datakit_ci_term::TargetId::Pr(..) => Priority::PullRequest,
+            datakit_ci_term::TargetId::Ref(..) => Priority::Ref,
+        }
+    }
 }
 
 /// The documented variables of a container of `job` on `commit` (`CI`, `DATAKIT_CI_*`, without

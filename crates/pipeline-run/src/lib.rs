@@ -55,7 +55,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use datakit_ci_cache::Cache;
-use datakit_ci_docker::{BuildConfig, Hosts, Image};
+use datakit_ci_docker::{BuildConfig, Executor, Hosts, Image};
 use datakit_ci_engine::{Plan, PlannedJob};
 use datakit_ci_git::{Commit, JobEnvironment, Repo, Services};
 use datakit_ci_pipeline::{FILE_NAME, Job, Runner, TargetKind};
@@ -110,6 +110,10 @@ pub struct RunnerConfig {
     /// so. Daemons are contacted when a step first needs one: a daemon that does not answer
     /// fails the steps in images only.
     pub docker: Option<Hosts>,
+    /// Where the containers of steps in images run, if not on the [`RunnerConfig::docker`]
+    /// hosts' pools: e.g. a [`Swarm`](datakit_ci_docker::Swarm) (images are still built on the
+    /// hosts).
+    pub executor: Option<Executor>,
     /// Where the values of `secrets` are: a file per name, its contents the value (one
     /// trailing newline removed); the binary uses `<secrets-dir>/pipeline`. Without it, a step
     /// with secrets fails saying so.
@@ -155,7 +159,10 @@ impl PipelineRunner {
                     job_slots: config.job_slots,
                 },
                 docker: DockerSteps {
-                    hosts: config.docker.clone(),
+                    executor: config
+                        .executor
+                        .clone()
+                        .or_else(|| config.docker.clone().map(Executor::from)),
                 },
                 secrets_dir: config.secrets_dir,
             },

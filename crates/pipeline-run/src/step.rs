@@ -2,14 +2,14 @@
 //! the job's input digest (see `key.rs`), not the commit: a commit whose inputs are those of an
 //! earlier run reuses that run's result, and the value records the commit the run was made on.
 //! A step runs on the CI's host (`HostSteps`) or in a container of its image on the Docker
-//! hosts (`DockerSteps`, through `Hosts::run_container`).
+//! hosts or a Swarm cluster (`DockerSteps`, through an `Executor`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datakit_ci_cache::{Build, Builder};
 use datakit_ci_docker::{
-    ContainerRequest, Error as DockerError, Hosts, Image, container_environment,
+    ContainerRequest, Error as DockerError, Executor, Image, Priority, container_environment,
 };
 use datakit_ci_git::{Commit, JobEnvironment, error_chain};
 use datakit_ci_log::LiveLog;
@@ -145,7 +145,7 @@ impl HostSteps {
 /// How steps run in Docker images: on these hosts, with the documented variables and those the
 /// host steps' environment passes on.
 pub(crate) struct DockerSteps {
-    pub(crate) hosts: Option<Hosts>,
+    pub(crate) executor: Option<Executor>,
 }
 
 impl DockerSteps {
@@ -160,7 +160,7 @@ impl DockerSteps {
         image: &Image,
         secrets: &[(String, String)],
     ) -> Result<(), Failure> {
-        let Some(hosts) = &self.hosts else {
+        let Some(executor) = &self.executor else {
             return Err(Failure::new(FailureKind::Other, NO_DOCKER));
         };
         let argv = vec!["sh".to_owned(), "-c".to_owned(), key.job.run.clone()];
@@ -184,17 +184,27 @@ impl DockerSteps {
             memory: None,
             cpus: None,
             timeout: Some(key.job.timeout),
+            // Scheduled re-runs are work nobody waits for.
+            priority: if key.job.schedule.is_some() {
+                Priority::Bulk
+            } else {
+                Priority::of_job(job_id)
+            },
+            pool: key.job.pool.as_deref(),
+            stall_timeout: key.job.stall_timeout,
         };
-        hosts
+        executor
             .run_container(&request, build.log, build.cancel)
             .await
             .map_err(|e| {
                 let kind = match &e {
                     DockerError::Exit { code, .. } => FailureKind::Exit(*code),
                     DockerError::Timeout { .. } => FailureKind::Timeout,
-                    DockerError::Unreachable { .. } | DockerError::Git { .. } => {
-                        FailureKind::Infrastructure
-                    }
+                    DockerError::Unreachable { .. }
+                    | DockerError::Git { .. }
+                    | DockerError::NodeLost { .. }
+                    | DockerError::Stalled { .. }
+                    | DockerError::Push { .. } => FailureKind::Infrastructure,
                     _ => FailureKind::Other,
                 };
                 Failure::new(kind, error_chain(&e))

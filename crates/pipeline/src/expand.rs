@@ -188,6 +188,8 @@ fn job(step: &Step, matrix: Vec<(String, String)>) -> Job {
         schedule: step.schedule.clone(),
         artifacts: step.artifacts.clone(),
         inputs: step.inputs.clone(),
+        pool: step.pool.clone(),
+        stall_timeout: step.stall_timeout,
     }
 }
 

@@ -75,6 +75,13 @@ pub(crate) struct StepDoc {
     /// Repository paths (files or directories) the job reads; none means the whole tree.
     #[serde(default)]
     pub(crate) inputs: Lenient<Vec<At<String>>>,
+    /// The machines the job may run on: on a Swarm cluster, the nodes labelled `pool=<name>`.
+    #[serde(default)]
+    pub(crate) pool: Lenient<At<String>>,
+    /// How long the job may give no output (on Swarm, nor change state) before it is taken as
+    /// stuck, removed and run again, e.g. `10m` (default: never; at most 24h).
+    #[serde(default)]
+    pub(crate) stall_timeout: Lenient<At<String>>,
 }
 
 /// Matrix keys, each with its values.

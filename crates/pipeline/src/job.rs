@@ -45,6 +45,12 @@ pub struct Job {
     pub artifacts: Vec<String>,
     /// Repository paths the job reads; empty means the whole tree.
     pub inputs: Vec<String>,
+    /// The machines the job may run on (on Swarm, the nodes labelled `pool=<name>`); `None`:
+    /// any. Not part of the digest: where a job runs does not change its work.
+    pub pool: Option<String>,
+    /// How long the job may give no output before it is taken as stuck and run again; `None`:
+    /// never. Not part of the digest.
+    pub stall_timeout: Option<Duration>,
 }
 
 /// Where a job's script runs.
@@ -224,6 +230,8 @@ mod tests {
             schedule: None,
             artifacts: vec![],
             inputs: vec!["src".into()],
+            pool: None,
+            stall_timeout: None,
         };
         assert_eq!(
             job.canonical_text(),

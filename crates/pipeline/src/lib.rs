@@ -103,6 +103,17 @@
 //!     timeout: 30m
 //! ```
 //!
+//! ## `pool` and `stall_timeout`
+//! Where a job in an image may run and when it counts as stuck, for the Swarm executor
+//! (`--executor swarm`): `pool` keeps the job on the nodes labelled `pool=<name>`
+//! (`docker node update --label-add pool=gpu NODE`); a job that gives no output and whose task
+//! does not change state for `stall_timeout` is removed and submitted again. Neither changes
+//! the job's digest: where a job runs does not change its work.
+//! ```yaml
+//!     pool: gpu
+//!     stall_timeout: 10m
+//! ```
+//!
 //! ## `retry`
 //! How many times a job may run in all (`attempts`, 1 to 10, default 1) and after which
 //! failures (`on`): `timeout`, `infrastructure` (the CI could not run it) or an exit code

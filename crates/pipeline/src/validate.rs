@@ -37,6 +37,8 @@ pub(crate) struct Step {
     pub(crate) schedule: Option<Schedule>,
     pub(crate) artifacts: Vec<String>,
     pub(crate) inputs: Vec<String>,
+    pub(crate) pool: Option<String>,
+    pub(crate) stall_timeout: Option<Duration>,
 }
 
 /// Checks `doc`, the step named `name`; its problems go to `problems`.
@@ -85,6 +87,24 @@ pub(crate) fn step(name: &At<String>, doc: StepDoc, problems: &mut Vec<Problem>)
         .timeout
         .0
         .map_or(DEFAULT_TIMEOUT, |t| timeout(&t, &mut p));
+    let stall_timeout = doc.stall_timeout.0.map(|t| self::timeout(&t, &mut p));
+    let pool = doc.pool.0.map(|pool| {
+        let valid = !pool.value.is_empty()
+            && pool
+                .value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !valid {
+            p.add(
+                pool.pos,
+                format!(
+                    "invalid pool {:?}: use ASCII letters, digits, '.', '_' and '-'",
+                    pool.value
+                ),
+            );
+        }
+        pool.value
+    });
     let retry = doc.retry.0.map(|r| retry(r, &mut p)).unwrap_or_default();
     let when = doc
         .when
@@ -143,6 +163,8 @@ pub(crate) fn step(name: &At<String>, doc: StepDoc, problems: &mut Vec<Problem>)
         schedule,
         artifacts,
         inputs,
+        pool,
+        stall_timeout,
     }
 }
 

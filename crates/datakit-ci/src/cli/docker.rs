@@ -7,7 +7,7 @@ use clap::Args;
 use datakit_ci_docker::HostSpec;
 
 use super::{UsageError, check_test_name};
-use crate::local::{DockerBuildSpec, DockerConfig, DockerTestSpec, TestImage};
+use crate::local::{DockerBuildSpec, DockerConfig, DockerTestSpec, ExecutorChoice, TestImage};
 
 /// Where containerised tests run, and the images they run in.
 #[derive(Debug, Args)]
@@ -28,6 +28,29 @@ pub struct DockerArgs {
     /// rebuild replaced them) and that are older than DURATION (e.g. `7days`); default: keep.
     #[arg(long = "docker-prune-after", value_name = "DURATION")]
     pub docker_prune_after: Option<humantime::Duration>,
+    /// Where containers run: `hosts` (each `--docker-host`, with `--docker-jobs` slots) or
+    /// `swarm` (as services of the Swarm cluster whose manager is the one `--docker-host`,
+    /// `--docker-jobs` at once, pull requests first).
+    #[arg(long = "executor", value_name = "EXECUTOR", default_value = "hosts")]
+    pub executor: ExecutorArg,
+    /// With `--executor swarm`: the registry (`HOST:PORT`) the nodes pull from; the image of
+    /// each job is pushed there and run by digest. Without it, jobs run on the manager's
+    /// images only (a cluster of one node).
+    #[arg(long = "registry", value_name = "HOST:PORT")]
+    pub registry: Option<String>,
+    /// With `--executor swarm`: a task that gives no output and does not change state for
+    /// DURATION is taken as stuck, removed and submitted again (default: never).
+    #[arg(long = "stall-timeout", value_name = "DURATION")]
+    pub stall_timeout: Option<humantime::Duration>,
+}
+
+/// The values of `--executor`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecutorArg {
+    /// The Docker hosts' pools.
+    Hosts,
+    /// A Docker Swarm cluster.
+    Swarm,
 }
 
 impl DockerArgs {
@@ -93,14 +116,61 @@ impl DockerArgs {
             Some(jobs) => jobs,
             None => std::thread::available_parallelism().map_or(1, usize::from),
         };
+        let executor = match self.executor {
+            ExecutorArg::Hosts => {
+                for (option, given) in [
+                    ("--registry", self.registry.is_some()),
+                    ("--stall-timeout", self.stall_timeout.is_some()),
+                ] {
+                    if given {
+                        return Err(error(option, "", "only with --executor swarm".into()));
+                    }
+                }
+                ExecutorChoice::Hosts
+            }
+            ExecutorArg::Swarm => {
+                if hosts.len() != 1 {
+                    return Err(error(
+                        "--executor",
+                        "swarm",
+                        format!(
+                            "needs exactly one --docker-host, the Swarm manager; {} given",
+                            hosts.len()
+                        ),
+                    ));
+                }
+                if let Some(registry) = &self.registry {
+                    check_registry(registry)
+                        .map_err(|reason| error("--registry", registry, reason))?;
+                }
+                ExecutorChoice::Swarm {
+                    registry: self.registry,
+                    stall_timeout: self.stall_timeout.map(Into::into),
+                }
+            }
+        };
         Ok(DockerConfig {
             tests,
             builds,
             hosts,
             jobs_per_host,
             prune_after: self.docker_prune_after.map(Into::into),
+            executor,
         })
     }
+}
+
+/// Checks a registry address: `HOST:PORT`, without a scheme or a path.
+fn check_registry(registry: &str) -> Result<(), String> {
+    let Some((host, port)) = registry.rsplit_once(':') else {
+        return Err("expected HOST:PORT".to_owned());
+    };
+    if host.is_empty() || host.contains(['/', ' ']) {
+        return Err("expected HOST:PORT, without a scheme or a path".to_owned());
+    }
+    port.parse::<u16>()
+        .map_err(|_| format!("{port:?} is not a port number"))?;
+    Ok(())
 }
 
 /// `NAME@IMAGE=COMMAND` or `NAME@build:STEP=COMMAND` as a containerised test; `None` for a

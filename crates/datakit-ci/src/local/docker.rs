@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use datakit_ci_docker::{
-    BuildConfig, Builder, Command, CommandConfig, HostSpec, Hosts, Image, Instance,
+    BuildConfig, Builder, Command, CommandConfig, Executor, HostSpec, Hosts, Image, Instance,
+    Swarm, SwarmConfig,
 };
 use datakit_ci_git::{Commit, JobEnvironment, Services};
 use datakit_ci_term::Term;
@@ -61,6 +62,24 @@ pub struct DockerConfig {
     /// Remove, at start, the built images no cache entry refers to any more once older than
     /// this; `None`: keep them.
     pub prune_after: Option<Duration>,
+    /// Where the containers run.
+    pub executor: ExecutorChoice,
+}
+
+/// Where containers run: `--executor`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ExecutorChoice {
+    /// On the Docker hosts, each with a pool of `jobs_per_host` slots.
+    #[default]
+    Hosts,
+    /// As services of the Swarm cluster whose manager is the one Docker host, `jobs_per_host`
+    /// at once; images are built on the manager.
+    Swarm {
+        /// The registry the nodes pull the jobs' images from (`HOST:PORT`).
+        registry: Option<String>,
+        /// How long a task may give no output and not change state before it is taken as stuck.
+        stall_timeout: Option<Duration>,
+    },
 }
 
 impl Default for DockerConfig {
@@ -72,6 +91,7 @@ impl Default for DockerConfig {
             hosts: vec![HostSpec::local_default()],
             jobs_per_host: std::thread::available_parallelism().map_or(1, usize::from),
             prune_after: None,
+            executor: ExecutorChoice::Hosts,
         }
     }
 }
@@ -103,6 +123,33 @@ impl DockerConfig {
         self.unstarted_hosts(services)
     }
 
+    /// Where the containers of `hosts`' CI run: the hosts themselves, or the Swarm cluster
+    /// they manage (whose reconciliation of what a previous run left starts now, in the
+    /// background).
+    pub(crate) fn executor(
+        &self,
+        hosts: &Hosts,
+        services: &Services,
+    ) -> Result<Executor, StartError> {
+        match &self.executor {
+            ExecutorChoice::Hosts => Ok(Executor::from(hosts.clone())),
+            ExecutorChoice::Swarm {
+                registry,
+                stall_timeout,
+            } => {
+                let config = SwarmConfig {
+                    jobs: self.jobs_per_host,
+                    registry: registry.clone(),
+                    stall_timeout: *stall_timeout,
+                    ..SwarmConfig::default()
+                };
+                let swarm = Swarm::new(hosts.clone(), config, services)?;
+                swarm.start_reconciling();
+                Ok(std::sync::Arc::new(swarm))
+            }
+        }
+    }
+
     fn unstarted_hosts(&self, services: &Services) -> Result<Hosts, StartError> {
         // The store is `<state-dir>/state.git`: the instance id lives beside it.
         let state_dir = services.store.path().parent().unwrap_or(Path::new("."));
@@ -129,11 +176,12 @@ enum ImageOf {
 }
 
 impl DockerJobs {
-    /// The steps of `config` for `repo`, on `hosts`, with the tests' timeout and passed
-    /// variables.
+    /// The steps of `config` for `repo`, built on `hosts` and run by `executor`, with the
+    /// tests' timeout and passed variables.
     pub(crate) fn new(
         config: &DockerConfig,
         hosts: &Hosts,
+        executor: &Executor,
         timeout: Option<Duration>,
         pass_env: &[(String, OsString)],
         services: &Services,
@@ -175,8 +223,13 @@ impl DockerJobs {
             .iter()
             .map(|test| {
                 let argv = vec!["sh".to_owned(), "-c".to_owned(), test.command.clone()];
-                let command =
-                    Command::new(hosts, &test.name, argv, command_config.clone(), services)?;
+                let command = Command::on(
+                    executor.clone(),
+                    &test.name,
+                    argv,
+                    command_config.clone(),
+                    services,
+                )?;
                 let image = match &test.image {
                     TestImage::Published(name) => ImageOf::Published(Image::of_published(name)),
                     TestImage::Built(step) => {

@@ -2,7 +2,7 @@
 //! `/src`, the variables given, the output in the log, the exit status as the outcome, and no
 //! container left.
 
-use datakit_ci_docker::{ContainerRequest, Error, Image, container_environment};
+use datakit_ci_docker::{ContainerRequest, Error, Image, Priority, container_environment};
 use datakit_ci_git::JobEnvironment;
 use datakit_ci_log::LiveLogSpec;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +43,9 @@ async fn a_container_of_a_job_runs_once_with_the_tree_and_the_variables_given() 
         memory: None,
         cpus: None,
         timeout: None,
+        priority: Priority::of_job(&job),
+        pool: None,
+        stall_timeout: None,
     };
     let cancel = CancellationToken::new();
 

@@ -55,9 +55,13 @@ fn every_key_is_read() {
     schedule: "0 3 * * MON-FRI"
     artifacts: [target/release/app, "reports/*.xml"]
     inputs: [src, Cargo.toml]
+    pool: gpu
+    stall_timeout: 10m
 "#,
     );
     assert_eq!(job.run, "cargo test\necho done\n");
+    assert_eq!(job.pool.as_deref(), Some("gpu"));
+    assert_eq!(job.stall_timeout, Some(Duration::from_secs(600)));
     assert_eq!(job.runner, Runner::Image("rust:1.95".into()));
     let env: BTreeMap<String, String> = [
         ("DEBUG", "false"),
@@ -210,10 +214,12 @@ fn json_schema_describes_the_steps() {
             "manual",
             "matrix",
             "needs",
+            "pool",
             "retry",
             "run",
             "schedule",
             "secrets",
+            "stall_timeout",
             "timeout",
             "when"
         ]
