@@ -1,6 +1,8 @@
 //! Test support shared by datakit-ci's crates (a dev-dependency only): the real `git`, to check
-//! what a store or a repository holds, and the real Docker engine ([`docker`]: the tests' base
-//! image, and the removal of what a test's CI instance made there).
+//! what a store or a repository holds, the real Docker engine ([`docker`]: the tests' base
+//! image, and the removal of what a test's CI instance made there), and a real multi-node Docker
+//! Swarm with a registry ([`swarm`]: the host's daemon as manager, worker `dockerd`s in network
+//! namespaces; the `datakit-ci-swarm up|down` program drives it by hand and in `.ci/run`).
 //!
 //! ```no_run
 //! # let git_dir = std::path::Path::new("state.git");
@@ -11,6 +13,7 @@
 pub mod docker;
 #[cfg(feature = "github")]
 pub mod github;
+pub mod swarm;
 
 use std::io::Write as _;
 use std::path::Path;

@@ -1,0 +1,368 @@
+//! What the harness does to the machine: programs it runs, daemons it starts detached (so they
+//! outlive the test program that started them, for the next one to reuse), processes it kills,
+//! network namespaces, veth pairs and mounts.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::SwarmError;
+
+/// Runs `program args` and returns what it printed, trimmed; fails naming the command and its
+/// error output unless it succeeds.
+pub(crate) fn run(program: &str, args: &[&str]) -> Result<String, SwarmError> {
+    let output = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| SwarmError::Spawn {
+            program: program.to_owned(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(SwarmError::Command {
+            command: format!("{program} {}", args.join(" ")),
+            status: output.status.to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// Fails naming the Debian package to install unless every program the harness runs is on
+/// `PATH`.
+pub(crate) fn check_programs() -> Result<(), SwarmError> {
+    const NEEDED: &[(&str, &str)] = &[
+        ("docker", "docker.io"),
+        ("dockerd", "docker.io"),
+        ("ip", "iproute2"),
+        ("nsenter", "util-linux"),
+        ("setsid", "util-linux"),
+        ("kill", "procps"),
+        ("socat", "socat"),
+        ("docker-registry", "docker-registry"),
+    ];
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for (program, package) in NEEDED {
+        let found = std::env::split_paths(&path).any(|dir| dir.join(program).is_file());
+        if !found {
+            return Err(SwarmError::MissingProgram { program, package });
+        }
+    }
+    Ok(())
+}
+
+/// An exclusive `flock` on a file, released when dropped (or when the process dies, so a
+/// crashed test never leaves the cluster locked).
+#[derive(Debug)]
+pub(crate) struct Lock {
+    _file: File,
+}
+
+fn open_lock_file(path: &Path) -> Result<File, SwarmError> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|source| SwarmError::Io {
+            what: format!("open the lock file {}", path.display()),
+            source,
+        })
+}
+
+impl Lock {
+    /// Waits for the lock.
+    pub(crate) fn acquire(path: &Path) -> Result<Lock, SwarmError> {
+        let file = open_lock_file(path)?;
+        file.lock().map_err(|source| SwarmError::Io {
+            what: format!("lock {}", path.display()),
+            source,
+        })?;
+        Ok(Lock { _file: file })
+    }
+
+    /// The lock if nobody holds it.
+    pub(crate) fn try_acquire(path: &Path) -> Result<Option<Lock>, SwarmError> {
+        let file = open_lock_file(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Lock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(source)) => Err(SwarmError::Io {
+                what: format!("lock {}", path.display()),
+                source,
+            }),
+        }
+    }
+}
+
+pub(crate) fn create_dir(path: &Path) -> Result<(), SwarmError> {
+    std::fs::create_dir_all(path).map_err(|source| SwarmError::Io {
+        what: format!("create {}", path.display()),
+        source,
+    })
+}
+
+pub(crate) fn write_file(path: &Path, contents: &str) -> Result<(), SwarmError> {
+    std::fs::write(path, contents).map_err(|source| SwarmError::Io {
+        what: format!("write {}", path.display()),
+        source,
+    })
+}
+
+/// A daemon the harness starts: its program, its pid file and its log.
+#[derive(Debug, Clone)]
+pub(crate) struct Daemon {
+    /// The name its command line must contain, so that a recycled pid is not taken for it.
+    pub(crate) program: &'static str,
+    pub(crate) pidfile: PathBuf,
+    pub(crate) log: PathBuf,
+}
+
+impl Daemon {
+    /// The daemon's pid if it is running.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(&self.pidfile)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        process_runs(pid, self.program).then_some(pid)
+    }
+
+    /// Starts `command` (whose command line contains `program`) in a session of its own, forked
+    /// away from this process so that it outlives the test program, in network namespace
+    /// `netns` if given; writes its pid file and waits until the process runs.
+    pub(crate) fn start(&self, netns: Option<&str>, command: &[&str]) -> Result<(), SwarmError> {
+        // `sh` writes its own pid, then becomes the daemon (through `nsenter`, which execs without
+        // forking when it enters a network namespace only).
+        let mut args: Vec<String> = vec![
+            "-f".into(),
+            "sh".into(),
+            "-c".into(),
+            "echo $$ > \"$0\"; exec \"$@\"".into(),
+            self.pidfile.display().to_string(),
+        ];
+        if let Some(netns) = netns {
+            args.push("nsenter".into());
+            args.push(format!("--net=/var/run/netns/{netns}"));
+        }
+        args.extend(command.iter().map(|s| (*s).to_owned()));
+        let _ = std::fs::remove_file(&self.pidfile);
+        let log = File::create(&self.log).map_err(|source| SwarmError::Io {
+            what: format!("create {}", self.log.display()),
+            source,
+        })?;
+        let log_err = log.try_clone().map_err(|source| SwarmError::Io {
+            what: format!("open {}", self.log.display()),
+            source,
+        })?;
+        let status = Command::new("setsid")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .status()
+            .map_err(|source| SwarmError::Spawn {
+                program: "setsid".to_owned(),
+                source,
+            })?;
+        if !status.success() {
+            return Err(SwarmError::Command {
+                command: format!("setsid {}", args.join(" ")),
+                status: status.to_string(),
+                stderr: String::new(),
+            });
+        }
+        wait_until(
+            Duration::from_secs(10),
+            &format!("{} to start", self.program),
+            || Ok(self.pid().is_some()),
+        )
+        .map_err(|e| self.with_log(e))
+    }
+
+    /// Adds the end of the daemon's log to a failure.
+    pub(crate) fn with_log(&self, error: SwarmError) -> SwarmError {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        SwarmError::Daemon {
+            program: self.program,
+            log: self.log.clone(),
+            tail: tail.join("\n"),
+            source: Box::new(error),
+        }
+    }
+}
+
+/// Whether `pid` is a live (not zombie) process whose command line contains `program`.
+fn process_runs(pid: u32, program: &str) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name in parentheses, which may itself contain spaces.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    if matches!(state, Some('Z' | 'X') | None) {
+        return false;
+    }
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).contains(program))
+        .unwrap_or(false)
+}
+
+/// Kills with SIGKILL every process in network namespace `netns` or in a cgroup under
+/// `cgroup` (the containers, which have namespaces of their own): a node lost the hard way.
+pub(crate) fn kill_node(netns: &str, cgroup: &str) -> Result<(), SwarmError> {
+    let ns_inode = std::fs::metadata(format!("/var/run/netns/{netns}"))
+        .ok()
+        .map(|m| m.ino());
+    let in_cgroup = format!(":/{cgroup}/");
+    let cgroup_root = format!(":/{cgroup}\n");
+    // Processes fork while we look (dockerd restarts containerd): look again until none is left.
+    for _ in 0..20 {
+        let mut victims = Vec::new();
+        let entries = std::fs::read_dir("/proc").map_err(|source| SwarmError::Io {
+            what: "list /proc".to_owned(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let in_ns = ns_inode.is_some()
+                && std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                    .map(|m| Some(m.ino()) == ns_inode)
+                    .unwrap_or(false);
+            let cgroups =
+                std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            let in_cg = cgroups.contains(&in_cgroup) || cgroups.contains(&cgroup_root);
+            if (in_ns || in_cg) && process_runs(pid, "") {
+                victims.push(pid.to_string());
+            }
+        }
+        if victims.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec!["-KILL"];
+        args.extend(victims.iter().map(String::as_str));
+        // A process may end between the look and the kill: that is what we want anyway.
+        let _ = run("kill", &args);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(SwarmError::Timeout {
+        what: format!("the processes of {netns} to end"),
+        waited: Duration::from_secs(2),
+    })
+}
+
+/// Lazily unmounts every mount under `dir` (deepest first): a daemon killed with SIGKILL
+/// leaves its layer and `fuse-overlayfs` mounts behind.
+pub(crate) fn unmount_under(dir: &Path) -> Result<(), SwarmError> {
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| SwarmError::Io {
+            what: "read /proc/self/mountinfo".to_owned(),
+            source,
+        })?;
+    let prefix = format!("{}/", dir.display());
+    let mut points: Vec<&str> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|point| point.starts_with(&prefix) || *point == prefix.trim_end_matches('/'))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    points.dedup();
+    for point in points {
+        // Mount points with spaces are escaped (\040) in mountinfo; ours have none.
+        let _ = run("umount", &["-l", point]);
+    }
+    Ok(())
+}
+
+/// Polls `ready` every 100 ms until it says yes, for at most `limit`.
+pub(crate) fn wait_until(
+    limit: Duration,
+    what: &str,
+    mut ready: impl FnMut() -> Result<bool, SwarmError>,
+) -> Result<(), SwarmError> {
+    let start = Instant::now();
+    loop {
+        if ready()? {
+            return Ok(());
+        }
+        if start.elapsed() > limit {
+            return Err(SwarmError::Timeout {
+                what: what.to_owned(),
+                waited: limit,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether network namespace `name` exists.
+pub(crate) fn netns_exists(name: &str) -> bool {
+    Path::new("/var/run/netns").join(name).exists()
+}
+
+/// Makes network namespace `netns` joined to the host by a veth pair: `host_if` on the host
+/// with `host_addr`, `eth0` in the namespace with `addr`, each the other's point-to-point peer
+/// (no bridge: the host's Docker filters bridged traffic), and a default route to the host.
+pub(crate) fn make_netns(
+    netns: &str,
+    host_if: &str,
+    host_addr: &str,
+    addr: &str,
+) -> Result<(), SwarmError> {
+    // A half-made namespace (an interrupted earlier run) is made again from scratch.
+    if netns_exists(netns) {
+        let _ = run("ip", &["netns", "del", netns]);
+    }
+    let _ = run("ip", &["link", "del", host_if]);
+    run("ip", &["netns", "add", netns])?;
+    run(
+        "ip",
+        &[
+            "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", netns,
+        ],
+    )?;
+    let host_local = format!("{host_addr}/32");
+    let peer = format!("{addr}/32");
+    run(
+        "ip",
+        &["addr", "add", &host_local, "peer", &peer, "dev", host_if],
+    )?;
+    run("ip", &["link", "set", host_if, "up"])?;
+    run(
+        "ip",
+        &[
+            "-n",
+            netns,
+            "addr",
+            "add",
+            &peer,
+            "peer",
+            &host_local,
+            "dev",
+            "eth0",
+        ],
+    )?;
+    run("ip", &["-n", netns, "link", "set", "eth0", "up"])?;
+    run("ip", &["-n", netns, "link", "set", "lo", "up"])?;
+    run(
+        "ip",
+        &["-n", netns, "route", "add", "default", "via", host_addr],
+    )?;
+    Ok(())
+}
+
+/// Deletes network namespace `netns` (its veth pair goes with it).
+pub(crate) fn delete_netns(netns: &str, host_if: &str) {
+    let _ = run("ip", &["netns", "del", netns]);
+    let _ = run("ip", &["link", "del", host_if]);
+}
