@@ -112,6 +112,10 @@ async fn make(
         }),
         None,
     );
+    // The registry's digest is in the push's last status (`<tag>: digest: sha256:… size: …`);
+    // the image's `RepoDigests` also get it, but only once the daemon has recorded it.
+    let mut digest = None;
+    let mut statuses = Vec::new();
     while let Some(info) = pushed.next().await {
         let info = info.map_err(api(format!("push {name} to {registry}")))?;
         if let Some(detail) = info.error_detail {
@@ -120,6 +124,15 @@ async fn make(
                 message: detail.message.unwrap_or_else(|| "no message".to_owned()),
             });
         }
+        if let Some(status) = info.status {
+            if let Some(found) = digest_in(&status) {
+                digest = Some(found.to_owned());
+            }
+            statuses.push(status);
+        }
+    }
+    if let Some(digest) = digest {
+        return Ok(format!("{repository}@{digest}"));
     }
     let inspected = target
         .docker
@@ -134,8 +147,21 @@ async fn make(
         .find(|d| d.starts_with(&prefix))
         .ok_or(Error::Push {
             image: name,
-            message: format!("{registry} did not give the image a digest"),
+            message: format!(
+                "{registry} gave no digest; the push said: {}",
+                statuses.join("; ")
+            ),
         })
+}
+
+/// The `sha256:<64 hex>` digest a push status gives, if it gives one.
+fn digest_in(status: &str) -> Option<&str> {
+    let start = status.find("digest: sha256:")? + "digest: ".len();
+    let digest = status.get(start..start + "sha256:".len() + 64)?;
+    digest[7..]
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit())
+        .then_some(digest)
 }
 
 /// Builds `FROM <image>` plus the commit's tree in [`SOURCE_DIR`], tagged `<repository>:<tag>`.
@@ -221,4 +247,20 @@ async fn build(
     inspected.id.ok_or_else(|| Error::BuildFailed {
         message: format!("image {name} has no id"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_is_read_from_the_push_status() {
+        let hex = "0123456789abcdef".repeat(4);
+        assert_eq!(
+            digest_in(&format!("ab12: digest: sha256:{hex} size: 527")),
+            Some(format!("sha256:{hex}").as_str())
+        );
+        assert_eq!(digest_in("Pushed"), None);
+        assert_eq!(digest_in("digest: sha256:short"), None);
+    }
 }
