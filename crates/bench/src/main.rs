@@ -125,6 +125,7 @@ mod engine_group;
 mod git;
 mod github_group;
 mod pipeline_group;
+mod swarm_group;
 mod report;
 mod stats;
 mod targets;
@@ -175,6 +176,8 @@ enum Group {
     Docker,
     /// The pipeline file: a docs-only change against a full run, parse + plan of a big file.
     Pipeline,
+    /// The Swarm executor on a real three-worker swarm: dispatch, makespan, node loss.
+    Swarm,
 }
 
 /// How big the measured workloads are.
@@ -221,6 +224,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             Group::Github => github_group::run(scale, &mut report).await,
             Group::Docker => docker_group::run(scale, &mut report).await,
             Group::Pipeline => pipeline_group::run(scale, &mut report).await,
+            Group::Swarm => swarm_group::run(scale, &mut report).await,
         }
     })?;
     println!("{}", report.summary());
