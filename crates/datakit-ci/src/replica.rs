@@ -212,14 +212,18 @@ impl Replica {
                 ],
             )
             .await;
-        if let Err(error) = fetched {
+        if let Err(error) = &fetched {
             self.report(&error);
             // What an earlier run fetched is still worth showing at start.
             if !self.refs.is_empty() {
                 return BTreeSet::new();
             }
         }
-        let listing = match self.remote.git(&path, &["for-each-ref", LIST_FORMAT, "refs/heads/"]).await {
+        let listing = match self
+            .remote
+            .git(&path, &["for-each-ref", LIST_FORMAT, "refs/heads/"])
+            .await
+        {
             Ok(listing) => listing,
             Err(error) => {
                 self.report(&error);

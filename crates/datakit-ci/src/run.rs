@@ -190,7 +190,8 @@ fn program_options_given<A: Args>(matches: &clap::ArgMatches) -> Vec<String> {
     A::augment_args(clap::Command::new("program"))
         .get_arguments()
         .filter(|arg| {
-            matches.value_source(arg.get_id().as_str()) == Some(clap::parser::ValueSource::CommandLine)
+            matches.value_source(arg.get_id().as_str())
+                == Some(clap::parser::ValueSource::CommandLine)
         })
         .map(|arg| match arg.get_long() {
             Some(long) => format!("--{long}"),

@@ -13,7 +13,9 @@ use common::{Ci, Repo, Scratch, State, free_port, http_exchange, http_get, run_g
 fn publish_trouble(port: u16) -> Option<String> {
     let page = http_get(port, "/")?;
     let start = page.find("<th>publish store</th>")?;
-    let end = page[start..].find("</tr>").map_or(page.len(), |end| start + end);
+    let end = page[start..]
+        .find("</tr>")
+        .map_or(page.len(), |end| start + end);
     Some(page[start..end].to_owned())
 }
 
@@ -21,7 +23,11 @@ fn publish_trouble(port: u16) -> Option<String> {
 fn refs(repo: &Path) -> String {
     run_git(
         repo,
-        &["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/"],
+        &[
+            "for-each-ref",
+            "--format=%(objectname) %(refname)",
+            "refs/heads/",
+        ],
     )
 }
 
@@ -58,7 +64,10 @@ fn issue_18_the_store_is_published_a_failed_push_shows_until_the_remote_returns(
     );
 
     // The remote comes back: the next retry publishes, and the trouble goes.
-    run_git(scratch.path("").as_path(), &["init", "--quiet", "--bare", "remote.git"]);
+    run_git(
+        scratch.path("").as_path(),
+        &["init", "--quiet", "--bare", "remote.git"],
+    );
     wait_until(
         "the published metadata to have the status",
         || {
@@ -76,12 +85,12 @@ fn issue_18_the_store_is_published_a_failed_push_shows_until_the_remote_returns(
         },
         || format!("{:?}\n{}", publish_trouble(port), ci.report()),
     );
-    let status_path = format!(
-        "{}/commit/{main}/status/ci/datakit/build/state",
-        repo.id()
-    );
+    let status_path = format!("{}/commit/{main}/status/ci/datakit/build/state", repo.id());
     assert_eq!(
-        run_git(&remote, &["show", &format!("github-metadata:{status_path}")]),
+        run_git(
+            &remote,
+            &["show", &format!("github-metadata:{status_path}")]
+        ),
         "success"
     );
 
@@ -108,8 +117,15 @@ fn issue_18_the_store_is_published_a_failed_push_shows_until_the_remote_returns(
     datakit_ci_testkit::assert_fsck_clean(&clone);
     assert_eq!(refs(&clone), refs(&state.store()));
     assert!(
-        run_git(&clone, &["log", "--format=%s", "status-local-published-ref-heads-main"])
-            .contains("build -> "),
+        run_git(
+            &clone,
+            &[
+                "log",
+                "--format=%s",
+                "status-local-published-ref-heads-main"
+            ]
+        )
+        .contains("build -> "),
         "the history is readable from the clone"
     );
 }
@@ -119,7 +135,10 @@ fn issue_18_credentials_in_the_publish_url_are_never_shown() {
     let repo = Repo::new("secretive");
     let state = State::new();
     // Nothing listens there: every push fails, and says where it failed.
-    let url = format!("http://ci-bot:s3cr3t-t0ken@127.0.0.1:{}/state.git", free_port());
+    let url = format!(
+        "http://ci-bot:s3cr3t-t0ken@127.0.0.1:{}/state.git",
+        free_port()
+    );
     let port = free_port();
     let listen = format!("http://127.0.0.1:{port}");
     let ci = Ci::start(
@@ -135,7 +154,11 @@ fn issue_18_credentials_in_the_publish_url_are_never_shown() {
     );
     assert!(trouble.contains("http://***@127.0.0.1:"), "{trouble}");
     ci.wait_for_line(&format!("{}/heads/main build: success (Passed)", repo.id()));
-    let everything = format!("{}\n{}", ci.report(), http_get(port, "/").unwrap_or_default());
+    let everything = format!(
+        "{}\n{}",
+        ci.report(),
+        http_get(port, "/").unwrap_or_default()
+    );
     assert!(!everything.contains("s3cr3t"), "{everything}");
     assert!(!trouble.contains("s3cr3t"), "{trouble}");
 }
@@ -145,7 +168,10 @@ fn issue_18_a_read_only_web_ui_serves_the_published_store_and_refuses_writes() {
     let repo = Repo::new("mirrored");
     let state = State::new();
     let scratch = Scratch::new();
-    run_git(scratch.path("").as_path(), &["init", "--quiet", "--bare", "remote.git"]);
+    run_git(
+        scratch.path("").as_path(),
+        &["init", "--quiet", "--bare", "remote.git"],
+    );
     let remote = scratch.path("remote.git");
     let remote_url = remote.to_str().expect("a UTF-8 path");
     // The test fails on a commit that has a file FAIL.
@@ -156,6 +182,23 @@ fn issue_18_a_read_only_web_ui_serves_the_published_store_and_refuses_writes() {
         &["--publish-store", remote_url],
     );
     ci.wait_for_line(&format!("{}/heads/main build: success (Passed)", repo.id()));
+    // The replica shows the repositories monitored when it starts: start it once published.
+    let main = repo.rev("main");
+    let status_path = format!(
+        "github-metadata:{}/commit/{main}/status/ci/datakit/build/state",
+        repo.id()
+    );
+    wait_until(
+        "the status to be published",
+        || {
+            let output = common::git(&remote)
+                .args(["show", &status_path])
+                .output()
+                .expect("git runs");
+            output.status.success().then_some(())
+        },
+        || ci.report(),
+    );
 
     let replica_state = State::new();
     let port = free_port();
@@ -171,14 +214,16 @@ fn issue_18_a_read_only_web_ui_serves_the_published_store_and_refuses_writes() {
         &listen,
     ]);
     let target = format!("/api/v1/targets/{}/ref/heads/main", repo.id());
-    let main = repo.rev("main");
     let shown = wait_until(
         "the read-only web UI to show the published status",
         || http_get(port, &target).filter(|body| body.contains(r#""state":"success""#)),
         || format!("{}\n--- CI:\n{}", replica.report(), ci.report()),
     );
     assert!(shown.contains(&format!(r#""head":"{main}""#)), "{shown}");
-    assert!(shown.contains(r#""name":"build","state":"success""#), "{shown}");
+    assert!(
+        shown.contains(r#""name":"build","state":"success""#),
+        "{shown}"
+    );
 
     // A new head fails on the CI: the read-only web UI shows it after a refresh, and prints it.
     let failing = repo.commit(&main, "fail", &[("FAIL", "yes\n")]);
@@ -201,8 +246,11 @@ fn issue_18_a_read_only_web_ui_serves_the_published_store_and_refuses_writes() {
         line.starts_with(&format!("{}/heads/main build: failure", repo.id()))
     });
     // Its history and logs are readable there too.
-    let history = http_get(port, &format!("/api/v1/history/{}/ref/heads/main", repo.id()))
-        .expect("the history");
+    let history = http_get(
+        port,
+        &format!("/api/v1/history/{}/ref/heads/main", repo.id()),
+    )
+    .expect("the history");
     assert!(
         history.contains(r#""subject":"build -> "#) && history.contains(&failing),
         "{history}"
@@ -284,7 +332,14 @@ fn issue_18_read_only_options_are_checked() {
             "--read-only-store: --test does not apply to a read-only web UI",
         ),
         (
-            &["--repo", "/x", "--publish-store", "https://x/a b", "--state-dir", dir],
+            &[
+                "--repo",
+                "/x",
+                "--publish-store",
+                "https://x/a b",
+                "--state-dir",
+                dir,
+            ],
             "--publish-store: the URL has spaces or control characters",
         ),
         (
