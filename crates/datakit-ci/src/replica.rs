@@ -213,7 +213,7 @@ impl Replica {
             )
             .await;
         if let Err(error) = &fetched {
-            self.report(&error);
+            self.report(error);
             // What an earlier run fetched is still worth showing at start.
             if !self.refs.is_empty() {
                 return BTreeSet::new();
