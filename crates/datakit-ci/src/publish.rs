@@ -6,7 +6,9 @@
 //! the history it reports was recorded, and each bridge sync) or of `commit-index` (written just
 //! after the statuses), seen through [`Branch::watch`](datakit_ci_store::Branch::watch). The
 //! builds' logs are on their cache branches, written before the statuses that report them, so
-//! every push carries the logs its statuses link to. Pushes coalesce: one runs at a time, and
+//! every push carries the logs its statuses link to. (Not [`Engine::subscribe`](datakit_ci_engine::Engine::subscribe): it announces
+//! status changes only, not a flush that records history alone, nor the commit index written
+//! after the statuses.) Pushes coalesce: one runs at a time, and
 //! whatever moves meanwhile is pushed by one more push after it. A failed push is retried with
 //! a back-off (1 s doubling to 60 s) and shown on the dashboard (health key
 //! [`HEALTH_PUBLISH`]) until a push succeeds.
