@@ -355,3 +355,41 @@ fn issue_18_read_only_options_are_checked() {
         );
     }
 }
+
+#[test]
+fn issue_18_a_read_only_web_ui_shows_a_failing_refresh_until_the_remote_returns() {
+    let scratch = Scratch::new();
+    let remote = scratch.path("remote.git");
+    let state = State::new();
+    let port = free_port();
+    let listen = format!("http://127.0.0.1:{port}");
+    let replica = Ci::spawn([
+        "--read-only-store",
+        remote.to_str().expect("a UTF-8 path"),
+        "--refresh",
+        "200ms",
+        "--state-dir",
+        state.dir().to_str().expect("a UTF-8 path"),
+        "--listen",
+        &listen,
+    ]);
+    let trouble = |page: &str| page.contains("<th>published store</th>");
+    let page = wait_until(
+        "the dashboard to show that refreshing fails",
+        || http_get(port, "/").filter(|page| trouble(page)),
+        || replica.report(),
+    );
+    assert!(
+        page.contains("cannot fetch the published store from"),
+        "{page}"
+    );
+    run_git(
+        scratch.path("").as_path(),
+        &["init", "--quiet", "--bare", "remote.git"],
+    );
+    wait_until(
+        "the trouble to be resolved",
+        || http_get(port, "/").filter(|page| !trouble(page)).map(drop),
+        || replica.report(),
+    );
+}
