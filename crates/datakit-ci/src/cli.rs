@@ -14,6 +14,8 @@ use datakit_ci_web::{
 };
 
 use crate::local::{CiOptions, LocalCiConfig, LocalRepoSpec, ShellConfig, TestSpec};
+use crate::remote::RemoteUrl;
+use crate::replica::ReadOnlyOptions;
 
 mod docker;
 
@@ -136,7 +138,7 @@ pub struct CommonArgs {
     #[arg(
         long = "repo",
         value_name = "[USER/REPO=]PATH",
-        required_unless_present = "github_repos"
+        required_unless_present_any = ["github_repos", "read_only_store"]
     )]
     pub repos: Vec<String>,
     /// The GitHub repositories and how to reach them.
@@ -193,10 +195,30 @@ pub struct CommonArgs {
     /// The most web connections open at once (default: half the open-files limit).
     #[arg(long, value_name = "N")]
     pub max_connections: Option<std::num::NonZeroUsize>,
+    /// Push the state store (all its branches) to this Git remote after each flush of
+    /// statuses, e.g. `https://user:token@git.example.org/ci/state.git`, `ssh://…` or a path;
+    /// failures are retried and shown on the dashboard. Credentials in the URL are never shown.
+    #[arg(long, value_name = "URL")]
+    pub publish_store: Option<String>,
+    /// Run no CI: serve the web UI, read-only, from a clone of the store that a CI publishes to
+    /// URL (`--publish-store`), refreshed every `--refresh`. Needs `--listen`.
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "listen",
+        conflicts_with_all = ["repos", "github_repos", "publish_store", "canaries", "notify", "keep_logs"]
+    )]
+    pub read_only_store: Option<String>,
+    /// How often a read-only web UI fetches the published store (default `5s`).
+    #[arg(long, value_name = "DURATION", requires = "read_only_store", value_parser = humantime::parse_duration)]
+    pub refresh: Option<std::time::Duration>,
     /// More logging (-v: debug, -vv: trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 }
+
+/// How often a read-only web UI fetches the published store by default.
+pub const DEFAULT_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// An argument that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -266,6 +288,26 @@ pub enum UsageError {
     /// `--notify-secret-file` without `--notify`.
     #[error("--notify-secret-file: no --notify URL to sign for")]
     NotifySecretAlone,
+    /// A `--publish-store` or `--read-only-store` URL is unusable (the URL itself is not
+    /// repeated: it may hold credentials).
+    #[error("{option}: {source}")]
+    Remote {
+        /// The option.
+        option: &'static str,
+        /// What is wrong.
+        #[source]
+        source: crate::remote::RemoteUrlError,
+    },
+    /// `--read-only-store` with a `--can-read` that anonymous visitors do not pass: a read-only
+    /// web UI has no logins, so nobody could read.
+    #[error("--read-only-store: a read-only web UI has no logins, so --can-read must be everyone")]
+    ReadOnlyAcl,
+    /// `--refresh` is zero.
+    #[error("--refresh: must be longer than 0s")]
+    Refresh,
+    /// An option of the program that a read-only web UI does not use.
+    #[error("--read-only-store: {0} does not apply to a read-only web UI (it runs no jobs)")]
+    ReadOnlyOption(String),
     /// A `--pass-env` variable cannot be passed on.
     #[error("--pass-env {name:?}: {reason}")]
     PassEnv {
@@ -364,6 +406,32 @@ impl CommonArgs {
         if self.max_log_size.as_u64() < MIN_LOG_SIZE {
             return Err(UsageError::MaxLogSize);
         }
+        let remote = |option, url: &str| {
+            url.parse::<RemoteUrl>()
+                .map_err(|source| UsageError::Remote { option, source })
+        };
+        let publish_store = self
+            .publish_store
+            .as_deref()
+            .map(|url| remote("--publish-store", url))
+            .transpose()?;
+        let read_only = match &self.read_only_store {
+            Some(url) => {
+                let anonymous = datakit_ci_web::UserAttrs::default();
+                if self.can_read.check(None, &anonymous) != datakit_ci_web::Decision::Yes {
+                    return Err(UsageError::ReadOnlyAcl);
+                }
+                let refresh = self.refresh.unwrap_or(DEFAULT_REFRESH);
+                if refresh.is_zero() {
+                    return Err(UsageError::Refresh);
+                }
+                Some(ReadOnlyOptions {
+                    remote: remote("--read-only-store", url)?,
+                    refresh,
+                })
+            }
+            None => None,
+        };
         Ok(CiOptions {
             repos,
             github,
@@ -374,6 +442,8 @@ impl CommonArgs {
             notify,
             max_log_size: self.max_log_size.as_u64(),
             keep_logs: self.keep_logs,
+            publish_store,
+            read_only,
         })
     }
 }

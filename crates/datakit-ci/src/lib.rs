@@ -32,6 +32,9 @@ pub mod cli;
 pub mod github;
 pub mod local;
 pub mod pipeline_cli;
+pub mod publish;
+pub mod remote;
+pub mod replica;
 mod run;
 
 pub use run::{disable_transparent_huge_pages, run};

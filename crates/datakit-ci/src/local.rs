@@ -28,6 +28,9 @@ use datakit_ci_web::{
 };
 
 use crate::github::{GithubOptions, WebhookAdapter};
+use crate::publish::Publisher;
+use crate::remote::RemoteUrl;
+use crate::replica::ReadOnlyOptions;
 
 mod docker;
 
@@ -206,6 +209,11 @@ pub struct CiOptions {
     pub max_log_size: u64,
     /// How long builds' logs are kept (`--keep-logs`); `None`: forever.
     pub keep_logs: Option<Duration>,
+    /// Where the store is pushed after each flush (`--publish-store`), if anywhere.
+    pub publish_store: Option<RemoteUrl>,
+    /// Serve a read-only web UI from a published store instead of running a CI
+    /// (`--read-only-store`; see [`ReplicaCi`](crate::replica::ReplicaCi)).
+    pub read_only: Option<ReadOnlyOptions>,
 }
 
 /// A watched repository, as the project functions see it: its id and the CI's own clone.
@@ -326,6 +334,7 @@ pub struct LocalCi {
     web: Option<WebServer>,
     notifier: Option<Notifier>,
     keep_logs: Option<Duration>,
+    publisher: Option<Publisher>,
 }
 
 impl LocalCi {
@@ -343,6 +352,8 @@ impl LocalCi {
             notify: config.notify,
             max_log_size: config.max_log_size,
             keep_logs: config.keep_logs,
+            publish_store: None,
+            read_only: None,
         };
         LocalCi::start_with(options, |repos, services| {
             shell_projects(&shell, repos, services)
@@ -498,6 +509,9 @@ impl LocalCi {
             None => None,
         };
         let notifier = options.notify.map(Notifier::new).transpose()?;
+        let publisher = options
+            .publish_store
+            .map(|remote| Publisher::new(store.clone(), remote, engine.health().clone()));
         Ok(LocalCi {
             engine,
             bridge,
@@ -507,6 +521,7 @@ impl LocalCi {
             web,
             notifier,
             keep_logs: options.keep_logs,
+            publisher,
         })
     }
 
@@ -544,6 +559,13 @@ impl LocalCi {
             // Subscribed before the engine runs, so that it sees every change.
             tokio::spawn(notifier.run(self.engine.subscribe(), stop_all.clone()));
         }
+        // Stopped after the engine's last flush, so that the last push carries it.
+        let stop_publishing = CancellationToken::new();
+        let publisher = async {
+            if let Some(publisher) = self.publisher {
+                publisher.run(stop_publishing.clone()).await;
+            }
+        };
         let bridge = self.bridge.run(stop_all.clone());
         let engine = self.engine.run(stop_all.clone());
         let github = async {
@@ -569,7 +591,7 @@ impl LocalCi {
                 None => Ok(()),
             }
         };
-        let (bridge, engine, web, github) = tokio::join!(
+        let (bridge, engine, web, github, ()) = tokio::join!(
             async {
                 let result = bridge.await;
                 stop_all.cancel();
@@ -578,10 +600,12 @@ impl LocalCi {
             async {
                 let result = engine.await;
                 stop_all.cancel();
+                stop_publishing.cancel();
                 result
             },
             web,
-            github
+            github,
+            publisher
         );
         engine?;
         bridge?;

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Args, FromArgMatches, Parser};
+use clap::{Args, CommandFactory, FromArgMatches, Parser};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -13,7 +13,8 @@ use datakit_ci_engine::{Project, StatusChange};
 use datakit_ci_git::Services;
 
 use crate::cli::CommonArgs;
-use crate::local::{LocalCi, SourceRepo, StartError};
+use crate::local::{CiOptions, LocalCi, SourceRepo, StartError};
+use crate::replica::{ReadOnlyOptions, ReplicaCi};
 
 // The command line of a program using `run`: the common options plus the program's own. (A `//`
 // comment: clap would show a doc comment as the program's description.)
@@ -80,7 +81,11 @@ where
 {
     // A guardian is this program started again: it only waits for this process to exit.
     datakit_ci_process::guardian_main_if_asked();
-    let cli = RunCli::<A>::parse();
+    let matches = RunCli::<A>::command().get_matches();
+    let cli = match RunCli::<A>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let program = std::env::args()
         .next()
         .and_then(|arg0| {
@@ -98,6 +103,16 @@ where
             return ExitCode::from(2);
         }
     };
+    if let Some(read_only) = options.read_only.clone() {
+        if let Some(option) = program_options_given::<A>(&matches).first() {
+            eprintln!(
+                "{program}: {}",
+                crate::cli::UsageError::ReadOnlyOption(option.clone())
+            );
+            return ExitCode::from(2);
+        }
+        return serve_read_only(&program, options, read_only);
+    }
     let make_projects = match validate(cli.program) {
         Ok(make_projects) => make_projects,
         Err(e) => {
@@ -167,6 +182,70 @@ where
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     // Its last sweep kills what a build still running (a blocking task cut short) left.
     drop(guardian);
+    code
+}
+
+/// The program's own options (`A`) given on the command line, as `--name`.
+fn program_options_given<A: Args>(matches: &clap::ArgMatches) -> Vec<String> {
+    A::augment_args(clap::Command::new("program"))
+        .get_arguments()
+        .filter(|arg| {
+            matches.value_source(arg.get_id().as_str())
+                == Some(clap::parser::ValueSource::CommandLine)
+        })
+        .map(|arg| match arg.get_long() {
+            Some(long) => format!("--{long}"),
+            None => arg.get_id().to_string(),
+        })
+        .collect()
+}
+
+/// Serves a read-only web UI from a published store (`--read-only-store`) until Ctrl-C or
+/// SIGTERM: no builds, so no guardian.
+fn serve_read_only(program: &str, options: CiOptions, read_only: ReadOnlyOptions) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("{program}: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(async {
+        let started =
+            ReplicaCi::start(&options.state_dir, options.web_ui, options.web, read_only).await;
+        let replica = match started {
+            Ok(replica) => replica,
+            Err(e) => {
+                eprintln!("{program}: {:#}", anyhow::Error::new(e));
+                return ExitCode::from(2);
+            }
+        };
+        if let Some(web) = replica.web() {
+            let scheme = if web.state().config().public().is_https() {
+                "https"
+            } else {
+                "http"
+            };
+            eprintln!(
+                "{program}: read-only web UI on {scheme}://{}",
+                web.local_addr()
+            );
+        }
+        let cancel = CancellationToken::new();
+        let events = replica.engine().subscribe();
+        tokio::spawn(async move {
+            print_status_changes(events, &mut std::io::stdout(), &mut std::io::stderr()).await
+        });
+        tokio::spawn(stop_on_signal(cancel.clone()));
+        match replica.run(cancel).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{program}: {:#}", anyhow::Error::new(e));
+                ExitCode::FAILURE
+            }
+        }
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     code
 }
 

@@ -8,6 +8,8 @@
 //!   [`engine`](Engine) docs): only jobs whose inputs changed are evaluated again.
 //! - [`Engine::subscribe`] announces every status written; [`Engine::targets`] and
 //!   [`Engine::rebuild`] serve the command line and the web UI.
+//! - [`Engine::refresh_view`] instead of [`Engine::run`]: an engine over a replica of another
+//!   engine's store (a read-only web UI) shows what that engine recorded, evaluating nothing.
 
 mod config;
 mod engine;

@@ -1220,3 +1220,119 @@ async fn planned_jobs_follow_the_plan_of_each_head() -> anyhow::Result<()> {
     assert_eq!(h.status("me/proj", C, "build").await?, None);
     running.stop().await
 }
+
+/// Issue 18: an engine over a replica of another engine's store (fetched with `git`) shows
+/// what that engine recorded, without evaluating or writing anything, and follows it.
+#[tokio::test]
+async fn issue_18_a_view_of_a_replica_follows_the_recorded_states() -> anyhow::Result<()> {
+    let h = Harness::new()?;
+    h.edit(&[("me/proj/ref/heads/main/head", Some(A))]).await?;
+    let running = h.start(vec![simple_project("me/proj")], vec![]);
+    h.wait_status("me/proj", A, "lint", "failure", "lint errors")
+        .await?;
+    h.wait_status("me/proj", A, "build", "success", "Built aaaaaaa")
+        .await?;
+
+    let replica_dir = tempfile::tempdir()?;
+    let replica_path = replica_dir.path().join("replica.git");
+    let replica = Store::open(&replica_path)?;
+    let primary = h.dir.path().join("state.git");
+    let fetch = || {
+        datakit_ci_testkit::git(
+            &replica_path,
+            &[
+                "fetch",
+                "--quiet",
+                "--prune",
+                primary.to_str().expect("a UTF-8 path"),
+                "+refs/heads/*:refs/heads/*",
+            ],
+        )
+    };
+    fetch();
+    let view = Engine::new(
+        EngineConfig {
+            projects: vec![Project::new("me/proj", |_| Vec::new())?],
+            web_ui: "https://ci.example/ui".into(),
+            canaries: vec![],
+        },
+        replica.clone(),
+        &mut Registry::default(),
+    );
+    let mut events = view.subscribe();
+    let everything: std::collections::BTreeSet<BranchName> =
+        replica.branches().await?.into_iter().collect();
+    view.refresh_view(&everything).await?;
+    let main = branch("me/proj", "main");
+    let shown = |view: &Engine| -> BTreeMap<String, (String, String)> {
+        let target = view.target(&main).expect("main is tracked");
+        target
+            .jobs
+            .iter()
+            .map(|job| {
+                let output = job.output.as_ref().expect("a recorded output");
+                (
+                    job.name.clone(),
+                    (
+                        target.target.head().to_string(),
+                        output.result.description().to_owned(),
+                    ),
+                )
+            })
+            .collect()
+    };
+    let expected = |head: &str, short: &str| {
+        BTreeMap::from([
+            (
+                "build".to_owned(),
+                (head.to_owned(), format!("Built {short}")),
+            ),
+            (
+                "lint".to_owned(),
+                (head.to_owned(), "lint errors".to_owned()),
+            ),
+        ])
+    };
+    assert_eq!(shown(&view), expected(A, "aaaaaaa"));
+    // What was there at start is not news.
+    assert!(events.try_recv().is_err());
+
+    // The other engine moves on; after a fetch, the moved metadata is enough to follow it.
+    h.edit(&[("me/proj/ref/heads/main/head", Some(B))]).await?;
+    h.wait_status("me/proj", B, "lint", "failure", "lint errors")
+        .await?;
+    h.wait_status("me/proj", B, "build", "success", "Built bbbbbbb")
+        .await?;
+    fetch();
+    let fetched = datakit_ci_testkit::git(&replica_path, &["for-each-ref", "refs/heads/"]);
+    let metadata = BranchName::new("github-metadata")?;
+    view.refresh_view(&[metadata].into()).await?;
+    // The view wrote nothing: the replica's branches are still the fetched ones.
+    assert_eq!(
+        datakit_ci_testkit::git(&replica_path, &["for-each-ref", "refs/heads/"]),
+        fetched
+    );
+    assert_eq!(shown(&view), expected(B, "bbbbbbb"));
+    let mut announced = Vec::new();
+    while let Ok(change) = events.try_recv() {
+        announced.push((change.job, change.commit.to_string(), change.state));
+    }
+    assert_eq!(
+        announced,
+        [
+            ("build".to_owned(), B.to_owned(), "success"),
+            ("lint".to_owned(), B.to_owned(), "failure"),
+        ]
+    );
+    // The history seen through the view is the new one too.
+    let latest = view.history().latest(&main).await?.expect("recorded");
+    assert_eq!(
+        latest.source_commit.map(|c| c.to_string()),
+        Some(B.to_owned())
+    );
+    running.stop().await?;
+    drop(view);
+    drop(replica);
+    datakit_ci_testkit::assert_fsck_clean(&replica_path);
+    Ok(())
+}

@@ -165,6 +165,19 @@ impl History {
         Ok(entry.loaded().flatten())
     }
 
+    /// Reads the latest state of `target` again from its status branch, replacing what
+    /// [`latest`](Self::latest) remembered, and returns it.
+    ///
+    /// Only for a store that something else writes: a replica that `git fetch` updates (the
+    /// read-only web UI). A store this `History` writes is always up to date in memory.
+    pub async fn reload(&self, target: &TargetId) -> Result<Option<HistoryState>, Error> {
+        let entry = self.entry(target);
+        let _serialised = entry.write_lock.lock().await;
+        *entry.slot() = Slot::Unloaded;
+        self.ensure_loaded(&entry).await?;
+        Ok(entry.loaded().flatten())
+    }
+
     /// Records `jobs` as the state of `target` for `source_commit`, computed from the metadata commit
     /// `metadata_commit` (spec §3.8.3 steps 1–4). Calls for one target are serialised.
     ///

@@ -305,6 +305,7 @@ pub struct WebConfig {
     metrics_token: Option<MetricsToken>,
     state_repo: Option<String>,
     connections: ConnectionLimits,
+    read_only: Option<String>,
 }
 
 impl WebConfig {
@@ -331,6 +332,7 @@ impl WebConfig {
             metrics_token: None,
             state_repo: None,
             connections: ConnectionLimits::default(),
+            read_only: None,
         }
     }
 
@@ -391,6 +393,15 @@ impl WebConfig {
         self
     }
 
+    /// Serves a replica read-only: every request that would change something (a POST —
+    /// rebuild, cancel, approve, log in or out, settings —, the first-run link, GitHub login) is
+    /// refused with `403` and `note`, which says where those happen instead.
+    #[must_use]
+    pub fn read_only(mut self, note: impl Into<String>) -> Self {
+        self.read_only = Some(note.into());
+        self
+    }
+
     /// The web address of a published copy of the state repository, which log pages link to.
     #[must_use]
     pub fn state_repo(mut self, url: impl Into<String>) -> Self {
@@ -443,6 +454,11 @@ impl WebConfig {
     /// The metrics token, if `/metrics` is open.
     pub fn metrics(&self) -> Option<&MetricsToken> {
         self.metrics_token.as_ref()
+    }
+
+    /// Why writes are refused, if the UI is read-only ([`WebConfig::read_only`]).
+    pub fn read_only_note(&self) -> Option<&str> {
+        self.read_only.as_deref()
     }
 
     /// The published state repository, if any.

@@ -123,6 +123,7 @@ mod logs;
 mod memory_sessions;
 mod metrics;
 pub mod pages;
+mod read_only;
 mod router;
 mod secrets;
 mod server;

@@ -20,7 +20,9 @@ use crate::memory_sessions::MemorySessions;
 #[cfg(test)]
 mod tests;
 use crate::pages::{accounts, auth, errors, home, settings};
-use crate::{AppState, actions, csrf, github_login, logs, metrics, static_files, webhooks};
+use crate::{
+    AppState, actions, csrf, github_login, logs, metrics, read_only, static_files, webhooks,
+};
 
 /// How long an unused session lives.
 const SESSION_LIFETIME: Duration = Duration::days(7);
@@ -58,6 +60,11 @@ pub(crate) fn with_sessions<S: SessionStore + Clone>(
         .layer(middleware::from_fn_with_state(state.clone(), csrf::check))
         .merge(webhooks)
         .layer(sessions)
+        // Outside the sessions and the CSRF check: a replica stores no session at all.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            read_only::refuse_writes,
+        ))
         .layer(middleware::from_fn_with_state(
             state.metrics().clone(),
             metrics::track,

@@ -35,6 +35,7 @@ mod flush;
 mod job;
 mod plan;
 mod queries;
+mod view;
 
 use flush::error_chain;
 
