@@ -6,7 +6,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use datakit_ci_testkit::docker::{BUSYBOX_IMAGE, ensure_busybox_image};
-use datakit_ci_testkit::swarm::{Cluster, NODE_LABEL, Registry, SERVICE_LABEL, Worker};
+use datakit_ci_testkit::swarm::{
+    Cluster, NODE_LABEL, REGISTRY_PORT, Registry, SERVICE_LABEL, Worker,
+};
 
 const WORKERS: usize = 3;
 /// The worker the fault tests lease.
@@ -117,6 +119,20 @@ impl Job {
         }
     }
 
+    /// Waits until the job's task runs.
+    fn wait_running(&self, limit: Duration) {
+        let start = Instant::now();
+        while self.task().map(|(state, _, _)| state) != Some("running".to_owned()) {
+            assert!(
+                start.elapsed() < limit,
+                "job {} not running after {limit:?}: {:?}",
+                self.name,
+                self.task()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// What the job printed, as the manager streams it.
     fn logs(&self) -> String {
         manager(&["service", "logs", "--raw", &self.name])
@@ -185,15 +201,22 @@ fn a_job_runs_on_each_shared_worker_by_node_id_and_its_log_reaches_the_manager()
     {
         let constraint = format!("node.id=={}", worker.node_id());
         let message = format!("hello from {}", worker.name());
+        // The task has a network, as on the manager: it reaches the host (the registry's
+        // forwarder on the manager's address; `/v2/` answers `{}`).
+        let script = format!(
+            "echo '{message}'; wget -q -O - http://{}:{}/v2/",
+            cluster.manager_address(),
+            REGISTRY_PORT
+        );
         let job = Job::create(
             &format!("job-{}", worker.name()),
             &image,
             &constraint,
-            &["echo", &message],
+            &["sh", "-c", &script],
         );
         let (_, node) = job.wait(Duration::from_secs(60));
         assert_eq!(node, worker.node_id());
-        assert_eq!(job.logs(), message);
+        assert_eq!(job.logs(), format!("{message}\n{{}}"));
         assert_ran_on(worker, &job.name);
     }
 }
@@ -252,6 +275,14 @@ fn a_stopped_worker_goes_down_and_comes_back_ready_with_the_same_node_id() {
     let lease = cluster.lease(FAULT_WORKER).expect("lease the fault worker");
     let worker = lease.worker().clone();
     lease.start().expect("the worker starts");
+    // Lost mid-job, like a machine: the job's process goes with the node.
+    let long = Job::create(
+        "lost-mid-job",
+        &image,
+        &format!("node.id=={}", worker.node_id()),
+        &["sleep", "3607"],
+    );
+    long.wait_running(Duration::from_secs(60));
     lease.stop().expect("the worker stops");
     let started = Instant::now();
     cluster
@@ -262,11 +293,38 @@ fn a_stopped_worker_goes_down_and_comes_back_ready_with_the_same_node_id() {
         docker(Some(&worker.docker_host()), &["version"]).is_err(),
         "the worker's daemon still answers"
     );
+    assert!(
+        !std::fs::read_dir("/proc")
+            .expect("list /proc")
+            .flatten()
+            .any(|p| {
+                std::fs::read(p.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x003607\0")
+            }),
+        "the job's process survived its node"
+    );
     lease.start().expect("the worker starts again");
     assert_eq!(
         cluster.node_status(worker.node_id()).expect("status").0,
         "ready"
     );
+    // The restarted daemon keeps its data root: it knows the container it lost.
+    let filter = format!("label=com.docker.swarm.service.name={}", long.name);
+    let lost = docker(
+        Some(&worker.docker_host()),
+        &["ps", "-a", "-q", "--filter", &filter],
+    )
+    .expect("list the worker's containers");
+    assert!(
+        !lost.is_empty(),
+        "the worker forgot the lost job's container"
+    );
+    let running = docker(
+        Some(&worker.docker_host()),
+        &["ps", "-q", "--filter", &filter],
+    )
+    .expect("list the worker's running containers");
+    assert!(running.is_empty(), "the lost job runs again: {running}");
+    drop(long);
     let job = Job::create(
         "after-restart",
         &image,

@@ -151,10 +151,15 @@ impl Daemon {
         }
         args.extend(command.iter().map(|s| (*s).to_owned()));
         let _ = std::fs::remove_file(&self.pidfile);
-        let log = File::create(&self.log).map_err(|source| SwarmError::Io {
-            what: format!("create {}", self.log.display()),
-            source,
-        })?;
+        // Appended to, so that the log of a daemon that was killed stays to read.
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|source| SwarmError::Io {
+                what: format!("create {}", self.log.display()),
+                source,
+            })?;
         let log_err = log.try_clone().map_err(|source| SwarmError::Io {
             what: format!("open {}", self.log.display()),
             source,
@@ -215,50 +220,88 @@ fn process_runs(pid: u32, program: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Kills with SIGKILL every process in network namespace `netns` or in a cgroup under
-/// `cgroup` (the containers, which have namespaces of their own): a node lost the hard way.
-pub(crate) fn kill_node(netns: &str, cgroup: &str) -> Result<(), SwarmError> {
-    let ns_inode = std::fs::metadata(format!("/var/run/netns/{netns}"))
-        .ok()
-        .map(|m| m.ino());
-    let in_cgroup = format!(":/{cgroup}/");
-    let cgroup_root = format!(":/{cgroup}\n");
-    // Processes fork while we look (dockerd restarts containerd): look again until none is left.
+/// Kills with SIGKILL every process in network namespace `netns` and every descendant of one
+/// (the containers, which have namespaces of their own, are the shims' children): a node lost
+/// the hard way. The processes are stopped first, so that none forks or is orphaned (and so
+/// lost from the tree) between the look and the kill.
+pub(crate) fn kill_node(netns: &str) -> Result<(), SwarmError> {
+    let Ok(ns) = std::fs::metadata(format!("/var/run/netns/{netns}")) else {
+        return Ok(());
+    };
     for _ in 0..20 {
-        let mut victims = Vec::new();
-        let entries = std::fs::read_dir("/proc").map_err(|source| SwarmError::Io {
-            what: "list /proc".to_owned(),
-            source,
-        })?;
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            let in_ns = ns_inode.is_some()
-                && std::fs::metadata(format!("/proc/{pid}/ns/net"))
-                    .map(|m| Some(m.ino()) == ns_inode)
-                    .unwrap_or(false);
-            let cgroups =
-                std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-            let in_cg = cgroups.contains(&in_cgroup) || cgroups.contains(&cgroup_root);
-            if (in_ns || in_cg) && process_runs(pid, "") {
-                victims.push(pid.to_string());
-            }
-        }
+        let victims = node_processes(ns.ino())?;
         if victims.is_empty() {
             return Ok(());
         }
-        let mut args = vec!["-KILL"];
-        args.extend(victims.iter().map(String::as_str));
-        // A process may end between the look and the kill: that is what we want anyway.
-        let _ = run("kill", &args);
+        signal("-STOP", &victims);
+        // Children forked before the stop took effect.
+        let victims = node_processes(ns.ino())?;
+        signal("-STOP", &victims);
+        signal("-KILL", &victims);
         std::thread::sleep(Duration::from_millis(100));
     }
     Err(SwarmError::Timeout {
         what: format!("the processes of {netns} to end"),
         waited: Duration::from_secs(2),
     })
+}
+
+fn signal(signal: &str, pids: &[u32]) {
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let mut args = vec![signal];
+    args.extend(pids.iter().map(String::as_str));
+    // A process may end between the look and the signal: that is what we want anyway.
+    let _ = run("kill", &args);
+}
+
+/// The live processes in the network namespace with inode `ns` and their descendants.
+fn node_processes(ns: u64) -> Result<Vec<u32>, SwarmError> {
+    let entries = std::fs::read_dir("/proc").map_err(|source| SwarmError::Io {
+        what: "list /proc".to_owned(),
+        source,
+    })?;
+    let mut parents = Vec::new();
+    let mut chosen = std::collections::HashSet::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Some(ppid) = parent_of(pid) else {
+            continue;
+        };
+        let in_ns = std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| m.ino() == ns);
+        if in_ns {
+            chosen.insert(pid);
+        }
+        parents.push((pid, ppid));
+    }
+    loop {
+        let before = chosen.len();
+        for (pid, ppid) in &parents {
+            if chosen.contains(ppid) {
+                chosen.insert(*pid);
+            }
+        }
+        if chosen.len() == before {
+            break;
+        }
+    }
+    Ok(chosen
+        .into_iter()
+        .filter(|pid| process_runs(*pid, ""))
+        .collect())
+}
+
+/// The parent of live process `pid`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name in parentheses: the state, then the parent's pid.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Lazily unmounts every mount under `dir` (deepest first): a daemon killed with SIGKILL

@@ -20,7 +20,8 @@
 //! the label `datakit-ci-test=wN`; `w2` also carries `pool=gpu`. The manager's node carries
 //! `datakit-ci-test=manager`: that label is how the harness knows it made the swarm (it never
 //! touches a swarm it did not make). Every node shares the machine's hostname, so address nodes
-//! by id or label. The swarm's dispatcher heartbeat is 1 s (Docker's default is 5 s), so that a
+//! by id or label. A worker's bridge and iptables rules live in its namespace: its tasks have a
+//! network, NATed to the host, which they reach at `10.231.0.1`. The swarm's dispatcher heartbeat is 1 s (Docker's default is 5 s), so that a
 //! lost node is seen down within seconds. The registry listens on the host's
 //! `127.0.0.1:35731`; a `socat` on the host's `10.231.0.1:35731` and one on each worker's own
 //! `127.0.0.1:35731` forward to it, so the same reference works on every node.
@@ -375,7 +376,7 @@ impl WorkerLease {
     /// after a few missed heartbeats: [`Cluster::wait_for_node`] with `down`).
     pub fn stop(&self) -> Result<(), SwarmError> {
         tracing::info!(worker = %self.worker.name(), "killing the worker node");
-        host::kill_node(&self.worker.netns(), &cgroup_parent(self.worker.index))
+        host::kill_node(&self.worker.netns())
     }
 
     /// Starts the worker again with the same data root (so the same node id), and waits until
@@ -635,12 +636,22 @@ fn start_dockerd(index: usize, daemon: &Daemon) -> Result<(), SwarmError> {
     let dir = worker_dir(index);
     host::create_dir(&dir)?;
     host::create_dir(&data_root(index))?;
-    // A daemon killed the hard way leaves its mounts; its successor must not trip on them.
+    // A daemon killed the hard way leaves its mounts, and runtime state that its containerd
+    // would wait on when it starts (shims that are gone): start as after a reboot, which
+    // empties /run, with the data root kept.
     host::unmount_under(&data_root(index))?;
-    host::unmount_under(&dir.join("exec"))?;
-    // What the workers need differs from the host's daemon.json: their own paths and socket, no
-    // bridge or iptables rules (the namespace is theirs alone; tasks run without a network
-    // unless they ask for one), and the host's storage driver, which works on this file system.
+    let exec_root = dir.join("exec");
+    host::unmount_under(&exec_root)?;
+    if exec_root.exists() {
+        std::fs::remove_dir_all(&exec_root).map_err(|source| SwarmError::Io {
+            what: format!("remove {}", exec_root.display()),
+            source,
+        })?;
+    }
+    // The workers' own paths and socket instead of the host's daemon.json, and the host's storage
+    // driver, which works on this file system. Their bridge and iptables rules are in their own
+    // namespace (its `docker0` does not clash with the host's), and give tasks what they have on
+    // the manager: a network, with the host reachable at MANAGER_ADDRESS through the NAT.
     let config = worker_config(index);
     // A pid file left by a killed daemon would stop the next one if its pid were reused.
     let _ = std::fs::remove_file(dir.join("docker.pid"));
@@ -669,9 +680,8 @@ fn worker_config(index: usize) -> String {
   "exec-root": "{dir}/exec",
   "pidfile": "{dir}/docker.pid",
   "hosts": ["unix://{dir}/docker.sock"],
-  "bridge": "none",
-  "iptables": false,
-  "ip-masq": false,
+  "iptables": true,
+  "ip-masq": true,
   "storage-driver": "{driver}",
   "cgroup-parent": "{cgroup}",
   "log-driver": "json-file",
@@ -698,13 +708,8 @@ fn host_storage_driver() -> String {
 fn remove_stale_nodes(index: usize, current: &str) -> Result<(), SwarmError> {
     let filter = format!("node.label={NODE_LABEL}=w{index}");
     let nodes = host::run("docker", &["node", "ls", "-q", "--filter", &filter])?;
-    for node in nodes
-        .lines()
-        .filter(|n| !n.is_empty() && !current.starts_with(n))
-    {
-        if node != current {
-            let _ = host::run("docker", &["node", "rm", "--force", node]);
-        }
+    for node in nodes.lines().filter(|n| !n.is_empty() && *n != current) {
+        let _ = host::run("docker", &["node", "rm", "--force", node]);
     }
     Ok(())
 }
@@ -744,7 +749,7 @@ fn remove_worker(index: usize) -> Result<(), SwarmError> {
     } else {
         String::new()
     };
-    host::kill_node(&netns_name(index), &cgroup_parent(index))?;
+    host::kill_node(&netns_name(index))?;
     if !node_id.is_empty() {
         let _ = host::run("docker", &["node", "rm", "--force", &node_id]);
     }

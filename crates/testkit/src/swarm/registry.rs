@@ -71,6 +71,8 @@ impl Registry {
     /// every node can pull: `127.0.0.1:PORT/NAME@sha256:…`. The local tag made for the push is
     /// removed again (the image stays).
     pub fn push(&self, image: &str) -> Result<String, SwarmError> {
+        // Tests push at once: one's `rmi` of the tag must not pull it from under another's push.
+        let _lock = Lock::acquire(LOCK_FILE.as_ref())?;
         let (name, _) = image.rsplit_once(':').unwrap_or((image, "latest"));
         let tagged = format!("{}/{image}", self.address);
         host::run("docker", &["tag", image, &tagged])?;
