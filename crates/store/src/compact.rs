@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::Error;
-use crate::lock::StoreLock;
+use crate::refs::StoreLock;
 
 /// What a compaction did: the size of the object database before and after, in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

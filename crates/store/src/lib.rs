@@ -89,33 +89,33 @@
 //! # }
 //! ```
 
-mod compact;
-mod error;
-mod file_reader;
-mod group;
-mod lock;
+// The store's layers: `names` at the bottom, then `odb`, then `tree` and `refs` (side by side, both
+// on `odb`), then the public API's modules; each uses only those below it (`tests/layers.rs`
+// checks it; ARCHITECTURE.md has the map).
 mod names;
-mod pack;
-mod pending;
-mod recent;
-mod repo;
+mod odb;
+mod refs;
+mod tree;
+
+mod commit;
+mod compact;
 mod snapshot;
+mod state;
 mod store;
 #[cfg(test)]
 mod temp_store;
 mod transaction;
-mod tree;
 
+pub use commit::Commit;
 pub use compact::Compaction;
-pub use error::Error;
-pub use file_reader::FileReader;
-pub use names::{BranchName, CommitId, EntryKind, StorePath, TreeId, escape, unescape};
+pub use names::{BranchName, CommitId, EntryKind, Error, StorePath, TreeId, escape, unescape};
+pub use odb::FileReader;
 pub use snapshot::Snapshot;
-pub use store::{Branch, Commit, Store};
+pub use store::{Branch, Store};
 
 /// The store's pack writer, for other code that writes packs into a Git repository (the Git
 /// plugin's copies of commits into its clone): one implementation of Git's pack and index format.
 pub mod pack_format {
-    pub use crate::pack::{EncodedEntry, write_encoded};
+    pub use crate::odb::{EncodedEntry, write_encoded};
 }
 pub use transaction::Transaction;

@@ -11,15 +11,15 @@ use gix::ObjectId;
 use gix::bstr::BStr;
 use gix::objs::tree::{EntryMode, name_order};
 
-use crate::file_reader::FileReader;
-use crate::repo::Repo;
+use crate::odb::FileReader;
+use crate::state::State;
 use crate::tree::{self, DecodedTree, EntryRef, TreeSource, read_tree};
 use crate::{EntryKind, Error, StorePath, TreeId};
 
 /// A read-only tree: the state of a branch at one commit. Cheap to clone.
 #[derive(Clone)]
 pub struct Snapshot {
-    repo: Arc<Repo>,
+    repo: Arc<State>,
     root: ObjectId,
 }
 
@@ -32,7 +32,7 @@ impl std::fmt::Debug for Snapshot {
 }
 
 impl Snapshot {
-    pub(crate) fn new(repo: Arc<Repo>, root: ObjectId) -> Snapshot {
+    pub(crate) fn new(repo: Arc<State>, root: ObjectId) -> Snapshot {
         Snapshot { repo, root }
     }
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::Store;
-use crate::repo::Repo;
+use crate::state::State;
 
 /// A store opened on `state.git` in a temporary directory, deleted when dropped.
 pub(crate) struct TempStore {
@@ -25,7 +25,7 @@ impl TempStore {
         }
     }
 
-    pub(crate) fn repo(&self) -> &Arc<Repo> {
+    pub(crate) fn repo(&self) -> &Arc<State> {
         self.store.repo()
     }
 

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use gix::ObjectId;
 use gix::objs::tree::{EntryKind as GitEntryKind, EntryMode};
 
-use crate::group::{Member, OpenTransaction};
-use crate::pending::PendingObjects;
-use crate::repo::PooledRepo;
-use crate::store::{CommitData, load_commit, read_commit, read_head, run_blocking, signature};
-use crate::tree::{DirNode, Found, TreeSource, empty_tree};
-use crate::{BranchName, CommitId, EntryKind, Error, Store, StorePath};
+use crate::commit::load_commit;
+use crate::odb::PendingObjects;
+use crate::refs::{CommitData, Member, OpenTransaction, read_commit, read_head, signature};
+use crate::state::{Shared, run_blocking};
+use crate::tree::{CachedRepo, DirNode, Found, TreeSource, empty_tree};
+use crate::{BranchName, CommitId, EntryKind, Error, StorePath};
 
 /// How many times a commit retries when the branch keeps moving under it (only possible when
 /// something outside this store writes to the repository).
@@ -58,7 +58,7 @@ enum Edit {
 /// now where a directory is needed, or the reverse) fails with [`Error::Conflict`] and leaves the
 /// branch unchanged; removing a path that has meanwhile disappeared is not a conflict.
 pub struct Transaction {
-    store: Store,
+    store: Arc<Shared>,
     branch: BranchName,
     parent: Option<CommitId>,
     base_tree: ObjectId,
@@ -68,7 +68,7 @@ pub struct Transaction {
     pending: PendingObjects,
     /// The commit will have no parent (see [`Transaction::replace_history`]).
     orphan: bool,
-    /// Lets group commits know how many commits may be coming (see `crate::group`).
+    /// Lets group commits know how many commits may be coming (see the `refs` layer's group commit).
     _open: OpenTransaction,
 }
 
@@ -84,14 +84,15 @@ impl std::fmt::Debug for Transaction {
 
 impl Transaction {
     /// Opens a transaction on the current head of `branch` (blocking).
-    pub(crate) fn open(store: Store, branch: BranchName) -> Result<Transaction, Error> {
-        let open = OpenTransaction::new(store.repo());
+    pub(crate) fn open(store: Arc<Shared>, branch: BranchName) -> Result<Transaction, Error> {
+        let open = OpenTransaction::new(store.repo().commits());
         let repo = store.repo().get();
         let parent = read_head(&repo, &branch)?;
         let base_tree = match parent {
             Some(id) => load_commit(store.repo(), id)?.tree_object_id(),
             None => empty_tree(),
         };
+        drop(repo);
         Ok(Transaction {
             store,
             branch,
@@ -107,7 +108,7 @@ impl Transaction {
 
     /// A handle for one operation. Handles are borrowed per operation, never for the transaction's
     /// life, because merged packs are deleted only while no handle is on loan.
-    fn repo(&self) -> PooledRepo {
+    fn repo(&self) -> CachedRepo<'_> {
         self.store.repo().get()
     }
 
@@ -353,10 +354,10 @@ impl Transaction {
                 new: commit,
                 expected,
             };
-            match repo.commits().commit(repo, member) {
+            match repo.commits().commit(repo.odb(), member) {
                 Ok(()) => {
                     let id = CommitId::from_object_id(commit);
-                    repo.recent().remember_commit(Arc::new(CommitData {
+                    repo.recent_commits().remember_commit(Arc::new(CommitData {
                         id,
                         parents: parent.into_iter().collect(),
                         message: message.to_owned(),
@@ -440,6 +441,6 @@ fn add_commit(
         message: message.into(),
         extra_headers: Vec::new(),
     };
-    let id = pending.add(gix::objs::Kind::Commit, crate::tree::encode(&commit)?)?;
+    let id = pending.add(gix::objs::Kind::Commit, crate::odb::encode(&commit)?)?;
     Ok((id, time))
 }

@@ -1,5 +1,6 @@
 //! The decoded form of a stored tree: its encoded bytes, shared, and an index of where each entry
-//! lies in them, in Git's order. Knows nothing of repositories, caches or edits.
+//! lies in them, in Git's order. Knows nothing of repositories, caches or edits (only that the
+//! object database takes a tree's bytes as [`ObjectBytes`]).
 //!
 //! A tree of 10,000 entries used to be decoded into 10,000 owned names (one allocation each),
 //! sorted, and freed again, several times per head change. Here decoding is one pass that records
@@ -13,6 +14,8 @@ use std::sync::{Arc, Mutex};
 use gix::ObjectId;
 use gix::bstr::{BStr, ByteSlice};
 use gix::objs::tree::{EntryMode, name_order};
+
+use crate::odb::{ObjectBytes, SharedBytes};
 
 /// Length of a SHA-1 object id in a tree entry.
 const ID_LEN: usize = 20;
@@ -33,6 +36,19 @@ struct Inner {
     contiguous: bool,
     /// Where the buffers go back to when the tree is dropped, if they came from a pool.
     pool: Option<BufferPool>,
+}
+
+/// The database writes a tree it is given by its bytes, shared with the decoded form.
+impl ObjectBytes for Inner {
+    fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl From<DecodedTree> for SharedBytes {
+    fn from(tree: DecodedTree) -> SharedBytes {
+        tree.0
+    }
 }
 
 impl Drop for Inner {
@@ -245,6 +261,7 @@ impl DecodedTree {
     }
 
     /// The tree object's data, as stored.
+    #[cfg(test)]
     pub(crate) fn data(&self) -> &[u8] {
         &self.0.data
     }
@@ -515,7 +532,7 @@ mod tests {
             });
         }
         tree.entries.sort();
-        crate::tree::encode(&tree).expect("encode a test tree")
+        crate::odb::encode(&tree).expect("encode a test tree")
     }
 
     #[test]

@@ -14,7 +14,7 @@ use gix::objs::tree::{EntryKind as GitEntryKind, EntryMode, name_order};
 use super::{
     DecodedTree, TreeBuilder, TreeCache, TreeSource, empty_tree, lookup_stored, read_tree,
 };
-use crate::pending::PendingObjects;
+use crate::odb::PendingObjects;
 use crate::{EntryKind, Error, StorePath};
 
 /// What a path names, in a transaction's tree.

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::store::update_head;
+use crate::refs::head::update_head;
 use crate::temp_store::TempStore;
 use crate::{BranchName, CommitId, Error, StorePath, Transaction};
 use datakit_ci_testkit::assert_fsck_clean;

@@ -10,8 +10,8 @@ use gix::objs::Kind;
 use gix::objs::tree::{EntryKind, EntryMode};
 
 use super::PendingObjects;
-use crate::group::Object;
-use crate::pack::StartedPack;
+use crate::odb::object::Object;
+use crate::odb::pack::StartedPack;
 use crate::temp_store::TempStore;
 use crate::tree::TreeBuilder;
 use crate::{BranchName, StorePath};
@@ -26,6 +26,7 @@ fn write(store: &TempStore, objects: &[Object], early: Option<StartedPack>) -> V
     let before = store.pack_indexes();
     store
         .repo()
+        .odb()
         .write_objects(&store.repo().get(), objects, early)
         .expect("write the pack");
     let new: Vec<PathBuf> = store

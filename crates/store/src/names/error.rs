@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::{BranchName, CommitId, StorePath};
+use super::ids::{BranchName, CommitId, StorePath};
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,8 @@
-//! What this process wrote last: the commits, decoded, the ids of the objects and the contents of
-//! the small blobs. Reading a head just committed and its small files (the engine following
-//! `github-metadata` and reading the ref that moved, the next transaction on a branch) then costs
-//! no object lookup, and a commit still skips the objects an earlier commit stored.
+//! What this process wrote last: the ids of the objects and the contents of the small blobs (the
+//! commits, decoded, are remembered by the layer above, `refs`). Reading a head just committed and
+//! its small files (the engine following `github-metadata` and reading the ref that moved, the next
+//! transaction on a branch) then costs no object lookup, and a commit still skips the objects an
+//! earlier commit stored.
 //!
 //! A lookup is not free: a commit just written sits in a pack that no handle has seen yet, so gix
 //! first misses it, lists the pack directory again and loads the new index; at 10,000 targets that
@@ -15,12 +16,7 @@ use gix::ObjectId;
 
 use gix::objs::Kind;
 
-use crate::CommitId;
-use crate::group::Object;
-use crate::store::CommitData;
-
-/// How many commits are remembered. Readers want the few latest heads; a lookup scans them all.
-const COMMITS: usize = 64;
+use super::object::Object;
 
 /// How many object ids are remembered: those of the last few hundred commits.
 const OBJECTS: usize = 8192;
@@ -29,7 +25,7 @@ const OBJECTS: usize = 8192;
 /// a ref's `head`, a status's `state`.
 const SMALL_BLOB: usize = 256;
 
-/// The commits and objects written last.
+/// The objects written last.
 #[derive(Default)]
 pub(crate) struct RecentWrites {
     inner: Mutex<Inner>,
@@ -37,8 +33,6 @@ pub(crate) struct RecentWrites {
 
 #[derive(Default)]
 struct Inner {
-    /// Newest last.
-    commits: VecDeque<Arc<CommitData>>,
     /// With the contents of small blobs.
     objects: HashMap<ObjectId, Option<Arc<[u8]>>>,
     /// The ids of `objects`, oldest first.
@@ -79,32 +73,12 @@ impl RecentWrites {
     pub(crate) fn small_blob(&self, id: &ObjectId) -> Option<Arc<[u8]>> {
         self.lock().objects.get(id).cloned().flatten()
     }
-
-    /// Remembers a commit that is now stored (its objects written and its branch moved).
-    pub(crate) fn remember_commit(&self, commit: Arc<CommitData>) {
-        let mut inner = self.lock();
-        if inner.commits.len() == COMMITS {
-            inner.commits.pop_front();
-        }
-        inner.commits.push_back(commit);
-    }
-
-    /// The commit `id`, if it is one of those written last.
-    pub(crate) fn commit(&self, id: CommitId) -> Option<Arc<CommitData>> {
-        let inner = self.lock();
-        inner
-            .commits
-            .iter()
-            .rev()
-            .find(|c| c.id == id)
-            .map(Arc::clone)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pending::ObjectData;
+    use crate::odb::object::ObjectData;
 
     fn object(n: u16) -> ObjectId {
         let mut bytes = [0; 20];
@@ -114,32 +88,6 @@ mod tests {
 
     fn bytes(text: impl Into<String>) -> ObjectData {
         ObjectData::Bytes(text.into().into_bytes())
-    }
-
-    fn commit(n: u16) -> Arc<CommitData> {
-        Arc::new(CommitData {
-            id: CommitId::from_object_id(object(n)),
-            parents: Vec::new(),
-            message: format!("commit {n}"),
-            tree: ObjectId::empty_tree(gix::hash::Kind::Sha1),
-            time: 0,
-        })
-    }
-
-    #[test]
-    fn remembers_the_last_commits_only() {
-        let recent = RecentWrites::default();
-        for n in 0..=COMMITS as u16 {
-            recent.remember_commit(commit(n));
-        }
-        assert!(
-            recent.commit(commit(0).id).is_none(),
-            "the oldest is forgotten"
-        );
-        for n in 1..=COMMITS as u16 {
-            let found = recent.commit(commit(n).id).expect("a recent commit");
-            assert_eq!(found.message, format!("commit {n}"));
-        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use gix::ObjectId;
 use gix::objs::Kind;
 
 use super::delta::{Bases, TreeVersion};
-use super::{
+use super::writer::{
     IndexEntry, OFS_DELTA, PackInfo, PackWriter, REF_DELTA, STORE_UNCOMPRESSED_FROM, TREE, invalid,
 };
 

@@ -24,19 +24,19 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use gix::ObjectId;
 
-use super::{PackWriter, StoredEntry};
-use crate::tree::DecodedTree;
+use super::writer::{PackWriter, StoredEntry, emit_stored_entry};
+use crate::odb::object::SharedBytes;
 
 /// What the thread is asked to do, and where to send the result.
 enum Job {
     Checksum {
         header: [u8; 12],
-        trees: Vec<DecodedTree>,
+        trees: Vec<SharedBytes>,
         reply: Reply<sha1::Sha1>,
     },
     Start {
         count: usize,
-        tree: DecodedTree,
+        tree: SharedBytes,
         reply: Reply<(PackWriter, StoredEntry)>,
     },
 }
@@ -101,7 +101,7 @@ impl PackThread {
     pub(super) fn checksum(
         &self,
         header: [u8; 12],
-        trees: Vec<DecodedTree>,
+        trees: Vec<SharedBytes>,
     ) -> Option<PendingChecksum> {
         let (reply, pending) = Reply::new();
         let job = Job::Checksum {
@@ -115,11 +115,11 @@ impl PackThread {
 
     /// Has the thread start a pack of `count` objects whose first entry is `tree`, before the
     /// pack's other objects are made; `None` if there is no thread.
-    pub(crate) fn start(&self, count: usize, tree: &DecodedTree) -> Option<StartedPack> {
+    pub(crate) fn start(&self, count: usize, tree: &SharedBytes) -> Option<StartedPack> {
         let (reply, pending) = Reply::new();
         let job = Job::Start {
             count,
-            tree: tree.clone(),
+            tree: SharedBytes::clone(tree),
             reply,
         };
         self.send(job).then_some(StartedPack {
@@ -233,11 +233,11 @@ fn start(dir: PathBuf) -> Option<mpsc::Sender<Job>> {
                         header,
                         trees,
                         reply,
-                    } => reply.send(|| checksum(header, trees.iter().map(DecodedTree::data))),
+                    } => reply.send(|| checksum(header, trees.iter().map(|tree| tree.bytes()))),
                     Job::Start { count, tree, reply } => reply.send(|| {
                         let mut writer = PackWriter::new(&dir, count)?;
                         let entry =
-                            writer.add_stored_unnamed(gix::objs::Kind::Tree, tree.data())?;
+                            writer.add_stored_unnamed(gix::objs::Kind::Tree, tree.bytes())?;
                         Ok((writer, entry))
                     }),
                 }
@@ -260,7 +260,7 @@ pub(super) fn checksum<'a>(
     let mut hasher = sha1::Sha1::default();
     sha1::Digest::update(&mut hasher, header);
     for data in trees {
-        super::emit_stored_entry(gix::objs::Kind::Tree, data, |bytes| {
+        emit_stored_entry(gix::objs::Kind::Tree, data, |bytes| {
             sha1::Digest::update(&mut hasher, bytes);
             Ok(())
         })?;

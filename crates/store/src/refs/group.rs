@@ -33,14 +33,9 @@ use std::time::Duration;
 
 use gix::ObjectId;
 
-use crate::pack::StartedPack;
-use crate::pending::ObjectData;
-use crate::repo::Repo;
-use crate::store::update_head;
+use super::head::update_head;
+use crate::odb::{Object, Repo, StartedPack};
 use crate::{BranchName, CommitId, Error};
-
-/// An object ready to be stored: its id, kind and encoded data (without header).
-pub(crate) type Object = (ObjectId, gix::objs::Kind, ObjectData);
 
 /// A commit ready to be written: its new objects and the branch move that publishes them.
 pub(crate) struct Member {
@@ -78,22 +73,22 @@ pub(crate) struct CommitQueue {
 
 /// Counts a transaction as open on its store's [`CommitQueue`] for as long as it lives.
 pub(crate) struct OpenTransaction {
-    repo: Arc<Repo>,
+    commits: Arc<CommitQueue>,
 }
 
 impl OpenTransaction {
-    /// Counts one more open transaction on `repo` until the result is dropped.
-    pub(crate) fn new(repo: &Arc<Repo>) -> OpenTransaction {
-        repo.commits().open.fetch_add(1, Ordering::Relaxed);
+    /// Counts one more open transaction on `commits` until the result is dropped.
+    pub(crate) fn new(commits: &Arc<CommitQueue>) -> OpenTransaction {
+        commits.open.fetch_add(1, Ordering::Relaxed);
         OpenTransaction {
-            repo: Arc::clone(repo),
+            commits: Arc::clone(commits),
         }
     }
 }
 
 impl Drop for OpenTransaction {
     fn drop(&mut self) {
-        self.repo.commits().open.fetch_sub(1, Ordering::Relaxed);
+        self.commits.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

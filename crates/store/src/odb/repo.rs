@@ -32,11 +32,10 @@ use std::time::{Duration, Instant};
 
 use gix::ObjectId;
 
+use super::object::Object;
+use super::pack::{self, PackInfo, Tiers};
+use super::recent::RecentWrites;
 use crate::Error;
-use crate::group::{CommitQueue, Object};
-use crate::pack::{self, PackInfo, Tiers};
-use crate::recent::RecentWrites;
-use crate::tree::TreeCache;
 
 /// Bytes of decoded objects each pooled handle keeps in its cache.
 const OBJECT_CACHE_BYTES: usize = 8 * 1024 * 1024;
@@ -70,13 +69,9 @@ pub(crate) struct Repo {
     /// Held while merging or deleting packs, which only one thread does at a time; holds the packs
     /// already merged into another but not yet deleted.
     maintenance: Mutex<Vec<PackInfo>>,
-    /// Decoded trees by id, so that big trees are not decoded again by every reader.
-    tree_cache: TreeCache,
     /// Writes the start of packs, or their checksums, beside commits (see [`pack::PackThread`]).
     pack_thread: Arc<pack::PackThread>,
-    /// Commits waiting to be written together (see [`crate::group`]).
-    commits: CommitQueue,
-    /// The commits and objects written last.
+    /// The objects written last.
     recent: RecentWrites,
     /// Maintenance runs started in the background and not finished yet.
     maintenance_running: tokio::sync::watch::Sender<usize>,
@@ -151,17 +146,10 @@ impl Repo {
             pool_changed: Condvar::new(),
             tiers: Mutex::new(tiers),
             maintenance: Mutex::new(Vec::new()),
-            tree_cache: TreeCache::default(),
-            commits: CommitQueue::default(),
             recent: RecentWrites::default(),
             maintenance_running: tokio::sync::watch::Sender::new(0),
             maintenance_rerun: AtomicBool::new(false),
         })
-    }
-
-    /// The decoded trees shared by every reader of this store.
-    pub(crate) fn tree_cache(&self) -> &TreeCache {
-        &self.tree_cache
     }
 
     /// The thread writing the start of packs, for commits to start theirs early.
@@ -177,11 +165,6 @@ impl Repo {
     /// Where packs are written.
     pub(crate) fn pack_dir(&self) -> &Path {
         &self.pack_dir
-    }
-
-    /// The queue through which commits write their objects and move their branches.
-    pub(crate) fn commits(&self) -> &CommitQueue {
-        &self.commits
     }
 
     fn pool(&self) -> MutexGuard<'_, Pool> {

@@ -1,10 +1,10 @@
 //! New objects waiting to be written at commit. A transaction hashes the objects it makes as it
 //! goes (so it can read its own writes) and hands them over only when it commits, to be written
-//! as one pack with those of concurrent commits ([`crate::group`]): objects first, then the
-//! reference, so a branch never points at a missing object.
+//! as one pack with those of concurrent commits (group commit, in the layer above): objects
+//! first, then the reference, so a branch never points at a missing object.
 //!
 //! Packs used to be merged and deleted while other handles looked objects up, so readers sometimes
-//! missed commits ("no commit … in the store"); see [`crate::repo`] for how deletions now wait.
+//! missed commits ("no commit … in the store"); see [`super::repo`] for how deletions now wait.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,28 +12,10 @@ use std::sync::Arc;
 use gix::ObjectId;
 use gix::objs::Kind;
 
+use super::object::{Object, ObjectData, SharedBytes};
+use super::pack::{self, PackThread, StartedPack};
+use super::recent::RecentWrites;
 use crate::Error;
-use crate::group::Object;
-use crate::pack::{self, PackThread, StartedPack};
-use crate::recent::RecentWrites;
-use crate::tree::DecodedTree;
-
-/// The encoded data of an object (without header). A tree keeps sharing its bytes with its decoded
-/// form in the tree cache: the metadata's flat trees are hundreds of KB, and copying each (into
-/// freshly faulted-in pages) was a visible part of a head change at 10,000 targets.
-pub(crate) enum ObjectData {
-    Bytes(Vec<u8>),
-    Tree(DecodedTree),
-}
-
-impl AsRef<[u8]> for ObjectData {
-    fn as_ref(&self) -> &[u8] {
-        match self {
-            ObjectData::Bytes(bytes) => bytes,
-            ObjectData::Tree(tree) => tree.data(),
-        }
-    }
-}
 
 /// Objects made by a transaction but not yet in the object database.
 #[derive(Default)]
@@ -81,15 +63,15 @@ impl PendingObjects {
     }
 
     /// Adds a tree, sharing its bytes, and returns its id.
-    pub(crate) fn add_tree(&mut self, tree: DecodedTree) -> Result<ObjectId, Error> {
-        self.add_data(Kind::Tree, ObjectData::Tree(tree))
+    pub(crate) fn add_tree(&mut self, tree: impl Into<SharedBytes>) -> Result<ObjectId, Error> {
+        self.add_data(Kind::Tree, ObjectData::Shared(tree.into()))
     }
 
     fn add_data(&mut self, kind: Kind, data: ObjectData) -> Result<ObjectId, Error> {
         // Before hashing the id, so that the thread writes the pack entry meanwhile.
         let started = match (&data, &self.early) {
-            (ObjectData::Tree(tree), Some(EarlyPack::Expected { count, thread }))
-                if pack::starts_pack_early(kind, tree.data()) =>
+            (ObjectData::Shared(tree), Some(EarlyPack::Expected { count, thread }))
+                if pack::starts_pack_early(kind, tree.bytes()) =>
             {
                 thread.start(*count, tree)
             }

@@ -1,34 +1,8 @@
-//! Pack files written by hand: each commit's new objects go into the object database as one pack
-//! (format v2, whole objects) plus its index (v2), instead of one loose file per object. Creating
-//! a file is the dominant cost of a commit on some file systems (hundreds of microseconds for an
-//! inode on ext4 without a journal), so a commit creates two files whatever its size.
-//!
-//! [`Tiers`] keeps the number of packs bounded, like a log-structured merge tree: packs are grouped
-//! by object count (`[16^n, 16^(n+1))`), and [`TIER_WIDTH`] packs of one tier are merged into one
-//! ([`merge`]). Merging only *adds* a pack; deleting the merged ones is the job of
-//! [`Repo`](crate::repo::Repo), which knows when no reader can still be looking at them.
-//!
-//! A merged pack stores big trees (from [`STORE_UNCOMPRESSED_FROM`] bytes: the flat directories of
-//! the metadata, rewritten by every commit with one entry changed) as deltas (`OFS_DELTA`) against
-//! another version written whole earlier in the same pack ([`delta`]), so it holds about one whole
-//! copy per directory instead of one per commit. Deltas have depth 1 (a base is always whole), so
-//! reading one costs one inflate of the base and one of the delta; every merge recomputes them
-//! against its own bases. Every other object is written whole.
-//!
-//! A commit's pack starts with its big trees: at 10,000 targets a head change writes flat trees of
-//! hundreds of KB, and hashing them cost as much as writing them. The store's pack thread
-//! ([`PackThread`]) writes the start of the pack (its first big tree) while the commit is still
-//! computing that tree's id, or else computes the pack's checksum while the commit writes them.
-//!
-//! This module knows the file formats and nothing of readers, gix handles or transactions (the
-//! objects it writes are the pending objects of commits, big trees shared with the tree cache).
-
-mod delta;
-mod merge;
-mod thread;
-
-pub(crate) use merge::merge;
-pub(crate) use thread::{PackThread, StartedPack};
+//! The pack and index formats (version 2 both): a pack being written entry by entry to a
+//! temporary file ([`PackWriter`]), whole objects compressed or stored, `OFS_DELTA` entries, the
+//! index written and both renamed into place, the index last; and the encoded entries other code
+//! gathers to write a pack of its own ([`EncodedEntry`], [`write_encoded`]). Knows bytes and files
+//! only: nothing of tiers, the pack thread or what the objects mean.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -37,21 +11,16 @@ use std::path::{Path, PathBuf};
 use gix::ObjectId;
 use gix::objs::Kind;
 
-use crate::group::Object;
-use crate::pending::ObjectData;
-use crate::tree::DecodedTree;
-
-/// How many packs of one size tier trigger their merge into one pack of a higher tier.
-pub(crate) const TIER_WIDTH: usize = 16;
+use crate::odb::object::SharedBytes;
 
 /// Prefix of the temporary files a pack is written to before being renamed into place; the same as
 /// git's, so `git gc` cleans them up if we crash, and so does [`remove_temporary_files`].
-const TEMP_PREFIX: &str = "tmp_pack_";
+pub(super) const TEMP_PREFIX: &str = "tmp_pack_";
 
 /// Pack entry type codes (Git's `OBJ_*`).
-const TREE: u8 = 2;
-const OFS_DELTA: u8 = 6;
-const REF_DELTA: u8 = 7;
+pub(super) const TREE: u8 = 2;
+pub(super) const OFS_DELTA: u8 = 6;
+pub(super) const REF_DELTA: u8 = 7;
 
 /// A pack of the store and what tier merging needs to know about it.
 #[derive(Clone, Debug)]
@@ -68,158 +37,9 @@ impl PackInfo {
     }
 }
 
-/// The packs of the store grouped by size tier.
-#[derive(Default)]
-pub(crate) struct Tiers {
-    packs: Vec<PackInfo>,
-}
-
-impl Tiers {
-    /// The packs (with a version 2 index) in `pack_dir`, except those git was told to keep.
-    pub(crate) fn scan(pack_dir: &Path) -> io::Result<Tiers> {
-        let mut packs = Vec::new();
-        let entries = match std::fs::read_dir(pack_dir) {
-            Ok(entries) => entries,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Tiers::default()),
-            Err(error) => return Err(error),
-        };
-        for entry in entries {
-            let index = entry?.path();
-            if index.extension().is_none_or(|ext| ext != "idx")
-                || !index.with_extension("pack").is_file()
-                || index.with_extension("keep").exists()
-                || index.with_extension("promisor").exists()
-            {
-                continue;
-            }
-            match read_count(&index) {
-                Ok(Some(count)) => packs.push(PackInfo { index, count }),
-                // Not a version 2 index: leave it to git.
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::warn!(index = %index.display(), %error, "cannot read pack index; not merging it");
-                }
-            }
-        }
-        Ok(Tiers { packs })
-    }
-
-    /// How many packs there are.
-    pub(crate) fn len(&self) -> usize {
-        self.packs.len()
-    }
-
-    /// Records a new pack.
-    pub(crate) fn add(&mut self, pack: PackInfo) {
-        self.packs.push(pack);
-    }
-
-    /// Forgets packs (merged into another).
-    pub(crate) fn remove(&mut self, gone: &[PackInfo]) {
-        self.packs
-            .retain(|pack| !gone.iter().any(|other| other.index == pack.index));
-    }
-
-    /// The first [`TIER_WIDTH`] packs (in the order they were added, so oldest first among those
-    /// written since the store was opened) of the lowest tier that holds that many, if any. Never
-    /// more: a merge started late (after more commits) merges the same groups as one started at
-    /// once, so which packs end up together does not depend on timing. (Merging the whole tier
-    /// made `big_trees_of_another_directory_are_not_delta_bases` fail now and then.)
-    pub(crate) fn full_tier(&self) -> Option<Vec<PackInfo>> {
-        let mut tiers: Vec<Vec<PackInfo>> = Vec::new();
-        for pack in &self.packs {
-            let tier = tier(pack.count);
-            if tiers.len() <= tier {
-                tiers.resize_with(tier + 1, Vec::new);
-            }
-            tiers[tier].push(pack.clone());
-        }
-        let mut group = tiers.into_iter().find(|group| group.len() >= TIER_WIDTH)?;
-        group.truncate(TIER_WIDTH);
-        Some(group)
-    }
-}
-
-fn tier(count: usize) -> usize {
-    count.max(1).ilog(TIER_WIDTH) as usize
-}
-
-/// Writes `objects` (encoded data without header) as one pack and its index in `pack_dir`.
-///
-/// Big trees go first. If the commit had `thread` start the pack with its first big tree
-/// (`started`) and the pack is the one predicted, the rest is appended to it. Otherwise big trees
-/// are written while `thread` computes the pack's checksum over them (see
-/// [`PackWriter::add_trees_checksummed_aside`]). The other objects follow in their order.
-pub(crate) fn write_objects(
-    pack_dir: &Path,
-    objects: &[Object],
-    thread: &PackThread,
-    started: Option<StartedPack>,
-) -> io::Result<PackInfo> {
-    let mut big_trees = Vec::new();
-    let mut rest = Vec::with_capacity(objects.len());
-    for (id, kind, data) in objects {
-        match data {
-            ObjectData::Tree(tree) if is_big_tree(*kind, tree.data()) => {
-                big_trees.push((*id, tree))
-            }
-            _ => rest.push((*id, *kind, data.as_ref())),
-        }
-    }
-    let started = started.and_then(|started| {
-        let (first, _) = big_trees.first()?;
-        started.into_writer(objects.len(), *first)
-    });
-    let mut writer = match started {
-        Some(mut writer) => {
-            for (id, tree) in &big_trees[1..] {
-                writer.add_stored(*id, Kind::Tree, tree.data())?;
-            }
-            writer
-        }
-        None => {
-            let checksumming = if big_trees.is_empty() {
-                None
-            } else {
-                let trees = big_trees.iter().map(|(_, tree)| DecodedTree::clone(tree));
-                thread.checksum(pack_header(objects.len())?, trees.collect())
-            };
-            // Creating the file overlaps the thread's start.
-            let mut writer = PackWriter::new(pack_dir, objects.len())?;
-            match checksumming {
-                Some(checksumming) => {
-                    writer.add_trees_checksummed_aside(&big_trees, checksumming)?
-                }
-                None => {
-                    for (id, tree) in &big_trees {
-                        writer.add_stored(*id, Kind::Tree, tree.data())?;
-                    }
-                }
-            }
-            writer
-        }
-    };
-    for (id, kind, data) in rest {
-        writer.add_object(id, kind, data)?;
-    }
-    writer.finish()
-}
-
-/// Trees this big have the pack thread start their commit's pack (see [`PackThread`]): the 330 and
-/// 672 KB flat trees of a head change with 10,000 targets. A smaller tree hashes in less time than
-/// starting a pack beside it takes, and under load (hundreds of builds committing, flat trees of
-/// about 100 KB) the packs started for commits then written in groups only took a core from the
-/// builds.
-const START_EARLY_FROM: usize = 256 * 1024;
-
-/// Whether a new object is a tree big enough to start its pack early ([`START_EARLY_FROM`]).
-pub(crate) fn starts_pack_early(kind: Kind, data: &[u8]) -> bool {
-    kind == Kind::Tree && data.len() >= START_EARLY_FROM
-}
-
 /// Whether an object is one of the big trees stored without compression
 /// ([`STORE_UNCOMPRESSED_FROM`]), which lead their pack.
-fn is_big_tree(kind: Kind, data: &[u8]) -> bool {
+pub(super) fn is_big_tree(kind: Kind, data: &[u8]) -> bool {
     kind == Kind::Tree && data.len() >= STORE_UNCOMPRESSED_FROM
 }
 
@@ -278,42 +98,12 @@ pub fn write_encoded(pack_dir: &Path, entries: &[EncodedEntry]) -> io::Result<Pa
     Ok(writer.finish()?.index)
 }
 
-/// Deletes the temporary files of packs a crashed process was writing. Call only while no one else
-/// writes packs (the store's lock is held).
-pub(crate) fn remove_temporary_files(pack_dir: &Path) -> io::Result<()> {
-    let entries = match std::fs::read_dir(pack_dir) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(error),
-    };
-    for entry in entries {
-        let entry = entry?;
-        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-            tracing::debug!(path = %entry.path().display(), "removing a temporary pack file");
-            std::fs::remove_file(entry.path())?;
-        }
-    }
-    Ok(())
-}
-
-/// Deletes a pack: its index first, so no one finds a pack without its data.
-pub(crate) fn delete(pack: &PackInfo) -> io::Result<()> {
-    for path in [pack.index.clone(), pack.data_path()] {
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
-}
-
-fn invalid(message: String) -> io::Error {
+pub(super) fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
 /// The object count of a version 2 pack index (`None` for other versions), from its fan-out table.
-fn read_count(index: &Path) -> io::Result<Option<usize>> {
+pub(super) fn read_count(index: &Path) -> io::Result<Option<usize>> {
     let mut header = [0u8; 8 + 256 * 4];
     File::open(index)?.read_exact(&mut header)?;
     if header[..8] != *b"\xfftOc\0\0\0\x02" {
@@ -323,16 +113,16 @@ fn read_count(index: &Path) -> io::Result<Option<usize>> {
     Ok(Some(u32::from_be_bytes(last) as usize))
 }
 
-struct IndexEntry {
-    id: ObjectId,
-    crc: u32,
-    offset: u64,
+pub(super) struct IndexEntry {
+    pub(super) id: ObjectId,
+    pub(super) crc: u32,
+    pub(super) offset: u64,
 }
 
 /// Where an entry was written and its CRC-32, waiting for its object's id.
-struct StoredEntry {
-    offset: u64,
-    crc: u32,
+pub(super) struct StoredEntry {
+    pub(super) offset: u64,
+    pub(super) crc: u32,
 }
 
 /// Trees this big are stored without compression (zlib "stored" blocks). They are the flat trees
@@ -341,7 +131,7 @@ struct StoredEntry {
 /// cost of a head change with 10,000 targets, and their entries (hex names, binary ids) compress
 /// only to about two thirds anyway. Blobs (logs, which compress well) are compressed, unless tiny
 /// (see [`STORE_UNCOMPRESSED_BELOW`]).
-const STORE_UNCOMPRESSED_FROM: usize = 64 * 1024;
+pub(super) const STORE_UNCOMPRESSED_FROM: usize = 64 * 1024;
 
 /// Objects smaller than this are stored without compression too. Starting a deflate stream clears
 /// the compressor's 128 KiB hash table, and a commit's objects are mostly tiny (status files of a
@@ -388,7 +178,7 @@ impl<W: Write> Write for HashingWriter<W> {
 type PackOut = HashingWriter<BufWriter<tempfile::NamedTempFile>>;
 
 /// A pack being written to a temporary file, entry by entry.
-struct PackWriter {
+pub(super) struct PackWriter {
     dir: PathBuf,
     out: PackOut,
     entries: Vec<IndexEntry>,
@@ -399,7 +189,7 @@ struct PackWriter {
 }
 
 impl PackWriter {
-    fn new(dir: &Path, count: usize) -> io::Result<PackWriter> {
+    pub(super) fn new(dir: &Path, count: usize) -> io::Result<PackWriter> {
         let temporary = || {
             tempfile::Builder::new()
                 .prefix(TEMP_PREFIX)
@@ -431,7 +221,7 @@ impl PackWriter {
     }
 
     /// Appends a whole object, compressed unless tiny or a big tree.
-    fn add_object(&mut self, id: ObjectId, kind: Kind, data: &[u8]) -> io::Result<()> {
+    pub(super) fn add_object(&mut self, id: ObjectId, kind: Kind, data: &[u8]) -> io::Result<()> {
         if data.len() < STORE_UNCOMPRESSED_BELOW || is_big_tree(kind, data) {
             return self.add_stored(id, kind, data);
         }
@@ -449,7 +239,7 @@ impl PackWriter {
     /// from `data`. Going through a compressor set to store meant zeroing an output buffer as big
     /// as the object and copying the object into it: a head change with 10,000 targets (two packs
     /// holding a flat tree of hundreds of KB) took 8.8–9.3 ms that way, 7.9 ms this way.
-    fn add_stored(&mut self, id: ObjectId, kind: Kind, data: &[u8]) -> io::Result<()> {
+    pub(super) fn add_stored(&mut self, id: ObjectId, kind: Kind, data: &[u8]) -> io::Result<()> {
         let entry = self.add_stored_unnamed(kind, data)?;
         self.name_entry(id, entry);
         Ok(())
@@ -457,7 +247,11 @@ impl PackWriter {
 
     /// Appends a whole object like [`add_stored`](Self::add_stored), before its id is known:
     /// the entry goes into the index when [named](Self::name_entry).
-    fn add_stored_unnamed(&mut self, kind: Kind, data: &[u8]) -> io::Result<StoredEntry> {
+    pub(super) fn add_stored_unnamed(
+        &mut self,
+        kind: Kind,
+        data: &[u8],
+    ) -> io::Result<StoredEntry> {
         self.write_stored_entry(kind, data, |out, bytes| out.write_all(bytes))
     }
 
@@ -482,7 +276,7 @@ impl PackWriter {
     }
 
     /// Lists an entry written by [`add_stored_unnamed`](Self::add_stored_unnamed) as object `id`.
-    fn name_entry(&mut self, id: ObjectId, entry: StoredEntry) {
+    pub(super) fn name_entry(&mut self, id: ObjectId, entry: StoredEntry) {
         self.entries.push(IndexEntry {
             id,
             crc: entry.crc,
@@ -495,12 +289,13 @@ impl PackWriter {
     /// (`checksumming`). Hashing a flat tree of a head change with 10,000 targets (hundreds of KB)
     /// and writing it into the page cache cost about the same, so doing both at once saves about
     /// half. Only first entries: the checksum starts at the header.
-    fn add_trees_checksummed_aside(
+    pub(super) fn add_trees_checksummed_aside(
         &mut self,
-        trees: &[(ObjectId, &DecodedTree)],
-        checksumming: thread::PendingChecksum,
+        trees: &[(ObjectId, &SharedBytes)],
+        header: [u8; 12],
+        checksum: impl FnOnce() -> io::Result<sha1::Sha1>,
     ) -> io::Result<()> {
-        if !self.entries.is_empty() || checksumming.header() != pack_header(self.expected)? {
+        if !self.entries.is_empty() || header != pack_header(self.expected)? {
             return Err(io::Error::other(
                 "entries checksummed aside must come first in their pack",
             ));
@@ -508,12 +303,12 @@ impl PackWriter {
         let mut written = Vec::with_capacity(trees.len());
         for (_, tree) in trees {
             written.push(
-                self.write_stored_entry(Kind::Tree, tree.data(), |out, bytes| {
+                self.write_stored_entry(Kind::Tree, tree.bytes(), |out, bytes| {
                     out.write_all_unhashed(bytes)
                 })?,
             );
         }
-        self.out.hasher = checksumming.wait(trees.iter().map(|(_, tree)| tree.data()))?;
+        self.out.hasher = checksum()?;
         for ((id, _), entry) in trees.iter().zip(written) {
             self.name_entry(*id, entry);
         }
@@ -521,7 +316,12 @@ impl PackWriter {
     }
 
     /// Appends object `id` as `delta` (Git's delta format) of the entry written at `base_offset`.
-    fn add_ofs_delta(&mut self, id: ObjectId, base_offset: u64, delta: &[u8]) -> io::Result<()> {
+    pub(super) fn add_ofs_delta(
+        &mut self,
+        id: ObjectId,
+        base_offset: u64,
+        delta: &[u8],
+    ) -> io::Result<()> {
         let distance = self
             .out
             .written
@@ -543,12 +343,12 @@ impl PackWriter {
     }
 
     /// Where the next entry will be written.
-    fn next_offset(&self) -> u64 {
+    pub(super) fn next_offset(&self) -> u64 {
         self.out.written
     }
 
     /// Appends an entry exactly as stored in another pack.
-    fn add_raw(&mut self, id: ObjectId, entry: &[u8], crc: u32) -> io::Result<()> {
+    pub(super) fn add_raw(&mut self, id: ObjectId, entry: &[u8], crc: u32) -> io::Result<()> {
         let offset = self.out.written;
         self.out.write_all(entry)?;
         self.entries.push(IndexEntry { id, crc, offset });
@@ -557,7 +357,7 @@ impl PackWriter {
 
     /// Writes the trailer and the index and renames both into place (the index last, so the pack is
     /// complete before anyone can find it).
-    fn finish(self) -> io::Result<PackInfo> {
+    pub(super) fn finish(self) -> io::Result<PackInfo> {
         let PackWriter {
             dir,
             out,
@@ -693,7 +493,7 @@ fn deflate(
 
 /// Passes a whole object's pack entry, stored without compression, to `emit`: its header, then
 /// [`emit_stored`].
-fn emit_stored_entry(
+pub(super) fn emit_stored_entry(
     kind: Kind,
     data: &[u8],
     mut emit: impl FnMut(&[u8]) -> io::Result<()>,
@@ -705,7 +505,7 @@ fn emit_stored_entry(
 }
 
 /// A pack's header: signature, version 2, object count.
-fn pack_header(count: usize) -> io::Result<[u8; 12]> {
+pub(super) fn pack_header(count: usize) -> io::Result<[u8; 12]> {
     let mut header = [0u8; 12];
     header[..4].copy_from_slice(b"PACK");
     header[4..8].copy_from_slice(&2u32.to_be_bytes());

@@ -6,7 +6,7 @@ use std::path::Path;
 use gix::ObjectId;
 
 use super::merge;
-use crate::pack::{self, Tiers};
+use crate::odb::pack::{self, Tiers};
 use datakit_ci_testkit::{assert_fsck_clean, git, git_with_input};
 
 /// Files in the big tree of the tests: about 100 KiB.
