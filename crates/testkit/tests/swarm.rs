@@ -360,4 +360,9 @@ fn a_drained_worker_takes_no_job_until_it_is_active_again() {
     lease.activate().expect("activate");
     let (_, node) = job.wait(Duration::from_secs(60));
     assert_eq!(node, worker.node_id());
+    // The lease on w3 keeps other programs' runs of this test away from the label meanwhile.
+    let label = format!("{SERVICE_LABEL}=drained");
+    assert_eq!(cluster.remove_services(&label).expect("remove"), 1);
+    let filter = format!("label={label}");
+    assert_eq!(manager(&["service", "ls", "-q", "--filter", &filter]), "");
 }

@@ -306,6 +306,20 @@ impl Cluster {
         wait_node_state(node_id, state, limit)
     }
 
+    /// Removes every service labelled `label` (`KEY=VALUE`, e.g. [`SERVICE_LABEL`]`=my-test`)
+    /// and returns how many there were: what a test made, even if it failed half-way.
+    pub fn remove_services(&self, label: &str) -> Result<usize, SwarmError> {
+        let filter = format!("label={label}");
+        let services = host::run("docker", &["service", "ls", "-q", "--filter", &filter])?;
+        let ids: Vec<&str> = services.lines().filter(|id| !id.is_empty()).collect();
+        if !ids.is_empty() {
+            let mut args = vec!["service", "rm"];
+            args.extend(&ids);
+            host::run("docker", &args)?;
+        }
+        Ok(ids.len())
+    }
+
     /// Takes worker `wN` for a test that disturbs it (waiting for any other holder): while the
     /// lease is held, [`Cluster::ensure`] leaves the worker alone; when it is dropped, the
     /// worker is started and activated again.
