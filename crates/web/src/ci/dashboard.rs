@@ -126,7 +126,8 @@ pub(crate) async fn get_dashboard(
         &title(&ci.engine),
         Tab::Home,
         live.region(content),
-    )))
+    )
+    .into_string()))
 }
 
 /// How long `trouble` has lasted, and how many times it was seen, e.g. `since 2 min ago (3 times)`.

@@ -94,7 +94,7 @@ async fn list_page(
         // page once rather than copied into it; escaped text cannot produce the placeholder.
         let content = html! {
             (filter_form(path, &filter))
-            (live.region(PreEscaped(PLACEHOLDER)))
+            (live.region(PreEscaped(PLACEHOLDER.to_owned())))
         };
         let frame = page(&chrome, &title(&engine), tab, content);
         let frame = frame.into_string();

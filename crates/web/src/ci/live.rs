@@ -39,7 +39,7 @@ impl Live<'_> {
 }
 
 /// A live page's response: `html` with the policy that lets its script run.
-pub(crate) fn response(html: impl Into<String>) -> Response {
+pub(crate) fn response(html: String) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),
@@ -48,7 +48,7 @@ pub(crate) fn response(html: impl Into<String>) -> Response {
                 crate::csp::policy_with_script(LIVE_SCRIPT),
             ),
         ],
-        html.into(),
+        html,
     )
         .into_response()
 }

@@ -222,7 +222,8 @@ async fn target_page(
         &title,
         tab,
         live.region(content),
-    )))
+    )
+    .into_string()))
 }
 
 /// The trend of `job` (its page, `?test=<job>`): its last runs as a chart, and whether it is

@@ -229,8 +229,8 @@ mod tests {
             state(6, 300, B, passed())?,
         ];
         states.reverse();
-        let runs = runs("test", &states);
-        let summary: Vec<(Phase, Option<u64>)> = runs
+        let found = runs("test", &states);
+        let summary: Vec<(Phase, Option<u64>)> = found
             .iter()
             .map(|run| (run.phase, run.took.map(|took| took.as_secs())))
             .collect();
@@ -243,11 +243,11 @@ mod tests {
             ]
         );
         assert_eq!(
-            flaky(&runs).as_deref(),
+            flaky(&found).as_deref(),
             Some("Flaky: with the same inputs (commit aaaaaaaa) it passed and failed")
         );
         // Without the failure, nothing is flaky.
-        assert_eq!(flaky(&runs[..2]), None);
+        assert_eq!(flaky(&found[..2]), None);
         assert!(runs("other", &states).is_empty());
         Ok(())
     }
@@ -263,9 +263,9 @@ mod tests {
             states.push(state(2 * n + 2, seconds + u64::from(n % 5) * 10 + 5, &head, result)?);
         }
         states.reverse();
-        let runs = runs("test", &states);
-        assert_eq!(runs.len(), TREND_RUNS);
-        let svg = chart("test <&>", &runs, SystemTime::UNIX_EPOCH + Duration::from_secs(10_000))
+        let found = runs("test", &states);
+        assert_eq!(found.len(), TREND_RUNS);
+        let svg = chart("test <&>", &found, SystemTime::UNIX_EPOCH + Duration::from_secs(10_000))
             .into_string();
         let document = roxmltree::Document::parse(&svg)?;
         let bars: Vec<_> = document
@@ -277,9 +277,9 @@ mod tests {
             .iter()
             .filter(|bar| bar.attribute("class") == Some("run run-failed"))
             .count();
-        assert_eq!(failures, runs.iter().filter(|r| r.phase == Phase::Failed).count());
+        assert_eq!(failures, found.iter().filter(|r| r.phase == Phase::Failed).count());
         assert!(document.root_element().attribute("aria-label").is_some_and(|label| label.ends_with("of test <&>")));
-        assert_eq!(flaky(&runs), None);
+        assert_eq!(flaky(&found), None);
         Ok(())
     }
 }

@@ -284,14 +284,23 @@ pub(crate) async fn get_saved_log(
         SavedRequest::Raw => return Ok(raw_response(LogSource::saved(reader))),
         SavedRequest::Find(needle) => {
             let (lines, more) =
-                tokio::task::spawn_blocking(move || window::find(&mut reader, &needle)).await??;
+                tokio::task::spawn_blocking(move || window::find(&mut reader, &needle))
+                    .await?
+                    .map_err(|source| Error::ReadLog {
+                        commit: commit.clone(),
+                        source,
+                    })?;
             return Ok(axum::Json(serde_json::json!({ "lines": lines, "more": more }))
                 .into_response());
         }
         SavedRequest::Page(selection) => selection,
     };
-    let window =
-        tokio::task::spawn_blocking(move || window::select(&mut reader, selection)).await??;
+    let window = tokio::task::spawn_blocking(move || window::select(&mut reader, selection))
+        .await?
+        .map_err(|source| Error::ReadLog {
+            commit: commit.clone(),
+            source,
+        })?;
     let config = state.config();
     let context = LogContext::from_query(query.as_deref());
     let state_word = if failed { "failed" } else { "passed" };

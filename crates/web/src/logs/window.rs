@@ -118,6 +118,11 @@ fn tail(reader: &mut dyn Read) -> io::Result<Window> {
             dropped_any = true;
         }
     }
+    if dropped_any && kept.len() > TAIL_BYTES {
+        let cut = kept.len() - TAIL_BYTES;
+        dropped_lines += memchr_count(&kept[..cut]);
+        kept.drain(..cut);
+    }
     if dropped_any {
         // Start at a whole line: the partial first line is dropped too.
         match kept.iter().position(|&byte| byte == b'\n') {
@@ -189,7 +194,7 @@ pub(crate) fn find(reader: &mut dyn Read, needle: &str) -> io::Result<(Vec<u64>,
     let mut line_number = 1;
     let mut partial: Vec<u8> = Vec::new();
     let mut buffer = vec![0; READ_CHUNK];
-    let mut check = |line: &[u8], number: u64, found: &mut Vec<u64>| -> bool {
+    let check = |line: &[u8], number: u64, found: &mut Vec<u64>| -> bool {
         if contains_ignoring_case(line, &needle) {
             if found.len() == MAX_MATCHES {
                 return false;
