@@ -359,7 +359,10 @@ async fn target_pages_show_jobs_logs_buttons_and_history() -> anyhow::Result<()>
         "{builder_page}"
     );
     // The history is paginated: older states from any recorded one, a bad id is a 400.
-    let states_from = builder_page
+    let (_, history_table) = builder_page
+        .split_once("<h2 id=\"history\">")
+        .expect("a history table");
+    let states_from = history_table
         .split("?history=")
         .nth(2)
         .and_then(|rest| rest.split('"').next())

@@ -127,7 +127,11 @@ async fn save_log(
     Ok(format!("/log/saved/{branch}/{commit}"))
 }
 
-async fn failure_and_sections(browser: &Client, server: &Running, path: &str) -> anyhow::Result<()> {
+async fn failure_and_sections(
+    browser: &Client,
+    server: &Running,
+    path: &str,
+) -> anyhow::Result<()> {
     browser.goto(&server.url(path)).await?;
     // "Jump to failure" highlights the first error line and puts it in the address.
     wait_for_element(browser, "a.jump-to-failure")
@@ -147,23 +151,43 @@ async fn failure_and_sections(browser: &Client, server: &Running, path: &str) ->
         section.attr("open").await.is_ok_and(|open| open.is_none())
     })
     .await?;
-    assert!(!browser.find(Locator::Id("L3")).await?.is_displayed().await?);
+    assert!(
+        !browser
+            .find(Locator::Id("L3"))
+            .await?
+            .is_displayed()
+            .await?
+    );
     summary.click().await?;
     wait_for("the section to open", || async {
         section.attr("open").await.is_ok_and(|open| open.is_some())
     })
     .await?;
-    assert!(browser.find(Locator::Id("L3")).await?.is_displayed().await?);
+    assert!(
+        browser
+            .find(Locator::Id("L3"))
+            .await?
+            .is_displayed()
+            .await?
+    );
 
     // Time stamps hide and show again.
     let stamp = browser.find(Locator::Css("#L2 span.ts")).await?;
     assert!(stamp.is_displayed().await?);
-    browser.find(Locator::Id("toggle-ts")).await?.click().await?;
+    browser
+        .find(Locator::Id("toggle-ts"))
+        .await?
+        .click()
+        .await?;
     wait_for("the time stamps to hide", || async {
         stamp.is_displayed().await.is_ok_and(|shown| !shown)
     })
     .await?;
-    browser.find(Locator::Id("toggle-ts")).await?.click().await?;
+    browser
+        .find(Locator::Id("toggle-ts"))
+        .await?
+        .click()
+        .await?;
     wait_for("the time stamps to show", || async {
         stamp.is_displayed().await.is_ok_and(|shown| shown)
     })
@@ -185,13 +209,23 @@ async fn big_log(browser: &Client, server: &Running, path: &str) -> anyhow::Resu
         .await?
         .unwrap_or_default();
     let first: u64 = first_id.trim_start_matches('L').parse()?;
-    assert!(first > 1000, "the tail starts at {first_id}, last is {last_id}");
+    assert!(
+        first > 1000,
+        "the tail starts at {first_id}, last is {last_id}"
+    );
 
     // Earlier lines load in place.
-    browser.execute("window.testMark = 1; return null;", vec![]).await?;
-    wait_for_element(browser, "a.load-earlier").await?.click().await?;
+    browser
+        .execute("window.testMark = 1; return null;", vec![])
+        .await?;
+    wait_for_element(browser, "a.load-earlier")
+        .await?
+        .click()
+        .await?;
     wait_for_element(browser, &format!("#L{}", first - 1)).await?;
-    let mark = browser.execute("return window.testMark || null;", vec![]).await?;
+    let mark = browser
+        .execute("return window.testMark || null;", vec![])
+        .await?;
     assert_eq!(mark.as_u64(), Some(1), "the page was reloaded");
 
     // The search finds a line near the start, on the server, and shows it.
@@ -216,15 +250,14 @@ async fn issue_21_failure_sections_stamps_and_a_10_mb_log_in_chromium() -> anyho
                  error: again\n\
                  [2026-12-07 18:13.05] Failed: exit 1\n";
     let failing = save_log(&store, "failing-log", small.as_bytes().to_vec(), true).await?;
-    // 10 MB: 160,000 lines of about 64 bytes, a needle at line 3.
+    // 10 MB: 180,000 lines of about 59 bytes, a needle at line 3.
     let mut big = Vec::with_capacity(10_500_000);
-    for n in 1..=160_000_u32 {
+    for n in 1..=180_000_u32 {
         if n == 3 {
             big.extend_from_slice(b"a NEEDLE near the start of a very big log\n");
         } else {
             big.extend_from_slice(
-                format!("line {n:06} of a big log, padded to make ten megabytes.....\n")
-                    .as_bytes(),
+                format!("line {n:06} of a big log, padded to make ten megabytes.....\n").as_bytes(),
             );
         }
     }

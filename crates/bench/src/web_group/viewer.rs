@@ -50,7 +50,10 @@ const LOG_REQUESTS: usize = 5;
 /// Measures the three figures.
 pub(super) async fn run(site: &mut Site, report: &mut Report) -> anyhow::Result<()> {
     let client = client()?;
-    let page = format!("/{REPO}/ref/heads/{}", branch_name(MOVED.min(site.targets - 1)));
+    let page = format!(
+        "/{REPO}/ref/heads/{}",
+        branch_name(MOVED.min(site.targets - 1))
+    );
     let target = format!("{REPO}/heads/{}", branch_name(MOVED.min(site.targets - 1)));
     let mut next_hash = 1_000_000_u64;
 
@@ -90,7 +93,11 @@ pub(super) async fn run(site: &mut Site, report: &mut Report) -> anyhow::Result<
         .send()
         .await
         .context("GET /api/v1/events")?;
-    ensure!(events.status() == reqwest::StatusCode::OK, "GET /api/v1/events answered {}", events.status());
+    ensure!(
+        events.status() == reqwest::StatusCode::OK,
+        "GET /api/v1/events answered {}",
+        events.status()
+    );
     let mut buffered = String::new();
     let mut delays = Vec::with_capacity(REQUESTS);
     for _ in 0..REQUESTS {
@@ -101,7 +108,9 @@ pub(super) async fn run(site: &mut Site, report: &mut Report) -> anyhow::Result<
         // The engine announces the new status once written.
         let written = loop {
             match announced.recv().await {
-                Ok(change) if change.target.to_string() == target && change.commit.to_string() == head => {
+                Ok(change)
+                    if change.target.to_string() == target && change.commit.to_string() == head =>
+                {
                     break Instant::now();
                 }
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
@@ -121,7 +130,10 @@ pub(super) async fn run(site: &mut Site, report: &mut Report) -> anyhow::Result<
         // ...and fetches the page again.
         let body = get_ok(&client, &site.url(&page)).await?;
         delays.push(written.elapsed());
-        ensure!(body.contains(&head[..8]), "the fetched page does not show head {head}");
+        ensure!(
+            body.contains(&head[..8]),
+            "the fetched page does not show head {head}"
+        );
     }
     report.add(
         Figure::millis(
@@ -144,7 +156,11 @@ pub(super) async fn run(site: &mut Site, report: &mut Report) -> anyhow::Result<
     for _ in 0..LOG_REQUESTS {
         let started = Instant::now();
         let mut response = client.get(site.url(&path)).send().await?;
-        ensure!(response.status() == reqwest::StatusCode::OK, "GET {path} answered {}", response.status());
+        ensure!(
+            response.status() == reqwest::StatusCode::OK,
+            "GET {path} answered {}",
+            response.status()
+        );
         let mut body = Vec::new();
         if let Some(chunk) = response.chunk().await? {
             first_bytes.push(started.elapsed());
@@ -154,7 +170,10 @@ pub(super) async fn run(site: &mut Site, report: &mut Report) -> anyhow::Result<
             body.extend_from_slice(&chunk);
         }
         ends.push(started.elapsed());
-        let shown = body.windows(16).filter(|w| w == br#"<div class="line"#).count();
+        let shown = body
+            .windows(16)
+            .filter(|w| w == br#"<div class="line"#)
+            .count();
         ensure!(shown >= 1000, "the huge log's page shows {shown} lines");
         let last = format!(r#"id="L{lines}""#);
         ensure!(
@@ -163,7 +182,10 @@ pub(super) async fn run(site: &mut Site, report: &mut Report) -> anyhow::Result<
         );
     }
     report.add(Figure::millis(
-        format!("web: a {} MB saved log's page, first byte, median of {LOG_REQUESTS}", HUGE_LOG >> 20),
+        format!(
+            "web: a {} MB saved log's page, first byte, median of {LOG_REQUESTS}",
+            HUGE_LOG >> 20
+        ),
         quantile(&first_bytes, 0.5),
     ));
     report.add(
@@ -187,9 +209,14 @@ async fn move_head(site: &Site, n: u64, target: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = 0;
     while seen < super::site::JOBS.len() {
-        ensure!(Instant::now() < deadline, "no status for head {head} of {target} within 60 s");
+        ensure!(
+            Instant::now() < deadline,
+            "no status for head {head} of {target} within 60 s"
+        );
         match tokio::time::timeout(Duration::from_secs(60), announced.recv()).await? {
-            Ok(change) if change.target.to_string() == target && change.commit.to_string() == head => {
+            Ok(change)
+                if change.target.to_string() == target && change.commit.to_string() == head =>
+            {
                 seen += 1;
             }
             Ok(_) | Err(RecvError::Lagged(_)) => {}
@@ -209,7 +236,10 @@ async fn move_head(site: &Site, n: u64, target: &str) -> anyhow::Result<()> {
         if latest.is_some_and(|state| state.source_commit.is_some_and(|c| c.to_string() == head)) {
             return Ok(());
         }
-        ensure!(Instant::now() < deadline, "no recorded state for head {head} within 60 s");
+        ensure!(
+            Instant::now() < deadline,
+            "no recorded state for head {head} within 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -221,7 +251,10 @@ async fn write_head(site: &Site, head: &str) -> anyhow::Result<()> {
         .branch(&BranchName::new(METADATA_BRANCH)?)
         .transaction()
         .await?;
-    transaction.create_file(&head_path(MOVED.min(site.targets - 1))?, format!("{head}\n"))?;
+    transaction.create_file(
+        &head_path(MOVED.min(site.targets - 1))?,
+        format!("{head}\n"),
+    )?;
     transaction.commit("Move the head").await?;
     Ok(())
 }
@@ -250,9 +283,16 @@ async fn save_huge_log(site: &Site) -> anyhow::Result<(String, usize)> {
 
 /// `GET url`, failing unless the status is `200`; the body.
 async fn get_ok(client: &reqwest::Client, url: &str) -> anyhow::Result<String> {
-    let response = client.get(url).send().await.with_context(|| format!("GET {url}"))?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
     let status = response.status();
     let body = response.text().await?;
-    ensure!(status == reqwest::StatusCode::OK, "GET {url} answered {status}");
+    ensure!(
+        status == reqwest::StatusCode::OK,
+        "GET {url} answered {status}"
+    );
     Ok(body)
 }

@@ -121,13 +121,15 @@ pub(crate) async fn get_dashboard(
         gap_ms: 1000,
         ..Live::default()
     };
-    Ok(live::response(page(
-        &Chrome::new(&state, &viewer),
-        &title(&ci.engine),
-        Tab::Home,
-        live.region(content),
-    )
-    .into_string()))
+    Ok(live::response(
+        page(
+            &Chrome::new(&state, &viewer),
+            &title(&ci.engine),
+            Tab::Home,
+            live.region(content),
+        )
+        .into_string(),
+    ))
 }
 
 /// How long `trouble` has lasted, and how many times it was seen, e.g. `since 2 min ago (3 times)`.

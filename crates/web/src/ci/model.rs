@@ -105,9 +105,9 @@ pub(crate) fn phase_of(output: Option<&JobOutput>) -> Phase {
             // pending-reason stack, not in the job's result.
             let running = output.logs.leaves().iter().any(|leaf| {
                 matches!(leaf, LogLeaf::Live(log) if !log.is_finished()
-                    && !log.pending_reason().is_some_and(|reason| {
-                        reason.to_ascii_lowercase().starts_with("waiting for")
-                    }))
+                && !log.pending_reason().is_some_and(|reason| {
+                    reason.to_ascii_lowercase().starts_with("waiting for")
+                }))
             });
             if reason.contains("approval") || reason.contains("approve") {
                 Phase::WaitingForApproval

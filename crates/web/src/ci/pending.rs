@@ -49,7 +49,10 @@ pub(crate) fn why_pending(job: &Job, jobs: &[Job], queues: &QueuePlaces) -> Opti
         })
         .collect();
     if !waiting.is_empty() {
-        return Some(format!("Waits for the jobs it needs: {}", waiting.join(", ")));
+        return Some(format!(
+            "Waits for the jobs it needs: {}",
+            waiting.join(", ")
+        ));
     }
     let reason = match &output.result {
         JobResult::Pending(reason) => reason.as_str(),
@@ -63,10 +66,14 @@ pub(crate) fn why_pending(job: &Job, jobs: &[Job], queues: &QueuePlaces) -> Opti
         return Some(format!("Waits for another CI's status: {reason}"));
     }
     // A live log's own reason (e.g. another build of the same key, a resource).
-    let log_reason = output.logs.leaves().into_iter().find_map(|leaf| match leaf {
-        LogLeaf::Live(log) if !log.is_finished() => log.pending_reason(),
-        _ => None,
-    });
+    let log_reason = output
+        .logs
+        .leaves()
+        .into_iter()
+        .find_map(|leaf| match leaf {
+            LogLeaf::Live(log) if !log.is_finished() => log.pending_reason(),
+            _ => None,
+        });
     match log_reason {
         Some(log_reason) if log_reason != reason => Some(format!("{reason}: {log_reason}")),
         _ if reason.is_empty() => None,
@@ -103,14 +110,20 @@ mod tests {
 
     #[test]
     fn pending_jobs_say_why() {
-        let build = job("build", pending("Waiting for approval by a Builder in the web UI"), &[]);
+        let build = job(
+            "build",
+            pending("Waiting for approval by a Builder in the web UI"),
+            &[],
+        );
         let lint = job("lint", Some(JobResult::Success("ok".into())), &[]);
         let test = job("test", pending("Waiting for build"), &["build", "lint"]);
         let jobs = [build.clone(), lint.clone(), test.clone()];
         check(
             &build,
             &jobs,
-            Some("Waits for approval by a Builder (anyone with the Builder role may press Approve)"),
+            Some(
+                "Waits for approval by a Builder (anyone with the Builder role may press Approve)",
+            ),
         );
         check(&lint, &jobs, None);
         check(
@@ -124,12 +137,20 @@ mod tests {
             Some("Not evaluated yet: the engine has not reached this job"),
         );
         check(
-            &job("other", pending("Waiting for ci/travis to complete (running)"), &[]),
+            &job(
+                "other",
+                pending("Waiting for ci/travis to complete (running)"),
+                &[],
+            ),
             &[],
             Some("Waits for another CI's status: Waiting for ci/travis to complete (running)"),
         );
         check(
-            &job("other", pending("Waiting for ci/travis status to appear"), &[]),
+            &job(
+                "other",
+                pending("Waiting for ci/travis status to appear"),
+                &[],
+            ),
             &[],
             Some("Waits for another CI's status: Waiting for ci/travis status to appear"),
         );

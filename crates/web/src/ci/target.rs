@@ -16,8 +16,8 @@ use std::time::SystemTime;
 use datakit_ci_store::CommitId;
 use datakit_ci_term::TargetId;
 
-use super::model::{self, JobTimes, PAGE_HISTORY, Phase, Recorded, Shown};
 use super::live::{self, Live};
+use super::model::{self, JobTimes, PAGE_HISTORY, Phase, Recorded, Shown};
 use super::pending::why_pending;
 use super::queue::QueuePlaces;
 use super::trend;
@@ -141,8 +141,7 @@ async fn target_page(
     let trend = match query.test.as_deref() {
         Some(job) if shown.jobs.iter().any(|shown| shown.name == job) => {
             let (states, _) =
-                model::walk_history(ci.engine.history(), shown.latest, trend::TREND_STATES)
-                    .await?;
+                model::walk_history(ci.engine.history(), shown.latest, trend::TREND_STATES).await?;
             Some(job_trend(job, &trend::runs(job, &states), now))
         }
         _ => None,
@@ -217,13 +216,15 @@ async fn target_page(
         // Elapsed times and queue places change without a status change.
         poll_seconds: if running { 10 } else { 0 },
     };
-    Ok(live::response(page(
-        &Chrome::new(state, viewer),
-        &title,
-        tab,
-        live.region(content),
-    )
-    .into_string()))
+    Ok(live::response(
+        page(
+            &Chrome::new(state, viewer),
+            &title,
+            tab,
+            live.region(content),
+        )
+        .into_string(),
+    ))
 }
 
 /// The trend of `job` (its page, `?test=<job>`): its last runs as a chart, and whether it is

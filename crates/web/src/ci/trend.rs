@@ -110,10 +110,7 @@ pub(crate) fn flaky(runs: &[Run]) -> Option<String> {
                     run.head.as_ref().map_or("?", |head| head.short(8))
                 )
             } else {
-                format!(
-                    "cache entry {}",
-                    run.cache_entry.as_deref().unwrap_or("?")
-                )
+                format!("cache entry {}", run.cache_entry.as_deref().unwrap_or("?"))
             };
             return Some(format!(
                 "Flaky: with the same inputs ({inputs}) it {} and {}",
@@ -141,7 +138,10 @@ pub(crate) fn chart(job: &str, runs: &[Run], now: SystemTime) -> Markup {
         .as_secs()
         .max(1);
     let width = (runs.len() as u64).max(1) * (BAR_WIDTH + BAR_GAP);
-    let label = format!("Results and durations of the last {} runs of {job}", runs.len());
+    let label = format!(
+        "Results and durations of the last {} runs of {job}",
+        runs.len()
+    );
     html! {
         svg.trend xmlns="http://www.w3.org/2000/svg" role="img" aria-label=(label)
             width=(width) height=(CHART_HEIGHT) viewBox=(format!("0 0 {width} {CHART_HEIGHT}")) {
@@ -260,13 +260,22 @@ mod tests {
             let seconds = u64::from(n) * 100;
             states.push(state(2 * n + 1, seconds, &head, pending())?);
             let result = if n % 7 == 0 { failed() } else { passed() };
-            states.push(state(2 * n + 2, seconds + u64::from(n % 5) * 10 + 5, &head, result)?);
+            states.push(state(
+                2 * n + 2,
+                seconds + u64::from(n % 5) * 10 + 5,
+                &head,
+                result,
+            )?);
         }
         states.reverse();
         let found = runs("test", &states);
         assert_eq!(found.len(), TREND_RUNS);
-        let svg = chart("test <&>", &found, SystemTime::UNIX_EPOCH + Duration::from_secs(10_000))
-            .into_string();
+        let svg = chart(
+            "test <&>",
+            &found,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(10_000),
+        )
+        .into_string();
         let document = roxmltree::Document::parse(&svg)?;
         let bars: Vec<_> = document
             .descendants()
@@ -277,8 +286,16 @@ mod tests {
             .iter()
             .filter(|bar| bar.attribute("class") == Some("run run-failed"))
             .count();
-        assert_eq!(failures, found.iter().filter(|r| r.phase == Phase::Failed).count());
-        assert!(document.root_element().attribute("aria-label").is_some_and(|label| label.ends_with("of test <&>")));
+        assert_eq!(
+            failures,
+            found.iter().filter(|r| r.phase == Phase::Failed).count()
+        );
+        assert!(
+            document
+                .root_element()
+                .attribute("aria-label")
+                .is_some_and(|label| label.ends_with("of test <&>"))
+        );
         assert_eq!(flaky(&found), None);
         Ok(())
     }

@@ -303,7 +303,8 @@ mod tests {
 
     #[test]
     fn time_stamps_are_marked_and_sections_say_how_long_they_took() {
-        let stamped = |text: &str| format!(r#"<span class="ts">[2026-12-31 23:59.58] </span>{text}"#);
+        let stamped =
+            |text: &str| format!(r#"<span class="ts">[2026-12-31 23:59.58] </span>{text}"#);
         let expected = format!(
             "<details class=\"section\" id=\"S1\" open><summary>{}</summary><div class=\"section-body\">{}{}</div>\
              <p class=\"section-took\">took 1m 3s</p></details><span id=\"failure\"></span>",

@@ -290,8 +290,9 @@ pub(crate) async fn get_saved_log(
                         commit: commit.clone(),
                         source,
                     })?;
-            return Ok(axum::Json(serde_json::json!({ "lines": lines, "more": more }))
-                .into_response());
+            return Ok(
+                axum::Json(serde_json::json!({ "lines": lines, "more": more })).into_response(),
+            );
         }
         SavedRequest::Page(selection) => selection,
     };
