@@ -115,6 +115,8 @@ class WebDriver:
         self.base = f"http://127.0.0.1:{port}"
         capabilities = {"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            # A running build's log page never finishes loading: wait for elements instead.
+            "pageLoadStrategy": "none",
             "goog:chromeOptions": {"args": [
                 "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                 "--hide-scrollbars", "--force-device-scale-factor=1"]},
@@ -275,7 +277,16 @@ def main():
         driver.type_into("#field-password", "screenshots-password")
         driver.type_into("#field-password2", "screenshots-password")
         driver.click("form button[type=submit]")
-        time.sleep(1)
+        wait_for("the password to be set", lambda: driver.script("return location.pathname;") != "/auth/setup"
+                 and driver.script("return document.readyState;") == "complete", timeout=30)
+        driver.goto(site + "/auth/login")
+        wait_for("the login page", lambda: driver.find("form.login-form") is not None)
+        driver.type_into("#field-user", "admin")
+        driver.type_into("#field-password", "screenshots-password")
+        driver.click("form.login-form button[type=submit]")
+        wait_for("the login", lambda: "admin" in driver.script(
+            "return document.querySelector('.navbar-right') ? document.querySelector('.navbar-right').textContent : '';"),
+            timeout=30)
 
         history = get_json(f"{site}/api/v1/history/me/sample/ref/heads/main")["states"]
         broken = get_json(f"{site}/api/v1/targets/me/sample/ref/heads/feature/broken")

@@ -61,7 +61,7 @@ pub(crate) fn phase_icon(phase: Phase) -> Markup {
         Phase::Failed => "✘",
         Phase::Cancelled => "⊘",
         Phase::Skipped => "↷",
-        Phase::WaitingForApproval => "✋",
+        Phase::WaitingForApproval => "◇",
     };
     let class = match phase {
         Phase::WaitingForApproval => "approval",

@@ -423,7 +423,7 @@ fn log_duration(log: &[u8]) -> Option<std::time::Duration> {
         .split(|&byte| byte == b'\n')
         .filter_map(lines::stamp_seconds);
     let first = stamps.next()?;
-    let last = stamps.last()?;
+    let last = stamps.next_back()?;
     u64::try_from(last - first)
         .ok()
         .map(std::time::Duration::from_secs)
