@@ -125,7 +125,7 @@ pub(crate) fn flaky(runs: &[Run]) -> Option<String> {
 const BAR_WIDTH: u64 = 8;
 const BAR_GAP: u64 = 2;
 const CHART_HEIGHT: u64 = 40;
-const MIN_BAR: u64 = 3;
+const MIN_BAR: u64 = 6;
 
 /// The chart of `runs` (newest first), oldest on the left: one bar per run, as high as it took
 /// long, coloured by its result, linking to its recorded state.
