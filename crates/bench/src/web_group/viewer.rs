@@ -10,9 +10,10 @@
 //!   written), until the event reached the client over HTTP and the client fetched the page
 //!   again to its last byte. 20 moves. Target: median ≤ 200 ms; also p90.
 //! - **huge saved log** — a 100 MB log (1.4 million lines) committed to a cache branch, then its
-//!   page (`/log/saved/…`), which shows the tail first: the time to the response's first byte,
-//!   and to the end of the page (at least its first 1,000 lines). 5 requests, median. Target: the
-//!   end of the first screenful ≤ 100 ms.
+//!   page (`/log/saved/…`), which shows the tail first: the first view, which reads the whole
+//!   log to reach its end (reported only); then 5 more, which find the tail kept by the web
+//!   server: the time to the response's first byte, and to the end of the page (at least its
+//!   first 1,000 lines), median. Target: the end of the first screenful ≤ 100 ms.
 
 use std::time::{Duration, Instant};
 
@@ -45,7 +46,7 @@ const SCREENFUL_MS: f64 = 100.0;
 /// The size of the huge log.
 const HUGE_LOG: usize = 100 * 1024 * 1024;
 /// Requests of the huge log's page.
-const LOG_REQUESTS: usize = 5;
+const LOG_REQUESTS: usize = 6;
 
 /// Measures the three figures.
 pub(super) async fn run(site: &mut Site, report: &mut Report) -> anyhow::Result<()> {
@@ -181,20 +182,31 @@ pub(super) async fn run(site: &mut Site, report: &mut Report) -> anyhow::Result<
             "the huge log's page does not end with line {lines}"
         );
     }
+    // The first view reads the whole log to reach its end; the others find the tail kept.
     report.add(Figure::millis(
         format!(
-            "web: a {} MB saved log's page, first byte, median of {LOG_REQUESTS}",
+            "web: a {} MB saved log's page, first view (the whole log read), end of the page",
             HUGE_LOG >> 20
         ),
-        quantile(&first_bytes, 0.5),
+        ends[0],
+    ));
+    let (first_bytes, ends) = (&first_bytes[1..], &ends[1..]);
+    report.add(Figure::millis(
+        format!(
+            "web: a {} MB saved log's page, later views, first byte, median of {}",
+            HUGE_LOG >> 20,
+            LOG_REQUESTS - 1
+        ),
+        quantile(first_bytes, 0.5),
     ));
     report.add(
         Figure::millis(
             format!(
-                "web: a {} MB saved log's page, end of the first screenful (its tail, ≥ 1,000 lines), median of {LOG_REQUESTS}",
-                HUGE_LOG >> 20
+                "web: a {} MB saved log's page, later views, end of the first screenful (its tail, ≥ 1,000 lines), median of {}",
+                HUGE_LOG >> 20,
+                LOG_REQUESTS - 1
             ),
-            quantile(&ends, 0.5),
+            quantile(ends, 0.5),
         )
         .target(Target::AtMost(SCREENFUL_MS)),
     );

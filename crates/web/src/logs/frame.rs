@@ -69,10 +69,8 @@ impl LogSource {
     }
 
     /// Sends `bytes`, [`SAVED_CHUNK`] at a time.
-    pub(crate) fn part(bytes: Vec<u8>) -> LogSource {
-        LogSource::Part {
-            bytes: Bytes::from(bytes),
-        }
+    pub(crate) fn part(bytes: Bytes) -> LogSource {
+        LogSource::Part { bytes }
     }
 
     /// Whether a live log stopped because the server is shutting down (not finished).

@@ -11,6 +11,8 @@ mod frame;
 mod lines;
 mod window;
 
+pub(crate) use window::TailCache;
+
 use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use datakit_ci_store::{BranchName, CommitId, StorePath};
@@ -296,12 +298,29 @@ pub(crate) async fn get_saved_log(
         }
         SavedRequest::Page(selection) => selection,
     };
-    let window = tokio::task::spawn_blocking(move || window::select(&mut reader, selection))
-        .await?
-        .map_err(|source| Error::ReadLog {
-            commit: commit.clone(),
-            source,
-        })?;
+    let cached = match selection {
+        window::Selection::Default => state.log_tails().get(&commit),
+        window::Selection::Lines(_) => None,
+    };
+    let window = match cached {
+        Some(window) => window,
+        None => {
+            let window = std::sync::Arc::new(
+                tokio::task::spawn_blocking(move || window::select(&mut reader, selection))
+                    .await?
+                    .map_err(|source| Error::ReadLog {
+                        commit: commit.clone(),
+                        source,
+                    })?,
+            );
+            if selection == window::Selection::Default && window.more_before() {
+                state
+                    .log_tails()
+                    .put(commit.clone(), std::sync::Arc::clone(&window));
+            }
+            window
+        }
+    };
     let config = state.config();
     let context = LogContext::from_query(query.as_deref());
     let state_word = if failed { "failed" } else { "passed" };
@@ -380,7 +399,20 @@ pub(crate) async fn get_saved_log(
             }
         },
     };
-    Ok(html_response(&frame, LogSource::part(window.bytes), first))
+    Ok(html_response(
+        &frame,
+        LogSource::part(axum::body::Bytes::from_owner(ArcBytes(window))),
+        first,
+    ))
+}
+
+/// A shown window's bytes, shared with the tail cache rather than copied.
+struct ArcBytes(std::sync::Arc<window::Window>);
+
+impl AsRef<[u8]> for ArcBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.bytes
+    }
 }
 
 /// How many lines an "earlier" or "later" link loads.

@@ -238,6 +238,39 @@ fn contains_ignoring_case(line: &[u8], lower_needle: &[u8]) -> bool {
             .any(|window| window.eq_ignore_ascii_case(lower_needle))
 }
 
+/// The tails of the last few big saved logs shown, by their cache commit: a saved log never
+/// changes, and reaching the end of a big one means inflating all of it, so a second visit (or
+/// another reader) gets the tail at once. Holds at most [`TailCache::ENTRIES`] tails of at most
+/// [`TAIL_BYTES`] each.
+#[derive(Debug, Default)]
+pub(crate) struct TailCache {
+    entries: std::sync::Mutex<std::collections::VecDeque<(String, std::sync::Arc<Window>)>>,
+}
+
+impl TailCache {
+    /// How many tails are kept.
+    pub(crate) const ENTRIES: usize = 8;
+
+    /// The tail of the log of commit `key`, if kept.
+    pub(crate) fn get(&self, key: &str) -> Option<std::sync::Arc<Window>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, window)| std::sync::Arc::clone(window))
+    }
+
+    /// Keeps `window`, the tail of a log too big to show whole, dropping the oldest.
+    pub(crate) fn put(&self, key: String, window: std::sync::Arc<Window>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|(k, _)| *k != key);
+        if entries.len() == Self::ENTRIES {
+            entries.pop_front();
+        }
+        entries.push_back((key, window));
+    }
+}
+
 /// Reads what is there, retrying interruptions.
 fn read_some(reader: &mut dyn Read, buffer: &mut [u8]) -> io::Result<usize> {
     loop {
