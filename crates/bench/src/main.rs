@@ -94,6 +94,13 @@
 //!   (delivered bytes per second / the loopback ceiling of the run), and the highest write rate
 //!   at which the viewers still see p99 ≤ 100 ms, found by up to 6 geometric bisection runs of
 //!   2 s (1 s), every viewer still checking every byte.
+//! - **issue 21** (`web_group/viewer.rs`) — a target page with 50 recorded states (branch
+//!   `b00007`'s head moved 49 times; target: median ≤ 10 ms of 20); an update reaching an open
+//!   page (from the engine's announcement of a written status, through `/api/v1/events` over
+//!   HTTP, to the page fetched again, as `static/live.js` does; target: median ≤ 200 ms of 20);
+//!   the first screenful of a 100 MB saved log (its tail; the first view, which reads the whole
+//!   log, reported alone; then the first byte and end of the page, which holds ≥ 1,000 lines,
+//!   for views that find the tail kept; target: median ≤ 100 ms of 5).
 //!
 //! # Group `github`
 //!

@@ -158,6 +158,10 @@ pub struct JobDetail {
     /// The jobs it waits for (a pipeline file's `needs`); absent when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<String>,
+    /// Why a pending job is not running yet, in words (its needs, a pool's queue, an approval,
+    /// another CI's status); absent for a running or finished job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
     /// Its logs, in order, each once.
     pub logs: Vec<LogJson>,
 }
@@ -364,9 +368,9 @@ fn info(
 }
 
 impl JobDetail {
-    /// `job` as shown to a caller who may (`may_build`: has the `Builder` role) or may not
-    /// cancel and rebuild, with its place in `queues` if its build waits.
-    pub(crate) fn new(job: &Job, may_build: bool, queues: &QueuePlaces) -> Self {
+    /// `job` (one of `jobs`) as shown to a caller who may (`may_build`: has the `Builder` role)
+    /// or may not cancel and rebuild, with its place in `queues` if its build waits.
+    pub(crate) fn new(job: &Job, jobs: &[Job], may_build: bool, queues: &QueuePlaces) -> Self {
         let mut seen = std::collections::HashSet::new();
         let logs = job
             .output
@@ -383,6 +387,7 @@ impl JobDetail {
             description: job.description().to_owned(),
             queue: queues.of_output(job.output.as_ref()).map(QueueJson::from),
             needs: job.needs.clone(),
+            waiting_for: crate::ci::why_pending(job, jobs, queues),
             logs,
         }
     }

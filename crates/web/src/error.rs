@@ -158,6 +158,15 @@ pub enum Error {
     /// A target's history could not be read.
     #[error("history failed")]
     History(#[from] datakit_ci_history::Error),
+    /// A saved log could not be read from the store.
+    #[error("cannot read the saved log of commit {commit}")]
+    ReadLog {
+        /// The cache commit holding the log.
+        commit: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// A blocking task panicked or was cancelled.
     #[error("internal task failed")]
     Join(#[from] tokio::task::JoinError),

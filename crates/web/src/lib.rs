@@ -115,6 +115,7 @@ pub mod api;
 mod auth;
 mod ci;
 mod config;
+mod csp;
 mod csrf;
 mod error;
 mod forge_health;

@@ -92,7 +92,7 @@ pub(crate) fn with_sessions<S: SessionStore + Clone>(
 
 /// The pages use only this site's style sheet and no script: anything else a page could be made
 /// to load (an injected `<script>`, `<img>` or `<form>` to elsewhere) is refused by the browser.
-/// Log pages add their one inline script, by its hash (`logs::log_script_hash`).
+/// Log pages and live pages add their one inline script, by its hash (`crate::csp`).
 pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
      form-action 'self'; frame-ancestors 'self'; base-uri 'none'";
 

@@ -49,6 +49,8 @@ struct Inner {
     shutdown: CancellationToken,
     /// Signs the CSRF tokens of visitors without a session (`csrf::AnonymousToken`).
     csrf_key: CsrfKey,
+    /// The tails of big saved logs recently shown.
+    log_tails: crate::logs::TailCache,
 }
 
 impl std::fmt::Debug for AppState {
@@ -146,6 +148,7 @@ impl AppStateBuilder {
                 github_login: self.github_login,
                 forge_links: self.forge_links,
                 shutdown: CancellationToken::new(),
+                log_tails: crate::logs::TailCache::default(),
                 csrf_key: CsrfKey::random(),
             }),
         };
@@ -254,5 +257,10 @@ impl AppState {
 
     pub(crate) fn csrf_key(&self) -> &CsrfKey {
         &self.inner.csrf_key
+    }
+
+    /// The tails of big saved logs recently shown.
+    pub(crate) fn log_tails(&self) -> &crate::logs::TailCache {
+        &self.inner.log_tails
     }
 }

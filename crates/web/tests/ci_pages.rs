@@ -318,7 +318,7 @@ async fn target_pages_show_jobs_logs_buttons_and_history() -> anyhow::Result<()>
             "Showing the live state.",
             "href=\"/api/v1/history/me/proj/ref/heads/feature/x\">JSON</a>",
             &format!("href=\"/me/proj/commit/{F}\"><code>ffffffff</code>"),
-            "<th>build</th>",
+            "<th>build<br><a class=\"trend-link\" href=\"?test=build#trend\">trend</a></th>",
             "<span class=\"phase phase-passed\" title=\"passed\" role=\"img\" aria-label=\"passed\">✔</span>",
             "Success",
             "<span class=\"times\">finished <time datetime=\"",
@@ -326,15 +326,19 @@ async fn target_pages_show_jobs_logs_buttons_and_history() -> anyhow::Result<()>
             "href=\"/log/saved/step-ok-build-fffffff/",
             "Step ok-build-fffffff",
             "<tr id=\"job-lint\" class=\"job selected-job\"",
-            "<th>lint</th>",
+            "<th>lint<br>",
             "phase-failed",
             "Failure",
             "action=\"/log/rebuild/step-fail-lint-fffffff\"",
             "name=\"redirect\" value=\"/me/proj/ref/heads/feature/x\"",
             "fail-lint-ffffff",
-            "<th>test</th>",
+            "<th>test<br>",
             "action=\"/rebuild-failed/me/proj/ref/heads/feature/x\"",
             "Rebuild failed jobs (2)",
+            // `?test=lint` is the job's page: its trend.
+            "<section class=\"trend\" id=\"trend\"><h2>Last runs of lint</h2>",
+            "<svg class=\"trend\" xmlns=\"http://www.w3.org/2000/svg\"",
+            "<rect class=\"run run-failed\"",
             "<h2 id=\"history\">History</h2>",
             "<tr class=\"recorded\"><td class=\"when\"><time datetime=",
             &format!("href=\"/me/proj/commit/{F}\"><code>ffffffff</code>"),
@@ -355,7 +359,10 @@ async fn target_pages_show_jobs_logs_buttons_and_history() -> anyhow::Result<()>
         "{builder_page}"
     );
     // The history is paginated: older states from any recorded one, a bad id is a 400.
-    let states_from = builder_page
+    let (_, history_table) = builder_page
+        .split_once("<h2 id=\"history\">")
+        .expect("a history table");
+    let states_from = history_table
         .split("?history=")
         .nth(2)
         .and_then(|rest| rest.split('"').next())

@@ -273,11 +273,11 @@ async fn issue_21_log_viewer_lines_sections_failure_and_header() -> anyhow::Resu
         format!("href=\"{path}?raw\">Raw</a>"),
         "href=\"#failure\">Jump to failure</a>".to_owned(),
         "<form class=\"log-search\" id=\"log-search\" hidden>".to_owned(),
-        "<details class=\"section\" open><summary>".to_owned(),
+        "<details class=\"section\" id=\"S1\" open><summary>".to_owned(),
         line(1, "", "=== Build"),
         "</summary><div class=\"section-body\">".to_owned(),
         line(2, "", "compiling"),
-        "</div></details><details class=\"section\" open><summary>".to_owned(),
+        "</div></details><details class=\"section\" id=\"S3\" open><summary>".to_owned(),
         line(3, "", "=== Test"),
         line(4, "", "running 2 tests"),
         line(5, " error-line", "error: test b failed") + "<span id=\"failure\"></span></div>",
@@ -303,7 +303,7 @@ async fn issue_21_log_viewer_lines_sections_failure_and_header() -> anyhow::Resu
     let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(script));
     assert!(
         policy.starts_with("default-src 'none'; style-src 'self';")
-            && policy.ends_with(&format!("; script-src 'sha256-{hash}'")),
+            && policy.ends_with(&format!("; script-src 'sha256-{hash}'; connect-src 'self'")),
         "{policy}"
     );
     let login = client()?.get(server.url("/auth/login")).send().await?;
@@ -326,5 +326,77 @@ async fn issue_21_log_viewer_lines_sections_failure_and_header() -> anyhow::Resu
     assert!(page.contains("log-state-passed"), "{page}");
     assert!(!page.contains("Jump to failure"), "{page}");
     assert!(!page.contains("evil"), "{page}");
+    server.stop().await
+}
+
+/// Issue 21 item 3: a log over 4 MiB shows its tail first, with a link to the lines before;
+/// `?lines=A-B` shows a part, `?find=` names the lines holding a text, and a bad range is a
+/// clear `400`.
+#[tokio::test]
+async fn issue_21_huge_saved_logs_show_their_tail_and_parts_on_demand() -> anyhow::Result<()> {
+    let dirs = Dirs::new()?;
+    let (server, store, _logs) = server(&dirs).await?;
+    let mut contents = Vec::new();
+    let mut lines = 0;
+    while contents.len() < 6 * 1024 * 1024 {
+        lines += 1;
+        let text = if lines == 7 {
+            "the NEEDLE is here".to_owned()
+        } else {
+            format!("line {lines:08} of a long log")
+        };
+        contents.extend_from_slice(format!("{text}\n").as_bytes());
+    }
+    let commit = commit_log(&store, "huge-build", &contents).await?;
+    let path = format!("/log/saved/huge-build/{commit}");
+    let get = |query: String| {
+        let url = server.url(&format!("{path}{query}"));
+        async move { client()?.get(url).send().await.map_err(anyhow::Error::from) }
+    };
+    let page = get("?job=build".to_owned()).await?.text().await?;
+    let last = format!("id=\"L{lines}\"");
+    assert!(page.contains(&last), "the tail is missing");
+    assert!(!page.contains("id=\"L7\""), "the start is shown");
+    let first: u64 = page
+        .split_once("<div class=\"line\" id=\"L")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(number, _)| number.parse())
+        .transpose()?
+        .unwrap_or(0);
+    assert!(
+        first > 1 && page.len() < 3 * 1024 * 1024,
+        "first line {first}"
+    );
+    let earlier = format!(
+        "Lines 1–{} are not shown. <a class=\"btn btn-default btn-sm load-earlier\" href=\"{path}?lines={}-{}&amp;job=build\" rel=\"prev\">",
+        first - 1,
+        first - 5_000,
+        first - 1
+    );
+    assert!(
+        page.contains(&earlier),
+        "no link to the earlier lines: {earlier}"
+    );
+    assert!(!page.contains("<nav class=\"log-part log-later\">"));
+
+    let part = get("?lines=5-8".to_owned()).await?.text().await?;
+    let shown: Vec<&str> = part.matches("<div class=\"line\" id=\"L").collect();
+    assert_eq!(shown.len(), 4, "{part}");
+    assert!(part.contains("id=\"L7\"><a class=\"ln\" href=\"#L7\" data-line=\"7\"></a><span class=\"lt\">the NEEDLE is here"));
+    assert!(part.contains(&format!("{path}?lines=1-4\"")));
+    assert!(part.contains(&format!("{path}?lines=9-5008\"")));
+
+    let found = get("?find=needle".to_owned()).await?;
+    assert_eq!(found.headers()[header::CONTENT_TYPE], "application/json");
+    let found: serde_json::Value = serde_json::from_str(&found.text().await?)?;
+    assert_eq!(found, serde_json::json!({ "lines": [7], "more": false }));
+
+    let bad = get("?lines=9-2".to_owned()).await?;
+    assert_eq!(bad.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert!(
+        bad.text()
+            .await?
+            .contains("invalid line range \"9-2\": the end comes before the start")
+    );
     server.stop().await
 }

@@ -6,6 +6,7 @@ mod cpu;
 mod live_log;
 mod pages;
 mod site;
+mod viewer;
 
 use anyhow::Context;
 
@@ -42,6 +43,9 @@ pub(crate) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()>
         live_log::run(scale, &mut site, report)
             .await
             .context("live-log fan-out figures")?;
+        viewer::run(&mut site, report)
+            .await
+            .context("issue 21 figures (history, live updates, huge logs)")?;
         anyhow::Ok(())
     }
     .await;

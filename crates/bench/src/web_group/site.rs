@@ -42,6 +42,8 @@ pub(super) struct Site {
     pub(super) logs: LogManager,
     /// The engine the pages show.
     pub(super) engine: Engine,
+    /// The state store the engine and the web server share.
+    pub(super) store: Store,
     /// Targets loaded.
     pub(super) targets: usize,
     refs_time: Duration,
@@ -161,6 +163,7 @@ impl Site {
             base,
             logs,
             engine,
+            store,
             targets,
             refs_time,
             load_time,

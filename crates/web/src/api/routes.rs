@@ -244,7 +244,7 @@ async fn target_detail(
         jobs: shown
             .jobs
             .iter()
-            .map(|job| JobDetail::new(job, may_build, &queues))
+            .map(|job| JobDetail::new(job, &shown.jobs, may_build, &queues))
             .collect(),
     }))
 }

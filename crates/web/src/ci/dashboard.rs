@@ -1,13 +1,16 @@
 //! The dashboard `/` (spec §1.5.3): per project, its dashboard branches with their jobs' states
-//! and counts of PRs, branches and tags; then the monitored pools with holders and queues.
+//! and counts of PRs, branches and tags; then the monitored pools with holders and queues. A
+//! live page ([`super::live`]).
 
 use axum::extract::{Extension, OriginalUri, State};
+use axum::response::Response;
 use maud::{Markup, html};
 
 use datakit_ci_engine::TargetView;
 use datakit_ci_pool::MonitoredPool;
 use datakit_ci_term::{RepoId, TargetId};
 
+use super::live::{self, Live};
 use super::model::{self, Job, JobState, Kind};
 use super::widgets::{Actions, status_flag};
 use super::{Ci, actions, title};
@@ -21,7 +24,7 @@ pub(crate) async fn get_dashboard(
     Extension(ci): Extension<Ci>,
     viewer: Viewer,
     OriginalUri(uri): OriginalUri,
-) -> Result<Markup, Error> {
+) -> Result<Response, Error> {
     access::require(&state, &viewer, &[Role::Reader], &uri)?;
     let actions = actions(&state, &viewer).await?;
     // Counts come from a visit of the engine's targets in place; only the few dashboard
@@ -112,11 +115,20 @@ pub(crate) async fn get_dashboard(
             }
         }
     };
-    Ok(page(
-        &Chrome::new(&state, &viewer),
-        &title(&ci.engine),
-        Tab::Home,
-        content,
+    // Any target's change may change the dashboard; at 10,000 targets a render takes tens of
+    // milliseconds, so an open dashboard asks at most once a second.
+    let live = Live {
+        gap_ms: 1000,
+        ..Live::default()
+    };
+    Ok(live::response(
+        page(
+            &Chrome::new(&state, &viewer),
+            &title(&ci.engine),
+            Tab::Home,
+            live.region(content),
+        )
+        .into_string(),
     ))
 }
 

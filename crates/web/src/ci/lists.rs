@@ -5,18 +5,21 @@
 //!
 //! A page shows [`LIST_PAGE`] targets (`?page=`, with links to the previous and next pages);
 //! `?q=`, `?state=` and `?sort=failing` filter and reorder them (see [`filter`](super::filter)),
-//! from a form that works without JavaScript.
+//! from a form that works without JavaScript. A live page ([`super::live`]): the tables follow
+//! the builds.
 
 use std::fmt::Write as _;
 use std::ops::Range;
 
 use axum::extract::{Extension, OriginalUri, Query, State};
+use axum::response::Response;
 use maud::{Markup, PreEscaped, html};
 
 use datakit_ci_engine::Engine;
 use datakit_ci_term::{JobOutput, RefName, RepoId, Target, TargetId};
 
 use super::filter::{LIST_PAGE, ListFilter, ListQuery, failing_rank, state_word};
+use super::live::{self, Live};
 use super::model::{self, JobState, Kind};
 use super::widgets;
 use super::{Ci, title};
@@ -31,7 +34,7 @@ pub(crate) async fn get_prs(
     viewer: Viewer,
     OriginalUri(uri): OriginalUri,
     Query(query): Query<ListQuery>,
-) -> Result<Markup, Error> {
+) -> Result<Response, Error> {
     list_page(&state, &ci, &viewer, &uri, Kind::Pr, &query).await
 }
 
@@ -42,7 +45,7 @@ pub(crate) async fn get_branches(
     viewer: Viewer,
     OriginalUri(uri): OriginalUri,
     Query(query): Query<ListQuery>,
-) -> Result<Markup, Error> {
+) -> Result<Response, Error> {
     list_page(&state, &ci, &viewer, &uri, Kind::Branch, &query).await
 }
 
@@ -53,7 +56,7 @@ pub(crate) async fn get_tags(
     viewer: Viewer,
     OriginalUri(uri): OriginalUri,
     Query(query): Query<ListQuery>,
-) -> Result<Markup, Error> {
+) -> Result<Response, Error> {
     list_page(&state, &ci, &viewer, &uri, Kind::Tag, &query).await
 }
 
@@ -72,20 +75,26 @@ async fn list_page(
     uri: &axum::http::Uri,
     kind: Kind,
     query: &ListQuery,
-) -> Result<Markup, Error> {
+) -> Result<Response, Error> {
     access::require(state, viewer, &[Role::Reader], uri)?;
     let filter = query.filter()?;
     let page_number = query.page()?;
     let (tab, _, _, path) = list_heading(kind);
     let engine = ci.engine.clone();
     let chrome = Chrome::new(state, viewer);
+    // The filter form stays out of the live region, so that refreshes leave what the reader
+    // types alone; at most one refresh a second, as a page renders in tens of milliseconds.
+    let live = Live {
+        gap_ms: 1000,
+        ..Live::default()
+    };
     // Thousands of rows take milliseconds of CPU: keep them off the runtime's workers.
     tokio::task::spawn_blocking(move || {
         // The chrome is rendered around a placeholder, so that the rows are written into the
         // page once rather than copied into it; escaped text cannot produce the placeholder.
         let content = html! {
             (filter_form(path, &filter))
-            (PreEscaped(PLACEHOLDER))
+            (live.region(PreEscaped(PLACEHOLDER.to_owned())))
         };
         let frame = page(&chrome, &title(&engine), tab, content);
         let frame = frame.into_string();
@@ -95,6 +104,7 @@ async fn list_page(
         render_tables(&engine, kind, &filter, page_number, head, tail)
     })
     .await
+    .map(|page| live::response(page.into_string()))
     .map_err(Error::from)
 }
 

@@ -12,11 +12,15 @@ mod dashboard;
 pub(crate) mod filter;
 mod graph;
 mod lists;
+mod live;
 pub(crate) mod model;
+mod pending;
+pub(crate) use pending::why_pending;
 pub(crate) mod queue;
 mod rebuild;
 mod store_size;
 mod target;
+mod trend;
 pub(crate) mod widgets;
 
 use axum::Router;

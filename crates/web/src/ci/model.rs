@@ -101,11 +101,14 @@ pub(crate) fn phase_of(output: Option<&JobOutput>) -> Phase {
         }
         JobResult::Pending(reason) => {
             let reason = reason.to_ascii_lowercase();
-            let running = output
-                .logs
-                .leaves()
-                .iter()
-                .any(|leaf| matches!(leaf, LogLeaf::Live(log) if !log.is_finished()));
+            // A build waiting for a pool's slot or another build says so on its log's
+            // pending-reason stack, not in the job's result.
+            let running = output.logs.leaves().iter().any(|leaf| {
+                matches!(leaf, LogLeaf::Live(log) if !log.is_finished()
+                && !log.pending_reason().is_some_and(|reason| {
+                    reason.to_ascii_lowercase().starts_with("waiting for")
+                }))
+            });
             if reason.contains("approval") || reason.contains("approve") {
                 Phase::WaitingForApproval
             } else if running && !reason.starts_with("waiting for") {

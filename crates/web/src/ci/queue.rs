@@ -21,16 +21,6 @@ pub(crate) struct QueuePlace {
     pub(crate) of: usize,
 }
 
-impl QueuePlace {
-    /// `3 of 7 in the queue of "jobs"`.
-    pub(crate) fn text(&self) -> String {
-        format!(
-            "{} of {} in the queue of {:?}",
-            self.place, self.of, self.pool
-        )
-    }
-}
-
 /// The place of every queued build, by the branch of its live log.
 #[derive(Debug, Default)]
 pub(crate) struct QueuePlaces(HashMap<String, QueuePlace>);

@@ -3,7 +3,8 @@
 //! builders, and links to the target's recorded states (`?history=<commit>` shows one of them;
 //! `?test=<job>` highlights a job). Each job shows its phase icon and, from the store, when it
 //! finished and how long it took; the history table lists the recorded states, newest first,
-//! [`PAGE_HISTORY`] at a time (`?states_from=<commit>` for older ones).
+//! [`PAGE_HISTORY`] at a time (`?states_from=<commit>` for older ones). A pending job says why
+//! it waits ([`why_pending`]). The live state is a live page ([`super::live`]).
 
 use axum::extract::{Extension, OriginalUri, Query, RawPathParams, State};
 use axum::response::{IntoResponse, Response};
@@ -15,8 +16,11 @@ use std::time::SystemTime;
 use datakit_ci_store::CommitId;
 use datakit_ci_term::TargetId;
 
+use super::live::{self, Live};
 use super::model::{self, JobTimes, PAGE_HISTORY, Phase, Recorded, Shown};
+use super::pending::why_pending;
 use super::queue::QueuePlaces;
+use super::trend;
 use super::widgets::{Actions, job_logs, phase_icon, status_label};
 use super::{Ci, actions, not_found_page};
 use crate::acl::Role;
@@ -134,6 +138,14 @@ async fn target_page(
     )
     .await?;
     let now = SystemTime::now();
+    let trend = match query.test.as_deref() {
+        Some(job) if shown.jobs.iter().any(|shown| shown.name == job) => {
+            let (states, _) =
+                model::walk_history(ci.engine.history(), shown.latest, trend::TREND_STATES).await?;
+            Some(job_trend(job, &trend::runs(job, &states), now))
+        }
+        _ => None,
+    };
     let actions = actions(state, viewer).await?;
     let (title, tab) = match id {
         TargetId::Pr(_, number) => {
@@ -155,6 +167,7 @@ async fn target_page(
         _ => None,
     };
     let forge_link = state.forge_link(id);
+    let live_jobs = shown.recorded.is_none() && shown.target.is_some();
     let content = html! {
         h1 { (title) }
         @if author.is_some() || forge_link.is_some() {
@@ -189,9 +202,55 @@ async fn target_page(
         }
         (jobs_table(&shown, &times, now, &path, query.test.as_deref(), &actions, &QueuePlaces::of_pools(&ci.pools)))
         (rebuild_failed_button(&shown, &path, &actions))
+        @if let Some(trend) = trend { (trend) }
         (history_table)
     };
-    Ok(page(&Chrome::new(state, viewer), &title, tab, content).into_response())
+    // The live state follows the target's changes; a recorded state never changes.
+    if !live_jobs {
+        return Ok(page(&Chrome::new(state, viewer), &title, tab, content).into_response());
+    }
+    let running = shown.jobs.iter().any(|job| !job.phase().is_final());
+    let live = Live {
+        target: Some(id),
+        gap_ms: 0,
+        // Elapsed times and queue places change without a status change.
+        poll_seconds: if running { 10 } else { 0 },
+    };
+    Ok(live::response(
+        page(
+            &Chrome::new(state, viewer),
+            &title,
+            tab,
+            live.region(content),
+        )
+        .into_string(),
+    ))
+}
+
+/// The trend of `job` (its page, `?test=<job>`): its last runs as a chart, and whether it is
+/// flaky.
+fn job_trend(job: &str, runs: &[trend::Run], now: SystemTime) -> Markup {
+    let flaky = trend::flaky(runs);
+    html! {
+        section #trend .trend {
+            h2 { "Last runs of " (job) }
+            @if runs.is_empty() {
+                p { "No finished runs recorded yet." }
+            } @else {
+                figure.trend {
+                    (trend::chart(job, runs, now))
+                    figcaption {
+                        (runs.len()) " runs, oldest on the left; a bar's height is how long the run took. "
+                        (runs.iter().filter(|run| run.phase == Phase::Passed).count()) " passed, "
+                        (runs.iter().filter(|run| run.phase == Phase::Failed).count()) " failed."
+                    }
+                }
+            }
+            @if let Some(flaky) = flaky {
+                p.flaky { span.flaky-flag { "flaky" } " " (flaky) }
+            }
+        }
+    }
 }
 
 /// Which state the page shows, with links to the latest and to the JSON history.
@@ -296,17 +355,21 @@ fn jobs_table(
             @for (job, times) in shown.jobs.iter().zip(times) {
                 @let selected = test == Some(job.name.as_str());
                 tr id=(format!("job-{}", job.name)) class=(if selected { "job selected-job" } else { "job" }) data-job=(job.name) {
-                    th { (job.name) }
+                    th {
+                        (job.name)
+                        br;
+                        a.trend-link href=(format!("?test={}#trend", urls::encode_query(&job.name))) { "trend" }
+                    }
                     td.state {
                         (phase_icon(job.phase())) " " (status_label(job.state()))
-                        // Only the live state has queued builds.
-                        @if let (None, Some(place)) = (shown.recorded, queues.of_output(job.output.as_ref())) {
-                            br; span.queued { "Queued: " (place.text()) }
+                        // Only the live state waits.
+                        @if let (None, Some(why)) = (shown.recorded, why_pending(job, &shown.jobs, queues)) {
+                            br; span.why-pending { (why) }
                         }
                         (job_times_line(job.phase(), times, shown.recorded.is_none(), now))
                         (approve_button(shown, job, page, actions))
                     }
-                    td.logs { (job_logs(job, page, actions)) }
+                    td.logs { (job_logs(job, page, shown.head.as_ref(), actions)) }
                 }
             }
         }

@@ -3,7 +3,7 @@
 
 use maud::{Markup, html};
 
-use datakit_ci_term::{LogLeaf, RebuildStateKind};
+use datakit_ci_term::{CommitHash, LogLeaf, RebuildStateKind};
 
 use super::model::{Job, JobState, Phase};
 use crate::{pages, urls};
@@ -61,7 +61,7 @@ pub(crate) fn phase_icon(phase: Phase) -> Markup {
         Phase::Failed => "✘",
         Phase::Cancelled => "⊘",
         Phase::Skipped => "↷",
-        Phase::WaitingForApproval => "✋",
+        Phase::WaitingForApproval => "◇",
     };
     let class = match phase {
         Phase::WaitingForApproval => "approval",
@@ -84,7 +84,14 @@ pub(crate) fn status_list(jobs: &[Job]) -> Markup {
 /// The logs of a job (spec §1.5.5): each live or saved log once, with its link, a cancel button
 /// for running builds and a rebuild button for rebuildable saved logs (both for builders only);
 /// then the description unless the last log's title says it already.
-pub(crate) fn job_logs(job: &Job, page: &str, actions: &Actions) -> Markup {
+/// Log links carry the target page, the job and `head`, the commit it ran on, for the log
+/// page's header.
+pub(crate) fn job_logs(
+    job: &Job,
+    page: &str,
+    head: Option<&CommitHash>,
+    actions: &Actions,
+) -> Markup {
     let Some(output) = &job.output else {
         return html! { p { (status_flag(JobState::Pending, None)) " (new)" } };
     };
@@ -102,10 +109,14 @@ pub(crate) fn job_logs(job: &Job, page: &str, actions: &Actions) -> Markup {
         })
         .collect();
     // Log pages name the job and link back to the page (`?target=…&job=…`).
-    let context = form_urlencoded::Serializer::new(String::new())
+    let mut context = form_urlencoded::Serializer::new(String::new());
+    context
         .append_pair("target", page)
-        .append_pair("job", &job.name)
-        .finish();
+        .append_pair("job", &job.name);
+    if let Some(head) = head {
+        context.append_pair("commit", &head.to_string());
+    }
+    let context = context.finish();
     let items = html! {
         @for leaf in &leaves {
             div.log {

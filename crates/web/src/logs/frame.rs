@@ -16,19 +16,8 @@ use tokio_util::sync::CancellationToken;
 use super::lines::LogLines;
 
 /// The log viewer's script, inlined into every log page; the Content-Security-Policy allows it by
-/// its hash ([`log_script_hash`]).
+/// its hash ([`crate::csp`]).
 pub(crate) const LOG_SCRIPT: &str = include_str!("../../static/log.js");
-
-/// `sha256-<base64>` of [`LOG_SCRIPT`], as a CSP `script-src` source.
-fn log_script_hash() -> String {
-    use base64::Engine as _;
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(LOG_SCRIPT.as_bytes());
-    format!(
-        "sha256-{}",
-        base64::engine::general_purpose::STANDARD.encode(digest)
-    )
-}
 
 /// Size of the pieces a saved log is converted and sent in.
 const SAVED_CHUNK: usize = 40960;
@@ -48,6 +37,8 @@ pub(crate) enum LogSource {
     Saved {
         chunks: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
     },
+    /// A part of a saved log already read (see [`super::window`]), sent in pieces.
+    Part { bytes: Bytes },
 }
 
 impl LogSource {
@@ -77,6 +68,11 @@ impl LogSource {
         LogSource::Saved { chunks }
     }
 
+    /// Sends `bytes`, [`SAVED_CHUNK`] at a time.
+    pub(crate) fn part(bytes: Bytes) -> LogSource {
+        LogSource::Part { bytes }
+    }
+
     /// Whether a live log stopped because the server is shutting down (not finished).
     fn interrupted(&self) -> bool {
         matches!(self, LogSource::Live { shutdown, .. } if shutdown.is_cancelled())
@@ -91,6 +87,13 @@ impl LogSource {
                 () = shutdown.cancelled() => Ok(None),
             },
             LogSource::Saved { chunks } => chunks.recv().await.transpose(),
+            LogSource::Part { bytes } => {
+                if bytes.is_empty() {
+                    return Ok(None);
+                }
+                let end = bytes.len().min(SAVED_CHUNK);
+                Ok(Some(bytes.split_to(end)))
+            }
         }
     }
 }
@@ -146,15 +149,15 @@ struct Streaming {
     lines: LogLines,
 }
 
-/// The HTML frame around `source`, streamed.
-pub(crate) fn html_response(frame: &Frame, source: LogSource) -> Response {
+/// The HTML frame around `source`, streamed; the log's first line is number `first_line`.
+pub(crate) fn html_response(frame: &Frame, source: LogSource, first_line: u64) -> Response {
     let (head, tail) = frame.render();
     let state = Streaming {
         step: Step::Head,
         head,
         tail,
         source,
-        lines: LogLines::new(),
+        lines: LogLines::starting_at(first_line),
     };
     let body = futures::stream::unfold(state, |mut state| async move {
         loop {
@@ -190,11 +193,7 @@ pub(crate) fn html_response(frame: &Frame, source: LogSource) -> Response {
         }
     });
     // This page's policy: the site's, plus the log viewer's script by its hash.
-    let policy = format!(
-        "{}; script-src '{}'",
-        crate::router::CONTENT_SECURITY_POLICY,
-        log_script_hash()
-    );
+    let policy = crate::csp::policy_with_script(LOG_SCRIPT);
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),

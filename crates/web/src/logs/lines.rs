@@ -1,7 +1,10 @@
 //! The log viewer's lines (issue 21 item 3): [`LogLines`] splits a log's bytes into lines, each
 //! a `div.line` with an anchor (`id="L42"`, a link to `#L42`), turns the original's `=== <title>`
 //! heading lines into collapsible `<details>` sections, and marks the first error-looking line
-//! (`class="line error-line"`, with an `id="failure"` target inside).
+//! (`class="line error-line"`, with an `id="failure"` target inside). The CI's own time stamps
+//! (`[2026-12-07 18:12.29] `, see `LiveLog::log`) are wrapped in `span.ts`, which the viewer can
+//! hide, and a section whose lines have time stamps ends with how long it took
+//! (`p.section-took`).
 //!
 //! Colours come from [`AnsiHtml`], which carries them from line to line. Works chunk by chunk, so
 //! live logs still stream; knows nothing of HTTP.
@@ -36,6 +39,8 @@ pub(crate) struct LogLines {
     lines: u64,
     in_section: bool,
     failure: Option<u64>,
+    /// The first and last time stamps of the open section, in seconds.
+    section_times: Option<(i64, i64)>,
 }
 
 impl LogLines {
@@ -43,6 +48,14 @@ impl LogLines {
         LogLines {
             ansi: AnsiHtml::new(),
             ..LogLines::default()
+        }
+    }
+
+    /// A converter whose first line is number `first` (a part of a bigger log).
+    pub(crate) fn starting_at(first: u64) -> LogLines {
+        LogLines {
+            lines: first.saturating_sub(1),
+            ..LogLines::new()
         }
     }
 
@@ -78,8 +91,7 @@ impl LogLines {
             self.write_line(&mut out, &line);
         }
         if self.in_section {
-            out.push_str("</div></details>");
-            self.in_section = false;
+            self.end_section(&mut out);
         }
         match self.failure {
             Some(line) => write!(
@@ -98,10 +110,21 @@ impl LogLines {
         let heading = line.starts_with(b"=== ");
         if heading {
             if self.in_section {
-                out.push_str("</div></details>");
+                self.end_section(out);
             }
-            out.push_str(r#"<details class="section" open><summary>"#);
+            write!(
+                out,
+                r#"<details class="section" id="S{number}" open><summary>"#
+            )
+            .expect("writing to a String cannot fail");
             self.in_section = true;
+        }
+        let stamp = time_stamp(line);
+        if let (Some(seconds), true) = (stamp.map(|(_, seconds)| seconds), self.in_section) {
+            self.section_times = Some(match self.section_times {
+                Some((first, _)) => (first, seconds),
+                None => (seconds, seconds),
+            });
         }
         let error = self.failure.is_none() && !heading && looks_like_error(line);
         if error {
@@ -113,7 +136,16 @@ impl LogLines {
             if error { " error-line" } else { "" },
         )
         .expect("writing to a String cannot fail");
-        self.ansi.convert_into(line, out);
+        match stamp {
+            Some((length, _)) => {
+                out.push_str(r#"<span class="ts">"#);
+                // A time stamp is ASCII digits and punctuation: nothing to escape.
+                out.push_str(&String::from_utf8_lossy(&line[..length]));
+                out.push_str("</span>");
+                self.ansi.convert_into(&line[length..], out);
+            }
+            None => self.ansi.convert_into(line, out),
+        }
         out.push_str("</span>");
         if error {
             out.push_str(r#"<span id="failure"></span>"#);
@@ -123,6 +155,61 @@ impl LogLines {
             out.push_str(r#"</summary><div class="section-body">"#);
         }
     }
+}
+
+impl LogLines {
+    /// Closes the open section, saying how long it took if its lines had time stamps.
+    fn end_section(&mut self, out: &mut String) {
+        out.push_str("</div>");
+        if let Some((first, last)) = self.section_times.take() {
+            let took = std::time::Duration::from_secs(u64::try_from(last - first).unwrap_or(0));
+            write!(
+                out,
+                r#"<p class="section-took">took {}</p>"#,
+                crate::time::duration(took)
+            )
+            .expect("writing to a String cannot fail");
+        }
+        out.push_str("</details>");
+        self.in_section = false;
+    }
+}
+
+/// The CI's time stamp at the start of `line` (`[YYYY-MM-DD HH:MM.SS] `): its length and the
+/// time in seconds since an arbitrary epoch (only differences matter).
+fn time_stamp(line: &[u8]) -> Option<(usize, i64)> {
+    const SHAPE: &[u8] = b"[dddd-dd-dd dd:dd.dd] ";
+    let stamp = line.get(..SHAPE.len())?;
+    let fits = stamp.iter().zip(SHAPE).all(|(byte, shape)| match shape {
+        b'd' => byte.is_ascii_digit(),
+        other => byte == other,
+    });
+    if !fits {
+        return None;
+    }
+    let field = |range: std::ops::Range<usize>| {
+        stamp[range]
+            .iter()
+            .fold(0_i64, |n, digit| n * 10 + i64::from(digit - b'0'))
+    };
+    let days = days_from_civil(field(1..5), field(6..8), field(9..11));
+    let seconds = days * 86_400 + field(12..14) * 3600 + field(15..17) * 60 + field(18..20);
+    Some((SHAPE.len(), seconds))
+}
+
+/// The time of the CI's time stamp at the start of `line`, in seconds (see [`time_stamp`]).
+pub(crate) fn stamp_seconds(line: &[u8]) -> Option<i64> {
+    time_stamp(line).map(|(_, seconds)| seconds)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 /// Whether a line (raw bytes, escape sequences included) looks like an error message. The CI's
@@ -176,8 +263,8 @@ mod tests {
     #[test]
     fn headings_open_sections_and_colours_carry_over() {
         let expected = format!(
-            "{}{}<details class=\"section\" open><summary>{}</summary><div class=\"section-body\">{}</div></details>\
-             <details class=\"section\" open><summary>{}</summary><div class=\"section-body\">{}</div></details>\
+            "{}{}<details class=\"section\" id=\"S3\" open><summary>{}</summary><div class=\"section-body\">{}</div></details>\
+             <details class=\"section\" id=\"S5\" open><summary>{}</summary><div class=\"section-body\">{}</div></details>\
              <span id=\"failure\"></span>",
             line(1, "", "before"),
             line(2, "", "<span class='fg-red'>red</span>"),
@@ -212,6 +299,37 @@ mod tests {
         assert!(!looks_like_error(
             b"[2026-12-07 18:12.29] Running \"sh\" \"-c\" \"echo error: x\""
         ));
+    }
+
+    #[test]
+    fn time_stamps_are_marked_and_sections_say_how_long_they_took() {
+        let stamped =
+            |text: &str| format!(r#"<span class="ts">[2026-12-31 23:59.58] </span>{text}"#);
+        let expected = format!(
+            "<details class=\"section\" id=\"S1\" open><summary>{}</summary><div class=\"section-body\">{}{}</div>\
+             <p class=\"section-took\">took 1m 3s</p></details><span id=\"failure\"></span>",
+            line(1, "", "=== Build"),
+            line(2, "", &stamped("Running make")),
+            line(
+                3,
+                "",
+                r#"<span class="ts">[2027-01-01 00:01.01] </span>done"#
+            ),
+        );
+        check(
+            &[b"=== Build\n[2026-12-31 23:59.58] Running make\n[2027-01-01 00:01.01] done\n"],
+            &expected,
+        );
+        assert_eq!(time_stamp(b"[2026-12-31 23:59.5] x"), None);
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+    }
+
+    #[test]
+    fn parts_of_a_log_keep_their_line_numbers() {
+        let mut lines = LogLines::starting_at(41);
+        let html = lines.convert(b"forty-one\n");
+        assert_eq!(html, line(41, "", "forty-one"));
     }
 
     #[test]

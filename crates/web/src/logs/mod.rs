@@ -9,6 +9,9 @@
 
 mod frame;
 mod lines;
+mod window;
+
+pub(crate) use window::TailCache;
 
 use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -25,6 +28,8 @@ struct LogContext {
     /// The target page's local path (e.g. `/me/proj/ref/heads/main`).
     target: Option<String>,
     job: Option<String>,
+    /// The commit the job ran on (a full or short hash).
+    commit: Option<String>,
 }
 
 impl LogContext {
@@ -39,6 +44,7 @@ impl LogContext {
                         .map(str::to_owned);
                 }
                 "job" if !value.is_empty() => context.job = Some(value.into_owned()),
+                "commit" if is_hex(&value) => context.commit = Some(value.into_owned()),
                 _ => {}
             }
         }
@@ -54,7 +60,25 @@ impl LogContext {
         if let Some(job) = &self.job {
             query.append_pair("job", job);
         }
+        if let Some(commit) = &self.commit {
+            query.append_pair("commit", commit);
+        }
         query.finish()
+    }
+}
+
+/// Whether `text` looks like a commit hash (4 to 40 hex digits).
+fn is_hex(text: &str) -> bool {
+    (4..=40).contains(&text.len()) && text.bytes().all(|byte| byte.is_ascii_hexdigit())
+}
+
+/// The commit page of `commit` in the repository of `target` (a target page's path,
+/// `/<user>/<repo>/…`).
+fn commit_page(target: &str, commit: &str) -> String {
+    let mut parts = target.trim_start_matches('/').splitn(3, '/');
+    match (parts.next(), parts.next()) {
+        (Some(user), Some(repo)) => format!("/{user}/{repo}/commit/{commit}"),
+        _ => target.to_owned(),
     }
 }
 
@@ -65,6 +89,8 @@ struct HeaderInfo<'a> {
     state: &'static str,
     raw_url: String,
     context: &'a LogContext,
+    /// How long the build took, when the log tells.
+    took: Option<std::time::Duration>,
     /// More buttons (history, artefacts, cancel).
     buttons: maud::Markup,
 }
@@ -84,6 +110,10 @@ fn log_header(info: &HeaderInfo<'_>) -> maud::Markup {
                 @if let Some(target) = &info.context.target {
                     " · target " a.target href=(target) { (target.trim_start_matches('/')) }
                 }
+                @if let (Some(commit), Some(target)) = (&info.context.commit, &info.context.target) {
+                    " · commit " a.commit href=(commit_page(target, commit)) { code { (commit.get(..8).unwrap_or(commit)) } }
+                }
+                @if let Some(took) = info.took { " · took " span.took { (crate::time::duration(took)) } }
                 " · branch " code.branch { (info.branch) }
             }
             div.btn-group {
@@ -91,6 +121,12 @@ fn log_header(info: &HeaderInfo<'_>) -> maud::Markup {
                 a.btn.btn-default.btn-sm.raw href=(info.raw_url) { "Raw" }
                 @if info.state == "failed" {
                     " " a.btn.btn-default.btn-sm.jump-to-failure href="#failure" { "Jump to failure" }
+                }
+            }
+            div.log-tools hidden {
+                button.btn.btn-default.btn-sm #toggle-ts type="button" aria-pressed="true" { "Time stamps" }
+                @if info.state == "running" {
+                    " " button.btn.btn-default.btn-sm #follow type="button" aria-pressed="true" { "Follow" }
                 }
             }
             form #log-search .log-search hidden {
@@ -182,6 +218,7 @@ pub(crate) async fn get_live_log(
                 state: "running",
                 raw_url: format!("{}?raw", urls::live_log(&branch)),
                 context: &context,
+                took: None,
                 buttons: html! {
                     @if let (Some(_), Some(history)) = (&head, &history) {
                         a.btn.btn-default.btn-sm href=(history) { "History" }
@@ -197,10 +234,9 @@ pub(crate) async fn get_live_log(
         },
         footer: html! { p.complete { "This log is now complete." } },
     };
-    Ok(html_response(&frame, source))
+    Ok(html_response(&frame, source, 1))
 }
 
-/// `GET /log/saved/{branch}/{commit}` (role `Reader`).
 /// The head of cache branch `branch` if retention removed its logs (its `log` is then the
 /// note saying so).
 async fn removed_log(state: &AppState, branch: &str) -> Option<datakit_ci_store::Snapshot> {
@@ -211,6 +247,9 @@ async fn removed_log(state: &AppState, branch: &str) -> Option<datakit_ci_store:
     snapshot.exists(&marker).ok()?.then_some(snapshot)
 }
 
+/// `GET /log/saved/{branch}/{commit}` (role `Reader`): the whole log if small, else its tail,
+/// or the lines of `?lines=A-B`; `?find=<text>` answers the numbers of the lines holding it
+/// (JSON, for the viewer's search); `?raw` the bytes.
 pub(crate) async fn get_saved_log(
     State(state): State<AppState>,
     viewer: Viewer,
@@ -234,6 +273,7 @@ pub(crate) async fn get_saved_log(
             }
         },
     };
+    let request = SavedRequest::from_query(query.as_deref())?;
     let path = StorePath::new("log")?;
     let failure = StorePath::new("failure")?;
     let (reader, failed) = tokio::task::spawn_blocking(move || {
@@ -241,14 +281,80 @@ pub(crate) async fn get_saved_log(
         snapshot.open_file(&path).map(|reader| (reader, failed))
     })
     .await??;
-    let reader = reader.ok_or_else(|| Error::NotFound(format!("Commit {id} has no log")))?;
-    let source = LogSource::saved(reader);
-    if wants_raw(query.as_deref()) {
-        return Ok(raw_response(source));
-    }
+    let mut reader = reader.ok_or_else(|| Error::NotFound(format!("Commit {id} has no log")))?;
+    let selection = match request {
+        SavedRequest::Raw => return Ok(raw_response(LogSource::saved(reader))),
+        SavedRequest::Find(needle) => {
+            let (lines, more) =
+                tokio::task::spawn_blocking(move || window::find(&mut reader, &needle))
+                    .await?
+                    .map_err(|source| Error::ReadLog {
+                        commit: commit.clone(),
+                        source,
+                    })?;
+            return Ok(
+                axum::Json(serde_json::json!({ "lines": lines, "more": more })).into_response(),
+            );
+        }
+        SavedRequest::Page(selection) => selection,
+    };
+    let cached = match selection {
+        window::Selection::Default => state.log_tails().get(&commit),
+        window::Selection::Lines(_) => None,
+    };
+    let window = match cached {
+        Some(window) => window,
+        None => {
+            let window = std::sync::Arc::new(
+                tokio::task::spawn_blocking(move || window::select(&mut reader, selection))
+                    .await?
+                    .map_err(|source| Error::ReadLog {
+                        commit: commit.clone(),
+                        source,
+                    })?,
+            );
+            if selection == window::Selection::Default && window.more_before() {
+                state
+                    .log_tails()
+                    .put(commit.clone(), std::sync::Arc::clone(&window));
+            }
+            window
+        }
+    };
     let config = state.config();
     let context = LogContext::from_query(query.as_deref());
     let state_word = if failed { "failed" } else { "passed" };
+    let page_url = |range: window::LineRange| {
+        let mut url = format!(
+            "{}?lines={}-{}",
+            urls::saved_log(&branch, &commit),
+            range.from,
+            range.to
+        );
+        let context = context.to_query();
+        if !context.is_empty() {
+            url.push('&');
+            url.push_str(&context);
+        }
+        url
+    };
+    let first = window.first_line;
+    let after = first + window.line_count();
+    let earlier = window.more_before().then(|| {
+        page_url(window::LineRange {
+            from: first.saturating_sub(EARLIER_LINES).max(1),
+            to: first - 1,
+        })
+    });
+    let later = window.more_after.then(|| {
+        page_url(window::LineRange {
+            from: after,
+            to: after + EARLIER_LINES - 1,
+        })
+    });
+    let took = (!window.more_before() && !window.more_after)
+        .then(|| log_duration(&window.bytes))
+        .flatten();
     let frame = Frame {
         title: format!("Log from commit {id}"),
         header: html! {
@@ -257,6 +363,7 @@ pub(crate) async fn get_saved_log(
                 state: state_word,
                 raw_url: format!("{}?raw", urls::saved_log(&branch, &commit)),
                 context: &context,
+                took,
                 buttons: html! {
                     // Links into the published state repository, when there is one.
                     @if let Some(history) = urls::state_repo(config, &format!("commits/{branch}/log")) {
@@ -276,10 +383,82 @@ pub(crate) async fn get_saved_log(
                     None => code { (id) },
                 }
             }
+            @if let Some(earlier) = &earlier {
+                nav.log-part.log-earlier {
+                    "Lines 1–" (first - 1) " are not shown. "
+                    a.btn.btn-default.btn-sm.load-earlier href=(earlier) rel="prev" { "Show earlier lines" }
+                }
+            }
         },
-        footer: html! {},
+        footer: html! {
+            @if let Some(later) = &later {
+                nav.log-part.log-later {
+                    "Lines from " (after) " are not shown. "
+                    a.btn.btn-default.btn-sm.load-later href=(later) rel="next" { "Show later lines" }
+                }
+            }
+        },
     };
-    Ok(html_response(&frame, source))
+    Ok(html_response(
+        &frame,
+        LogSource::part(axum::body::Bytes::from_owner(ArcBytes(window))),
+        first,
+    ))
+}
+
+/// A shown window's bytes, shared with the tail cache rather than copied.
+struct ArcBytes(std::sync::Arc<window::Window>);
+
+impl AsRef<[u8]> for ArcBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.bytes
+    }
+}
+
+/// How many lines an "earlier" or "later" link loads.
+const EARLIER_LINES: u64 = 5_000;
+
+/// What a saved log's query asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum SavedRequest {
+    /// `?raw`: the bytes.
+    Raw,
+    /// `?find=<text>`: the numbers of the lines containing it, as JSON.
+    Find(String),
+    /// The page, with the whole log, its tail, or `?lines=A-B`.
+    Page(window::Selection),
+}
+
+impl SavedRequest {
+    fn from_query(query: Option<&str>) -> Result<SavedRequest, Error> {
+        if wants_raw(query) {
+            return Ok(SavedRequest::Raw);
+        }
+        let mut request = SavedRequest::Page(window::Selection::Default);
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match &*key {
+                "find" => return Ok(SavedRequest::Find(value.into_owned())),
+                "lines" => {
+                    let range = window::LineRange::parse(&value).map_err(Error::BadRequest)?;
+                    request = SavedRequest::Page(window::Selection::Lines(range));
+                }
+                _ => {}
+            }
+        }
+        Ok(request)
+    }
+}
+
+/// How long the build of a whole log took: from its first to its last time stamp.
+fn log_duration(log: &[u8]) -> Option<std::time::Duration> {
+    let mut stamps = log
+        .split(|&byte| byte == b'\n')
+        .filter_map(lines::stamp_seconds);
+    let first = stamps.next()?;
+    let last = stamps.next_back()?;
+    u64::try_from(last - first)
+        .ok()
+        .map(std::time::Duration::from_secs)
 }
 
 #[cfg(test)]
