@@ -132,9 +132,9 @@ mod engine_group;
 mod git;
 mod github_group;
 mod pipeline_group;
-mod swarm_group;
 mod report;
 mod stats;
+mod swarm_group;
 mod targets;
 mod web_group;
 

@@ -47,9 +47,7 @@ pub(crate) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()>
     let cluster = tokio::task::spawn_blocking(|| Cluster::ensure(3)).await??;
     let busybox = ensure_busybox_image().map_err(anyhow::Error::msg)?;
     let bench = Bench::new(&cluster).await?;
-    let result = bench
-        .measure(&cluster, busybox, rounds, jobs, report)
-        .await;
+    let result = bench.measure(&cluster, busybox, rounds, jobs, report).await;
     remove_services(bench.instance.as_str());
     result
 }
@@ -145,7 +143,12 @@ impl Bench {
         })?)
     }
 
-    fn request<'a>(&'a self, image: &'a Image, argv: &'a [String], key: &str) -> ContainerRequest<'a> {
+    fn request<'a>(
+        &'a self,
+        image: &'a Image,
+        argv: &'a [String],
+        key: &str,
+    ) -> ContainerRequest<'a> {
         ContainerRequest {
             job: &self.job,
             holder: key.to_owned(),
@@ -166,14 +169,25 @@ impl Bench {
     }
 
     /// Runs `argv` once through `swarm`; its duration.
-    async fn run_one(&self, swarm: &Swarm, image: &Image, argv: &[String], key: &str) -> anyhow::Result<Duration> {
+    async fn run_one(
+        &self,
+        swarm: &Swarm,
+        image: &Image,
+        argv: &[String],
+        key: &str,
+    ) -> anyhow::Result<Duration> {
         let log = self.log(key)?;
         let request = self.request(image, argv, key);
         let started = Instant::now();
         swarm
             .run_container(&request, &log, &CancellationToken::new())
             .await
-            .with_context(|| format!("job {key}: {}", String::from_utf8_lossy(&log.contents().unwrap_or_default())))?;
+            .with_context(|| {
+                format!(
+                    "job {key}: {}",
+                    String::from_utf8_lossy(&log.contents().unwrap_or_default())
+                )
+            })?;
         Ok(started.elapsed())
     }
 
@@ -197,16 +211,22 @@ impl Bench {
         // node pulls it once.
         bare_job(&by_digest).await?;
         for i in 0..4 {
-            self.run_one(&swarm, &image, &truth, &format!("warm-{i}")).await?;
+            self.run_one(&swarm, &image, &truth, &format!("warm-{i}"))
+                .await?;
         }
         let (mut bare, mut ours) = (Vec::new(), Vec::new());
         for round in 0..rounds {
             bare.push(bare_job(&by_digest).await?);
-            ours.push(self.run_one(&swarm, &image, &truth, &format!("one-{round}")).await?);
+            ours.push(
+                self.run_one(&swarm, &image, &truth, &format!("one-{round}"))
+                    .await?,
+            );
         }
         let (bare, ours) = (quantile(&bare, 0.5), quantile(&ours, 0.5));
         report.add(Figure::millis(
-            format!("swarm: `docker service create --mode replicated-job` of `true`, median of {rounds}"),
+            format!(
+                "swarm: `docker service create --mode replicated-job` of `true`, median of {rounds}"
+            ),
             bare,
         ));
         report.add(Figure::millis(
@@ -225,7 +245,10 @@ impl Bench {
         let sleep = vec!["sh".to_owned(), "-c".to_owned(), "sleep 1".to_owned()];
         let mut singles = Vec::new();
         for i in 0..3 {
-            singles.push(self.run_one(&swarm, &image, &sleep, &format!("single-{i}")).await?);
+            singles.push(
+                self.run_one(&swarm, &image, &sleep, &format!("single-{i}"))
+                    .await?,
+            );
         }
         let single = quantile(&singles, 0.5);
         let swarm = self.swarm(PLACES)?;
@@ -258,8 +281,11 @@ impl Bench {
 
         let moved = self.node_loss(cluster, &image).await?;
         report.add(
-            Figure::seconds("swarm: a lost node's job placed on another node after", moved)
-                .target(Target::AtMost(10.0)),
+            Figure::seconds(
+                "swarm: a lost node's job placed on another node after",
+                moved,
+            )
+            .target(Target::AtMost(10.0)),
         );
         Ok(())
     }

@@ -64,7 +64,9 @@ impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
         if let Some(instance) = instance(self.0) {
             for service in services(&instance) {
-                let _ = Command::new("docker").args(["service", "rm", &service]).output();
+                let _ = Command::new("docker")
+                    .args(["service", "rm", &service])
+                    .output();
             }
             if let Err(e) = remove_instance(&instance) {
                 eprintln!("cannot remove the test's images: {e}");
@@ -152,7 +154,10 @@ fn issue_18_steps_run_on_the_swarm_and_a_killed_ci_collects_them_once() {
     let log = saved_log(&state, "slow");
     assert!(log.contains("Collecting Swarm service"), "{log}");
     assert!(log.contains("slow-2") && log.contains("slow-3"), "{log}");
-    assert!(!log.contains("as Swarm service"), "the step ran again:\n{log}");
+    assert!(
+        !log.contains("as Swarm service"),
+        "the step ran again:\n{log}"
+    );
 
     let description = state.wait_for_description(&ci, "local/app", &first, "nowhere", "failure");
     assert!(description.contains("timed out after 15s"), "{description}");

@@ -126,10 +126,7 @@ pub(crate) async fn follow_service(
         // The follow may not have delivered the last lines yet: read the whole log once more
         // and write what it did not.
         let seen = frames.load(Ordering::SeqCst);
-        let all = read_logs(follow.docker, &guard.id).await;
-        for chunk in all.into_iter().skip(seen) {
-            log.write(&chunk);
-        }
+        write_logs(follow.docker, &guard.id, seen, log).await;
     }
     guard.remove().await;
     Ok(ending)
@@ -150,6 +147,7 @@ async fn stream_logs(
             follow: true,
             stdout: true,
             stderr: true,
+            tail: "all".to_owned(),
             ..Default::default()
         }),
     );
@@ -169,21 +167,41 @@ async fn stream_logs(
     std::future::pending().await
 }
 
-/// The service's whole log so far, message by message.
-async fn read_logs(docker: &Docker, id: &str) -> Vec<Vec<u8>> {
-    let stream = docker.service_logs(
+/// The service's whole log so far, message by message; an error ends it (with what was read
+/// before).
+async fn read_logs(docker: &Docker, id: &str) -> (Vec<Vec<u8>>, Option<bollard::errors::Error>) {
+    let mut stream = docker.service_logs(
         id,
         Some(LogsOptions {
             follow: false,
             stdout: true,
             stderr: true,
+            tail: "all".to_owned(),
             ..Default::default()
         }),
     );
-    stream
-        .filter_map(|chunk| async move { chunk.ok().map(|c| c.into_bytes().to_vec()) })
-        .collect()
-        .await
+    let mut chunks = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => chunks.push(chunk.into_bytes().to_vec()),
+            Err(e) => return (chunks, Some(e)),
+        }
+    }
+    (chunks, None)
+}
+
+/// Writes the service's log, from message `skip` on, into `log`, saying so if it cannot be
+/// read.
+async fn write_logs(docker: &Docker, id: &str, skip: usize, log: &LiveLog) {
+    let (chunks, error) = read_logs(docker, id).await;
+    for chunk in chunks.into_iter().skip(skip) {
+        log.write(&chunk);
+    }
+    if let Some(error) = error {
+        log.log(&format!(
+            "Cannot read the rest of the service's log: {error}"
+        ));
+    }
 }
 
 /// Reads the service's task every `poll` until it ends, its node is lost, or it is stuck.
@@ -392,9 +410,7 @@ pub(crate) async fn collect(
         &id[..id.len().min(12)],
         display_command(argv)
     ));
-    for chunk in read_logs(docker, id).await {
-        log.write(&chunk);
-    }
+    write_logs(docker, id, 0, log).await;
     guard.remove().await;
     outcome_of(argv, state, exit_code, message)
 }
