@@ -263,7 +263,7 @@ impl Bench {
         let makespan = started.elapsed();
         let ideal = single.mul_f64(jobs as f64 / PLACES as f64);
         report.add(Figure::seconds(
-            format!("swarm: one job of `sleep 1`, median of 3"),
+            "swarm: one job of `sleep 1`, median of 3",
             single,
         ));
         report.add(Figure::seconds(
