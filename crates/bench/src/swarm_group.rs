@@ -48,7 +48,9 @@ pub(crate) async fn run(scale: Scale, report: &mut Report) -> anyhow::Result<()>
     let busybox = ensure_busybox_image().map_err(anyhow::Error::msg)?;
     let bench = Bench::new(&cluster).await?;
     let result = bench.measure(&cluster, busybox, rounds, jobs, report).await;
-    remove_services(bench.instance.as_str());
+    cluster
+        .remove_services(&format!("datakit-ci.instance={}", bench.instance))
+        .map_err(anyhow::Error::msg)?;
     result
 }
 
@@ -392,24 +394,4 @@ fn node_label(node: &str, label: &str, add: bool) -> anyhow::Result<()> {
         String::from_utf8_lossy(&output.stderr)
     );
     Ok(())
-}
-
-/// Removes the services of `instance` (a failed run may leave some).
-fn remove_services(instance: &str) {
-    let listed = std::process::Command::new("docker")
-        .args([
-            "service",
-            "ls",
-            "--quiet",
-            "--filter",
-            &format!("label=datakit-ci.instance={instance}"),
-        ])
-        .output();
-    if let Ok(listed) = listed {
-        for id in String::from_utf8_lossy(&listed.stdout).split_whitespace() {
-            let _ = std::process::Command::new("docker")
-                .args(["service", "rm", id])
-                .output();
-        }
-    }
 }

@@ -58,15 +58,14 @@ fn services_of_step(instance: &str, step: &str) -> Vec<String> {
 }
 
 /// Removes what the CI of a state directory made, when the test ends.
-struct Cleanup<'a>(&'a State);
+struct Cleanup<'a>(&'a State, &'a Cluster);
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
         if let Some(instance) = instance(self.0) {
-            for service in services(&instance) {
-                let _ = Command::new("docker")
-                    .args(["service", "rm", &service])
-                    .output();
+            let label = format!("datakit-ci.instance={instance}");
+            if let Err(e) = self.1.remove_services(&label) {
+                eprintln!("cannot remove the test's services: {e}");
             }
             if let Err(e) = remove_instance(&instance) {
                 eprintln!("cannot remove the test's images: {e}");
@@ -115,7 +114,7 @@ fn issue_18_steps_run_on_the_swarm_and_a_killed_ci_collects_them_once() {
     );
     repo.set_ref("refs/heads/main", &first);
     let state = State::new();
-    let _cleanup = Cleanup(&state);
+    let _cleanup = Cleanup(&state, &cluster);
     let args = [
         "--executor",
         "swarm",

@@ -369,15 +369,20 @@ pub(crate) fn delete_now(url: &str, path: &str) -> std::io::Result<Removal> {
 
 /// A name no other container has: `datakit-ci-` and a digest of the step's labels and the time.
 fn container_name(spec: &RunSpec<'_>) -> String {
-    let mut hasher = Sha256::new();
     let mut labels: Vec<_> = spec.labels.iter().collect();
     labels.sort();
+    let mut seed = Vec::new();
     for (name, value) in labels {
-        hasher.update(name.as_bytes());
-        hasher.update(b"=");
-        hasher.update(value.as_bytes());
-        hasher.update(b"\n");
+        seed.extend_from_slice(format!("{name}={value}\n").as_bytes());
     }
+    unique_name(&seed)
+}
+
+/// A name no other container or service has: `datakit-ci-` and a digest of `seed`, the time
+/// and the process id.
+pub(crate) fn unique_name(seed: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(seed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());

@@ -262,7 +262,7 @@ impl Swarm {
         let mut submission = 0;
         loop {
             let spec = service::service_spec(&service::ServiceRequest {
-                name: service_name(&request.key),
+                name: crate::container::unique_name(request.key.as_bytes()),
                 image: &image,
                 argv: request.argv,
                 env: request.env.clone(),
@@ -327,21 +327,4 @@ impl std::fmt::Debug for Swarm {
             .field("config", &self.inner.config)
             .finish()
     }
-}
-
-/// A name no other service has: `datakit-ci-`, a digest of the key, and the time.
-fn service_name(key: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    hasher.update(key.as_bytes());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    hasher.update(nanos.to_le_bytes());
-    hasher.update(std::process::id().to_le_bytes());
-    let hex: String = hasher.finalize()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("datakit-ci-{hex}")
 }

@@ -116,7 +116,8 @@ async fn reconcile(
             .map_err(api(format!("read the tasks of service {id}")))?;
         let ended = matches!(task_view(&tasks), TaskView::Ended { .. });
         match key {
-            // Two finished services of one key (a job run twice): the later one is kept.
+            // Two finished services of one key (the same step run twice before the CI died):
+            // one is collected, the other removed.
             Some(key) if ended => {
                 if let Some(older) = finished.insert(key, id) {
                     remove(docker, &older)

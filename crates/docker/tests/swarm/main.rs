@@ -89,7 +89,10 @@ impl Setup {
 
 impl Drop for Setup {
     fn drop(&mut self) {
-        remove_services(self.fixture.instance.as_str());
+        let label = format!("{}={}", labels::INSTANCE, self.fixture.instance);
+        if let Err(e) = self.cluster.remove_services(&label) {
+            eprintln!("cannot remove the test's services: {e}");
+        }
     }
 }
 
@@ -106,28 +109,6 @@ async fn services_of(fixture: &Fixture, instance: &str) -> anyhow::Result<Vec<St
         }))
         .await?;
     Ok(services.into_iter().filter_map(|s| s.id).collect())
-}
-
-/// Removes the services of `instance`, with the `docker` client (a test that failed may leave
-/// some).
-fn remove_services(instance: &str) {
-    let listed = std::process::Command::new("docker")
-        .args([
-            "service",
-            "ls",
-            "--quiet",
-            "--filter",
-            &format!("label={}={instance}", labels::INSTANCE),
-        ])
-        .output();
-    if let Ok(listed) = listed {
-        let ids = String::from_utf8_lossy(&listed.stdout);
-        for id in ids.split_whitespace() {
-            let _ = std::process::Command::new("docker")
-                .args(["service", "rm", id])
-                .output();
-        }
-    }
 }
 
 fn sh(script: &str) -> Vec<String> {
