@@ -264,45 +264,54 @@ pub fn log_hook(engine: Engine) -> LogHook {
     })
 }
 
-/// The cache commit of the log to show for `request`'s job: from the engine's view of the
-/// targets at that commit, else from their recorded history (after a restart, before the engine
-/// has evaluated them again, or for a commit no longer any target's head).
+/// The cache commit of the log to show for `request`'s job: its last failed saved log, from
+/// the engine's view of the targets at that commit or else from their recorded history (after a
+/// restart, before the engine has evaluated them again, or for a commit no longer any target's
+/// head); failing that, its last saved log, from the same places. A failed log is looked for
+/// everywhere first because, just after a restart, the engine's view of the job may hold only
+/// the steps it has re-read so far (e.g. the fetch) while the history has the failure.
 async fn saved_log_commit(
     engine: &Engine,
     request: &LogRequest,
 ) -> Option<datakit_ci_store::CommitId> {
-    for id in engine.targets_of_commit(&request.repo, &request.commit) {
-        let chosen = engine.target(&id).and_then(|view| {
-            view.jobs
-                .iter()
-                .find(|job| job.name == request.job)
-                .and_then(|job| job.output.as_ref())
-                .and_then(log_to_show)
-        });
-        if chosen.is_some() {
-            return chosen;
-        }
+    let mut outputs: Vec<JobOutput> = engine
+        .targets_of_commit(&request.repo, &request.commit)
+        .into_iter()
+        .filter_map(|id| {
+            engine.target(&id).and_then(|view| {
+                view.jobs
+                    .iter()
+                    .find(|job| job.name == request.job)
+                    .and_then(|job| job.output.clone())
+            })
+        })
+        .collect();
+    if let Some(failed) = outputs.iter().find_map(last_failed_log) {
+        return Some(failed);
     }
-    let builds = match engine
+    match engine
         .history()
         .builds_of_commit(&request.repo, &request.commit)
         .await
     {
-        Ok(builds) => builds,
+        Ok(builds) => outputs.extend(
+            builds
+                .values()
+                .filter_map(|state| state.jobs.get(&request.job).cloned()),
+        ),
         Err(error) => {
             tracing::warn!(%error, repo = %request.repo, commit = %request.commit, "cannot read a commit's builds for a check run's log");
-            return None;
         }
-    };
-    builds
-        .values()
-        .filter_map(|state| state.jobs.get(&request.job))
-        .find_map(log_to_show)
+    }
+    outputs
+        .iter()
+        .find_map(last_failed_log)
+        .or_else(|| outputs.iter().find_map(last_log))
 }
 
-/// The cache commit of a job's last failed saved log, else of its last saved log.
-fn log_to_show(output: &JobOutput) -> Option<datakit_ci_store::CommitId> {
-    let saved: Vec<&SavedLog> = output
+/// A job's saved logs, in order.
+fn saved_logs(output: &JobOutput) -> Vec<&SavedLog> {
+    output
         .logs
         .leaves()
         .into_iter()
@@ -310,13 +319,21 @@ fn log_to_show(output: &JobOutput) -> Option<datakit_ci_store::CommitId> {
             LogLeaf::Saved(saved) => Some(saved),
             LogLeaf::Live(_) => None,
         })
-        .collect();
-    saved
-        .iter()
+        .collect()
+}
+
+/// The cache commit of a job's last failed saved log.
+fn last_failed_log(output: &JobOutput) -> Option<datakit_ci_store::CommitId> {
+    saved_logs(output)
+        .into_iter()
         .rev()
         .find(|s| s.failed())
-        .or_else(|| saved.last())
         .map(|chosen| chosen.commit())
+}
+
+/// The cache commit of a job's last saved log.
+fn last_log(output: &JobOutput) -> Option<datakit_ci_store::CommitId> {
+    saved_logs(output).last().map(|chosen| chosen.commit())
 }
 
 /// The last `max_bytes` of what `reader` reads, holding at most twice that in memory.
