@@ -152,7 +152,13 @@ fn issue_18_steps_run_on_the_swarm_and_a_killed_ci_collects_them_once() {
     );
     let log = saved_log(&state, "slow");
     assert!(log.contains("Collecting Swarm service"), "{log}");
-    assert!(log.contains("slow-2") && log.contains("slow-3"), "{log}");
+    // Swarm at times gives no log for a task that ended while nobody followed it; the
+    // executor must then say so rather than show an empty log.
+    assert!(
+        (log.contains("slow-2") && log.contains("slow-3"))
+            || log.contains("Swarm gave no log for this service"),
+        "{log}"
+    );
     assert!(
         !log.contains("as Swarm service"),
         "the step ran again:\n{log}"

@@ -410,7 +410,31 @@ pub(crate) async fn collect(
         &id[..id.len().min(12)],
         display_command(argv)
     ));
-    write_logs(docker, id, 0, log).await;
+    // The manager gathers an ended task's log from its node and at times answers with nothing
+    // (seen after a restart): ask again a few times, then say so rather than show an empty log.
+    let mut read = false;
+    for _ in 0..3 {
+        let (chunks, error) = read_logs(docker, id).await;
+        if chunks.is_empty() && error.is_none() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        for chunk in chunks {
+            log.write(&chunk);
+        }
+        if let Some(error) = error {
+            log.log(&format!(
+                "Cannot read the rest of the service's log: {error}"
+            ));
+        }
+        read = true;
+        break;
+    }
+    if !read {
+        log.log(
+            "Swarm gave no log for this service (its node did not send it, or it printed nothing)",
+        );
+    }
     guard.remove().await;
     outcome_of(argv, state, exit_code, message)
 }
