@@ -126,7 +126,7 @@ pub(crate) async fn follow_service(
         // The follow may not have delivered the last lines yet: read the whole log once more
         // and write what it did not.
         let seen = frames.load(Ordering::SeqCst);
-        write_logs(follow.docker, &guard.id, seen, log).await;
+        let _gave = write_logs(follow.docker, &guard.id, seen, log).await;
     }
     guard.remove().await;
     Ok(ending)
@@ -191,9 +191,10 @@ async fn read_logs(docker: &Docker, id: &str) -> (Vec<Vec<u8>>, Option<bollard::
 }
 
 /// Writes the service's log, from message `skip` on, into `log`, saying so if it cannot be
-/// read.
-async fn write_logs(docker: &Docker, id: &str, skip: usize, log: &LiveLog) {
+/// read; whether Swarm gave anything (a message or an error).
+async fn write_logs(docker: &Docker, id: &str, skip: usize, log: &LiveLog) -> bool {
     let (chunks, error) = read_logs(docker, id).await;
+    let gave = !chunks.is_empty() || error.is_some();
     for chunk in chunks.into_iter().skip(skip) {
         log.write(&chunk);
     }
@@ -202,6 +203,7 @@ async fn write_logs(docker: &Docker, id: &str, skip: usize, log: &LiveLog) {
             "Cannot read the rest of the service's log: {error}"
         ));
     }
+    gave
 }
 
 /// Reads the service's task every `poll` until it ends, its node is lost, or it is stuck.
@@ -414,21 +416,11 @@ pub(crate) async fn collect(
     // (seen after a restart): ask again a few times, then say so rather than show an empty log.
     let mut read = false;
     for _ in 0..3 {
-        let (chunks, error) = read_logs(docker, id).await;
-        if chunks.is_empty() && error.is_none() {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
+        read = write_logs(docker, id, 0, log).await;
+        if read {
+            break;
         }
-        for chunk in chunks {
-            log.write(&chunk);
-        }
-        if let Some(error) = error {
-            log.log(&format!(
-                "Cannot read the rest of the service's log: {error}"
-            ));
-        }
-        read = true;
-        break;
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     if !read {
         log.log(

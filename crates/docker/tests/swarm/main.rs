@@ -14,7 +14,7 @@ use bollard::query_parameters::ListServicesOptions;
 use tokio_util::sync::CancellationToken;
 
 use datakit_ci_docker::{
-    ContainerExecutor, ContainerRequest, Error, HostSpec, Hosts, Image, Instance, Priority, Swarm,
+    ContainerExecutor, ContainerRequest, Error, HostSpec, Hosts, Image, Priority, Swarm,
     SwarmConfig, container_environment, labels,
 };
 use datakit_ci_git::{Commit, JobEnvironment};
@@ -54,10 +54,7 @@ impl Setup {
     /// A Swarm executor of this test's instance with `config`, pushing to the cluster's
     /// registry.
     fn swarm(&self, config: SwarmConfig) -> anyhow::Result<Swarm> {
-        self.swarm_of(self.fixture.instance.clone(), config)
-    }
-
-    fn swarm_of(&self, instance: Instance, config: SwarmConfig) -> anyhow::Result<Swarm> {
+        let instance = self.fixture.instance.clone();
         // Pools of its own, as a CI started again has: pool names are unique per process.
         let services = datakit_ci_git::Services {
             pools: datakit_ci_pool::Pools::new(),
