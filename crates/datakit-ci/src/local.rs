@@ -24,7 +24,8 @@ use datakit_ci_process as process;
 use datakit_ci_store::Store;
 use datakit_ci_term::{RepoId, TargetId};
 use datakit_ci_web::{
-    AppState, ForgeHealth, ForgeLinks, GithubLogin, WebConfig, WebServer, WebhookReceiver,
+    AppState, ClusterStatus, ForgeHealth, ForgeLinks, GithubLogin, WebConfig, WebServer,
+    WebhookReceiver,
 };
 
 use crate::github::{GithubOptions, WebhookAdapter};
@@ -32,6 +33,7 @@ use crate::publish::Publisher;
 use crate::remote::RemoteUrl;
 use crate::replica::ReadOnlyOptions;
 
+mod cluster;
 mod docker;
 
 pub use docker::{DockerBuildSpec, DockerConfig, DockerTestSpec, ExecutorChoice, TestImage};
@@ -235,7 +237,7 @@ pub fn shell_projects(
     config: &ShellConfig,
     repos: &[SourceRepo],
     services: &Services,
-) -> Result<Vec<Project>, StartError> {
+) -> Result<Projects, StartError> {
     let job_slots = config
         .jobs
         .map(|jobs| MonitoredPool::new("jobs", jobs, &services.pool_metrics, &services.pools))
@@ -263,12 +265,14 @@ pub fn shell_projects(
     } else {
         None
     };
-    let executor = docker_hosts
-        .as_ref()
-        .or(pipeline_hosts.as_ref())
-        .map(|hosts| config.docker.executor(hosts, services))
-        .transpose()?;
-    repos
+    let (executor, swarm) = match docker_hosts.as_ref().or(pipeline_hosts.as_ref()) {
+        Some(hosts) => {
+            let (executor, swarm) = config.docker.executor(hosts, services)?;
+            (Some(executor), swarm)
+        }
+        None => (None, None),
+    };
+    let projects = repos
         .iter()
         .map(|source| {
             let repo = source.repo.clone();
@@ -321,7 +325,30 @@ pub fn shell_projects(
                 None => project,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, StartError>>()?;
+    Ok(Projects {
+        projects,
+        cluster: swarm
+            .map(|swarm| Arc::new(cluster::SwarmCluster(swarm)) as Arc<dyn ClusterStatus>),
+    })
+}
+
+/// What a CI tests: its projects, and the cluster its jobs run on if they run on one (shown on
+/// the dashboard).
+pub struct Projects {
+    /// The projects.
+    pub projects: Vec<Project>,
+    /// The cluster that runs their jobs (the Swarm executor), if any.
+    pub cluster: Option<Arc<dyn ClusterStatus>>,
+}
+
+impl From<Vec<Project>> for Projects {
+    fn from(projects: Vec<Project>) -> Projects {
+        Projects {
+            projects,
+            cluster: None,
+        }
+    }
 }
 
 /// A running local CI: the engine plus the bridge.
@@ -369,9 +396,10 @@ impl LocalCi {
     /// recorded in `<state_dir>/builds-owner`: builds survive a `kill -9` of the CI if its
     /// guardian died too) and empties `<state_dir>/tmp/`, where the builds' temporary clones are
     /// made, before anything is built; then it records this process's owner id.
-    pub async fn start_with<F>(options: CiOptions, make_projects: F) -> Result<Self, StartError>
+    pub async fn start_with<F, P>(options: CiOptions, make_projects: F) -> Result<Self, StartError>
     where
-        F: FnOnce(&[SourceRepo], &Services) -> Result<Vec<Project>, StartError>,
+        F: FnOnce(&[SourceRepo], &Services) -> Result<P, StartError>,
+        P: Into<Projects>,
     {
         let state_dir = &options.state_dir;
         std::fs::create_dir_all(state_dir)
@@ -454,7 +482,7 @@ impl LocalCi {
                 repo: clone,
             });
         }
-        let projects = make_projects(&sources, &services)?;
+        let Projects { projects, cluster } = make_projects(&sources, &services)?.into();
         for project in &projects {
             if !sources.iter().any(|s| &s.id == project.id()) {
                 tracing::warn!(project = %project.id(), "no --repo gives this project's repository; it will have no targets");
@@ -503,6 +531,7 @@ impl LocalCi {
                     health,
                     login: Some(crate::github::oauth_login(api_url)),
                     links,
+                    cluster,
                 };
                 Some(start_web(web, &engine, &services, &registry, forges).await?)
             }
@@ -757,6 +786,8 @@ struct Forges {
     health: Option<Arc<dyn ForgeHealth>>,
     login: Option<Arc<dyn GithubLogin>>,
     links: Option<Arc<dyn ForgeLinks>>,
+    /// Not a forge: the cluster the jobs run on, shown beside the pools.
+    cluster: Option<Arc<dyn ClusterStatus>>,
 }
 
 /// Binds the web UI with the engine's pages; rebuild requests go to the engine.
@@ -785,6 +816,9 @@ async fn start_web(
     }
     if let Some(links) = forges.links {
         state = state.forge_links(links);
+    }
+    if let Some(cluster) = forges.cluster {
+        state = state.cluster(cluster);
     }
     let state = state.build()?;
     let pages = datakit_ci_web::ci_pages(engine.clone(), services.pools.clone());

@@ -9,11 +9,11 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use datakit_ci_engine::{Project, StatusChange};
+use datakit_ci_engine::StatusChange;
 use datakit_ci_git::Services;
 
 use crate::cli::CommonArgs;
-use crate::local::{CiOptions, LocalCi, SourceRepo, StartError};
+use crate::local::{CiOptions, LocalCi, Projects, SourceRepo, StartError};
 use crate::replica::{ReadOnlyOptions, ReplicaCi};
 
 // The command line of a program using `run`: the common options plus the program's own. (A `//`
@@ -40,7 +40,8 @@ struct RunCli<A: Args> {
 /// 1. `validate(args)` checks the program's options (no I/O) and returns the second stage, or a
 ///    message (printed, exit status 2);
 /// 2. once the state is open and the repositories given with `--repo` are cloned, the second
-///    stage makes the projects from those clones and the build services.
+///    stage makes the projects from those clones and the build services (a `Vec<Project>`, or
+///    [`Projects`] with the cluster the jobs run on, for the dashboard).
 ///
 /// The program owns its builds' whole process trees: it becomes a child subreaper (it adopts what
 /// its builds orphan, which is killed and reaped at the end of each build) and starts a
@@ -68,16 +69,17 @@ struct RunCli<A: Args> {
 ///                     })
 ///                     .map_err(|e| e.to_string())
 ///                 })
-///                 .collect()
+///                 .collect::<Result<Vec<_>, _>>()
 ///         })
 ///     })
 /// }
 /// ```
-pub fn run<A, V, P>(validate: V) -> ExitCode
+pub fn run<A, V, P, R>(validate: V) -> ExitCode
 where
     A: Args + FromArgMatches + std::fmt::Debug,
     V: FnOnce(A) -> Result<P, String>,
-    P: FnOnce(&[SourceRepo], &Services) -> Result<Vec<Project>, String>,
+    P: FnOnce(&[SourceRepo], &Services) -> Result<R, String>,
+    R: Into<Projects>,
 {
     // A guardian is this program started again: it only waits for this process to exit.
     datakit_ci_process::guardian_main_if_asked();

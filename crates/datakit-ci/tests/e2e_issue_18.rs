@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Ci, Repo, State, wait_until};
+use common::{Ci, Repo, State, free_port, http_get, wait_until};
 use datakit_ci_testkit::docker::{ensure_busybox_image, remove_instance};
 use datakit_ci_testkit::swarm::Cluster;
 
@@ -176,4 +176,68 @@ fn issue_18_steps_run_on_the_swarm_and_a_killed_ci_collects_them_once() {
         || services(&instance).is_empty().then_some(()),
         || ci.report(),
     );
+}
+
+#[test]
+fn issue_18_the_dashboard_shows_the_nodes_and_why_jobs_wait() {
+    let cluster = Cluster::ensure(3).expect("the test swarm");
+    let registry = cluster.registry().address().to_owned();
+    let busybox = ensure_busybox_image().expect("the test image");
+    let file = format!(
+        r#"steps:
+  busy:
+    image: {busybox}
+    run: echo busy-$((1+1)); sleep 20
+  nowhere:
+    image: {busybox}
+    pool: no-such-pool
+    timeout: 60s
+    run: "true"
+"#
+    );
+    let repo = Repo::new("app");
+    let initial = repo.rev("main");
+    let first = repo.commit(&initial, "Add the pipeline", &[(".datakit-ci.yml", &file)]);
+    repo.set_ref("refs/heads/main", &first);
+    let state = State::new();
+    let _cleanup = Cleanup(&state, &cluster);
+    let port = free_port();
+    let listen = format!("http://127.0.0.1:{port}");
+    let args = [
+        "--executor",
+        "swarm",
+        "--registry",
+        &registry,
+        "--docker-jobs",
+        "4",
+        "--listen",
+        &listen,
+    ];
+    let ci = Ci::start(&[&repo], &[], &state, &args);
+    let page = wait_until(
+        "the dashboard's cluster section with a running and an unplaceable job",
+        || {
+            let page = http_get(port, "/")?;
+            (page.contains("no ready node with pool=no-such-pool") && page.contains("running on"))
+                .then_some(page)
+        },
+        || ci.report(),
+    );
+    assert!(page.contains("Cluster (Swarm)"), "{page}");
+    // The manager and the workers, all ready; the job runs on one of them.
+    let ready = page.matches(r#"<tr class="node-ready">"#).count();
+    let nodes = Command::new("docker")
+        .args(["node", "ls", "--quiet"])
+        .output()
+        .expect("run docker node ls");
+    let listed = String::from_utf8_lossy(&nodes.stdout).lines().count();
+    assert!(ready >= 3, "{ready} ready nodes shown:\n{page}");
+    assert!(ready <= listed, "{ready} ready nodes shown of {listed}");
+    assert_eq!(
+        page.matches(r#"<td class="node-jobs">1</td>"#).count(),
+        1,
+        "one node runs the busy job:\n{page}"
+    );
+    assert!(page.contains("local/app/heads/main:busy"), "{page}");
+    assert!(page.contains("local/app/heads/main:nowhere"), "{page}");
 }

@@ -68,7 +68,7 @@ pub use host::{HostSpec, Hosts};
 pub use image::Image;
 pub use instance::Instance;
 pub use request::{ContainerRequest, Priority, container_environment};
-pub use swarm::{NodeView, POOL_LABEL, Swarm, SwarmConfig};
+pub use swarm::{JobPhase, NodeView, POOL_LABEL, Swarm, SwarmConfig, SwarmJob, SwarmStatus};
 
 /// Where a [`Command`]'s container gets the commit's tree (without `.git`), and its default
 /// working directory.

@@ -114,6 +114,7 @@ mod ansi;
 pub mod api;
 mod auth;
 mod ci;
+mod cluster;
 mod config;
 mod csp;
 mod csrf;
@@ -142,6 +143,7 @@ pub use auth::{
     LOGIN_BURST, LOGIN_REFILL, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, PASSWORD_FILE, PASSWORD_RULE,
 };
 pub use ci::ci_pages;
+pub use cluster::{ClusterJob, ClusterNode, ClusterSnapshot, ClusterStatus, JobPlace, NodeState};
 pub use config::{
     ConnectionLimits, ListenAddr, MetricsToken, PublicUrl, Scheme, SessionsBackend, WebConfig,
 };

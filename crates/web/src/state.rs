@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
+use crate::cluster::ClusterStatus;
 use crate::csrf::CsrfKey;
 use crate::forge_health::{ForgeHealth, ForgeLink, ForgeLinks};
 use crate::github_login::GithubLogin;
@@ -45,6 +46,7 @@ struct Inner {
     forge_health: Option<Arc<dyn ForgeHealth>>,
     github_login: Option<Arc<dyn GithubLogin>>,
     forge_links: Option<Arc<dyn ForgeLinks>>,
+    cluster: Option<Arc<dyn ClusterStatus>>,
     /// Cancelled when the server shuts down, to end streaming responses.
     shutdown: CancellationToken,
     /// Signs the CSRF tokens of visitors without a session (`csrf::AnonymousToken`).
@@ -75,6 +77,7 @@ pub struct AppStateBuilder {
     forge_health: Option<Arc<dyn ForgeHealth>>,
     github_login: Option<Arc<dyn GithubLogin>>,
     forge_links: Option<Arc<dyn ForgeLinks>>,
+    cluster: Option<Arc<dyn ClusterStatus>>,
 }
 
 impl std::fmt::Debug for AppStateBuilder {
@@ -120,6 +123,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// Installs what the dashboard shows of the cluster that runs jobs (the Swarm executor's
+    /// nodes and jobs). Without one, the dashboard has no cluster section.
+    pub fn cluster(mut self, cluster: Arc<dyn ClusterStatus>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
     /// Creates the secrets directory if needed (mode 0700), loads the password file (or generates
     /// the first-run intro token, logging the setup URL as a warning) and registers the web
     /// metrics on the registry. Blocking file-system work: call at start-up.
@@ -147,6 +157,7 @@ impl AppStateBuilder {
                 forge_health: self.forge_health,
                 github_login: self.github_login,
                 forge_links: self.forge_links,
+                cluster: self.cluster,
                 shutdown: CancellationToken::new(),
                 log_tails: crate::logs::TailCache::default(),
                 csrf_key: CsrfKey::random(),
@@ -179,6 +190,7 @@ impl AppState {
             forge_health: None,
             github_login: None,
             forge_links: None,
+            cluster: None,
         }
     }
 
@@ -231,6 +243,11 @@ impl AppState {
             .as_ref()
             .map(|health| health.lines())
             .unwrap_or_default()
+    }
+
+    /// The cluster that runs jobs, if one is installed.
+    pub(crate) fn cluster(&self) -> Option<&dyn ClusterStatus> {
+        self.inner.cluster.as_deref()
     }
 
     /// The forge's page of `target`, if a [`ForgeLinks`] knows one.

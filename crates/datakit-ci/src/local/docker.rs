@@ -125,14 +125,14 @@ impl DockerConfig {
 
     /// Where the containers of `hosts`' CI run: the hosts themselves, or the Swarm cluster
     /// they manage (whose reconciliation of what a previous run left starts now, in the
-    /// background).
+    /// background; it is also returned, for the dashboard).
     pub(crate) fn executor(
         &self,
         hosts: &Hosts,
         services: &Services,
-    ) -> Result<Executor, StartError> {
+    ) -> Result<(Executor, Option<Swarm>), StartError> {
         match &self.executor {
-            ExecutorChoice::Hosts => Ok(Executor::from(hosts.clone())),
+            ExecutorChoice::Hosts => Ok((Executor::from(hosts.clone()), None)),
             ExecutorChoice::Swarm {
                 registry,
                 stall_timeout,
@@ -145,7 +145,7 @@ impl DockerConfig {
                 };
                 let swarm = Swarm::new(hosts.clone(), config, services)?;
                 swarm.start_reconciling();
-                Ok(std::sync::Arc::new(swarm))
+                Ok((std::sync::Arc::new(swarm.clone()), Some(swarm)))
             }
         }
     }

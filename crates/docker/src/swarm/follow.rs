@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use datakit_ci_log::LiveLog;
 
+use super::board::{JobPhase, OnBoard};
 use super::nodes::Nodes;
 use super::service::{TaskView, task_view};
 use crate::host::{is_connection_error, is_not_found};
@@ -33,6 +34,8 @@ pub(crate) struct Follow<'a> {
     pub(crate) argv: &'a [String],
     pub(crate) image: &'a str,
     pub(crate) pool: Option<&'a str>,
+    /// The job's entry on the dashboard's board.
+    pub(crate) on_board: &'a OnBoard,
 }
 
 /// How a submission ended.
@@ -85,6 +88,7 @@ pub(crate) async fn follow_service(
         guard.id = id;
     }
     let short = guard.id[..guard.id.len().min(12)].to_owned();
+    follow.on_board.set(JobPhase::Unplaced { reason: None });
     log.log(&format!(
         "Running {} as Swarm service {short} of image {}",
         display_command(follow.argv),
@@ -249,6 +253,9 @@ async fn watch(
         match view {
             TaskView::Waiting { reason } => {
                 let reason = waiting_reason(follow, reason).await;
+                follow.on_board.set(JobPhase::Unplaced {
+                    reason: reason.clone(),
+                });
                 if let Some(reason) = reason
                     && said_waiting.as_ref() != Some(&reason)
                 {
@@ -258,6 +265,9 @@ async fn watch(
             }
             TaskView::OnNode { node, state } => {
                 if placed.as_ref() != Some(&node) {
+                    follow
+                        .on_board
+                        .set(JobPhase::Running { node: node.clone() });
                     log.log(&format!(
                         "Task placed on node {}",
                         node_name(follow, &node).await

@@ -15,6 +15,7 @@
 //! Knows nothing of caches or what the job runs; builds of images stay on the manager
 //! ([`Hosts`], given the manager as its one host).
 
+mod board;
 mod follow;
 mod nodes;
 pub(crate) mod queue;
@@ -39,13 +40,19 @@ use crate::host::Hosts;
 use crate::request::ContainerRequest;
 use crate::{Error, SOURCE_DIR, error_chain, labels};
 
+pub use board::{JobPhase, SwarmJob};
 pub use nodes::NodeView;
 pub use service::POOL_LABEL;
 
+use board::{Board, OnBoard};
 use follow::{Ending, follow_service};
 use queue::FairQueue;
 use reconcile::Leftovers;
 use source::SourceImages;
+
+/// How long the dashboard waits for the manager to list the nodes before it shows the last
+/// reading.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How a [`Swarm`] runs jobs.
 #[derive(Clone, Debug)]
@@ -94,6 +101,19 @@ struct SwarmInner {
     sources: SourceImages,
     nodes: nodes::Nodes,
     leftovers: Leftovers,
+    /// What each job is doing, for the dashboard.
+    board: Board,
+}
+
+/// The cluster as the dashboard shows it: its nodes, and what each of its jobs is doing.
+#[derive(Clone, Debug, Default)]
+pub struct SwarmStatus {
+    /// The nodes, as last read from the manager.
+    pub nodes: Vec<NodeView>,
+    /// Why the nodes could not be read just now (the last reading is shown), if they could not.
+    pub nodes_error: Option<String>,
+    /// The jobs the cluster has (queued, preparing, unplaced or running), in order of arrival.
+    pub jobs: Vec<SwarmJob>,
 }
 
 impl Swarm {
@@ -125,6 +145,7 @@ impl Swarm {
                 sources: SourceImages::default(),
                 nodes: nodes::Nodes::new(services.health.clone()),
                 leftovers: Leftovers::default(),
+                board: Board::default(),
                 manager,
                 config,
             }),
@@ -139,6 +160,43 @@ impl Swarm {
     /// How many jobs run, and how many wait for a place.
     pub fn load(&self) -> (usize, usize) {
         self.inner.queue.load()
+    }
+
+    /// The nodes (read again from the manager if the last reading is older than half a second,
+    /// waiting at most [`STATUS_TIMEOUT`] for it) and the jobs, for the dashboard.
+    pub async fn status(&self) -> SwarmStatus {
+        let reading = tokio::time::timeout(STATUS_TIMEOUT, async {
+            let (docker, _) = self.manager().await?;
+            self.inner
+                .nodes
+                .current(&docker)
+                .await
+                .map_err(|source| Error::Api {
+                    host: self.inner.manager.specs()[0].name().to_owned(),
+                    action: "list the nodes".to_owned(),
+                    source,
+                })
+        })
+        .await;
+        let (nodes, nodes_error) = match reading {
+            Ok(Ok(nodes)) => (nodes, None),
+            Ok(Err(e)) => (self.inner.nodes.last().await, Some(error_chain(&e))),
+            Err(_) => (
+                self.inner.nodes.last().await,
+                Some(format!(
+                    "the manager did not answer within {}",
+                    humantime::format_duration(STATUS_TIMEOUT)
+                )),
+            ),
+        };
+        SwarmStatus {
+            nodes,
+            nodes_error,
+            jobs: self
+                .inner
+                .board
+                .jobs(|ticket| self.inner.queue.ahead(ticket)),
+        }
     }
 
     /// Reconciles the services a previous run of this instance left, in the background (see
@@ -192,6 +250,12 @@ impl Swarm {
         }
         let repository = request.job.target().repo().to_string();
         let ticket = self.inner.queue.join(request.priority, &repository);
+        let on_board = self.inner.board.enter(
+            request.job,
+            &request.holder,
+            request.priority,
+            ticket.number(),
+        );
         if let Some(ahead) = ticket.ahead() {
             log.log(&format!(
                 "Waiting for a place on the Swarm cluster ({} places): {ahead} {} ahead, priority {}",
@@ -216,7 +280,7 @@ impl Swarm {
             .use_(
                 holder,
                 None,
-                self.run_admitted(&docker, &host, request, log, cancel),
+                self.run_admitted(&docker, &host, request, &on_board, log, cancel),
             )
             .await;
         drop(place);
@@ -230,6 +294,7 @@ impl Swarm {
         docker: &Docker,
         host: &str,
         request: &ContainerRequest<'_>,
+        on_board: &OnBoard,
         log: &LiveLog,
         cancel: &CancellationToken,
     ) -> Result<(), Error> {
@@ -286,6 +351,7 @@ impl Swarm {
                     argv: request.argv,
                     image: &image,
                     pool: request.pool,
+                    on_board,
                 },
                 spec,
                 log,

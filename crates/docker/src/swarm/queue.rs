@@ -93,6 +93,12 @@ impl FairQueue {
         (state.running, waiting)
     }
 
+    /// How many waiting jobs go before the job of `ticket` (0: it is next), or `None` if it is
+    /// not waiting (admitted, or gone).
+    pub(crate) fn ahead(&self, ticket: u64) -> Option<usize> {
+        self.lock().ahead_of(ticket)
+    }
+
     /// The number of places.
     pub(crate) fn capacity(&self) -> usize {
         self.lock().capacity
@@ -171,7 +177,12 @@ impl QueueState {
 impl Ticket {
     /// How many waiting jobs go before this one (0: it is next), or `None` once admitted.
     pub(crate) fn ahead(&self) -> Option<usize> {
-        self.queue.lock().ahead_of(self.ticket)
+        self.queue.ahead(self.ticket)
+    }
+
+    /// The ticket's number, by which [`FairQueue::ahead`] knows it.
+    pub(crate) fn number(&self) -> u64 {
+        self.ticket
     }
 
     /// Waits for a place.

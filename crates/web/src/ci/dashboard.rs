@@ -15,6 +15,7 @@ use super::model::{self, Job, JobState, Kind};
 use super::widgets::{Actions, status_flag};
 use super::{Ci, actions, title};
 use crate::acl::Role;
+use crate::cluster::{ClusterSnapshot, JobPlace, NodeState};
 use crate::pages::{Chrome, Tab, page, post_form};
 use crate::{AppState, Error, Viewer, access, urls};
 
@@ -68,6 +69,10 @@ pub(crate) async fn get_dashboard(
     let store_size = ci.store_size.get(state.store()).await;
     let troubles = ci.engine.health().troubles();
     let forges = state.forge_health_lines();
+    let cluster = match state.cluster() {
+        Some(cluster) => Some(cluster.snapshot().await),
+        None => None,
+    };
     let content = html! {
         @for line in &forges { p.forge-health { (line) } }
         @if !troubles.is_empty() {
@@ -114,6 +119,7 @@ pub(crate) async fn get_dashboard(
                 (pool_row(&state, &pool, &actions))
             }
         }
+        @if let Some(cluster) = &cluster { (cluster_section(cluster)) }
     };
     // Any target's change may change the dashboard; at 10,000 targets a render takes tens of
     // milliseconds, so an open dashboard asks at most once a second.
@@ -262,6 +268,67 @@ fn pool_row(state: &AppState, pool: &MonitoredPool, actions: &Actions) -> Markup
         }
     }
 }
+
+/// The cluster's nodes (state, labels, jobs running) and its jobs, each running on a node or
+/// waiting with the reason.
+fn cluster_section(cluster: &ClusterSnapshot) -> Markup {
+    let short = |id: &str| id[..id.len().min(12)].to_owned();
+    html! {
+        section.cluster {
+            h2 { "Cluster (" (cluster.name) ")" }
+            @if let Some(error) = &cluster.nodes_error {
+                p.error { "Cannot read the nodes now (" (error) "); showing the last reading." }
+            }
+            h3 { "Nodes" }
+            @if cluster.nodes.is_empty() {
+                p.cluster-nodes-none { "No nodes known yet." }
+            } @else {
+                table.table.table-bordered.cluster-nodes {
+                    tr { th { "Node" } th { "Address" } th { "State" } th { "Labels" } th { "Jobs running" } }
+                    @for node in &cluster.nodes {
+                        @let (class, state) = match &node.state {
+                            NodeState::Ready => ("node-ready", "ready".to_owned()),
+                            NodeState::Drained(how) => ("node-drained", how.clone()),
+                            NodeState::Down(how) => ("node-down", how.clone()),
+                        };
+                        tr class=(class) {
+                            th { code title=(node.id) { (short(&node.id)) } }
+                            td { (node.address) }
+                            td.node-state { (state) }
+                            td { (node.labels.join(", ")) }
+                            td.node-jobs { (cluster.running_on(&node.id)) }
+                        }
+                    }
+                }
+            }
+            h3 { "Jobs" }
+            @if cluster.jobs.is_empty() {
+                p.cluster-jobs-none { "No jobs on the cluster." }
+            } @else {
+                table.table.table-bordered.cluster-jobs {
+                    tr { th { "Job" } th { "Runs" } th { "Priority" } th { "Where" } }
+                    @for job in cluster.jobs.iter().take(CLUSTER_JOBS_SHOWN) {
+                        tr {
+                            th { a href=(urls::target(job.job.target())) { (job.job) } }
+                            td { (job.label) }
+                            td { (job.priority) }
+                            @match &job.place {
+                                JobPlace::Running(node) => td.job-running { "running on " code title=(node) { (short(node)) } },
+                                JobPlace::Waiting(reason) => td.job-waiting { "waiting: " (reason) },
+                            }
+                        }
+                    }
+                }
+                @if cluster.jobs.len() > CLUSTER_JOBS_SHOWN {
+                    p.cluster-jobs-more { "… and " (cluster.jobs.len() - CLUSTER_JOBS_SHOWN) " more" }
+                }
+            }
+        }
+    }
+}
+
+/// How many of a cluster's jobs the dashboard lists (the rest are counted).
+const CLUSTER_JOBS_SHOWN: usize = 50;
 
 /// How many queued users a pool's row lists, in order (the rest are counted).
 const QUEUE_SHOWN: usize = 20;
