@@ -14,7 +14,7 @@ use bollard::query_parameters::ListServicesOptions;
 use tokio_util::sync::CancellationToken;
 
 use datakit_ci_docker::{
-    ContainerExecutor, ContainerRequest, Error, HostSpec, Hosts, Image, Priority, Swarm,
+    ContainerExecutor, ContainerRequest, Error, HostSpec, Hosts, Image, JobPhase, Priority, Swarm,
     SwarmConfig, container_environment, labels,
 };
 use datakit_ci_git::{Commit, JobEnvironment};
@@ -352,6 +352,26 @@ async fn a_job_whose_node_is_lost_finishes_on_another() -> anyhow::Result<()> {
     let fault = async {
         wait_for(&log, "run-2").await?;
         assert_eq!(nodes_in(&text(&log)?), [lost[..12].to_owned()]);
+        // The dashboard's view: the job runs on the node about to be lost (the output can
+        // arrive before the task's state is read again).
+        let mut status = swarm.status().await;
+        for _ in 0..40 {
+            if status
+                .jobs
+                .iter()
+                .any(|j| matches!(j.phase, JobPhase::Running { .. }))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            status = swarm.status().await;
+        }
+        assert_eq!(status.jobs.len(), 1, "{status:?}");
+        assert_eq!(
+            status.jobs[0].phase,
+            JobPhase::Running { node: lost.clone() },
+            "{status:?}"
+        );
         // The pool gains a node, and the job's node is lost.
         node_label(&spare, &format!("pool={pool}"), true)?;
         lease.stop()?;
@@ -372,6 +392,14 @@ async fn a_job_whose_node_is_lost_finishes_on_another() -> anyhow::Result<()> {
     );
     assert!(text.contains("fin-2"), "{text}");
     assert!(setup.services().await?.is_empty(), "services left behind");
+    // The lost node is shown as such while it is down, and the finished job is gone.
+    let status = swarm.status().await;
+    let node = status.nodes.iter().find(|n| n.id == lost);
+    assert!(
+        node.is_some_and(|n| n.state != "ready"),
+        "the lost node shown as {node:?}"
+    );
+    assert!(status.jobs.is_empty(), "{status:?}");
     drop(lease);
     Ok(())
 }
@@ -436,6 +464,23 @@ async fn a_pull_request_job_goes_before_queued_bulk_jobs() -> anyhow::Result<()>
         // Every bulk job is queued before the pull request's.
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(swarm.load(), (1, 50));
+        // The dashboard's view: the first job is on a node; the bulk jobs wait in order.
+        let jobs = swarm.status().await.jobs;
+        assert_eq!(jobs.len(), 51);
+        // (The output can arrive before the task's state is read again: placed or running.)
+        assert!(
+            !matches!(jobs[0].phase, JobPhase::Queued { .. } | JobPhase::Preparing),
+            "{:?}",
+            jobs[0]
+        );
+        let ahead: Vec<usize> = jobs[1..]
+            .iter()
+            .filter_map(|job| match job.phase {
+                JobPhase::Queued { ahead } => Some(ahead),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ahead, (0..50).collect::<Vec<_>>());
         let outcome = swarm.run_container(&pr_request, &pr_log, &never).await;
         // The pull request's job ran second: no bulk job started before it ended.
         let started_bulk = bulk_logs
