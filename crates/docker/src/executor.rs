@@ -30,7 +30,10 @@ pub trait ContainerExecutor: Send + Sync + std::fmt::Debug {
     /// The id the published image `name` stands for now: a step records it with its result,
     /// so that a re-tagged name runs the step again. `Ok(None)` (the default) when this
     /// executor cannot tell: then results are kept per name.
-    fn resolve_published<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<String>, Error>> {
+    fn resolve_published<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, Error>> {
         let _ = name;
         Box::pin(async { Ok(None) })
     }
@@ -49,7 +52,10 @@ impl ContainerExecutor for Hosts {
         Box::pin(Hosts::run_container(self, request, log, cancel))
     }
 
-    fn resolve_published<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<String>, Error>> {
+    fn resolve_published<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, Error>> {
         Box::pin(async move { Hosts::resolve_published(self, name).await.map(Some) })
     }
 }

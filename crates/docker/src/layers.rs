@@ -75,7 +75,14 @@ impl Intermediates {
         let mut removed = 0;
         for id in self.ids.iter().rev() {
             match docker.inspect_image(id).await {
-                Ok(image) if image.repo_tags.as_ref().is_some_and(|tags| !tags.is_empty()) => continue,
+                Ok(image)
+                    if image
+                        .repo_tags
+                        .as_ref()
+                        .is_some_and(|tags| !tags.is_empty()) =>
+                {
+                    continue;
+                }
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) => continue,
                 Err(e) => {

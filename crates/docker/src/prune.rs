@@ -84,9 +84,9 @@ pub(crate) async fn prune_images(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let cutoff = limits.older_than.map(|age| {
-        i64::try_from(now.saturating_sub(age.as_secs())).unwrap_or(i64::MAX)
-    });
+    let cutoff = limits
+        .older_than
+        .map(|age| i64::try_from(now.saturating_sub(age.as_secs())).unwrap_or(i64::MAX));
     let size = |image: &ImageSummary| u64::try_from(image.size).unwrap_or(0);
     let mut total: u64 = unreferenced.iter().map(size).sum();
     let mut removed = 0;

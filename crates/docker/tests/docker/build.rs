@@ -309,7 +309,25 @@ async fn unreferenced_images_over_the_size_limit_are_pruned_oldest_first() -> an
         let step = format!("RUN head -c 1048576 /dev/zero > /{name}");
         unreferenced.push(build_unreferenced(&fixture, &step).await?);
     }
-    let container = fixture
+    let mut sizes = Vec::new();
+    for id in &unreferenced {
+        let size = fixture.docker.inspect_image(id).await?.size.unwrap_or(0);
+        sizes.push(u64::try_from(size)?);
+    }
+    // Room for the used image and the young one only: the two between go, oldest first; the
+    // used one stays although it is the oldest of all.
+    let limit = sizes[0] + sizes[3] + 1024;
+    let hosts = fixture
+        .local_hosts_named("limited", 1)?
+        .with_image_size_limit(limit);
+    let none_left = fixture
+        .local_hosts_named("none-left", 1)?
+        .with_image_size_limit(0);
+    // Hosts remove their instance's containers when first used (what a killed run left):
+    // before the container that uses the image is made.
+    hosts.reap_leftovers().await;
+    none_left.reap_leftovers().await;
+    fixture
         .docker
         .create_container(
             None::<bollard::query_parameters::CreateContainerOptions>,
@@ -324,15 +342,6 @@ async fn unreferenced_images_over_the_size_limit_are_pruned_oldest_first() -> an
             },
         )
         .await?;
-    let mut sizes = Vec::new();
-    for id in &unreferenced {
-        let size = fixture.docker.inspect_image(id).await?.size.unwrap_or(0);
-        sizes.push(u64::try_from(size)?);
-    }
-    // Room for the used image and the young one only: the two between go, oldest first; the
-    // used one stays although it is the oldest of all.
-    let limit = sizes[0] + sizes[3] + 1024;
-    let hosts = fixture.local_hosts(1)?.with_image_size_limit(limit);
     assert_eq!(hosts.prune_images().await, 2);
     let exists = |id: String| {
         let docker = fixture.docker.clone();
@@ -347,16 +356,13 @@ async fn unreferenced_images_over_the_size_limit_are_pruned_oldest_first() -> an
     // Under the limit now: nothing more goes.
     assert_eq!(hosts.prune_images().await, 0);
     // Without a limit nothing goes at all; with a limit of 0, all but the used one go.
-    assert_eq!(fixture.local_hosts(1)?.prune_images().await, 0);
-    let hosts = fixture.local_hosts(1)?.with_image_size_limit(0);
-    assert_eq!(hosts.prune_images().await, 1);
+    let unlimited = fixture.local_hosts_named("unlimited", 1)?;
+    assert_eq!(unlimited.prune_images().await, 0);
+    assert_eq!(none_left.prune_images().await, 1);
     assert!(!exists(unreferenced[3].clone()).await);
     assert!(exists(unreferenced[0].clone()).await);
     assert!(exists(kept.reference().to_owned()).await);
-    fixture
-        .docker
-        .remove_container(&container.id, None::<bollard::query_parameters::RemoveContainerOptions>)
-        .await?;
+    // The container goes with the fixture.
     Ok(())
 }
 

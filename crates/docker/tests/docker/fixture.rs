@@ -93,6 +93,17 @@ impl Fixture {
         )?)
     }
 
+    /// The local daemon under another name than `local` (each set of hosts of a test needs
+    /// pools of its own names), with `jobs` slots.
+    pub(crate) fn local_hosts_named(&self, name: &str, jobs: usize) -> anyhow::Result<Hosts> {
+        Ok(Hosts::new(
+            vec![HostSpec::new(name, "unix:///var/run/docker.sock")?],
+            jobs,
+            self.instance.clone(),
+            &self.services,
+        )?)
+    }
+
     /// Commits `files` on `main` in the origin and points the metadata at the new head.
     pub(crate) async fn commit(&self, files: &[(&str, &str)], message: &str) -> anyhow::Result<()> {
         commit_files(&self.origin, files, message)?;

@@ -33,9 +33,11 @@ fn second_daemon(tag: &str) -> anyhow::Result<dockerd::Daemon> {
 
 /// A connection to the daemon at `url`.
 async fn connect(url: &str) -> anyhow::Result<Docker> {
-    Ok(Docker::connect_with_unix(url, 60, bollard::API_DEFAULT_VERSION)?
-        .negotiate_version()
-        .await?)
+    Ok(
+        Docker::connect_with_unix(url, 60, bollard::API_DEFAULT_VERSION)?
+            .negotiate_version()
+            .await?,
+    )
 }
 
 /// How many step containers of `fixture`'s instance the daemon `docker` created since `since`
@@ -123,7 +125,8 @@ async fn steps_spread_over_two_real_daemons() -> anyhow::Result<()> {
     }
     // Each daemon made one of the containers (the host's, and the second's own).
     let on_a = containers_created_on(&fixture.docker, &fixture, since).await?;
-    let on_b = containers_created_on(&connect(&second.docker_host()).await?, &fixture, since).await?;
+    let on_b =
+        containers_created_on(&connect(&second.docker_host()).await?, &fixture, since).await?;
     assert_eq!((on_a, on_b), (1, 1));
     // And removed them.
     assert_eq!(fixture.containers().await?, Vec::<String>::new());

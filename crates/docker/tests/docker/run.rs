@@ -333,7 +333,9 @@ async fn a_published_name_retagged_to_another_image_runs_again() -> anyhow::Resu
     let fixture = Fixture::new(&[("README", "x\n")]).await?;
     let tag = format!("datakit-ci-test/retag-{}:1", fixture.instance);
     let build = |word: &str| format!("FROM {BUSYBOX}\nRUN echo {word}-$((1+1)) > /which\n");
-    let first = fixture.build_image(&build("first"), Some(&tag), None).await?;
+    let first = fixture
+        .build_image(&build("first"), Some(&tag), None)
+        .await?;
     let which = |hosts: &Hosts| {
         Command::new(
             hosts,
@@ -356,11 +358,13 @@ async fn a_published_name_retagged_to_another_image_runs_again() -> anyhow::Resu
     assert_eq!(fixture.saved_log(&status.output).await?.1, recorded);
     assert_eq!(fixture.containers_created().await?, 1);
 
-    // The name now stands for another image: the command runs again (on hosts whose recent
-    // resolutions are fresh, as they are after 2 s).
-    let second = fixture.build_image(&build("second"), Some(&tag), None).await?;
+    // The name now stands for another image: the command runs again (on hosts with no recent
+    // resolution, as any are 2 s later).
+    let second = fixture
+        .build_image(&build("second"), Some(&tag), None)
+        .await?;
     assert_ne!(first, second);
-    let hosts = fixture.local_hosts(1)?;
+    let hosts = fixture.local_hosts_named("again", 1)?;
     assert_eq!(hosts.resolve_published(&tag).await?, second);
     let run = which(&hosts)?.run(image(), fixture.head());
     let status = fixture.eval(&run).await;

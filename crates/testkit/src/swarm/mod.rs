@@ -42,8 +42,8 @@ use std::time::Duration;
 
 pub use registry::{REGISTRY_PORT, Registry};
 
-use crate::error::HarnessError;
 use crate::dockerd::Layout;
+use crate::error::HarnessError;
 use crate::host::{self, Daemon, Lock};
 
 /// The lock every change to the cluster holds.
@@ -136,18 +136,20 @@ impl Cluster {
             "active" => {
                 if manager_label(&node)? != "manager" {
                     return Err(HarnessError::ForeignSwarm {
-                node,
-                state,
-                label: NODE_LABEL,
-            });
+                        node,
+                        state,
+                        label: NODE_LABEL,
+                    });
                 }
                 true
             }
-            _ => return Err(HarnessError::ForeignSwarm {
-                node,
-                state,
-                label: NODE_LABEL,
-            }),
+            _ => {
+                return Err(HarnessError::ForeignSwarm {
+                    node,
+                    state,
+                    label: NODE_LABEL,
+                });
+            }
         };
         let count = workers.max(existing_workers());
         // The manager's address lives on the workers' veth pairs: make them first.
