@@ -1,5 +1,5 @@
 //! A `dockerd` of the harness in a network namespace of its own: its configuration, its start
-//! and the wait until it answers ([`Layout`], shared with the swarm's workers), and [`Daemon`],
+//! and the wait until it answers (`Layout`, shared with the swarm's workers), and [`Daemon`],
 //! a standalone one that a test starts and stops (a second Docker host for the Docker plugin's
 //! tests, issue 16). A standalone daemon is never part of the swarm: its namespace, paths and
 //! cgroup parent (`dkcd-NAME`, `/run/datakit-ci-dockerd/NAME`, `/var/lib/datakit-ci-dockerd/NAME`,
