@@ -269,9 +269,22 @@ fn remove_cgroups(name: &str) {
         candidates.extend(entries.flatten().map(|entry| entry.path().join(name)));
     }
     for dir in candidates {
-        // Not there, or not empty (a process outlived the kill): nothing to do about it here.
-        let _ = std::fs::remove_dir(dir);
+        remove_cgroup(&dir);
     }
+}
+
+/// Removes cgroup `dir` and the cgroups below it (a killed container's), deepest first: a cgroup
+/// goes with `rmdir` once it has no process and no child, whatever control files it shows.
+fn remove_cgroup(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup(&entry.path());
+            }
+        }
+    }
+    // Not there, or still used (a process outlived the kill): nothing to do about it here.
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// The host daemon's storage driver (`overlay2`, `fuse-overlayfs`, …), which works on the file
