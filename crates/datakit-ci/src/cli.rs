@@ -621,6 +621,8 @@ mod tests {
             "3",
             "--docker-prune-after",
             "2days",
+            "--docker-prune-size",
+            "10GiB",
         ])
         .expect("valid");
         let docker = &config.shell.docker;
@@ -654,6 +656,7 @@ mod tests {
             docker.prune_after,
             Some(std::time::Duration::from_secs(2 * 86400))
         );
+        assert_eq!(docker.prune_size, Some(10 * 1024 * 1024 * 1024));
         // By default: the local daemon, and no containerised test.
         let config = cli(&["--repo", "/x", "--test", "t=echo a@b=c"]).expect("valid");
         assert!(config.shell.docker.tests.is_empty());

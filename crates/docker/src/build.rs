@@ -24,6 +24,7 @@ use datakit_ci_term::{JobId, Status, Term};
 
 use crate::host::{Host, Hosts, is_not_found};
 use crate::image::Image;
+use crate::layers::Intermediates;
 use crate::{Error, archive, error_chain, labels, validate_label};
 
 /// What a [`Builder`] builds.
@@ -257,7 +258,9 @@ impl ImageBuild {
                 image: from.map(|i| i.reference().to_owned()).unwrap_or_default(),
                 host: name.to_owned(),
             })?,
-            None => self.build_host().await?,
+            // Builds go to the first host that answers, the same for every build, so that
+            // the base images' ids and the cache key are stable.
+            None => self.hosts.first_answering().await?,
         };
         let (docker, _) = host.ready().await?;
         let dir = commit.repo().dir();
@@ -335,20 +338,6 @@ impl ImageBuild {
         })
     }
 
-    /// The host builds go to: the first that answers, in the order given (the same for every
-    /// build, so that the base images' ids and the cache key are stable).
-    async fn build_host(&self) -> Result<&Host, Error> {
-        let mut last_error = None;
-        for spec in self.hosts.specs() {
-            let host = self.hosts.host(spec.name()).expect("a host of the list");
-            match host.ready().await {
-                Ok(_) => return Ok(host),
-                Err(e) => last_error = Some(e),
-            }
-        }
-        Err(last_error.expect("Hosts has at least one host"))
-    }
-
     /// Builds `key` on its host, streaming the output into the log; the image id.
     async fn run_build(
         &self,
@@ -356,6 +345,7 @@ impl ImageBuild {
         docker: &Docker,
         host: &Host,
         key: &BuildKey,
+        layers: &mut Intermediates,
     ) -> Result<String, Error> {
         let dir = key.commit.repo().dir();
         let treeish = if key.context.is_empty() {
@@ -420,6 +410,7 @@ impl ImageBuild {
             };
             if let Some(text) = &info.stream {
                 build.log.write_str(text);
+                layers.read(text);
                 if let Some(id) = text.trim().strip_prefix("Successfully built ") {
                     short_id = Some(id.to_owned());
                 }
@@ -494,7 +485,8 @@ impl CacheBuilder for ImageBuild {
         let span = tracing::info_span!("docker_build", label = %self.label, job = %job);
         let work = host.use_slot(holder, build.log, build.cancel, async {
             let (docker, _) = host.ready().await?;
-            let building = self.run_build(&build, &docker, host, key);
+            let mut layers = Intermediates::default();
+            let building = self.run_build(&build, &docker, host, key, &mut layers);
             let timeout = async {
                 match self.config.timeout {
                     Some(timeout) => tokio::time::sleep(timeout).await,
@@ -503,14 +495,24 @@ impl CacheBuilder for ImageBuild {
             };
             // Dropping the build closes its connection, which stops it; `forcerm` removes its
             // intermediate containers.
-            tokio::select! {
+            let built = tokio::select! {
                 biased;
                 () = build.cancel.cancelled() => Err(Error::Cancelled),
                 () = timeout => Err(Error::Timeout {
                     timeout: self.config.timeout.expect("the timer only fires with a timeout"),
                 }),
                 built = building => built,
+            };
+            if built.is_err() {
+                // The images of the steps that succeeded: unlabelled, and of no use to anyone.
+                let removed = layers.remove(&docker, host.spec().name()).await;
+                if removed > 0 {
+                    build.log.log(&format!(
+                        "Removed {removed} intermediate image(s) of the failed build"
+                    ));
+                }
             }
+            built
         });
         let id = work.instrument(span).await.map_err(|e| error_chain(&e))?;
         for (name, value) in [("image", &id), ("host", &key.host)] {

@@ -76,6 +76,9 @@ pub struct Command {
 struct RunKey {
     image: Image,
     commit: Commit,
+    /// For a published image, the id its name stood for (part of the recipe, not the branch:
+    /// the branch keeps the readable name, and a re-tagged name replaces its result).
+    image_id: Option<String>,
 }
 
 impl Command {
@@ -135,6 +138,7 @@ impl Command {
         self.cache.builder().branch(&RunKey {
             image: image.clone(),
             commit: commit.clone(),
+            image_id: None,
         })
     }
 
@@ -156,13 +160,44 @@ impl Command {
     /// memory (limit …)`; exceeding the timeout with `timed out after …`; cancelling it kills the
     /// container. A daemon that does not answer fails it with `cannot reach the Docker daemon at
     /// <url>: …`, unless another host can take the step. The container is removed in every case.
+    ///
+    /// A published image's name is first resolved to the id it stands for (on the first host
+    /// that answers; see [`Hosts::resolve_published`]), which is recorded with the result: a
+    /// name re-tagged to another image runs the command again. A name no host has fails the
+    /// step with `unknown image "<name>" on Docker host "<host>"`.
     pub fn run_on(&self, image: &Image, commit: &Commit) -> Term<()> {
         let cache = self.cache.clone();
-        let key = RunKey {
-            image: image.clone(),
-            commit: commit.clone(),
+        let (image, commit) = (image.clone(), commit.clone());
+        let image_id = match image.host() {
+            // A built image is its id already.
+            Some(_) => Term::ok(Ok(None)),
+            None => {
+                let executor = self.cache.builder().executor.clone();
+                let name = image.reference().to_owned();
+                Term::from_future(move || {
+                    let (executor, name) = (executor.clone(), name.clone());
+                    async move {
+                        executor
+                            .resolve_published(&name)
+                            .await
+                            .map_err(|e| error_chain(&e))
+                    }
+                })
+            }
         };
-        Term::job_id().and_then(move |job| cache.find(job, key.clone()))
+        Term::job_id()
+            .zip(image_id)
+            .and_then(move |(job, image_id)| match image_id {
+                Ok(image_id) => cache.find(
+                    job,
+                    RunKey {
+                        image: image.clone(),
+                        commit: commit.clone(),
+                        image_id,
+                    },
+                ),
+                Err(message) => Term::fail(message),
+            })
     }
 
     /// Requests that the run of `image` on `commit` be done again at the next evaluation.
@@ -255,10 +290,14 @@ impl Builder for DockerRun {
         .expect("Command::new checked the label; image_in_branch escapes the image")
     }
 
-    /// The argument vector and how it runs (limits, user, directory, timeout, variables
-    /// passed on, as digests): a result recorded for other settings is not reused.
-    fn recipe(&self, _key: &RunKey) -> String {
+    /// The argument vector, the id a published image name stood for, and how it runs (limits,
+    /// user, directory, timeout, variables passed on, as digests): a result recorded for other
+    /// settings is not reused.
+    fn recipe(&self, key: &RunKey) -> String {
         let mut recipe = format!("run {}\n", display_command(&self.argv));
+        if let Some(id) = &key.image_id {
+            writeln!(recipe, "image {id}").expect("writing to a String cannot fail");
+        }
         let config = &self.config;
         let mut line = |name: &str, value: Option<String>| {
             if let Some(value) = value {

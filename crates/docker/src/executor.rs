@@ -26,6 +26,17 @@ pub trait ContainerExecutor: Send + Sync + std::fmt::Debug {
         log: &'a LiveLog,
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// The id the published image `name` stands for now: a step records it with its result,
+    /// so that a re-tagged name runs the step again. `Ok(None)` (the default) when this
+    /// executor cannot tell: then results are kept per name.
+    fn resolve_published<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, Error>> {
+        let _ = name;
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// A shared executor, as steps hold it.
@@ -39,6 +50,13 @@ impl ContainerExecutor for Hosts {
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(Hosts::run_container(self, request, log, cancel))
+    }
+
+    fn resolve_published<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, Error>> {
+        Box::pin(async move { Hosts::resolve_published(self, name).await.map(Some) })
     }
 }
 

@@ -22,6 +22,7 @@ use datakit_ci_pool::{Holder, MonitoredPool};
 use datakit_ci_store::Store;
 
 use crate::instance::Instance;
+use crate::resolve::{RESOLUTION_TTL, Resolutions};
 use crate::{Error, labels};
 
 /// The seconds a Docker API request may take to answer (not counting a streamed body).
@@ -96,6 +97,10 @@ struct HostsInner {
     store: Store,
     /// The age after which unreferenced built images are removed; unset: never.
     prune_after: OnceLock<Duration>,
+    /// The most bytes unreferenced built images may take on a host; unset: no limit.
+    prune_size: OnceLock<u64>,
+    /// Published names recently resolved to image ids.
+    resolutions: Resolutions,
     /// The task of [`Hosts::start_reaping`]: it holds the hosts while it runs, and ends.
     reaping: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -168,6 +173,8 @@ impl Hosts {
                 instance,
                 store: services.store.clone(),
                 prune_after: OnceLock::new(),
+                prune_size: OnceLock::new(),
+                resolutions: Resolutions::new(RESOLUTION_TTL),
                 reaping: Mutex::new(None),
             }),
         })
@@ -185,9 +192,22 @@ impl Hosts {
         self
     }
 
+    /// These hosts, removing, when the images this instance built that no cache entry refers to
+    /// any more take more than `max_bytes` on a host (each image's size as the engine reports
+    /// it), the oldest of them until they take less, at start-up ([`Hosts::start_reaping`]) and
+    /// when [`Hosts::prune_images`] is called. An image a container uses is never removed.
+    /// Combines with [`Hosts::with_image_pruning`]: the age limit applies first.
+    #[must_use]
+    pub fn with_image_size_limit(self, max_bytes: u64) -> Hosts {
+        // Set once: the hosts are configured before they are shared.
+        let _first = self.inner.prune_size.set(max_bytes);
+        self
+    }
+
     /// Removes, on every host that answers, the images this instance built that no cache entry
-    /// refers to any more and that are older than the age given to
-    /// [`Hosts::with_image_pruning`] (none without it). Returns how many were removed.
+    /// refers to any more: those older than the age given to [`Hosts::with_image_pruning`],
+    /// then, oldest first, those over the size given to [`Hosts::with_image_size_limit`] (none
+    /// without either). Returns how many were removed.
     pub async fn prune_images(&self) -> usize {
         let mut removed = 0;
         for host in &self.inner.hosts {
@@ -198,9 +218,13 @@ impl Hosts {
 
     /// [`Hosts::prune_images`] on `host` only.
     async fn prune_on(&self, host: &Host) -> usize {
-        let Some(older_than) = self.inner.prune_after.get() else {
-            return 0;
+        let limits = crate::prune::Limits {
+            older_than: self.inner.prune_after.get().copied(),
+            max_size: self.inner.prune_size.get().copied(),
         };
+        if limits == crate::prune::Limits::default() {
+            return 0;
+        }
         let result = match host.ready().await {
             Ok((docker, _)) => {
                 crate::prune::prune_images(
@@ -208,7 +232,7 @@ impl Hosts {
                     host.spec.name(),
                     self.inner.instance.as_str(),
                     &self.inner.store,
-                    *older_than,
+                    limits,
                 )
                 .await
             }
@@ -275,6 +299,36 @@ impl Hosts {
         if let Some(previous) = reaping.replace(task) {
             previous.abort();
         }
+    }
+
+    /// The id of the published image `name` (see [`Image::of_published`](crate::Image)): on
+    /// the first host that answers, in the order given (a published image is expected on every
+    /// host, with the same id). A name's id is looked up again once the last look is 2 s old,
+    /// so that the steps using it in one evaluation ask once and a re-tagged name is seen at
+    /// the next. An image the host does not have is [`Error::UnknownImage`]; no host answering,
+    /// [`Error::Unreachable`].
+    pub async fn resolve_published(&self, name: &str) -> Result<String, Error> {
+        self.inner
+            .resolutions
+            .resolve(name, || async {
+                let host = self.first_answering().await?;
+                let (docker, _) = host.ready().await?;
+                crate::resolve::image_id(&docker, host.spec().name(), name).await
+            })
+            .await
+    }
+
+    /// The first host that answers, in the order given (the same every time, so that what it
+    /// says of an image is stable); the last error if none does.
+    pub(crate) async fn first_answering(&self) -> Result<&Host, Error> {
+        let mut last_error = None;
+        for host in &self.inner.hosts {
+            match host.ready().await {
+                Ok(_) => return Ok(host),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.expect("Hosts has at least one host"))
     }
 
     /// The host called `name`.

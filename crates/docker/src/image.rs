@@ -10,8 +10,10 @@ pub struct Image {
 
 impl Image {
     /// An image already on the hosts, by name (`debian:bookworm`) or id (`sha256:…`). A
-    /// [`Command`](crate::Command) caches its results per name: give an id (or build the image)
-    /// when a name may come to mean another image.
+    /// [`Command`](crate::Command) on Docker hosts resolves the name to the id it stands for
+    /// when it is evaluated (once for all the steps that use it within 2 s) and records that id
+    /// with its result, so a name re-tagged to another image runs it again; on an executor
+    /// that cannot resolve names (Swarm), results are kept per name.
     pub fn of_published(name: impl Into<String>) -> Image {
         Image {
             reference: name.into(),

@@ -57,8 +57,10 @@ mod executor;
 mod host;
 mod image;
 mod instance;
+mod layers;
 mod prune;
 mod request;
+mod resolve;
 mod swarm;
 
 pub use build::{BuildConfig, Builder};

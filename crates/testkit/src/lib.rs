@@ -2,7 +2,9 @@
 //! what a store or a repository holds, the real Docker engine ([`docker`]: the tests' base
 //! image, and the removal of what a test's CI instance made there), and a real multi-node Docker
 //! Swarm with a registry ([`swarm`]: the host's daemon as manager, worker `dockerd`s in network
-//! namespaces; the `datakit-ci-swarm up|down` program drives it by hand and in `.ci/run`).
+//! namespaces; the `datakit-ci-swarm up|down` program drives it by hand and in `.ci/run`), and
+//! standalone `dockerd`s a test starts and stops ([`dockerd`]: a second Docker host), outside
+//! the swarm. Their failures are [`error::HarnessError`]s.
 //!
 //! ```no_run
 //! # let git_dir = std::path::Path::new("state.git");
@@ -11,8 +13,11 @@
 //! ```
 
 pub mod docker;
+pub mod dockerd;
+pub mod error;
 #[cfg(feature = "github")]
 pub mod github;
+mod host;
 pub mod swarm;
 
 use std::io::Write as _;

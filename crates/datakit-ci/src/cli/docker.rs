@@ -1,5 +1,6 @@
 //! The binary's Docker options: `--test NAME@IMAGE=COMMAND`, `--test NAME@build:STEP=COMMAND`,
-//! `--docker-build NAME=DOCKERFILE`, `--docker-host NAME=URL` and `--docker-jobs N`, checked
+//! `--docker-build NAME=DOCKERFILE`, `--docker-host NAME=URL`, `--docker-jobs N` and the image
+//! pruning limits, checked
 //! without I/O.
 
 use clap::Args;
@@ -28,6 +29,11 @@ pub struct DockerArgs {
     /// rebuild replaced them) and that are older than DURATION (e.g. `7days`); default: keep.
     #[arg(long = "docker-prune-after", value_name = "DURATION")]
     pub docker_prune_after: Option<humantime::Duration>,
+    /// At start, when the images this CI built that no cache entry refers to any more take more
+    /// than SIZE on a host (e.g. `10GiB`), remove the oldest of them until they take less (after
+    /// `--docker-prune-after`); an image a container uses stays; default: no limit.
+    #[arg(long = "docker-prune-size", value_name = "SIZE")]
+    pub docker_prune_size: Option<bytesize::ByteSize>,
     /// Where containers run: `hosts` (each `--docker-host`, with `--docker-jobs` slots) or
     /// `swarm` (as services of the Swarm cluster whose manager is the one `--docker-host`,
     /// `--docker-jobs` at once, pull requests first).
@@ -155,6 +161,7 @@ impl DockerArgs {
             hosts,
             jobs_per_host,
             prune_after: self.docker_prune_after.map(Into::into),
+            prune_size: self.docker_prune_size.map(|size| size.as_u64()),
             executor,
         })
     }

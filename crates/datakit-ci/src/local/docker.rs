@@ -62,6 +62,9 @@ pub struct DockerConfig {
     /// Remove, at start, the built images no cache entry refers to any more once older than
     /// this; `None`: keep them.
     pub prune_after: Option<Duration>,
+    /// Remove, at start, the oldest of those images while they take more bytes than this on a
+    /// host; `None`: no size limit.
+    pub prune_size: Option<u64>,
     /// Where the containers run.
     pub executor: ExecutorChoice,
 }
@@ -91,6 +94,7 @@ impl Default for DockerConfig {
             hosts: vec![HostSpec::local_default()],
             jobs_per_host: std::thread::available_parallelism().map_or(1, usize::from),
             prune_after: None,
+            prune_size: None,
             executor: ExecutorChoice::Hosts,
         }
     }
@@ -157,6 +161,9 @@ impl DockerConfig {
         let mut hosts = Hosts::new(self.hosts.clone(), self.jobs_per_host, instance, services)?;
         if let Some(age) = self.prune_after {
             hosts = hosts.with_image_pruning(age);
+        }
+        if let Some(size) = self.prune_size {
+            hosts = hosts.with_image_size_limit(size);
         }
         Ok(hosts)
     }

@@ -257,45 +257,160 @@ async fn built_images_no_cache_entry_refers_to_are_pruned() -> anyhow::Result<()
     )?;
     // An image of this instance whose cache entry records another image (or none): what a
     // rebuild leaves behind.
-    let labels = std::collections::HashMap::from([
-        (
-            datakit_ci_docker::labels::INSTANCE.to_owned(),
-            fixture.instance.to_string(),
-        ),
-        (
-            datakit_ci_docker::labels::KEY.to_owned(),
-            "docker-build-app-of-0000".to_owned(),
-        ),
-    ]);
-    let context = {
-        let mut tar = tar::Builder::new(Vec::new());
-        let dockerfile = format!("FROM {BUSYBOX}\nRUN echo replaced > /replaced\n");
-        let mut header = tar::Header::new_gnu();
-        header.set_size(dockerfile.len() as u64);
-        header.set_mode(0o644);
-        tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())?;
-        tar.into_inner()?
-    };
-    let options = bollard::query_parameters::BuildImageOptions {
-        labels: Some(labels),
-        rm: true,
-        forcerm: true,
-        ..Default::default()
-    };
-    let mut stream =
-        fixture
-            .docker
-            .build_image(options, None, Some(bollard::body_full(context.into())));
-    let mut replaced = None;
-    while let Some(info) = futures::StreamExt::next(&mut stream).await {
-        if let Some(id) = info?.aux.and_then(|aux| aux.id) {
-            replaced = Some(id);
-        }
-    }
-    let replaced = replaced.ok_or_else(|| anyhow::anyhow!("no image id"))?;
+    let replaced = build_unreferenced(&fixture, "RUN echo replaced > /replaced").await?;
 
     assert_eq!(hosts.prune_images().await, 1);
     assert!(fixture.docker.inspect_image(&replaced).await.is_err());
     fixture.docker.inspect_image(kept.reference()).await?;
+    Ok(())
+}
+
+/// Builds, outside any cache, an image of `fixture`'s instance from busybox and `step`, labelled
+/// as if built for a cache entry that records another image (what a rebuild leaves behind);
+/// returns its id.
+async fn build_unreferenced(fixture: &Fixture, step: &str) -> anyhow::Result<String> {
+    let dockerfile = format!("FROM {BUSYBOX}\n{step}\n");
+    fixture
+        .build_image(&dockerfile, None, Some("docker-build-app-of-0000"))
+        .await
+}
+
+/// Waits until the clock's second changes: the engine dates images to the second, and the
+/// pruner removes the oldest first.
+fn next_second() -> anyhow::Result<()> {
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+    };
+    let start = now()?;
+    while now()? == start {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn unreferenced_images_over_the_size_limit_are_pruned_oldest_first() -> anyhow::Result<()> {
+    let fixture = Fixture::new(&[("docker/Dockerfile", &dockerfile("kept"))]).await?;
+    // A referenced image, the oldest: never removed, and not counted.
+    let builder = Builder::new(&fixture.local_hosts(1)?, "app", config(), &fixture.services)?;
+    let kept = value(
+        fixture
+            .eval(&builder.build(fixture.head(), None))
+            .await
+            .result,
+    )?;
+    // Unreferenced images, oldest first: one that a (stopped) container uses, then three of
+    // 1 MiB over the base each.
+    let mut unreferenced = Vec::new();
+    for name in ["used", "oldest", "older", "young"] {
+        next_second()?;
+        let step = format!("RUN head -c 1048576 /dev/zero > /{name}");
+        unreferenced.push(build_unreferenced(&fixture, &step).await?);
+    }
+    let mut sizes = Vec::new();
+    for id in &unreferenced {
+        let size = fixture.docker.inspect_image(id).await?.size.unwrap_or(0);
+        sizes.push(u64::try_from(size)?);
+    }
+    // Room for the used image and the young one only: the two between go, oldest first; the
+    // used one stays although it is the oldest of all.
+    let limit = sizes[0] + sizes[3] + 1024;
+    let hosts = fixture
+        .local_hosts_named("limited", 1)?
+        .with_image_size_limit(limit);
+    let none_left = fixture
+        .local_hosts_named("none-left", 1)?
+        .with_image_size_limit(0);
+    // Hosts remove their instance's containers when first used (what a killed run left):
+    // before the container that uses the image is made.
+    hosts.reap_leftovers().await;
+    none_left.reap_leftovers().await;
+    fixture
+        .docker
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            bollard::models::ContainerCreateBody {
+                image: Some(unreferenced[0].clone()),
+                cmd: Some(vec!["true".to_owned()]),
+                labels: Some(std::collections::HashMap::from([(
+                    datakit_ci_docker::labels::INSTANCE.to_owned(),
+                    fixture.instance.to_string(),
+                )])),
+                ..Default::default()
+            },
+        )
+        .await?;
+    assert_eq!(hosts.prune_images().await, 2);
+    let exists = |id: String| {
+        let docker = fixture.docker.clone();
+        async move { docker.inspect_image(&id).await.is_ok() }
+    };
+    let mut left = Vec::new();
+    for id in &unreferenced {
+        left.push(exists(id.clone()).await);
+    }
+    assert_eq!(left, [true, false, false, true]);
+    assert!(exists(kept.reference().to_owned()).await);
+    // Under the limit now: nothing more goes.
+    assert_eq!(hosts.prune_images().await, 0);
+    // Without a limit nothing goes at all; with a limit of 0, all but the used one go.
+    let unlimited = fixture.local_hosts_named("unlimited", 1)?;
+    assert_eq!(unlimited.prune_images().await, 0);
+    assert_eq!(none_left.prune_images().await, 1);
+    assert!(!exists(unreferenced[3].clone()).await);
+    assert!(exists(unreferenced[0].clone()).await);
+    assert!(exists(kept.reference().to_owned()).await);
+    // The container goes with the fixture.
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_build_leaves_no_container_and_no_image() -> anyhow::Result<()> {
+    let failing =
+        format!("FROM {BUSYBOX}\nRUN echo one > /one\nRUN echo failing-$((1+1)); exit 3\n");
+    let fixture = Fixture::new(&[("docker/Dockerfile", &failing)]).await?;
+    let hosts = fixture.local_hosts(1)?;
+    let builder = Builder::new(&hosts, "app", config(), &fixture.services)?;
+    let status = fixture.eval(&builder.build(fixture.head(), None)).await;
+    let message = failure(status.result)?;
+    assert!(
+        message.starts_with("docker build failed: The command '/bin/sh -c echo failing-$((1+1)); exit 3' returned a non-zero code: 3"),
+        "{message}"
+    );
+    let (log, _) = fixture.saved_log(&status.output).await?;
+    assert!(log.contains("failing-2\n"), "{log}");
+    assert!(
+        log.contains("Removed 1 intermediate image(s) of the failed build"),
+        "{log}"
+    );
+    // What the engine said it made: the step containers and the first RUN's image.
+    let mut containers = Vec::new();
+    let mut images = Vec::new();
+    for line in log.lines() {
+        if let Some(id) = line.strip_prefix(" ---> Running in ") {
+            containers.push(id.trim().to_owned());
+        } else if let Some(id) = line.strip_prefix(" ---> ") {
+            images.push(id.trim().to_owned());
+        }
+    }
+    assert_eq!(containers.len(), 2, "{log}");
+    // The base's id, then the first RUN's.
+    assert_eq!(images.len(), 2, "{log}");
+    for id in &containers {
+        assert!(
+            fixture.docker.inspect_container(id, None).await.is_err(),
+            "container {id} is left"
+        );
+    }
+    assert!(
+        fixture.docker.inspect_image(&images[1]).await.is_err(),
+        "image {} is left",
+        images[1]
+    );
+    // The base stays.
+    fixture.docker.inspect_image(&images[0]).await?;
+    fixture.docker.inspect_image(BUSYBOX).await?;
     Ok(())
 }

@@ -93,6 +93,17 @@ impl Fixture {
         )?)
     }
 
+    /// The local daemon under another name than `local` (each set of hosts of a test needs
+    /// pools of its own names), with `jobs` slots.
+    pub(crate) fn local_hosts_named(&self, name: &str, jobs: usize) -> anyhow::Result<Hosts> {
+        Ok(Hosts::new(
+            vec![HostSpec::new(name, "unix:///var/run/docker.sock")?],
+            jobs,
+            self.instance.clone(),
+            &self.services,
+        )?)
+    }
+
     /// Commits `files` on `main` in the origin and points the metadata at the new head.
     pub(crate) async fn commit(&self, files: &[(&str, &str)], message: &str) -> anyhow::Result<()> {
         commit_files(&self.origin, files, message)?;
@@ -193,6 +204,50 @@ impl Fixture {
             count += 1;
         }
         Ok(count)
+    }
+
+    /// Builds `dockerfile` (alone in its context) outside any cache, as an image of this test's
+    /// instance (removed with it), tagged `tag` if given, with the `datakit-ci.key` label `key`
+    /// if given; returns its id.
+    pub(crate) async fn build_image(
+        &self,
+        dockerfile: &str,
+        tag: Option<&str>,
+        key: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let mut labels = HashMap::from([(labels::INSTANCE.to_owned(), self.instance.to_string())]);
+        if let Some(key) = key {
+            labels.insert(labels::KEY.to_owned(), key.to_owned());
+        }
+        let context = {
+            let mut tar = tar::Builder::new(Vec::new());
+            let mut header = tar::Header::new_gnu();
+            header.set_size(dockerfile.len() as u64);
+            header.set_mode(0o644);
+            tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())?;
+            tar.into_inner()?
+        };
+        let options = bollard::query_parameters::BuildImageOptions {
+            t: tag.map(str::to_owned),
+            labels: Some(labels),
+            rm: true,
+            forcerm: true,
+            ..Default::default()
+        };
+        let mut stream =
+            self.docker
+                .build_image(options, None, Some(bollard::body_full(context.into())));
+        let mut built = None;
+        while let Some(info) = stream.next().await {
+            let info = info?;
+            if let Some(detail) = info.error_detail {
+                anyhow::bail!("cannot build the test image: {detail:?}");
+            }
+            if let Some(id) = info.aux.and_then(|aux| aux.id) {
+                built = Some(id);
+            }
+        }
+        built.ok_or_else(|| anyhow::anyhow!("the build gave no image id"))
     }
 
     fn label_filter(&self) -> String {

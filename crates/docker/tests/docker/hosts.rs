@@ -1,37 +1,111 @@
-//! Several Docker hosts: steps share them, and a host that does not answer is marked down and
-//! its steps go elsewhere. Both "hosts" here are names for the one local daemon (the machine has
-//! one): what is tested is the choice of host, not a second daemon.
+//! Several Docker hosts: steps share them, and a host that stops answering is marked down and
+//! its queued steps go elsewhere. The second host is a real second `dockerd` that the test
+//! starts (the testkit's standalone daemon: its own network namespace, socket and data root,
+//! outside the shared swarm) and, in one test, kills mid-run.
 
-use datakit_ci_docker::{Command, CommandConfig, HostSpec, Hosts, Image};
-use datakit_ci_term::Term;
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::fixture::{BUSYBOX, Fixture, value};
+use bollard::Docker;
+use bollard::exec::StartExecOptions;
+use bollard::models::ExecConfig;
+use bollard::query_parameters::EventsOptions;
+use futures::StreamExt;
+
+use datakit_ci_docker::{Command, CommandConfig, HostSpec, Hosts, Image, labels};
+use datakit_ci_term::{LogLeaf, Logs, Term};
+use datakit_ci_testkit::dockerd;
+
+use crate::fixture::{BUSYBOX, Fixture, failure, still_pending, value};
 
 const LOCAL: &str = "unix:///var/run/docker.sock";
 
+fn sh(script: &str) -> Vec<String> {
+    vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()]
+}
+
+/// A second daemon of this test's own (`tag` tells the tests apart), with the tests' base image.
+fn second_daemon(tag: &str) -> anyhow::Result<dockerd::Daemon> {
+    let daemon = dockerd::Daemon::start(&format!("t16-{tag}-{}", std::process::id()))?;
+    daemon.load_image(BUSYBOX)?;
+    Ok(daemon)
+}
+
+/// A connection to the daemon at `url`.
+async fn connect(url: &str) -> anyhow::Result<Docker> {
+    Ok(
+        Docker::connect_with_unix(url, 60, bollard::API_DEFAULT_VERSION)?
+            .negotiate_version()
+            .await?,
+    )
+}
+
+/// How many step containers of `fixture`'s instance the daemon `docker` created since `since`
+/// (seconds since the epoch).
+async fn containers_created_on(
+    docker: &Docker,
+    fixture: &Fixture,
+    since: u64,
+) -> anyhow::Result<usize> {
+    let until = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 1;
+    let filters = HashMap::from([
+        ("type".to_owned(), vec!["container".to_owned()]),
+        ("event".to_owned(), vec!["create".to_owned()]),
+        (
+            "label".to_owned(),
+            vec![
+                format!("{}={}", labels::INSTANCE, fixture.instance),
+                labels::JOB.to_owned(),
+            ],
+        ),
+    ]);
+    let mut events = docker.events(Some(EventsOptions {
+        since: Some(since.to_string()),
+        until: Some(until.to_string()),
+        filters: Some(filters),
+    }));
+    let mut count = 0;
+    while let Some(event) = events.next().await {
+        event?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// The text of every saved log in `logs`, joined.
+async fn saved_logs(fixture: &Fixture, logs: &Logs) -> anyhow::Result<String> {
+    let mut text = String::new();
+    for leaf in logs.leaves() {
+        if let LogLeaf::Saved(saved) = leaf {
+            let (log, _) = fixture.saved_log(&Logs::Saved(saved.clone())).await?;
+            text.push_str(&log);
+        }
+    }
+    Ok(text)
+}
+
 #[tokio::test]
-async fn steps_go_to_the_least_loaded_host() -> anyhow::Result<()> {
+async fn steps_spread_over_two_real_daemons() -> anyhow::Result<()> {
     let fixture = Fixture::new(&[("README", "x\n")]).await?;
+    let second = second_daemon("spread")?;
+    let since = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() - 1;
     let hosts = Hosts::new(
-        vec![HostSpec::new("a", LOCAL)?, HostSpec::new("b", LOCAL)?],
+        vec![
+            HostSpec::new("a", LOCAL)?,
+            HostSpec::new("b", second.docker_host())?,
+        ],
         1,
         fixture.instance.clone(),
         &fixture.services,
     )?;
-    // Two steps that each hold their host's only slot until the other has started too (each
-    // waits for the other's file in a directory the commit does not have: so they must run at
-    // the same time, which one host with one slot cannot do).
+    // Two steps at once, one slot per host: the second goes to the host that has room.
     let commands: Vec<Command> = ["one", "two"]
         .into_iter()
         .map(|label| {
             Command::new(
                 &hosts,
                 label,
-                vec![
-                    "sh".to_owned(),
-                    "-c".to_owned(),
-                    "sleep 1; echo done".to_owned(),
-                ],
+                sh("sleep 1; echo done-$((1+1))"),
                 CommandConfig::default(),
                 &fixture.services,
             )
@@ -42,28 +116,147 @@ async fn steps_go_to_the_least_loaded_host() -> anyhow::Result<()> {
         .iter()
         .map(|c| c.run(image.clone(), fixture.head()))
         .collect();
-    let both = Term::all(terms);
-    let status = fixture.eval(&both).await;
+    let status = fixture.eval(&Term::all(terms)).await;
     value(status.result)?;
-    let mut used = Vec::new();
-    for leaf in status.output.leaves() {
-        if let datakit_ci_term::LogLeaf::Saved(saved) = leaf {
-            let logs = datakit_ci_term::Logs::Saved(saved.clone());
-            let (log, _) = fixture.saved_log(&logs).await?;
-            for host in ["a", "b"] {
-                if log.contains(&format!("on Docker host {host}\n")) {
-                    used.push(host);
-                }
-            }
-        }
+    let logs = saved_logs(&fixture, &status.output).await?;
+    assert_eq!(logs.matches("done-2\n").count(), 2, "{logs}");
+    for host in ["a", "b"] {
+        assert!(logs.contains(&format!("on Docker host {host}\n")), "{logs}");
     }
-    used.sort_unstable();
-    assert_eq!(used, ["a", "b"]);
+    // Each daemon made one of the containers (the host's, and the second's own).
+    let on_a = containers_created_on(&fixture.docker, &fixture, since).await?;
+    let on_b =
+        containers_created_on(&connect(&second.docker_host()).await?, &fixture, since).await?;
+    assert_eq!((on_a, on_b), (1, 1));
+    // And removed them.
+    assert_eq!(fixture.containers().await?, Vec::<String>::new());
+    assert_eq!(second.docker(&["ps", "-aq"])?, "");
     Ok(())
 }
 
 #[tokio::test]
-async fn a_host_that_does_not_answer_is_marked_down_and_steps_go_elsewhere() -> anyhow::Result<()> {
+async fn a_daemon_that_stops_mid_run_is_marked_down_and_its_queued_step_goes_elsewhere()
+-> anyhow::Result<()> {
+    let fixture = Fixture::new(&[("README", "x\n")]).await?;
+    let second = second_daemon("stop")?;
+    let url = second.docker_host();
+    // The second daemon first: on a tie, a step goes there.
+    let hosts = Hosts::new(
+        vec![HostSpec::new("b", &url)?, HostSpec::new("a", LOCAL)?],
+        1,
+        fixture.instance.clone(),
+        &fixture.services,
+    )?;
+    let step = |label: &str, script: &str| {
+        Command::new(
+            &hosts,
+            label,
+            sh(script),
+            CommandConfig::default(),
+            &fixture.services,
+        )
+    };
+    // `lost` runs on b until b dies; `held` holds a's only slot until the test lets it go (it
+    // waits for a file the test makes in its container); `queued` then waits for b's slot.
+    let lost = step("lost", "echo lost-$((1+1)); sleep 600")?;
+    let held = step(
+        "held",
+        "echo held-$((1+1)); while [ ! -e /tmp/go ]; do sleep 0.1; done",
+    )?;
+    let queued = step("queued", "echo queued-$((1+1))")?;
+    let image = || Term::ok(Image::of_published(BUSYBOX));
+    let lost = lost.run(image(), fixture.head());
+    let held = held.run(image(), fixture.head());
+    let queued = queued.run(image(), fixture.head());
+    for (term, started) in [(&lost, "lost-2\n"), (&held, "held-2\n")] {
+        loop {
+            let status = fixture.eval_once(term).await;
+            if let Some(log) = fixture.live_log(&status.output)
+                && String::from_utf8_lossy(&log.contents()?).contains(started)
+            {
+                break;
+            }
+            still_pending(status.result).await?;
+        }
+    }
+    let pool = |name: &str| {
+        fixture
+            .services
+            .pools
+            .list()
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| anyhow::anyhow!("no pool {name}"))
+    };
+    // `lost` runs on b and `held` on a (each in its host's only slot).
+    assert_eq!(pool("docker-b")?.active(), 1);
+    assert_eq!(pool("docker-a")?.active(), 1);
+    while pool("docker-b")?.qlen() == 0 {
+        still_pending(fixture.eval_once(&queued).await.result).await?;
+    }
+
+    second.stop()?;
+    // Let `held` finish, freeing a's slot.
+    let held_container = fixture
+        .containers()
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no container of `held` on the host's daemon"))?;
+    let exec = fixture
+        .docker
+        .create_exec(
+            &held_container,
+            ExecConfig {
+                cmd: Some(vec!["touch".to_owned(), "/tmp/go".to_owned()]),
+                ..Default::default()
+            },
+        )
+        .await?;
+    fixture
+        .docker
+        .start_exec(
+            &exec.id,
+            Some(StartExecOptions {
+                detach: true,
+                ..Default::default()
+            }),
+        )
+        .await?;
+
+    let status = fixture.eval(&queued).await;
+    value(status.result)?;
+    let log = saved_logs(&fixture, &status.output).await?;
+    assert!(
+        log.contains(&format!("cannot reach the Docker daemon at {url}: ")),
+        "{log}"
+    );
+    assert!(log.contains("trying another Docker host"), "{log}");
+    assert!(log.contains("on Docker host a\n"), "{log}");
+    assert!(log.contains("queued-2\n"), "{log}");
+    value(fixture.eval(&held).await.result)?;
+    // The step that ran on b when it died fails, naming the host.
+    let message = failure(fixture.eval(&lost).await.result)?;
+    assert!(message.starts_with("Docker host \"b\": "), "{message}");
+
+    let down = hosts.down();
+    assert_eq!(down.len(), 1, "{down:?}");
+    assert_eq!(down[0].0, "b");
+    assert!(
+        down[0]
+            .1
+            .starts_with(&format!("cannot reach the Docker daemon at {url}: ")),
+        "{down:?}"
+    );
+    let troubles = fixture.services.health.troubles();
+    let keys: Vec<&str> = troubles.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(keys, ["Docker host b"]);
+    assert_eq!(fixture.containers().await?, Vec::<String>::new());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_host_without_a_daemon_is_marked_down_and_steps_go_elsewhere() -> anyhow::Result<()> {
     let fixture = Fixture::new(&[("README", "x\n")]).await?;
     let hosts = Hosts::new(
         vec![
@@ -85,12 +278,10 @@ async fn a_host_that_does_not_answer_is_marked_down_and_steps_go_elsewhere() -> 
         .eval(&command.run(Term::ok(Image::of_published(BUSYBOX)), fixture.head()))
         .await;
     value(status.result)?;
+    // The image's name was resolved first, on the first host that answers: that found `down`
+    // down, so the step went straight to `up` (the failover of a step already waiting for a
+    // host that stops answering is the test above).
     let (log, _) = fixture.saved_log(&status.output).await?;
-    assert!(
-        log.contains("cannot reach the Docker daemon at unix:///nonexistent/docker.sock: "),
-        "{log}"
-    );
-    assert!(log.contains("trying another Docker host"), "{log}");
     assert!(log.contains("on Docker host up\n"), "{log}");
     let down: Vec<String> = hosts.down().into_iter().map(|(name, _)| name).collect();
     assert_eq!(down, ["down"]);

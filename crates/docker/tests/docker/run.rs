@@ -327,3 +327,64 @@ fn a_run_dropped_with_its_runtime_removes_its_container() -> anyhow::Result<()> 
     drop(fixture);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_published_name_retagged_to_another_image_runs_again() -> anyhow::Result<()> {
+    let fixture = Fixture::new(&[("README", "x\n")]).await?;
+    let tag = format!("datakit-ci-test/retag-{}:1", fixture.instance);
+    let build = |word: &str| format!("FROM {BUSYBOX}\nRUN echo {word}-$((1+1)) > /which\n");
+    let first = fixture
+        .build_image(&build("first"), Some(&tag), None)
+        .await?;
+    let which = |hosts: &Hosts| {
+        Command::new(
+            hosts,
+            "which",
+            vec!["cat".to_owned(), "/which".to_owned()],
+            CommandConfig::default(),
+            &fixture.services,
+        )
+    };
+    let image = || datakit_ci_term::Term::ok(Image::of_published(&tag));
+    let hosts = fixture.local_hosts(1)?;
+    let run = which(&hosts)?.run(image(), fixture.head());
+    let status = fixture.eval(&run).await;
+    value(status.result)?;
+    let (log, recorded) = fixture.saved_log(&status.output).await?;
+    assert!(log.contains("first-2\n"), "{log}");
+    // Used again: the same id, so the recorded result.
+    let status = fixture.eval(&run).await;
+    value(status.result)?;
+    assert_eq!(fixture.saved_log(&status.output).await?.1, recorded);
+    assert_eq!(fixture.containers_created().await?, 1);
+
+    // The name now stands for another image: the command runs again (on hosts with no recent
+    // resolution, as any are 2 s later).
+    let second = fixture
+        .build_image(&build("second"), Some(&tag), None)
+        .await?;
+    assert_ne!(first, second);
+    let hosts = fixture.local_hosts_named("again", 1)?;
+    assert_eq!(hosts.resolve_published(&tag).await?, second);
+    let run = which(&hosts)?.run(image(), fixture.head());
+    let status = fixture.eval(&run).await;
+    value(status.result)?;
+    let (log, rerun) = fixture.saved_log(&status.output).await?;
+    assert!(log.contains("second-2\n"), "{log}");
+    assert_ne!(rerun, recorded);
+    assert_eq!(fixture.containers_created().await?, 2);
+    // The image id is in the recorded recipe.
+    let recipe = fixture
+        .services
+        .store
+        .commit(rerun.parse()?)
+        .await?
+        .tree()
+        .read_file(&datakit_ci_store::StorePath::new("recipe")?)?
+        .ok_or_else(|| anyhow::anyhow!("no recipe"))?;
+    assert!(
+        String::from_utf8(recipe)?.contains(&format!("image {second}\n")),
+        "the recipe names the image id"
+    );
+    Ok(())
+}

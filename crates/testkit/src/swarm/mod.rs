@@ -35,7 +35,6 @@
 //! three workers), which waits for other holders, makes `ensure` leave that worker alone while
 //! it is held, and on drop brings the worker back up and active.
 
-mod host;
 mod registry;
 
 use std::path::{Path, PathBuf};
@@ -43,7 +42,9 @@ use std::time::Duration;
 
 pub use registry::{REGISTRY_PORT, Registry};
 
-use host::{Daemon, Lock};
+use crate::dockerd::Layout;
+use crate::error::HarnessError;
+use crate::host::{self, Daemon, Lock};
 
 /// The lock every change to the cluster holds.
 const LOCK_FILE: &str = "/tmp/datakit-ci-swarm.lock";
@@ -59,97 +60,6 @@ pub const NODE_LABEL: &str = "datakit-ci-test";
 pub const SERVICE_LABEL: &str = "datakit-ci-test.service";
 /// The most workers a cluster can have (their addresses are `10.231.0.11`… `10.231.0.60`).
 pub const MAX_WORKERS: usize = 50;
-
-/// What can go wrong bringing up, using or removing the cluster.
-#[derive(Debug, thiserror::Error)]
-pub enum SwarmError {
-    /// A program the harness runs is not installed.
-    #[error("the swarm harness needs `{program}`: install Debian's {package} package")]
-    MissingProgram {
-        /// The program.
-        program: &'static str,
-        /// The Debian package that has it.
-        package: &'static str,
-    },
-    /// A program could not be started.
-    #[error("cannot run {program}: {source}")]
-    Spawn {
-        /// The program.
-        program: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A command failed.
-    #[error("`{command}` failed ({status}): {stderr}")]
-    Command {
-        /// The command line.
-        command: String,
-        /// How it ended.
-        status: String,
-        /// What it printed on its error output.
-        stderr: String,
-    },
-    /// A file operation failed.
-    #[error("cannot {what}: {source}")]
-    Io {
-        /// What the harness was doing.
-        what: String,
-        /// Why it failed.
-        source: std::io::Error,
-    },
-    /// A daemon of the harness failed; the end of its log says why.
-    #[error("{program} (log {}): {source}\n--- end of its log ---\n{tail}", log.display())]
-    Daemon {
-        /// The daemon's program.
-        program: &'static str,
-        /// Its log file.
-        log: PathBuf,
-        /// The end of its log.
-        tail: String,
-        /// What failed.
-        source: Box<SwarmError>,
-    },
-    /// Something did not happen in time.
-    #[error("timed out after {waited:?} waiting for {what}")]
-    Timeout {
-        /// What the harness waited for.
-        what: String,
-        /// How long it waited.
-        waited: Duration,
-    },
-    /// The host's daemon is in a swarm the harness did not make.
-    #[error(
-        "the host's Docker daemon is already in a swarm that the test harness did not make \
-         (node {node}, state {state}; its node has no label {NODE_LABEL}=manager): refusing to \
-         change it; run the swarm tests on a machine whose daemon is in no swarm, or leave that \
-         swarm yourself"
-    )]
-    ForeignSwarm {
-        /// The host's node id.
-        node: String,
-        /// Its local swarm state.
-        state: String,
-    },
-    /// A worker number outside the cluster.
-    #[error("the cluster has workers w1 to w{workers}; there is no w{index}")]
-    NoSuchWorker {
-        /// The number asked for.
-        index: usize,
-        /// How many workers the cluster has.
-        workers: usize,
-    },
-    /// More workers than the address plan has room for.
-    #[error("at most {MAX_WORKERS} workers, not {0}")]
-    TooManyWorkers(usize),
-    /// A program's output was not what the harness expected.
-    #[error("unexpected {what}: {got:?}")]
-    Unexpected {
-        /// What was read.
-        what: String,
-        /// What it was.
-        got: String,
-    },
-}
 
 /// The swarm of the tests, up: the host's daemon as manager and `w1`…`wN`.
 #[derive(Debug, Clone)]
@@ -209,11 +119,15 @@ impl Cluster {
     /// died is restarted and rejoins, unless a test holds a [`WorkerLease`] on it. Also ensures
     /// the [`Registry`]. Fails, changing nothing, if the host's daemon is in a swarm the harness
     /// did not make.
-    pub fn ensure(workers: usize) -> Result<Cluster, SwarmError> {
+    pub fn ensure(workers: usize) -> Result<Cluster, HarnessError> {
         if workers > MAX_WORKERS {
-            return Err(SwarmError::TooManyWorkers(workers));
+            return Err(HarnessError::TooManyWorkers {
+                asked: workers,
+                max: MAX_WORKERS,
+            });
         }
-        host::check_programs()?;
+        host::check_programs(host::DOCKERD_PROGRAMS)?;
+        host::check_programs(host::SWARM_PROGRAMS)?;
         host::create_dir(Path::new(RUN_DIR))?;
         let _lock = Lock::acquire(Path::new(LOCK_FILE))?;
         let (state, node) = host_swarm_state()?;
@@ -221,11 +135,21 @@ impl Cluster {
             "inactive" => false,
             "active" => {
                 if manager_label(&node)? != "manager" {
-                    return Err(SwarmError::ForeignSwarm { node, state });
+                    return Err(HarnessError::ForeignSwarm {
+                        node,
+                        state,
+                        label: NODE_LABEL,
+                    });
                 }
                 true
             }
-            _ => return Err(SwarmError::ForeignSwarm { node, state }),
+            _ => {
+                return Err(HarnessError::ForeignSwarm {
+                    node,
+                    state,
+                    label: NODE_LABEL,
+                });
+            }
         };
         let count = workers.max(existing_workers());
         // The manager's address lives on the workers' veth pairs: make them first.
@@ -275,10 +199,10 @@ impl Cluster {
     }
 
     /// Worker `wN` (`index` N, from 1).
-    pub fn worker(&self, index: usize) -> Result<&Worker, SwarmError> {
+    pub fn worker(&self, index: usize) -> Result<&Worker, HarnessError> {
         self.workers
             .get(index.wrapping_sub(1))
-            .ok_or(SwarmError::NoSuchWorker {
+            .ok_or(HarnessError::NoSuchWorker {
                 index,
                 workers: self.workers.len(),
             })
@@ -291,7 +215,7 @@ impl Cluster {
 
     /// The manager's view of node `node_id`: its state (`ready`, `down`, `unknown`) and
     /// availability (`active`, `pause`, `drain`).
-    pub fn node_status(&self, node_id: &str) -> Result<(String, String), SwarmError> {
+    pub fn node_status(&self, node_id: &str) -> Result<(String, String), HarnessError> {
         node_status(node_id)
     }
 
@@ -302,13 +226,13 @@ impl Cluster {
         node_id: &str,
         state: &str,
         limit: Duration,
-    ) -> Result<(), SwarmError> {
+    ) -> Result<(), HarnessError> {
         wait_node_state(node_id, state, limit)
     }
 
     /// Removes every service labelled `label` (`KEY=VALUE`, e.g. [`SERVICE_LABEL`]`=my-test`)
     /// and returns how many there were: what a test made, even if it failed half-way.
-    pub fn remove_services(&self, label: &str) -> Result<usize, SwarmError> {
+    pub fn remove_services(&self, label: &str) -> Result<usize, HarnessError> {
         let filter = format!("label={label}");
         let services = host::run("docker", &["service", "ls", "-q", "--filter", &filter])?;
         let ids: Vec<&str> = services.lines().filter(|id| !id.is_empty()).collect();
@@ -323,7 +247,7 @@ impl Cluster {
     /// Takes worker `wN` for a test that disturbs it (waiting for any other holder): while the
     /// lease is held, [`Cluster::ensure`] leaves the worker alone; when it is dropped, the
     /// worker is started and activated again.
-    pub fn lease(&self, index: usize) -> Result<WorkerLease, SwarmError> {
+    pub fn lease(&self, index: usize) -> Result<WorkerLease, HarnessError> {
         let worker = self.worker(index)?.clone();
         let lock = Lock::acquire(&lease_file(index))?;
         Ok(WorkerLease {
@@ -336,7 +260,7 @@ impl Cluster {
     /// namespace, veth pair and data root go; the registry stops and its storage goes; the
     /// host's daemon leaves the swarm only if the harness made it. Services that tests made are
     /// the tests' to remove.
-    pub fn teardown() -> Result<(), SwarmError> {
+    pub fn teardown() -> Result<(), HarnessError> {
         host::create_dir(Path::new(RUN_DIR))?;
         let _lock = Lock::acquire(Path::new(LOCK_FILE))?;
         for index in 1..=existing_workers().max(worker_dirs()) {
@@ -361,7 +285,7 @@ impl Cluster {
             let dir = Path::new(dir);
             host::unmount_under(dir)?;
             if dir.exists() {
-                std::fs::remove_dir_all(dir).map_err(|source| SwarmError::Io {
+                std::fs::remove_dir_all(dir).map_err(|source| HarnessError::Io {
                     what: format!("remove {}", dir.display()),
                     source,
                 })?;
@@ -388,25 +312,25 @@ impl WorkerLease {
     /// Kills the worker's `dockerd`, its `containerd`, its containers and its forwarder with
     /// SIGKILL, as a machine that is lost; returns at once (the manager sees the node down
     /// after a few missed heartbeats: [`Cluster::wait_for_node`] with `down`).
-    pub fn stop(&self) -> Result<(), SwarmError> {
+    pub fn stop(&self) -> Result<(), HarnessError> {
         tracing::info!(worker = %self.worker.name(), "killing the worker node");
         host::kill_node(&self.worker.netns())
     }
 
     /// Starts the worker again with the same data root (so the same node id), and waits until
     /// the manager sees it ready.
-    pub fn start(&self) -> Result<(), SwarmError> {
+    pub fn start(&self) -> Result<(), HarnessError> {
         let token = host::run("docker", &["swarm", "join-token", "-q", "worker"])?;
         ensure_worker(self.worker.index, &token).map(|_| ())
     }
 
     /// `docker node update --availability drain`: the manager moves its tasks elsewhere.
-    pub fn drain(&self) -> Result<(), SwarmError> {
+    pub fn drain(&self) -> Result<(), HarnessError> {
         set_availability(&self.worker.node_id, "drain")
     }
 
     /// `docker node update --availability active`.
-    pub fn activate(&self) -> Result<(), SwarmError> {
+    pub fn activate(&self) -> Result<(), HarnessError> {
         set_availability(&self.worker.node_id, "active")
     }
 }
@@ -419,7 +343,7 @@ impl Drop for WorkerLease {
     }
 }
 
-fn set_availability(node_id: &str, availability: &str) -> Result<(), SwarmError> {
+fn set_availability(node_id: &str, availability: &str) -> Result<(), HarnessError> {
     host::run(
         "docker",
         &["node", "update", "--availability", availability, node_id],
@@ -459,12 +383,20 @@ fn state_file() -> PathBuf {
     Path::new(RUN_DIR).join("state")
 }
 
-fn docker_daemon(index: usize) -> Daemon {
-    Daemon {
-        program: "dockerd",
-        pidfile: worker_dir(index).join("daemon.pid"),
-        log: worker_dir(index).join("dockerd.log"),
+/// Where worker `wN`'s `dockerd` keeps its state; it runs in the worker's namespace. Its
+/// bridge and iptables rules there give tasks what they have on the manager: a network, with
+/// the host reachable at `MANAGER_ADDRESS` through the NAT.
+fn worker_layout(index: usize) -> Layout {
+    Layout {
+        run_dir: worker_dir(index),
+        data_root: data_root(index),
+        netns: netns_name(index),
+        cgroup_parent: cgroup_parent(index),
     }
+}
+
+fn docker_daemon(index: usize) -> Daemon {
+    worker_layout(index).process()
 }
 
 /// The `socat` that forwards a node's `127.0.0.1:REGISTRY_PORT` to the registry: on the host,
@@ -479,7 +411,7 @@ fn forwarder(index: Option<usize>) -> Daemon {
     }
 }
 
-fn ensure_forwarder(index: Option<usize>) -> Result<(), SwarmError> {
+fn ensure_forwarder(index: Option<usize>) -> Result<(), HarnessError> {
     let daemon = forwarder(index);
     if daemon.pid().is_some() {
         return Ok(());
@@ -496,7 +428,7 @@ fn ensure_forwarder(index: Option<usize>) -> Result<(), SwarmError> {
 
 /// The host daemon's local swarm state (`inactive`, `active`, `pending`, `error`, `locked`)
 /// and node id.
-fn host_swarm_state() -> Result<(String, String), SwarmError> {
+fn host_swarm_state() -> Result<(String, String), HarnessError> {
     let info = host::run(
         "docker",
         &[
@@ -511,12 +443,12 @@ fn host_swarm_state() -> Result<(String, String), SwarmError> {
 
 /// The value of the manager node's `datakit-ci-test` label, empty if none (or if the node
 /// cannot be inspected: then it is no manager of ours either).
-fn manager_label(node: &str) -> Result<String, SwarmError> {
+fn manager_label(node: &str) -> Result<String, HarnessError> {
     let format = format!("{{{{index .Spec.Labels \"{NODE_LABEL}\"}}}}");
     Ok(host::run("docker", &["node", "inspect", node, "--format", &format]).unwrap_or_default())
 }
 
-fn init_swarm() -> Result<String, SwarmError> {
+fn init_swarm() -> Result<String, HarnessError> {
     let had_gwbridge = host::run("docker", &["network", "inspect", "docker_gwbridge"]).is_ok();
     let listen = format!("{MANAGER_ADDRESS}:2377");
     tracing::info!("making the test swarm: the host's daemon becomes its manager");
@@ -560,7 +492,7 @@ fn worker_dirs() -> usize {
         .count()
 }
 
-fn make_worker_netns(index: usize) -> Result<(), SwarmError> {
+fn make_worker_netns(index: usize) -> Result<(), HarnessError> {
     host::make_netns(
         &netns_name(index),
         &host_interface(index),
@@ -569,39 +501,36 @@ fn make_worker_netns(index: usize) -> Result<(), SwarmError> {
     )
 }
 
-fn worker_docker(index: usize, args: &[&str]) -> Result<String, SwarmError> {
-    let socket = format!("unix://{}", worker_dir(index).join("docker.sock").display());
-    let mut all = vec!["-H", socket.as_str()];
-    all.extend_from_slice(args);
-    host::run("docker", &all)
+fn worker_docker(index: usize, args: &[&str]) -> Result<String, HarnessError> {
+    worker_layout(index).docker(args)
 }
 
 /// Worker `wN`'s node id as recorded when it was last brought up (its daemon may be down).
-fn recorded_node_id(index: usize) -> Result<String, SwarmError> {
+fn recorded_node_id(index: usize) -> Result<String, HarnessError> {
     let file = worker_dir(index).join("node-id");
     std::fs::read_to_string(&file)
         .map(|id| id.trim().to_owned())
-        .map_err(|source| SwarmError::Io {
+        .map_err(|source| HarnessError::Io {
             what: format!("read {}", file.display()),
             source,
         })
 }
 
 /// Worker `wN`'s node id, from its own daemon.
-fn worker_node_id(index: usize) -> Result<String, SwarmError> {
+fn worker_node_id(index: usize) -> Result<String, HarnessError> {
     worker_docker(index, &["info", "--format", "{{.Swarm.NodeID}}"])
 }
 
 /// Brings worker `wN` up: its namespace, its `dockerd`, its membership of the swarm (joining
 /// again if the swarm it knew is gone), its labels and its registry forwarder; returns its node
 /// id once the manager sees it ready.
-fn ensure_worker(index: usize, join_token: &str) -> Result<String, SwarmError> {
+fn ensure_worker(index: usize, join_token: &str) -> Result<String, HarnessError> {
     if !host::netns_exists(&netns_name(index)) {
         make_worker_netns(index)?;
     }
     let daemon = docker_daemon(index);
     if daemon.pid().is_none() {
-        start_dockerd(index, &daemon)?;
+        worker_layout(index).start()?;
     }
     let state = worker_docker(index, &["info", "--format", "{{.Swarm.LocalNodeState}}"])?;
     let mut node_id = worker_node_id(index)?;
@@ -646,80 +575,9 @@ fn ensure_worker(index: usize, join_token: &str) -> Result<String, SwarmError> {
     Ok(node_id)
 }
 
-fn start_dockerd(index: usize, daemon: &Daemon) -> Result<(), SwarmError> {
-    let dir = worker_dir(index);
-    host::create_dir(&dir)?;
-    host::create_dir(&data_root(index))?;
-    // A daemon killed the hard way leaves its mounts, and runtime state that its containerd
-    // would wait on when it starts (shims that are gone): start as after a reboot, which
-    // empties /run, with the data root kept.
-    host::unmount_under(&data_root(index))?;
-    let exec_root = dir.join("exec");
-    host::unmount_under(&exec_root)?;
-    if exec_root.exists() {
-        std::fs::remove_dir_all(&exec_root).map_err(|source| SwarmError::Io {
-            what: format!("remove {}", exec_root.display()),
-            source,
-        })?;
-    }
-    // The workers' own paths and socket instead of the host's daemon.json, and the host's storage
-    // driver, which works on this file system. Their bridge and iptables rules are in their own
-    // namespace (its `docker0` does not clash with the host's), and give tasks what they have on
-    // the manager: a network, with the host reachable at MANAGER_ADDRESS through the NAT.
-    let config = worker_config(index);
-    // A pid file left by a killed daemon would stop the next one if its pid were reused.
-    let _ = std::fs::remove_file(dir.join("docker.pid"));
-    let config_file = dir.join("daemon.json");
-    host::write_file(&config_file, &config)?;
-    let config_file = config_file.display().to_string();
-    daemon.start(
-        Some(&netns_name(index)),
-        &["dockerd", "--config-file", &config_file],
-    )?;
-    host::wait_until(
-        Duration::from_secs(60),
-        &format!("the dockerd of w{index} to answer"),
-        || Ok(daemon.pid().is_some() && worker_docker(index, &["version"]).is_ok()),
-    )
-    .map_err(|e| daemon.with_log(e))
-}
-
-/// The worker's `daemon.json` (written by hand: every value is a path or a word of ours).
-fn worker_config(index: usize) -> String {
-    let dir = worker_dir(index);
-    let driver = host_storage_driver();
-    format!(
-        r#"{{
-  "data-root": "{data}",
-  "exec-root": "{dir}/exec",
-  "pidfile": "{dir}/docker.pid",
-  "hosts": ["unix://{dir}/docker.sock"],
-  "iptables": true,
-  "ip-masq": true,
-  "storage-driver": "{driver}",
-  "cgroup-parent": "{cgroup}",
-  "log-driver": "json-file",
-  "log-opts": {{"max-size": "10m", "max-file": "2"}}
-}}
-"#,
-        data = data_root(index).display(),
-        dir = dir.display(),
-        cgroup = cgroup_parent(index),
-    )
-}
-
-/// The host daemon's storage driver (`overlay2`, `fuse-overlayfs`, …), which works on the file
-/// system the workers' data roots share with it.
-fn host_storage_driver() -> String {
-    host::run("docker", &["info", "--format", "{{.Driver}}"])
-        .ok()
-        .filter(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-        .unwrap_or_else(|| "vfs".to_owned())
-}
-
 /// Removes the manager's entries for earlier incarnations of worker `wN` (a worker that joined
 /// again has a new node id; the old one stays down forever).
-fn remove_stale_nodes(index: usize, current: &str) -> Result<(), SwarmError> {
+fn remove_stale_nodes(index: usize, current: &str) -> Result<(), HarnessError> {
     let filter = format!("node.label={NODE_LABEL}=w{index}");
     let nodes = host::run("docker", &["node", "ls", "-q", "--filter", &filter])?;
     for node in nodes.lines().filter(|n| !n.is_empty() && *n != current) {
@@ -728,7 +586,7 @@ fn remove_stale_nodes(index: usize, current: &str) -> Result<(), SwarmError> {
     Ok(())
 }
 
-fn node_status(node_id: &str) -> Result<(String, String), SwarmError> {
+fn node_status(node_id: &str) -> Result<(String, String), HarnessError> {
     let status = host::run(
         "docker",
         &[
@@ -741,21 +599,21 @@ fn node_status(node_id: &str) -> Result<(String, String), SwarmError> {
     )?;
     let (state, availability) = status
         .split_once(' ')
-        .ok_or_else(|| SwarmError::Unexpected {
+        .ok_or_else(|| HarnessError::Unexpected {
             what: format!("status of node {node_id}"),
             got: status.clone(),
         })?;
     Ok((state.to_owned(), availability.to_owned()))
 }
 
-fn wait_node_state(node_id: &str, state: &str, limit: Duration) -> Result<(), SwarmError> {
+fn wait_node_state(node_id: &str, state: &str, limit: Duration) -> Result<(), HarnessError> {
     host::wait_until(limit, &format!("node {node_id} to be {state}"), || {
         Ok(node_status(node_id)?.0 == state)
     })
 }
 
 /// Worker `wN` leaves and goes: its processes, its node entry, its namespace, its files.
-fn remove_worker(index: usize) -> Result<(), SwarmError> {
+fn remove_worker(index: usize) -> Result<(), HarnessError> {
     let node_id = if docker_daemon(index).pid().is_some() {
         let id = worker_node_id(index).unwrap_or_default();
         let _ = worker_docker(index, &["swarm", "leave", "--force"]);
@@ -768,11 +626,11 @@ fn remove_worker(index: usize) -> Result<(), SwarmError> {
         let _ = host::run("docker", &["node", "rm", "--force", &node_id]);
     }
     let _ = remove_stale_nodes(index, "");
-    host::delete_netns(&netns_name(index), &host_interface(index));
+    host::delete_netns(&netns_name(index), Some(&host_interface(index)));
     for dir in [data_root(index), worker_dir(index)] {
         host::unmount_under(&dir)?;
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|source| SwarmError::Io {
+            std::fs::remove_dir_all(&dir).map_err(|source| HarnessError::Io {
                 what: format!("remove {}", dir.display()),
                 source,
             })?;

@@ -9,8 +9,9 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::host::{self, Daemon, Lock};
-use super::{DATA_DIR, LOCK_FILE, RUN_DIR, SwarmError};
+use super::{DATA_DIR, LOCK_FILE, RUN_DIR};
+use crate::error::HarnessError;
+use crate::host::{self, Daemon, Lock};
 
 /// The port the registry listens on, on the host's loopback and, through forwarders, on every
 /// worker's.
@@ -26,15 +27,16 @@ pub struct Registry {
 impl Registry {
     /// Starts the registry unless it runs (reused across test programs and processes; the
     /// storage survives restarts), and waits until it answers.
-    pub fn ensure() -> Result<Registry, SwarmError> {
-        host::check_programs()?;
+    pub fn ensure() -> Result<Registry, HarnessError> {
+        host::check_programs(host::DOCKERD_PROGRAMS)?;
+        host::check_programs(host::SWARM_PROGRAMS)?;
         host::create_dir(&run_dir())?;
         let _lock = Lock::acquire(LOCK_FILE.as_ref())?;
         Self::ensure_locked()
     }
 
     /// [`Registry::ensure`] for a caller that holds the harness's lock.
-    pub(crate) fn ensure_locked() -> Result<Registry, SwarmError> {
+    pub(crate) fn ensure_locked() -> Result<Registry, HarnessError> {
         let registry = Registry {
             address: format!("127.0.0.1:{REGISTRY_PORT}"),
         };
@@ -70,7 +72,7 @@ impl Registry {
     /// Pushes the host daemon's `image` (`NAME:TAG`) to the registry and returns the reference
     /// every node can pull: `127.0.0.1:PORT/NAME@sha256:…`. The local tag made for the push is
     /// removed again (the image stays).
-    pub fn push(&self, image: &str) -> Result<String, SwarmError> {
+    pub fn push(&self, image: &str) -> Result<String, HarnessError> {
         // Tests push at once: one's `rmi` of the tag must not pull it from under another's push.
         let _lock = Lock::acquire(LOCK_FILE.as_ref())?;
         let (name, _) = image.rsplit_once(':').unwrap_or((image, "latest"));
@@ -83,7 +85,7 @@ impl Registry {
         let digest = output
             .split_whitespace()
             .find(|word| word.starts_with("sha256:"))
-            .ok_or_else(|| SwarmError::Unexpected {
+            .ok_or_else(|| HarnessError::Unexpected {
                 what: format!("the digest in the output of docker push {tagged}"),
                 got: output.clone(),
             })?;
@@ -122,13 +124,13 @@ pub(crate) fn daemon() -> Daemon {
 }
 
 /// Stops the registry and deletes what it stored.
-pub(crate) fn remove() -> Result<(), SwarmError> {
+pub(crate) fn remove() -> Result<(), HarnessError> {
     if let Some(pid) = daemon().pid() {
         let _ = host::run("kill", &["-KILL", &pid.to_string()]);
     }
     let storage = PathBuf::from(DATA_DIR).join("registry");
     if storage.exists() {
-        std::fs::remove_dir_all(&storage).map_err(|source| SwarmError::Io {
+        std::fs::remove_dir_all(&storage).map_err(|source| HarnessError::Io {
             what: format!("remove {}", storage.display()),
             source,
         })?;

@@ -1,4 +1,4 @@
-//! What the harness does to the machine: programs it runs, daemons it starts detached (so they
+//! What the harness does to the machine (for the swarm and the standalone daemons): programs it runs, daemons it starts detached (so they
 //! outlive the test program that started them, for the next one to reuse), processes it kills,
 //! network namespaces, veth pairs and mounts.
 
@@ -8,21 +8,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::SwarmError;
+use crate::error::HarnessError;
 
 /// Runs `program args` and returns what it printed, trimmed; fails naming the command and its
 /// error output unless it succeeds.
-pub(crate) fn run(program: &str, args: &[&str]) -> Result<String, SwarmError> {
+pub(crate) fn run(program: &str, args: &[&str]) -> Result<String, HarnessError> {
     let output = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| SwarmError::Spawn {
+        .map_err(|source| HarnessError::Spawn {
             program: program.to_owned(),
             source,
         })?;
     if !output.status.success() {
-        return Err(SwarmError::Command {
+        return Err(HarnessError::Command {
             command: format!("{program} {}", args.join(" ")),
             status: output.status.to_string(),
             stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
@@ -31,24 +31,27 @@ pub(crate) fn run(program: &str, args: &[&str]) -> Result<String, SwarmError> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-/// Fails naming the Debian package to install unless every program the harness runs is on
-/// `PATH`.
-pub(crate) fn check_programs() -> Result<(), SwarmError> {
-    const NEEDED: &[(&str, &str)] = &[
-        ("docker", "docker.io"),
-        ("dockerd", "docker.io"),
-        ("ip", "iproute2"),
-        ("nsenter", "util-linux"),
-        ("setsid", "util-linux"),
-        ("kill", "procps"),
-        ("socat", "socat"),
-        ("docker-registry", "docker-registry"),
-    ];
+/// The programs a `dockerd` of the harness needs, with the Debian package that has each.
+pub(crate) const DOCKERD_PROGRAMS: &[(&str, &str)] = &[
+    ("docker", "docker.io"),
+    ("dockerd", "docker.io"),
+    ("ip", "iproute2"),
+    ("nsenter", "util-linux"),
+    ("setsid", "util-linux"),
+    ("kill", "procps"),
+];
+
+/// The programs the swarm needs besides [`DOCKERD_PROGRAMS`].
+pub(crate) const SWARM_PROGRAMS: &[(&str, &str)] =
+    &[("socat", "socat"), ("docker-registry", "docker-registry")];
+
+/// Fails naming the Debian package to install unless every program of `needed` is on `PATH`.
+pub(crate) fn check_programs(needed: &[(&'static str, &'static str)]) -> Result<(), HarnessError> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    for (program, package) in NEEDED {
+    for (program, package) in needed {
         let found = std::env::split_paths(&path).any(|dir| dir.join(program).is_file());
         if !found {
-            return Err(SwarmError::MissingProgram { program, package });
+            return Err(HarnessError::MissingProgram { program, package });
         }
     }
     Ok(())
@@ -61,13 +64,13 @@ pub(crate) struct Lock {
     _file: File,
 }
 
-fn open_lock_file(path: &Path) -> Result<File, SwarmError> {
+fn open_lock_file(path: &Path) -> Result<File, HarnessError> {
     OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
-        .map_err(|source| SwarmError::Io {
+        .map_err(|source| HarnessError::Io {
             what: format!("open the lock file {}", path.display()),
             source,
         })
@@ -75,9 +78,9 @@ fn open_lock_file(path: &Path) -> Result<File, SwarmError> {
 
 impl Lock {
     /// Waits for the lock.
-    pub(crate) fn acquire(path: &Path) -> Result<Lock, SwarmError> {
+    pub(crate) fn acquire(path: &Path) -> Result<Lock, HarnessError> {
         let file = open_lock_file(path)?;
-        file.lock().map_err(|source| SwarmError::Io {
+        file.lock().map_err(|source| HarnessError::Io {
             what: format!("lock {}", path.display()),
             source,
         })?;
@@ -85,12 +88,12 @@ impl Lock {
     }
 
     /// The lock if nobody holds it.
-    pub(crate) fn try_acquire(path: &Path) -> Result<Option<Lock>, SwarmError> {
+    pub(crate) fn try_acquire(path: &Path) -> Result<Option<Lock>, HarnessError> {
         let file = open_lock_file(path)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Lock { _file: file })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(source)) => Err(SwarmError::Io {
+            Err(std::fs::TryLockError::Error(source)) => Err(HarnessError::Io {
                 what: format!("lock {}", path.display()),
                 source,
             }),
@@ -98,15 +101,15 @@ impl Lock {
     }
 }
 
-pub(crate) fn create_dir(path: &Path) -> Result<(), SwarmError> {
-    std::fs::create_dir_all(path).map_err(|source| SwarmError::Io {
+pub(crate) fn create_dir(path: &Path) -> Result<(), HarnessError> {
+    std::fs::create_dir_all(path).map_err(|source| HarnessError::Io {
         what: format!("create {}", path.display()),
         source,
     })
 }
 
-pub(crate) fn write_file(path: &Path, contents: &str) -> Result<(), SwarmError> {
-    std::fs::write(path, contents).map_err(|source| SwarmError::Io {
+pub(crate) fn write_file(path: &Path, contents: &str) -> Result<(), HarnessError> {
+    std::fs::write(path, contents).map_err(|source| HarnessError::Io {
         what: format!("write {}", path.display()),
         source,
     })
@@ -135,7 +138,7 @@ impl Daemon {
     /// Starts `command` (whose command line contains `program`) in a session of its own, forked
     /// away from this process so that it outlives the test program, in network namespace
     /// `netns` if given; writes its pid file and waits until the process runs.
-    pub(crate) fn start(&self, netns: Option<&str>, command: &[&str]) -> Result<(), SwarmError> {
+    pub(crate) fn start(&self, netns: Option<&str>, command: &[&str]) -> Result<(), HarnessError> {
         // `sh` writes its own pid, then becomes the daemon (through `nsenter`, which execs without
         // forking when it enters a network namespace only).
         let mut args: Vec<String> = vec![
@@ -156,11 +159,11 @@ impl Daemon {
             .create(true)
             .append(true)
             .open(&self.log)
-            .map_err(|source| SwarmError::Io {
+            .map_err(|source| HarnessError::Io {
                 what: format!("create {}", self.log.display()),
                 source,
             })?;
-        let log_err = log.try_clone().map_err(|source| SwarmError::Io {
+        let log_err = log.try_clone().map_err(|source| HarnessError::Io {
             what: format!("open {}", self.log.display()),
             source,
         })?;
@@ -170,12 +173,12 @@ impl Daemon {
             .stdout(log)
             .stderr(log_err)
             .status()
-            .map_err(|source| SwarmError::Spawn {
+            .map_err(|source| HarnessError::Spawn {
                 program: "setsid".to_owned(),
                 source,
             })?;
         if !status.success() {
-            return Err(SwarmError::Command {
+            return Err(HarnessError::Command {
                 command: format!("setsid {}", args.join(" ")),
                 status: status.to_string(),
                 stderr: String::new(),
@@ -190,11 +193,11 @@ impl Daemon {
     }
 
     /// Adds the end of the daemon's log to a failure.
-    pub(crate) fn with_log(&self, error: SwarmError) -> SwarmError {
+    pub(crate) fn with_log(&self, error: HarnessError) -> HarnessError {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(15).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        SwarmError::Daemon {
+        HarnessError::Daemon {
             program: self.program,
             log: self.log.clone(),
             tail: tail.join("\n"),
@@ -224,7 +227,7 @@ fn process_runs(pid: u32, program: &str) -> bool {
 /// (the containers, which have namespaces of their own, are the shims' children): a node lost
 /// the hard way. The processes are stopped first, so that none forks or is orphaned (and so
 /// lost from the tree) between the look and the kill.
-pub(crate) fn kill_node(netns: &str) -> Result<(), SwarmError> {
+pub(crate) fn kill_node(netns: &str) -> Result<(), HarnessError> {
     let Ok(ns) = std::fs::metadata(format!("/var/run/netns/{netns}")) else {
         return Ok(());
     };
@@ -240,7 +243,7 @@ pub(crate) fn kill_node(netns: &str) -> Result<(), SwarmError> {
         signal("-KILL", &victims);
         std::thread::sleep(Duration::from_millis(100));
     }
-    Err(SwarmError::Timeout {
+    Err(HarnessError::Timeout {
         what: format!("the processes of {netns} to end"),
         waited: Duration::from_secs(2),
     })
@@ -255,8 +258,8 @@ fn signal(signal: &str, pids: &[u32]) {
 }
 
 /// The live processes in the network namespace with inode `ns` and their descendants.
-fn node_processes(ns: u64) -> Result<Vec<u32>, SwarmError> {
-    let entries = std::fs::read_dir("/proc").map_err(|source| SwarmError::Io {
+fn node_processes(ns: u64) -> Result<Vec<u32>, HarnessError> {
+    let entries = std::fs::read_dir("/proc").map_err(|source| HarnessError::Io {
         what: "list /proc".to_owned(),
         source,
     })?;
@@ -306,9 +309,9 @@ fn parent_of(pid: u32) -> Option<u32> {
 
 /// Lazily unmounts every mount under `dir` (deepest first): a daemon killed with SIGKILL
 /// leaves its layer and `fuse-overlayfs` mounts behind.
-pub(crate) fn unmount_under(dir: &Path) -> Result<(), SwarmError> {
+pub(crate) fn unmount_under(dir: &Path) -> Result<(), HarnessError> {
     let mountinfo =
-        std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| SwarmError::Io {
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| HarnessError::Io {
             what: "read /proc/self/mountinfo".to_owned(),
             source,
         })?;
@@ -331,15 +334,15 @@ pub(crate) fn unmount_under(dir: &Path) -> Result<(), SwarmError> {
 pub(crate) fn wait_until(
     limit: Duration,
     what: &str,
-    mut ready: impl FnMut() -> Result<bool, SwarmError>,
-) -> Result<(), SwarmError> {
+    mut ready: impl FnMut() -> Result<bool, HarnessError>,
+) -> Result<(), HarnessError> {
     let start = Instant::now();
     loop {
         if ready()? {
             return Ok(());
         }
         if start.elapsed() > limit {
-            return Err(SwarmError::Timeout {
+            return Err(HarnessError::Timeout {
                 what: what.to_owned(),
                 waited: limit,
             });
@@ -361,7 +364,7 @@ pub(crate) fn make_netns(
     host_if: &str,
     host_addr: &str,
     addr: &str,
-) -> Result<(), SwarmError> {
+) -> Result<(), HarnessError> {
     // A half-made namespace (an interrupted earlier run) is made again from scratch.
     if netns_exists(netns) {
         let _ = run("ip", &["netns", "del", netns]);
@@ -404,8 +407,10 @@ pub(crate) fn make_netns(
     Ok(())
 }
 
-/// Deletes network namespace `netns` (its veth pair goes with it).
-pub(crate) fn delete_netns(netns: &str, host_if: &str) {
+/// Deletes network namespace `netns` (its veth pair, host end `host_if`, goes with it).
+pub(crate) fn delete_netns(netns: &str, host_if: Option<&str>) {
     let _ = run("ip", &["netns", "del", netns]);
-    let _ = run("ip", &["link", "del", host_if]);
+    if let Some(host_if) = host_if {
+        let _ = run("ip", &["link", "del", host_if]);
+    }
 }
