@@ -44,7 +44,7 @@ pub fn hold_untrusted(target: &Target, unknown: UnknownTrust, run: Term<String>)
         }
         (PrTrust::Untrusted(reason), _) => reason.clone(),
     };
-    let head = pr.head.short(7);
+    let head = pr.head.short(7).to_owned();
     Term::pull_request_approval(pr.repo.clone(), pr.head.clone()).and_then(move |approver| {
         match approver {
             None => Term::pending(format!(

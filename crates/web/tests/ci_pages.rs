@@ -1066,9 +1066,10 @@ async fn an_untrusted_pull_request_is_approved_by_a_builder_once_per_head() -> a
     wait_for("the page to show the notice", || {
         let mut agent = Agent::new(ci.router());
         async move {
-            page(&mut agent, page_path)
-                .await
-                .is_ok_and(|text| text.contains(notice))
+            agent.log_in("reader", "reader-pw").await.is_ok()
+                && page(&mut agent, page_path)
+                    .await
+                    .is_ok_and(|text| text.contains(notice))
         }
     })
     .await?;
@@ -1143,9 +1144,10 @@ async fn an_untrusted_pull_request_is_approved_by_a_builder_once_per_head() -> a
     wait_for("the page to name the approver", || {
         let mut agent = Agent::new(ci.router());
         async move {
-            page(&mut agent, page_path)
-                .await
-                .is_ok_and(|text| text.contains("was approved by <span class=\"approver\">builder</span>"))
+            agent.log_in("reader", "reader-pw").await.is_ok()
+                && page(&mut agent, page_path).await.is_ok_and(|text| {
+                    text.contains("was approved by <span class=\"approver\">builder</span>")
+                })
         }
     })
     .await?;

@@ -54,13 +54,18 @@ impl Engine {
     /// Who approved the current head of pull request `target`, if someone did, as the newest
     /// metadata commit the engine read says; `None` also for a target that is not tracked.
     pub fn pull_request_approval(&self, target: &TargetId) -> Result<Option<String>, Error> {
-        let state = lock(&self.inner.state);
-        let (Some(tracked), Some(snapshot)) = (state.targets.get(target), &state.snapshot) else {
-            return Ok(None);
+        // Read outside the lock: the store may go to disk.
+        let (head, snapshot) = {
+            let state = lock(&self.inner.state);
+            match (state.targets.get(target), &state.snapshot) {
+                (Some(tracked), Some(snapshot)) => {
+                    (tracked.target.head().clone(), snapshot.clone())
+                }
+                _ => return Ok(None),
+            }
         };
         let tree = snapshot.tree();
-        Ok(MetadataReader::new(&tree)
-            .pull_request_approval(target.repo(), tracked.target.head())?)
+        Ok(MetadataReader::new(&tree).pull_request_approval(target.repo(), &head)?)
     }
 
     /// Whether `target` is an untrusted pull request whose current head nobody approved yet.
