@@ -1171,6 +1171,7 @@ async fn an_untrusted_pull_request_is_approved_by_a_builder_once_per_head() -> a
         "trusted: pull request by alice, a member (MEMBER)",
     )])
     .await?;
+    let csrf = agents[2].csrf().await?;
     let response = agents[2]
         .send(
             "POST",
