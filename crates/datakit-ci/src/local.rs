@@ -18,7 +18,9 @@ use datakit_ci_git::{Command, CommandConfig, JobEnvironment, Repo, Services};
 use datakit_ci_health::Health;
 use datakit_ci_log::{LogConfig, LogManager};
 use datakit_ci_notifications::{DeliveryConfig, Notifier};
-use datakit_ci_pipeline_run::{PLAN_JOB, PipelineRunner, RunnerConfig, UnknownTrust, hold_untrusted};
+use datakit_ci_pipeline_run::{
+    PLAN_JOB, PipelineRunner, RunnerConfig, UnknownTrust, hold_untrusted,
+};
 use datakit_ci_pool::{MonitoredPool, PoolMetrics, Pools};
 use datakit_ci_process as process;
 use datakit_ci_store::Store;

@@ -85,10 +85,16 @@ fn hosted(file: &str, tests: &[(&str, &str)]) -> Hosted {
     let state = State::new();
     let secrets = state.dir().join("secrets");
     std::fs::create_dir_all(secrets.join("pipeline")).expect("the secrets directory");
-    std::fs::set_permissions(&secrets, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .expect("chmod the secrets directory");
-    std::fs::write(secrets.join("pipeline").join("TOKEN"), format!("{TOKEN_VALUE}\n"))
-        .expect("the secret");
+    std::fs::set_permissions(
+        &secrets,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod the secrets directory");
+    std::fs::write(
+        secrets.join("pipeline").join("TOKEN"),
+        format!("{TOKEN_VALUE}\n"),
+    )
+    .expect("the secret");
     let token_file = secrets.join("github-token");
     std::fs::write(&token_file, "ghp_e2e_token\n").expect("write the token");
     let secret_file = secrets.join("webhook-secret");
@@ -209,8 +215,7 @@ impl Hosted {
         let (cookie, token) = self.approval_form(head);
         let refused = self.post_approval("job=.pull-request", &cookie);
         assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
-        let approved =
-            self.post_approval(&format!("CSRFToken={token}&job=.pull-request"), &cookie);
+        let approved = self.post_approval(&format!("CSRFToken={token}&job=.pull-request"), &cookie);
         assert!(approved.starts_with("HTTP/1.1 303"), "{approved}");
     }
 
@@ -290,10 +295,7 @@ fn issue_17_a_fork_pull_request_runs_only_once_a_builder_approves_its_head() {
     let (main, trusted, fork) = (&ci.main, &ci.trusted, &ci.fork);
 
     // The branch and the trusted PR run at once; the trusted PR's step gets no secret either.
-    assert_eq!(
-        ci.description(main, "unit", "success", |_| true),
-        "Passed"
-    );
+    assert_eq!(ci.description(main, "unit", "success", |_| true), "Passed");
     assert_eq!(
         ci.description(main, "deploy", "success", |_| true),
         "Passed"
@@ -303,7 +305,10 @@ fn issue_17_a_fork_pull_request_runs_only_once_a_builder_approves_its_head() {
         "Passed"
     );
     let refused = ci.description(trusted, "deploy", "failure", |_| true);
-    assert!(refused.starts_with("secrets are never given to pull requests"), "{refused}");
+    assert!(
+        refused.starts_with("secrets are never given to pull requests"),
+        "{refused}"
+    );
 
     // Every job of the fork's PR waits, saying why, and none ran.
     let waiting = |head: &str| {
@@ -314,7 +319,8 @@ fn issue_17_a_fork_pull_request_runs_only_once_a_builder_approves_its_head() {
     };
     for job in ["unit", "deploy"] {
         assert_eq!(
-            ci.description(fork, job, "pending", |d| d.starts_with("Waiting for approval")),
+            ci.description(fork, job, "pending", |d| d
+                .starts_with("Waiting for approval")),
             waiting(fork)
         );
     }
@@ -332,7 +338,10 @@ fn issue_17_a_fork_pull_request_runs_only_once_a_builder_approves_its_head() {
         "Passed (pull request approved by anonymous)"
     );
     let refused = ci.description(fork, "deploy", "failure", |_| true);
-    assert!(refused.starts_with("secrets are never given to pull requests"), "{refused}");
+    assert!(
+        refused.starts_with("secrets are never given to pull requests"),
+        "{refused}"
+    );
     assert_eq!(ran_on(&scratch, "runs"), sorted(&[main, trusted, fork]));
     assert_eq!(
         ran_on(&scratch, "deploys"),
@@ -350,10 +359,15 @@ fn issue_17_a_fork_pull_request_runs_only_once_a_builder_approves_its_head() {
     // A new push to the fork waits again, and runs once approved.
     let pushed = ci.push_to_fork();
     assert_eq!(
-        ci.description(&pushed, "unit", "pending", |d| d.starts_with("Waiting for approval")),
+        ci.description(&pushed, "unit", "pending", |d| d
+            .starts_with("Waiting for approval")),
         waiting(&pushed)
     );
-    assert_eq!(ran_on(&scratch, "runs").len(), 3, "the new head did not run");
+    assert_eq!(
+        ran_on(&scratch, "runs").len(),
+        3,
+        "the new head did not run"
+    );
     ci.approve(&pushed);
     assert_eq!(
         ci.description(&pushed, "unit", "success", |_| true),
@@ -367,23 +381,28 @@ fn issue_17_a_fork_pull_request_runs_only_once_a_builder_approves_its_head() {
 #[test]
 fn issue_17_test_jobs_of_a_fork_pull_request_wait_for_approval_too() {
     let scratch = Scratch::new();
-    let command = format!("echo \"unit-$((40+2))\"; git rev-parse HEAD >> {}", scratch.shell_path("runs"));
+    let command = format!(
+        "echo \"unit-$((40+2))\"; git rev-parse HEAD >> {}",
+        scratch.shell_path("runs")
+    );
     let ci = hosted("steps: {}\n", &[("unit", &command)]);
     let (main, trusted, fork) = (&ci.main, &ci.trusted, &ci.fork);
-    assert_eq!(
-        ci.description(main, "unit", "success", |_| true),
-        "Passed"
-    );
+    assert_eq!(ci.description(main, "unit", "success", |_| true), "Passed");
     assert_eq!(
         ci.description(trusted, "unit", "success", |_| true),
         "Passed"
     );
-    let waiting = ci.description(fork, "unit", "pending", |d| d.starts_with("Waiting for approval"));
+    let waiting = ci.description(fork, "unit", "pending", |d| {
+        d.starts_with("Waiting for approval")
+    });
     assert!(
         waiting.starts_with("Waiting for approval: pull request from a fork (alice/proj)"),
         "{waiting}"
     );
-    assert!(!ran_on(&scratch, "runs").contains(fork), "the fork's job did not run");
+    assert!(
+        !ran_on(&scratch, "runs").contains(fork),
+        "the fork's job did not run"
+    );
     ci.approve(fork);
     assert_eq!(
         ci.description(fork, "unit", "success", |_| true),

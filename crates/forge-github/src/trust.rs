@@ -51,9 +51,9 @@ pub(crate) fn classify(facts: &TrustFacts<'_>) -> String {
             };
             format!("{TRUSTED_WORD}: pull request by {author}, {role} ({association})")
         }
-        Some(association) => format!(
-            "outsider: pull request by {author}, who is not a collaborator ({association})"
-        ),
+        Some(association) => {
+            format!("outsider: pull request by {author}, who is not a collaborator ({association})")
+        }
         None => format!(
             "outsider: pull request by {author}; GitHub did not say whether they are a collaborator"
         ),
@@ -122,7 +122,9 @@ mod tests {
             let line = verdict(Some("me/proj"), Some(association));
             assert_eq!(
                 line,
-                format!("outsider: pull request by alice, who is not a collaborator ({association})")
+                format!(
+                    "outsider: pull request by alice, who is not a collaborator ({association})"
+                )
             );
             assert!(PrTrust::parse(&line).is_untrusted());
         }

@@ -201,11 +201,7 @@ impl PullRequest {
     pub(crate) fn into_fields(self, repo: &str) -> PrFields {
         let trust = crate::trust::classify(&crate::trust::TrustFacts {
             base_repo: repo,
-            head_repo: self
-                .head
-                .repo
-                .as_ref()
-                .map(|head| head.full_name.as_str()),
+            head_repo: self.head.repo.as_ref().map(|head| head.full_name.as_str()),
             association: self.author_association.as_deref(),
             author: self.user.as_ref().map_or("", |user| user.login.as_str()),
         });

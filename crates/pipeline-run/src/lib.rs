@@ -340,7 +340,15 @@ impl PipelineRunner {
         let mut terms: BTreeMap<String, Term<String>> = BTreeMap::new();
         let mut planned = Vec::new();
         for job in &jobs {
-            let term = self.job_term(target.id().repo(), job, commit, kind, &digests, &jobs, &mut terms);
+            let term = self.job_term(
+                target.id().repo(),
+                job,
+                commit,
+                kind,
+                &digests,
+                &jobs,
+                &mut terms,
+            );
             // Outermost, so that every job of an untrusted pull request says why it waits,
             // whatever it needs.
             let term = hold_untrusted(target, self.inner.unknown_trust, term);

@@ -504,7 +504,12 @@ mod tests {
         );
         // Words this version does not know, and a word that only begins like `trusted`, are
         // never permission to run.
-        for text in ["maybe: who knows", "trusted-ish: no", "", "Trusted: case matters"] {
+        for text in [
+            "maybe: who knows",
+            "trusted-ish: no",
+            "",
+            "Trusted: case matters",
+        ] {
             assert!(PrTrust::parse(text).is_untrusted(), "{text:?}");
         }
     }

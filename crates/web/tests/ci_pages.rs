@@ -1050,8 +1050,7 @@ async fn approvals_need_the_builder_role_and_a_csrf_token_and_name_the_approver(
 /// Builders (only) the approval of its head; approving it, or any of its jobs, records one
 /// approval of the head, with who gave it, and the page then names the approver.
 #[tokio::test]
-async fn an_untrusted_pull_request_is_approved_by_a_builder_once_per_head() -> anyhow::Result<()>
-{
+async fn an_untrusted_pull_request_is_approved_by_a_builder_once_per_head() -> anyhow::Result<()> {
     let ci = fixture().await?;
     ci.edit(&[(
         "me/proj/pr/10/trust",

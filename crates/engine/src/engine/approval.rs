@@ -72,10 +72,9 @@ impl Engine {
     pub(super) fn pull_request_waits(&self, target: &TargetId) -> Result<bool, Error> {
         let untrusted = {
             let state = lock(&self.inner.state);
-            state
-                .targets
-                .get(target)
-                .is_some_and(|tracked| matches!(&tracked.target, Target::Pr(pr) if pr.trust.is_untrusted()))
+            state.targets.get(target).is_some_and(
+                |tracked| matches!(&tracked.target, Target::Pr(pr) if pr.trust.is_untrusted()),
+            )
         };
         Ok(untrusted && self.pull_request_approval(target)?.is_none())
     }

@@ -169,10 +169,7 @@ async fn target_page(
     let forge_link = state.forge_link(id);
     let live_jobs = shown.recorded.is_none() && shown.target.is_some();
     let untrusted = if live_jobs {
-        let approver = ci
-            .engine
-            .pull_request_approval(id)
-            .map_err(Error::Engine)?;
+        let approver = ci.engine.pull_request_approval(id).map_err(Error::Engine)?;
         super::untrusted::notice(shown.target.as_ref(), approver.as_deref(), &path, &actions)
     } else {
         html! {}
