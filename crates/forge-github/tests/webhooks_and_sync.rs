@@ -802,6 +802,9 @@ async fn requests_wait_while_the_rate_limit_is_exhausted() -> anyhow::Result<()>
     Ok(())
 }
 
+/// A change made to a fixture payload.
+type PayloadEdit = fn(&mut serde_json::Value);
+
 /// Issue 17 item 3: every PR written from a `pull_request` delivery has a `trust` file saying
 /// whether its code runs without a Builder's approval, and why. The fixtures are all the
 /// owner's PRs in the repository; the fork and outsider variants are edits of them.
@@ -817,7 +820,7 @@ async fn pull_request_deliveries_record_whether_the_pr_is_trusted() -> anyhow::R
         Some("trusted: pull request by Codertocat, the owner (OWNER)")
     );
     // Each variant is newer than the last, so that none is ignored as a late delivery.
-    let variants: [(&str, fn(&mut serde_json::Value), &str); 4] = [
+    let variants: [(&str, PayloadEdit, &str); 4] = [
         (
             "2019-05-15T16:00:00Z",
             |p| p["pull_request"]["head"]["repo"]["full_name"] = "alice/Hello-World".into(),
