@@ -18,11 +18,13 @@ use datakit_ci_git::{Command, CommandConfig, JobEnvironment, Repo, Services};
 use datakit_ci_health::Health;
 use datakit_ci_log::{LogConfig, LogManager};
 use datakit_ci_notifications::{DeliveryConfig, Notifier};
-use datakit_ci_pipeline_run::{PLAN_JOB, PipelineRunner, RunnerConfig};
+use datakit_ci_pipeline_run::{
+    PLAN_JOB, PipelineRunner, RunnerConfig, UnknownTrust, hold_untrusted,
+};
 use datakit_ci_pool::{MonitoredPool, PoolMetrics, Pools};
 use datakit_ci_process as process;
 use datakit_ci_store::Store;
-use datakit_ci_term::{RepoId, TargetId};
+use datakit_ci_term::{RepoId, TargetId, Term};
 use datakit_ci_web::{
     AppState, ClusterStatus, ForgeHealth, ForgeLinks, GithubLogin, WebConfig, WebServer,
     WebhookReceiver,
@@ -225,6 +227,9 @@ pub struct SourceRepo {
     pub id: RepoId,
     /// The CI's clone, for `fetch_head` and commands.
     pub repo: Repo,
+    /// How its pull requests whose bridge records nothing of their trust are treated: as
+    /// trusted for a local repository, held for a GitHub one (issue 17).
+    pub unknown_trust: UnknownTrust,
 }
 
 /// The directory of the secrets directory holding the secrets of pipeline steps.
@@ -276,6 +281,7 @@ pub fn shell_projects(
         .iter()
         .map(|source| {
             let repo = source.repo.clone();
+            let unknown_trust = source.unknown_trust;
             let docker = docker_hosts
                 .as_ref()
                 .zip(executor.as_ref())
@@ -306,6 +312,7 @@ pub fn shell_projects(
                     docker: pipeline_hosts.clone(),
                     executor: executor.clone(),
                     secrets_dir: Some(pipeline_secrets.clone()),
+                    unknown_trust,
                 };
                 PipelineRunner::new(&repo, &source.id.to_string(), config, services)
             });
@@ -318,7 +325,18 @@ pub fn shell_projects(
                     )
                 });
                 let containerised = docker.iter().flat_map(|docker| docker.jobs(&head));
-                shell.chain(containerised).collect()
+                // An untrusted pull request's `--test` and `--docker-build` jobs run its code
+                // too: each waits for a Builder's approval of its head, as a pipeline's do.
+                shell
+                    .chain(containerised)
+                    .map(|(name, run)| {
+                        let target = target.clone();
+                        let held = Term::target(target).and_then(move |resolved| {
+                            hold_untrusted(&resolved, unknown_trust, run.clone())
+                        });
+                        (name, held)
+                    })
+                    .collect()
             })?;
             Ok(match pipeline {
                 Some(runner) => project.with_plan(PLAN_JOB, move |target| runner.plan(target)),
@@ -447,6 +465,7 @@ impl LocalCi {
             sources.push(SourceRepo {
                 id: spec.id.clone(),
                 repo,
+                unknown_trust: UnknownTrust::Trusted,
             });
             local_repos.push(local);
         }
@@ -480,6 +499,9 @@ impl LocalCi {
             sources.push(SourceRepo {
                 id: repo.clone(),
                 repo: clone,
+                // The bridge writes every open PR's `trust` with its head; one without it was
+                // stored before it did, and waits for the sync made at start.
+                unknown_trust: UnknownTrust::Wait,
             });
         }
         let Projects { projects, cluster } = make_projects(&sources, &services)?.into();

@@ -32,7 +32,12 @@
 //! |---|---|
 //! | branch `x` at commit `c` | `ref/heads/x/head` = `c` |
 //! | tag `v` (peeled to its commit) | `ref/tags/v/head` |
-//! | pull request `n` | `pr/n/head`, `state` (`open`/`closed`), `title`, `owner` (the author's login), `base` (the target branch) |
+//! | pull request `n` | `pr/n/head`, `state` (`open`/`closed`), `title`, `owner` (the author's login), `base` (the target branch), `trust` |
+//!
+//! `trust` says whether the PR's code may run without a Builder's approval (issue 17), and why:
+//! `fork: pull request from a fork (alice/proj)` when its head is in another repository (or a
+//! deleted fork), else `outsider: …` when its author is not the owner, a member or a
+//! collaborator (`author_association`), else `trusted: …`. Only `trusted` runs at once.
 //!
 //! A deleted branch or tag is removed; a PR that closed is kept with `state` = `closed`. The
 //! bridge never writes `.monitor` or `commit/…`.
@@ -60,6 +65,7 @@ mod oauth;
 mod pr_clock;
 mod report;
 mod sync;
+mod trust;
 mod webhook;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -68,6 +68,7 @@ pub(crate) fn pr_files(repo: &RepoId, pr: PrFields) -> Option<BTreeMap<&'static 
         ("title", one_line(&pr.title)),
         ("owner", one_line(&pr.owner)),
         ("base", one_line(&pr.base)),
+        ("trust", one_line(&pr.trust)),
     ]))
 }
 

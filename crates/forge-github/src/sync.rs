@@ -68,7 +68,7 @@ pub(crate) async fn list(client: &Client, repo: &RepoId) -> Result<(Listing, boo
         }
     }
     for pr in prs {
-        let fields = pr.into_fields();
+        let fields = pr.into_fields(&repo.to_string());
         let number = fields.number;
         if let Some(updated_at) = fields.updated_at {
             listing.updated_at.insert(number, updated_at);

@@ -136,6 +136,9 @@ pub(crate) struct PrFields {
     pub(crate) base: String,
     /// When GitHub last changed the PR (`updated_at`), if it says.
     pub(crate) updated_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The `trust` file: whether its code runs without a Builder's approval, and why
+    /// ([`crate::trust::classify`]).
+    pub(crate) trust: String,
 }
 
 #[derive(Deserialize)]
@@ -186,11 +189,24 @@ pub(crate) struct PullRequest {
     pub(crate) base: Branch,
     #[serde(default)]
     pub(crate) updated_at: Option<String>,
+    /// `OWNER`, `MEMBER`, `COLLABORATOR`, `CONTRIBUTOR`, … (absent from some GitHub Enterprise
+    /// versions' payloads: then untrusted).
+    #[serde(default)]
+    pub(crate) author_association: Option<String>,
 }
 
 impl PullRequest {
-    pub(crate) fn into_fields(self) -> PrFields {
+    /// Its metadata files; `repo` is the base repository (`owner/repo`), which the head's
+    /// repository is compared with to tell a fork.
+    pub(crate) fn into_fields(self, repo: &str) -> PrFields {
+        let trust = crate::trust::classify(&crate::trust::TrustFacts {
+            base_repo: repo,
+            head_repo: self.head.repo.as_ref().map(|head| head.full_name.as_str()),
+            association: self.author_association.as_deref(),
+            author: self.user.as_ref().map_or("", |user| user.login.as_str()),
+        });
         PrFields {
+            trust,
             number: self.number,
             head: self.head.sha,
             state: if self.state == "open" {
@@ -219,6 +235,15 @@ pub(crate) struct Branch {
     #[serde(rename = "ref")]
     pub(crate) git_ref: String,
     pub(crate) sha: String,
+    /// The repository holding the branch: `null` for a deleted fork.
+    #[serde(default)]
+    pub(crate) repo: Option<BranchRepo>,
+}
+
+/// The repository of a pull request's branch.
+#[derive(Deserialize)]
+pub(crate) struct BranchRepo {
+    pub(crate) full_name: String,
 }
 
 #[derive(Deserialize)]
@@ -319,8 +344,10 @@ pub(crate) fn parse(event: &str, body: &[u8]) -> Result<Event, WebhookError> {
             let payload: PullRequestPayload = serde_json::from_value(value).map_err(malformed)?;
             match payload.action.as_str() {
                 "opened" | "synchronize" | "reopened" | "closed" | "edited" => Event::Pr {
+                    pr: payload
+                        .pull_request
+                        .into_fields(&payload.repository.full_name),
                     repo: payload.repository.full_name,
-                    pr: payload.pull_request.into_fields(),
                 },
                 _ => Event::Nothing,
             }

@@ -9,7 +9,7 @@ use datakit_ci_forge_github::{
 };
 use datakit_ci_store::{BranchName, Store, StorePath};
 use datakit_ci_term::RepoId;
-use datakit_ci_testkit::github::{FakeGithub, FakePr, FakeRepo, fixtures_dir};
+use datakit_ci_testkit::github::{FakeGithub, FakePr, FakeRepo, PrOrigin, fixtures_dir};
 
 const SECRET: &str = "It's a Secret to Everybody";
 
@@ -799,5 +799,113 @@ async fn requests_wait_while_the_rate_limit_is_exhausted() -> anyhow::Result<()>
         "no request before the limit reset at {reset:?}: {requests:?}"
     );
     assert_eq!(ci.bridge.health().api.rate_limit_remaining, Some(4999));
+    Ok(())
+}
+
+/// A change made to a fixture payload.
+type PayloadEdit = fn(&mut serde_json::Value);
+
+/// Issue 17 item 3: every PR written from a `pull_request` delivery has a `trust` file saying
+/// whether its code runs without a Builder's approval, and why. The fixtures are all the
+/// owner's PRs in the repository; the fork and outsider variants are edits of them.
+#[tokio::test]
+async fn pull_request_deliveries_record_whether_the_pr_is_trusted() -> anyhow::Result<()> {
+    let fake = FakeGithub::start();
+    let ci = start(&fake, &[HELLO], token())?;
+    let trust = format!("{HELLO}/pr/2/trust");
+    ci.deliver("pull_request", "pull_request.opened.1.json", "t1")?;
+    ci.bridge.apply_queued().await?;
+    assert_eq!(
+        ci.read(&trust).await?.as_deref(),
+        Some("trusted: pull request by Codertocat, the owner (OWNER)")
+    );
+    // Each variant is newer than the last, so that none is ignored as a late delivery.
+    let variants: [(&str, PayloadEdit, &str); 4] = [
+        (
+            "2019-05-15T16:00:00Z",
+            |p| p["pull_request"]["head"]["repo"]["full_name"] = "alice/Hello-World".into(),
+            "fork: pull request from a fork (alice/Hello-World)",
+        ),
+        (
+            "2019-05-15T16:01:00Z",
+            |p| p["pull_request"]["author_association"] = "FIRST_TIME_CONTRIBUTOR".into(),
+            "outsider: pull request by Codertocat, who is not a collaborator (FIRST_TIME_CONTRIBUTOR)",
+        ),
+        (
+            "2019-05-15T16:02:00Z",
+            |p| p["pull_request"]["head"]["repo"] = serde_json::Value::Null,
+            "fork: pull request from a fork that was deleted",
+        ),
+        (
+            "2019-05-15T16:03:00Z",
+            |p| p["pull_request"]["author_association"] = "COLLABORATOR".into(),
+            "trusted: pull request by Codertocat, a collaborator (COLLABORATOR)",
+        ),
+    ];
+    for (n, (updated_at, edit, expected)) in variants.into_iter().enumerate() {
+        ci.deliver_pr("pull_request.synchronize.1.json", &format!("t2-{n}"), |p| {
+            p["pull_request"]["updated_at"] = updated_at.into();
+            edit(p);
+        })?;
+        ci.bridge.apply_queued().await?;
+        assert_eq!(ci.read(&trust).await?.as_deref(), Some(expected));
+    }
+    Ok(())
+}
+
+/// The full sync records the same `trust` file from `GET …/pulls` (`head.repo`,
+/// `author_association`), and updates it when GitHub says otherwise.
+#[tokio::test]
+async fn a_full_sync_records_whether_each_pr_is_trusted() -> anyhow::Result<()> {
+    let fake = FakeGithub::start();
+    fake.set_repo(
+        "me/proj",
+        repo_with(&[("main", A)], &[], &[(1, B), (2, C), (3, A)]),
+    );
+    fake.set_pr_origin(
+        "me/proj",
+        2,
+        PrOrigin {
+            head_repo: Some("alice/proj".to_owned()),
+            author_association: "CONTRIBUTOR".to_owned(),
+        },
+    );
+    fake.set_pr_origin(
+        "me/proj",
+        3,
+        PrOrigin {
+            head_repo: Some("me/proj".to_owned()),
+            author_association: "NONE".to_owned(),
+        },
+    );
+    let ci = start(&fake, &["me/proj"], token())?;
+    ci.bridge.sync_once().await?;
+    assert_eq!(
+        ci.read("me/proj/pr/1/trust").await?.as_deref(),
+        Some("trusted: pull request by octocat, the owner (OWNER)")
+    );
+    assert_eq!(
+        ci.read("me/proj/pr/2/trust").await?.as_deref(),
+        Some("fork: pull request from a fork (alice/proj)")
+    );
+    assert_eq!(
+        ci.read("me/proj/pr/3/trust").await?.as_deref(),
+        Some("outsider: pull request by octocat, who is not a collaborator (NONE)")
+    );
+    // The author of PR 3 became a member: the next sync says so.
+    fake.set_pr_origin(
+        "me/proj",
+        3,
+        PrOrigin {
+            head_repo: Some("me/proj".to_owned()),
+            author_association: "MEMBER".to_owned(),
+        },
+    );
+    let report = ci.bridge.sync_once().await?;
+    assert_eq!(report.changes.len(), 1, "{:?}", report.changes);
+    assert_eq!(
+        ci.read("me/proj/pr/3/trust").await?.as_deref(),
+        Some("trusted: pull request by octocat, a member (MEMBER)")
+    );
     Ok(())
 }

@@ -134,6 +134,8 @@ async fn mirrors_branches_tags_and_prs() {
             title: "Fix the thing".to_owned(),
             owner: "Bob".to_owned(),
             base: "main".to_owned(),
+            // The local bridge never writes `trust`: its refs are all trusted.
+            trust: datakit_ci_term::PrTrust::Unknown,
         }]
     );
 

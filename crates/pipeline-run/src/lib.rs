@@ -47,6 +47,12 @@
 //! until a Builder approves it in the web UI (`Engine::approve`, recorded in the metadata, read
 //! by `Term::approval`); its description then says who approved it.
 //!
+//! A pull request its bridge calls untrusted (a fork, or an author who is not a collaborator:
+//! `PrTrust::Untrusted`) runs none of its jobs until a Builder approves its head: each waits,
+//! before anything else, as `Waiting for approval: <why>; …` ([`hold_untrusted`]), and once
+//! approved says who approved it. A new head needs a new approval. Secrets are never given to
+//! pull requests, approved or trusted or not.
+//!
 //! Not yet: `artifacts`; such a step fails with a message saying so, rather than running
 //! differently from what its file says.
 
@@ -71,11 +77,13 @@ mod inspect;
 mod key;
 mod retry;
 mod step;
+mod trust;
 
 use check::FileCheck;
 use file::{Loaded, ParsedFile, read};
 pub use inspect::{FileState, InspectedJob, inspect};
 use step::{DockerSteps, HostSteps, NO_DOCKER, StepBuilder, StepKey};
+pub use trust::{PULL_REQUEST_APPROVED, UnknownTrust, hold_untrusted};
 
 /// The name of the plan job: its status says how many jobs the file made, or why it could not
 /// be read.
@@ -118,6 +126,9 @@ pub struct RunnerConfig {
     /// trailing newline removed); the binary uses `<secrets-dir>/pipeline`. Without it, a step
     /// with secrets fails saying so.
     pub secrets_dir: Option<std::path::PathBuf>,
+    /// How a pull request whose bridge records nothing of its trust is treated (the local
+    /// bridge's: as trusted; the GitHub bridge's: held until it does).
+    pub unknown_trust: UnknownTrust,
 }
 
 /// Runs the pipeline files of one repository's commits. Cheap to clone.
@@ -131,6 +142,7 @@ struct Inner {
     label: String,
     services: Services,
     docker: Option<Hosts>,
+    unknown_trust: UnknownTrust,
     /// The image builders of `dockerfile` steps, one per distinct recipe, kept for the runner's
     /// life (each is a cache).
     builders: Mutex<HashMap<ImageRecipe, datakit_ci_docker::Builder>>,
@@ -184,6 +196,7 @@ impl PipelineRunner {
                 label: label.to_owned(),
                 services: services.clone(),
                 docker: config.docker,
+                unknown_trust: config.unknown_trust,
                 builders: Mutex::new(HashMap::new()),
                 steps,
                 checks,
@@ -201,7 +214,6 @@ impl PipelineRunner {
         Term::pair(Term::target(target.clone()), head).and_then(move |(resolved, commit)| {
             let runner = runner.clone();
             let kind = target_kind(&resolved);
-            let repo_id = resolved.id().repo().clone();
             let base = match &resolved {
                 Target::Pr(pr) => match RefName::branch(&pr.base) {
                     Ok(name) => repo
@@ -214,7 +226,7 @@ impl PipelineRunner {
             };
             base.and_then(move |base| {
                 let runner = runner.clone();
-                let (commit, kind, repo_id) = (commit.clone(), kind.clone(), repo_id.clone());
+                let (commit, kind) = (commit.clone(), kind.clone());
                 let load = {
                     let (runner, commit) = (runner.clone(), commit.clone());
                     Term::from_status(move || {
@@ -238,7 +250,8 @@ impl PipelineRunner {
                         }
                     })
                 };
-                load.and_then(move |loaded| runner.plan_of(&repo_id, &commit, &kind, loaded))
+                let resolved = resolved.clone();
+                load.and_then(move |loaded| runner.plan_of(&resolved, &commit, &kind, loaded))
             })
         })
     }
@@ -270,7 +283,7 @@ impl PipelineRunner {
     /// The plan for `commit`'s loaded file: its check, then its jobs for `kind`.
     fn plan_of(
         &self,
-        repo: &RepoId,
+        target: &Target,
         commit: &Commit,
         kind: &TargetKind,
         loaded: Arc<Loaded>,
@@ -289,7 +302,7 @@ impl PipelineRunner {
             Term::job_id().and_then(move |job| checks.find(job, key.clone()))
         };
         let plan = match parsed {
-            Ok(file) => Ok(self.jobs_of(repo, commit, kind, file)),
+            Ok(file) => Ok(self.jobs_of(target, commit, kind, file)),
             Err(_) => Err(()),
         };
         check.and_then(move |()| match &plan {
@@ -302,7 +315,7 @@ impl PipelineRunner {
     /// The plan of the jobs of `file` that apply to `kind`, on `commit`.
     fn jobs_of(
         &self,
-        repo: &RepoId,
+        target: &Target,
         commit: &Commit,
         kind: &TargetKind,
         file: &ParsedFile,
@@ -327,7 +340,18 @@ impl PipelineRunner {
         let mut terms: BTreeMap<String, Term<String>> = BTreeMap::new();
         let mut planned = Vec::new();
         for job in &jobs {
-            let term = self.job_term(repo, job, commit, kind, &digests, &jobs, &mut terms);
+            let term = self.job_term(
+                target.id().repo(),
+                job,
+                commit,
+                kind,
+                &digests,
+                &jobs,
+                &mut terms,
+            );
+            // Outermost, so that every job of an untrusted pull request says why it waits,
+            // whatever it needs.
+            let term = hold_untrusted(target, self.inner.unknown_trust, term);
             let needs = job
                 .needs
                 .iter()

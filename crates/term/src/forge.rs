@@ -109,6 +109,26 @@ impl Term<Option<String>> {
         })
     }
 
+    /// Who approved `commit` as the head of an untrusted pull request of `repo`, if someone did
+    /// ([`metadata::pull_request_approval_path`]); the job is evaluated again when an approval
+    /// is recorded.
+    pub fn pull_request_approval(repo: RepoId, commit: CommitHash) -> Self {
+        Term::from_fn(move |ctx| {
+            let approval = metadata::pull_request_approval_path(&repo, &commit)
+                .map_err(|e| e.to_string())
+                .and_then(|path| {
+                    ctx.record_path(path);
+                    match ctx.metadata() {
+                        None => Ok(None),
+                        Some(snapshot) => MetadataReader::new(snapshot)
+                            .pull_request_approval(&repo, &commit)
+                            .map_err(|e| e.to_string()),
+                    }
+                });
+            std::future::ready(from_result(approval))
+        })
+    }
+
     /// The URL of status `context` on `target`'s head, if reported.
     pub fn ci_target_url(context: impl Into<String>, target: TargetId) -> Self {
         let context = context.into();

@@ -43,7 +43,7 @@ mod term;
 pub use context::{Dependencies, EvalContext};
 pub use ids::{CommitHash, Error as IdError, JobId, RefName, RepoId, TargetId};
 pub use logs::{LogLeaf, Logs, RebuildStateKind, RebuildTrigger, SavedLog};
-pub use metadata::{CiState, CiStatus, PrInfo, PrState, RefInfo, Target};
+pub use metadata::{CiState, CiStatus, PrInfo, PrState, PrTrust, RefInfo, Target};
 pub use output::{FormatError, JobOutput, JobResult};
 pub use status::{Problem, Ready, ReadySender, Status};
 pub use term::{Evaluation, Term};

@@ -62,7 +62,58 @@ pub struct PrInfo {
     pub owner: String,
     /// The branch it targets (`master` when absent).
     pub base: String,
+    /// Whether its code may run without a Builder's approval (the file `trust`).
+    pub trust: PrTrust,
 }
+
+/// Whether a pull request's code may run without a Builder's approval (issue 17), as its
+/// bridge recorded it in the file `pr/<n>/trust`: `trusted: <reason>`, or another word (the
+/// GitHub bridge writes `fork` or `outsider`) and a reason, e.g.
+/// `fork: pull request from a fork (alice/proj)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PrTrust {
+    /// No `trust` file: the bridge does not say (the local bridge, whose refs are all trusted,
+    /// and stores written before the file existed). What this means is the runner's choice.
+    Unknown,
+    /// Its code runs at once; the reason says why, e.g. `the author alice is a member`.
+    Trusted(String),
+    /// Its code runs only once a Builder approves its head; the reason says why, e.g. `pull
+    /// request from a fork (alice/proj)`.
+    Untrusted(String),
+}
+
+impl PrTrust {
+    /// How the file `trust` holding `text` reads: the word before the first `:` says whether
+    /// it is trusted (only the word `trusted` is), the rest is the reason. Any other word, or a
+    /// file without a word, reads as untrusted: a value this version does not know is never
+    /// taken as permission to run.
+    pub fn parse(text: &str) -> PrTrust {
+        let text = text.trim();
+        let (word, reason) = match text.split_once(':') {
+            Some((word, reason)) => (word.trim(), reason.trim()),
+            None => (text, ""),
+        };
+        let reason = if reason.is_empty() { text } else { reason };
+        if word == TRUSTED_WORD {
+            PrTrust::Trusted(reason.to_owned())
+        } else {
+            PrTrust::Untrusted(reason.to_owned())
+        }
+    }
+
+    /// Whether it is [`PrTrust::Untrusted`].
+    pub fn is_untrusted(&self) -> bool {
+        matches!(self, PrTrust::Untrusted(_))
+    }
+}
+
+/// The word of a trusted pull request's `trust` file.
+pub const TRUSTED_WORD: &str = "trusted";
+
+/// The key of a pull request head's approval among the approvals of its commit
+/// (`<repo>/commit/<hash>/approval/.pull-request`): an escaped job name never holds `-`
+/// ([`datakit_ci_store::escape`] writes it `_2d`), so no job's approval can take its place.
+pub const PULL_REQUEST_APPROVAL: &str = ".pull-request";
 
 /// A ref (branch, tag, …) as mirrored in the metadata.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,6 +216,18 @@ pub fn approval_path(
     store_path(&format!(
         "{repo}/commit/{commit}/approval/{}",
         datakit_ci_store::escape(job)
+    ))
+}
+
+/// The path of a Builder's approval of `commit` as the head of an untrusted pull request
+/// (`<repo>/commit/<hash>/approval/.pull-request`, holding who approved it): one approval covers
+/// every job of that head, and a new head needs its own.
+pub fn pull_request_approval_path(
+    repo: &RepoId,
+    commit: &CommitHash,
+) -> Result<StorePath, MetadataError> {
+    store_path(&format!(
+        "{repo}/commit/{commit}/approval/{PULL_REQUEST_APPROVAL}"
     ))
 }
 
@@ -271,6 +334,9 @@ impl<'a> MetadataReader<'a> {
             base: self
                 .read(&format!("{dir}/base"))?
                 .unwrap_or_else(|| "master".to_owned()),
+            trust: self
+                .read(&format!("{dir}/trust"))?
+                .map_or(PrTrust::Unknown, |text| PrTrust::parse(&text)),
         }))
     }
 
@@ -405,5 +471,62 @@ impl<'a> MetadataReader<'a> {
         job: &str,
     ) -> Result<Option<String>, MetadataError> {
         self.read(approval_path(repo, commit, job)?.as_str())
+    }
+
+    /// Who approved `commit` as the head of an untrusted pull request of `repo`, if someone did
+    /// (see [`pull_request_approval_path`]).
+    pub fn pull_request_approval(
+        &self,
+        repo: &RepoId,
+        commit: &CommitHash,
+    ) -> Result<Option<String>, MetadataError> {
+        self.read(pull_request_approval_path(repo, commit)?.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_word_trusted_is_trusted() {
+        assert_eq!(
+            PrTrust::parse("trusted: the author alice is a member (MEMBER)\n"),
+            PrTrust::Trusted("the author alice is a member (MEMBER)".to_owned())
+        );
+        assert_eq!(
+            PrTrust::parse("trusted"),
+            PrTrust::Trusted("trusted".to_owned())
+        );
+        assert_eq!(
+            PrTrust::parse("fork: pull request from a fork (alice/proj)"),
+            PrTrust::Untrusted("pull request from a fork (alice/proj)".to_owned())
+        );
+        // Words this version does not know, and a word that only begins like `trusted`, are
+        // never permission to run.
+        for text in [
+            "maybe: who knows",
+            "trusted-ish: no",
+            "",
+            "Trusted: case matters",
+        ] {
+            assert!(PrTrust::parse(text).is_untrusted(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_pull_request_approval_is_not_a_job_approval() {
+        let repo: RepoId = "me/proj".parse().expect("a repo");
+        let commit: CommitHash = "0123456789012345678901234567890123456789"
+            .parse()
+            .expect("a hash");
+        let pr = pull_request_approval_path(&repo, &commit).expect("a path");
+        assert_eq!(
+            pr.as_str(),
+            "me/proj/commit/0123456789012345678901234567890123456789/approval/.pull-request"
+        );
+        // A job named like the key is escaped to another file.
+        let job = approval_path(&repo, &commit, PULL_REQUEST_APPROVAL).expect("a path");
+        assert_ne!(job, pr);
     }
 }

@@ -1045,3 +1045,139 @@ async fn approvals_need_the_builder_role_and_a_csrf_token_and_name_the_approver(
     assert_eq!(recorded().await?.as_deref(), Some("builder\n"));
     ci.stop().await
 }
+
+/// Issue 17 item 3: an untrusted pull request's page says why its code waits and offers
+/// Builders (only) the approval of its head; approving it, or any of its jobs, records one
+/// approval of the head, with who gave it, and the page then names the approver.
+#[tokio::test]
+async fn an_untrusted_pull_request_is_approved_by_a_builder_once_per_head() -> anyhow::Result<()> {
+    let ci = fixture().await?;
+    ci.edit(&[(
+        "me/proj/pr/10/trust",
+        "fork: pull request from a fork (bob/proj)",
+    )])
+    .await?;
+    let mut agents = agents(&ci).await?;
+    let page_path = "/me/proj/pr/10";
+    let approve = "/approve/me/proj/pr/10";
+    let notice = "Untrusted pull request: pull request from a fork (bob/proj)";
+    let button = "name=\"job\" value=\".pull-request\"";
+    wait_for("the page to show the notice", || {
+        let mut agent = Agent::new(ci.router());
+        async move {
+            agent.log_in("reader", "reader-pw").await.is_ok()
+                && page(&mut agent, page_path)
+                    .await
+                    .is_ok_and(|text| text.contains(notice))
+        }
+    })
+    .await?;
+    let reader_page = page(&mut agents[1], page_path).await?;
+    assert!(reader_page.contains(notice), "{reader_page}");
+    assert!(!reader_page.contains(button), "{reader_page}");
+    let builder_page = page(&mut agents[2], page_path).await?;
+    assert!(builder_page.contains(button), "{builder_page}");
+    assert!(
+        builder_page.contains(&format!("Approve head {}", &E[..8])),
+        "{builder_page}"
+    );
+
+    let recorded = |job: &'static str| {
+        let store = ci.store.clone();
+        async move {
+            let metadata = store
+                .branch(&datakit_ci_store::BranchName::new("github-metadata")?)
+                .head()
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no metadata"))?;
+            anyhow::Ok(
+                metadata
+                    .tree()
+                    .read_file(&datakit_ci_store::StorePath::new(format!(
+                        "me/proj/commit/{E}/approval/{job}"
+                    ))?)?
+                    .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+            )
+        }
+    };
+    // Without a token, or as a reader, nothing is approved.
+    let response = agents[2]
+        .send("POST", approve, Some(&[("job", ".pull-request")]))
+        .await?;
+    assert_eq!(response.status(), 403);
+    let csrf = agents[1].csrf().await?;
+    let response = agents[1]
+        .send(
+            "POST",
+            approve,
+            Some(&[("CSRFToken", &csrf), ("job", ".pull-request")]),
+        )
+        .await?;
+    assert_eq!(response.status(), 403);
+    assert_eq!(recorded(".pull-request").await?, None);
+    // A branch is never approved whole.
+    let csrf = agents[2].csrf().await?;
+    let response = agents[2]
+        .send(
+            "POST",
+            "/approve/me/proj/ref/heads/main",
+            Some(&[("CSRFToken", &csrf), ("job", ".pull-request")]),
+        )
+        .await?;
+    assert_eq!(response.status(), 404);
+
+    // Approving a job of the pull request while its head waits approves the head.
+    let response = agents[2]
+        .send(
+            "POST",
+            approve,
+            Some(&[("CSRFToken", &csrf), ("job", "build")]),
+        )
+        .await?;
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        recorded(".pull-request").await?.as_deref(),
+        Some("builder\n")
+    );
+    assert_eq!(recorded("build").await?, None, "not a job's approval");
+    wait_for("the page to name the approver", || {
+        let mut agent = Agent::new(ci.router());
+        async move {
+            agent.log_in("reader", "reader-pw").await.is_ok()
+                && page(&mut agent, page_path).await.is_ok_and(|text| {
+                    text.contains("was approved by <span class=\"approver\">builder</span>")
+                })
+        }
+    })
+    .await?;
+    // Approving the head again keeps the first approver.
+    let csrf = agents[3].csrf().await?;
+    let response = agents[3]
+        .send(
+            "POST",
+            approve,
+            Some(&[("CSRFToken", &csrf), ("job", ".pull-request")]),
+        )
+        .await?;
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        recorded(".pull-request").await?.as_deref(),
+        Some("builder\n")
+    );
+    // A trusted pull request needs no approval: none is recorded.
+    ci.edit(&[(
+        "me/proj/pr/3/trust",
+        "trusted: pull request by alice, a member (MEMBER)",
+    )])
+    .await?;
+    let csrf = agents[2].csrf().await?;
+    let response = agents[2]
+        .send(
+            "POST",
+            "/approve/me/proj/pr/3",
+            Some(&[("CSRFToken", &csrf), ("job", ".pull-request")]),
+        )
+        .await?;
+    assert_eq!(response.status(), 404);
+    ci.stop().await
+}

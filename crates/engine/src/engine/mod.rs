@@ -31,6 +31,7 @@ use crate::config::{EngineConfig, Plan, Project};
 use crate::metrics::{EngineMetrics, TypeLabel};
 use crate::status::{self, ReportedStatus};
 
+mod approval;
 mod flush;
 mod job;
 mod plan;
@@ -498,6 +499,10 @@ impl Engine {
     /// Records that `user` approved job `job` of `target` on its current head, in the metadata
     /// (`metadata::approval_path`), where the job's term reads it (`Term::approval`); returns
     /// that head. An approval already recorded is kept as it is (the first approver stays).
+    ///
+    /// On an untrusted pull request whose head is not approved yet, every job waits for that
+    /// approval first, so approving any of its jobs approves the head
+    /// ([`Engine::approve_pull_request`]) instead.
     pub async fn approve(
         &self,
         target: &TargetId,
@@ -520,6 +525,9 @@ impl Engine {
             }
             tracked.target.head().clone()
         };
+        if self.pull_request_waits(target)? {
+            return self.approve_pull_request(target, user).await;
+        }
         let path = datakit_ci_term::metadata::approval_path(target.repo(), &head, job)?;
         let mut transaction = self.inner.metadata.transaction().await?;
         if transaction.exists(&path)? {

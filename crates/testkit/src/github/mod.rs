@@ -140,6 +140,19 @@ struct Data {
     git: Option<(PathBuf, String)>,
     /// The OAuth App: client id, secret, the one valid code, and the login it belongs to.
     oauth: Option<(String, String, String, String)>,
+    /// Pull requests listed as not from a collaborator in the repository, by (repository,
+    /// number); the others are the owner's, in the repository.
+    pr_origins: HashMap<(String, u64), PrOrigin>,
+}
+
+/// Where a listed pull request comes from and who opened it, as `GET …/pulls` says
+/// (`head.repo.full_name`, `author_association`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrOrigin {
+    /// The repository of its head (`None`: a deleted fork, listed as `null`).
+    pub head_repo: Option<String>,
+    /// `OWNER`, `MEMBER`, `COLLABORATOR`, `CONTRIBUTOR`, `FIRST_TIME_CONTRIBUTOR`, `NONE`, …
+    pub author_association: String,
 }
 
 /// The fake server. Stops when dropped.
@@ -204,6 +217,14 @@ impl FakeGithub {
     /// Adds or replaces a repository.
     pub fn set_repo(&self, name: &str, repo: FakeRepo) {
         self.data().repos.insert(name.to_owned(), repo);
+    }
+
+    /// Lists pull request `number` of repository `name` as coming from `origin` (by default, a
+    /// pull request is the owner's, with its head in the repository).
+    pub fn set_pr_origin(&self, name: &str, number: u64, origin: PrOrigin) {
+        self.data()
+            .pr_origins
+            .insert((name.to_owned(), number), origin);
     }
 
     /// Changes a repository.
@@ -498,11 +519,26 @@ async fn get_pulls(
         return not_found();
     };
     let template = fixture("openapi/response-examples/pulls.list.200.json")[0].clone();
+    let origins = lock(&data).pr_origins.clone();
     let items = fake
         .prs
         .values()
         .map(|pr| {
             let mut item = template.clone();
+            // The template's repositories are octocat's: the listed PR is in this one.
+            item["base"]["repo"]["full_name"] = json!(name);
+            item["head"]["repo"]["full_name"] = json!(name);
+            if let Some(origin) = origins.get(&(name.clone(), pr.number)) {
+                item["head"]["repo"] = match &origin.head_repo {
+                    Some(head) => {
+                        let mut repo = item["head"]["repo"].clone();
+                        repo["full_name"] = json!(head);
+                        repo
+                    }
+                    None => Value::Null,
+                };
+                item["author_association"] = json!(origin.author_association);
+            }
             item["number"] = json!(pr.number);
             item["state"] = json!("open");
             item["title"] = json!(pr.title);

@@ -2,6 +2,10 @@
 //! `POST /approve/<target path>` with the form field `job` records the approval on the target's
 //! current head through the engine (`Engine::approve`), then goes back to the target's page
 //! (`303`). The job's description then names who approved it, so its history records that.
+//!
+//! The job `.pull-request` (`metadata::PULL_REQUEST_APPROVAL`) approves the current head of an
+//! untrusted pull request, for all its jobs (`Engine::approve_pull_request`); approving a job of
+//! such a pull request whose head nobody approved yet does the same.
 
 use axum::Form;
 use axum::extract::{Extension, OriginalUri, RawPathParams, State};
@@ -49,7 +53,12 @@ pub(crate) async fn post_approve_ref(
 async fn approve(ci: &Ci, viewer: &Viewer, id: &TargetId, job: &str) -> Result<Redirect, Error> {
     // Builders who are not logged in (`--can-build everyone`) approve as `anonymous`.
     let user = viewer.user().unwrap_or("anonymous");
-    match ci.engine.approve(id, job, user).await {
+    let approved = if job == datakit_ci_term::metadata::PULL_REQUEST_APPROVAL {
+        ci.engine.approve_pull_request(id, user).await
+    } else {
+        ci.engine.approve(id, job, user).await
+    };
+    match approved {
         Ok(head) => {
             tracing::info!(target = %id, job, user, head = %head, "job approved");
             Ok(Redirect::to(&urls::target(id)))

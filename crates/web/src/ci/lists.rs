@@ -525,6 +525,7 @@ mod tests {
             title: "Fix <b>\"all\"</b> & more".to_owned(),
             owner: "me".to_owned(),
             base: "main".to_owned(),
+            trust: datakit_ci_term::PrTrust::Unknown,
         });
         for jobs in [&jobs[..], &jobs[..3], &jobs[..1], &[]] {
             check(&branch, jobs, Kind::Branch);
@@ -590,6 +591,7 @@ mod tests {
                 title: String::new(),
                 owner: "me".to_owned(),
                 base: "main".to_owned(),
+                trust: datakit_ci_term::PrTrust::Unknown,
             });
             table.push_row(
                 &target.id(),

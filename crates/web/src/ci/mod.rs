@@ -21,6 +21,7 @@ mod rebuild;
 mod store_size;
 mod target;
 mod trend;
+mod untrusted;
 pub(crate) mod widgets;
 
 use axum::Router;

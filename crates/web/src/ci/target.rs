@@ -168,6 +168,12 @@ async fn target_page(
     };
     let forge_link = state.forge_link(id);
     let live_jobs = shown.recorded.is_none() && shown.target.is_some();
+    let untrusted = if live_jobs {
+        let approver = ci.engine.pull_request_approval(id).map_err(Error::Engine)?;
+        super::untrusted::notice(shown.target.as_ref(), approver.as_deref(), &path, &actions)
+    } else {
+        html! {}
+    };
     let content = html! {
         h1 { (title) }
         @if author.is_some() || forge_link.is_some() {
@@ -183,6 +189,7 @@ async fn target_page(
                 "This target is not tested: its metadata is invalid: " (reason)
             }
         }
+        (untrusted)
         (history_nav)
         p.head {
             @match &shown.head {
