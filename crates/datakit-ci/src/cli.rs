@@ -10,7 +10,8 @@ use datakit_ci_engine::parse_canary;
 use datakit_ci_notifications::{DeliveryConfig, Notifier, NotifySecret};
 use datakit_ci_term::RepoId;
 use datakit_ci_web::{
-    Acl, ConnectionLimits, GithubGrantTimes, ListenAddr, MetricsToken, PublicUrl, SessionsBackend, WebConfig,
+    Acl, ConnectionLimits, GithubGrantTimes, ListenAddr, MetricsToken, PublicUrl, SessionsBackend,
+    WebConfig,
 };
 
 use crate::local::{CiOptions, LocalCiConfig, LocalRepoSpec, ShellConfig, TestSpec};

@@ -204,14 +204,14 @@ impl OAuthApp {
                 retry_after: None,
             });
         };
-        let user: Login = self
-            .user
-            .get_json(&token, "user")
-            .await?
-            .ok_or_else(|| Error::Answer {
-                url: format!("{}/user", self.user.api_url),
-                problem: "404".to_owned(),
-            })?;
+        let user: Login =
+            self.user
+                .get_json(&token, "user")
+                .await?
+                .ok_or_else(|| Error::Answer {
+                    url: format!("{}/user", self.user.api_url),
+                    problem: "404".to_owned(),
+                })?;
         let grants = self.user.grants(&token, repos).await?;
         Ok(GithubUser {
             login: user.login,

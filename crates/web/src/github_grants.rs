@@ -59,7 +59,9 @@ pub(crate) enum Outcome {
 /// Milliseconds since the Unix epoch of `time`.
 pub(crate) fn millis(time: SystemTime) -> u64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 /// How long GitHub is left alone after a failed re-check: the TTL, at most 30 s.

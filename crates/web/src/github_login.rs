@@ -211,7 +211,10 @@ pub(crate) async fn get_github_callback(
     viewer
         .log_in_with_github(&name, identity.attrs, identity.token, keep_token)
         .await?;
-    let back = viewer.take_return_path().await?.unwrap_or_else(|| "/".to_owned());
+    let back = viewer
+        .take_return_path()
+        .await?
+        .unwrap_or_else(|| "/".to_owned());
     Ok(Redirect::to(&back).into_response())
 }
 

@@ -36,7 +36,10 @@ fn a_small_log_is_its_own_tail() {
     assert_eq!(indexed.tail, text);
     assert!(!indexed.needs_index());
     let partial_last = b"one\ntwo".to_vec();
-    assert_eq!(super::tests::indexed(&partial_last, 3, false).index.lines, 2);
+    assert_eq!(
+        super::tests::indexed(&partial_last, 3, false).index.lines,
+        2
+    );
     assert_eq!(super::tests::indexed(b"", 3, false).index.lines, 0);
 }
 
@@ -85,15 +88,25 @@ fn the_first_error_line_is_found_over_the_whole_log() {
         FirstError::NotSought
     );
     // None found; an error on a last line without newline.
-    assert_eq!(indexed(&log(5), 4, true).index.first_error, FirstError::None);
+    assert_eq!(
+        indexed(&log(5), 4, true).index.first_error,
+        FirstError::None
+    );
     let mut last = log(5);
     last.extend_from_slice(b"fatal: no newline");
-    assert_eq!(indexed(&last, 4, true).index.first_error, FirstError::Line(6));
+    assert_eq!(
+        indexed(&last, 4, true).index.first_error,
+        FirstError::Line(6)
+    );
 }
 
 #[test]
 fn the_index_text_round_trips_and_bad_text_is_refused() -> Result<(), IndexError> {
-    for first_error in [FirstError::NotSought, FirstError::None, FirstError::Line(42)] {
+    for first_error in [
+        FirstError::NotSought,
+        FirstError::None,
+        FirstError::Line(42),
+    ] {
         let index = LogIndex {
             bytes: 104_857_600,
             lines: 1_300_000,
@@ -122,7 +135,10 @@ fn the_index_text_round_trips_and_bad_text_is_refused() -> Result<(), IndexError
         "datakit-ci log index 1\nbytes five\nlines 1\ntail-first-line 1\n",
     ] {
         let error = LogIndex::parse(bad.as_bytes()).expect_err(bad);
-        assert!(error.to_string().starts_with("unreadable log index: "), "{error}");
+        assert!(
+            error.to_string().starts_with("unreadable log index: "),
+            "{error}"
+        );
     }
     assert!(LogIndex::parse(b"\xff\xfe").is_err());
     Ok(())

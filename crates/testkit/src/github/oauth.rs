@@ -88,10 +88,7 @@ pub(super) async fn get_user_orgs(State(data): State<Shared>, headers: HeaderMap
     };
     let listed = fixture("openapi/response-examples/orgs.list-for-authenticated-user.200.json");
     let response = match oauth_login(&data, &headers) {
-        _ if failing => json_response(
-            StatusCode::BAD_GATEWAY,
-            &json!({"message": "Server Error"}),
-        ),
+        _ if failing => json_response(StatusCode::BAD_GATEWAY, &json!({"message": "Server Error"})),
         Some(_) => match orgs {
             None => json_response(StatusCode::OK, &listed),
             Some(orgs) => {

@@ -324,9 +324,11 @@ mod tests {
     fn a_known_first_error_is_the_only_line_marked() {
         // The index says line 3 is the log's first error: line 2's error is not marked.
         let mut lines = LogLines::starting_at(2).with_first_error(FirstError::Line(3));
-        let mut html = lines.convert(b"error: second
+        let mut html = lines.convert(
+            b"error: second
 fatal: third
-");
+",
+        );
         html.push_str(&lines.finish());
         assert!(html.contains(r#"<div class="line" id="L2">"#), "{html}");
         assert!(
@@ -337,14 +339,21 @@ fatal: third
         assert!(html.contains(r##"<a href="#L3">First error-looking line: 3</a>"##));
         // The first error is elsewhere: nothing marked, and no `#failure` target at the end.
         let mut lines = LogLines::starting_at(100).with_first_error(FirstError::Line(7));
-        let mut html = lines.convert(b"error: later
-");
+        let mut html = lines.convert(
+            b"error: later
+",
+        );
         html.push_str(&lines.finish());
-        assert!(!html.contains("error-line") && !html.contains("failure"), "{html}");
+        assert!(
+            !html.contains("error-line") && !html.contains("failure"),
+            "{html}"
+        );
         // No error in the whole log: the end is the failure target, as without an index.
         let mut lines = LogLines::starting_at(1).with_first_error(FirstError::None);
-        let mut html = lines.convert(b"error: looks like one
-");
+        let mut html = lines.convert(
+            b"error: looks like one
+",
+        );
         html.push_str(&lines.finish());
         assert!(!html.contains("error-line"), "{html}");
         assert!(html.ends_with(r#"<span id="failure"></span>"#), "{html}");

@@ -239,7 +239,11 @@ pub(crate) async fn get_live_log(
         },
         footer: html! { p.complete { "This log is now complete." } },
     };
-    Ok(html_response(&frame, source, lines::LogLines::starting_at(1)))
+    Ok(html_response(
+        &frame,
+        source,
+        lines::LogLines::starting_at(1),
+    ))
 }
 
 /// The head of cache branch `branch` if retention removed its logs (its `log` is then the
@@ -280,8 +284,8 @@ pub(crate) async fn get_saved_log(
     };
     let request = SavedRequest::from_query(query.as_deref())?;
     let wants_tail = request == SavedRequest::Page(window::Selection::Default);
-    let mut stored = tokio::task::spawn_blocking(move || StoredLog::read(snapshot, wants_tail))
-        .await??;
+    let mut stored =
+        tokio::task::spawn_blocking(move || StoredLog::read(snapshot, wants_tail)).await??;
     if !stored.exists {
         return Err(Error::NotFound(format!("Commit {id} has no log")));
     }

@@ -11,9 +11,9 @@
 
 use std::io::{self, Read};
 
-use datakit_ci_log::index::{FirstError, Indexer, LogIndex};
 #[cfg(test)]
 use datakit_ci_log::index::TAIL_BYTES;
+use datakit_ci_log::index::{FirstError, Indexer, LogIndex};
 /// The most lines one `?lines=` window shows.
 pub(crate) const MAX_WINDOW_LINES: u64 = 20_000;
 /// The most matching lines a server-side search returns.
