@@ -428,8 +428,7 @@ impl<B: Builder> Cache<B> {
                 .create_file(&path(RECIPE_FILE), recipe)
                 .map_err(store_error)?;
         }
-        transaction
-            .create_file_from_reader(&path(LOG_FILE), log.saved_reader())
+        crate::save_log(&mut transaction, log.saved_reader(), result.is_err())
             .map_err(store_error)?;
         let commit = transaction.commit(&message).await.map_err(store_error)?;
         Ok(Outcome::Recorded(result, commit))

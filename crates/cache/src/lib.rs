@@ -41,8 +41,10 @@ mod builder;
 mod cache;
 mod metrics;
 mod retention;
+mod saved_log;
 
 pub use builder::{Build, Builder};
 pub use cache::{Cache, Error};
 pub use metrics::CacheMetrics;
 pub use retention::{LOG_REMOVED_FILE, Retention, remove_old_logs};
+pub use saved_log::save_log;

@@ -71,6 +71,7 @@ pub async fn remove_old_logs(store: &Store, keep: Duration) -> Result<Retention,
         transaction
             .create_file(&path(LOG_FILE), note)
             .map_err(store_error(name.as_str()))?;
+        crate::saved_log::remove_index(&mut transaction).map_err(store_error(name.as_str()))?;
         transaction
             .create_file(
                 &path(LOG_REMOVED_FILE),

@@ -10,7 +10,8 @@ use datakit_ci_engine::parse_canary;
 use datakit_ci_notifications::{DeliveryConfig, Notifier, NotifySecret};
 use datakit_ci_term::RepoId;
 use datakit_ci_web::{
-    Acl, ConnectionLimits, ListenAddr, MetricsToken, PublicUrl, SessionsBackend, WebConfig,
+    Acl, ConnectionLimits, GithubGrantTimes, ListenAddr, MetricsToken, PublicUrl, SessionsBackend,
+    WebConfig,
 };
 
 use crate::local::{CiOptions, LocalCiConfig, LocalRepoSpec, ShellConfig, TestSpec};
@@ -195,6 +196,10 @@ pub struct CommonArgs {
     /// The most web connections open at once (default: half the open-files limit).
     #[arg(long, value_name = "N")]
     pub max_connections: Option<std::num::NonZeroUsize>,
+    /// How long a GitHub user's organisations and repository permissions are trusted before
+    /// GitHub is asked again (`github-org:` and `can-read-github:` ACLs).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub github_grants_ttl: std::time::Duration,
     /// Push the state store (all its branches) to this Git remote after each flush of
     /// statuses, e.g. `https://user:token@git.example.org/ci/state.git`, `ssh://…` or a path;
     /// failures are retried and shown on the dashboard. Credentials in the URL are never shown.
@@ -390,6 +395,10 @@ impl CommonArgs {
             web.connection_limits(ConnectionLimits {
                 max_connections: self.max_connections.map(std::num::NonZeroUsize::get),
                 ..ConnectionLimits::default()
+            })
+            .github_grants(GithubGrantTimes {
+                ttl: self.github_grants_ttl,
+                ..GithubGrantTimes::default()
             })
         });
         let notify = match (self.notify.is_empty(), &self.notify_secret_file) {

@@ -13,14 +13,14 @@ use clap::Args;
 use datakit_ci_engine::Engine;
 use datakit_ci_forge_github::{
     Credentials, GithubBridge, GithubConfig, LogHook, LogRequest, MAX_PAYLOAD_BYTES, OAuthApp,
-    Receipt, RerunHook, RerunRequest, Secret, WebhookError, WebhookRequest,
+    Receipt, RerunHook, RerunRequest, Secret, UserClient, WebhookError, WebhookRequest,
 };
 use datakit_ci_git::RemoteCredentials;
 use datakit_ci_store::{BranchName, Store};
 use datakit_ci_term::{JobOutput, LogLeaf, RebuildStateKind, RepoId, SavedLog, TargetId};
 use datakit_ci_web::{
-    ForgeHealth, ForgeLink, ForgeLinks, GithubIdentity, GithubLogin, OAuthClient, UserAttrs,
-    WebhookDelivery, WebhookOutcome, WebhookReceiver, WebhookRejection,
+    ForgeHealth, ForgeLink, ForgeLinks, GithubIdentity, GithubLogin, GithubToken, OAuthClient,
+    RecheckError, UserAttrs, WebhookDelivery, WebhookOutcome, WebhookReceiver, WebhookRejection,
 };
 
 use crate::cli::UsageError;
@@ -386,12 +386,15 @@ impl RemoteCredentials for GitCredentials {
 pub fn oauth_login(api_url: &str) -> Arc<dyn GithubLogin> {
     Arc::new(LoginAdapter {
         api_url: api_url.to_owned(),
+        // The API URL was checked at start; an unusable one makes every re-check fail.
+        user: UserClient::new(api_url).map_err(|e| e.to_string()),
     })
 }
 
-/// The web's [`GithubLogin`] from the bridge crate's [`OAuthApp`].
+/// The web's [`GithubLogin`] from the bridge crate's [`OAuthApp`] and [`UserClient`].
 struct LoginAdapter {
     api_url: String,
+    user: Result<UserClient, String>,
 }
 
 impl LoginAdapter {
@@ -438,7 +441,30 @@ impl GithubLogin for LoginAdapter {
                     github_orgs: user.orgs,
                     can_read_github: user.can_read,
                 },
+                token: GithubToken::new(user.token.expose()),
             })
+        })
+    }
+
+    fn recheck(
+        &self,
+        token: GithubToken,
+        repos: Vec<String>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<UserAttrs, RecheckError>> + Send>>
+    {
+        let user = self.user.clone();
+        Box::pin(async move {
+            let user = user.map_err(RecheckError::Unreachable)?;
+            match user.grants(&Secret::new(token.expose()), &repos).await {
+                Ok(grants) => Ok(UserAttrs {
+                    github_orgs: grants.orgs,
+                    can_read_github: grants.can_read,
+                }),
+                Err(datakit_ci_forge_github::Error::Status { status: 401, .. }) => {
+                    Err(RecheckError::Rejected)
+                }
+                Err(error) => Err(RecheckError::Unreachable(error.to_string())),
+            }
         })
     }
 }

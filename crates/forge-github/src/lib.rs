@@ -80,7 +80,7 @@ use tokio_util::sync::CancellationToken;
 pub use api::ApiCounts;
 pub use auth::{Credentials, Secret};
 pub use error::{Error, WebhookError};
-pub use oauth::{GithubUser, OAuthApp, web_url};
+pub use oauth::{GithubUser, OAuthApp, UserClient, UserGrants, web_url};
 pub use report::check_run::{
     ALLOWED_FAILURE_PREFIX, APPROVAL_PREFIX, CANCELLED_PREFIX, SKIPPED_PREFIX, TIMED_OUT_PHRASE,
 };

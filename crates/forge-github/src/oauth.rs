@@ -1,6 +1,7 @@
 //! "Log in with GitHub" (spec §2.8): the OAuth App's authorize URL ([`OAuthApp::authorize_url`])
 //! and, given the code GitHub sends back, the user's login, organisations and read access to the
-//! repositories the ACLs name ([`OAuthApp::complete`]). Knows nothing of sessions or the
+//! repositories the ACLs name, with the user's token ([`OAuthApp::complete`]); later, the same
+//! grants read again with that token ([`UserClient::grants`]). Knows nothing of sessions or the
 //! `state` parameter's binding to one (the web layer does that).
 
 use serde::Deserialize;
@@ -14,9 +15,7 @@ pub struct OAuthApp {
     client_secret: Secret,
     /// `https://github.com`, or a GitHub Enterprise server's root.
     web_url: String,
-    /// The REST API's base URL.
-    api_url: String,
-    http: reqwest::Client,
+    user: UserClient,
 }
 
 /// Who logged in, as GitHub says.
@@ -29,6 +28,71 @@ pub struct GithubUser {
     pub orgs: Vec<String>,
     /// For each repository asked about, whether the user can read it.
     pub can_read: Vec<(String, bool)>,
+    /// The user's OAuth token (`Debug` hides it), to read their grants again later.
+    pub token: Secret,
+}
+
+/// What GitHub grants a user now: their organisations and read access to some repositories.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UserGrants {
+    /// The organisations the user belongs to (their logins).
+    pub orgs: Vec<String>,
+    /// For each repository asked about, whether the user can read it.
+    pub can_read: Vec<(String, bool)>,
+}
+
+/// The REST API as a user, with their OAuth token: what they are granted.
+#[derive(Clone, Debug)]
+pub struct UserClient {
+    /// The REST API's base URL.
+    api_url: String,
+    http: reqwest::Client,
+}
+
+impl UserClient {
+    /// A client of the REST API at `api_url`, asking with a 10 s timeout (a web request waits
+    /// for it).
+    pub fn new(api_url: &str) -> Result<Self, Error> {
+        if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
+            return Err(Error::ApiUrl(api_url.to_owned()));
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("datakit-ci/", env!("CARGO_PKG_VERSION")))
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(Error::Client)?;
+        Ok(UserClient {
+            api_url: api_url.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    /// The organisations of the user holding `token` and, for each of `repos` (`owner/repo`),
+    /// whether they can read it. A refused token is [`Error::Status`] with status `401`.
+    pub async fn grants(&self, token: &Secret, repos: &[String]) -> Result<UserGrants, Error> {
+        let orgs: Vec<Login> = self
+            .get_json(token, "user/orgs?per_page=100")
+            .await?
+            .unwrap_or_default();
+        let mut can_read = Vec::new();
+        for repo in repos {
+            let readable = self
+                .get_json::<serde_json::Value>(token, &format!("repos/{repo}"))
+                .await?
+                .is_some_and(|value| {
+                    value
+                        .pointer("/permissions/pull")
+                        .and_then(serde_json::Value::as_bool)
+                        .unwrap_or(true)
+                });
+            can_read.push((repo.clone(), readable));
+        }
+        Ok(UserGrants {
+            orgs: orgs.into_iter().map(|org| org.login).collect(),
+            can_read,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -64,17 +128,11 @@ impl OAuthApp {
                 .unwrap_or(&api_url)
                 .to_owned()
         };
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("datakit-ci/", env!("CARGO_PKG_VERSION")))
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(Error::Client)?;
         Ok(OAuthApp {
             client_id: client_id.into(),
             client_secret,
             web_url,
-            api_url,
-            http,
+            user: UserClient::new(&api_url)?,
         })
     }
 
@@ -93,7 +151,8 @@ impl OAuthApp {
     }
 
     /// Exchanges `code` for the user's token, then reads the user's login, organisations and,
-    /// for each of `repos` (`owner/repo`), whether the user can read it. The token is dropped.
+    /// for each of `repos` (`owner/repo`), whether the user can read it. The token is returned
+    /// for [`UserClient::grants`].
     pub async fn complete(
         &self,
         code: &str,
@@ -110,6 +169,7 @@ impl OAuthApp {
             }
         };
         let answer = self
+            .user
             .http
             .post(&url)
             .header(reqwest::header::ACCEPT, "application/json")
@@ -144,37 +204,25 @@ impl OAuthApp {
                 retry_after: None,
             });
         };
-        let user: Login = self
-            .get_json(&token, "user")
-            .await?
-            .ok_or_else(|| Error::Answer {
-                url: format!("{}/user", self.api_url),
-                problem: "404".to_owned(),
-            })?;
-        let orgs: Vec<Login> = self
-            .get_json(&token, "user/orgs?per_page=100")
-            .await?
-            .unwrap_or_default();
-        let mut can_read = Vec::new();
-        for repo in repos {
-            let readable = self
-                .get_json::<serde_json::Value>(&token, &format!("repos/{repo}"))
+        let user: Login =
+            self.user
+                .get_json(&token, "user")
                 .await?
-                .is_some_and(|value| {
-                    value
-                        .pointer("/permissions/pull")
-                        .and_then(serde_json::Value::as_bool)
-                        .unwrap_or(true)
-                });
-            can_read.push((repo.clone(), readable));
-        }
+                .ok_or_else(|| Error::Answer {
+                    url: format!("{}/user", self.user.api_url),
+                    problem: "404".to_owned(),
+                })?;
+        let grants = self.user.grants(&token, repos).await?;
         Ok(GithubUser {
             login: user.login,
-            orgs: orgs.into_iter().map(|org| org.login).collect(),
-            can_read,
+            orgs: grants.orgs,
+            can_read: grants.can_read,
+            token,
         })
     }
+}
 
+impl UserClient {
     /// `GET path` with the user's token; `None` for a 404 (or 403: no access).
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,

@@ -15,6 +15,9 @@
 //!   [`pending_watch`](LiveLog::pending_watch)) and its cancellation token
 //!   ([`cancel`](LiveLog::cancel)). [`LiveLog::mask`] replaces secret values by `***` in what
 //!   is written while its [`MaskGuard`] lives, also when a write splits a value.
+//! - [`index`]: what a viewer's first view of a big saved log needs, written beside it
+//!   ([`LogIndex`], its tail, [`Indexer`]), and what makes a line look like an error
+//!   ([`looks_like_error`]).
 //! - [`LogStream`] ([`LiveLog::stream`]) yields the log from offset 0 in chunks, waiting for more
 //!   until the log is finished. [`LogReader`] ([`LiveLog::reader`]) is a synchronous
 //!   [`std::io::Read`] over the text written so far, for saving it.
@@ -80,11 +83,16 @@
 //! ```
 
 mod buffer;
+pub mod index;
 mod live_log;
 mod manager;
 mod mask;
 mod stream;
 
+pub use index::{
+    FirstError, IndexError, IndexedLog, Indexer, IndexingReader, LogIndex, is_heading,
+    looks_like_error,
+};
 pub use live_log::{LiveLog, LiveLogSpec, MaskGuard, PendingReasonGuard, PendingState};
 pub use manager::{
     DEFAULT_MEMORY_LIMIT, DEFAULT_RECENT_WINDOW, DEFAULT_SAVED_LIMIT, LogConfig, LogManager,

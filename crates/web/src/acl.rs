@@ -121,6 +121,16 @@ impl Acl {
         }
     }
 
+    /// Whether a rule of this ACL depends on what GitHub says of a user (`github-org` or
+    /// `can-read-github`).
+    pub fn uses_github(&self) -> bool {
+        match &self.0 {
+            Rule::GithubOrg(_) | Rule::CanReadGithub(_) => true,
+            Rule::Any(acls) => acls.iter().any(Acl::uses_github),
+            Rule::Everyone | Rule::Username(_) => false,
+        }
+    }
+
     /// Every repository named by a `can-read-github` rule, for checking at GitHub login.
     pub fn github_repos(&self) -> Vec<&str> {
         match &self.0 {
@@ -241,6 +251,26 @@ impl AccessPolicy {
             Role::LoggedIn => yes_if(user.is_some()),
             Role::Admin => yes_if(user == Some("admin")),
         }
+    }
+
+    /// Whether either ACL depends on what GitHub says of a user.
+    pub fn uses_github(&self) -> bool {
+        self.can_read.uses_github() || self.can_build.uses_github()
+    }
+
+    /// The repositories either ACL's `can-read-github` rules name, sorted, each once: what is
+    /// asked of GitHub at login and at each re-check.
+    pub fn github_repos(&self) -> Vec<String> {
+        let mut repos: Vec<String> = self
+            .can_read
+            .github_repos()
+            .into_iter()
+            .chain(self.can_build.github_repos())
+            .map(str::to_owned)
+            .collect();
+        repos.sort();
+        repos.dedup();
+        repos
     }
 
     /// Checks every role of `roles`; the first one that is not [`Decision::Yes`] decides.

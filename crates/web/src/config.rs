@@ -306,6 +306,27 @@ pub struct WebConfig {
     state_repo: Option<String>,
     connections: ConnectionLimits,
     read_only: Option<String>,
+    github_grants: GithubGrantTimes,
+}
+
+/// How long the GitHub-derived grants of a session (its user's organisations and repository
+/// permissions, read with their OAuth token) are trusted before GitHub is asked again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GithubGrantTimes {
+    /// After this long, the next request that may need them asks GitHub again (default 5 min).
+    pub ttl: Duration,
+    /// While GitHub cannot be reached, the previous grants are kept this long past `ttl`
+    /// (default 15 min); after that they are dropped until GitHub answers again.
+    pub grace: Duration,
+}
+
+impl Default for GithubGrantTimes {
+    fn default() -> GithubGrantTimes {
+        GithubGrantTimes {
+            ttl: Duration::from_secs(5 * 60),
+            grace: Duration::from_secs(15 * 60),
+        }
+    }
 }
 
 impl WebConfig {
@@ -333,6 +354,7 @@ impl WebConfig {
             state_repo: None,
             connections: ConnectionLimits::default(),
             read_only: None,
+            github_grants: GithubGrantTimes::default(),
         }
     }
 
@@ -416,6 +438,14 @@ impl WebConfig {
         self
     }
 
+    /// How long GitHub-derived grants are trusted (`--github-grants-ttl`), and kept while
+    /// GitHub is unreachable.
+    #[must_use]
+    pub fn github_grants(mut self, times: GithubGrantTimes) -> Self {
+        self.github_grants = times;
+        self
+    }
+
     /// The CI's name.
     pub fn ci_name(&self) -> &str {
         &self.name
@@ -469,6 +499,11 @@ impl WebConfig {
     /// The bounds on the server's connections.
     pub fn connections(&self) -> &ConnectionLimits {
         &self.connections
+    }
+
+    /// How long GitHub-derived grants are trusted.
+    pub fn github_grant_times(&self) -> GithubGrantTimes {
+        self.github_grants
     }
 
     /// The session cookie's name: `__ci_session-<name>`, characters outside a cookie token replaced

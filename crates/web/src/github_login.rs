@@ -67,6 +67,44 @@ pub struct GithubIdentity {
     pub login: String,
     /// Their organisations and readable repositories, for the ACLs.
     pub attrs: UserAttrs,
+    /// The user's OAuth token, kept in their server-side session to ask GitHub again once the
+    /// grants are older than [`GithubGrantTimes::ttl`](crate::GithubGrantTimes).
+    pub token: GithubToken,
+}
+
+/// A GitHub user's OAuth token. Its `Debug` form hides it, so that it never reaches a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GithubToken(String);
+
+impl GithubToken {
+    /// Wraps the token `token`.
+    pub fn new(token: impl Into<String>) -> GithubToken {
+        GithubToken(token.into())
+    }
+
+    /// The token itself, for the request that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for GithubToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GithubToken(<redacted>)")
+    }
+}
+
+/// Why GitHub's grants could not be read again ([`GithubLogin::recheck`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RecheckError {
+    /// GitHub refused the token (`401`: revoked, expired, or the OAuth App removed): the
+    /// GitHub-derived grants are dropped.
+    #[error("GitHub refused the user's token")]
+    Rejected,
+    /// GitHub could not be asked (network error, timeout, `5xx`): the previous grants are kept
+    /// for a grace time.
+    #[error("GitHub could not be reached: {0}")]
+    Unreachable(String),
 }
 
 /// GitHub's side of the login.
@@ -84,6 +122,21 @@ pub trait GithubLogin: Send + Sync + 'static {
         redirect_uri: String,
         repos: Vec<String>,
     ) -> BoxFuture<'static, Result<GithubIdentity, String>>;
+
+    /// The organisations and, for each of `repos`, read access of the user holding `token`,
+    /// asked again once the grants read at login (or at the last re-check) are too old.
+    fn recheck(
+        &self,
+        token: GithubToken,
+        repos: Vec<String>,
+    ) -> BoxFuture<'static, Result<UserAttrs, RecheckError>>;
+}
+
+/// The query of `GET /auth/github`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct LoginQuery {
+    /// Where to go once logged in: a path on this site, else ignored.
+    redirect: Option<String>,
 }
 
 /// The query of `GET /auth/github-callback`.
@@ -101,12 +154,19 @@ fn callback_url(state: &AppState) -> String {
 pub(crate) async fn get_github_login(
     State(state): State<AppState>,
     viewer: Viewer,
+    Query(query): Query<LoginQuery>,
 ) -> Result<Response, Error> {
     let (Some(login), Some(client)) = (state.github_login(), read_client(state.secrets_dir()))
     else {
         return Ok((StatusCode::NOT_FOUND, "GitHub login is not configured").into_response());
     };
-    let oauth_state = viewer.new_oauth_state().await?;
+    // Only a path on this site: the callback redirects there.
+    let back = query
+        .redirect
+        .as_deref()
+        .and_then(crate::urls::local_path)
+        .filter(|path| !path.starts_with("/auth/"));
+    let oauth_state = viewer.new_oauth_state(back).await?;
     let url = login.authorize_url(&client.id, &oauth_state, &callback_url(&state));
     Ok(Redirect::to(&url).into_response())
 }
@@ -139,24 +199,23 @@ pub(crate) async fn get_github_callback(
         .code
         .filter(|code| !code.is_empty())
         .ok_or_else(|| Error::BadRequest("Missing code".to_owned()))?;
-    let policy = state.config().access();
-    let mut repos: Vec<String> = policy
-        .can_read
-        .github_repos()
-        .into_iter()
-        .chain(policy.can_build.github_repos())
-        .map(str::to_owned)
-        .collect();
-    repos.sort();
-    repos.dedup();
+    let repos = state.config().access().github_repos();
     let identity = login
         .complete(client, code, callback_url(&state), repos)
         .await
         .map_err(|message| Error::Forbidden(format!("GitHub login failed: {message}")))?;
     let name = format!("github:{}", identity.login);
     tracing::info!(user = %name, "logged in with GitHub");
-    viewer.log_in(&name, identity.attrs, None).await?;
-    Ok(Redirect::to("/").into_response())
+    // The token is kept only if the ACLs need GitHub asked again.
+    let keep_token = state.config().access().uses_github();
+    viewer
+        .log_in_with_github(&name, identity.attrs, identity.token, keep_token)
+        .await?;
+    let back = viewer
+        .take_return_path()
+        .await?
+        .unwrap_or_else(|| "/".to_owned());
+    Ok(Redirect::to(&back).into_response())
 }
 
 /// Whether the login page offers "Log in with GitHub".

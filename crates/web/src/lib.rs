@@ -120,6 +120,7 @@ mod csp;
 mod csrf;
 mod error;
 mod forge_health;
+mod github_grants;
 mod github_login;
 mod logs;
 mod memory_sessions;
@@ -145,13 +146,15 @@ pub use auth::{
 pub use ci::ci_pages;
 pub use cluster::{ClusterJob, ClusterNode, ClusterSnapshot, ClusterStatus, JobPlace, NodeState};
 pub use config::{
-    ConnectionLimits, ListenAddr, MetricsToken, PublicUrl, Scheme, SessionsBackend, WebConfig,
+    ConnectionLimits, GithubGrantTimes, ListenAddr, MetricsToken, PublicUrl, Scheme,
+    SessionsBackend, WebConfig,
 };
 pub use csrf::CSRF_FIELD;
 pub use error::Error;
 pub use forge_health::{ForgeHealth, ForgeLink, ForgeLinks};
 pub use github_login::{
-    GithubIdentity, GithubLogin, OAUTH_CLIENT_ID_FILE, OAUTH_CLIENT_SECRET_FILE, OAuthClient,
+    GithubIdentity, GithubLogin, GithubToken, OAUTH_CLIENT_ID_FILE, OAUTH_CLIENT_SECRET_FILE,
+    OAuthClient, RecheckError,
 };
 pub use metrics::WebMetrics;
 pub use router::router;

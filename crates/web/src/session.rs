@@ -2,7 +2,9 @@
 //! token, on top of `tower-sessions` (memory or Redis, see `server`).
 //!
 //! [`Viewer`] is the extractor handlers use. The session's serialised form is private to this
-//! module.
+//! module. A GitHub user's session also holds their OAuth token and when their grants were read
+//! (see `github_grants`), when the ACLs use GitHub at all: only in the session store (memory, or
+//! Redis), never in the cookie (which carries the session id only), a page or a log.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -10,13 +12,36 @@ use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
 use crate::acl::UserAttrs;
-use crate::auth::Auth;
 use crate::csrf::AnonymousToken;
+use crate::github_grants::{self, GrantClock, Outcome};
+use crate::github_login::GithubToken;
 use crate::{AppState, Error, secrets};
 
 const USER_KEY: &str = "user";
 const CSRF_KEY: &str = "csrf";
 const OAUTH_STATE_KEY: &str = "github_oauth_state";
+const RETURN_PATH_KEY: &str = "github_return_path";
+
+/// The stored form of a GitHub user's token and grant times.
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct StoredGithub {
+    token: String,
+    /// When GitHub last answered with the grants (ms since the epoch).
+    fetched_at: u64,
+    /// Not before this time after a failed re-check (ms since the epoch; 0: none failed).
+    #[serde(default)]
+    retry_at: u64,
+}
+
+impl std::fmt::Debug for StoredGithub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredGithub")
+            .field("token", &"<redacted>")
+            .field("fetched_at", &self.fetched_at)
+            .field("retry_at", &self.retry_at)
+            .finish()
+    }
+}
 
 /// The stored form of a logged-in user.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -30,6 +55,9 @@ struct StoredUser {
     /// user is removed, it no longer matches and the session is logged out.
     #[serde(default)]
     stamp: Option<String>,
+    /// A GitHub user's token and grant times, when the ACLs use GitHub.
+    #[serde(default)]
+    github: Option<StoredGithub>,
 }
 
 /// The person making a request: their session, and the user logged in with it, if any.
@@ -50,14 +78,14 @@ impl FromRequestParts<AppState> for Viewer {
         let session = Session::from_request_parts(parts, state)
             .await
             .map_err(|(_, message)| Error::BadRequest(message.to_owned()))?;
-        let mut viewer = Viewer::load(session, state.auth()).await?;
+        let mut viewer = Viewer::load(session, state).await?;
         viewer.anonymous_csrf = parts.extensions.get::<AnonymousToken>().cloned();
         Ok(viewer)
     }
 }
 
 impl Viewer {
-    pub(crate) async fn load(session: Session, auth: &Auth) -> Result<Viewer, Error> {
+    pub(crate) async fn load(session: Session, state: &AppState) -> Result<Viewer, Error> {
         let stored: Option<StoredUser> = match session.get(USER_KEY).await {
             Ok(stored) => stored,
             Err(tower_sessions::session::Error::SerdeJson(error)) => {
@@ -66,6 +94,7 @@ impl Viewer {
             }
             Err(error) => return Err(error.into()),
         };
+        let auth = state.auth();
         let stored = stored.filter(|stored| {
             let valid = !is_local_user(&stored.name) || auth.stamp(&stored.name) == stored.stamp;
             if !valid {
@@ -73,6 +102,12 @@ impl Viewer {
             }
             valid
         });
+        let stored = match stored {
+            Some(stored) if !is_local_user(&stored.name) => {
+                refresh_github_grants(&session, state, stored).await?
+            }
+            other => other,
+        };
         let (user, attrs) = match stored {
             Some(stored) => (
                 Some(stored.name),
@@ -132,6 +167,7 @@ impl Viewer {
             github_orgs: attrs.github_orgs.clone(),
             can_read_github: attrs.can_read_github.clone(),
             stamp,
+            github: None,
         };
         self.session.insert(USER_KEY, stored).await?;
         self.user = Some(name.to_owned());
@@ -139,11 +175,54 @@ impl Viewer {
         Ok(())
     }
 
-    /// A new `state` for a GitHub login, kept in the session until [`Viewer::take_oauth_state`].
-    pub(crate) async fn new_oauth_state(&self) -> Result<String, Error> {
+    /// Logs the GitHub user `name` in with the grants GitHub gave at login; their `token` is
+    /// kept in the session (not the cookie) to ask GitHub again later, when the ACLs use GitHub.
+    pub(crate) async fn log_in_with_github(
+        &mut self,
+        name: &str,
+        attrs: UserAttrs,
+        token: GithubToken,
+        keep_token: bool,
+    ) -> Result<(), Error> {
+        self.session.cycle_id().await?;
+        let stored = StoredUser {
+            name: name.to_owned(),
+            github_orgs: attrs.github_orgs.clone(),
+            can_read_github: attrs.can_read_github.clone(),
+            stamp: None,
+            github: keep_token.then(|| StoredGithub {
+                token: token.expose().to_owned(),
+                fetched_at: github_grants::millis(std::time::SystemTime::now()),
+                retry_at: 0,
+            }),
+        };
+        self.session.insert(USER_KEY, stored).await?;
+        self.user = Some(name.to_owned());
+        self.attrs = attrs;
+        Ok(())
+    }
+
+    /// A new `state` for a GitHub login, kept in the session until [`Viewer::take_oauth_state`],
+    /// with the local path to come back to after the login, if any.
+    pub(crate) async fn new_oauth_state(&self, back: Option<&str>) -> Result<String, Error> {
         let state = secrets::random_token(24);
         self.session.insert(OAUTH_STATE_KEY, &state).await?;
+        match back {
+            Some(back) => self.session.insert(RETURN_PATH_KEY, back).await?,
+            None => {
+                self.session.remove_value(RETURN_PATH_KEY).await?;
+            }
+        }
         Ok(state)
+    }
+
+    /// Where a GitHub login goes back to (a local path checked when it was stored), removed.
+    pub(crate) async fn take_return_path(&self) -> Result<Option<String>, Error> {
+        Ok(self
+            .session
+            .remove::<String>(RETURN_PATH_KEY)
+            .await?
+            .filter(|path| crate::urls::local_path(path).is_some()))
     }
 
     /// The GitHub login `state` this session issued, removed (usable once).
@@ -159,6 +238,83 @@ impl Viewer {
         self.attrs = UserAttrs::default();
         Ok(())
     }
+}
+
+/// A GitHub user's session as it should be now: grants asked for again if they are too old
+/// (see `github_grants`), or `None` once the GitHub login ended. Saves what changed.
+async fn refresh_github_grants(
+    session: &Session,
+    state: &AppState,
+    mut stored: StoredUser,
+) -> Result<Option<StoredUser>, Error> {
+    let policy = state.config().access();
+    if !policy.uses_github() {
+        // The grants decide nothing: no need to ask GitHub.
+        return Ok(Some(stored));
+    }
+    let (Some(github), Some(login)) = (stored.github.clone(), state.github_login()) else {
+        // A session from before grants were re-checked (no token), or GitHub login no longer
+        // configured: the grants can never be checked again, so the GitHub login ends.
+        tracing::info!(user = %stored.name, "GitHub grants that cannot be re-checked; logged out");
+        end_login(session).await?;
+        return Ok(None);
+    };
+    let current = UserAttrs {
+        github_orgs: std::mem::take(&mut stored.github_orgs),
+        can_read_github: std::mem::take(&mut stored.can_read_github),
+    };
+    let clock = GrantClock {
+        fetched_at: github.fetched_at,
+        retry_at: github.retry_at,
+    };
+    let now = github_grants::millis(std::time::SystemTime::now());
+    let outcome = github_grants::recheck(
+        login.as_ref(),
+        GithubToken::new(github.token.clone()),
+        policy.github_repos(),
+        state.config().github_grant_times(),
+        clock,
+        &current,
+        now,
+    )
+    .await;
+    let (attrs, github) = match outcome {
+        Outcome::Unchanged => {
+            stored.github_orgs = current.github_orgs;
+            stored.can_read_github = current.can_read_github;
+            return Ok(Some(stored));
+        }
+        Outcome::Ended => {
+            tracing::info!(user = %stored.name, "GitHub refused the user's token; logged out");
+            end_login(session).await?;
+            return Ok(None);
+        }
+        Outcome::Renewed(attrs) => {
+            tracing::debug!(user = %stored.name, "GitHub grants re-checked");
+            (
+                attrs,
+                StoredGithub {
+                    fetched_at: now,
+                    retry_at: 0,
+                    ..github
+                },
+            )
+        }
+        Outcome::Kept { retry_at } => (current, StoredGithub { retry_at, ..github }),
+        Outcome::Dropped { attrs, retry_at } => (attrs, StoredGithub { retry_at, ..github }),
+    };
+    stored.github_orgs = attrs.github_orgs;
+    stored.can_read_github = attrs.can_read_github;
+    stored.github = Some(github);
+    session.insert(USER_KEY, &stored).await?;
+    Ok(Some(stored))
+}
+
+/// Ends the session's login (a new id, without the user; the CSRF token is kept).
+async fn end_login(session: &Session) -> Result<(), Error> {
+    session.cycle_id().await?;
+    session.remove_value(USER_KEY).await?;
+    Ok(())
 }
 
 /// Whether `name` is a local user (from the password file), not one logged in through GitHub.

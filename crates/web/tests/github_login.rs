@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use common::{Dirs, Running, http_config, state_builder};
 use datakit_ci_log::LogManager;
-use datakit_ci_web::{Acl, GithubIdentity, GithubLogin, OAuthClient, UserAttrs};
+use datakit_ci_web::{
+    Acl, GithubIdentity, GithubLogin, GithubToken, OAuthClient, RecheckError, UserAttrs,
+};
 use futures::future::BoxFuture;
 use reqwest::redirect;
 
@@ -48,8 +50,18 @@ impl GithubLogin for Github {
                     github_orgs: vec!["acme".to_owned()],
                     can_read_github: repos.into_iter().map(|r| (r, true)).collect(),
                 },
+                token: GithubToken::new("gho_octocat"),
             })
         })
+    }
+
+    fn recheck(
+        &self,
+        _token: GithubToken,
+        _repos: Vec<String>,
+    ) -> BoxFuture<'static, Result<UserAttrs, RecheckError>> {
+        // The grants are fresh for the whole test (the default TTL): never asked again.
+        Box::pin(async { Err(RecheckError::Unreachable("not in this test".to_owned())) })
     }
 }
 

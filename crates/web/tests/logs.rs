@@ -400,3 +400,111 @@ async fn issue_21_huge_saved_logs_show_their_tail_and_parts_on_demand() -> anyho
     );
     server.stop().await
 }
+
+/// A failed build's log of 600,000 lines (7.8 MB) whose first error is line 10, far before the
+/// tail, and a later error-looking line inside the tail.
+fn failing_huge_log() -> Vec<u8> {
+    let mut text = Vec::new();
+    for n in 1..=600_000_u64 {
+        let line = match n {
+            10 => "error[E0308]: the first failure\n".to_owned(),
+            599_990 => "error: a later failure\n".to_owned(),
+            _ => format!("line {n:07}\n"),
+        };
+        text.extend_from_slice(line.as_bytes());
+    }
+    text
+}
+
+/// Commits `log` as a failed build on `branch`: as the cache saves it now (with its index and
+/// tail) if `indexed`, else as older stores have it (the log alone).
+async fn commit_failed(
+    store: &Store,
+    branch: &str,
+    log: &[u8],
+    indexed: bool,
+) -> anyhow::Result<String> {
+    let mut transaction = store
+        .branch(&BranchName::new(branch)?)
+        .transaction()
+        .await?;
+    if indexed {
+        datakit_ci_cache::save_log(&mut transaction, log, true)?;
+    } else {
+        transaction.create_file(&StorePath::new("log")?, log)?;
+    }
+    transaction.create_file(&StorePath::new("failure")?, &b"exit 1"[..])?;
+    Ok(transaction.commit("Build failed").await?.to_string())
+}
+
+#[tokio::test]
+async fn issue_21_jump_to_failure_reaches_the_first_error_outside_the_tail() -> anyhow::Result<()> {
+    let dirs = Dirs::new()?;
+    let (server, store, _logs) = server(&dirs).await?;
+    let log = failing_huge_log();
+    let indexed = commit_failed(&store, "indexed-build", &log, true).await?;
+    let unindexed = commit_failed(&store, "old-build", &log, false).await?;
+
+    // The index and tail are stored beside the log, which is unchanged.
+    let tree = store.commit(indexed.parse()?).await?.tree();
+    assert_eq!(tree.read_file(&StorePath::new("log")?)?, Some(log.clone()));
+    let index = tree
+        .read_file(&StorePath::new("log-index")?)?
+        .expect("an index");
+    let index = datakit_ci_log::LogIndex::parse(&index)?;
+    assert_eq!(index.lines, 600_000);
+    assert_eq!(index.first_error, datakit_ci_log::FirstError::Line(10));
+    let tail = tree
+        .read_file(&StorePath::new("log-tail")?)?
+        .expect("a tail");
+    assert!(log.ends_with(&tail));
+
+    // Both the indexed log and the older one show their tail first, with the header linking
+    // to the part of the log holding line 10 (the older one finds it reading the whole log).
+    for (branch, commit) in [("indexed-build", &indexed), ("old-build", &unindexed)] {
+        let path = format!("/log/saved/{branch}/{commit}");
+        let page = client()?
+            .get(server.url(&format!("{path}?job=unit")))
+            .send()
+            .await?
+            .text()
+            .await?;
+        assert!(
+            page.contains(r#"id="L600000""#),
+            "{branch}: ends with the last line"
+        );
+        assert!(
+            !page.contains(r#"id="L10""#),
+            "{branch}: line 10 is not shown"
+        );
+        let jump = format!(
+            r##"<a class="btn btn-default btn-sm jump-to-failure" href="{path}?lines=1-2010&amp;job=unit#L10">Jump to failure</a>"##
+        );
+        assert!(page.contains(&jump), "{branch}: {jump} missing");
+        // The tail's own error-looking line is not taken for the first failure.
+        assert!(
+            page.contains(r#"<div class="line" id="L599990">"#),
+            "{branch}: a later error is not marked"
+        );
+        assert!(!page.contains(r#"class="line error-line""#), "{branch}");
+
+        // Following the link shows line 10, marked as the failure.
+        let part = client()?
+            .get(server.url(&format!("{path}?lines=1-2010&job=unit")))
+            .send()
+            .await?
+            .text()
+            .await?;
+        assert!(
+            part.contains(
+                r##"<div class="line error-line" id="L10"><a class="ln" href="#L10" data-line="10"></a><span class="lt">error[E0308]: the first failure</span><span id="failure"></span></div>"##
+            ),
+            "{branch}: line 10 marked"
+        );
+        assert!(
+            part.contains(r##"href="#failure">Jump to failure</a>"##),
+            "{branch}: the failure is on this page"
+        );
+    }
+    server.stop().await
+}

@@ -143,6 +143,12 @@ struct Data {
     /// Pull requests listed as not from a collaborator in the repository, by (repository,
     /// number); the others are the owner's, in the repository.
     pr_origins: HashMap<(String, u64), PrOrigin>,
+    /// The OAuth user's organisations, if set (else the fixture's).
+    oauth_orgs: Option<Vec<String>>,
+    /// The OAuth user's token was revoked: `401` to it.
+    oauth_revoked: bool,
+    /// `GET /user/orgs` answers `502`.
+    oauth_failing: bool,
 }
 
 /// Where a listed pull request comes from and who opened it, as `GET …/pulls` says
@@ -258,6 +264,22 @@ impl FakeGithub {
             code.to_owned(),
             login.to_owned(),
         ));
+    }
+
+    /// Makes `GET /user/orgs` list `orgs` as the OAuth user's organisations (instead of the
+    /// fixture's `github`).
+    pub fn set_oauth_orgs(&self, orgs: &[&str]) {
+        self.data().oauth_orgs = Some(orgs.iter().map(|org| (*org).to_owned()).collect());
+    }
+
+    /// Revokes the OAuth user's token: `GET /user` and `/user/orgs` answer `401` to it.
+    pub fn revoke_oauth_token(&self) {
+        self.data().oauth_revoked = true;
+    }
+
+    /// Makes `GET /user/orgs` answer `502` (GitHub having trouble), or not.
+    pub fn fail_oauth_orgs(&self, failing: bool) {
+        self.data().oauth_failing = failing;
     }
 
     /// Makes the next `GET /repos/{o}/{r}` answer `X-RateLimit-Remaining: 0` with

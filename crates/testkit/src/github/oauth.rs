@@ -48,7 +48,11 @@ pub(super) async fn post_oauth_token(
 
 /// The login whose OAuth token `headers` carry.
 fn oauth_login(data: &Shared, headers: &HeaderMap) -> Option<String> {
-    let login = lock(data).oauth.as_ref()?.3.clone();
+    let data = lock(data);
+    if data.oauth_revoked {
+        return None;
+    }
+    let login = data.oauth.as_ref()?.3.clone();
     let given = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     (given == format!("Bearer gho_{login}")).then_some(login)
 }
@@ -78,11 +82,28 @@ pub(super) async fn get_user(State(data): State<Shared>, headers: HeaderMap) -> 
 }
 
 pub(super) async fn get_user_orgs(State(data): State<Shared>, headers: HeaderMap) -> Response {
+    let (failing, orgs) = {
+        let data = lock(&data);
+        (data.oauth_failing, data.oauth_orgs.clone())
+    };
+    let listed = fixture("openapi/response-examples/orgs.list-for-authenticated-user.200.json");
     let response = match oauth_login(&data, &headers) {
-        Some(_) => json_response(
-            StatusCode::OK,
-            &fixture("openapi/response-examples/orgs.list-for-authenticated-user.200.json"),
-        ),
+        _ if failing => json_response(StatusCode::BAD_GATEWAY, &json!({"message": "Server Error"})),
+        Some(_) => match orgs {
+            None => json_response(StatusCode::OK, &listed),
+            Some(orgs) => {
+                let template = listed.get(0).cloned().unwrap_or_else(|| json!({}));
+                let body: Vec<Value> = orgs
+                    .into_iter()
+                    .map(|org| {
+                        let mut entry = template.clone();
+                        entry["login"] = json!(org);
+                        entry
+                    })
+                    .collect();
+                json_response(StatusCode::OK, &json!(body))
+            }
+        },
         None => json_response(
             StatusCode::UNAUTHORIZED,
             &json!({"message": "Requires authentication"}),

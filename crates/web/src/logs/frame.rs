@@ -149,15 +149,16 @@ struct Streaming {
     lines: LogLines,
 }
 
-/// The HTML frame around `source`, streamed; the log's first line is number `first_line`.
-pub(crate) fn html_response(frame: &Frame, source: LogSource, first_line: u64) -> Response {
+/// The HTML frame around `source`, streamed, its lines converted by `lines` (which knows the
+/// first line's number).
+pub(crate) fn html_response(frame: &Frame, source: LogSource, lines: LogLines) -> Response {
     let (head, tail) = frame.render();
     let state = Streaming {
         step: Step::Head,
         head,
         tail,
         source,
-        lines: LogLines::starting_at(first_line),
+        lines,
     };
     let body = futures::stream::unfold(state, |mut state| async move {
         loop {

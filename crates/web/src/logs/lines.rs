@@ -1,7 +1,9 @@
 //! The log viewer's lines (issue 21 item 3): [`LogLines`] splits a log's bytes into lines, each
 //! a `div.line` with an anchor (`id="L42"`, a link to `#L42`), turns the original's `=== <title>`
 //! heading lines into collapsible `<details>` sections, and marks the first error-looking line
-//! (`class="line error-line"`, with an `id="failure"` target inside). The CI's own time stamps
+//! (`class="line error-line"`, with an `id="failure"` target inside): the first of the lines
+//! shown, or, when the saved log's index names the whole log's first one
+//! ([`LogLines::with_first_error`]), that line only. The CI's own time stamps
 //! (`[2026-12-07 18:12.29] `, see `LiveLog::log`) are wrapped in `span.ts`, which the viewer can
 //! hide, and a section whose lines have time stamps ends with how long it took
 //! (`p.section-took`).
@@ -11,23 +13,12 @@
 
 use std::fmt::Write as _;
 
+use datakit_ci_log::{FirstError, is_heading, looks_like_error};
+
 use crate::ansi::AnsiHtml;
 
 /// A line longer than this without a newline is shown in pieces rather than held back.
 const MAX_PARTIAL: usize = 64 * 1024;
-
-/// Lowercase pieces of text that make a line look like an error.
-const ERROR_MARKS: [&str; 9] = [
-    "error:",
-    "error[",
-    "fatal:",
-    "panicked at",
-    "traceback (most recent call last)",
-    "exception:",
-    "] failed: ",
-    "npm err!",
-    "assertionerror",
-];
 
 /// A streaming converter of a log's bytes into numbered lines; one per HTTP response.
 #[derive(Default)]
@@ -39,6 +30,8 @@ pub(crate) struct LogLines {
     lines: u64,
     in_section: bool,
     failure: Option<u64>,
+    /// The whole log's first error line, when known: then only that line is marked.
+    known_failure: Option<Option<u64>>,
     /// The first and last time stamps of the open section, in seconds.
     section_times: Option<(i64, i64)>,
 }
@@ -57,6 +50,18 @@ impl LogLines {
             lines: first.saturating_sub(1),
             ..LogLines::new()
         }
+    }
+
+    /// Marks the whole log's first error-looking line as `first_error` says (from the saved log's
+    /// index), rather than the first of the lines converted; [`FirstError::NotSought`] changes
+    /// nothing.
+    pub(crate) fn with_first_error(mut self, first_error: FirstError) -> LogLines {
+        self.known_failure = match first_error {
+            FirstError::NotSought => None,
+            FirstError::None => Some(None),
+            FirstError::Line(line) => Some(Some(line)),
+        };
+        self
     }
 
     /// Converts the next chunk: its complete lines become HTML; a last line without its newline
@@ -93,13 +98,15 @@ impl LogLines {
         if self.in_section {
             self.end_section(&mut out);
         }
-        match self.failure {
-            Some(line) => write!(
+        match (self.failure, self.known_failure) {
+            (Some(line), _) => write!(
                 out,
                 r##"<p class="failure-link"><a href="#L{line}">First error-looking line: {line}</a></p>"##
             )
             .expect("writing to a String cannot fail"),
-            None => out.push_str(r#"<span id="failure"></span>"#),
+            // The first error line is in another part of the log: the header links to it.
+            (None, Some(Some(_))) => {}
+            (None, _) => out.push_str(r#"<span id="failure"></span>"#),
         }
         out
     }
@@ -107,7 +114,7 @@ impl LogLines {
     fn write_line(&mut self, out: &mut String, line: &[u8]) {
         self.lines += 1;
         let number = self.lines;
-        let heading = line.starts_with(b"=== ");
+        let heading = is_heading(line);
         if heading {
             if self.in_section {
                 self.end_section(out);
@@ -126,7 +133,10 @@ impl LogLines {
                 None => (seconds, seconds),
             });
         }
-        let error = self.failure.is_none() && !heading && looks_like_error(line);
+        let error = match self.known_failure {
+            Some(known) => known == Some(number),
+            None => self.failure.is_none() && !heading && looks_like_error(line),
+        };
         if error {
             self.failure = Some(number);
         }
@@ -210,21 +220,6 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
-}
-
-/// Whether a line (raw bytes, escape sequences included) looks like an error message. The CI's
-/// own `[<time>] Running <command>` lines are not: the command may well print an error.
-fn looks_like_error(line: &[u8]) -> bool {
-    let lower = line.to_ascii_lowercase();
-    let text = String::from_utf8_lossy(&lower);
-    let message = match text
-        .strip_prefix('[')
-        .and_then(|rest| rest.split_once("] "))
-    {
-        Some((_, message)) => message,
-        None => &text,
-    };
-    !message.starts_with("running ") && ERROR_MARKS.iter().any(|mark| text.contains(mark))
 }
 
 #[cfg(test)]
@@ -323,6 +318,45 @@ mod tests {
         assert_eq!(time_stamp(b"[2026-12-31 23:59.5] x"), None);
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+    }
+
+    #[test]
+    fn a_known_first_error_is_the_only_line_marked() {
+        // The index says line 3 is the log's first error: line 2's error is not marked.
+        let mut lines = LogLines::starting_at(2).with_first_error(FirstError::Line(3));
+        let mut html = lines.convert(
+            b"error: second
+fatal: third
+",
+        );
+        html.push_str(&lines.finish());
+        assert!(html.contains(r#"<div class="line" id="L2">"#), "{html}");
+        assert!(
+            html.contains(r#"<div class="line error-line" id="L3">"#),
+            "{html}"
+        );
+        assert_eq!(html.matches("error-line").count(), 1, "{html}");
+        assert!(html.contains(r##"<a href="#L3">First error-looking line: 3</a>"##));
+        // The first error is elsewhere: nothing marked, and no `#failure` target at the end.
+        let mut lines = LogLines::starting_at(100).with_first_error(FirstError::Line(7));
+        let mut html = lines.convert(
+            b"error: later
+",
+        );
+        html.push_str(&lines.finish());
+        assert!(
+            !html.contains("error-line") && !html.contains("failure"),
+            "{html}"
+        );
+        // No error in the whole log: the end is the failure target, as without an index.
+        let mut lines = LogLines::starting_at(1).with_first_error(FirstError::None);
+        let mut html = lines.convert(
+            b"error: looks like one
+",
+        );
+        html.push_str(&lines.finish());
+        assert!(!html.contains("error-line"), "{html}");
+        assert!(html.ends_with(r#"<span id="failure"></span>"#), "{html}");
     }
 
     #[test]

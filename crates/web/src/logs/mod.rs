@@ -15,6 +15,7 @@ pub(crate) use window::TailCache;
 
 use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use datakit_ci_log::index::{FirstError, INDEX_FILE, LogIndex, TAIL_FILE};
 use datakit_ci_store::{BranchName, CommitId, StorePath};
 use maud::html;
 
@@ -93,6 +94,9 @@ struct HeaderInfo<'a> {
     took: Option<std::time::Duration>,
     /// More buttons (history, artefacts, cancel).
     buttons: maud::Markup,
+    /// Where "jump to failure" goes: `#failure` on this page, or the part of the log holding
+    /// the first error line (from the saved log's index).
+    failure_href: String,
 }
 
 /// The header of every log page.
@@ -120,7 +124,7 @@ fn log_header(info: &HeaderInfo<'_>) -> maud::Markup {
                 (info.buttons)
                 a.btn.btn-default.btn-sm.raw href=(info.raw_url) { "Raw" }
                 @if info.state == "failed" {
-                    " " a.btn.btn-default.btn-sm.jump-to-failure href="#failure" { "Jump to failure" }
+                    " " a.btn.btn-default.btn-sm.jump-to-failure href=(info.failure_href) { "Jump to failure" }
                 }
             }
             div.log-tools hidden {
@@ -219,6 +223,7 @@ pub(crate) async fn get_live_log(
                 raw_url: format!("{}?raw", urls::live_log(&branch)),
                 context: &context,
                 took: None,
+                failure_href: "#failure".to_owned(),
                 buttons: html! {
                     @if let (Some(_), Some(history)) = (&head, &history) {
                         a.btn.btn-default.btn-sm href=(history) { "History" }
@@ -234,7 +239,11 @@ pub(crate) async fn get_live_log(
         },
         footer: html! { p.complete { "This log is now complete." } },
     };
-    Ok(html_response(&frame, source, 1))
+    Ok(html_response(
+        &frame,
+        source,
+        lines::LogLines::starting_at(1),
+    ))
 }
 
 /// The head of cache branch `branch` if retention removed its logs (its `log` is then the
@@ -274,24 +283,27 @@ pub(crate) async fn get_saved_log(
         },
     };
     let request = SavedRequest::from_query(query.as_deref())?;
-    let path = StorePath::new("log")?;
-    let failure = StorePath::new("failure")?;
-    let (reader, failed) = tokio::task::spawn_blocking(move || {
-        let failed = snapshot.exists(&failure)?;
-        snapshot.open_file(&path).map(|reader| (reader, failed))
-    })
-    .await??;
-    let mut reader = reader.ok_or_else(|| Error::NotFound(format!("Commit {id} has no log")))?;
+    let wants_tail = request == SavedRequest::Page(window::Selection::Default);
+    let mut stored =
+        tokio::task::spawn_blocking(move || StoredLog::read(snapshot, wants_tail)).await??;
+    if !stored.exists {
+        return Err(Error::NotFound(format!("Commit {id} has no log")));
+    }
+    let failed = stored.failed;
+    let read_error = |commit: &str| {
+        let commit = commit.to_owned();
+        move |source| Error::ReadLog { commit, source }
+    };
     let selection = match request {
-        SavedRequest::Raw => return Ok(raw_response(LogSource::saved(reader))),
+        SavedRequest::Raw => {
+            return Ok(raw_response(LogSource::saved(stored.open().await?)));
+        }
         SavedRequest::Find(needle) => {
+            let mut reader = stored.open().await?;
             let (lines, more) =
                 tokio::task::spawn_blocking(move || window::find(&mut reader, &needle))
                     .await?
-                    .map_err(|source| Error::ReadLog {
-                        commit: commit.clone(),
-                        source,
-                    })?;
+                    .map_err(read_error(&commit))?;
             return Ok(
                 axum::Json(serde_json::json!({ "lines": lines, "more": more })).into_response(),
             );
@@ -302,16 +314,21 @@ pub(crate) async fn get_saved_log(
         window::Selection::Default => state.log_tails().get(&commit),
         window::Selection::Lines(_) => None,
     };
-    let window = match cached {
-        Some(window) => window,
-        None => {
+    let window = match (cached, stored.indexed_tail.take()) {
+        (Some(window), _) => window,
+        (None, Some(window)) => {
+            let window = std::sync::Arc::new(window);
+            state
+                .log_tails()
+                .put(commit.clone(), std::sync::Arc::clone(&window));
+            window
+        }
+        (None, None) => {
+            let mut reader = stored.open().await?;
             let window = std::sync::Arc::new(
-                tokio::task::spawn_blocking(move || window::select(&mut reader, selection))
+                tokio::task::spawn_blocking(move || window::select(&mut reader, selection, failed))
                     .await?
-                    .map_err(|source| Error::ReadLog {
-                        commit: commit.clone(),
-                        source,
-                    })?,
+                    .map_err(read_error(&commit))?,
             );
             if selection == window::Selection::Default && window.more_before() {
                 state
@@ -321,6 +338,18 @@ pub(crate) async fn get_saved_log(
             window
         }
     };
+    // What is known of the whole log's first error line: from the window (its index, or the
+    // whole log read), the index, or an earlier reading of the whole log.
+    let first_error = window
+        .first_error
+        .or(stored.index.map(|index| index.first_error))
+        .or_else(|| {
+            state
+                .log_tails()
+                .get(&commit)
+                .and_then(|tail| tail.first_error)
+        })
+        .unwrap_or(FirstError::NotSought);
     let config = state.config();
     let context = LogContext::from_query(query.as_deref());
     let state_word = if failed { "failed" } else { "passed" };
@@ -355,6 +384,16 @@ pub(crate) async fn get_saved_log(
     let took = (!window.more_before() && !window.more_after)
         .then(|| log_duration(&window.bytes))
         .flatten();
+    let failure_href = match first_error {
+        FirstError::Line(line) if !(first..after).contains(&line) => format!(
+            "{}#L{line}",
+            page_url(window::LineRange {
+                from: line.saturating_sub(FAILURE_CONTEXT).max(1),
+                to: line + FAILURE_CONTEXT,
+            })
+        ),
+        _ => "#failure".to_owned(),
+    };
     let frame = Frame {
         title: format!("Log from commit {id}"),
         header: html! {
@@ -364,6 +403,7 @@ pub(crate) async fn get_saved_log(
                 raw_url: format!("{}?raw", urls::saved_log(&branch, &commit)),
                 context: &context,
                 took,
+                failure_href,
                 buttons: html! {
                     // Links into the published state repository, when there is one.
                     @if let Some(history) = urls::state_repo(config, &format!("commits/{branch}/log")) {
@@ -402,9 +442,66 @@ pub(crate) async fn get_saved_log(
     Ok(html_response(
         &frame,
         LogSource::part(axum::body::Bytes::from_owner(ArcBytes(window))),
-        first,
+        lines::LogLines::starting_at(first).with_first_error(first_error),
     ))
 }
+
+/// What a saved log's commit holds, read without reading the log itself.
+struct StoredLog {
+    snapshot: datakit_ci_store::Snapshot,
+    exists: bool,
+    failed: bool,
+    /// Its index, if it was saved with one that can be read.
+    index: Option<LogIndex>,
+    /// The default window from the stored tail, if asked for and usable.
+    indexed_tail: Option<window::Window>,
+}
+
+impl StoredLog {
+    /// Reads what `snapshot` says of its log (blocking); with `wants_tail`, its stored tail.
+    fn read(
+        snapshot: datakit_ci_store::Snapshot,
+        wants_tail: bool,
+    ) -> Result<StoredLog, datakit_ci_store::Error> {
+        let exists = snapshot.exists(&StorePath::new(LOG_FILE)?)?;
+        let failed = snapshot.exists(&StorePath::new("failure")?)?;
+        let index = match snapshot.read_file(&StorePath::new(INDEX_FILE)?)? {
+            Some(text) => LogIndex::parse(&text)
+                .inspect_err(|error| {
+                    tracing::warn!(%error, "ignoring a saved log's index; reading the log instead");
+                })
+                .ok(),
+            None => None,
+        };
+        let indexed_tail = match (&index, wants_tail) {
+            (Some(index), true) => snapshot
+                .read_file(&StorePath::new(TAIL_FILE)?)?
+                .and_then(|tail| window::from_index(index, tail)),
+            _ => None,
+        };
+        if wants_tail && index.is_some() && indexed_tail.is_none() {
+            tracing::warn!("a saved log's stored tail does not fit its index; reading the log");
+        }
+        Ok(StoredLog {
+            snapshot,
+            exists,
+            failed,
+            index,
+            indexed_tail,
+        })
+    }
+
+    /// A reader of the whole log.
+    async fn open(&self) -> Result<datakit_ci_store::FileReader, Error> {
+        let snapshot = self.snapshot.clone();
+        tokio::task::spawn_blocking(move || snapshot.open_file(&StorePath::new(LOG_FILE)?))
+            .await??
+            .ok_or_else(|| Error::NotFound("The log is gone".to_owned()))
+    }
+}
+
+/// How many lines before and after the first error line "jump to failure" loads.
+const FAILURE_CONTEXT: u64 = 2_000;
 
 /// A shown window's bytes, shared with the tail cache rather than copied.
 struct ArcBytes(std::sync::Arc<window::Window>);
@@ -414,6 +511,9 @@ impl AsRef<[u8]> for ArcBytes {
         &self.0.bytes
     }
 }
+
+/// The saved log's file (DESIGN §6.1).
+const LOG_FILE: &str = "log";
 
 /// How many lines an "earlier" or "later" link loads.
 const EARLIER_LINES: u64 = 5_000;

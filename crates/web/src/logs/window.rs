@@ -3,14 +3,17 @@
 //! asks for (at most [`MAX_WINDOW_LINES`]). Earlier and later parts are fetched on demand by the
 //! page's links, which the viewer's script turns into in-place loads.
 //!
+//! A big log saved with an index has its tail stored beside it ([`from_index`]); without one
+//! (an older store), reaching the tail reads the whole log, through the same
+//! [`Indexer`] the index is written with, which also finds the first error line on the way.
+//!
 //! Reads through a blocking [`Read`]: call it from a blocking task. Knows nothing of HTML.
 
 use std::io::{self, Read};
 
-/// Logs up to this size are shown whole.
-pub(crate) const WHOLE_LIMIT: usize = 4 * 1024 * 1024;
-/// How much of a bigger log's end is shown first.
-pub(crate) const TAIL_BYTES: usize = 512 * 1024;
+#[cfg(test)]
+use datakit_ci_log::index::TAIL_BYTES;
+use datakit_ci_log::index::{FirstError, Indexer, LogIndex};
 /// The most lines one `?lines=` window shows.
 pub(crate) const MAX_WINDOW_LINES: u64 = 20_000;
 /// The most matching lines a server-side search returns.
@@ -69,6 +72,8 @@ pub(crate) struct Window {
     pub(crate) first_line: u64,
     /// Whether lines come after the window.
     pub(crate) more_after: bool,
+    /// The whole log's first error line, if known (from its index, or found reading all of it).
+    pub(crate) first_error: Option<FirstError>,
 }
 
 impl Window {
@@ -88,57 +93,52 @@ impl Window {
     }
 }
 
-/// Reads the part of the log `reader` that `selection` asks for.
-pub(crate) fn select(reader: &mut dyn Read, selection: Selection) -> io::Result<Window> {
+/// Reads the part of the log `reader` that `selection` asks for; `seek_errors`: find the first
+/// error line when the whole log is read anyway (the build failed).
+pub(crate) fn select(
+    reader: &mut dyn Read,
+    selection: Selection,
+    seek_errors: bool,
+) -> io::Result<Window> {
     match selection {
-        Selection::Default => tail(reader),
+        Selection::Default => tail(reader, seek_errors),
         Selection::Lines(range) => lines(reader, range),
     }
 }
 
-/// The whole log if at most [`WHOLE_LIMIT`], else its last [`TAIL_BYTES`] or so, from a line's
-/// start.
-fn tail(reader: &mut dyn Read) -> io::Result<Window> {
-    let mut kept: Vec<u8> = Vec::new();
-    // Newlines in the bytes dropped from the front of `kept`.
-    let mut dropped_lines = 0;
-    let mut dropped_any = false;
+/// The default window of a log saved with `index` and `tail` (its stored tail), without reading
+/// the log; `None` if they do not fit together (then the log is read instead).
+pub(crate) fn from_index(index: &LogIndex, tail: Vec<u8>) -> Option<Window> {
+    let window = Window {
+        bytes: tail,
+        first_line: index.tail_first_line,
+        more_after: false,
+        first_error: Some(index.first_error),
+    };
+    let fits = index.lines > 0
+        && window.first_line >= 1
+        && window.first_line + window.line_count() - 1 == index.lines;
+    fits.then_some(window)
+}
+
+/// The whole log if at most [`WHOLE_LIMIT`](datakit_ci_log::index::WHOLE_LIMIT), else its last
+/// [`TAIL_BYTES`](datakit_ci_log::index::TAIL_BYTES) or so, from a line's start.
+fn tail(reader: &mut dyn Read, seek_errors: bool) -> io::Result<Window> {
+    let mut indexer = Indexer::new(seek_errors);
     let mut buffer = vec![0; READ_CHUNK];
     loop {
         let read = read_some(reader, &mut buffer)?;
         if read == 0 {
             break;
         }
-        kept.extend_from_slice(&buffer[..read]);
-        if kept.len() > WHOLE_LIMIT {
-            // Keep the last TAIL_BYTES; drop the rest, counting its lines.
-            let cut = kept.len() - TAIL_BYTES;
-            dropped_lines += memchr_count(&kept[..cut]);
-            kept.drain(..cut);
-            dropped_any = true;
-        }
+        indexer.feed(&buffer[..read]);
     }
-    if dropped_any && kept.len() > TAIL_BYTES {
-        let cut = kept.len() - TAIL_BYTES;
-        dropped_lines += memchr_count(&kept[..cut]);
-        kept.drain(..cut);
-    }
-    if dropped_any {
-        // Start at a whole line: the partial first line is dropped too.
-        match kept.iter().position(|&byte| byte == b'\n') {
-            Some(end) => {
-                kept.drain(..=end);
-                dropped_lines += 1;
-            }
-            None => {
-                // One huge line: show its end as it is.
-            }
-        }
-    }
+    let indexed = indexer.finish();
     Ok(Window {
-        bytes: kept,
-        first_line: dropped_lines + 1,
+        bytes: indexed.tail,
+        first_line: indexed.index.tail_first_line,
         more_after: false,
+        first_error: Some(indexed.index.first_error),
     })
 }
 
@@ -300,7 +300,7 @@ mod tests {
     #[test]
     fn small_logs_are_shown_whole() -> io::Result<()> {
         let text = log(100);
-        let window = select(&mut text.as_slice(), Selection::Default)?;
+        let window = select(&mut text.as_slice(), Selection::Default, false)?;
         assert_eq!(window.first_line, 1);
         assert_eq!(window.bytes, text);
         assert!(!window.more_before() && !window.more_after);
@@ -312,7 +312,7 @@ mod tests {
     fn big_logs_show_their_tail_from_a_whole_line() -> io::Result<()> {
         // 13 bytes a line: 400,000 lines is 5.2 MB.
         let text = log(400_000);
-        let window = select(&mut text.as_slice(), Selection::Default)?;
+        let window = select(&mut text.as_slice(), Selection::Default, false)?;
         assert!(window.more_before() && !window.more_after);
         let first = format!("line {:07}\n", window.first_line);
         assert!(window.bytes.starts_with(first.as_bytes()), "{first}");
@@ -326,12 +326,12 @@ mod tests {
     fn line_windows_pick_their_lines() -> io::Result<()> {
         let text = log(1000);
         let range = LineRange::parse("10-12").map_err(io::Error::other)?;
-        let window = select(&mut text.as_slice(), Selection::Lines(range))?;
+        let window = select(&mut text.as_slice(), Selection::Lines(range), false)?;
         assert_eq!(window.first_line, 10);
         assert_eq!(window.bytes, b"line 0000010\nline 0000011\nline 0000012\n");
         assert!(window.more_before() && window.more_after);
         let range = LineRange::parse("999-5000").map_err(io::Error::other)?;
-        let window = select(&mut text.as_slice(), Selection::Lines(range))?;
+        let window = select(&mut text.as_slice(), Selection::Lines(range), false)?;
         assert_eq!(window.bytes, b"line 0000999\nline 0001000\n");
         assert!(!window.more_after);
         assert_eq!(
@@ -362,7 +362,7 @@ mod tests {
         }
         assert_eq!(find(&mut Tiny(&text), "needle")?, (vec![2, 4], false));
         let range = LineRange::parse("2-3").map_err(io::Error::other)?;
-        let window = select(&mut Tiny(&text), Selection::Lines(range))?;
+        let window = select(&mut Tiny(&text), Selection::Lines(range), false)?;
         assert_eq!(window.bytes, b"A NEEDLE here\nbeta\n");
         assert_eq!(find(&mut text.as_slice(), "")?, (vec![], false));
         Ok(())

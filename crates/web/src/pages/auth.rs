@@ -85,7 +85,9 @@ async fn login_page(
         h2 { "Login" }
         (post_form("login-form", "/auth/login", &csrf, controls))
         @if crate::github_login::is_available(state) {
-            p.github-login { a.btn.btn-default href="/auth/github" { "Log in with GitHub" } }
+            p.github-login {
+                a.btn.btn-default href=(format!("/auth/github?redirect={}", crate::urls::encode_query(redirect))) { "Log in with GitHub" }
+            }
         }
         @if !state.auth().is_configured() {
             div.alert.alert-warning {
