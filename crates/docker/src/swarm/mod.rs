@@ -163,7 +163,7 @@ impl Swarm {
     }
 
     /// The nodes (read again from the manager if the last reading is older than half a second,
-    /// waiting at most [`STATUS_TIMEOUT`] for it) and the jobs, for the dashboard.
+    /// waiting at most a second for it) and the jobs, for the dashboard.
     pub async fn status(&self) -> SwarmStatus {
         let reading = tokio::time::timeout(STATUS_TIMEOUT, async {
             let (docker, _) = self.manager().await?;
