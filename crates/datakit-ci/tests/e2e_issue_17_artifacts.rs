@@ -54,7 +54,11 @@ fn issue_17_artifacts_are_stored_with_the_build_and_downloaded() {
     let names: Vec<(&str, u64)> = listed.iter().map(|(n, s, _)| (n.as_str(), *s)).collect();
     assert_eq!(
         names,
-        [("out/app.bin", 10), ("reports/a.xml", 6), ("reports/b.xml", 5)]
+        [
+            ("out/app.bin", 10),
+            ("reports/a.xml", 6),
+            ("reports/b.xml", 5)
+        ]
     );
     let urls: Vec<String> = listed.into_iter().map(|(_, _, url)| url).collect();
     let (head, body) = http_get_bytes(port, &urls[0]);
@@ -90,7 +94,10 @@ fn issue_17_artifacts_are_stored_with_the_build_and_downloaded() {
     // The target's page links each file with its size.
     let page = http_http_get_bytes(port, "/local/app/ref/heads/main").expect("the target page");
     assert!(
-        page.contains(&format!("<a class=\"artifact\" href=\"{}\" download>out/app.bin</a>", urls[0])),
+        page.contains(&format!(
+            "<a class=\"artifact\" href=\"{}\" download>out/app.bin</a>",
+            urls[0]
+        )),
         "{page}"
     );
 

@@ -689,7 +689,13 @@ pub(crate) fn http_get_bytes(port: u16, path: &str) -> (String, Vec<u8>) {
 
 /// The artifacts (name, size, URL) the JSON API lists for `job` of the target `main` of
 /// `local/app` when its head is `head`, once it lists `count` of them.
-pub(crate) fn api_artifacts(ci: &Ci, port: u16, head: &str, job: &str, count: usize) -> Vec<(String, u64, String)> {
+pub(crate) fn api_artifacts(
+    ci: &Ci,
+    port: u16,
+    head: &str,
+    job: &str,
+    count: usize,
+) -> Vec<(String, u64, String)> {
     wait_until(
         &format!("the API to list {count} artifacts of {job}"),
         || {

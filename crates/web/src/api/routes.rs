@@ -12,8 +12,8 @@ use axum::{Json, Router};
 use datakit_ci_term::TargetId;
 
 use super::{
-    ArtifactJson, ErrorJson, JobDetail, ProjectJson, Projects, RecordedState, TargetDetail, TargetHistory,
-    TargetSummary, Targets, UnreadableJson, target_info,
+    ArtifactJson, ErrorJson, JobDetail, ProjectJson, Projects, RecordedState, TargetDetail,
+    TargetHistory, TargetSummary, Targets, UnreadableJson, target_info,
 };
 use crate::acl::{Decision, Role};
 use crate::ci::filter::{Cursor, ListQuery, failing_rank};
