@@ -80,14 +80,16 @@ pub(crate) async fn of_output(store: &Store, output: Option<&JobOutput>) -> Vec<
     links
 }
 
-/// The artifacts of each of `jobs`' outputs, in order.
-pub(crate) async fn of_outputs<'a>(
+/// The artifacts of each of `jobs`, in order.
+pub(crate) async fn of_jobs(
     store: &Store,
-    outputs: impl IntoIterator<Item = Option<&'a JobOutput>>,
+    jobs: &[crate::ci::model::Job],
 ) -> Vec<Vec<ArtifactLink>> {
     let mut all = Vec::new();
-    for output in outputs {
-        all.push(of_output(store, output).await);
+    // A plain loop: a closure over the jobs held across the reads would make the handlers'
+    // futures not `Send` for every lifetime.
+    for job in jobs {
+        all.push(of_output(store, job.output.as_ref()).await);
     }
     all
 }

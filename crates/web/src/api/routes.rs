@@ -231,11 +231,7 @@ async fn target_detail(
         None if error.is_some() => model::Shown::default(),
         None => return Err(Error::NotFound(format!("No target {id}")).into()),
     };
-    let artifacts = crate::artifacts::of_outputs(
-        state.store(),
-        shown.jobs.iter().map(|job| job.output.as_ref()),
-    )
-    .await;
+    let artifacts = crate::artifacts::of_jobs(state.store(), &shown.jobs).await;
     Ok(Json(TargetDetail {
         target: target_info(
             id,

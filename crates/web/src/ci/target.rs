@@ -147,9 +147,7 @@ async fn target_page(
         _ => None,
     };
     let actions = actions(state, viewer).await?;
-    let artifacts =
-        crate::artifacts::of_outputs(state.store(), shown.jobs.iter().map(|j| j.output.as_ref()))
-            .await;
+    let artifacts = crate::artifacts::of_jobs(state.store(), &shown.jobs).await;
     let (title, tab) = match id {
         TargetId::Pr(_, number) => {
             let title = shown
