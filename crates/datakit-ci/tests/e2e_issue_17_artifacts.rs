@@ -92,7 +92,7 @@ fn issue_17_artifacts_are_stored_with_the_build_and_downloaded() {
     assert!(!log.contains("reports/c.txt"), "{log}");
 
     // The target's page links each file with its size.
-    let page = http_http_get_bytes(port, "/local/app/ref/heads/main").expect("the target page");
+    let page = http_get(port, "/local/app/ref/heads/main").expect("the target page");
     assert!(
         page.contains(&format!(
             "<a class=\"artifact\" href=\"{}\" download>out/app.bin</a>",
@@ -144,7 +144,7 @@ fn issue_17_artifacts_are_stored_with_the_build_and_downloaded() {
         let (head, _) = http_get_bytes(port, &format!("{base}{unknown}"));
         assert!(head.starts_with("HTTP/1.1 404"), "{unknown}: {head}");
     }
-    let (head, _) = get(
+    let (head, _) = http_get_bytes(
         port,
         &format!(
             "/api/v1/artifacts/{}/{}/out/app.bin",
