@@ -104,7 +104,7 @@ impl HostSteps {
                     let ended =
                         matches!(&ran, Ok(()) | Err(datakit_ci_process::Error::Exited { .. }));
                     if let Some(artifacts) = artifacts.filter(|_| ended) {
-                        artifacts.from_checkout(&dir).await;
+                        artifacts.collect_from_checkout(&dir).await;
                     }
                     ran.map_err(|e| {
                         let kind = match &e {

@@ -47,7 +47,7 @@ impl Collection {
 
     /// Copies the selected files of the checkout `dir` (links never followed, `.git` never
     /// looked at). A problem reading it is reported in the step's log, not a failure.
-    pub(crate) async fn from_checkout(&self, dir: &Path) {
+    pub(crate) async fn collect_from_checkout(&self, dir: &Path) {
         let (selection, into, dir) = (
             Arc::clone(&self.selection),
             self.staging.path().to_owned(),
