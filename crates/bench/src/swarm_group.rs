@@ -167,6 +167,7 @@ impl Bench {
             priority: Priority::of_job(&self.job),
             pool: None,
             stall_timeout: None,
+            copy_out: None,
         }
     }
 

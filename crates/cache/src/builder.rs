@@ -12,7 +12,8 @@ pub struct Build<'a> {
     pub log: &'a LiveLog,
     /// Cancelled when a user cancels the build or the cache shuts down; stop promptly then.
     pub cancel: &'a CancellationToken,
-    /// The transaction on the build's branch: write artefacts under `value/`.
+    /// The transaction on the build's branch: write the value's data under `value/`, and files
+    /// kept for people to download with [`write_artifacts`](crate::write_artifacts).
     pub transaction: &'a mut Transaction,
 }
 

@@ -379,7 +379,13 @@ impl<B: Builder> Cache<B> {
             .transaction()
             .await
             .map_err(store_error)?;
-        for stale in [REBUILD_FILE, VALUE_DIR, FAILURE_FILE, RECIPE_FILE] {
+        for stale in [
+            REBUILD_FILE,
+            VALUE_DIR,
+            FAILURE_FILE,
+            RECIPE_FILE,
+            crate::ARTIFACTS_DIR,
+        ] {
             if transaction.exists(&path(stale)).map_err(store_error)? {
                 transaction.remove(&path(stale)).map_err(store_error)?;
             }

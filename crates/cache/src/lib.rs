@@ -1,7 +1,8 @@
 //! Cached builds for datakit-ci: a [`Builder`] describes one kind of slow computation, and a
 //! [`Cache`] runs it at most once per key, recording the value, the log and any failure on a
 //! store branch per key (DESIGN §6.1: files `log`, `failure`, `value/…`, `rebuild-requested`, and
-//! `recipe`: what besides the key decided the result, see [`Builder::recipe`]).
+//! `recipe`: what besides the key decided the result, see [`Builder::recipe`]; `artifacts/`:
+//! files kept for download, see [`write_artifacts`]).
 //!
 //! - [`Cache::find`] gives a [`Term`](datakit_ci_term::Term) for a key: pending while the build
 //!   runs (with the build's current pending reason and live log), then its result with the saved
@@ -37,12 +38,17 @@
 //! # Ok(()) }
 //! ```
 
+mod artifacts;
 mod builder;
 mod cache;
 mod metrics;
 mod retention;
 mod saved_log;
 
+pub use artifacts::{
+    ARTIFACTS_DIR, Artifact, ArtifactError, artifact_path, clear_artifacts, read_artifacts,
+    write_artifacts,
+};
 pub use builder::{Build, Builder};
 pub use cache::{Cache, Error};
 pub use metrics::CacheMetrics;

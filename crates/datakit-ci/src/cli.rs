@@ -57,6 +57,10 @@ pub struct ShellTests {
     /// `CI`, `DATAKIT_CI_*`, `HOME` and `PATH` otherwise.
     #[arg(long = "pass-env", value_name = "NAME")]
     pub pass_env: Vec<String>,
+    /// The most a pipeline step's `artifacts` may add up to (e.g. `100MiB`, `2GB`); a file
+    /// that would pass it is dropped, named in the step's log, and the step fails.
+    #[arg(long, value_name = "SIZE", default_value = "100MiB")]
+    pub max_artifact_size: bytesize::ByteSize,
     /// Containerised tests: Docker hosts and image builds.
     #[command(flatten)]
     pub docker: DockerArgs,
@@ -126,6 +130,7 @@ impl ShellTests {
             pass_env,
             docker,
             pipeline_secrets: None,
+            max_artifact_size: Some(self.max_artifact_size.as_u64()),
         })
     }
 }

@@ -75,6 +75,9 @@ pub struct ShellConfig {
     /// Where the secrets of pipeline steps (`secrets: [NAME]`) are, a file per name; `None`:
     /// `<state-dir>/secrets/pipeline` (the binary: `<secrets-dir>/pipeline`).
     pub pipeline_secrets: Option<PathBuf>,
+    /// The most bytes of `artifacts` a pipeline step keeps (`--max-artifact-size`); `None`:
+    /// [`DEFAULT_MAX_ARTIFACT_SIZE`](datakit_ci_pipeline_run::DEFAULT_MAX_ARTIFACT_SIZE).
+    pub max_artifact_size: Option<u64>,
 }
 
 impl ShellConfig {
@@ -93,6 +96,7 @@ impl ShellConfig {
             pass_env: Vec::new(),
             docker: DockerConfig::default(),
             pipeline_secrets: None,
+            max_artifact_size: None,
         }
     }
 }
@@ -313,6 +317,7 @@ pub fn shell_projects(
                     executor: executor.clone(),
                     secrets_dir: Some(pipeline_secrets.clone()),
                     unknown_trust,
+                    max_artifact_size: config.max_artifact_size,
                 };
                 PipelineRunner::new(&repo, &source.id.to_string(), config, services)
             });

@@ -1,11 +1,12 @@
 //! Issue 17 end to end, steps in Docker images: the binary without `--test` runs a pipeline
 //! file's `image` and `dockerfile` steps on the real Docker engine (the image built from the
 //! repository first, and reused while its inputs do not change), and a Docker daemon that does
-//! not answer fails only the steps in images.
+//! not answer fails only the steps in images; a step in an image keeps its artifacts, copied
+//! out of its container.
 
 mod common;
 
-use common::{Ci, Repo, State};
+use common::{Ci, Repo, State, api_artifacts, free_port, http_get_bytes};
 use datakit_ci_testkit::docker::{ensure_busybox_image, remove_instance};
 
 /// Removes what the CI of a state directory made on the Docker engine, when the test ends.
@@ -155,4 +156,51 @@ fn issue_17_a_docker_daemon_that_does_not_answer_fails_only_the_steps_in_images(
         ),
         "{log}"
     );
+}
+
+#[test]
+fn issue_17_a_step_in_an_image_keeps_its_artifacts_copied_out_of_its_container() {
+    let busybox = ensure_busybox_image().expect("the test image");
+    let file = format!(
+        r#"steps:
+  boxed:
+    image: {busybox}
+    run: mkdir -p reports/deep && printf '\001\377box-%s\n' $((6*7)) > reports/unit.xml && echo d > reports/deep/d.xml && echo no > reports/skip.txt && ln -s /etc/passwd reports/leak.xml && exit 2
+    artifacts: ["reports/**/*.xml", missing]
+"#
+    );
+    let repo = Repo::new("app");
+    let initial = repo.rev("main");
+    let first = repo.commit(&initial, "Add the pipeline", &[(".datakit-ci.yml", &file)]);
+    repo.set_ref("refs/heads/main", &first);
+    let state = State::new();
+    let _cleanup = Cleanup(&state);
+    let port = free_port();
+    let listen = format!("http://127.0.0.1:{port}");
+    let ci = Ci::start(&[&repo], &[], &state, &["--listen", &listen]);
+
+    // A failed step keeps its files too.
+    // (The description is cut at 140 bytes, inside the long command: the log has it whole.)
+    description(&state, &ci, &first, "boxed", "failure");
+    let listed = api_artifacts(&ci, port, &first, "boxed", 2);
+    let names: Vec<(&str, u64)> = listed.iter().map(|(n, s, _)| (n.as_str(), *s)).collect();
+    assert_eq!(names, [("reports/deep/d.xml", 2), ("reports/unit.xml", 9)]);
+    let (head, body) = http_get_bytes(port, &listed[1].2);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, b"\x01\xffbox-42\n");
+    let branch = state
+        .branches()
+        .into_iter()
+        .find(|b| b.starts_with("pipeline-boxed-of-"))
+        .expect("the step's cache branch");
+    let log = state.show(&branch, "log").expect("the step's log");
+    assert!(
+        log.contains("Artifact reports/leak.xml not kept: a link (links are never followed)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Warning: the artifact pattern \"missing\" matched no file"),
+        "{log}"
+    );
+    assert!(log.contains("exited with status 2"), "{log}");
 }

@@ -255,6 +255,7 @@ impl DockerRun {
             priority: Priority::of_job(job),
             pool: None,
             stall_timeout: None,
+            copy_out: None,
         };
         self.executor
             .run_container(&request, build.log, build.cancel)

@@ -1,6 +1,7 @@
 //! One container's life: create it (labelled), copy the commit's tree in, attach to its output,
 //! start it, stream what it prints into the live log, read how it ended (exit status, OOM
-//! kill), and remove it — also when the run is cancelled, times out or is dropped.
+//! kill), copy files out if asked (`copy_out.rs`), and remove it — also when the run is
+//! cancelled, times out or is dropped.
 //!
 //! Knows nothing of caches or hosts' pools: it runs one container on a daemon it is given.
 
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use datakit_ci_log::LiveLog;
 
+use crate::copy_out::{self, CopyOut};
 use crate::host::{is_connection_error, is_not_found};
 use crate::{Error, archive, display_command};
 
@@ -45,6 +47,8 @@ pub(crate) struct RunSpec<'a> {
     /// The repository and commit whose tree goes to `/src`.
     pub source: Option<(&'a Path, &'a str)>,
     pub timeout: Option<Duration>,
+    /// Files to copy out once the command has ended by itself, before the removal.
+    pub copy_out: Option<&'a CopyOut>,
 }
 
 /// Runs `spec` in a new container on `docker`, streaming its output into `log`, and removes the
@@ -179,6 +183,11 @@ pub(crate) async fn run(
             .await
             .map_err(api("inspect the container"))?;
         let state = inspected.state.unwrap_or_default();
+        // The command ended by itself, passing or failing: its files are still there (a failed
+        // run's reports are often what people need most).
+        if let Some(copy) = spec.copy_out {
+            copy_out::copy(docker, spec.host_name, &id, spec.workdir, copy).await;
+        }
         if state.oom_killed == Some(true) {
             return Err(Error::OutOfMemory {
                 limit: spec.memory.map_or_else(|| "none".to_owned(), format_bytes),

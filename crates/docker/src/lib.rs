@@ -53,6 +53,7 @@ mod archive;
 mod build;
 mod command;
 mod container;
+mod copy_out;
 mod executor;
 mod host;
 mod image;
@@ -65,6 +66,7 @@ mod swarm;
 
 pub use build::{BuildConfig, Builder};
 pub use command::{Command, CommandConfig};
+pub use copy_out::{CopiedKind, CopyOut, CopyOutSink};
 pub use executor::{ContainerExecutor, Executor};
 pub use host::{HostSpec, Hosts};
 pub use image::Image;

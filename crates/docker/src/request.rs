@@ -17,6 +17,7 @@ use datakit_ci_pool::Holder;
 use datakit_ci_term::JobId;
 
 use crate::container::{self, RunSpec};
+use crate::copy_out::CopyOut;
 use crate::host::Hosts;
 use crate::image::Image;
 use crate::{Error, SOURCE_DIR, error_chain, labels};
@@ -59,6 +60,10 @@ pub struct ContainerRequest<'a> {
     /// task's state) before it is taken as stuck and submitted again; `None`: the executor's
     /// default. The Docker hosts do not watch for this.
     pub stall_timeout: Option<Duration>,
+    /// Files to copy out of the container once its command has ended, before it is removed
+    /// (a pipeline step's artifacts); `None`: nothing. The Swarm executor cannot (a finished
+    /// task's container may be on any node): it says so in the log and to the sink.
+    pub copy_out: Option<&'a CopyOut>,
 }
 
 /// How soon a job should run when its executor is busy: pull requests before branches and tags,
@@ -168,6 +173,7 @@ impl Hosts {
                         labels,
                         source: Some((request.commit.repo().dir(), request.commit.hash().as_str())),
                         timeout: request.timeout,
+                        copy_out: request.copy_out,
                     };
                     container::run(&docker, &spec, log, cancel).await
                 })

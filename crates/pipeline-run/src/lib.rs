@@ -53,8 +53,19 @@
 //! approved says who approved it. A new head needs a new approval. Secrets are never given to
 //! pull requests, approved or trusted or not.
 //!
-//! Not yet: `artifacts`; such a step fails with a message saying so, rather than running
-//! differently from what its file says.
+//! With `artifacts: [paths]`, once the script has ended by itself (passing or failing: a failed
+//! run's test reports are often what people need), the files its paths and globs select (a
+//! directory: all its files; `*` within a directory, `**` across) are copied out of the
+//! checkout, or of the container before it is removed, and kept on the step's cache branch
+//! under `artifacts/` ([`datakit_ci_cache::write_artifacts`]), so they live as long as its
+//! result and a step whose inputs did not change still offers the artifacts of the run that
+//! made them. Links are never followed (a step cannot make the CI read outside its checkout);
+//! a path that matches nothing is a warning in the log. The files kept add up to at most
+//! [`RunnerConfig::max_artifact_size`]: a file that would pass it is dropped, the log names it,
+//! and the step fails (`artifacts over the limit of …`), keeping the files that fit — a step
+//! whose deliverables are missing must not look green. Nothing is collected after a timeout or
+//! a cancel, nor from Swarm tasks (a finished task's container is on another node; the log
+//! says so and the step's result stands).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -71,6 +82,7 @@ use datakit_ci_term::{
 };
 use sha2::Digest as _;
 
+mod artifacts;
 mod check;
 mod file;
 mod inspect;
@@ -79,6 +91,7 @@ mod retry;
 mod step;
 mod trust;
 
+pub use artifacts::DEFAULT_MAX_ARTIFACT_SIZE;
 use check::FileCheck;
 use file::{Loaded, ParsedFile, read};
 pub use inspect::{FileState, InspectedJob, inspect};
@@ -129,6 +142,9 @@ pub struct RunnerConfig {
     /// How a pull request whose bridge records nothing of its trust is treated (the local
     /// bridge's: as trusted; the GitHub bridge's: held until it does).
     pub unknown_trust: UnknownTrust,
+    /// The most bytes of `artifacts` a step keeps, in all (the binary's
+    /// `--max-artifact-size`); `None`: [`DEFAULT_MAX_ARTIFACT_SIZE`].
+    pub max_artifact_size: Option<u64>,
 }
 
 /// Runs the pipeline files of one repository's commits. Cheap to clone.
@@ -177,6 +193,9 @@ impl PipelineRunner {
                         .or_else(|| config.docker.clone().map(Executor::from)),
                 },
                 secrets_dir: config.secrets_dir,
+                max_artifact_size: config
+                    .max_artifact_size
+                    .unwrap_or(DEFAULT_MAX_ARTIFACT_SIZE),
             },
             services.store.clone(),
             services.logs.clone(),
@@ -437,11 +456,6 @@ impl PipelineRunner {
         kind: &TargetKind,
         digests: &BTreeMap<String, key::Digest>,
     ) -> Term<String> {
-        if let Some(missing) = unsupported(job) {
-            return Term::fail(format!(
-                "{missing} is not supported yet by datakit-ci; the step does not run"
-            ));
-        }
         if !job.secrets.is_empty() && !secrets_allowed(kind) {
             return Term::fail(format!(
                 "secrets are never given to pull requests, and this step needs {}: it runs on branches and tags only",
@@ -553,15 +567,6 @@ fn approved(repo: &RepoId, commit: &Commit, job: &str, run: Term<String>) -> Ter
                 .map(move |description| format!("{description} (approved by {user})")),
         },
     )
-}
-
-/// What a job asks for that this version cannot do yet, if anything.
-fn unsupported(job: &Job) -> Option<&'static str> {
-    if !job.artifacts.is_empty() {
-        Some("`artifacts`")
-    } else {
-        None
-    }
 }
 
 /// The kind of `target` for `when`.

@@ -20,6 +20,7 @@ use datakit_ci_store::{BranchName, Snapshot, StorePath};
 use datakit_ci_term::{CommitHash, JobId};
 use tokio_util::sync::CancellationToken;
 
+use crate::artifacts::Collection;
 use crate::retry::{Failure, FailureKind, heading};
 
 /// The longest part of a job's name kept in its cache branch's name (escaped), so that the
@@ -70,6 +71,7 @@ impl HostSteps {
         job_id: &JobId,
         key: &StepKey,
         secrets: &[(String, String)],
+        artifacts: Option<&Collection>,
     ) -> Result<(), Failure> {
         let commit = &key.commit;
         let script = async {
@@ -97,7 +99,14 @@ impl HostSteps {
                     for (name, value) in secrets {
                         cmd = cmd.env(name, value);
                     }
-                    run(cmd).await.map_err(|e| {
+                    let ran = run(cmd).await;
+                    // The script ended by itself, passing or failing: collect its files.
+                    let ended =
+                        matches!(&ran, Ok(()) | Err(datakit_ci_process::Error::Exited { .. }));
+                    if let Some(artifacts) = artifacts.filter(|_| ended) {
+                        artifacts.collect_from_checkout(&dir).await;
+                    }
+                    ran.map_err(|e| {
                         let kind = match &e {
                             datakit_ci_process::Error::Exited { code, .. } => {
                                 FailureKind::Exit(i64::from(*code))
@@ -151,6 +160,7 @@ pub(crate) struct DockerSteps {
 impl DockerSteps {
     /// Runs the job's script with `sh -c` in a fresh container of `image`, the commit's tree in
     /// `/src`, with the job's environment, within its timeout.
+    #[allow(clippy::too_many_arguments)]
     async fn run(
         &self,
         build: &Build<'_>,
@@ -159,6 +169,7 @@ impl DockerSteps {
         key: &StepKey,
         image: &Image,
         secrets: &[(String, String)],
+        artifacts: Option<&Collection>,
     ) -> Result<(), Failure> {
         let Some(executor) = &self.executor else {
             return Err(Failure::new(FailureKind::Other, NO_DOCKER));
@@ -171,6 +182,7 @@ impl DockerSteps {
         for (name, value) in secrets {
             env.push(format!("{name}={value}"));
         }
+        let copy_out = artifacts.map(Collection::copy_out);
         let request = ContainerRequest {
             job: job_id,
             holder: format!("{} on {}", key.job.name, key.commit.hash().short(8)),
@@ -192,6 +204,7 @@ impl DockerSteps {
             },
             pool: key.job.pool.as_deref(),
             stall_timeout: key.job.stall_timeout,
+            copy_out: copy_out.as_ref(),
         };
         executor
             .run_container(&request, build.log, build.cancel)
@@ -219,6 +232,8 @@ pub(crate) struct StepBuilder {
     pub(crate) docker: DockerSteps,
     /// Where the secrets are, a file per name.
     pub(crate) secrets_dir: Option<PathBuf>,
+    /// The most bytes of artifacts a step keeps.
+    pub(crate) max_artifact_size: u64,
 }
 
 /// The values of the secrets `names`, read from their files in `dir` (one trailing newline
@@ -304,15 +319,34 @@ impl Builder for StepBuilder {
         });
         let attempts = key.job.retry.attempts.max(1);
         let mut attempt = 1;
-        loop {
+        let (outcome, artifacts) = loop {
+            // Each attempt collects afresh: the artifacts kept are the last attempt's.
+            let artifacts = Collection::new(&key.job, self.max_artifact_size, || {
+                key.commit
+                    .repo()
+                    .temp_dir("artifacts-")
+                    .map_err(|e| format!("cannot make a directory for the artifacts: {e}"))
+            })?;
             let outcome = tokio::select! {
                 biased;
                 outcome = async {
                     match &key.image {
-                        None => self.host.run(build.log, build.cancel, job_id, key, &secrets).await,
+                        None => {
+                            self.host
+                                .run(build.log, build.cancel, job_id, key, &secrets, artifacts.as_ref())
+                                .await
+                        }
                         Some(image) => {
                             self.docker
-                                .run(&build, &self.host.environment, job_id, key, image, &secrets)
+                                .run(
+                                    &build,
+                                    &self.host.environment,
+                                    job_id,
+                                    key,
+                                    image,
+                                    &secrets,
+                                    artifacts.as_ref(),
+                                )
                                 .await
                         }
                     }
@@ -323,7 +357,6 @@ impl Builder for StepBuilder {
                 )),
             };
             match outcome {
-                Ok(()) => break,
                 Err(failure)
                     if attempt < attempts
                         && !build.cancel.is_cancelled()
@@ -332,8 +365,19 @@ impl Builder for StepBuilder {
                     attempt += 1;
                     build.log.log(&heading(attempt, attempts, &failure));
                 }
-                Err(failure) => return Err(failure.message),
+                outcome => break (outcome, artifacts),
             }
+        };
+        // Kept with the result, failed or not.
+        let over_limit = match &artifacts {
+            Some(artifacts) => artifacts.record(build.log, build.transaction)?,
+            None => None,
+        };
+        if let Err(failure) = outcome {
+            return Err(failure.message);
+        }
+        if let Some(message) = over_limit {
+            return Err(message);
         }
         let commit_path = StorePath::new(COMMIT_FILE).expect("a constant valid path");
         build

@@ -10,7 +10,8 @@
 //! | `GET /api/v1/projects` | [`Projects`]: each project's `id` and `dashboards` (target ids) |
 //! | `GET /api/v1/targets` | [`Targets`]: the tracked targets, a page at a time (`?limit=`, default 100, at most 1,000; `?after=` the `next` cursor of the previous answer), filtered with `?q=` (name or title), `?state=failing\|pending\|passing`, ordered failing first with `?sort=failing` — `id`, `kind` (`pr`, `branch`, `tag`), `head`, summary `state`/`description`, `jobs` (`name`, `state`, `description`) — and the `unreadable` ones ([`UnreadableJson`]) |
 //! | `GET /api/v1/targets/<user>/<repo>/pr/<n>` | [`TargetDetail`]: the target and its jobs with their `logs` (`kind` `live`/`saved`, `url`, `raw_url`, `can_cancel`, `can_rebuild`, `rebuild`) |
-//! | `GET /api/v1/targets/<user>/<repo>/ref/<path…>` | the same for a ref (e.g. `ref/heads/main`, `ref/tags/v1.0`) |
+//! | `GET /api/v1/targets/<user>/<repo>/ref/<path…>` | the same for a ref (e.g. `ref/heads/main`, `ref/tags/v1.0`); jobs whose builds kept files list them as `artifacts` ([`ArtifactJson`]: `name`, `size`, `url`) |
+//! | `GET /api/v1/artifacts/<branch>/<commit>/<path…>` | the file a build kept (`application/octet-stream`, `Content-Disposition: attachment`): the cache branch and commit of the job's saved log, then the artifact's path; `400` for a path with `..`, `.` or empty components, `404` for an unknown branch, commit or file |
 //! | `GET /api/v1/history/<user>/<repo>/pr/<n>` | [`TargetHistory`]: the recorded states, newest first (at most 50): `commit`, `parents`, `source_commit`, `metadata_commit`, `recorded_at`, `subject`, `url`, `jobs` |
 //! | `GET /api/v1/history/<user>/<repo>/ref/<path…>` | the same for a ref |
 //! | `GET /api/v1/events` | server-sent events: `status` ([`StatusEvent`]: `target`, `job`, `commit`, `state`, `description`) for each job state change from now on; `lagged` (`{"missed": n}`) if the client fell behind |
@@ -33,7 +34,7 @@ use crate::ci::queue::{QueuePlace, QueuePlaces};
 use crate::urls;
 
 pub use events::StatusEvent;
-pub(crate) use routes::routes;
+pub(crate) use routes::{ApiError, routes};
 
 /// `GET /api/v1/projects`.
 #[derive(Debug, Serialize)]
@@ -164,6 +165,32 @@ pub struct JobDetail {
     pub waiting_for: Option<String>,
     /// Its logs, in order, each once.
     pub logs: Vec<LogJson>,
+    /// The files its builds kept (a pipeline step's `artifacts`), in log order; absent when
+    /// none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<ArtifactJson>,
+}
+
+/// A file a job's build kept.
+#[derive(Debug, Serialize)]
+pub struct ArtifactJson {
+    /// Its path relative to where the step ran, e.g. `reports/unit.xml`.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Where to download it (`GET`, role `Reader`).
+    pub url: String,
+}
+
+impl ArtifactJson {
+    /// The JSON form of `link`.
+    pub(crate) fn from_link(link: crate::artifacts::ArtifactLink) -> Self {
+        ArtifactJson {
+            name: link.path,
+            size: link.size,
+            url: link.url,
+        }
+    }
 }
 
 /// Where a job's build waits for a slot of a pool (e.g. `jobs`, the `--jobs` limit).
@@ -389,6 +416,7 @@ impl JobDetail {
             needs: job.needs.clone(),
             waiting_for: crate::ci::why_pending(job, jobs, queues),
             logs,
+            artifacts: Vec::new(),
         }
     }
 }

@@ -123,6 +123,9 @@ pub enum Error {
     /// The state store failed.
     #[error("state store failed")]
     Store(#[from] datakit_ci_store::Error),
+    /// A build's artifacts could not be read.
+    #[error("cannot read artifacts")]
+    Artifacts(#[from] datakit_ci_cache::ArtifactError),
     /// A request was refused with `403 Forbidden` and a plain message (bad CSRF token, bad metrics
     /// token, used intro token…).
     #[error("{0}")]

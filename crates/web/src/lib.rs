@@ -112,6 +112,7 @@ mod acl;
 mod actions;
 mod ansi;
 pub mod api;
+mod artifacts;
 mod auth;
 mod ci;
 mod cluster;

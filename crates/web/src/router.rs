@@ -21,7 +21,8 @@ use crate::memory_sessions::MemorySessions;
 mod tests;
 use crate::pages::{accounts, auth, errors, home, settings};
 use crate::{
-    AppState, actions, csrf, github_login, logs, metrics, read_only, static_files, webhooks,
+    AppState, actions, artifacts, csrf, github_login, logs, metrics, read_only, static_files,
+    webhooks,
 };
 
 /// How long an unused session lives.
@@ -135,6 +136,10 @@ fn routes(pages: Option<Router<AppState>>) -> Router<AppState> {
         )
         .route("/log/live/{branch}", get(logs::get_live_log))
         .route("/log/saved/{branch}/{commit}", get(logs::get_saved_log))
+        .route(
+            "/api/v1/artifacts/{branch}/{commit}/{*path}",
+            get(artifacts::get_artifact),
+        )
         .route("/log/rebuild/{branch}", post(actions::post_rebuild))
         .route("/cancel/{branch}", post(actions::post_cancel))
         .route("/settings", get(settings::get_settings))

@@ -58,6 +58,21 @@ pub fn saved_log(branch: &str, commit: &str) -> String {
     )
 }
 
+/// `/api/v1/artifacts/<enc branch>/<enc commit>/<path>`, each component of the artifact's path
+/// encoded.
+pub fn artifact(branch: &str, commit: &str, path: &str) -> String {
+    let mut url = format!(
+        "/api/v1/artifacts/{}/{}",
+        encode_segment(branch),
+        encode_segment(commit)
+    );
+    for component in path.split('/') {
+        url.push('/');
+        url.extend(utf8_percent_encode(component, SEGMENT));
+    }
+    url
+}
+
 /// The page of a target: `/<user>/<repo>/pr/<n>`, or `/<user>/<repo>/ref/` and the ref's
 /// components, each encoded.
 ///

@@ -39,6 +39,10 @@ async fn fixture() -> anyhow::Result<Fixture> {
         .transaction()
         .await?;
     transaction.create_file(&StorePath::new("log")?, "saved output\n")?;
+    // A build that kept one file (the cache's artifacts layout).
+    datakit_ci_cache::write_artifacts(&mut transaction, &["out/app.bin".to_owned()], |_| {
+        Ok(&b"\x00app\xff"[..])
+    })?;
     let saved_commit = transaction.commit("Saved log").await?.to_string();
     let logs = LogManager::new();
     let build_token = CancellationToken::new();
@@ -90,6 +94,12 @@ async fn fixture() -> anyhow::Result<Fixture> {
 async fn get_routes_by_role() -> anyhow::Result<()> {
     let mut f = fixture().await?;
     let saved = format!("/log/saved/log-saved/{}", f.saved_commit);
+    let artifacts = format!("/api/v1/artifacts/log-saved/{}", f.saved_commit);
+    let artifact = format!("{artifacts}/out/app.bin");
+    let missing_artifact = format!("{artifacts}/out/missing.bin");
+    let traversal = format!("{artifacts}/out/../../log");
+    let encoded_traversal = format!("{artifacts}/%2e%2e/log");
+    let unknown_commit = format!("/api/v1/artifacts/log-saved/{}/out/app.bin", "0".repeat(40));
     let table: Vec<(&str, [u16; 4])> = vec![
         ("/", [303, 200, 200, 200]),
         ("/settings", [303, 403, 403, 200]),
@@ -106,6 +116,11 @@ async fn get_routes_by_role() -> anyhow::Result<()> {
         ("/log/live/no-such-log", [303, 404, 404, 404]),
         (&saved, [303, 200, 200, 200]),
         ("/log/saved/log-saved/not-a-commit", [303, 404, 404, 404]),
+        (&artifact, [401, 200, 200, 200]),
+        (&missing_artifact, [401, 404, 404, 404]),
+        (&traversal, [401, 400, 400, 400]),
+        (&encoded_traversal, [401, 400, 400, 400]),
+        (&unknown_commit, [401, 404, 404, 404]),
         ("/no/such/page", [404, 404, 404, 404]),
         ("/cancel/log-live", [405, 405, 405, 405]),
         ("/log/rebuild/log-saved", [405, 405, 405, 405]),
@@ -124,6 +139,19 @@ async fn get_routes_by_role() -> anyhow::Result<()> {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+
+    // An artifact is the file as kept, to save.
+    let response = f.agents[1].get(&artifact).await?;
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "application/octet-stream"
+    );
+    assert_eq!(
+        response.headers()[header::CONTENT_DISPOSITION],
+        "attachment; filename=\"app.bin\"; filename*=UTF-8''app.bin"
+    );
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await?;
+    assert_eq!(&body[..], b"\x00app\xff");
 
     // Security headers on every response.
     let response = f.agents[0].get("/auth/login").await?;

@@ -668,3 +668,64 @@ pub(crate) fn http_exchange(port: u16, request: &str) -> Option<String> {
     stream.read_to_string(&mut response).ok()?;
     Some(response)
 }
+
+/// The status line, headers and body of `GET path` (sent as is, never normalised).
+pub(crate) fn http_get_bytes(port: u16, path: &str) -> (String, Vec<u8>) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the CI listens");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("sends the request");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("reads the answer");
+    let end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head");
+    let head = String::from_utf8_lossy(&response[..end]).into_owned();
+    (head, response[end + 4..].to_vec())
+}
+
+/// The artifacts (name, size, URL) the JSON API lists for `job` of the target `main` of
+/// `local/app` when its head is `head`, once it lists `count` of them.
+pub(crate) fn api_artifacts(
+    ci: &Ci,
+    port: u16,
+    head: &str,
+    job: &str,
+    count: usize,
+) -> Vec<(String, u64, String)> {
+    wait_until(
+        &format!("the API to list {count} artifacts of {job}"),
+        || {
+            let api = http_get(port, "/api/v1/targets/local/app/ref/heads/main")?;
+            let api: serde_json::Value = serde_json::from_str(&api).ok()?;
+            if api["head"] != head {
+                return None;
+            }
+            let job = api["jobs"]
+                .as_array()?
+                .iter()
+                .find(|j| j["name"] == job)?
+                .clone();
+            let listed: Vec<(String, u64, String)> = job["artifacts"]
+                .as_array()
+                .map(|artifacts| {
+                    artifacts
+                        .iter()
+                        .map(|a| {
+                            (
+                                a["name"].as_str().unwrap_or_default().to_owned(),
+                                a["size"].as_u64().unwrap_or_default(),
+                                a["url"].as_str().unwrap_or_default().to_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            (listed.len() == count).then_some(listed)
+        },
+        || ci.report(),
+    )
+}

@@ -242,6 +242,15 @@ impl Swarm {
         log: &LiveLog,
         cancel: &CancellationToken,
     ) -> Result<(), Error> {
+        if let Some(copy) = request.copy_out {
+            // A finished task's container is on whichever node ran it, and the service's
+            // removal takes it away; the manager's API cannot reach into another node's
+            // containers.
+            let message = "artifacts are not collected on Swarm: a finished task's container \
+                           is on the node that ran it, which this CI cannot copy from";
+            log.log(&format!("Note: {message}"));
+            copy.sink.failed(message);
+        }
         self.reconciled().await?;
         let (docker, host) = self.manager().await?;
         if let Some(service) = self.inner.leftovers.claim(&request.key) {

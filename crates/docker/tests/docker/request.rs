@@ -46,6 +46,7 @@ async fn a_container_of_a_job_runs_once_with_the_tree_and_the_variables_given() 
         priority: Priority::of_job(&job),
         pool: None,
         stall_timeout: None,
+        copy_out: None,
     };
     let cancel = CancellationToken::new();
 

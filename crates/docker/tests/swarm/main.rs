@@ -164,6 +164,7 @@ fn request_on<'a>(
         priority: Priority::of_job(job),
         pool: None,
         stall_timeout: None,
+        copy_out: None,
     }
 }
 

@@ -12,8 +12,8 @@ use axum::{Json, Router};
 use datakit_ci_term::TargetId;
 
 use super::{
-    ErrorJson, JobDetail, ProjectJson, Projects, RecordedState, TargetDetail, TargetHistory,
-    TargetSummary, Targets, UnreadableJson, target_info,
+    ArtifactJson, ErrorJson, JobDetail, ProjectJson, Projects, RecordedState, TargetDetail,
+    TargetHistory, TargetSummary, Targets, UnreadableJson, target_info,
 };
 use crate::acl::{Decision, Role};
 use crate::ci::filter::{Cursor, ListQuery, failing_rank};
@@ -231,6 +231,7 @@ async fn target_detail(
         None if error.is_some() => model::Shown::default(),
         None => return Err(Error::NotFound(format!("No target {id}")).into()),
     };
+    let artifacts = crate::artifacts::of_jobs(state.store(), &shown.jobs).await;
     Ok(Json(TargetDetail {
         target: target_info(
             id,
@@ -244,7 +245,12 @@ async fn target_detail(
         jobs: shown
             .jobs
             .iter()
-            .map(|job| JobDetail::new(job, &shown.jobs, may_build, &queues))
+            .zip(artifacts)
+            .map(|(job, artifacts)| {
+                let mut detail = JobDetail::new(job, &shown.jobs, may_build, &queues);
+                detail.artifacts = artifacts.into_iter().map(ArtifactJson::from_link).collect();
+                detail
+            })
             .collect(),
     }))
 }

@@ -147,6 +147,7 @@ async fn target_page(
         _ => None,
     };
     let actions = actions(state, viewer).await?;
+    let artifacts = crate::artifacts::of_jobs(state.store(), &shown.jobs).await;
     let (title, tab) = match id {
         TargetId::Pr(_, number) => {
             let title = shown
@@ -207,7 +208,7 @@ async fn target_page(
                 figcaption { "The jobs and what each needs" }
             }
         }
-        (jobs_table(&shown, &times, now, &path, query.test.as_deref(), &actions, &QueuePlaces::of_pools(&ci.pools)))
+        (jobs_table(&shown, &times, &artifacts, now, &path, query.test.as_deref(), &actions, &QueuePlaces::of_pools(&ci.pools)))
         (rebuild_failed_button(&shown, &path, &actions))
         @if let Some(trend) = trend { (trend) }
         (history_table)
@@ -348,9 +349,11 @@ fn jobs_graph(shown: &Shown, times: &[JobTimes]) -> Option<Markup> {
     super::graph::graph(&nodes)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn jobs_table(
     shown: &Shown,
     times: &[JobTimes],
+    artifacts: &[Vec<crate::artifacts::ArtifactLink>],
     now: SystemTime,
     page: &str,
     test: Option<&str>,
@@ -359,7 +362,7 @@ fn jobs_table(
 ) -> Markup {
     html! {
         table.table.table-bordered.results {
-            @for (job, times) in shown.jobs.iter().zip(times) {
+            @for ((job, times), artifacts) in shown.jobs.iter().zip(times).zip(artifacts) {
                 @let selected = test == Some(job.name.as_str());
                 tr id=(format!("job-{}", job.name)) class=(if selected { "job selected-job" } else { "job" }) data-job=(job.name) {
                     th {
@@ -376,7 +379,10 @@ fn jobs_table(
                         (job_times_line(job.phase(), times, shown.recorded.is_none(), now))
                         (approve_button(shown, job, page, actions))
                     }
-                    td.logs { (job_logs(job, page, shown.head.as_ref(), actions)) }
+                    td.logs {
+                        (job_logs(job, page, shown.head.as_ref(), actions))
+                        (crate::artifacts::list(artifacts))
+                    }
                 }
             }
         }

@@ -248,9 +248,12 @@ pub(crate) async fn get_live_log(
 
 /// The head of cache branch `branch` if retention removed its logs (its `log` is then the
 /// note saying so).
-async fn removed_log(state: &AppState, branch: &str) -> Option<datakit_ci_store::Snapshot> {
+pub(crate) async fn removed_log(
+    store: &datakit_ci_store::Store,
+    branch: &str,
+) -> Option<datakit_ci_store::Snapshot> {
     let name = datakit_ci_store::BranchName::new(branch).ok()?;
-    let head = state.store().branch(&name).head().await.ok()??;
+    let head = store.branch(&name).head().await.ok()??;
     let snapshot = head.tree();
     let marker = StorePath::new("log-removed").ok()?;
     snapshot.exists(&marker).ok()?.then_some(snapshot)
@@ -272,7 +275,7 @@ pub(crate) async fn get_saved_log(
         .map_err(|_| Error::NotFound(format!("Invalid commit id {commit:?}")))?;
     let snapshot = match state.store().commit(id).await {
         Ok(found) => found.tree(),
-        Err(error) => match removed_log(&state, &branch).await {
+        Err(error) => match removed_log(state.store(), &branch).await {
             // The log was removed by retention, and its commit compacted away: show the note the
             // branch has instead.
             Some(snapshot) => snapshot,
