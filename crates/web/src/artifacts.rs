@@ -190,27 +190,9 @@ fn content_disposition(name: &str) -> String {
 /// The file's bytes, read in pieces by a blocking task with a little read-ahead (an artifact
 /// may be large: never held whole).
 fn stream(
-    mut reader: datakit_ci_store::FileReader,
+    reader: datakit_ci_store::FileReader,
 ) -> impl futures::Stream<Item = std::io::Result<Bytes>> {
-    let (sender, receiver) = tokio::sync::mpsc::channel(4);
-    tokio::task::spawn_blocking(move || {
-        loop {
-            let mut buffer = Vec::with_capacity(CHUNK);
-            let chunk = match std::io::Read::read_to_end(
-                &mut std::io::Read::take(&mut reader, CHUNK as u64),
-                &mut buffer,
-            ) {
-                Ok(0) => return,
-                Ok(_) => Ok(Bytes::from(buffer)),
-                Err(error) => Err(error),
-            };
-            let failed = chunk.is_err();
-            // A closed channel means the client went away: stop reading.
-            if sender.blocking_send(chunk).is_err() || failed {
-                return;
-            }
-        }
-    });
+    let receiver = crate::stored_file::read_in_pieces(reader, CHUNK);
     futures::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|chunk| (chunk, receiver))
     })

@@ -134,6 +134,7 @@ mod server;
 mod session;
 mod state;
 mod static_files;
+mod stored_file;
 mod time;
 pub mod urls;
 mod webhooks;

@@ -36,19 +36,27 @@ impl Engine {
             }
         };
         let path = metadata::pull_request_approval_path(target.repo(), &head)?;
+        let message = format!("Approve {target} on {} to run ({user})", head.short(8));
+        self.record_approval(&path, user, &message).await?;
+        Ok(head)
+    }
+
+    /// Writes `user` at `path` of the metadata with the commit `message`, unless an approval is
+    /// there already (the first approver stays).
+    pub(super) async fn record_approval(
+        &self,
+        path: &datakit_ci_store::StorePath,
+        user: &str,
+        message: &str,
+    ) -> Result<(), Error> {
         let mut transaction = self.inner.metadata.transaction().await?;
-        if transaction.exists(&path)? {
+        if transaction.exists(path)? {
             transaction.abort();
         } else {
-            transaction.create_file(&path, format!("{user}\n"))?;
-            transaction
-                .commit(&format!(
-                    "Approve {target} on {} to run ({user})",
-                    head.short(8)
-                ))
-                .await?;
+            transaction.create_file(path, format!("{user}\n"))?;
+            transaction.commit(message).await?;
         }
-        Ok(head)
+        Ok(())
     }
 
     /// Who approved the current head of pull request `target`, if someone did, as the newest

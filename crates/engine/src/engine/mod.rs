@@ -529,18 +529,8 @@ impl Engine {
             return self.approve_pull_request(target, user).await;
         }
         let path = datakit_ci_term::metadata::approval_path(target.repo(), &head, job)?;
-        let mut transaction = self.inner.metadata.transaction().await?;
-        if transaction.exists(&path)? {
-            transaction.abort();
-        } else {
-            transaction.create_file(&path, format!("{user}\n"))?;
-            transaction
-                .commit(&format!(
-                    "Approve {job} of {target} on {} ({user})",
-                    head.short(8)
-                ))
-                .await?;
-        }
+        let message = format!("Approve {job} of {target} on {} ({user})", head.short(8));
+        self.record_approval(&path, user, &message).await?;
         Ok(head)
     }
 

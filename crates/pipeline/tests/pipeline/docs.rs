@@ -21,9 +21,12 @@ fn the_readmes_example_and_the_projects_own_file_are_valid() {
             "test (os=linux)",
             "test (os=bsd)",
             "docs",
-            "nightly"
+            "nightly",
+            "package"
         ]
     );
+    let package = &pipeline.jobs()[5];
+    assert!(!package.artifacts.is_empty(), "the example shows artifacts");
     let own = include_str!("../../../../.datakit-ci.yml");
     let pipeline = parse(own).unwrap_or_else(|e| panic!("the project's .datakit-ci.yml: {e}"));
     assert!(

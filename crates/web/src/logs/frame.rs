@@ -43,29 +43,10 @@ pub(crate) enum LogSource {
 
 impl LogSource {
     /// Streams a saved log from `reader`.
-    pub(crate) fn saved(mut reader: datakit_ci_store::FileReader) -> LogSource {
-        let (sender, chunks) = tokio::sync::mpsc::channel(4);
-        tokio::task::spawn_blocking(move || {
-            loop {
-                // Whole pieces (the reader may return less at a time), as the converter is given
-                // the same pieces however the store holds the file.
-                let mut buffer = Vec::with_capacity(SAVED_CHUNK);
-                let chunk = match std::io::Read::read_to_end(
-                    &mut std::io::Read::take(&mut reader, SAVED_CHUNK as u64),
-                    &mut buffer,
-                ) {
-                    Ok(0) => return,
-                    Ok(_) => Ok(Bytes::from(buffer)),
-                    Err(error) => Err(error),
-                };
-                let failed = chunk.is_err();
-                // A closed channel means the viewer went away: stop reading.
-                if sender.blocking_send(chunk).is_err() || failed {
-                    return;
-                }
-            }
-        });
-        LogSource::Saved { chunks }
+    pub(crate) fn saved(reader: datakit_ci_store::FileReader) -> LogSource {
+        LogSource::Saved {
+            chunks: crate::stored_file::read_in_pieces(reader, SAVED_CHUNK),
+        }
     }
 
     /// Sends `bytes`, [`SAVED_CHUNK`] at a time.
