@@ -154,7 +154,7 @@ impl Swarm {
 
     /// The nodes as last read (empty before the first job).
     pub async fn nodes(&self) -> Vec<NodeView> {
-        self.inner.nodes.last().await
+        self.inner.nodes.last()
     }
 
     /// How many jobs run, and how many wait for a place.
@@ -180,9 +180,9 @@ impl Swarm {
         .await;
         let (nodes, nodes_error) = match reading {
             Ok(Ok(nodes)) => (nodes, None),
-            Ok(Err(e)) => (self.inner.nodes.last().await, Some(error_chain(&e))),
+            Ok(Err(e)) => (self.inner.nodes.last(), Some(error_chain(&e))),
             Err(_) => (
-                self.inner.nodes.last().await,
+                self.inner.nodes.last(),
                 Some(format!(
                     "the manager did not answer within {}",
                     humantime::format_duration(STATUS_TIMEOUT)

@@ -85,7 +85,11 @@ impl NodeView {
 
 /// The last reading of the nodes.
 pub(crate) struct Nodes {
+    /// Held while the manager is asked, so that jobs asking at once share one reading.
     reading: tokio::sync::Mutex<Option<(Instant, Vec<NodeView>)>>,
+    /// A copy of the last reading that never waits for a reading under way (the dashboard
+    /// shows it when the manager does not answer).
+    last: std::sync::Mutex<Vec<NodeView>>,
     health: Health,
 }
 
@@ -93,6 +97,7 @@ impl Nodes {
     pub(crate) fn new(health: Health) -> Nodes {
         Nodes {
             reading: tokio::sync::Mutex::new(None),
+            last: std::sync::Mutex::new(Vec::new()),
             health,
         }
     }
@@ -116,17 +121,21 @@ impl Nodes {
             .collect();
         self.report(reading.as_ref().map(|(_, n)| n.as_slice()), &nodes);
         *reading = Some((Instant::now(), nodes.clone()));
+        nodes.clone_into(
+            &mut self
+                .last
+                .lock()
+                .expect("no code panics while holding the last reading"),
+        );
         Ok(nodes)
     }
 
-    /// The last reading, without asking the manager.
-    pub(crate) async fn last(&self) -> Vec<NodeView> {
-        self.reading
+    /// The last reading, without asking the manager nor waiting for a reading under way.
+    pub(crate) fn last(&self) -> Vec<NodeView> {
+        self.last
             .lock()
-            .await
-            .as_ref()
-            .map(|(_, nodes)| nodes.clone())
-            .unwrap_or_default()
+            .expect("no code panics while holding the last reading")
+            .clone()
     }
 
     /// Shows the nodes that are not ready on the dashboard's trouble list, and clears those
