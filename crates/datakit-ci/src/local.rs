@@ -330,18 +330,22 @@ pub fn shell_projects(
                     )
                 });
                 let containerised = docker.iter().flat_map(|docker| docker.jobs(&head));
+                let jobs = shell.chain(containerised);
+                // Branches and tags are pushed by people with write access: never held, and
+                // their jobs do not depend on the target's record.
+                if matches!(target, TargetId::Ref(..)) {
+                    return jobs.collect();
+                }
                 // An untrusted pull request's `--test` and `--docker-build` jobs run its code
                 // too: each waits for a Builder's approval of its head, as a pipeline's do.
-                shell
-                    .chain(containerised)
-                    .map(|(name, run)| {
-                        let target = target.clone();
-                        let held = Term::target(target).and_then(move |resolved| {
-                            hold_untrusted(&resolved, unknown_trust, run.clone())
-                        });
-                        (name, held)
-                    })
-                    .collect()
+                jobs.map(|(name, run)| {
+                    let target = target.clone();
+                    let held = Term::target(target).and_then(move |resolved| {
+                        hold_untrusted(&resolved, unknown_trust, run.clone())
+                    });
+                    (name, held)
+                })
+                .collect()
             })?;
             Ok(match pipeline {
                 Some(runner) => project.with_plan(PLAN_JOB, move |target| runner.plan(target)),
