@@ -81,18 +81,7 @@ fn the_binary_tests_what_github_lists_and_follows_signed_webhooks() {
     work.set_ref("refs/heads/feature", &feature);
     let broken = work.commit(&main, "Break it", &[("fail", "yes\n")]);
     work.set_ref("refs/pull/1/head", &broken);
-    let hosting = tempfile::tempdir().expect("a temporary directory");
-    let bare = hosting.path().join("proj.git");
-    run_git(
-        hosting.path(),
-        &[
-            "clone",
-            "--quiet",
-            "--mirror",
-            &work.path().display().to_string(),
-            "proj.git",
-        ],
-    );
+    let (_hosting, bare) = work.mirror("proj.git");
 
     let fake = FakeGithub::start();
     fake.set_repo(
@@ -403,17 +392,7 @@ fn a_private_repository_is_cloned_and_fetched_over_https_with_the_token() {
     let main = work.rev("main");
     let proposed = work.commit(&main, "Propose", &[("feature", "yes\n")]);
     work.set_ref("refs/pull/1/head", &proposed);
-    let hosting = tempfile::tempdir().expect("a temporary directory");
-    run_git(
-        hosting.path(),
-        &[
-            "clone",
-            "--quiet",
-            "--mirror",
-            &work.path().display().to_string(),
-            "proj.git",
-        ],
-    );
+    let (hosting, _) = work.mirror("proj.git");
     let fake = FakeGithub::start();
     fake.serve_git(hosting.path().to_owned(), "ghp_e2e_token");
     fake.set_repo(
@@ -497,18 +476,7 @@ fn app_key_file(dir: &std::path::Path) -> std::path::PathBuf {
 fn as_an_app_a_failed_jobs_check_run_shows_the_end_of_its_log() {
     let work = Repo::new("proj");
     let main = work.rev("main");
-    let hosting = tempfile::tempdir().expect("a temporary directory");
-    let bare = hosting.path().join("proj.git");
-    run_git(
-        hosting.path(),
-        &[
-            "clone",
-            "--quiet",
-            "--mirror",
-            &work.path().display().to_string(),
-            "proj.git",
-        ],
-    );
+    let (_hosting, bare) = work.mirror("proj.git");
     let fake = FakeGithub::start();
     fake.set_repo(
         "me/proj",

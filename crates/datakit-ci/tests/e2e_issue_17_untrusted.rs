@@ -40,18 +40,7 @@ fn hosted(file: &str, tests: &[(&str, &str)]) -> Hosted {
     work.set_ref("refs/pull/1/head", &trusted);
     let fork = work.commit(&main, "Change from a fork", &[("b.txt", "b\n")]);
     work.set_ref("refs/pull/2/head", &fork);
-    let hosting = tempfile::tempdir().expect("a temporary directory");
-    let bare = hosting.path().join("proj.git");
-    run_git(
-        hosting.path(),
-        &[
-            "clone",
-            "--quiet",
-            "--mirror",
-            &work.path().display().to_string(),
-            "proj.git",
-        ],
-    );
+    let (hosting, bare) = work.mirror("proj.git");
     let fake = FakeGithub::start();
     let pr = |number: u64, head: &str| {
         (

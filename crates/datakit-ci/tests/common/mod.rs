@@ -139,6 +139,24 @@ impl Repo {
         }
     }
 
+    /// A bare mirror of this repository, as a forge hosts it: `<temporary dir>/<name>` (e.g.
+    /// `proj.git`), with the directory that holds it.
+    pub(crate) fn mirror(&self, name: &str) -> (tempfile::TempDir, PathBuf) {
+        let hosting = tempfile::tempdir().expect("a temporary directory");
+        let bare = hosting.path().join(name);
+        run_git(
+            hosting.path(),
+            &[
+                "clone",
+                "--quiet",
+                "--mirror",
+                &self.path.display().to_string(),
+                name,
+            ],
+        );
+        (hosting, bare)
+    }
+
     /// The repository's directory.
     pub(crate) fn path(&self) -> &Path {
         &self.path

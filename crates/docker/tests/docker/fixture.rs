@@ -183,6 +183,16 @@ impl Fixture {
     /// How many step containers of this test's instance were created since the fixture was
     /// made.
     pub(crate) async fn containers_created(&self) -> anyhow::Result<usize> {
+        self.containers_created_on(&self.docker, self.started).await
+    }
+
+    /// How many step containers of this test's instance the daemon `docker` created since
+    /// `since` (seconds since the epoch).
+    pub(crate) async fn containers_created_on(
+        &self,
+        docker: &Docker,
+        since: i64,
+    ) -> anyhow::Result<usize> {
         let until = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 1;
         let filters = HashMap::from([
             ("type".to_owned(), vec!["container".to_owned()]),
@@ -193,8 +203,8 @@ impl Fixture {
                 vec![self.label_filter(), labels::JOB.to_owned()],
             ),
         ]);
-        let mut events = self.docker.events(Some(EventsOptions {
-            since: Some(self.started.to_string()),
+        let mut events = docker.events(Some(EventsOptions {
+            since: Some(since.to_string()),
             until: Some(until.to_string()),
             filters: Some(filters),
         }));

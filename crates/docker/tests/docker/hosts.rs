@@ -3,16 +3,13 @@
 //! starts (the testkit's standalone daemon: its own network namespace, socket and data root,
 //! outside the shared swarm) and, in one test, kills mid-run.
 
-use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
 use bollard::exec::StartExecOptions;
 use bollard::models::ExecConfig;
-use bollard::query_parameters::EventsOptions;
-use futures::StreamExt;
 
-use datakit_ci_docker::{Command, CommandConfig, HostSpec, Hosts, Image, labels};
+use datakit_ci_docker::{Command, CommandConfig, HostSpec, Hosts, Image};
 use datakit_ci_term::{LogLeaf, Logs, Term};
 use datakit_ci_testkit::dockerd;
 
@@ -40,38 +37,6 @@ async fn connect(url: &str) -> anyhow::Result<Docker> {
     )
 }
 
-/// How many step containers of `fixture`'s instance the daemon `docker` created since `since`
-/// (seconds since the epoch).
-async fn containers_created_on(
-    docker: &Docker,
-    fixture: &Fixture,
-    since: u64,
-) -> anyhow::Result<usize> {
-    let until = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 1;
-    let filters = HashMap::from([
-        ("type".to_owned(), vec!["container".to_owned()]),
-        ("event".to_owned(), vec!["create".to_owned()]),
-        (
-            "label".to_owned(),
-            vec![
-                format!("{}={}", labels::INSTANCE, fixture.instance),
-                labels::JOB.to_owned(),
-            ],
-        ),
-    ]);
-    let mut events = docker.events(Some(EventsOptions {
-        since: Some(since.to_string()),
-        until: Some(until.to_string()),
-        filters: Some(filters),
-    }));
-    let mut count = 0;
-    while let Some(event) = events.next().await {
-        event?;
-        count += 1;
-    }
-    Ok(count)
-}
-
 /// The text of every saved log in `logs`, joined.
 async fn saved_logs(fixture: &Fixture, logs: &Logs) -> anyhow::Result<String> {
     let mut text = String::new();
@@ -88,7 +53,7 @@ async fn saved_logs(fixture: &Fixture, logs: &Logs) -> anyhow::Result<String> {
 async fn steps_spread_over_two_real_daemons() -> anyhow::Result<()> {
     let fixture = Fixture::new(&[("README", "x\n")]).await?;
     let second = second_daemon("spread")?;
-    let since = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() - 1;
+    let since = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())? - 1;
     let hosts = Hosts::new(
         vec![
             HostSpec::new("a", LOCAL)?,
@@ -124,9 +89,12 @@ async fn steps_spread_over_two_real_daemons() -> anyhow::Result<()> {
         assert!(logs.contains(&format!("on Docker host {host}\n")), "{logs}");
     }
     // Each daemon made one of the containers (the host's, and the second's own).
-    let on_a = containers_created_on(&fixture.docker, &fixture, since).await?;
-    let on_b =
-        containers_created_on(&connect(&second.docker_host()).await?, &fixture, since).await?;
+    let on_a = fixture
+        .containers_created_on(&fixture.docker, since)
+        .await?;
+    let on_b = fixture
+        .containers_created_on(&connect(&second.docker_host()).await?, since)
+        .await?;
     assert_eq!((on_a, on_b), (1, 1));
     // And removed them.
     assert_eq!(fixture.containers().await?, Vec::<String>::new());
